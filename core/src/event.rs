@@ -1,0 +1,495 @@
+//! Events in row form, and their conversion to and from Arrow batches.
+//!
+//! Collectors parse into [`Event`] rows and append them to a [`BatchBuilder`]; everything after
+//! the collector works on the resulting [`RecordBatch`]. [`BatchReader`] gives typed, checked
+//! access to a batch's columns for consumers that need rows (the ClickHouse writer, tests).
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt8Builder,
+    UInt16Builder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{TimestampMicrosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
+use arrow_schema::DataType;
+
+use crate::schema::{self, COMMON_COLUMNS, ColumnSpec, ColumnType};
+use crate::{CollectorId, Error, Kommunenummer, Result, SourceKind};
+
+/// The value of a typed column in an [`Event`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Text.
+    Str(String),
+    /// Boolean.
+    Bool(bool),
+    /// Any unsigned integer; checked against the column's width when appended.
+    UInt(u64),
+    /// Microseconds since the Unix epoch, UTC.
+    Time(i64),
+}
+
+impl Value {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "text",
+            Value::Bool(_) => "boolean",
+            Value::UInt(_) => "unsigned integer",
+            Value::Time(_) => "timestamp",
+        }
+    }
+}
+
+/// One event in row form, before it joins a batch.
+///
+/// The tenant, collector id and source kind are properties of the batch, not of the row: they
+/// are given to the [`BatchBuilder`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Event {
+    /// When the event happened, microseconds since the Unix epoch (UTC).
+    pub event_time_us: i64,
+    /// When the collector received it, microseconds since the Unix epoch (UTC).
+    pub receive_time_us: i64,
+    /// The host that emitted it.
+    pub host: Option<String>,
+    /// Severity on the syslog scale (0 emergency … 7 debug).
+    pub severity: Option<u8>,
+    /// The raw or main text.
+    pub message: Option<String>,
+    /// Values of the kind's typed columns, by column name. Absent columns are null.
+    pub typed: Vec<(&'static str, Value)>,
+    /// Remaining fields, as text, in order.
+    pub attrs: Vec<(String, String)>,
+}
+
+impl Event {
+    /// The typed value of a column, if set.
+    pub fn get(&self, column: &str) -> Option<&Value> {
+        self.typed
+            .iter()
+            .find_map(|(name, value)| (*name == column).then_some(value))
+    }
+}
+
+enum ColumnBuilder {
+    Utf8(StringBuilder),
+    Bool(BooleanBuilder),
+    UInt8(UInt8Builder),
+    UInt16(UInt16Builder),
+    UInt32(UInt32Builder),
+    UInt64(UInt64Builder),
+    Time(TimestampMicrosecondBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(ty: ColumnType, capacity: usize) -> Self {
+        match ty {
+            ColumnType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(capacity, 0)),
+            ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
+            ColumnType::UInt8 => ColumnBuilder::UInt8(UInt8Builder::with_capacity(capacity)),
+            ColumnType::UInt16 => ColumnBuilder::UInt16(UInt16Builder::with_capacity(capacity)),
+            ColumnType::UInt32 => ColumnBuilder::UInt32(UInt32Builder::with_capacity(capacity)),
+            ColumnType::UInt64 => ColumnBuilder::UInt64(UInt64Builder::with_capacity(capacity)),
+            ColumnType::Timestamp => ColumnBuilder::Time(
+                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            ),
+        }
+    }
+
+    /// Checks that `value` fits this column without appending anything.
+    fn check(&self, spec: &ColumnSpec, value: &Value) -> Result<()> {
+        let fits = match (self, value) {
+            (ColumnBuilder::Utf8(_), Value::Str(_))
+            | (ColumnBuilder::Bool(_), Value::Bool(_))
+            | (ColumnBuilder::UInt64(_), Value::UInt(_))
+            | (ColumnBuilder::Time(_), Value::Time(_)) => true,
+            (ColumnBuilder::UInt8(_), Value::UInt(v)) => u8::try_from(*v).is_ok(),
+            (ColumnBuilder::UInt16(_), Value::UInt(v)) => u16::try_from(*v).is_ok(),
+            (ColumnBuilder::UInt32(_), Value::UInt(v)) => u32::try_from(*v).is_ok(),
+            _ => false,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(Error::BadValue {
+                column: spec.name,
+                expected: spec.ty,
+                got: format!("{} {:?}", value.type_name(), value),
+            })
+        }
+    }
+
+    /// Appends a value already accepted by [`ColumnBuilder::check`], or a null.
+    fn append(&mut self, value: Option<&Value>) {
+        match (self, value) {
+            (ColumnBuilder::Utf8(b), Some(Value::Str(s))) => b.append_value(s),
+            (ColumnBuilder::Bool(b), Some(Value::Bool(v))) => b.append_value(*v),
+            (ColumnBuilder::UInt8(b), Some(Value::UInt(v))) => {
+                b.append_option(u8::try_from(*v).ok())
+            }
+            (ColumnBuilder::UInt16(b), Some(Value::UInt(v))) => {
+                b.append_option(u16::try_from(*v).ok())
+            }
+            (ColumnBuilder::UInt32(b), Some(Value::UInt(v))) => {
+                b.append_option(u32::try_from(*v).ok())
+            }
+            (ColumnBuilder::UInt64(b), Some(Value::UInt(v))) => b.append_value(*v),
+            (ColumnBuilder::Time(b), Some(Value::Time(v))) => b.append_value(*v),
+            (ColumnBuilder::Utf8(b), _) => b.append_null(),
+            (ColumnBuilder::Bool(b), _) => b.append_null(),
+            (ColumnBuilder::UInt8(b), _) => b.append_null(),
+            (ColumnBuilder::UInt16(b), _) => b.append_null(),
+            (ColumnBuilder::UInt32(b), _) => b.append_null(),
+            (ColumnBuilder::UInt64(b), _) => b.append_null(),
+            (ColumnBuilder::Time(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
+            ColumnBuilder::UInt8(b) => Arc::new(b.finish()),
+            ColumnBuilder::UInt16(b) => Arc::new(b.finish()),
+            ColumnBuilder::UInt32(b) => Arc::new(b.finish()),
+            ColumnBuilder::UInt64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Time(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Builds one Arrow batch of one source kind, for one tenant and collector.
+pub struct BatchBuilder {
+    kind: SourceKind,
+    tenant: Kommunenummer,
+    collector: CollectorId,
+    rows: usize,
+    event_time: TimestampMicrosecondBuilder,
+    receive_time: TimestampMicrosecondBuilder,
+    host: StringBuilder,
+    severity: UInt8Builder,
+    message: StringBuilder,
+    typed: Vec<ColumnBuilder>,
+    attr_keys: ListBuilder<StringBuilder>,
+    attr_values: ListBuilder<StringBuilder>,
+}
+
+impl BatchBuilder {
+    /// A builder for `kind` batches of `tenant` from `collector`, sized for `capacity` rows.
+    pub fn new(
+        kind: SourceKind,
+        tenant: Kommunenummer,
+        collector: CollectorId,
+        capacity: usize,
+    ) -> Self {
+        let item =
+            || {
+                ListBuilder::new(StringBuilder::new()).with_field(Arc::new(
+                    arrow_schema::Field::new("item", DataType::Utf8, false),
+                ))
+            };
+        BatchBuilder {
+            kind,
+            tenant,
+            collector,
+            rows: 0,
+            event_time: TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            receive_time: TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            host: StringBuilder::with_capacity(capacity, 0),
+            severity: UInt8Builder::with_capacity(capacity),
+            message: StringBuilder::with_capacity(capacity, 0),
+            typed: schema::typed_columns(kind)
+                .iter()
+                .map(|c| ColumnBuilder::new(c.ty, capacity))
+                .collect(),
+            attr_keys: item(),
+            attr_values: item(),
+        }
+    }
+
+    /// The source kind of this builder.
+    pub fn kind(&self) -> SourceKind {
+        self.kind
+    }
+
+    /// Rows appended since the last [`BatchBuilder::finish`].
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when no row was appended since the last [`BatchBuilder::finish`].
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one event. A typed value of the wrong type, or a typed column the kind does not
+    /// have, is an error and appends nothing.
+    pub fn push(&mut self, event: &Event) -> Result<()> {
+        let specs = schema::typed_columns(self.kind);
+        for (name, value) in &event.typed {
+            let idx = specs
+                .iter()
+                .position(|c| c.name == *name)
+                .ok_or(Error::UnknownColumn {
+                    kind: self.kind,
+                    column: name,
+                })?;
+            self.typed[idx].check(&specs[idx], value)?;
+        }
+        if let Some(s) = event.severity
+            && s > 7
+        {
+            return Err(Error::BadSeverity(s));
+        }
+        self.event_time.append_value(event.event_time_us);
+        self.receive_time.append_value(event.receive_time_us);
+        self.host.append_option(event.host.as_deref());
+        self.severity.append_option(event.severity);
+        self.message.append_option(event.message.as_deref());
+        for (spec, builder) in specs.iter().zip(self.typed.iter_mut()) {
+            builder.append(event.get(spec.name));
+        }
+        for (k, v) in &event.attrs {
+            self.attr_keys.values().append_value(k);
+            self.attr_values.values().append_value(v);
+        }
+        self.attr_keys.append(true);
+        self.attr_values.append(true);
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Finishes the batch and resets the builder for the next one.
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        let n = self.rows;
+        self.rows = 0;
+        let constant =
+            |s: &str| -> ArrayRef { Arc::new(StringArray::from_iter_values((0..n).map(|_| s))) };
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.event_time.finish()),
+            Arc::new(self.receive_time.finish()),
+            constant(self.tenant.as_str()),
+            constant(self.collector.as_str()),
+            Arc::new(self.host.finish()),
+            constant(self.kind.name()),
+            Arc::new(self.severity.finish()),
+            Arc::new(self.message.finish()),
+        ];
+        columns.extend(self.typed.iter_mut().map(ColumnBuilder::finish));
+        columns.push(Arc::new(self.attr_keys.finish()));
+        columns.push(Arc::new(self.attr_values.finish()));
+        Ok(RecordBatch::try_new(schema::schema(self.kind), columns)?)
+    }
+}
+
+/// A typed value read from a batch by [`BatchReader::typed`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    /// Text.
+    Str(&'a str),
+    /// Boolean.
+    Bool(bool),
+    /// Unsigned integer of any width.
+    UInt(u64),
+    /// Microseconds since the Unix epoch, UTC.
+    Time(i64),
+}
+
+impl std::fmt::Display for ValueRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValueRef::Str(s) => f.write_str(s),
+            ValueRef::Bool(b) => write!(f, "{b}"),
+            ValueRef::UInt(v) => write!(f, "{v}"),
+            ValueRef::Time(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// Checked, typed access to the columns of an event batch.
+///
+/// [`BatchReader::new`] verifies once that the batch has exactly the schema of its kind, so the
+/// accessors cannot fail afterwards.
+pub struct BatchReader<'a> {
+    kind: SourceKind,
+    batch: &'a RecordBatch,
+    event_time: &'a arrow_array::PrimitiveArray<TimestampMicrosecondType>,
+    receive_time: &'a arrow_array::PrimitiveArray<TimestampMicrosecondType>,
+    tenant: &'a StringArray,
+    collector_id: &'a StringArray,
+    host: &'a StringArray,
+    severity: &'a arrow_array::PrimitiveArray<UInt8Type>,
+    message: &'a StringArray,
+    attr_keys: &'a ListArray,
+    attr_values: &'a ListArray,
+}
+
+impl<'a> BatchReader<'a> {
+    /// Checks `batch` against the schema of `kind` and returns a reader over it.
+    pub fn new(kind: SourceKind, batch: &'a RecordBatch) -> Result<Self> {
+        let expected = schema::schema(kind);
+        if batch.schema().fields() != expected.fields() {
+            return Err(Error::SchemaMismatch {
+                kind,
+                detail: describe_mismatch(&expected, &batch.schema()),
+            });
+        }
+        let c = |i: usize| batch.column(i).as_ref();
+        let n = batch.num_columns();
+        let attr_keys: &ListArray = c(n - 2).as_list();
+        let attr_values: &ListArray = c(n - 1).as_list();
+        if let Some(row) = (0..batch.num_rows())
+            .find(|&r| attr_keys.value_length(r) != attr_values.value_length(r))
+        {
+            return Err(Error::SchemaMismatch {
+                kind,
+                detail: format!("row {row}: attr_keys and attr_values differ in length"),
+            });
+        }
+        Ok(BatchReader {
+            kind,
+            batch,
+            event_time: c(0).as_primitive(),
+            receive_time: c(1).as_primitive(),
+            tenant: c(2).as_string(),
+            collector_id: c(3).as_string(),
+            host: c(4).as_string(),
+            severity: c(6).as_primitive(),
+            message: c(7).as_string(),
+            attr_keys,
+            attr_values,
+        })
+    }
+
+    /// The source kind.
+    pub fn kind(&self) -> SourceKind {
+        self.kind
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// True when the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.batch.num_rows() == 0
+    }
+
+    /// Event time of a row, µs since the epoch.
+    pub fn event_time_us(&self, row: usize) -> i64 {
+        self.event_time.value(row)
+    }
+
+    /// Receive time of a row, µs since the epoch.
+    pub fn receive_time_us(&self, row: usize) -> i64 {
+        self.receive_time.value(row)
+    }
+
+    /// Tenant of a row (kommunenummer as text).
+    pub fn tenant(&self, row: usize) -> &'a str {
+        self.tenant.value(row)
+    }
+
+    /// Collector id of a row.
+    pub fn collector_id(&self, row: usize) -> &'a str {
+        self.collector_id.value(row)
+    }
+
+    /// Host of a row.
+    pub fn host(&self, row: usize) -> Option<&'a str> {
+        self.host.is_valid(row).then(|| self.host.value(row))
+    }
+
+    /// Severity of a row.
+    pub fn severity(&self, row: usize) -> Option<u8> {
+        self.severity
+            .is_valid(row)
+            .then(|| self.severity.value(row))
+    }
+
+    /// Message of a row.
+    pub fn message(&self, row: usize) -> Option<&'a str> {
+        self.message.is_valid(row).then(|| self.message.value(row))
+    }
+
+    /// The value of the typed column `index` (in [`schema::typed_columns`] order) at `row`.
+    pub fn typed(&self, index: usize, row: usize) -> Option<ValueRef<'a>> {
+        let array = self.batch.column(COMMON_COLUMNS + index).as_ref();
+        if !array.is_valid(row) {
+            return None;
+        }
+        let spec = schema::typed_columns(self.kind).get(index)?;
+        Some(match spec.ty {
+            ColumnType::Utf8 => ValueRef::Str(array.as_string::<i32>().value(row)),
+            ColumnType::Bool => ValueRef::Bool(array.as_boolean().value(row)),
+            ColumnType::UInt8 => {
+                ValueRef::UInt(array.as_primitive::<UInt8Type>().value(row).into())
+            }
+            ColumnType::UInt16 => {
+                ValueRef::UInt(array.as_primitive::<UInt16Type>().value(row).into())
+            }
+            ColumnType::UInt32 => {
+                ValueRef::UInt(array.as_primitive::<UInt32Type>().value(row).into())
+            }
+            ColumnType::UInt64 => ValueRef::UInt(array.as_primitive::<UInt64Type>().value(row)),
+            ColumnType::Timestamp => {
+                ValueRef::Time(array.as_primitive::<TimestampMicrosecondType>().value(row))
+            }
+        })
+    }
+
+    /// The remaining fields of a row, as (key, value) pairs in order.
+    pub fn attrs(&self, row: usize) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let keys: &'a StringArray = self.attr_keys.values().as_string();
+        let values: &'a StringArray = self.attr_values.values().as_string();
+        let (k0, k1) = list_range(self.attr_keys, row);
+        let (v0, _) = list_range(self.attr_values, row);
+        (0..k1 - k0).map(move |i| (keys.value(k0 + i), values.value(v0 + i)))
+    }
+
+    /// Every typed column with a value, as (name, text) pairs: the key/value view the store
+    /// uses for kinds whose typed columns have no column of their own in a table.
+    pub fn typed_fields(&self, row: usize) -> Vec<(&'static str, String)> {
+        schema::typed_columns(self.kind)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, spec)| self.typed(i, row).map(|v| (spec.name, v.to_string())))
+            .collect()
+    }
+}
+
+fn list_range(list: &ListArray, row: usize) -> (usize, usize) {
+    let offsets = list.value_offsets();
+    // Offsets of a valid ListArray are non-negative and non-decreasing.
+    let start = usize::try_from(offsets[row]).unwrap_or(0);
+    let end = usize::try_from(offsets[row + 1]).unwrap_or(start);
+    (start, end.max(start))
+}
+
+fn describe_mismatch(expected: &arrow_schema::Schema, got: &arrow_schema::Schema) -> String {
+    for (i, want) in expected.fields().iter().enumerate() {
+        match got.fields().get(i) {
+            None => return format!("column {i} '{}' is missing", want.name()),
+            Some(have) if have != want => {
+                return format!(
+                    "column {i}: expected '{}' {:?} (nullable {}), got '{}' {:?} (nullable {})",
+                    want.name(),
+                    want.data_type(),
+                    want.is_nullable(),
+                    have.name(),
+                    have.data_type(),
+                    have.is_nullable()
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    format!(
+        "{} columns where {} were expected",
+        got.fields().len(),
+        expected.fields().len()
+    )
+}
