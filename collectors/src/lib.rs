@@ -1,1 +1,20 @@
-//! placeholder
+//! # varde-collector: the edge of Varde
+//!
+//! What a municipality installs on one small VM. It reads logs, parses them into the typed
+//! columns of [`varde_core`] *before* anything leaves the municipality, batches them into Arrow
+//! envelopes and publishes them to the tenant's Kafka topic with an idempotent, `acks=all`
+//! producer.
+//!
+//! - [`config`]: the strict TOML configuration.
+//! - [`syslog`]: RFC 5424 / RFC 3164 lines into events; non-syslog lines kept raw.
+//! - [`sources`]: syslog over TCP, files.
+//! - [`shipper`]: batching, batch sequence numbers, publishing with retries.
+//!
+//! **Invariant:** this crate never depends on the pipeline, the store or the dashboard, and never
+//! links DataFusion or ClickHouse; it stays small enough for a 1-vCPU VM.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod shipper;
+pub mod sources;
+pub mod syslog;

@@ -1,1 +1,189 @@
-//! placeholder
+//! # varde-store: where events end up, and how they are read back
+//!
+//! One trait, [`EventStore`], two implementations:
+//!
+//! - [`clickhouse::ClickHouseStore`]: production. The schema in [`schema`] is created by
+//!   versioned migrations ([`clickhouse::ClickHouseStore::migrate`]) and runs on ClickHouse
+//!   18.16 and current releases. Writes are one `INSERT` per call (callers batch envelopes to
+//!   10k–100k rows, as ClickHouse advises); reads hide duplicates from replays.
+//! - [`embedded::EmbeddedStore`]: in memory, for `varde demo`; same contract.
+//!
+//! **Contract of every store:** writing the same envelope twice (a replay after a crash, a
+//! retried insert) never makes an event visible twice through the read methods, because rows
+//! are keyed by the deterministic [`varde_core::EventId`].
+//!
+//! This crate owns the `clickhouse` dependency; no other crate links it.
+#![deny(missing_docs)]
+
+use std::borrow::Cow;
+use std::future::Future;
+
+use varde_core::time::split_micros;
+use varde_core::{BatchReader, Envelope, EventId, Kommunenummer};
+
+pub mod clickhouse;
+pub mod embedded;
+pub mod schema;
+
+/// Errors of the stores.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// ClickHouse refused or failed a request.
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] ::clickhouse::error::Error),
+    /// A database name that is not a plain identifier.
+    #[error("'{0}' is not a usable database name: letters, digits and '_' only")]
+    BadDatabaseName(String),
+    /// A batch could not be read (does not have its kind's schema).
+    #[error("batch: {0}")]
+    Batch(#[from] varde_core::Error),
+    /// A migration failed.
+    #[error("migration {version} ({name}): {source}")]
+    Migration {
+        /// Version of the failed migration.
+        version: u32,
+        /// Its name.
+        name: &'static str,
+        /// Why.
+        source: ::clickhouse::error::Error,
+    },
+}
+
+impl Error {
+    /// Whether retrying later can succeed (server down or overloaded), as opposed to a request
+    /// the server will always refuse.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::ClickHouse(e) => matches!(
+                e,
+                ::clickhouse::error::Error::Network(_) | ::clickhouse::error::Error::TimedOut
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Number of distinct stored events of one tenant and source kind.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventCount {
+    /// Kommunenummer.
+    pub tenant: String,
+    /// Source kind name.
+    pub source_kind: String,
+    /// Distinct events.
+    pub events: u64,
+}
+
+/// A stored event, as the read API returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Event id, 32 hex digits.
+    pub event_id: String,
+    /// Kommunenummer.
+    pub tenant: String,
+    /// Event time, µs since the epoch.
+    pub event_time_us: i64,
+    /// Source kind name.
+    pub source_kind: String,
+    /// Collector id.
+    pub collector_id: String,
+    /// Batch sequence number.
+    pub batch_seq: u64,
+    /// Row within the batch.
+    pub batch_row: u32,
+    /// Host, empty when unknown.
+    pub host: String,
+    /// Severity.
+    pub severity: Option<u8>,
+    /// Message, empty when none.
+    pub message: String,
+    /// Typed columns and remaining fields, as text.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Only this tenant's events; `None` for all tenants (CERT-wide).
+    pub tenant: Option<Kommunenummer>,
+    /// At most this many, oldest first.
+    pub limit: u64,
+}
+
+/// Where events are written and read back.
+pub trait EventStore: Send + Sync {
+    /// Stores every row of these envelopes; returns the number of rows written. Idempotent per
+    /// event: writing an envelope again adds no visible event.
+    fn write_envelopes(&self, envelopes: &[Envelope]) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Distinct events per tenant and source kind.
+    fn event_counts(&self) -> impl Future<Output = Result<Vec<EventCount>>> + Send;
+
+    /// Events, oldest first, without duplicates.
+    fn events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<StoredEvent>>> + Send;
+}
+
+/// One event of an envelope, flattened for storage: the shape both stores keep.
+pub(crate) struct FlatRow<'a> {
+    pub event_id: EventId,
+    pub tenant: &'a str,
+    pub event_time_us: i64,
+    pub receive_time_us: i64,
+    pub collector_id: &'a str,
+    pub batch_seq: u64,
+    pub batch_row: u32,
+    pub source_kind: &'static str,
+    pub host: &'a str,
+    pub severity: Option<u8>,
+    pub message: &'a str,
+    pub field_keys: Vec<&'a str>,
+    pub field_values: Vec<Cow<'a, str>>,
+}
+
+/// Flattens every row of an envelope.
+pub(crate) fn flatten(envelope: &Envelope) -> Result<Vec<FlatRow<'_>>> {
+    let h = &envelope.header;
+    let reader = BatchReader::new(h.kind, &envelope.batch)?;
+    let mut rows = Vec::with_capacity(reader.len());
+    for row in 0..reader.len() {
+        let batch_row = u32::try_from(row).unwrap_or(u32::MAX);
+        let typed = reader.typed_fields(row);
+        let mut field_keys = Vec::with_capacity(typed.len() + 4);
+        let mut field_values = Vec::with_capacity(typed.len() + 4);
+        for (k, v) in typed {
+            field_keys.push(k);
+            field_values.push(Cow::Owned(v));
+        }
+        for (k, v) in reader.attrs(row) {
+            field_keys.push(k);
+            field_values.push(Cow::Borrowed(v));
+        }
+        rows.push(FlatRow {
+            event_id: EventId::derive(h.collector_id.as_str(), h.batch_seq, batch_row),
+            tenant: h.tenant.as_str(),
+            event_time_us: reader.event_time_us(row),
+            receive_time_us: reader.receive_time_us(row),
+            collector_id: h.collector_id.as_str(),
+            batch_seq: h.batch_seq,
+            batch_row,
+            source_kind: h.kind.name(),
+            host: reader.host(row).unwrap_or(""),
+            severity: reader.severity(row),
+            message: reader.message(row).unwrap_or(""),
+            field_keys,
+            field_values,
+        });
+    }
+    Ok(rows)
+}
+
+/// Seconds for a ClickHouse `DateTime` (an unsigned 32-bit count): times outside 1970–2106 are
+/// clamped to its range rather than wrapped.
+pub(crate) fn clamp_datetime(us: i64) -> (u32, u32) {
+    let (secs, frac) = split_micros(us);
+    let clamped = u32::try_from(secs.clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX);
+    (clamped, frac)
+}

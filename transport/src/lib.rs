@@ -1,1 +1,161 @@
-//! placeholder
+//! # varde-transport: how batches travel from collectors to the pipeline
+//!
+//! Two implementations of one narrow pair of traits:
+//!
+//! - [`kafka`]: production. Collectors publish envelopes to per-tenant topics
+//!   (`<prefix>events.<kommunenummer>`) with an idempotent, `acks=all` producer; the pipeline
+//!   consumes them in a consumer group and commits an offset only after the rows it covers are
+//!   stored. Per-tenant topics are what binds a batch to its tenant: the broker's ACLs let a
+//!   collector's credentials write only its own municipality's topic, and the pipeline takes the
+//!   tenant from the topic, never from the payload.
+//! - [`memory`]: the in-process bus of `varde demo`, with the same at-least-once contract
+//!   (messages stay until committed, a new subscriber resumes from the last commit).
+//!
+//! This crate owns the `rdkafka` dependency; no other crate links it.
+#![deny(missing_docs)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use varde_core::Kommunenummer;
+
+pub mod kafka;
+pub mod memory;
+
+/// Errors of the transports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kafka client reported an error.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A Kafka setting or topic name is not usable.
+    #[error("kafka configuration: {0}")]
+    Config(String),
+    /// A publish was not acknowledged in time.
+    #[error("publish to {topic} not acknowledged within {timeout:?}")]
+    Timeout {
+        /// The topic.
+        topic: String,
+        /// How long was waited.
+        timeout: Duration,
+    },
+    /// The bus was closed.
+    #[error("transport closed")]
+    Closed,
+}
+
+impl Error {
+    /// Whether retrying the same operation later can succeed (broker down, timeout), as opposed
+    /// to a configuration error that needs a person.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Kafka(e) => !matches!(e, rdkafka::error::KafkaError::ClientCreation(_)),
+            Error::Timeout { .. } => true,
+            Error::Config(_) | Error::Closed => false,
+        }
+    }
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The topic that carries a tenant's envelopes: `<prefix>events.<kommunenummer>`.
+pub fn events_topic(prefix: &str, tenant: Kommunenummer) -> String {
+    format!("{prefix}events.{tenant}")
+}
+
+/// The tenant an events topic belongs to, from its name (see [`events_topic`]); `None` for a
+/// topic that is not an events topic of a current municipality.
+pub fn tenant_of_topic(topic: &str) -> Option<Kommunenummer> {
+    let (_, last) = topic.rsplit_once("events.")?;
+    Kommunenummer::parse(last).ok()
+}
+
+/// One message read from a transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Topic it was read from.
+    pub topic: String,
+    /// Partition within the topic.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+    /// The payload (an envelope, or JSON lines).
+    pub payload: Vec<u8>,
+}
+
+/// Sends payloads; a send completes only when the transport has durably accepted it
+/// (for Kafka: acknowledged by all in-sync replicas).
+pub trait Publisher: Send + Sync {
+    /// Publishes `payload` to `topic`, keyed by `key` (same key, same partition, same order).
+    fn publish(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Receives payloads in a consumer group, with explicit commits.
+pub trait Subscriber: Send {
+    /// Waits up to `wait` for messages and returns at most `max` of them (possibly none).
+    fn poll_batch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<Message>>> + Send;
+
+    /// Marks every message up to and including these as processed, so that a restart resumes
+    /// after them. Call only once their effects are durable.
+    fn commit(&mut self, messages: &[Message]) -> Result<()>;
+}
+
+/// The offset to commit per (topic, partition) for a set of processed messages: one past the
+/// highest offset seen.
+pub fn next_offsets(messages: &[Message]) -> Vec<(String, i32, i64)> {
+    let mut out: Vec<(String, i32, i64)> = Vec::new();
+    for m in messages {
+        match out
+            .iter_mut()
+            .find(|(t, p, _)| *t == m.topic && *p == m.partition)
+        {
+            Some(entry) => entry.2 = entry.2.max(m.offset + 1),
+            None => out.push((m.topic.clone(), m.partition, m.offset + 1)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_carry_the_tenant() {
+        let oslo = Kommunenummer::parse("0301").expect("Oslo");
+        let t = events_topic("varde.", oslo);
+        assert_eq!(t, "varde.events.0301");
+        assert_eq!(tenant_of_topic(&t), Some(oslo));
+        assert_eq!(
+            tenant_of_topic("test-42.varde.events.4601").map(|k| k.to_string()),
+            Some("4601".into())
+        );
+        assert_eq!(tenant_of_topic("varde.events.9999"), None);
+        assert_eq!(tenant_of_topic("varde.jsonl"), None);
+    }
+
+    #[test]
+    fn next_offsets_are_one_past_the_highest() {
+        let m = |t: &str, p, o| Message {
+            topic: t.into(),
+            partition: p,
+            offset: o,
+            payload: vec![],
+        };
+        let got = next_offsets(&[m("a", 0, 5), m("a", 0, 3), m("a", 1, 0), m("b", 0, 9)]);
+        assert_eq!(
+            got,
+            vec![("a".into(), 0, 6), ("a".into(), 1, 1), ("b".into(), 0, 10)]
+        );
+    }
+}

@@ -1,1 +1,194 @@
-//! placeholder
+//! # varde-testkit: isolation for integration tests on the real services
+//!
+//! Integration tests run against the ClickHouse and Kafka broker that
+//! `deploy/dev/services.sh up` starts on loopback (ports from `deploy/dev/ports.env`, overridable
+//! by environment). Each test takes a [`TestEnv`], which gives it a ClickHouse database and a
+//! Kafka topic prefix of its own, so tests run in parallel and never see each other's data.
+//!
+//! When a service is not reachable the test fails with the command that starts it: the services
+//! are part of the test setup, not optional.
+#![deny(missing_docs)]
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use varde_store::clickhouse::{ClickHouseSettings, ClickHouseStore};
+use varde_transport::kafka::KafkaSettings;
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+/// Loopback ports of the development services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// ClickHouse HTTP.
+    pub clickhouse_http: u16,
+    /// Kafka.
+    pub kafka: u16,
+}
+
+/// Reads `deploy/dev/ports.env`, with environment variables of the same names taking precedence.
+pub fn ports() -> Ports {
+    let text =
+        std::fs::read_to_string(workspace_root().join("deploy/dev/ports.env")).unwrap_or_default();
+    let mut values: HashMap<String, String> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    for key in ["VARDE_CLICKHOUSE_HTTP_PORT", "VARDE_KAFKA_PORT"] {
+        if let Ok(v) = std::env::var(key) {
+            values.insert(key.to_owned(), v);
+        }
+    }
+    let port = |key: &str, default: u16| {
+        values
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    Ports {
+        clickhouse_http: port("VARDE_CLICKHOUSE_HTTP_PORT", 18123),
+        kafka: port("VARDE_KAFKA_PORT", 19092),
+    }
+}
+
+fn require(service: &str, port: u16) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        panic!(
+            "{service} is not reachable on 127.0.0.1:{port}; start the development services with \
+             `deploy/dev/services.sh up` (see DEVELOPERS.md)"
+        );
+    }
+}
+
+/// One test's isolated slice of the services.
+pub struct TestEnv {
+    id: String,
+    ports: Ports,
+}
+
+impl TestEnv {
+    /// A new environment for the test `name`. The accessors of each service fail the test, with
+    /// the command that starts it, when that service is down.
+    pub fn new(name: &str) -> TestEnv {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let ports = ports();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let clean: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(24)
+            .collect();
+        let id = format!(
+            "{clean}_{}_{}_{nanos:x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        TestEnv { id, ports }
+    }
+
+    /// The unique id of this environment.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The ports in use.
+    pub fn ports(&self) -> Ports {
+        self.ports
+    }
+
+    /// ClickHouse settings pointing at this test's own database `t_<id>`.
+    pub fn clickhouse(&self) -> ClickHouseSettings {
+        require("ClickHouse", self.ports.clickhouse_http);
+        ClickHouseSettings::new(
+            format!("http://127.0.0.1:{}", self.ports.clickhouse_http),
+            format!("t_{}", self.id),
+        )
+    }
+
+    /// A migrated store on this test's database.
+    pub async fn store(&self) -> ClickHouseStore {
+        let store = ClickHouseStore::new(&self.clickhouse()).expect("valid test database name");
+        store.migrate().await.expect("migrations apply");
+        store
+    }
+
+    /// Kafka settings whose topic prefix `t<id>.` is this test's own.
+    pub fn kafka(&self) -> KafkaSettings {
+        require("Kafka", self.ports.kafka);
+        let mut k = KafkaSettings::new(format!("127.0.0.1:{}", self.ports.kafka));
+        k.topic_prefix = format!("t{}.", self.id.replace('_', "-"));
+        k
+    }
+
+    /// Drops this test's database. Call at the end of a passing test; a failing test leaves it
+    /// for inspection.
+    pub async fn cleanup(self) {
+        let store = ClickHouseStore::new(&self.clickhouse()).expect("valid test database name");
+        if let Err(e) = store.drop_database().await {
+            eprintln!("could not drop test database t_{}: {e}", self.id);
+        }
+    }
+}
+
+/// Path of a binary built from this workspace (e.g. `varde-collector`), next to the running
+/// test's own build directory. `cargo test --workspace` builds every package's binaries.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; build it first: cargo build -p {name} (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// The shared test corpus (`../shared/corpus` beside the repository), if present.
+pub fn corpus_dir() -> Option<PathBuf> {
+    let dir = workspace_root().join("../shared/corpus");
+    dir.is_dir().then_some(dir)
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,144 @@
+//! Syslog lines (RFC 5424 and RFC 3164) into events of kind `syslog`.
+//!
+//! Parsing is by `syslog_loose` (the parser Vector uses). A line that is not syslog at all (no
+//! `<PRI>`) is kept whole as the message with `parse_error = true`: nothing is ever dropped.
+//! RFC 3164 timestamps carry neither year nor zone: the collector's local zone is assumed, and the
+//! year is the one that puts the time closest to the receive time (so December lines read in
+//! January belong to last year).
+
+use chrono::{DateTime, Datelike, Local, TimeZone, Utc};
+use syslog_loose::{IncompleteDate, ProcId, Variant};
+use varde_core::{Event, Value};
+
+/// Parses one syslog line received at `receive_time_us` (µs since the epoch).
+pub fn parse_line(line: &str, receive_time_us: i64) -> Event {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let mut event = Event {
+        event_time_us: receive_time_us,
+        receive_time_us,
+        ..Event::default()
+    };
+    let receive_year = DateTime::<Utc>::from_timestamp_micros(receive_time_us)
+        .map_or(1970, |t| t.with_timezone(&Local).year());
+    let resolve_year = move |(month, day, ..): IncompleteDate| {
+        nearest_year(receive_year, receive_time_us, month, day)
+    };
+    if !line.trim_start().starts_with('<') {
+        return raw(event, line);
+    }
+    let Ok(msg) = syslog_loose::parse_message_with_year_exact(line, resolve_year, Variant::Either)
+    else {
+        return raw(event, line);
+    };
+    if let Some(t) = msg.timestamp {
+        event.event_time_us = t.timestamp_micros();
+    }
+    event.host = msg.hostname.map(str::to_owned);
+    event.severity = msg.severity.map(|s| s as u8);
+    event.message = Some(msg.msg.to_owned());
+    if let Some(f) = msg.facility {
+        event.typed.push(("facility", Value::UInt(f as u64)));
+    }
+    if let Some(app) = msg.appname {
+        event.typed.push(("app_name", Value::Str(app.to_owned())));
+    }
+    if let Some(pid) = msg.procid {
+        let text = match pid {
+            ProcId::PID(n) => n.to_string(),
+            ProcId::Name(s) => s.to_owned(),
+        };
+        event.typed.push(("proc_id", Value::Str(text)));
+    }
+    if let Some(id) = msg.msgid {
+        event.typed.push(("msg_id", Value::Str(id.to_owned())));
+    }
+    event.typed.push(("parse_error", Value::Bool(false)));
+    for element in &msg.structured_data {
+        for (name, value) in &element.params {
+            event
+                .attrs
+                .push((format!("sd.{}.{}", element.id, name), (*value).to_owned()));
+        }
+    }
+    event
+}
+
+fn raw(mut event: Event, line: &str) -> Event {
+    event.message = Some(line.to_owned());
+    event.typed.push(("parse_error", Value::Bool(true)));
+    event
+}
+
+/// The year for a year-less (month, day) that puts it nearest to the receive time.
+fn nearest_year(receive_year: i32, receive_time_us: i64, month: u32, day: u32) -> i32 {
+    let distance = |year: i32| {
+        Local
+            .with_ymd_and_hms(year, month, day.max(1), 12, 0, 0)
+            .earliest()
+            .map_or(i64::MAX, |t| (t.timestamp_micros() - receive_time_us).abs())
+    };
+    [receive_year - 1, receive_year, receive_year + 1]
+        .into_iter()
+        .min_by_key(|y| distance(*y))
+        .unwrap_or(receive_year)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_714_557_600_000_000; // 2024-05-01T10:00:00Z
+
+    #[test]
+    fn rfc5424_with_structured_data() {
+        let e = parse_line(
+            r#"<165>1 2024-05-01T09:59:58.5Z fw01.kommune.no sshd 4242 ID47 [exampleSDID@32473 iut="3" eventSource="Application"] Failed password for root"#,
+            NOW,
+        );
+        assert_eq!(e.event_time_us, 1_714_557_598_500_000);
+        assert_eq!(e.host.as_deref(), Some("fw01.kommune.no"));
+        assert_eq!(e.severity, Some(5));
+        assert_eq!(e.get("facility"), Some(&Value::UInt(20)));
+        assert_eq!(e.get("app_name"), Some(&Value::Str("sshd".into())));
+        assert_eq!(e.get("proc_id"), Some(&Value::Str("4242".into())));
+        assert_eq!(e.get("msg_id"), Some(&Value::Str("ID47".into())));
+        assert_eq!(e.get("parse_error"), Some(&Value::Bool(false)));
+        assert_eq!(e.message.as_deref(), Some("Failed password for root"));
+        assert!(
+            e.attrs
+                .contains(&("sd.exampleSDID@32473.iut".into(), "3".into()))
+        );
+    }
+
+    #[test]
+    fn rfc3164_takes_the_nearest_year() {
+        let e = parse_line(
+            "<34>Apr 30 22:14:15 mymachine su: 'su root' failed for lonvick",
+            NOW,
+        );
+        assert_eq!(e.host.as_deref(), Some("mymachine"));
+        assert_eq!(e.severity, Some(2));
+        assert_eq!(e.get("app_name"), Some(&Value::Str("su".into())));
+        let year = DateTime::<Utc>::from_timestamp_micros(e.event_time_us)
+            .map(|t| t.year())
+            .expect("valid time");
+        assert_eq!(year, 2024);
+        // A December line received in early January belongs to the previous year.
+        let jan = 1_704_153_600_000_000; // 2024-01-02T00:00:00Z
+        let e = parse_line("<13>Dec 31 12:00:00 host app: x", jan);
+        let year = DateTime::<Utc>::from_timestamp_micros(e.event_time_us)
+            .map(|t| t.year())
+            .expect("valid time");
+        assert_eq!(year, 2023);
+    }
+
+    #[test]
+    fn non_syslog_lines_are_kept_raw() {
+        for line in ["just some text", "", "<not a pri", "\u{0}\u{1}binary"] {
+            let e = parse_line(line, NOW);
+            assert_eq!(e.get("parse_error"), Some(&Value::Bool(true)), "{line:?}");
+            assert_eq!(e.message.as_deref(), Some(line));
+            assert_eq!(e.event_time_us, NOW);
+        }
+    }
+}

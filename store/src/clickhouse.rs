@@ -1,0 +1,296 @@
+//! The ClickHouse store, over HTTP with RowBinary (`clickhouse` crate, validation off so that
+//! ClickHouse 18.16, which lacks `RowBinaryWithNamesAndTypes`, works as well as current releases).
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use clickhouse::{Client, Row};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+use varde_core::Envelope;
+
+use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
+use crate::{
+    Error, EventCount, EventQuery, EventStore, Result, StoredEvent, clamp_datetime, flatten,
+};
+
+/// Where the ClickHouse store lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseSettings {
+    /// HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    /// Database holding Varde's tables (created by the migrations).
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// User name; ClickHouse's `default` when absent.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_database() -> String {
+    "varde".to_owned()
+}
+
+impl ClickHouseSettings {
+    /// Settings for `url` and `database`, no credentials.
+    pub fn new(url: impl Into<String>, database: impl Into<String>) -> Self {
+        ClickHouseSettings {
+            url: url.into(),
+            database: database.into(),
+            user: None,
+            password: None,
+        }
+    }
+}
+
+/// The ClickHouse implementation of [`EventStore`].
+#[derive(Clone)]
+pub struct ClickHouseStore {
+    client: Client,
+    db: String,
+}
+
+#[derive(Row, Serialize)]
+struct EventRow<'a> {
+    event_date: u16,
+    tenant: &'a str,
+    event_time: u32,
+    event_time_us: u32,
+    receive_time: u32,
+    event_id: [u8; 16],
+    collector_id: &'a str,
+    batch_seq: u64,
+    batch_row: u32,
+    source_kind: &'a str,
+    host: &'a str,
+    severity: Option<u8>,
+    message: &'a str,
+    field_keys: Vec<&'a str>,
+    field_values: Vec<Cow<'a, str>>,
+}
+
+#[derive(Row, Deserialize)]
+struct EventOut {
+    event_id: String,
+    tenant: String,
+    event_time: u32,
+    event_time_us: u32,
+    source_kind: String,
+    collector_id: String,
+    batch_seq: u64,
+    batch_row: u32,
+    host: String,
+    severity: Option<u8>,
+    message: String,
+    field_keys: Vec<String>,
+    field_values: Vec<String>,
+}
+
+#[derive(Row, Deserialize)]
+struct CountOut {
+    tenant: String,
+    source_kind: String,
+    events: u64,
+}
+
+#[derive(Row, Serialize)]
+struct MigrationRow<'a> {
+    version: u32,
+    name: &'a str,
+    applied_at: u32,
+}
+
+impl ClickHouseStore {
+    /// A store on `settings`. Does not contact the server; see [`ClickHouseStore::ping`] and
+    /// [`ClickHouseStore::migrate`].
+    pub fn new(settings: &ClickHouseSettings) -> Result<Self> {
+        let db = &settings.database;
+        if db.is_empty() || !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(Error::BadDatabaseName(db.clone()));
+        }
+        let mut client = Client::default()
+            .with_url(&settings.url)
+            .with_validation(false);
+        if let Some(user) = &settings.user {
+            client = client.with_user(user);
+        }
+        if let Some(password) = &settings.password {
+            client = client.with_password(password);
+        }
+        Ok(ClickHouseStore {
+            client,
+            db: db.clone(),
+        })
+    }
+
+    /// The database name.
+    pub fn database(&self) -> &str {
+        &self.db
+    }
+
+    /// The server's version, as a liveness check.
+    pub async fn ping(&self) -> Result<String> {
+        Ok(self
+            .client
+            .query("SELECT version()")
+            .fetch_one::<String>()
+            .await?)
+    }
+
+    /// Creates the database and applies every migration not yet applied, in order. Safe to run
+    /// at every start and from several processes (statements are `IF NOT EXISTS`).
+    pub async fn migrate(&self) -> Result<Vec<u32>> {
+        let db = &self.db;
+        self.client
+            .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+            .execute()
+            .await?;
+        self.client
+            .query(&MIGRATIONS_TABLE.replace("{db}", db))
+            .execute()
+            .await?;
+        let applied: Vec<u32> = self
+            .client
+            .query(&format!("SELECT version FROM {db}.schema_migrations"))
+            .fetch_all()
+            .await?;
+        let mut newly = Vec::new();
+        for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+            for statement in m.statements {
+                self.client
+                    .query(&statement.replace("{db}", db))
+                    .execute()
+                    .await
+                    .map_err(|source| Error::Migration {
+                        version: m.version,
+                        name: m.name,
+                        source,
+                    })?;
+            }
+            let mut insert = self
+                .client
+                .insert_unescaped::<MigrationRow<'_>>(&format!("{db}.schema_migrations"))
+                .await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_secs();
+            insert
+                .write(&MigrationRow {
+                    version: m.version,
+                    name: m.name,
+                    applied_at: u32::try_from(now).unwrap_or(u32::MAX),
+                })
+                .await?;
+            insert.end().await?;
+            info!(database = %db, version = m.version, name = m.name, "applied migration");
+            newly.push(m.version);
+        }
+        Ok(newly)
+    }
+
+    /// Drops the database and everything in it. For tests and `varde` tooling only.
+    pub async fn drop_database(&self) -> Result<()> {
+        self.client
+            .query(&format!("DROP DATABASE IF EXISTS {}", self.db))
+            .execute()
+            .await?;
+        Ok(())
+    }
+}
+
+impl EventStore for ClickHouseStore {
+    async fn write_envelopes(&self, envelopes: &[Envelope]) -> Result<u64> {
+        let mut insert = self
+            .client
+            .insert_unescaped::<EventRow<'_>>(&format!("{}.events", self.db))
+            .await?;
+        let mut written = 0u64;
+        for envelope in envelopes {
+            for r in flatten(envelope)? {
+                let (event_time, event_time_us) = clamp_datetime(r.event_time_us);
+                let (receive_time, _) = clamp_datetime(r.receive_time_us);
+                insert
+                    .write(&EventRow {
+                        event_date: u16::try_from(event_time / 86_400).unwrap_or(u16::MAX),
+                        tenant: r.tenant,
+                        event_time,
+                        event_time_us,
+                        receive_time,
+                        event_id: r.event_id.0,
+                        collector_id: r.collector_id,
+                        batch_seq: r.batch_seq,
+                        batch_row: r.batch_row,
+                        source_kind: r.source_kind,
+                        host: r.host,
+                        severity: r.severity,
+                        message: r.message,
+                        field_keys: r.field_keys,
+                        field_values: r.field_values,
+                    })
+                    .await?;
+                written += 1;
+            }
+        }
+        insert.end().await?;
+        Ok(written)
+    }
+
+    async fn event_counts(&self) -> Result<Vec<EventCount>> {
+        let rows: Vec<CountOut> = self
+            .client
+            .query(&format!(
+                "SELECT tenant, source_kind, uniqExact(event_id) AS events \
+                 FROM {}.events GROUP BY tenant, source_kind ORDER BY tenant, source_kind",
+                self.db
+            ))
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| EventCount {
+                tenant: r.tenant,
+                source_kind: r.source_kind,
+                events: r.events,
+            })
+            .collect())
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let mut sql = format!(
+            "SELECT hex(event_id) AS event_id, tenant, toUInt32(event_time) AS event_time, \
+             event_time_us, source_kind, collector_id, batch_seq, batch_row, host, severity, \
+             message, field_keys, field_values FROM {}.events FINAL",
+            self.db
+        );
+        if query.tenant.is_some() {
+            sql.push_str(" WHERE tenant = ?");
+        }
+        sql.push_str(" ORDER BY event_time, event_time_us, event_id LIMIT ?");
+        let mut q = self.client.query(&sql);
+        if let Some(tenant) = query.tenant {
+            q = q.bind(tenant.as_str());
+        }
+        let rows: Vec<EventOut> = q.bind(query.limit).fetch_all().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredEvent {
+                event_id: r.event_id.to_ascii_lowercase(),
+                tenant: r.tenant,
+                event_time_us: i64::from(r.event_time) * 1_000_000 + i64::from(r.event_time_us),
+                source_kind: r.source_kind,
+                collector_id: r.collector_id,
+                batch_seq: r.batch_seq,
+                batch_row: r.batch_row,
+                host: r.host,
+                severity: r.severity,
+                message: r.message,
+                fields: r.field_keys.into_iter().zip(r.field_values).collect(),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,110 @@
+//! The embedded store of `varde demo`: events in memory, keyed by event id, so the same
+//! contract as ClickHouse holds (a replayed envelope adds no visible event) with no server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use varde_core::{Envelope, EventId};
+
+use crate::{EventCount, EventQuery, EventStore, Result, StoredEvent, flatten};
+
+/// In-memory [`EventStore`].
+#[derive(Default)]
+pub struct EmbeddedStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Events ordered by (event time, id), the read order.
+    events: BTreeMap<(i64, EventId), StoredEvent>,
+    /// Event time of every stored id, to find duplicates.
+    ids: HashMap<EventId, i64>,
+}
+
+impl EmbeddedStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        EmbeddedStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of distinct events stored.
+    pub fn len(&self) -> usize {
+        self.lock().ids.len()
+    }
+
+    /// Whether no event is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl EventStore for EmbeddedStore {
+    async fn write_envelopes(&self, envelopes: &[Envelope]) -> Result<u64> {
+        let mut flat = Vec::new();
+        for envelope in envelopes {
+            flat.extend(flatten(envelope)?);
+        }
+        let mut inner = self.lock();
+        let written = flat.len() as u64;
+        for r in flat {
+            if inner.ids.contains_key(&r.event_id) {
+                continue;
+            }
+            inner.ids.insert(r.event_id, r.event_time_us);
+            let event = StoredEvent {
+                event_id: r.event_id.to_string(),
+                tenant: r.tenant.to_owned(),
+                event_time_us: r.event_time_us,
+                source_kind: r.source_kind.to_owned(),
+                collector_id: r.collector_id.to_owned(),
+                batch_seq: r.batch_seq,
+                batch_row: r.batch_row,
+                host: r.host.to_owned(),
+                severity: r.severity,
+                message: r.message.to_owned(),
+                fields: r
+                    .field_keys
+                    .into_iter()
+                    .map(str::to_owned)
+                    .zip(r.field_values.into_iter().map(|v| v.into_owned()))
+                    .collect(),
+            };
+            inner.events.insert((r.event_time_us, r.event_id), event);
+        }
+        Ok(written)
+    }
+
+    async fn event_counts(&self) -> Result<Vec<EventCount>> {
+        let inner = self.lock();
+        let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for e in inner.events.values() {
+            *counts
+                .entry((e.tenant.clone(), e.source_kind.clone()))
+                .or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((tenant, source_kind), events)| EventCount {
+                tenant,
+                source_kind,
+                events,
+            })
+            .collect())
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let inner = self.lock();
+        Ok(inner
+            .events
+            .values()
+            .filter(|e| query.tenant.is_none_or(|t| e.tenant == t.as_str()))
+            .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+}

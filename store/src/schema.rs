@@ -1,0 +1,94 @@
+//! The ClickHouse schema, as versioned migrations.
+//!
+//! Every statement must run on ClickHouse 18.16 (what Debian ships, and what CI installs) and on
+//! current releases, so the schema keeps to what 18.16 has: `MergeTree` family with custom
+//! `PARTITION BY`, `DateTime('UTC')` (no `DateTime64`), `FixedString`, `Array(String)`, `Nullable`;
+//! no TTL, no `LowCardinality`, no `Map`/`JSON`/`IPv6` columns.
+//!
+//! Migrations are append-only: never edit one that has shipped; add the next version.
+//! Applied versions are recorded in `<db>.schema_migrations`.
+
+/// One schema change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// Version, strictly increasing from 1.
+    pub version: u32,
+    /// Short name, recorded with the version.
+    pub name: &'static str,
+    /// Statements; `{db}` is replaced by the database name.
+    pub statements: &'static [&'static str],
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "events",
+    statements: &[
+        // One row per event. Replayed batches produce rows with the same ORDER BY key (the event
+        // id is deterministic, and so are the tenant and event time of a row), which
+        // ReplacingMergeTree collapses on merge; readers count with uniqExact(event_id) or FINAL
+        // so a duplicate is never visible before that.
+        //
+        // Typed columns of each source kind, and every remaining field, are stored as parallel
+        // key/value arrays (field_keys/field_values); hot fields get their own columns in later
+        // migrations when queries need them.
+        "CREATE TABLE IF NOT EXISTS {db}.events (
+            event_date Date,
+            tenant String,
+            event_time DateTime('UTC'),
+            event_time_us UInt32,
+            receive_time DateTime('UTC'),
+            event_id FixedString(16),
+            collector_id String,
+            batch_seq UInt64,
+            batch_row UInt32,
+            source_kind String,
+            host String,
+            severity Nullable(UInt8),
+            message String,
+            field_keys Array(String),
+            field_values Array(String)
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY event_date
+        ORDER BY (tenant, event_time, event_id)",
+    ],
+}];
+
+/// The table that records applied migrations.
+pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (
+    version UInt32,
+    name String,
+    applied_at DateTime('UTC')
+) ENGINE = TinyLog";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_increase_from_one() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.name);
+            assert!(!m.statements.is_empty());
+        }
+    }
+
+    #[test]
+    fn statements_avoid_what_clickhouse_18_16_lacks() {
+        for m in MIGRATIONS {
+            for s in m.statements {
+                for banned in [
+                    "DateTime64",
+                    "LowCardinality",
+                    " TTL ",
+                    "Map(",
+                    "JSON",
+                    "IPv6",
+                    "Object(",
+                ] {
+                    assert!(!s.contains(banned), "migration {} uses {banned}", m.name);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The ClickHouse store against the real server that `deploy/dev/services.sh up` starts
+//! (ClickHouse 18.16 from Debian in CI), each test in its own database; and the embedded store
+//! held to the same contract.
+
+use varde_core::{
+    BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
+};
+use varde_store::embedded::EmbeddedStore;
+use varde_store::{EventQuery, EventStore};
+use varde_testkit::TestEnv;
+
+fn envelope(tenant: &str, collector: &str, seq: u64, n: usize) -> Envelope {
+    let tenant = Kommunenummer::parse(tenant).expect("tenant");
+    let collector = CollectorId::new(collector).expect("id");
+    let mut b = BatchBuilder::new(SourceKind::WebAccess, tenant, collector.clone(), n);
+    for i in 0..n {
+        b.push(&Event {
+            event_time_us: 1_714_557_600_000_000 + i as i64 * 1_500_000 + 7,
+            receive_time_us: 1_714_557_601_000_000,
+            host: Some(format!("web{}", i % 3)),
+            severity: if i % 2 == 0 { Some(6) } else { None },
+            message: Some(format!("GET /x/{i} HTTP/1.1")),
+            typed: vec![
+                ("status", Value::UInt(200 + (i % 5) as u64)),
+                ("client_ip", Value::Str(format!("192.0.2.{}", i % 250))),
+            ],
+            attrs: vec![("x-forwarded-for".into(), "198.51.100.1".into())],
+        })
+        .expect("push");
+    }
+    Envelope::new(
+        SourceKind::WebAccess,
+        tenant,
+        collector,
+        seq,
+        b.finish().expect("batch"),
+    )
+    .expect("envelope")
+}
+
+async fn contract<S: EventStore>(store: &S) {
+    let a = envelope("0301", "k0301-web", 1, 100);
+    let b = envelope("4601", "k4601-web", 1, 40);
+    assert_eq!(
+        store.write_envelopes(&[a.clone(), b]).await.expect("write"),
+        140
+    );
+    // A replay of the same envelope (same collector and sequence) adds no visible event.
+    store.write_envelopes(&[a]).await.expect("replay");
+
+    let counts = store.event_counts().await.expect("counts");
+    let got: Vec<(String, u64)> = counts
+        .iter()
+        .map(|c| (c.tenant.clone(), c.events))
+        .collect();
+    assert_eq!(got, vec![("0301".into(), 100), ("4601".into(), 40)]);
+
+    let oslo = Kommunenummer::parse("0301").expect("Oslo");
+    let events = store
+        .events(&EventQuery {
+            tenant: Some(oslo),
+            limit: 1000,
+        })
+        .await
+        .expect("events");
+    assert_eq!(events.len(), 100, "no duplicate visible after the replay");
+    let e = &events[3];
+    assert_eq!(e.tenant, "0301");
+    assert_eq!(e.event_time_us, 1_714_557_600_000_000 + 3 * 1_500_000 + 7);
+    assert_eq!(e.source_kind, "web_access");
+    assert_eq!(e.host, "web0");
+    assert_eq!(e.severity, None);
+    assert_eq!(e.message, "GET /x/3 HTTP/1.1");
+    assert_eq!(e.event_id, EventId::derive("k0301-web", 1, 3).to_string());
+    assert_eq!((e.batch_seq, e.batch_row), (1, 3));
+    assert!(
+        e.fields.contains(&("status".into(), "203".into())),
+        "{:?}",
+        e.fields
+    );
+    assert!(
+        e.fields
+            .contains(&("x-forwarded-for".into(), "198.51.100.1".into()))
+    );
+
+    let limited = store
+        .events(&EventQuery {
+            tenant: None,
+            limit: 7,
+        })
+        .await
+        .expect("events");
+    assert_eq!(limited.len(), 7);
+}
+
+#[tokio::test]
+async fn clickhouse_store_keeps_the_contract() {
+    let env = TestEnv::new("clickhouse_store");
+    let store = env.store().await;
+    let version = store.ping().await.expect("ping");
+    eprintln!("ClickHouse {version}");
+    // Migrations are idempotent: a second run applies nothing.
+    assert!(store.migrate().await.expect("migrate again").is_empty());
+    contract(&store).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn embedded_store_keeps_the_contract() {
+    contract(&EmbeddedStore::new()).await;
+}
+
+#[tokio::test]
+async fn bad_database_names_are_refused() {
+    let settings =
+        varde_store::clickhouse::ClickHouseSettings::new("http://127.0.0.1:1", "x; DROP");
+    assert!(varde_store::clickhouse::ClickHouseStore::new(&settings).is_err());
+}

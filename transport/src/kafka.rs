@@ -1,0 +1,198 @@
+//! Kafka transport, on `rdkafka` (bundled librdkafka 2.12).
+//!
+//! Settings chosen for Varde's delivery contract (DESIGN.md, "Delivery semantics"):
+//! - producer: `enable.idempotence=true`, `acks=all`, no Kafka-level compression by default
+//!   (envelopes are already zstd frames; set `compression.type` in `properties` for JSON lines);
+//! - consumer: `enable.auto.commit=false` and `auto.offset.reset=earliest`; offsets are
+//!   committed by [`Subscriber::commit`] once the pipeline has stored the rows.
+//!
+//! Anything else librdkafka accepts (TLS: `security.protocol=ssl`, `ssl.ca.location`, …;
+//! SASL/SCRAM: `sasl.mechanism=SCRAM-SHA-512`, `sasl.username`, …) goes in `properties`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Message, Publisher, Result, Subscriber, next_offsets};
+
+/// Connection settings shared by collectors and the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap brokers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Prefix of every topic name Varde uses; the events topic of a tenant is
+    /// `<prefix>events.<kommunenummer>`.
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+    /// Extra librdkafka properties (TLS, SASL, tuning). They override Varde's defaults.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_prefix() -> String {
+    "varde.".to_owned()
+}
+
+impl KafkaSettings {
+    /// Settings for `brokers` with the default prefix and no extra properties.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaSettings {
+            brokers: brokers.into(),
+            topic_prefix: default_prefix(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        // A broker that holds fetches for the full wait time adds this much latency per fetch;
+        // 5 ms keeps end-to-end latency low without busy polling.
+        config.set("fetch.wait.max.ms", "5");
+        for (k, v) in defaults {
+            config.set(*k, *v);
+        }
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
+        config
+    }
+}
+
+/// Publishes with an idempotent, `acks=all` producer.
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    timeout: Duration,
+}
+
+impl KafkaPublisher {
+    /// Connects a producer. `client_id` names it in broker logs (use the collector id).
+    /// `timeout` bounds how long one publish may wait for acknowledgement, retries included.
+    pub fn new(settings: &KafkaSettings, client_id: &str, timeout: Duration) -> Result<Self> {
+        let timeout_ms = timeout.as_millis().max(1).to_string();
+        let producer = settings
+            .client_config(&[
+                ("client.id", client_id),
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("compression.type", "none"),
+                ("linger.ms", "5"),
+                ("message.timeout.ms", &timeout_ms),
+            ])
+            .create()?;
+        Ok(KafkaPublisher { producer, timeout })
+    }
+}
+
+impl Publisher for KafkaPublisher {
+    async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<()> {
+        let record = FutureRecord::to(topic).key(key).payload(payload);
+        match self.producer.send(record, self.timeout).await {
+            Ok(_) => Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut), _)) => {
+                Err(Error::Timeout {
+                    topic: topic.to_owned(),
+                    timeout: self.timeout,
+                })
+            }
+            Err((e, _)) => Err(Error::Kafka(e)),
+        }
+    }
+}
+
+/// Consumes in a consumer group with manual commits.
+pub struct KafkaSubscriber {
+    consumer: StreamConsumer,
+}
+
+impl KafkaSubscriber {
+    /// Joins consumer group `group_id` and subscribes to `topics`.
+    pub fn new(settings: &KafkaSettings, group_id: &str, topics: &[String]) -> Result<Self> {
+        if topics.is_empty() {
+            return Err(Error::Config("no topics to subscribe to".into()));
+        }
+        let consumer: StreamConsumer = settings
+            .client_config(&[
+                ("group.id", group_id),
+                ("enable.auto.commit", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("session.timeout.ms", "10000"),
+                ("heartbeat.interval.ms", "1000"),
+            ])
+            .create()?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names)?;
+        Ok(KafkaSubscriber { consumer })
+    }
+}
+
+impl Subscriber for KafkaSubscriber {
+    async fn poll_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Message>> {
+        let mut out = Vec::new();
+        let mut limit = wait;
+        while out.len() < max {
+            match tokio::time::timeout(limit, self.consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(e)) => {
+                    if out.is_empty() {
+                        return Err(Error::Kafka(e));
+                    }
+                    break;
+                }
+                Ok(Ok(m)) => {
+                    out.push(Message {
+                        topic: m.topic().to_owned(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                    });
+                    // Once something arrived, take only what is already buffered.
+                    limit = Duration::from_millis(2);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self, messages: &[Message]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, next) in next_offsets(messages) {
+            tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+        }
+        self.consumer.commit(&tpl, CommitMode::Sync)?;
+        Ok(())
+    }
+}
+
+/// Creates topics that do not exist yet (existing ones are left as they are).
+pub async fn ensure_topics(settings: &KafkaSettings, topics: &[(String, i32)]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = settings.client_config(&[]).create()?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::Config(format!("creating topic {name}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
