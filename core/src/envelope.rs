@@ -145,15 +145,16 @@ pub struct EnvelopeHeader {
 impl EnvelopeHeader {
     /// Reads and validates the header; returns it and the offset where the IPC stream starts.
     pub fn peek(bytes: &[u8]) -> Result<(EnvelopeHeader, usize), EnvelopeError> {
+        if let Some(head) = bytes.get(..4)
+            && head != MAGIC
+        {
+            return Err(EnvelopeError::BadMagic([head[0], head[1], head[2], head[3]]));
+        }
         if bytes.len() < FIXED_HEADER_LEN {
             return Err(EnvelopeError::Truncated {
                 len: bytes.len(),
                 need: FIXED_HEADER_LEN,
             });
-        }
-        let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
-        if magic != MAGIC {
-            return Err(EnvelopeError::BadMagic(magic));
         }
         if bytes[4] != ENVELOPE_VERSION {
             return Err(EnvelopeError::UnsupportedEnvelopeVersion(bytes[4]));

@@ -49,6 +49,17 @@ port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# alive_and NAME CHECK: CHECK passes, or fails the whole script at once if NAME's process died.
+alive_and() {
+  local name=$1 check=$2
+  if ! pid_alive "$RUN/$name.pid"; then
+    log "$name exited during start; last lines of its log:"
+    tail -n 20 "$LOGS/$name"*.log >&2 || true
+    die "$name failed to start"
+  fi
+  "$check"
+}
+
 wait_for() {
   local what=$1 seconds=$2
   shift 2
@@ -94,7 +105,7 @@ up_clickhouse() {
   log "starting clickhouse (http 127.0.0.1:$VARDE_CLICKHOUSE_HTTP_PORT, native $VARDE_CLICKHOUSE_TCP_PORT)"
   (cd "$CH_DATA" && nohup clickhouse-server --config-file="$CH_CONF/config.xml" \
       >"$LOGS/clickhouse.stdout.log" 2>&1 & echo $! >"$RUN/clickhouse.pid")
-  wait_for clickhouse 60 clickhouse_ready
+  wait_for clickhouse 60 alive_and clickhouse clickhouse_ready
   log "clickhouse ready: $(curl -fsS "http://127.0.0.1:$VARDE_CLICKHOUSE_HTTP_PORT/?query=SELECT%20version()")"
 }
 
@@ -124,13 +135,14 @@ up_kafka() {
     die "port $VARDE_KAFKA_PORT is taken by another process; set VARDE_KAFKA_PORT"
   fi
   log "starting kafka (tansu $TANSU_VERSION, sqlite storage) on 127.0.0.1:$VARDE_KAFKA_PORT"
-  nohup "$TANSU_BIN" broker \
+  # tansu resolves a sqlite:// path relative to its working directory, so it runs in its data
+  # directory with a relative path.
+  (cd "$KAFKA_DATA" && nohup "$TANSU_BIN" broker \
       --listener-url "tcp://127.0.0.1:$VARDE_KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$VARDE_KAFKA_PORT" \
-      --storage-engine "sqlite://$KAFKA_DATA/tansu.db" \
-      >"$LOGS/kafka.log" 2>&1 &
-  echo $! >"$RUN/kafka.pid"
-  wait_for kafka 60 kafka_ready
+      --storage-engine "sqlite://tansu.db" \
+      >>"$LOGS/kafka.log" 2>&1 & echo $! >"$RUN/kafka.pid")
+  wait_for kafka 60 alive_and kafka kafka_ready
   log "kafka ready"
 }
 

@@ -59,6 +59,23 @@ impl Error {
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM: the signals that ask Varde's processes to finish
+/// what they hold and stop.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// The topic that carries a tenant's envelopes: `<prefix>events.<kommunenummer>`.
 pub fn events_topic(prefix: &str, tenant: Kommunenummer) -> String {
     format!("{prefix}events.{tenant}")

@@ -195,7 +195,7 @@ async fn run(config: CollectorConfig) -> Result<()> {
         sources = config.sources.len(),
         "collector running"
     );
-    wait_for_signal().await;
+    varde_transport::shutdown_signal().await;
     info!("shutting down: stopping sources, sending what is buffered");
     let _ = stop.send(true);
     for t in tasks {
@@ -205,27 +205,4 @@ async fn run(config: CollectorConfig) -> Result<()> {
     running.shipper.await.context("shipper task")?;
     info!(summary = %summary(&running.stats), "collector stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
