@@ -1,1 +1,137 @@
-fn main() {}
+//! `varde`: the operator's command line.
+//!
+//! ```text
+//! varde demo                       the whole path in one process, on bundled sample data
+//! varde pipeline --config <file>   consume from Kafka, store in ClickHouse, until SIGINT/SIGTERM
+//! varde migrate --config <file>    create or upgrade the ClickHouse schema, then exit
+//! ```
+
+mod demo;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use tracing::info;
+use varde_pipeline::{PipelineConfig, Stats};
+use varde_store::clickhouse::ClickHouseStore;
+use varde_transport::kafka::KafkaSubscriber;
+
+#[derive(Parser)]
+#[command(
+    name = "varde",
+    version,
+    about = "Varde: telemetry and incident pipeline for a sector CERT"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run collectors, pipeline and store in one process on bundled sample telemetry from
+    /// several municipalities, with no external service, and print what happened.
+    Demo,
+    /// Run the pipeline: consume envelopes from Kafka and store events in ClickHouse.
+    Pipeline {
+        /// The configuration file (see deploy/examples/pipeline.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Create or upgrade the ClickHouse schema and exit.
+    Migrate {
+        /// The pipeline configuration file (its [clickhouse] table is used).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // The demo prints a report on stdout; its log keeps to warnings unless VARDE_LOG says more.
+    let default_level = match cli.command {
+        Command::Demo => "warn",
+        _ => "info",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VARDE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Demo => runtime.block_on(demo::run()),
+        Command::Pipeline { config } => runtime.block_on(pipeline(PipelineConfig::load(&config)?)),
+        Command::Migrate { config } => runtime.block_on(async {
+            let config = PipelineConfig::load(&config)?;
+            let store = ClickHouseStore::new(&config.clickhouse)?;
+            let applied = store.migrate().await.context("migrating ClickHouse")?;
+            println!(
+                "database {}: {} migration(s) applied {:?}",
+                store.database(),
+                applied.len(),
+                applied
+            );
+            Ok(())
+        }),
+    }
+}
+
+async fn pipeline(config: PipelineConfig) -> Result<()> {
+    let store = ClickHouseStore::new(&config.clickhouse)?;
+    let version = store
+        .ping()
+        .await
+        .with_context(|| format!("connecting to ClickHouse at {}", config.clickhouse.url))?;
+    let applied = store.migrate().await.context("migrating ClickHouse")?;
+    info!(version, database = store.database(), applied = ?applied, "ClickHouse ready");
+    let topics = config.topics();
+    let mut subscriber = KafkaSubscriber::new(&config.kafka, &config.group_id, &topics)
+        .context("joining the Kafka consumer group")?;
+    info!(group = %config.group_id, topics = ?topics, "pipeline consuming");
+
+    let stats = Arc::new(Stats::default());
+    let (stop, shutdown) = watch::channel(false);
+    let reporter = {
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                info!(
+                    messages = Stats::get(&stats.messages),
+                    rows = Stats::get(&stats.rows_written),
+                    write_retries = Stats::get(&stats.write_retries),
+                    rejected = ?stats.rejected(),
+                    "pipeline progress"
+                );
+            }
+        })
+    };
+    let signal = tokio::spawn(async move {
+        varde_transport::shutdown_signal().await;
+        info!("shutting down: finishing the batch in hand");
+        let _ = stop.send(true);
+    });
+    varde_pipeline::run(
+        &mut subscriber,
+        &store,
+        config.loop_settings,
+        &stats,
+        shutdown,
+    )
+    .await;
+    reporter.abort();
+    signal.abort();
+    Ok(())
+}

@@ -82,8 +82,8 @@ impl SequenceSource {
         }
     }
 
-    /// The next number.
-    pub fn next(&mut self) -> std::io::Result<u64> {
+    /// Issues the next number and records it.
+    pub fn issue(&mut self) -> std::io::Result<u64> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
@@ -235,7 +235,7 @@ impl<P: Publisher> Shipper<P> {
             }
         };
         let seq = loop {
-            match self.sequence.next() {
+            match self.sequence.issue() {
                 Ok(seq) => break seq,
                 Err(e) => {
                     warn!(error = %e, "cannot record the batch sequence; retrying in 1s");
@@ -284,12 +284,12 @@ mod tests {
     fn sequences_increase_across_restarts() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = SequenceSource::open(dir.path()).expect("open");
-        let a = s.next().expect("next");
-        let b = s.next().expect("next");
+        let a = s.issue().expect("issue");
+        let b = s.issue().expect("issue");
         assert!(b > a);
         drop(s);
         let mut s = SequenceSource::open(dir.path()).expect("reopen");
-        assert!(s.next().expect("next") > b);
+        assert!(s.issue().expect("issue") > b);
     }
 
     #[tokio::test]

@@ -148,7 +148,9 @@ impl EnvelopeHeader {
         if let Some(head) = bytes.get(..4)
             && head != MAGIC
         {
-            return Err(EnvelopeError::BadMagic([head[0], head[1], head[2], head[3]]));
+            return Err(EnvelopeError::BadMagic([
+                head[0], head[1], head[2], head[3],
+            ]));
         }
         if bytes.len() < FIXED_HEADER_LEN {
             return Err(EnvelopeError::Truncated {

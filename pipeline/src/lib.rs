@@ -321,7 +321,10 @@ mod tests {
             "#,
         )
         .expect("valid");
-        assert_eq!(config.topics(), vec![r"^varde\.events\.[0-9]{4}$".to_owned()]);
+        assert_eq!(
+            config.topics(),
+            vec![r"^varde\.events\.[0-9]{4}$".to_owned()]
+        );
         assert_eq!(config.group_id, "varde-pipeline");
         assert_eq!(config.clickhouse.database, "varde");
     }

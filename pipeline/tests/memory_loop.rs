@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use varde_core::{BatchBuilder, CollectorId, Envelope, Event, Kommunenummer, SourceKind};
 use varde_pipeline::{LoopSettings, Stats, run};
-use varde_store::embedded::EmbeddedStore;
 use varde_store::EventStore;
+use varde_store::embedded::EmbeddedStore;
 use varde_transport::memory::MemoryBus;
 use varde_transport::{Publisher, events_topic};
 
@@ -24,10 +24,16 @@ fn envelope_bytes(tenant: &str, seq: u64, rows: usize) -> Vec<u8> {
         })
         .expect("push");
     }
-    Envelope::new(SourceKind::Syslog, tenant, collector, seq, b.finish().expect("batch"))
-        .expect("envelope")
-        .encode()
-        .expect("encode")
+    Envelope::new(
+        SourceKind::Syslog,
+        tenant,
+        collector,
+        seq,
+        b.finish().expect("batch"),
+    )
+    .expect("envelope")
+    .encode()
+    .expect("encode")
 }
 
 #[tokio::test]
@@ -37,11 +43,19 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
     let bergen = events_topic("varde.", Kommunenummer::parse("4601").expect("Bergen"));
     let good = envelope_bytes("0301", 1, 10);
     bus.publish(&oslo, b"", &good).await.expect("publish");
-    bus.publish(&oslo, b"", b"not an envelope at all").await.expect("publish");
-    bus.publish(&oslo, b"", &good[..good.len() / 2]).await.expect("publish");
+    bus.publish(&oslo, b"", b"not an envelope at all")
+        .await
+        .expect("publish");
+    bus.publish(&oslo, b"", &good[..good.len() / 2])
+        .await
+        .expect("publish");
     // A Bergen batch on Oslo's topic: a collector claiming another tenant.
-    bus.publish(&oslo, b"", &envelope_bytes("4601", 2, 5)).await.expect("publish");
-    bus.publish(&bergen, b"", &envelope_bytes("4601", 3, 7)).await.expect("publish");
+    bus.publish(&oslo, b"", &envelope_bytes("4601", 2, 5))
+        .await
+        .expect("publish");
+    bus.publish(&bergen, b"", &envelope_bytes("4601", 3, 7))
+        .await
+        .expect("publish");
     // The same Oslo batch again, as after a collector retry.
     bus.publish(&oslo, b"", &good).await.expect("publish");
     bus.close();
@@ -50,13 +64,24 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
     let stats = Stats::default();
     let mut sub = bus.subscribe("g", &[oslo.clone(), bergen.clone()]);
     let (_stop, shutdown) = watch::channel(false);
-    let settings = LoopSettings { max_messages: 2, poll_wait_ms: 10, ..LoopSettings::default() };
-    tokio::time::timeout(Duration::from_secs(10), run(&mut sub, &store, settings, &stats, shutdown))
-        .await
-        .expect("loop ends when the bus closes");
+    let settings = LoopSettings {
+        max_messages: 2,
+        poll_wait_ms: 10,
+        ..LoopSettings::default()
+    };
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        run(&mut sub, &store, settings, &stats, shutdown),
+    )
+    .await
+    .expect("loop ends when the bus closes");
 
     assert_eq!(Stats::get(&stats.messages), 6);
-    assert_eq!(store.len(), 17, "10 Oslo + 7 Bergen events, the replay collapsed");
+    assert_eq!(
+        store.len(),
+        17,
+        "10 Oslo + 7 Bergen events, the replay collapsed"
+    );
     let rejected = stats.rejected();
     assert_eq!(rejected.get("not_an_envelope"), Some(&1));
     assert_eq!(rejected.get("tenant_mismatch"), Some(&1));

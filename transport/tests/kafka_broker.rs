@@ -14,7 +14,11 @@ async fn drain(sub: &mut KafkaSubscriber, want: usize) -> Vec<Message> {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while got.len() < want && tokio::time::Instant::now() < deadline {
-        got.extend(sub.poll_batch(500, Duration::from_millis(500)).await.expect("poll"));
+        got.extend(
+            sub.poll_batch(500, Duration::from_millis(500))
+                .await
+                .expect("poll"),
+        );
     }
     got
 }
@@ -24,17 +28,26 @@ async fn produce_consume_commit_resume() {
     let env = TestEnv::new("kafka_resume");
     let kafka = env.kafka();
     let topic = format!("{}roundtrip", kafka.topic_prefix);
-    ensure_topics(&kafka, &[(topic.clone(), 3)]).await.expect("create topic");
+    ensure_topics(&kafka, &[(topic.clone(), 3)])
+        .await
+        .expect("create topic");
     // Creating an existing topic is not an error.
-    ensure_topics(&kafka, &[(topic.clone(), 3)]).await.expect("create again");
+    ensure_topics(&kafka, &[(topic.clone(), 3)])
+        .await
+        .expect("create again");
 
-    let publisher = KafkaPublisher::new(&kafka, "test-producer", Duration::from_secs(30)).expect("producer");
+    let publisher =
+        KafkaPublisher::new(&kafka, "test-producer", Duration::from_secs(30)).expect("producer");
     let sends = (0..N).map(|i| {
         let payload = format!("message-{i}");
         let key = format!("key-{}", i % 7);
         let publisher = &publisher;
         let topic = &topic;
-        async move { publisher.publish(topic, key.as_bytes(), payload.as_bytes()).await }
+        async move {
+            publisher
+                .publish(topic, key.as_bytes(), payload.as_bytes())
+                .await
+        }
     });
     // All sends in flight at once, so the producer batches them.
     for result in futures::future::join_all(sends).await {
@@ -42,10 +55,15 @@ async fn produce_consume_commit_resume() {
     }
 
     let group = format!("{}group", kafka.topic_prefix);
-    let mut sub = KafkaSubscriber::new(&kafka, &group, &[topic.clone()]).expect("consumer");
+    let mut sub = KafkaSubscriber::new(&kafka, &group, std::slice::from_ref(&topic)).expect("consumer");
     let first = drain(&mut sub, N).await;
     let distinct: BTreeSet<Vec<u8>> = first.iter().map(|m| m.payload.clone()).collect();
-    assert_eq!(distinct.len(), N, "every message exactly once (got {} reads)", first.len());
+    assert_eq!(
+        distinct.len(),
+        N,
+        "every message exactly once (got {} reads)",
+        first.len()
+    );
     assert_eq!(first.len(), N, "idempotent producer: no duplicates");
 
     // Commit only the first half of each partition, then leave the group.
@@ -59,11 +77,18 @@ async fn produce_consume_commit_resume() {
     drop(sub);
 
     // A new member of the same group resumes after the committed offsets.
-    let mut sub = KafkaSubscriber::new(&kafka, &group, &[topic.clone()]).expect("consumer");
+    let mut sub = KafkaSubscriber::new(&kafka, &group, std::slice::from_ref(&topic)).expect("consumer");
     let rest = drain(&mut sub, N - half.len()).await;
     let rest_set: BTreeSet<Vec<u8>> = rest.iter().map(|m| m.payload.clone()).collect();
     let half_set: BTreeSet<Vec<u8>> = half.iter().map(|m| m.payload.clone()).collect();
-    assert_eq!(rest.len(), N - half.len(), "exactly the uncommitted messages");
-    assert!(rest_set.is_disjoint(&half_set), "committed messages are not redelivered");
+    assert_eq!(
+        rest.len(),
+        N - half.len(),
+        "exactly the uncommitted messages"
+    );
+    assert!(
+        rest_set.is_disjoint(&half_set),
+        "committed messages are not redelivered"
+    );
     assert_eq!(rest_set.len() + half_set.len(), N);
 }

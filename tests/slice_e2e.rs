@@ -1,0 +1,203 @@
+//! The first end-to-end slice, as processes against the real services that
+//! `deploy/dev/services.sh up` starts: `varde-collector send` reads a file of syslog lines and
+//! publishes envelopes to Kafka; `varde pipeline` consumes them and writes ClickHouse rows. The
+//! test checks the exact row count, the tenant and a few field values, and a graceful stop.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use varde_core::Kommunenummer;
+use varde_store::{EventQuery, EventStore};
+use varde_testkit::{TestEnv, eventually, workspace_bin};
+use varde_transport::events_topic;
+use varde_transport::kafka::ensure_topics;
+
+const N: usize = 5000;
+
+/// Kills the child on drop, so a failing test leaves no process behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write_lines(path: &std::path::Path) {
+    let mut f = std::fs::File::create(path).expect("create log file");
+    for i in 0..N {
+        let line = match i % 4 {
+            0 => format!(
+                "<38>1 2024-05-01T10:{:02}:{:02}.{:03}Z sak01.bergen.kommune.no sshd {} - - e2e marker {i}: Failed password for invalid user admin from 203.0.113.9 port 4{i:04} ssh2",
+                (i / 60) % 60,
+                i % 60,
+                i % 1000,
+                1000 + i
+            ),
+            1 => format!(
+                "<85>May  1 10:00:{:02} fw01 sudo: drift : COMMAND=/bin/true e2e marker {i}",
+                i % 60
+            ),
+            2 => format!(
+                "<134>1 2024-05-01T11:00:00Z portal01 innbyggerportal - LOGIN [idporten@53595 acr=\"idporten-loa-high\"] e2e marker {i}"
+            ),
+            _ => format!("not syslog at all, e2e marker {i}"),
+        };
+        writeln!(f, "{line}").expect("write line");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_file_to_clickhouse_through_kafka() {
+    let env = TestEnv::new("slice_e2e");
+    let kafka = env.kafka();
+    let clickhouse = env.clickhouse();
+    let bergen = Kommunenummer::parse("4601").expect("Bergen");
+    let topic = events_topic(&kafka.topic_prefix, bergen);
+    ensure_topics(&kafka, &[(topic.clone(), 3)])
+        .await
+        .expect("create topic");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("syslog.log");
+    write_lines(&log);
+    let collector_toml = dir.path().join("collector.toml");
+    std::fs::write(
+        &collector_toml,
+        format!(
+            "collector_id = \"k4601-e2e\"\ntenant = \"4601\"\nstate_dir = \"{}\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[batch]\nmax_rows = 700\n",
+            dir.path().join("state").display(),
+            kafka.brokers,
+            kafka.topic_prefix
+        ),
+    )
+    .expect("write collector config");
+    let pipeline_toml = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline_toml,
+        format!(
+            "group_id = \"{}pipeline\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n\n[loop]\npoll_wait_ms = 100\n",
+            kafka.topic_prefix, kafka.brokers, kafka.topic_prefix, clickhouse.url, clickhouse.database
+        ),
+    )
+    .expect("write pipeline config");
+
+    // The pipeline first, subscribed by pattern to every tenant topic of this test's prefix.
+    let pipeline = Command::new(env!("CARGO_BIN_EXE_varde"))
+        .args(["pipeline", "--config"])
+        .arg(&pipeline_toml)
+        .env("VARDE_LOG", "info")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start varde pipeline");
+    let mut pipeline = Guard(pipeline);
+
+    let out = Command::new(workspace_bin("varde-collector"))
+        .args(["send", "--config"])
+        .arg(&collector_toml)
+        .arg(&log)
+        .output()
+        .expect("run varde-collector");
+    assert!(
+        out.status.success(),
+        "collector failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(&format!("\"events_out\":{N}")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("\"parse_errors\":{}", N / 4)),
+        "{summary}"
+    );
+
+    let store = varde_store::clickhouse::ClickHouseStore::new(&clickhouse).expect("store");
+    let counts = eventually(
+        "all rows in ClickHouse",
+        Duration::from_secs(120),
+        || async {
+            let counts = store.event_counts().await.ok()?;
+            (counts.iter().map(|c| c.events).sum::<u64>() >= N as u64).then_some(counts)
+        },
+    )
+    .await;
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    assert_eq!(counts[0].tenant, "4601");
+    assert_eq!(counts[0].source_kind, "syslog");
+    assert_eq!(counts[0].events, N as u64, "exactly N distinct events");
+
+    let events = store
+        .events(&EventQuery {
+            tenant: Some(bergen),
+            limit: 2 * N as u64,
+        })
+        .await
+        .expect("read events");
+    assert_eq!(events.len(), N, "no duplicates visible");
+    let marker = |i: usize| {
+        events
+            .iter()
+            .find(|e| {
+                e.message.ends_with(&format!("e2e marker {i}"))
+                    || e.message.contains(&format!("e2e marker {i}:"))
+            })
+            .unwrap_or_else(|| panic!("event {i} missing"))
+    };
+    let ssh = marker(8);
+    assert_eq!(ssh.host, "sak01.bergen.kommune.no");
+    assert_eq!(ssh.severity, Some(6));
+    assert_eq!(ssh.collector_id, "k4601-e2e");
+    assert!(
+        ssh.fields.contains(&("app_name".into(), "sshd".into())),
+        "{:?}",
+        ssh.fields
+    );
+    assert!(
+        ssh.fields.contains(&("proc_id".into(), "1008".into())),
+        "{:?}",
+        ssh.fields
+    );
+    assert!(
+        ssh.fields.contains(&("facility".into(), "4".into())),
+        "{:?}",
+        ssh.fields
+    );
+    assert_eq!(
+        varde_core::time::format_rfc3339(ssh.event_time_us),
+        "2024-05-01T10:00:08.008000Z"
+    );
+    let login = marker(10);
+    assert!(
+        login
+            .fields
+            .contains(&("sd.idporten@53595.acr".into(), "idporten-loa-high".into())),
+        "{:?}",
+        login.fields
+    );
+    let raw = marker(11);
+    assert_eq!(raw.message, "not syslog at all, e2e marker 11");
+    assert!(
+        raw.fields.contains(&("parse_error".into(), "true".into())),
+        "{:?}",
+        raw.fields
+    );
+
+    // A graceful stop: SIGTERM, and the pipeline exits cleanly.
+    let pid = pipeline.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = eventually("pipeline exit", Duration::from_secs(30), || {
+        let s = pipeline.0.try_wait().ok().flatten();
+        async move { s }
+    })
+    .await;
+    assert!(status.success(), "pipeline exited with {status}");
+    env.cleanup().await;
+}
