@@ -103,8 +103,9 @@ up_clickhouse() {
       "$HERE/clickhouse-config.xml.tmpl" > "$CH_CONF/config.xml"
   cp "$HERE/clickhouse-users.xml" "$CH_CONF/users.xml"
   log "starting clickhouse (http 127.0.0.1:$VARDE_CLICKHOUSE_HTTP_PORT, native $VARDE_CLICKHOUSE_TCP_PORT)"
-  (cd "$CH_DATA" && nohup clickhouse-server --config-file="$CH_CONF/config.xml" \
-      >"$LOGS/clickhouse.stdout.log" 2>&1 & echo $! >"$RUN/clickhouse.pid")
+  (cd "$CH_DATA" || exit 1
+   nohup clickhouse-server --config-file="$CH_CONF/config.xml" >"$LOGS/clickhouse.stdout.log" 2>&1 &
+   echo $! >"$RUN/clickhouse.pid")
   wait_for clickhouse 60 alive_and clickhouse clickhouse_ready
   log "clickhouse ready: $(curl -fsS "http://127.0.0.1:$VARDE_CLICKHOUSE_HTTP_PORT/?query=SELECT%20version()")"
 }
@@ -137,11 +138,13 @@ up_kafka() {
   log "starting kafka (tansu $TANSU_VERSION, sqlite storage) on 127.0.0.1:$VARDE_KAFKA_PORT"
   # tansu resolves a sqlite:// path relative to its working directory, so it runs in its data
   # directory with a relative path.
-  (cd "$KAFKA_DATA" && nohup "$TANSU_BIN" broker \
+  (cd "$KAFKA_DATA" || exit 1
+   nohup "$TANSU_BIN" broker \
       --listener-url "tcp://127.0.0.1:$VARDE_KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$VARDE_KAFKA_PORT" \
       --storage-engine "sqlite://tansu.db" \
-      >>"$LOGS/kafka.log" 2>&1 & echo $! >"$RUN/kafka.pid")
+      >>"$LOGS/kafka.log" 2>&1 &
+   echo $! >"$RUN/kafka.pid")
   wait_for kafka 60 alive_and kafka kafka_ready
   log "kafka ready"
 }

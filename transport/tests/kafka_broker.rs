@@ -55,7 +55,8 @@ async fn produce_consume_commit_resume() {
     }
 
     let group = format!("{}group", kafka.topic_prefix);
-    let mut sub = KafkaSubscriber::new(&kafka, &group, std::slice::from_ref(&topic)).expect("consumer");
+    let mut sub =
+        KafkaSubscriber::new(&kafka, &group, std::slice::from_ref(&topic)).expect("consumer");
     let first = drain(&mut sub, N).await;
     let distinct: BTreeSet<Vec<u8>> = first.iter().map(|m| m.payload.clone()).collect();
     assert_eq!(
@@ -77,7 +78,8 @@ async fn produce_consume_commit_resume() {
     drop(sub);
 
     // A new member of the same group resumes after the committed offsets.
-    let mut sub = KafkaSubscriber::new(&kafka, &group, std::slice::from_ref(&topic)).expect("consumer");
+    let mut sub =
+        KafkaSubscriber::new(&kafka, &group, std::slice::from_ref(&topic)).expect("consumer");
     let rest = drain(&mut sub, N - half.len()).await;
     let rest_set: BTreeSet<Vec<u8>> = rest.iter().map(|m| m.payload.clone()).collect();
     let half_set: BTreeSet<Vec<u8>> = half.iter().map(|m| m.payload.clone()).collect();
