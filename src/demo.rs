@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::watch;
+use varde_collector::sample::sample_lines;
 use varde_collector::shipper::{SequenceSource, Shipper, ShipperSettings, Stats as CollectorStats};
 use varde_collector::syslog::parse_line;
 use varde_core::{CollectorId, Kommunenummer, SourceKind, Value};
@@ -28,95 +29,6 @@ const SAMPLE: &[(&str, usize)] = &[
 ];
 
 const PREFIX: &str = "varde.";
-
-/// A small deterministic generator, so the sample is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        let i = usize::try_from(self.next() % items.len() as u64).unwrap_or(0);
-        items[i]
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// Sample syslog lines of one municipality: RFC 5424 and RFC 3164 lines from sshd, sudo, a
-/// firewall, a web server, a citizen portal logging ID-porten logins, and a few lines that are
-/// not syslog at all. Times run over the hour before `now_us`.
-pub fn sample_lines(tenant: &str, n: usize, now_us: i64) -> Vec<String> {
-    let seed = tenant.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let mut rng = Rng(seed | 1);
-    let users = [
-        "kari", "ola", "admin", "root", "drift", "backup", "test", "oracle",
-    ];
-    let hosts = ["fw01", "web01", "sak01", "ad01", "portal01"];
-    let paths = [
-        "/",
-        "/login",
-        "/innsyn",
-        "/api/sak",
-        "/../../etc/passwd",
-        "/wp-login.php",
-    ];
-    let start = now_us - 3_600_000_000;
-    let step = 3_600_000_000 / i64::try_from(n.max(1)).unwrap_or(1);
-    (0..n)
-        .map(|i| {
-            let t_us = start + step * i64::try_from(i).unwrap_or(0);
-            let t = chrono::DateTime::from_timestamp_micros(t_us).unwrap_or_default();
-            let ts5424 = t.format("%Y-%m-%dT%H:%M:%S%.3fZ");
-            let ts3164 = t.with_timezone(&chrono::Local).format("%b %e %H:%M:%S");
-            let host = format!("{}.k{tenant}.kommune.no", rng.pick(&hosts));
-            let ip = format!("203.0.113.{}", rng.below(254) + 1);
-            let user = rng.pick(&users);
-            let pid = 1000 + rng.below(30_000);
-            match rng.below(20) {
-                0..=5 => format!(
-                    "<38>1 {ts5424} {host} sshd {pid} - - Failed password for invalid user {user} from {ip} port {} ssh2",
-                    1024 + rng.below(60_000)
-                ),
-                6..=7 => format!(
-                    "<38>1 {ts5424} {host} sshd {pid} - - Accepted publickey for {user} from 10.{net}.0.{} port 52144 ssh2",
-                    rng.below(254) + 1,
-                    net = tenant.parse::<u32>().unwrap_or(0) % 256
-                ),
-                8..=9 => format!(
-                    "<85>{ts3164} {host} sudo: {user} : TTY=pts/0 ; PWD=/home/{user} ; USER=root ; COMMAND=/usr/bin/systemctl restart nginx"
-                ),
-                10..=12 => format!(
-                    "<4>{ts3164} {host} kernel: [UFW BLOCK] IN=eth0 OUT= SRC={ip} DST=10.0.0.5 PROTO=TCP SPT={} DPT={}",
-                    1024 + rng.below(60_000),
-                    rng.pick(&["22", "3389", "445", "443"])
-                ),
-                13..=16 => format!(
-                    "<190>1 {ts5424} {host} nginx - - - {ip} - - \"GET {} HTTP/1.1\" {} {}",
-                    rng.pick(&paths),
-                    rng.pick(&["200", "302", "404", "403"]),
-                    rng.below(20_000)
-                ),
-                17..=18 => format!(
-                    "<134>1 {ts5424} {host} innbyggerportal - LOGIN [idporten@53595 acr=\"{}\" client_id=\"k{tenant}-portal\" outcome=\"{}\"] ID-porten login",
-                    rng.pick(&["idporten-loa-high", "idporten-loa-substantial"]),
-                    rng.pick(&["success", "success", "success", "access_denied"])
-                ),
-                _ => format!("console: link eth0 flapped ({} times)", rng.below(9) + 1),
-            }
-        })
-        .collect()
-}
 
 /// Runs the demo and prints what happened.
 pub async fn run() -> Result<()> {
@@ -235,22 +147,4 @@ pub async fn run() -> Result<()> {
         "Next: detection (Sigma), alerts and the analysts' dashboard join this demo as they land."
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_are_deterministic_and_mostly_syslog() {
-        let a = sample_lines("0301", 200, 1_714_557_600_000_000);
-        let b = sample_lines("0301", 200, 1_714_557_600_000_000);
-        assert_eq!(a, b);
-        assert_ne!(a, sample_lines("4601", 200, 1_714_557_600_000_000));
-        let raw = a
-            .iter()
-            .filter(|l| parse_line(l, 0).get("parse_error") == Some(&Value::Bool(true)))
-            .count();
-        assert!(raw > 0 && raw < 40, "{raw} raw lines");
-    }
 }

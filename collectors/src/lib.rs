@@ -9,12 +9,14 @@
 //! - [`syslog`]: RFC 5424 / RFC 3164 lines into events; non-syslog lines kept raw.
 //! - [`sources`]: syslog over TCP, files.
 //! - [`shipper`]: batching, batch sequence numbers, publishing with retries.
+//! - [`sample`]: synthetic municipal syslog for the demo and the benchmarks.
 //!
 //! **Invariant:** this crate never depends on the pipeline, the store or the dashboard, and never
 //! links DataFusion or ClickHouse; it stays small enough for a 1-vCPU VM.
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod sample;
 pub mod shipper;
 pub mod sources;
 pub mod syslog;

@@ -1,0 +1,122 @@
+//! `varde-bench`: throughput of the collector's hot path on one core, printed as a table.
+//!
+//! ```text
+//! cargo run --release -p varde-benches -- edge [--lines N] [--batch ROWS]
+//! ```
+//!
+//! Stages, each timed alone over the same synthetic municipal syslog (`varde_collector::sample`):
+//! syslog parsing, Arrow batch building, envelope encoding (IPC + zstd), envelope decoding with
+//! full validation (what the pipeline does per message). Single-threaded; wall-clock time.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use varde_collector::sample::sample_lines;
+use varde_collector::syslog::parse_line;
+use varde_core::{BatchBuilder, CollectorId, Envelope, Kommunenummer, SourceKind};
+
+#[derive(Parser)]
+#[command(name = "varde-bench", about = "Varde's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The collector's path: parse → batch → encode, and the pipeline's decode.
+    Edge {
+        /// Lines to process.
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: usize,
+        /// Rows per batch.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+    },
+}
+
+fn rate(n: usize, secs: f64) -> String {
+    format!("{:>12.0}", n as f64 / secs.max(1e-9))
+}
+
+fn main() -> Result<()> {
+    let Cli {
+        command: Command::Edge { lines, batch },
+    } = Cli::parse();
+    let batch = batch.max(1);
+    let tenant = Kommunenummer::parse("0301")?;
+    let collector = CollectorId::new("k0301-bench")?;
+    let now = 1_714_557_600_000_000;
+    let input = sample_lines("0301", lines, now);
+    let input_bytes: usize = input.iter().map(|l| l.len() + 1).sum();
+
+    let t = Instant::now();
+    let events: Vec<_> = input.iter().map(|l| parse_line(l, now)).collect();
+    let parse_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mut batches = Vec::new();
+    for chunk in events.chunks(batch) {
+        let mut b = BatchBuilder::new(SourceKind::Syslog, tenant, collector.clone(), chunk.len());
+        for e in chunk {
+            b.push(e)?;
+        }
+        batches.push(b.finish()?);
+    }
+    let build_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mut wire = Vec::with_capacity(batches.len());
+    for (seq, b) in batches.into_iter().enumerate() {
+        let env = Envelope::new(SourceKind::Syslog, tenant, collector.clone(), seq as u64, b)?;
+        wire.push(env.encode()?);
+    }
+    let encode_s = t.elapsed().as_secs_f64();
+    let wire_bytes: usize = wire.iter().map(Vec::len).sum();
+
+    let t = Instant::now();
+    let mut decoded_rows = 0usize;
+    for w in &wire {
+        decoded_rows += Envelope::decode(w)?.batch.num_rows();
+    }
+    let decode_s = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        decoded_rows == lines,
+        "decoded {decoded_rows} of {lines} rows"
+    );
+
+    println!(
+        "varde-bench edge: {lines} lines ({:.1} MB of syslog), {batch} rows per batch, one thread",
+        input_bytes as f64 / 1e6
+    );
+    println!("{:<34} {:>12}", "stage", "events/s");
+    println!(
+        "{:<34} {}",
+        "parse syslog (RFC 5424/3164)",
+        rate(lines, parse_s)
+    );
+    println!("{:<34} {}", "build Arrow batches", rate(lines, build_s));
+    println!(
+        "{:<34} {}",
+        "encode envelopes (IPC + zstd 3)",
+        rate(lines, encode_s)
+    );
+    println!(
+        "{:<34} {}",
+        "decode + validate envelopes",
+        rate(lines, decode_s)
+    );
+    println!(
+        "{:<34} {}",
+        "collector total (parse+build+enc)",
+        rate(lines, parse_s + build_s + encode_s)
+    );
+    println!(
+        "wire: {:.1} bytes/event ({:.1}x smaller than the syslog text), {} envelopes",
+        wire_bytes as f64 / lines as f64,
+        input_bytes as f64 / wire_bytes as f64,
+        wire.len()
+    );
+    Ok(())
+}
