@@ -16,6 +16,7 @@
 //! - [`EventId`]: deterministic event ids from (collector id, batch sequence, row), so a
 //!   replayed batch collapses in the store.
 //! - [`Kommunenummer`]: tenants are municipalities, validated against SSB's list.
+//! - [`windows`]: Windows event log records (evtx JSON) into `windows_event` events.
 //! - [`ComponentRegistry`]: the shared public components (ID-porten, Altinn, …) and the names
 //!   and networks that identify their traffic.
 //!
@@ -50,6 +51,7 @@ pub mod kind;
 pub mod schema;
 pub mod tenant;
 pub mod time;
+pub mod windows;
 
 pub use component::{Component, ComponentRegistry};
 pub use envelope::{Envelope, EnvelopeError, EnvelopeHeader};

@@ -1,0 +1,775 @@
+//! The rule set: rules compiled once per source kind, matched against whole Arrow batches.
+//!
+//! For each source kind, every rule's tests become shared [atoms](crate::compile::Atom). Per
+//! field, all literal needles of all rules go into one Aho-Corasick automaton
+//! (ASCII-case-insensitive for ASCII values; a lowercase automaton for values with other
+//! characters; a case-sensitive one for `cased` needles), so each value of a batch is scanned
+//! once whatever the number of rules. Wildcard patterns are prefiltered by their longest
+//! literal and verified only where it occurred. The remaining tests (regex, CIDR, numbers,
+//! presence, field references, time parts) run per row. Hits are per-atom bitmaps over the
+//! batch's rows, allocated only for atoms that hit; each rule's condition is then evaluated
+//! word by word over those bitmaps, short-circuiting on atoms that never hit, so a rule whose
+//! literals did not occur in the batch costs a few operations, not one per row.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use arrow_array::RecordBatch;
+use varde_core::{BatchReader, SourceKind};
+
+use crate::ast::{Document, Filter, LogSource, Meta, Rule};
+use crate::compile::{self, AtomTable, Expr, Placeholders, StrOp, Test};
+use crate::fields::{self, MultiColumn};
+use crate::mapping::{FieldSpec, KindMapping, Mappings};
+use crate::reference;
+use crate::{Error, Result};
+
+/// A rule that loaded, with where it applies.
+#[derive(Debug, Clone)]
+pub struct LoadedRule {
+    /// Descriptive fields.
+    pub meta: Meta,
+    /// Its logsource.
+    pub logsource: LogSource,
+    /// The source kind it was routed to.
+    pub kind: SourceKind,
+    /// The file it came from.
+    pub source: String,
+    /// Fields it tests that events of its kind can never have (the items on them never match).
+    pub unmapped_fields: Vec<String>,
+}
+
+/// A document that did not load, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// The file.
+    pub source: String,
+    /// The rule's id, when it got that far.
+    pub rule_id: Option<String>,
+    /// The rule's title, when it got that far.
+    pub title: Option<String>,
+    /// The reason class (`invalid`, `unsupported`, `yaml`, `io`).
+    pub class: &'static str,
+    /// The reason.
+    pub reason: String,
+}
+
+/// Row `row` of the batch matched rule `rule` (an index into [`RuleSet::rules`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Match {
+    /// Row in the batch.
+    pub row: u32,
+    /// Rule index.
+    pub rule: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Str(usize, StrOp),
+    Glob(usize),
+}
+
+#[derive(Default)]
+struct FieldMatcher {
+    folded: Option<(AhoCorasick, AhoCorasick)>,
+    folded_targets: Vec<Vec<Target>>,
+    cased: Option<AhoCorasick>,
+    cased_targets: Vec<Vec<Target>>,
+    empty: Vec<(usize, StrOp)>,
+    unfiltered_globs: Vec<usize>,
+}
+
+impl FieldMatcher {
+    fn build(atoms: &AtomTable, members: &[usize]) -> Result<Self> {
+        let mut m = FieldMatcher::default();
+        let mut folded: BTreeMap<String, Vec<Target>> = BTreeMap::new();
+        let mut cased: BTreeMap<String, Vec<Target>> = BTreeMap::new();
+        for &a in members {
+            match &atoms.atoms()[a].test {
+                Test::Str {
+                    op,
+                    needle,
+                    cased: c,
+                } => {
+                    if needle.is_empty() {
+                        m.empty.push((a, *op));
+                    } else {
+                        let map = if *c { &mut cased } else { &mut folded };
+                        map.entry(needle.clone())
+                            .or_default()
+                            .push(Target::Str(a, *op));
+                    }
+                }
+                Test::Glob {
+                    literal, cased: c, ..
+                } => {
+                    if literal.is_empty() {
+                        m.unfiltered_globs.push(a);
+                    } else {
+                        let map = if *c { &mut cased } else { &mut folded };
+                        map.entry(literal.clone())
+                            .or_default()
+                            .push(Target::Glob(a));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let build = |needles: &[&String], ascii_ci: bool| {
+            AhoCorasick::builder()
+                .ascii_case_insensitive(ascii_ci)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(needles)
+                .or_else(|_| {
+                    AhoCorasick::builder()
+                        .ascii_case_insensitive(ascii_ci)
+                        .match_kind(MatchKind::Standard)
+                        .build(needles)
+                })
+                .map_err(|e| Error::invalid(format!("automaton: {e}")))
+        };
+        if !folded.is_empty() {
+            let needles: Vec<&String> = folded.keys().collect();
+            m.folded = Some((build(&needles, true)?, build(&needles, false)?));
+            m.folded_targets = folded.into_values().collect();
+        }
+        if !cased.is_empty() {
+            let needles: Vec<&String> = cased.keys().collect();
+            m.cased = Some(build(&needles, false)?);
+            m.cased_targets = cased.into_values().collect();
+        }
+        Ok(m)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.folded.is_none()
+            && self.cased.is_none()
+            && self.empty.is_empty()
+            && self.unfiltered_globs.is_empty()
+    }
+
+    /// Records in `hits` every atom this value satisfies.
+    fn scan(&self, value: &str, row: usize, atoms: &AtomTable, hits: &mut Hits) {
+        for &(a, op) in &self.empty {
+            if op != StrOp::Eq || value.is_empty() {
+                hits.set(a, row);
+            }
+        }
+        let mut lowered: Option<Cow<'_, str>> = None;
+        if let Some((ascii, exact)) = &self.folded {
+            let (ac, text): (&AhoCorasick, Cow<'_, str>) = if value.is_ascii() {
+                (ascii, Cow::Borrowed(value))
+            } else {
+                let l = lowered.get_or_insert_with(|| fold(value)).clone();
+                (exact, l)
+            };
+            for mat in ac.find_overlapping_iter(text.as_ref()) {
+                for t in &self.folded_targets[mat.pattern().as_usize()] {
+                    apply(
+                        *t,
+                        mat.start(),
+                        mat.end(),
+                        text.len(),
+                        value,
+                        &mut lowered,
+                        row,
+                        atoms,
+                        hits,
+                    );
+                }
+            }
+        }
+        if let Some(ac) = &self.cased {
+            for mat in ac.find_overlapping_iter(value) {
+                for t in &self.cased_targets[mat.pattern().as_usize()] {
+                    apply(
+                        *t,
+                        mat.start(),
+                        mat.end(),
+                        value.len(),
+                        value,
+                        &mut lowered,
+                        row,
+                        atoms,
+                        hits,
+                    );
+                }
+            }
+        }
+        for &a in &self.unfiltered_globs {
+            if !hits.is_set(a, row) && glob_holds(atoms, a, value, &mut lowered) {
+                hits.set(a, row);
+            }
+        }
+    }
+}
+
+/// Records the atom of an automaton match when its position fits the test. `len` is the length
+/// of the text the automaton ran over.
+#[allow(clippy::too_many_arguments)]
+fn apply<'v>(
+    target: Target,
+    start: usize,
+    end: usize,
+    len: usize,
+    value: &'v str,
+    lowered: &mut Option<Cow<'v, str>>,
+    row: usize,
+    atoms: &AtomTable,
+    hits: &mut Hits,
+) {
+    match target {
+        Target::Str(a, op) => {
+            let ok = match op {
+                StrOp::Contains => true,
+                StrOp::StartsWith => start == 0,
+                StrOp::EndsWith => end == len,
+                StrOp::Eq => start == 0 && end == len,
+            };
+            if ok {
+                hits.set(a, row);
+            }
+        }
+        Target::Glob(a) => {
+            if !hits.is_set(a, row) && glob_holds(atoms, a, value, lowered) {
+                hits.set(a, row);
+            }
+        }
+    }
+}
+
+/// Lowercases as the reference does (`str::to_lowercase`), cheaply for ASCII.
+fn fold(value: &str) -> Cow<'_, str> {
+    if value.is_ascii() {
+        Cow::Owned(value.to_ascii_lowercase())
+    } else {
+        Cow::Owned(value.to_lowercase())
+    }
+}
+
+/// The glob test on one value: the anchored regex over the value, lowercased unless `cased`.
+fn glob_holds<'v>(
+    atoms: &AtomTable,
+    a: usize,
+    value: &'v str,
+    lowered: &mut Option<Cow<'v, str>>,
+) -> bool {
+    let Test::Glob { regex, cased, .. } = &atoms.atoms()[a].test else {
+        return false;
+    };
+    if *cased {
+        regex.is_match(value)
+    } else {
+        let l = lowered.get_or_insert_with(|| fold(value));
+        regex.is_match(l)
+    }
+}
+
+/// Per-atom hit bitmaps for one batch, allocated on first hit.
+struct Hits {
+    words: usize,
+    bits: Vec<Option<Vec<u64>>>,
+}
+
+impl Hits {
+    fn new(atoms: usize, rows: usize) -> Self {
+        Hits {
+            words: rows.div_ceil(64),
+            bits: vec![None; atoms],
+        }
+    }
+
+    fn set(&mut self, atom: usize, row: usize) {
+        let words = self.words;
+        let b = self.bits[atom].get_or_insert_with(|| vec![0; words]);
+        b[row / 64] |= 1 << (row % 64);
+    }
+
+    fn is_set(&self, atom: usize, row: usize) -> bool {
+        self.bits[atom]
+            .as_ref()
+            .is_some_and(|b| b[row / 64] & (1 << (row % 64)) != 0)
+    }
+}
+
+enum Bits<'a> {
+    Zero,
+    One,
+    Ref(&'a [u64]),
+    Own(Vec<u64>),
+}
+
+impl Bits<'_> {
+    fn words(&self) -> &[u64] {
+        match self {
+            Bits::Ref(r) => r,
+            Bits::Own(v) => v,
+            Bits::Zero | Bits::One => &[],
+        }
+    }
+}
+
+fn eval<'a>(expr: &Expr, hits: &'a Hits, tail_mask: u64) -> Bits<'a> {
+    let n = hits.words;
+    match expr {
+        Expr::True => Bits::One,
+        Expr::False => Bits::Zero,
+        Expr::Atom(a) => match &hits.bits[*a] {
+            Some(b) => Bits::Ref(b),
+            None => Bits::Zero,
+        },
+        Expr::Not(e) => match eval(e, hits, tail_mask) {
+            Bits::Zero => Bits::One,
+            Bits::One => Bits::Zero,
+            b => {
+                let mut v: Vec<u64> = b.words().iter().map(|w| !w).collect();
+                if let Some(last) = v.last_mut() {
+                    *last &= tail_mask;
+                }
+                Bits::Own(v)
+            }
+        },
+        Expr::And(es) => {
+            let mut acc = Bits::One;
+            for e in es {
+                match eval(e, hits, tail_mask) {
+                    Bits::Zero => return Bits::Zero,
+                    Bits::One => {}
+                    b => {
+                        acc = match acc {
+                            Bits::One => b,
+                            other => {
+                                let v: Vec<u64> = other
+                                    .words()
+                                    .iter()
+                                    .zip(b.words())
+                                    .map(|(x, y)| x & y)
+                                    .collect();
+                                if v.iter().all(|w| *w == 0) {
+                                    return Bits::Zero;
+                                }
+                                Bits::Own(v)
+                            }
+                        };
+                    }
+                }
+            }
+            acc
+        }
+        Expr::Or(es) => {
+            let mut acc = Bits::Zero;
+            for e in es {
+                match eval(e, hits, tail_mask) {
+                    Bits::One => return Bits::One,
+                    Bits::Zero => {}
+                    b => {
+                        acc = match acc {
+                            Bits::Zero => b,
+                            other => Bits::Own(
+                                other
+                                    .words()
+                                    .iter()
+                                    .zip(b.words())
+                                    .map(|(x, y)| x | y)
+                                    .collect(),
+                            ),
+                        };
+                    }
+                }
+            }
+            let _ = n;
+            acc
+        }
+    }
+}
+
+struct KindEngine {
+    mapping: KindMapping,
+    atoms: AtomTable,
+    rules: Vec<(u32, Expr)>,
+    specs: Vec<FieldSpec>,
+    field_index: HashMap<String, usize>,
+    matchers: Vec<FieldMatcher>,
+    keyword: FieldMatcher,
+    row_atoms: Vec<usize>,
+}
+
+impl KindEngine {
+    fn new(mapping: KindMapping) -> Self {
+        KindEngine {
+            mapping,
+            atoms: AtomTable::default(),
+            rules: Vec::new(),
+            specs: Vec::new(),
+            field_index: HashMap::new(),
+            matchers: Vec::new(),
+            keyword: FieldMatcher::default(),
+            row_atoms: Vec::new(),
+        }
+    }
+
+    fn field(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.field_index.get(name) {
+            return i;
+        }
+        let i = self.specs.len();
+        self.specs.push(self.mapping.spec(name));
+        self.field_index.insert(name.to_owned(), i);
+        i
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        let mut keyword = Vec::new();
+        let atoms: Vec<(Option<String>, bool, Option<String>)> = self
+            .atoms
+            .atoms()
+            .iter()
+            .map(|a| {
+                let literal = matches!(a.test, Test::Str { .. } | Test::Glob { .. });
+                let other = match &a.test {
+                    Test::FieldRef { other, .. } => Some(other.clone()),
+                    _ => None,
+                };
+                (a.field.clone(), literal, other)
+            })
+            .collect();
+        for (i, (field, literal, other)) in atoms.into_iter().enumerate() {
+            if let Some(o) = other {
+                self.field(&o);
+            }
+            match field {
+                None => keyword.push(i),
+                Some(f) => {
+                    let fi = self.field(&f);
+                    if members.len() <= fi {
+                        members.resize(fi + 1, Vec::new());
+                    }
+                    if literal {
+                        members[fi].push(i);
+                    } else {
+                        self.row_atoms.push(i);
+                    }
+                }
+            }
+        }
+        members.resize(self.specs.len(), Vec::new());
+        self.matchers = members
+            .iter()
+            .map(|m| FieldMatcher::build(&self.atoms, m))
+            .collect::<Result<_>>()?;
+        self.keyword = FieldMatcher::build(&self.atoms, &keyword)?;
+        Ok(())
+    }
+
+    fn match_batch(&self, reader: &BatchReader<'_>, out: &mut Vec<Match>) {
+        let rows = reader.len();
+        if rows == 0 || self.rules.is_empty() {
+            return;
+        }
+        let columns = fields::extract(reader, &self.specs);
+        let mut hits = Hits::new(self.atoms.atoms().len(), rows);
+        for (fi, matcher) in self.matchers.iter().enumerate() {
+            if matcher.is_empty() {
+                continue;
+            }
+            let col = &columns[fi];
+            for row in 0..rows {
+                for v in col.row(row) {
+                    matcher.scan(v, row, &self.atoms, &mut hits);
+                }
+            }
+        }
+        if !self.keyword.is_empty() {
+            for row in 0..rows {
+                for v in fields::keyword_values(reader, row) {
+                    self.keyword.scan(&v, row, &self.atoms, &mut hits);
+                }
+            }
+        }
+        for &a in &self.row_atoms {
+            let atom = &self.atoms.atoms()[a];
+            let Some(fi) = atom.field.as_deref().and_then(|f| self.field_index.get(f)) else {
+                continue;
+            };
+            let col: &MultiColumn<'_> = &columns[*fi];
+            for row in 0..rows {
+                let other = |name: &str| -> Vec<Cow<'_, str>> {
+                    self.field_index
+                        .get(name)
+                        .map(|&i| columns[i].row(row).to_vec())
+                        .unwrap_or_default()
+                };
+                if reference::test_holds(&atom.test, col.row(row), &other) {
+                    hits.set(a, row);
+                }
+            }
+        }
+        let tail = rows % 64;
+        let tail_mask = if tail == 0 {
+            u64::MAX
+        } else {
+            (1u64 << tail) - 1
+        };
+        for (rule, expr) in &self.rules {
+            match eval(expr, &hits, tail_mask) {
+                Bits::Zero => {}
+                Bits::One => out.extend((0..rows).map(|r| Match {
+                    row: r as u32,
+                    rule: *rule,
+                })),
+                b => {
+                    for (w, word) in b.words().iter().enumerate() {
+                        let mut word = *word;
+                        while word != 0 {
+                            let bit = word.trailing_zeros() as usize;
+                            let row = w * 64 + bit;
+                            if row < rows {
+                                out.push(Match {
+                                    row: row as u32,
+                                    rule: *rule,
+                                });
+                            }
+                            word &= word - 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn match_reference(&self, reader: &BatchReader<'_>, out: &mut Vec<Match>) {
+        for row in 0..reader.len() {
+            let values = |field: Option<&str>| -> Vec<Cow<'_, str>> {
+                match field {
+                    None => fields::keyword_values(reader, row),
+                    Some(f) => fields::row_values(reader, &self.mapping.spec(f), row),
+                }
+            };
+            for (rule, expr) in &self.rules {
+                let hit = reference::eval(expr, &mut |a| {
+                    reference::atom_holds(&self.atoms.atoms()[a], &values)
+                });
+                if hit {
+                    out.push(Match {
+                        row: row as u32,
+                        rule: *rule,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Compiled rules, ready to match batches of every source kind.
+pub struct RuleSet {
+    rules: Vec<LoadedRule>,
+    errors: Vec<LoadError>,
+    kinds: BTreeMap<SourceKind, KindEngine>,
+}
+
+/// Builds a [`RuleSet`].
+pub struct RuleSetBuilder {
+    mappings: Mappings,
+    placeholders: Placeholders,
+    rules: Vec<(String, Rule)>,
+    filters: Vec<Filter>,
+    errors: Vec<LoadError>,
+}
+
+fn load_error(source: &str, meta: Option<&Meta>, e: &Error) -> LoadError {
+    LoadError {
+        source: source.to_owned(),
+        rule_id: meta.map(|m| m.id.clone()).filter(|s| !s.is_empty()),
+        title: meta.map(|m| m.title.clone()).filter(|s| !s.is_empty()),
+        class: e.class(),
+        reason: e.to_string(),
+    }
+}
+
+fn logsource_contains(outer: &LogSource, inner: &LogSource) -> bool {
+    let key =
+        |o: &Option<String>, i: &Option<String>| o.as_ref().is_none_or(|o| i.as_ref() == Some(o));
+    key(&outer.product, &inner.product)
+        && key(&outer.category, &inner.category)
+        && key(&outer.service, &inner.service)
+}
+
+impl RuleSetBuilder {
+    /// A builder with the shipped field mappings and the given placeholder values.
+    pub fn new(placeholders: Placeholders) -> Result<Self> {
+        Ok(RuleSetBuilder {
+            mappings: Mappings::builtin()?,
+            placeholders,
+            rules: Vec::new(),
+            filters: Vec::new(),
+            errors: Vec::new(),
+        })
+    }
+
+    /// Adds every document of a YAML text read from `source`.
+    pub fn add_yaml(&mut self, source: &str, text: &str) {
+        for doc in crate::ast::parse_documents(text) {
+            match doc {
+                Ok(Document::Rule(r)) => self.rules.push((source.to_owned(), r)),
+                Ok(Document::Filter(f)) => self.filters.push(f),
+                Err(e) => self.errors.push(load_error(source, None, &e)),
+            }
+        }
+    }
+
+    /// Records a file that could not be read.
+    pub fn add_io_error(&mut self, source: &str, e: &std::io::Error) {
+        self.errors.push(LoadError {
+            source: source.to_owned(),
+            rule_id: None,
+            title: None,
+            class: "io",
+            reason: e.to_string(),
+        });
+    }
+
+    /// Compiles everything added.
+    pub fn build(self) -> Result<RuleSet> {
+        let RuleSetBuilder {
+            mappings,
+            placeholders,
+            rules,
+            filters,
+            mut errors,
+        } = self;
+        let mut kinds: BTreeMap<SourceKind, KindEngine> = BTreeMap::new();
+        let mut loaded = Vec::new();
+        for (source, rule) in rules {
+            let routing = mappings.route(&rule.logsource);
+            let engine = kinds
+                .entry(routing.kind)
+                .or_insert_with(|| KindEngine::new(mappings.kind(routing.kind).clone()));
+            let compiled = compile::detection(&rule.detection, &mut engine.atoms, &placeholders)
+                .and_then(|expr| {
+                    let mut expr = expr;
+                    for f in &filters {
+                        let named = f.rules.is_empty()
+                            || f.rules
+                                .iter()
+                                .any(|r| r == &rule.meta.id || r == &rule.meta.title);
+                        if named && logsource_contains(&f.logsource, &rule.logsource) {
+                            let fexpr =
+                                compile::detection(&f.detection, &mut engine.atoms, &placeholders)
+                                    .map_err(|e| e.context(format!("filter '{}'", f.meta.title)))?;
+                            expr = expr.and_with(fexpr);
+                        }
+                    }
+                    Ok(expr)
+                });
+            let expr = match compiled {
+                Ok(e) => e,
+                Err(e) => {
+                    errors.push(load_error(&source, Some(&rule.meta), &e));
+                    continue;
+                }
+            };
+            let route = Expr::Or(
+                routing
+                    .when
+                    .iter()
+                    .map(|alt| {
+                        Expr::And(
+                            alt.iter()
+                                .map(|(col, value)| {
+                                    Expr::Atom(engine.atoms.intern(
+                                        Some(col),
+                                        Test::Str {
+                                            op: StrOp::Eq,
+                                            needle: value.to_lowercase(),
+                                            cased: false,
+                                        },
+                                    ))
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            );
+            let expr = if routing.when.is_empty() {
+                expr
+            } else {
+                expr.and_with(route)
+            };
+            let mut used = Vec::new();
+            expr.atoms(&mut used);
+            let mut unmapped: Vec<String> = used
+                .iter()
+                .filter_map(|&a| engine.atoms.atoms()[a].field.clone())
+                .filter(|f| !engine.mapping.can_have(f))
+                .collect();
+            unmapped.sort();
+            unmapped.dedup();
+            let index =
+                u32::try_from(loaded.len()).map_err(|_| Error::invalid("too many rules"))?;
+            engine.rules.push((index, expr));
+            loaded.push(LoadedRule {
+                meta: rule.meta,
+                logsource: rule.logsource,
+                kind: routing.kind,
+                source,
+                unmapped_fields: unmapped,
+            });
+        }
+        for engine in kinds.values_mut() {
+            engine.finish()?;
+        }
+        Ok(RuleSet {
+            rules: loaded,
+            errors,
+            kinds,
+        })
+    }
+}
+
+impl RuleSet {
+    /// Rules that loaded, indexed by [`Match::rule`].
+    pub fn rules(&self) -> &[LoadedRule] {
+        &self.rules
+    }
+
+    /// Documents that did not load.
+    pub fn errors(&self) -> &[LoadError] {
+        &self.errors
+    }
+
+    /// Number of distinct atoms per source kind (a measure of sharing).
+    pub fn atom_counts(&self) -> Vec<(SourceKind, usize)> {
+        self.kinds
+            .iter()
+            .map(|(k, e)| (*k, e.atoms.atoms().len()))
+            .collect()
+    }
+
+    /// Matches every rule of the batch's kind against every row; matches come grouped by rule.
+    pub fn match_batch(&self, kind: SourceKind, batch: &RecordBatch) -> Result<Vec<Match>> {
+        let reader = BatchReader::new(kind, batch).map_err(|e| Error::invalid(e.to_string()))?;
+        let mut out = Vec::new();
+        if let Some(engine) = self.kinds.get(&kind) {
+            engine.match_batch(&reader, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// The same result as [`RuleSet::match_batch`], computed row by row with the reference
+    /// definitions: the oracle of the property tests.
+    pub fn match_batch_reference(
+        &self,
+        kind: SourceKind,
+        batch: &RecordBatch,
+    ) -> Result<Vec<Match>> {
+        let reader = BatchReader::new(kind, batch).map_err(|e| Error::invalid(e.to_string()))?;
+        let mut out = Vec::new();
+        if let Some(engine) = self.kinds.get(&kind) {
+            engine.match_reference(&reader, &mut out);
+        }
+        Ok(out)
+    }
+}
