@@ -4,9 +4,12 @@
 //! varde demo                       the whole path in one process, on bundled sample data
 //! varde pipeline --config <file>   consume from Kafka, store in ClickHouse, until SIGINT/SIGTERM
 //! varde migrate --config <file>    create or upgrade the ClickHouse schema, then exit
+//! varde rules check|match|bench    the Sigma engine on files
 //! ```
 
 mod demo;
+mod events;
+mod rules_cmd;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,10 +51,17 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Sigma rules: check, match against event files, measure.
+    #[command(subcommand)]
+    Rules(rules_cmd::RulesCommand),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Rules(cmd) = cli.command {
+        let code = rules_cmd::run(cmd)?;
+        std::process::exit(code);
+    }
     // The demo prints a report on stdout; its log keeps to warnings unless VARDE_LOG says more.
     let default_level = match cli.command {
         Command::Demo => "warn",
@@ -70,6 +80,7 @@ fn main() -> Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Demo => runtime.block_on(demo::run()),
+        Command::Rules(_) => Ok(()),
         Command::Pipeline { config } => runtime.block_on(pipeline(PipelineConfig::load(&config)?)),
         Command::Migrate { config } => runtime.block_on(async {
             let config = PipelineConfig::load(&config)?;

@@ -1,13 +1,20 @@
-//! `varde-bench`: throughput of the collector's hot path on one core, printed as a table.
+//! `varde-bench`: Varde's benchmarks, printed as figures.
 //!
 //! ```text
 //! cargo run --release -p varde-benches -- edge [--lines N] [--batch ROWS]
+//! cargo run --release -p varde-benches [--features peers] -- sigma --corpus ../shared/corpus/sigmahq
 //! ```
 //!
-//! Stages, each timed alone over the same synthetic municipal syslog (`varde_collector::sample`):
-//! syslog parsing, Arrow batch building, envelope encoding (IPC + zstd), envelope decoding with
-//! full validation (what the pipeline does per message). Single-threaded; wall-clock time.
+//! `edge`: the collector's hot path, each stage timed alone over the same synthetic municipal
+//! syslog (`varde_collector::sample`): syslog parsing, Arrow batch building, envelope encoding
+//! (IPC + zstd), envelope decoding with full validation. `sigma`: see [`sigma`].
+//! Single-threaded; wall-clock time.
 
+#[cfg(feature = "peers")]
+mod peers;
+mod sigma;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -34,6 +41,33 @@ enum Command {
         #[arg(long, default_value_t = 5000)]
         batch: usize,
     },
+    /// Sigma matching on SigmaHQ rules and replicated regression samples.
+    Sigma {
+        /// The SigmaHQ corpus.
+        #[arg(long, default_value = "../shared/corpus/sigmahq")]
+        corpus: PathBuf,
+        /// Rule folders relative to the corpus (default: rules/windows/process_creation).
+        #[arg(long)]
+        rules: Vec<PathBuf>,
+        /// Number of events.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Percent of events rewritten as benign process starts.
+        #[arg(long, default_value_t = 90)]
+        benign: u32,
+        /// Only sample events with this EventID (0: every sample event).
+        #[arg(long, default_value_t = 1)]
+        event_id: u64,
+        /// Rows per batch.
+        #[arg(long, default_value_t = 8192)]
+        batch: usize,
+        /// Events given to the peer engines (feature `peers`).
+        #[arg(long, default_value_t = 20_000)]
+        peer_events: usize,
+        /// Runs of the match stage (the figure is over all of them).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+    },
 }
 
 fn rate(n: usize, secs: f64) -> String {
@@ -41,9 +75,31 @@ fn rate(n: usize, secs: f64) -> String {
 }
 
 fn main() -> Result<()> {
-    let Cli {
-        command: Command::Edge { lines, batch },
-    } = Cli::parse();
+    match Cli::parse().command {
+        Command::Edge { lines, batch } => edge(lines, batch),
+        Command::Sigma {
+            corpus,
+            rules,
+            events,
+            benign,
+            event_id,
+            batch,
+            peer_events,
+            repeat,
+        } => sigma::run(&sigma::Options {
+            corpus,
+            rules,
+            events,
+            benign,
+            event_id,
+            batch,
+            peer_events,
+            repeat,
+        }),
+    }
+}
+
+fn edge(lines: usize, batch: usize) -> Result<()> {
     let batch = batch.max(1);
     let tenant = Kommunenummer::parse("0301")?;
     let collector = CollectorId::new("k0301-bench")?;

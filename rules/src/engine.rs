@@ -78,6 +78,8 @@ struct FieldMatcher {
     cased_targets: Vec<Vec<Target>>,
     empty: Vec<(usize, StrOp)>,
     unfiltered_globs: Vec<usize>,
+    /// All regular expressions of the field in one set: one pass per value for all of them.
+    regexes: Option<(regex::RegexSet, Vec<usize>)>,
 }
 
 impl FieldMatcher {
@@ -85,8 +87,10 @@ impl FieldMatcher {
         let mut m = FieldMatcher::default();
         let mut folded: BTreeMap<String, Vec<Target>> = BTreeMap::new();
         let mut cased: BTreeMap<String, Vec<Target>> = BTreeMap::new();
+        let mut regexes: Vec<(usize, String)> = Vec::new();
         for &a in members {
             match &atoms.atoms()[a].test {
+                Test::Regex(r) => regexes.push((a, r.as_str().to_owned())),
                 Test::Str {
                     op,
                     needle,
@@ -135,6 +139,14 @@ impl FieldMatcher {
             m.folded = Some((build(&needles, true)?, build(&needles, false)?));
             m.folded_targets = folded.into_values().collect();
         }
+        if !regexes.is_empty() {
+            let set = regex::RegexSetBuilder::new(regexes.iter().map(|(_, r)| r))
+                .size_limit(256 << 20)
+                .dfa_size_limit(64 << 20)
+                .build()
+                .map_err(|e| Error::invalid(format!("regex set: {e}")))?;
+            m.regexes = Some((set, regexes.into_iter().map(|(a, _)| a).collect()));
+        }
         if !cased.is_empty() {
             let needles: Vec<&String> = cased.keys().collect();
             m.cased = Some(build(&needles, false)?);
@@ -148,16 +160,19 @@ impl FieldMatcher {
             && self.cased.is_none()
             && self.empty.is_empty()
             && self.unfiltered_globs.is_empty()
+            && self.regexes.is_none()
     }
 
-    /// Records in `hits` every atom this value satisfies.
-    fn scan(&self, value: &str, row: usize, atoms: &AtomTable, hits: &mut Hits) {
+    /// Appends to `out` every atom this value satisfies (possibly with repeats).
+    fn scan(&self, value: &str, atoms: &AtomTable, out: &mut Vec<usize>) {
         for &(a, op) in &self.empty {
             if op != StrOp::Eq || value.is_empty() {
-                hits.set(a, row);
+                out.push(a);
             }
         }
         let mut lowered: Option<Cow<'_, str>> = None;
+        // Wildcard patterns whose literal occurred: verified once each, after the scan.
+        let mut candidates: Vec<usize> = Vec::new();
         if let Some((ascii, exact)) = &self.folded {
             let (ac, text): (&AhoCorasick, Cow<'_, str>) = if value.is_ascii() {
                 (ascii, Cow::Borrowed(value))
@@ -165,60 +180,50 @@ impl FieldMatcher {
                 let l = lowered.get_or_insert_with(|| fold(value)).clone();
                 (exact, l)
             };
+            let len = text.len();
             for mat in ac.find_overlapping_iter(text.as_ref()) {
                 for t in &self.folded_targets[mat.pattern().as_usize()] {
-                    apply(
-                        *t,
-                        mat.start(),
-                        mat.end(),
-                        text.len(),
-                        value,
-                        &mut lowered,
-                        row,
-                        atoms,
-                        hits,
-                    );
+                    target_hit(*t, mat.start(), mat.end(), len, out, &mut candidates);
                 }
             }
         }
         if let Some(ac) = &self.cased {
             for mat in ac.find_overlapping_iter(value) {
                 for t in &self.cased_targets[mat.pattern().as_usize()] {
-                    apply(
+                    target_hit(
                         *t,
                         mat.start(),
                         mat.end(),
                         value.len(),
-                        value,
-                        &mut lowered,
-                        row,
-                        atoms,
-                        hits,
+                        out,
+                        &mut candidates,
                     );
                 }
             }
         }
-        for &a in &self.unfiltered_globs {
-            if !hits.is_set(a, row) && glob_holds(atoms, a, value, &mut lowered) {
-                hits.set(a, row);
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.extend_from_slice(&self.unfiltered_globs);
+        for a in candidates {
+            if glob_holds(atoms, a, value, &mut lowered) {
+                out.push(a);
             }
+        }
+        if let Some((set, ids)) = &self.regexes {
+            out.extend(set.matches(value).iter().map(|i| ids[i]));
         }
     }
 }
 
-/// Records the atom of an automaton match when its position fits the test. `len` is the length
-/// of the text the automaton ran over.
-#[allow(clippy::too_many_arguments)]
-fn apply<'v>(
+/// Records the atom of an automaton match when its position fits the test (`len` is the
+/// length of the scanned text), or notes a wildcard pattern to verify.
+fn target_hit(
     target: Target,
     start: usize,
     end: usize,
     len: usize,
-    value: &'v str,
-    lowered: &mut Option<Cow<'v, str>>,
-    row: usize,
-    atoms: &AtomTable,
-    hits: &mut Hits,
+    out: &mut Vec<usize>,
+    candidates: &mut Vec<usize>,
 ) {
     match target {
         Target::Str(a, op) => {
@@ -229,14 +234,10 @@ fn apply<'v>(
                 StrOp::Eq => start == 0 && end == len,
             };
             if ok {
-                hits.set(a, row);
+                out.push(a);
             }
         }
-        Target::Glob(a) => {
-            if !hits.is_set(a, row) && glob_holds(atoms, a, value, lowered) {
-                hits.set(a, row);
-            }
-        }
+        Target::Glob(a) => candidates.push(a),
     }
 }
 
@@ -248,6 +249,46 @@ fn fold(value: &str) -> Cow<'_, str> {
         Cow::Owned(value.to_lowercase())
     }
 }
+
+/// A fast word-at-a-time hash (the Fx scheme) for per-batch maps keyed by field values and
+/// attribute names: not DoS-resistant, which is fine for maps that live for one batch.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Fnv {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+}
+
+pub(crate) type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 
 /// The glob test on one value: the anchored regex over the value, lowercased unless `cased`.
 fn glob_holds<'v>(
@@ -285,12 +326,6 @@ impl Hits {
         let words = self.words;
         let b = self.bits[atom].get_or_insert_with(|| vec![0; words]);
         b[row / 64] |= 1 << (row % 64);
-    }
-
-    fn is_set(&self, atom: usize, row: usize) -> bool {
-        self.bits[atom]
-            .as_ref()
-            .is_some_and(|b| b[row / 64] & (1 << (row % 64)) != 0)
     }
 }
 
@@ -428,7 +463,10 @@ impl KindEngine {
             .atoms()
             .iter()
             .map(|a| {
-                let literal = matches!(a.test, Test::Str { .. } | Test::Glob { .. });
+                let literal = matches!(
+                    a.test,
+                    Test::Str { .. } | Test::Glob { .. } | Test::Regex(_)
+                );
                 let other = match &a.test {
                     Test::FieldRef { other, .. } => Some(other.clone()),
                     _ => None,
@@ -475,17 +513,63 @@ impl KindEngine {
             if matcher.is_empty() {
                 continue;
             }
+            // Field values repeat a lot within a batch (images, users, parents): scan each
+            // distinct value once and reuse its atoms.
             let col = &columns[fi];
+            let mut cache: FnvMap<&str, (u32, u32)> = FnvMap::default();
+            let mut found: Vec<usize> = Vec::new();
+            let (mut lookups, mut repeats) = (0u32, 0u32);
+            let mut caching = true;
             for row in 0..rows {
                 for v in col.row(row) {
-                    matcher.scan(v, row, &self.atoms, &mut hits);
+                    if !caching {
+                        found.clear();
+                        matcher.scan(v, &self.atoms, &mut found);
+                        for &a in &found {
+                            hits.set(a, row);
+                        }
+                        continue;
+                    }
+                    lookups += 1;
+                    let mut fresh = false;
+                    let (s, e) = *cache.entry(v.as_ref()).or_insert_with(|| {
+                        fresh = true;
+                        let s = found.len();
+                        matcher.scan(v, &self.atoms, &mut found);
+                        found[s..].sort_unstable();
+                        let mut w = s;
+                        for r in s..found.len() {
+                            if r == s || found[r] != found[w - 1] {
+                                found[w] = found[r];
+                                w += 1;
+                            }
+                        }
+                        found.truncate(w);
+                        (s as u32, w as u32)
+                    });
+                    if !fresh {
+                        repeats += 1;
+                    }
+                    for &a in &found[s as usize..e as usize] {
+                        hits.set(a, row);
+                    }
+                    // Values that rarely repeat (command lines) are not worth hashing.
+                    if lookups == 512 && repeats < 128 {
+                        caching = false;
+                        found.clear();
+                    }
                 }
             }
         }
         if !self.keyword.is_empty() {
+            let mut scratch = Vec::new();
             for row in 0..rows {
                 for v in fields::keyword_values(reader, row) {
-                    self.keyword.scan(&v, row, &self.atoms, &mut hits);
+                    scratch.clear();
+                    self.keyword.scan(&v, &self.atoms, &mut scratch);
+                    for &a in &scratch {
+                        hits.set(a, row);
+                    }
                 }
             }
         }

@@ -6,7 +6,6 @@
 //! field name. Absent when none of these exists.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use varde_core::{BatchReader, ValueRef};
 
@@ -98,7 +97,7 @@ impl<'a> MultiColumn<'a> {
 /// preference order as [`row_values`].
 pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiColumn<'a>> {
     let rows = reader.len();
-    let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_key: crate::engine::FnvMap<&str, Vec<usize>> = Default::default();
     for (i, s) in specs.iter().enumerate() {
         if let Some(k) = &s.attr {
             by_key.entry(k.as_str()).or_default().push(i);
@@ -116,10 +115,25 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
     }
     let mut found: Vec<Vec<Cow<'a, str>>> = vec![Vec::new(); specs.len()];
     let mut spaced: Vec<(&'a str, &'a str)> = Vec::new();
+    // Events of one source mostly list the same attribute keys in the same order: remember the
+    // previous row's key at each position and compare before hashing.
+    let mut previous: Vec<(&'a str, Option<&Vec<usize>>)> = Vec::new();
     for row in 0..rows {
         spaced.clear();
-        for (k, v) in reader.attrs(row) {
-            if let Some(targets) = by_key.get(k) {
+        for (i, (k, v)) in reader.attrs(row).enumerate() {
+            let targets = match previous.get(i) {
+                Some((pk, t)) if *pk == k => *t,
+                _ => {
+                    let t = by_key.get(k);
+                    if i < previous.len() {
+                        previous[i] = (k, t);
+                    } else {
+                        previous.push((k, t));
+                    }
+                    t
+                }
+            };
+            if let Some(targets) = targets {
                 for &t in targets {
                     found[t].push(Cow::Borrowed(v));
                 }
