@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p varde-benches -- edge [--lines N] [--batch ROWS]
-//! cargo run --release -p varde-benches [--features peers] -- sigma --corpus ../shared/corpus/sigmahq
+//! cargo run --release -p varde-benches -- sigma --corpus ../shared/corpus/sigmahq [--dump events.jsonl]
 //! ```
 //!
 //! `edge`: the collector's hot path, each stage timed alone over the same synthetic municipal
@@ -10,8 +10,6 @@
 //! (IPC + zstd), envelope decoding with full validation. `sigma`: see [`sigma`].
 //! Single-threaded; wall-clock time.
 
-#[cfg(feature = "peers")]
-mod peers;
 mod sigma;
 
 use std::path::PathBuf;
@@ -61,9 +59,10 @@ enum Command {
         /// Rows per batch.
         #[arg(long, default_value_t = 8192)]
         batch: usize,
-        /// Events given to the peer engines (feature `peers`).
-        #[arg(long, default_value_t = 20_000)]
-        peer_events: usize,
+        /// Also write the generated events, one JSON document per line, for the peer
+        /// benchmark in benches/peers.
+        #[arg(long)]
+        dump: Option<PathBuf>,
         /// Runs of the match stage (the figure is over all of them).
         #[arg(long, default_value_t = 1)]
         repeat: usize,
@@ -84,7 +83,7 @@ fn main() -> Result<()> {
             benign,
             event_id,
             batch,
-            peer_events,
+            dump,
             repeat,
         } => sigma::run(&sigma::Options {
             corpus,
@@ -93,7 +92,7 @@ fn main() -> Result<()> {
             benign,
             event_id,
             batch,
-            peer_events,
+            dump,
             repeat,
         }),
     }

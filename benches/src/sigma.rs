@@ -27,8 +27,8 @@ pub struct Options {
     pub event_id: u64,
     /// Rows per batch.
     pub batch: usize,
-    /// Events given to the peer engine (it is slow; 0 to skip).
-    pub peer_events: usize,
+    /// Where to write the generated events (JSON lines), for peer engines.
+    pub dump: Option<PathBuf>,
     /// Times the match stage runs over the batches (the figure is the mean).
     pub repeat: usize,
 }
@@ -249,13 +249,11 @@ pub fn run(o: &Options) -> Result<()> {
     );
     println!("  peak RSS: {} MiB", peak_rss_kib() / 1024);
 
-    #[cfg(feature = "peers")]
-    if o.peer_events > 0 {
-        crate::peers::rsigma(&rule_dirs, &lines[..o.peer_events.min(lines.len())])?;
-    }
-    #[cfg(not(feature = "peers"))]
-    if o.peer_events > 0 {
-        println!("  (peer engines: build with --features peers)");
+    if let Some(path) = &o.dump {
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        println!("  events written to {}", path.display());
     }
     Ok(())
 }
