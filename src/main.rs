@@ -48,8 +48,12 @@ enum Command {
     /// Create or upgrade the ClickHouse schema and exit.
     Migrate {
         /// The pipeline configuration file (its [clickhouse] table is used).
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required_unless_present = "print_sql")]
+        config: Option<PathBuf>,
+        /// Print every migration's statements for database DB (one per line, `;`-terminated)
+        /// instead of applying them.
+        #[arg(long, value_name = "DB")]
+        print_sql: Option<String>,
     },
     /// Sigma rules: check, match against event files, measure.
     #[command(subcommand)]
@@ -82,7 +86,27 @@ fn main() -> Result<()> {
         Command::Demo => runtime.block_on(demo::run()),
         Command::Rules(_) => Ok(()),
         Command::Pipeline { config } => runtime.block_on(pipeline(PipelineConfig::load(&config)?)),
-        Command::Migrate { config } => runtime.block_on(async {
+        Command::Migrate {
+            print_sql: Some(db),
+            ..
+        } => {
+            for m in varde_store::schema::MIGRATIONS {
+                println!("-- migration {}: {}", m.version, m.name);
+                for statement in m.statements {
+                    println!(
+                        "{};",
+                        statement
+                            .replace("{db}", &db)
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Migrate { config, .. } => runtime.block_on(async {
+            let config = config.context("--config is required")?;
             let config = PipelineConfig::load(&config)?;
             let store = ClickHouseStore::new(&config.clickhouse)?;
             let applied = store.migrate().await.context("migrating ClickHouse")?;
