@@ -23,6 +23,8 @@ pub enum RulesCommand {
         /// Machine-readable output: one JSON object per rejected rule, then a summary object.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        placeholders: PlaceholderArgs,
     },
     /// Match rules against event files; print one JSON line per match.
     Match {
@@ -32,6 +34,8 @@ pub enum RulesCommand {
         /// Event files: .evtx, .json (concatenated documents) or .jsonl.
         #[arg(long, required = true, num_args = 1..)]
         events: Vec<PathBuf>,
+        #[command(flatten)]
+        placeholders: PlaceholderArgs,
     },
     /// Measure matching speed on event files: events/s, matches, peak memory.
     Bench {
@@ -47,11 +51,36 @@ pub enum RulesCommand {
         /// Worker threads (batches are shared out between them).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        #[command(flatten)]
+        placeholders: PlaceholderArgs,
     },
 }
 
-fn load(paths: &[PathBuf]) -> Result<(RuleSet, usize)> {
-    let mut builder = RuleSetBuilder::new(Default::default())?;
+/// Values for `expand` placeholders, given as `--placeholder name=value1,value2`.
+#[derive(clap::Args, Clone, Default)]
+pub struct PlaceholderArgs {
+    /// A placeholder's values for rules using the `expand` modifier: NAME=V1,V2,… (repeatable).
+    #[arg(long = "placeholder", value_name = "NAME=VALUES")]
+    placeholders: Vec<String>,
+}
+
+impl PlaceholderArgs {
+    fn parse(&self) -> Result<varde_rules::compile::Placeholders> {
+        let mut out = varde_rules::compile::Placeholders::new();
+        for p in &self.placeholders {
+            let (name, values) = p
+                .split_once('=')
+                .with_context(|| format!("--placeholder '{p}': expected NAME=V1,V2"))?;
+            out.entry(name.trim_matches('%').to_owned())
+                .or_default()
+                .extend(values.split(',').map(str::to_owned));
+        }
+        Ok(out)
+    }
+}
+
+fn load(paths: &[PathBuf], placeholders: &PlaceholderArgs) -> Result<(RuleSet, usize)> {
+    let mut builder = RuleSetBuilder::new(placeholders.parse()?)?;
     let files = varde_rules::load::add_paths(&mut builder, paths).context("reading rules")?;
     Ok((builder.build()?, files))
 }
@@ -63,19 +92,28 @@ fn json_str(s: &str) -> String {
 /// Runs a `varde rules` subcommand; returns the process exit code.
 pub fn run(cmd: RulesCommand) -> Result<i32> {
     match cmd {
-        RulesCommand::Check { paths, json } => check(&paths, json),
-        RulesCommand::Match { rules, events } => matches(&rules, &events),
+        RulesCommand::Check {
+            paths,
+            json,
+            placeholders,
+        } => check(&paths, json, &placeholders),
+        RulesCommand::Match {
+            rules,
+            events,
+            placeholders,
+        } => matches(&rules, &events, &placeholders),
         RulesCommand::Bench {
             rules,
             events,
             repeat,
             threads,
-        } => bench(&rules, &events, repeat, threads),
+            placeholders,
+        } => bench(&rules, &events, repeat, threads, &placeholders),
     }
 }
 
-fn check(paths: &[PathBuf], json: bool) -> Result<i32> {
-    let (set, files) = load(paths)?;
+fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Result<i32> {
+    let (set, files) = load(paths, placeholders)?;
     let mut by_class: BTreeMap<&str, usize> = BTreeMap::new();
     for e in set.errors() {
         *by_class.entry(e.class).or_default() += 1;
@@ -173,8 +211,8 @@ fn batches(
         .collect()
 }
 
-fn matches(rules: &[PathBuf], files: &[PathBuf]) -> Result<i32> {
-    let (set, _) = load(rules)?;
+fn matches(rules: &[PathBuf], files: &[PathBuf], placeholders: &PlaceholderArgs) -> Result<i32> {
+    let (set, _) = load(rules, placeholders)?;
     for e in set.errors() {
         eprintln!("{}: rule not loaded: {}", e.source, e.reason);
     }
@@ -216,9 +254,15 @@ fn peak_rss_mib() -> u64 {
         .map_or(0, |k| k / 1024)
 }
 
-fn bench(rules: &[PathBuf], files: &[PathBuf], repeat: usize, threads: usize) -> Result<i32> {
+fn bench(
+    rules: &[PathBuf],
+    files: &[PathBuf],
+    repeat: usize,
+    threads: usize,
+    placeholders: &PlaceholderArgs,
+) -> Result<i32> {
     let t = Instant::now();
-    let (set, _) = load(rules)?;
+    let (set, _) = load(rules, placeholders)?;
     let compile_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut all = Vec::new();

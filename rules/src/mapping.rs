@@ -18,6 +18,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("windows.yml", include_str!("../mappings/windows.yml")),
     ("linux.yml", include_str!("../mappings/linux.yml")),
     ("web.yml", include_str!("../mappings/web.yml")),
+    ("oidc.yml", include_str!("../mappings/oidc.yml")),
 ];
 
 /// A column of a source kind.
