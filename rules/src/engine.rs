@@ -824,6 +824,15 @@ impl RuleSet {
         &self.errors
     }
 
+    /// A loaded rule's compiled expression (routing included), with the atoms it indexes and the
+    /// mapping of its kind: what [`crate::sql`] translates.
+    pub fn compiled(&self, rule: usize) -> Option<(&Expr, &AtomTable, &KindMapping)> {
+        let kind = self.rules.get(rule)?.kind;
+        let engine = self.kinds.get(&kind)?;
+        let (_, expr) = engine.rules.iter().find(|(r, _)| *r as usize == rule)?;
+        Some((expr, &engine.atoms, &engine.mapping))
+    }
+
     /// Number of distinct atoms per source kind (a measure of sharing).
     pub fn atom_counts(&self) -> Vec<(SourceKind, usize)> {
         self.kinds

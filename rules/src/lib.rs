@@ -11,6 +11,7 @@
 //! - [`engine`]: the vectorised matcher ([`RuleSet`]).
 //! - [`reference`]: the row-at-a-time definitions, the oracle of the property tests, and where
 //!   the choices on points Sigma engines disagree about are documented.
+//! - [`sql`]: the same compiled rules as ClickHouse SQL, for hunting in stored events.
 //! - [`load`]: reading rule files and folders (the only I/O in this crate).
 //!
 //! ```
@@ -55,6 +56,7 @@ pub mod fields;
 pub mod load;
 pub mod mapping;
 pub mod reference;
+pub mod sql;
 pub mod string;
 
 pub use engine::{LoadError, LoadedRule, Match, RuleSet, RuleSetBuilder};

@@ -193,6 +193,20 @@ impl ClickHouseStore {
         Ok(newly)
     }
 
+    /// Runs a query whose rows are one text column and returns them: for hunts built by
+    /// varde-rules' SQL conversion and for diagnostics. `{db}` in `sql` is replaced by the
+    /// database name; the text is sent as it is (a `?` is not a bind placeholder here).
+    pub async fn select_strings(&self, sql: &str) -> Result<Vec<String>> {
+        Ok(self
+            .client
+            .query(&sql.replace("{db}", &self.db).replace('?', "??"))
+            .with_setting("max_query_size", "16777216")
+            .with_setting("max_ast_elements", "2000000")
+            .with_setting("max_expanded_ast_elements", "2000000")
+            .fetch_all::<String>()
+            .await?)
+    }
+
     /// Drops the database and everything in it. For tests and `varde` tooling only.
     pub async fn drop_database(&self) -> Result<()> {
         self.client
