@@ -413,6 +413,11 @@ fn check_ipc_framing(ipc: &[u8]) -> Result<(), EnvelopeError> {
         let body_len = usize::try_from(message.bodyLength())
             .map_err(|_| err(format!("negative body length at byte {pos}")))?;
         let body_start = 8 + meta_len;
+        if !(pos + body_start).is_multiple_of(8) || !body_len.is_multiple_of(8) {
+            return Err(err(format!(
+                "message at byte {pos} is not padded to 8 bytes"
+            )));
+        }
         if rest.len() - body_start < body_len {
             return Err(err(format!(
                 "body of {body_len} bytes at byte {pos} runs past the end"
@@ -431,6 +436,12 @@ fn check_ipc_framing(ipc: &[u8]) -> Result<(), EnvelopeError> {
                 }
                 for (i, b) in rb.buffers().iter().flatten().enumerate() {
                     let (off, len) = (b.offset(), b.length());
+                    // Arrow readers assume 8-byte aligned buffers (and panic otherwise).
+                    if off % 8 != 0 {
+                        return Err(err(format!(
+                            "buffer {i} at offset {off} is not 8-byte aligned"
+                        )));
+                    }
                     let inside = off >= 0
                         && len >= 0
                         && usize::try_from(off.saturating_add(len))
