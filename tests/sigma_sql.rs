@@ -11,7 +11,7 @@ use std::path::Path;
 use varde_core::{
     BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
 };
-use varde_rules::ast::{Document, RawValue, Search};
+use varde_rules::ast::Document;
 use varde_rules::compile::Placeholders;
 use varde_rules::{RuleSet, RuleSetBuilder};
 use varde_store::EventStore;
@@ -97,17 +97,7 @@ fn rules_and_vocab() -> (RuleSet, Vec<String>) {
                 .flatten()
             {
                 if let Document::Rule(r) = doc {
-                    for (_, s) in &r.detection.searches {
-                        if let Search::Maps(maps) = s {
-                            for item in maps.iter().flatten() {
-                                for v in &item.values {
-                                    if let RawValue::Str(s) = v {
-                                        vocab.insert(s.replace('*', ""));
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    vocab.extend(r.detection.string_values().map(|s| s.replace('*', "")));
                 }
             }
             b.add_yaml(&file.display().to_string(), &text);

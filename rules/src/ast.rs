@@ -75,6 +75,25 @@ pub struct Detection {
     pub conditions: Vec<Cond>,
 }
 
+impl Detection {
+    /// Every string value of every search, as written (wildcards not interpreted): the rule's
+    /// vocabulary, e.g. for generating test events that make it fire.
+    pub fn string_values(&self) -> impl Iterator<Item = &str> {
+        self.searches.iter().flat_map(|(_, search)| {
+            let values: Box<dyn Iterator<Item = &RawValue>> = match search {
+                Search::Maps(maps) => {
+                    Box::new(maps.iter().flatten().flat_map(|item| item.values.iter()))
+                }
+                Search::Keywords(values) => Box::new(values.iter()),
+            };
+            values.filter_map(|v| match v {
+                RawValue::Str(s) => Some(s.as_str()),
+                _ => None,
+            })
+        })
+    }
+}
+
 /// Descriptive fields of a rule, carried to alerts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Meta {

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use varde_core::{BatchBuilder, CollectorId, Event, Kommunenummer, SourceKind, Value};
-use varde_rules::ast::{Document, RawValue, Search};
+use varde_rules::ast::Document;
 use varde_rules::{RuleSet, RuleSetBuilder};
 
 const FIELDS: &[&str] = &[
@@ -87,17 +87,7 @@ fn corpus() -> &'static Option<Corpus> {
                     .flatten()
                 {
                     if let Document::Rule(r) = doc {
-                        for (_, s) in &r.detection.searches {
-                            if let Search::Maps(maps) = s {
-                                for item in maps.iter().flatten() {
-                                    for v in &item.values {
-                                        if let RawValue::Str(s) = v {
-                                            vocab.insert(s.replace('*', ""));
-                                        }
-                                    }
-                                }
-                            }
-                        }
+                        vocab.extend(r.detection.string_values().map(|s| s.replace('*', "")));
                     }
                 }
                 builder.add_yaml(&file.display().to_string(), &text);
