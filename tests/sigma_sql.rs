@@ -6,70 +6,15 @@
 //! (every modifier) always run.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use varde_core::{
     BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
 };
-use varde_rules::ast::Document;
-use varde_rules::compile::Placeholders;
-use varde_rules::{RuleSet, RuleSetBuilder};
+use varde_rules::RuleSet;
 use varde_store::EventStore;
 use varde_testkit::TestEnv;
 
-const HANDMADE: &str = r#"
-title: every modifier
-id: hand-1
-logsource: {product: windows}
-detection:
-    a:
-        CommandLine|contains|windash: ' -enc '
-    b:
-        CommandLine|re|i: 'invoke-\w+'
-    c:
-        DestinationIp|cidr: ['10.0.0.0/8', 'fe80::/10', '2001:db8:8000::/33']
-    d:
-        DestinationPort|gte: 1024
-    e:
-        Image|endswith|cased: '.EXE'
-    f:
-        User|fieldref: ParentUser
-    g:
-        Details: null
-    h:
-        ScriptBlockText|base64offset|contains: 'IEX ('
-    i:
-        Image: '*\\?md.*'
-    j:
-        - 'mimikatz'
-        - 'ÆØÅ'
-    k:
-        TargetObject|exists: true
-    l:
-        Hashes|neq: ''
-    m:
-        UtcTime|hour: 3
-    condition: 1 of them
-"#;
-
-const FIELDS: &[&str] = &[
-    "Image",
-    "CommandLine",
-    "ParentImage",
-    "OriginalFileName",
-    "ParentCommandLine",
-    "User",
-    "ParentUser",
-    "IntegrityLevel",
-    "TargetObject",
-    "TargetFilename",
-    "Details",
-    "DestinationIp",
-    "DestinationPort",
-    "ScriptBlockText",
-    "Hashes",
-    "UtcTime",
-];
+use varde_testkit::sigma::EVENT_FIELDS as FIELDS;
 
 struct Rng(u64);
 impl Rng {
@@ -85,43 +30,8 @@ impl Rng {
 }
 
 fn rules_and_vocab() -> (RuleSet, Vec<String>) {
-    let mut b = RuleSetBuilder::new(Placeholders::new()).expect("mappings");
-    b.add_yaml("handmade.yml", HANDMADE);
-    let mut vocab: BTreeSet<String> = BTreeSet::new();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sigmahq/rules/windows");
-    if dir.is_dir() {
-        for file in varde_rules::load::rule_files(&dir).expect("corpus readable") {
-            let text = std::fs::read_to_string(&file).expect("rule readable");
-            for doc in varde_rules::ast::parse_documents(&text)
-                .into_iter()
-                .flatten()
-            {
-                if let Document::Rule(r) = doc {
-                    vocab.extend(r.detection.string_values().map(|s| s.replace('*', "")));
-                }
-            }
-            b.add_yaml(&file.display().to_string(), &text);
-        }
-    } else {
-        eprintln!("SKIPPED the corpus part: {} not found", dir.display());
-    }
-    vocab.extend(
-        [
-            "powershell -enc AAA",
-            "Invoke-Mimikatz",
-            "10.1.2.3",
-            "fe80::1",
-            "2001:db8:8123::1",
-            "SUVYICgo",
-            "cmd.exe",
-            "2024-05-01 03:15:00.000",
-            "4444",
-            "80",
-            "ÆØÅ",
-        ]
-        .map(String::from),
-    );
-    (b.build().expect("rule set"), vocab.into_iter().collect())
+    let (builder, vocab) = varde_testkit::sigma::windows_rules_with_vocabulary();
+    (builder.build().expect("rule set"), vocab)
 }
 
 fn events(vocab: &[String], n: usize) -> Vec<Event> {

@@ -12,7 +12,6 @@
 
 mod sigma;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -40,33 +39,7 @@ enum Command {
         batch: usize,
     },
     /// Sigma matching on SigmaHQ rules and replicated regression samples.
-    Sigma {
-        /// The SigmaHQ corpus.
-        #[arg(long, default_value = "../shared/corpus/sigmahq")]
-        corpus: PathBuf,
-        /// Rule folders relative to the corpus (default: rules/windows/process_creation).
-        #[arg(long)]
-        rules: Vec<PathBuf>,
-        /// Number of events.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: usize,
-        /// Percent of events rewritten as benign process starts.
-        #[arg(long, default_value_t = 90)]
-        benign: u32,
-        /// Only sample events with this EventID (0: every sample event).
-        #[arg(long, default_value_t = 1)]
-        event_id: u64,
-        /// Rows per batch.
-        #[arg(long, default_value_t = 8192)]
-        batch: usize,
-        /// Also write the generated events, one JSON document per line, for the peer
-        /// benchmark in benches/peers.
-        #[arg(long)]
-        dump: Option<PathBuf>,
-        /// Runs of the match stage (the figure is over all of them).
-        #[arg(long, default_value_t = 1)]
-        repeat: usize,
-    },
+    Sigma(sigma::Options),
 }
 
 fn rate(n: usize, secs: f64) -> String {
@@ -76,25 +49,7 @@ fn rate(n: usize, secs: f64) -> String {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Edge { lines, batch } => edge(lines, batch),
-        Command::Sigma {
-            corpus,
-            rules,
-            events,
-            benign,
-            event_id,
-            batch,
-            dump,
-            repeat,
-        } => sigma::run(&sigma::Options {
-            corpus,
-            rules,
-            events,
-            benign,
-            event_id,
-            batch,
-            dump,
-            repeat,
-        }),
+        Command::Sigma(options) => sigma::run(&options),
     }
 }
 

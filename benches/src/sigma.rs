@@ -14,22 +14,32 @@ use varde_core::{BatchBuilder, CollectorId, Kommunenummer, SourceKind};
 use varde_rules::RuleSetBuilder;
 
 /// Options of the sigma benchmark.
+#[derive(clap::Args)]
 pub struct Options {
-    /// SigmaHQ corpus root.
+    /// The SigmaHQ corpus.
+    #[arg(long, default_value = "../shared/corpus/sigmahq")]
     pub corpus: PathBuf,
-    /// Rule folders, relative to the corpus (default: rules/windows/process_creation).
+    /// Rule folders relative to the corpus (default: rules/windows/process_creation).
+    #[arg(long)]
     pub rules: Vec<PathBuf>,
     /// Number of events.
+    #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
-    /// Percent of benign events.
+    /// Percent of events rewritten as benign process starts.
+    #[arg(long, default_value_t = 90)]
     pub benign: u32,
-    /// Only sample events with this Sysmon/Security EventID (0: all).
+    /// Only sample events with this EventID (0: every sample event).
+    #[arg(long, default_value_t = 1)]
     pub event_id: u64,
     /// Rows per batch.
+    #[arg(long, default_value_t = 8192)]
     pub batch: usize,
-    /// Where to write the generated events (JSON lines), for peer engines.
+    /// Also write the generated events, one JSON document per line, for the peer benchmark in
+    /// benches/peers.
+    #[arg(long)]
     pub dump: Option<PathBuf>,
-    /// Times the match stage runs over the batches (the figure is the mean).
+    /// Runs of the match stage (the figure is over all of them).
+    #[arg(long, default_value_t = 1)]
     pub repeat: usize,
 }
 

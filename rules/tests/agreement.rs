@@ -5,66 +5,14 @@
 //! Events are built from the rules' own values (so rules do fire), decorated with prefixes,
 //! suffixes, case changes and non-ASCII letters whose lowercase is tricky.
 
-use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use varde_core::{BatchBuilder, CollectorId, Event, Kommunenummer, SourceKind, Value};
-use varde_rules::ast::Document;
 use varde_rules::{RuleSet, RuleSetBuilder};
 
-const FIELDS: &[&str] = &[
-    "Image",
-    "CommandLine",
-    "ParentImage",
-    "OriginalFileName",
-    "ParentCommandLine",
-    "User",
-    "IntegrityLevel",
-    "TargetObject",
-    "TargetFilename",
-    "Details",
-    "ImageLoaded",
-    "DestinationIp",
-    "DestinationPort",
-    "ScriptBlockText",
-    "Hashes",
-];
-
-const HANDMADE: &str = r#"
-title: every modifier
-id: hand-1
-logsource: {product: windows}
-detection:
-    a:
-        CommandLine|contains|windash: ' -enc '
-    b:
-        CommandLine|re|i: 'invoke-\w+'
-    c:
-        DestinationIp|cidr: ['10.0.0.0/8', 'fe80::/10']
-    d:
-        DestinationPort|gte: 1024
-    e:
-        Image|endswith|cased: '.EXE'
-    f:
-        User|fieldref: ParentUser
-    g:
-        Details: null
-    h:
-        ScriptBlockText|base64offset|contains: 'IEX ('
-    i:
-        Image: '*\\?md.*'
-    j:
-        - 'mimikatz'
-        - 'ÆØÅ'
-    k:
-        TargetObject|exists: true
-    l:
-        Hashes|neq: ''
-    condition: 1 of them
-"#;
+use varde_testkit::sigma::EVENT_FIELDS as FIELDS;
 
 struct Corpus {
     set: RuleSet,
@@ -74,41 +22,10 @@ struct Corpus {
 fn corpus() -> &'static Option<Corpus> {
     static CORPUS: OnceLock<Option<Corpus>> = OnceLock::new();
     CORPUS.get_or_init(|| {
-        let dir =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/sigmahq/rules/windows");
-        let mut builder = RuleSetBuilder::new(Default::default()).expect("mappings");
-        builder.add_yaml("handmade.yml", HANDMADE);
-        let mut vocab: BTreeSet<String> = BTreeSet::new();
-        if dir.is_dir() {
-            for file in varde_rules::load::rule_files(&dir).expect("corpus readable") {
-                let text = std::fs::read_to_string(&file).expect("rule readable");
-                for doc in varde_rules::ast::parse_documents(&text)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Document::Rule(r) = doc {
-                        vocab.extend(r.detection.string_values().map(|s| s.replace('*', "")));
-                    }
-                }
-                builder.add_yaml(&file.display().to_string(), &text);
-            }
-        } else {
-            eprintln!("SKIPPED the corpus part: {} not found", dir.display());
-        }
-        vocab.extend(
-            [
-                "powershell -enc AAA",
-                "Invoke-Mimikatz",
-                "10.1.2.3",
-                "fe80::1",
-                "SUVYICgo",
-                "cmd.exe",
-            ]
-            .map(String::from),
-        );
+        let (builder, vocab) = varde_testkit::sigma::windows_rules_with_vocabulary();
         Some(Corpus {
             set: builder.build().expect("rule set"),
-            vocab: vocab.into_iter().collect(),
+            vocab,
         })
     })
 }

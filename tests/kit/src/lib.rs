@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub mod sigma;
+
 use varde_store::clickhouse::{ClickHouseSettings, ClickHouseStore};
 use varde_transport::kafka::KafkaSettings;
 
