@@ -8,12 +8,14 @@ fn collector() -> Command {
 
 #[test]
 fn check_config_accepts_the_shipped_example() {
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/examples/collector.toml"
-    );
+    // Cargo sets CARGO_MANIFEST_DIR at run time too; the run-time value stays true when the
+    // build cache is shared between clones at different paths.
+    let manifest_dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let example = std::path::Path::new(&manifest_dir).join("../deploy/examples/collector.toml");
     let out = collector()
-        .args(["check-config", example])
+        .arg("check-config")
+        .arg(&example)
         .output()
         .expect("run");
     assert!(

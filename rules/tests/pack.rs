@@ -18,7 +18,7 @@ fn pack() -> RuleSet {
         vec!["k0301-portal".into(), "k0301-byggesak".into()],
     );
     let mut b = RuleSetBuilder::new(p).expect("mappings");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sigma");
+    let dir = varde_testkit::workspace_root().join("rules/sigma");
     varde_rules::load::add_paths(&mut b, &[dir]).expect("pack readable");
     let set = b.build().expect("build");
     assert!(set.errors().is_empty(), "{:#?}", set.errors());

@@ -9,7 +9,7 @@ use varde_core::{BatchBuilder, CollectorId, Kommunenummer, SourceKind};
 use varde_rules::RuleSetBuilder;
 
 fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/sigmahq");
+    let dir = varde_testkit::workspace_root().join("../shared/corpus/sigmahq");
     if dir.is_dir() {
         Some(dir)
     } else {

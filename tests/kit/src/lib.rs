@@ -20,12 +20,22 @@ pub mod sigma;
 use varde_store::clickhouse::{ClickHouseSettings, ClickHouseStore};
 use varde_transport::kafka::KafkaSettings;
 
-/// The repository root.
+/// The repository root: the nearest directory above the running test's package (cargo sets
+/// `CARGO_MANIFEST_DIR` at run time too) that holds `deploy/dev/ports.env`.
+///
+/// Found at run time, not baked in at compile time, so a build cache shared between clones at
+/// different paths (as CI's is) never points a test at another clone's files.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let start = start.canonicalize().unwrap_or(start);
+    start
+        .ancestors()
+        .find(|dir| dir.join("deploy/dev/ports.env").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or(start)
 }
 
 /// Loopback ports of the development services.
