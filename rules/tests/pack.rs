@@ -1,8 +1,6 @@
 //! Varde's own rule pack (`rules/sigma/`): every rule loads, and every rule matches its positive
 //! events and none of its negative ones (and no other rule of the pack fires on them).
 
-use std::path::Path;
-
 use varde_core::{BatchBuilder, CollectorId, Event, Kommunenummer, SourceKind, Value};
 use varde_rules::compile::Placeholders;
 use varde_rules::{RuleSet, RuleSetBuilder};
