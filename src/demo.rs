@@ -1,7 +1,11 @@
 //! `varde demo`: the whole path in one process, on bundled sample telemetry, with no external
 //! service. Collectors parse and batch each municipality's logs, publish envelopes on the
-//! in-process bus, and the same pipeline loop that production runs stores them in the embedded
-//! store.
+//! in-process bus, and the same pipeline loop that production runs detects with Varde's rule
+//! pack (through DataFusion) and stores events and alerts in the embedded store.
+//!
+//! Besides the everyday sample, a few municipalities see an attack scenario: a root login with
+//! a password over SSH right after a password-guessing burst. The demo checks that exactly those
+//! logins raise alerts.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,9 +16,10 @@ use varde_collector::sample::sample_lines;
 use varde_collector::shipper::{SequenceSource, Shipper, ShipperSettings, Stats as CollectorStats};
 use varde_collector::syslog::parse_line;
 use varde_core::{CollectorId, Kommunenummer, SourceKind, Value};
+use varde_pipeline::detect::{DetectionConfig, Detector};
 use varde_pipeline::{LoopSettings, Stats as PipelineStats};
 use varde_store::embedded::EmbeddedStore;
-use varde_store::{EventQuery, EventStore};
+use varde_store::{AlertQuery, EventQuery, EventStore};
 use varde_transport::events_topic;
 use varde_transport::memory::MemoryBus;
 
@@ -29,6 +34,18 @@ const SAMPLE: &[(&str, usize)] = &[
 ];
 
 const PREFIX: &str = "varde.";
+
+/// Municipalities where the scenario plays, with how many root password logins succeed.
+const SCENARIO: &[(&str, usize)] = &[("4601", 2), ("1804", 1)];
+
+/// The sshd line of a successful root login with a password, from `ip`.
+fn root_login(tenant: &str, ip: &str, t_us: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(t_us).unwrap_or_default();
+    format!(
+        "<38>1 {} ssh01.k{tenant}.kommune.no sshd 4242 - - Accepted password for root from {ip} port 50122 ssh2",
+        t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    )
+}
 
 /// Runs the demo and prints what happened.
 pub async fn run() -> Result<()> {
@@ -63,7 +80,20 @@ pub async fn run() -> Result<()> {
             stats.clone(),
         );
         let mut parse_errors = 0u64;
-        for line in sample_lines(number, *n, now_us) {
+        let mut lines = sample_lines(number, *n, now_us);
+        let logins = SCENARIO
+            .iter()
+            .find(|(t, _)| t == number)
+            .map_or(0, |(_, k)| *k);
+        for i in 0..logins {
+            lines.push(root_login(
+                number,
+                &format!("198.51.100.{}", 10 + i),
+                now_us - 60_000_000,
+            ));
+        }
+        let n = &lines.len();
+        for line in lines {
             let event = parse_line(&line, now_us);
             if event.get("parse_error") == Some(&Value::Bool(true)) {
                 parse_errors += 1;
@@ -86,21 +116,38 @@ pub async fn run() -> Result<()> {
     bus.close();
 
     let stats = PipelineStats::default();
+    let mut detection = DetectionConfig::default();
+    detection.placeholders.insert(
+        "municipal_oidc_clients".into(),
+        SAMPLE.iter().map(|(t, _)| format!("k{t}-portal")).collect(),
+    );
+    detection.placeholders.insert(
+        "high_assurance_services".into(),
+        vec!["innbyggerportal".into()],
+    );
+    detection.reload_interval_s = 0;
+    let (mut detector, report) = Detector::from_config(&detection)?;
+    if !report.errors.is_empty() {
+        anyhow::bail!("Varde's rule pack did not load: {:?}", report.errors);
+    }
     let mut subscriber = bus.subscribe("varde-pipeline", &topics);
     let (_stop, shutdown) = watch::channel(false);
     varde_pipeline::run(
         &mut subscriber,
         &store,
+        &mut detector,
         LoopSettings::default(),
         &stats,
         shutdown,
     )
     .await;
     println!(
-        "\npipeline: {} envelopes, {} rows written, {} rejected",
+        "\npipeline: {} envelopes, {} rows written, {} rejected; {} rules (Varde's pack), {} alerts",
         PipelineStats::get(&stats.envelopes),
         PipelineStats::get(&stats.rows_written),
-        stats.rejected().values().sum::<u64>()
+        stats.rejected().values().sum::<u64>(),
+        report.loaded,
+        PipelineStats::get(&stats.alerts_written),
     );
 
     println!("\nstored events per municipality and source kind:");
@@ -143,8 +190,56 @@ pub async fn run() -> Result<()> {
     if stored_total != total_lines as u64 {
         anyhow::bail!("{total_lines} lines went in but {stored_total} events were stored");
     }
+    println!("\nalerts per municipality and rule:");
+    let mut root_alerts = 0u64;
+    let root_rule = detector
+        .rules()
+        .rules()
+        .iter()
+        .find(|r| r.source.ends_with("lnx_sshd_root_password_login.yml"))
+        .map(varde_rules::datafusion::rule_key)
+        .unwrap_or_default();
+    for c in store.alert_counts().await? {
+        let name = Kommunenummer::parse(&c.tenant).map_or("?", |k| k.name());
+        let title = detector
+            .rules()
+            .rules()
+            .iter()
+            .find(|r| r.meta.id == c.rule_id)
+            .map_or(c.rule_id.clone(), |r| r.meta.title.clone());
+        println!("  {} {:<24} {:<52} {:>4}", c.tenant, name, title, c.alerts);
+        if c.rule_id == root_rule {
+            root_alerts += c.alerts;
+        }
+    }
+    for a in store
+        .alerts(&AlertQuery {
+            tenant: None,
+            limit: 3,
+        })
+        .await?
+    {
+        println!(
+            "  alert {}… [{}] {} on {}: {}",
+            a.alert_id.to_string().get(..8).unwrap_or(""),
+            a.rule_level,
+            a.rule_title,
+            a.host,
+            a.matched
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let expected: usize = SCENARIO.iter().map(|(_, k)| k).sum();
+    if root_alerts != expected as u64 {
+        anyhow::bail!(
+            "{expected} root password logins were planted but {root_alerts} alerts were raised"
+        );
+    }
     println!(
-        "Next: detection (Sigma), alerts and the analysts' dashboard join this demo as they land."
+        "\nThe {expected} planted root password logins raised exactly {root_alerts} alerts. Next: the analysts' dashboard."
     );
     Ok(())
 }

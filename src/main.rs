@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 use tracing::info;
+use varde_pipeline::detect::Detector;
 use varde_pipeline::{PipelineConfig, Stats};
 use varde_store::clickhouse::ClickHouseStore;
 use varde_transport::kafka::KafkaSubscriber;
@@ -129,12 +130,20 @@ async fn pipeline(config: PipelineConfig) -> Result<()> {
         .with_context(|| format!("connecting to ClickHouse at {}", config.clickhouse.url))?;
     let applied = store.migrate().await.context("migrating ClickHouse")?;
     info!(version, database = store.database(), applied = ?applied, "ClickHouse ready");
+    let (mut detector, report) =
+        Detector::from_config(&config.detection).context("loading the detection rules")?;
+    info!(
+        rules = report.loaded,
+        rule_errors = report.errors.len(),
+        "detection ready"
+    );
     let topics = config.topics();
     let mut subscriber = KafkaSubscriber::new(&config.kafka, &config.group_id, &topics)
         .context("joining the Kafka consumer group")?;
     info!(group = %config.group_id, topics = ?topics, "pipeline consuming");
 
     let stats = Arc::new(Stats::default());
+    stats.record_rules(&report);
     let (stop, shutdown) = watch::channel(false);
     let reporter = {
         let stats = stats.clone();
@@ -146,6 +155,7 @@ async fn pipeline(config: PipelineConfig) -> Result<()> {
                 info!(
                     messages = Stats::get(&stats.messages),
                     rows = Stats::get(&stats.rows_written),
+                    alerts = Stats::get(&stats.alerts_written),
                     write_retries = Stats::get(&stats.write_retries),
                     rejected = ?stats.rejected(),
                     "pipeline progress"
@@ -161,6 +171,7 @@ async fn pipeline(config: PipelineConfig) -> Result<()> {
     varde_pipeline::run(
         &mut subscriber,
         &store,
+        &mut detector,
         config.loop_settings,
         &stats,
         shutdown,

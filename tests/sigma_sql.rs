@@ -7,78 +7,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use varde_core::{
-    BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
-};
+use varde_core::{BatchBuilder, CollectorId, Envelope, EventId, Kommunenummer, SourceKind};
 use varde_rules::RuleSet;
 use varde_store::EventStore;
 use varde_testkit::TestEnv;
 
-use varde_testkit::sigma::EVENT_FIELDS as FIELDS;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use varde_testkit::sigma::windows_events;
 
 fn rules_and_vocab() -> (RuleSet, Vec<String>) {
     let (builder, vocab) = varde_testkit::sigma::windows_rules_with_vocabulary();
     (builder.build().expect("rule set"), vocab)
-}
-
-fn events(vocab: &[String], n: usize) -> Vec<Event> {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let pre = ["", "C:\\Windows\\", " ", "x"];
-    let suf = ["", ".exe", " -x", "\\"];
-    (0..n)
-        .map(|_| {
-            let mut attrs = Vec::new();
-            for f in FIELDS {
-                match rng.below(10) {
-                    0..=2 => {}
-                    3 => attrs.push(((*f).to_owned(), String::new())),
-                    _ => {
-                        let mut v = format!(
-                            "{}{}{}",
-                            pre[rng.below(4)],
-                            vocab[rng.below(vocab.len())],
-                            suf[rng.below(4)]
-                        );
-                        if rng.below(3) == 0 {
-                            v = v.to_uppercase();
-                        }
-                        attrs.push(((*f).to_owned(), v));
-                    }
-                }
-            }
-            let (id, channel) = [
-                (1, "Microsoft-Windows-Sysmon/Operational"),
-                (1, "Microsoft-Windows-Sysmon/Operational"),
-                (4688, "Security"),
-                (13, "Microsoft-Windows-Sysmon/Operational"),
-                (4104, "Microsoft-Windows-PowerShell/Operational"),
-            ][rng.below(5)];
-            Event {
-                event_time_us: 1_714_557_600_000_000,
-                receive_time_us: 1_714_557_600_000_000,
-                host: Some("pc01.kommune.local".into()),
-                typed: vec![
-                    ("win_event_id", Value::UInt(id)),
-                    ("channel", Value::Str(channel.into())),
-                ],
-                attrs,
-                ..Event::default()
-            }
-        })
-        .collect()
 }
 
 /// Only characters whose lowercase ClickHouse's `lowerUTF8` and Rust agree on.
@@ -101,7 +39,7 @@ async fn sql_selects_exactly_what_the_engine_matches() {
     // Store the events, and record what the engine matches, by event id.
     let mut engine: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
     let mut envelopes = Vec::new();
-    for (seq, chunk) in events(&vocab, 2000).chunks(500).enumerate() {
+    for (seq, chunk) in windows_events(&vocab, 2000).chunks(500).enumerate() {
         let mut b = BatchBuilder::new(
             SourceKind::WindowsEvent,
             tenant,

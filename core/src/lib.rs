@@ -56,7 +56,7 @@ pub mod windows;
 pub use component::{Component, ComponentRegistry};
 pub use envelope::{Envelope, EnvelopeError, EnvelopeHeader};
 pub use event::{BatchBuilder, BatchReader, Event, Value, ValueRef};
-pub use id::{CollectorId, EventId};
+pub use id::{AlertId, CollectorId, EventId};
 pub use kind::SourceKind;
 pub use tenant::{Kommunenummer, TenantError};
 

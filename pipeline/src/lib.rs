@@ -12,8 +12,11 @@
 //! other than its topic's, is counted by reason and logged with topic, partition and offset,
 //! and never stops the pipeline nor the good messages beside it.
 //!
-//! Detection (varde-rules over DataFusion), enrichment, alerts and the dead-letter topic join
-//! this loop in later work.
+//! **Detection:** every accepted envelope goes through [`detect::Detector`] (DataFusion with
+//! varde-rules' matcher and the shared-component lookup as functions); its alerts are written
+//! after the events and before the commit, so a crash between the two replays both and the
+//! store collapses both by their deterministic ids. A batch that detection fails on is still
+//! stored (counted as a detection error): events are never lost to a detection problem.
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -22,13 +25,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub mod detect;
+
 use serde::Deserialize;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 use varde_core::envelope::DEFAULT_MAX_PAYLOAD;
 use varde_core::{Envelope, EnvelopeError};
-use varde_store::EventStore;
+
+use crate::detect::{DetectionConfig, Detector, LoadReport};
 use varde_store::clickhouse::ClickHouseSettings;
+use varde_store::{Alert, EventStore};
 use varde_transport::kafka::KafkaSettings;
 use varde_transport::{Message, Subscriber, tenant_of_topic};
 
@@ -45,6 +52,18 @@ pub struct Stats {
     pub write_retries: AtomicU64,
     /// Commits made.
     pub commits: AtomicU64,
+    /// Alerts written.
+    pub alerts_written: AtomicU64,
+    /// Alerts whose event names no known shared component (an enrichment miss).
+    pub enrichment_misses: AtomicU64,
+    /// Envelopes detection failed on (their events were stored all the same).
+    pub detect_errors: AtomicU64,
+    /// Rules in use (a gauge).
+    pub rules_loaded: AtomicU64,
+    /// Rule documents that did not load at the last (re)load (a gauge).
+    pub rule_errors: AtomicU64,
+    /// Rule set reloads.
+    pub rule_reloads: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -148,11 +167,62 @@ fn accept(m: &Message, settings: &LoopSettings, stats: &Stats) -> Option<Envelop
     Some(envelope)
 }
 
-/// Runs the consume → check → store → commit loop until `shutdown` turns true or the transport
-/// closes. Finishes the batch in hand before returning.
+impl Stats {
+    /// Records the outcome of a rule (re)load in the gauges.
+    pub fn record_rules(&self, report: &LoadReport) {
+        self.rules_loaded
+            .store(report.loaded as u64, Ordering::Relaxed);
+        self.rule_errors
+            .store(report.errors.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Calls `write` until it succeeds, backing off up to 10 s between attempts and counting each
+/// failure; `None` when `shutdown` turns true first (nothing is committed then, so the batch is
+/// replayed on restart).
+async fn until_written<F, Fut>(
+    what: &str,
+    stats: &Stats,
+    shutdown: &mut watch::Receiver<bool>,
+    mut write: F,
+) -> Option<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = varde_store::Result<u64>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match write().await {
+            Ok(rows) => return Some(rows),
+            Err(e) => {
+                stats.write_retries.fetch_add(1, Ordering::Relaxed);
+                if e.is_retriable() {
+                    warn!(error = %e, retry_in = ?backoff, what, "store unavailable; holding the batch");
+                } else {
+                    error!(error = %e, retry_in = ?backoff, what, "store refused the batch; holding it until this is fixed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return None,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Runs the consume → check → detect → store → commit loop until `shutdown` turns true or the
+/// transport closes. Finishes the batch in hand before returning.
 pub async fn run<S: Subscriber, St: EventStore>(
     subscriber: &mut S,
     store: &St,
+    detector: &mut Detector,
     settings: LoopSettings,
     stats: &Stats,
     mut shutdown: watch::Receiver<bool>,
@@ -161,6 +231,10 @@ pub async fn run<S: Subscriber, St: EventStore>(
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if let Some(report) = detector.reload_if_changed() {
+            stats.record_rules(&report);
+            stats.rule_reloads.fetch_add(1, Ordering::Relaxed);
         }
         let polled = tokio::select! {
             p = subscriber.poll_batch(settings.max_messages, wait) => p,
@@ -185,34 +259,47 @@ pub async fn run<S: Subscriber, St: EventStore>(
             .iter()
             .filter_map(|m| accept(m, &settings, stats))
             .collect();
-        if !envelopes.is_empty() {
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                match store.write_envelopes(&envelopes).await {
-                    Ok(rows) => {
-                        stats.rows_written.fetch_add(rows, Ordering::Relaxed);
-                        stats
-                            .envelopes
-                            .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
-                        debug!(rows, envelopes = envelopes.len(), "stored");
-                        break;
-                    }
-                    Err(e) => {
-                        stats.write_retries.fetch_add(1, Ordering::Relaxed);
-                        if e.is_retriable() {
-                            warn!(error = %e, retry_in = ?backoff, "store unavailable; holding the batch");
-                        } else {
-                            error!(error = %e, retry_in = ?backoff, "store refused the batch; holding it until this is fixed");
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            // Shutting down without commit: the batch is replayed on restart.
-                            _ = shutdown.changed() => return,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                    }
+        let mut alerts: Vec<Alert> = Vec::new();
+        let detect_time = now_us();
+        for envelope in &envelopes {
+            match detector.detect(envelope, detect_time).await {
+                Ok(found) => alerts.extend(found),
+                Err(e) => {
+                    stats.detect_errors.fetch_add(1, Ordering::Relaxed);
+                    error!(error = %e, collector = %envelope.header.collector_id,
+                        batch_seq = envelope.header.batch_seq, kind = %envelope.header.kind,
+                        "detection failed on a batch; its events are stored without alerts");
                 }
             }
+        }
+        if !envelopes.is_empty() {
+            let Some(rows) = until_written("events", stats, &mut shutdown, || {
+                store.write_envelopes(&envelopes)
+            })
+            .await
+            else {
+                return;
+            };
+            stats.rows_written.fetch_add(rows, Ordering::Relaxed);
+            stats
+                .envelopes
+                .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
+            debug!(rows, envelopes = envelopes.len(), "stored");
+        }
+        if !alerts.is_empty() {
+            let Some(n) = until_written("alerts", stats, &mut shutdown, || {
+                store.write_alerts(&alerts)
+            })
+            .await
+            else {
+                return;
+            };
+            stats.alerts_written.fetch_add(n, Ordering::Relaxed);
+            let misses = alerts.iter().filter(|a| a.component.is_empty()).count();
+            stats
+                .enrichment_misses
+                .fetch_add(misses as u64, Ordering::Relaxed);
+            debug!(alerts = n, "alerts stored");
         }
         match subscriber.commit(&messages) {
             Ok(()) => {
@@ -225,6 +312,7 @@ pub async fn run<S: Subscriber, St: EventStore>(
     info!(
         messages = Stats::get(&stats.messages),
         rows = Stats::get(&stats.rows_written),
+        alerts = Stats::get(&stats.alerts_written),
         rejected = ?stats.rejected(),
         "pipeline loop stopped"
     );
@@ -248,6 +336,9 @@ pub struct PipelineConfig {
     /// Loop batching.
     #[serde(default, rename = "loop")]
     pub loop_settings: LoopSettings,
+    /// Rules and enrichment.
+    #[serde(default)]
+    pub detection: DetectionConfig,
 }
 
 fn default_group() -> String {

@@ -51,10 +51,14 @@
 pub mod ast;
 pub mod compile;
 pub mod condition;
+#[cfg(feature = "datafusion")]
+pub mod datafusion;
 pub mod engine;
+pub mod explain;
 pub mod fields;
 pub mod load;
 pub mod mapping;
+pub mod pack;
 pub mod reference;
 pub mod sql;
 pub mod string;

@@ -328,3 +328,32 @@ fn linux_and_windows_rules() {
         .is_empty()
     );
 }
+
+#[test]
+fn the_built_in_pack_is_the_folder() {
+    let dir = varde_testkit::workspace_root().join("rules/sigma");
+    let mut on_disk: Vec<(String, String)> = varde_rules::load::rule_files(&dir)
+        .expect("pack readable")
+        .into_iter()
+        .map(|p| {
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            (name, std::fs::read_to_string(&p).expect("rule readable"))
+        })
+        .collect();
+    on_disk.sort();
+    let mut built_in: Vec<(String, String)> = varde_rules::pack::PACK
+        .iter()
+        .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+        .collect();
+    built_in.sort();
+    assert_eq!(
+        built_in.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        on_disk.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "rules/src/pack.rs must list every file of rules/sigma"
+    );
+    assert_eq!(built_in, on_disk);
+}

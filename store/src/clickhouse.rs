@@ -11,8 +11,10 @@ use varde_core::Envelope;
 
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
-    Error, EventCount, EventQuery, EventStore, Result, StoredEvent, clamp_datetime, flatten,
+    Alert, AlertCount, AlertQuery, Error, EventCount, EventQuery, EventStore, Result, StoredEvent,
+    clamp_datetime, flatten,
 };
+use varde_core::{AlertId, EventId};
 
 /// Where the ClickHouse store lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +97,87 @@ struct CountOut {
     tenant: String,
     source_kind: String,
     events: u64,
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct AlertRow {
+    event_date: u16,
+    tenant: String,
+    event_time: u32,
+    event_time_us: u32,
+    alert_id: [u8; 16],
+    dedup_key: [u8; 16],
+    component: String,
+    rule_id: String,
+    rule_title: String,
+    rule_level: String,
+    rule_tags: Vec<String>,
+    event_id: [u8; 16],
+    detect_time: u32,
+    source_kind: String,
+    host: String,
+    matched_keys: Vec<String>,
+    matched_values: Vec<String>,
+}
+
+impl AlertRow {
+    fn of(a: &Alert) -> Self {
+        let (event_time, event_time_us) = clamp_datetime(a.event_time_us);
+        let (detect_time, _) = clamp_datetime(a.detect_time_us);
+        AlertRow {
+            event_date: u16::try_from(event_time / 86_400).unwrap_or(u16::MAX),
+            tenant: a.tenant.clone(),
+            event_time,
+            event_time_us,
+            alert_id: a.alert_id.0,
+            dedup_key: a.dedup_key,
+            component: a.component.clone(),
+            rule_id: a.rule_id.clone(),
+            rule_title: a.rule_title.clone(),
+            rule_level: a.rule_level.clone(),
+            rule_tags: a.rule_tags.clone(),
+            event_id: a.event_id.0,
+            detect_time,
+            source_kind: a.source_kind.clone(),
+            host: a.host.clone(),
+            matched_keys: a.matched.iter().map(|(k, _)| k.clone()).collect(),
+            matched_values: a.matched.iter().map(|(_, v)| v.clone()).collect(),
+        }
+    }
+
+    fn into_alert(self) -> Alert {
+        Alert {
+            alert_id: AlertId(self.alert_id),
+            dedup_key: self.dedup_key,
+            tenant: self.tenant,
+            component: self.component,
+            rule_id: self.rule_id,
+            rule_title: self.rule_title,
+            rule_level: self.rule_level,
+            rule_tags: self.rule_tags,
+            event_id: EventId(self.event_id),
+            event_time_us: i64::from(self.event_time) * 1_000_000 + i64::from(self.event_time_us),
+            detect_time_us: i64::from(self.detect_time) * 1_000_000,
+            source_kind: self.source_kind,
+            host: self.host,
+            matched: self
+                .matched_keys
+                .into_iter()
+                .zip(self.matched_values)
+                .collect(),
+        }
+    }
+}
+
+const ALERT_COLUMNS: &str = "event_date, tenant, toUInt32(event_time) AS event_time, \
+    event_time_us, alert_id, dedup_key, component, rule_id, rule_title, rule_level, rule_tags, \
+    event_id, toUInt32(detect_time) AS detect_time, source_kind, host, matched_keys, matched_values";
+
+#[derive(Row, Deserialize)]
+struct AlertCountOut {
+    tenant: String,
+    rule_id: String,
+    alerts: u64,
 }
 
 #[derive(Row, Serialize)]
@@ -304,6 +387,55 @@ impl EventStore for ClickHouseStore {
                 severity: r.severity,
                 message: r.message,
                 fields: r.field_keys.into_iter().zip(r.field_values).collect(),
+            })
+            .collect())
+    }
+
+    async fn write_alerts(&self, alerts: &[Alert]) -> Result<u64> {
+        if alerts.is_empty() {
+            return Ok(0);
+        }
+        let mut insert = self
+            .client
+            .insert_unescaped::<AlertRow>(&format!("{}.alerts", self.db))
+            .await?;
+        for a in alerts {
+            insert.write(&AlertRow::of(a)).await?;
+        }
+        insert.end().await?;
+        Ok(alerts.len() as u64)
+    }
+
+    async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>> {
+        let mut sql = format!("SELECT {ALERT_COLUMNS} FROM {}.alerts FINAL", self.db);
+        if query.tenant.is_some() {
+            sql.push_str(" WHERE tenant = ?");
+        }
+        sql.push_str(" ORDER BY event_time, event_time_us, alert_id LIMIT ?");
+        let mut q = self.client.query(&sql);
+        if let Some(tenant) = query.tenant {
+            q = q.bind(tenant.as_str());
+        }
+        let rows: Vec<AlertRow> = q.bind(query.limit).fetch_all().await?;
+        Ok(rows.into_iter().map(AlertRow::into_alert).collect())
+    }
+
+    async fn alert_counts(&self) -> Result<Vec<AlertCount>> {
+        let rows: Vec<AlertCountOut> = self
+            .client
+            .query(&format!(
+                "SELECT tenant, rule_id, uniqExact(alert_id) AS alerts \
+                 FROM {}.alerts GROUP BY tenant, rule_id ORDER BY tenant, rule_id",
+                self.db
+            ))
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AlertCount {
+                tenant: r.tenant,
+                rule_id: r.rule_id,
+                alerts: r.alerts,
             })
             .collect())
     }

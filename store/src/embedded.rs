@@ -4,9 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use varde_core::{Envelope, EventId};
+use varde_core::{AlertId, Envelope, EventId};
 
-use crate::{EventCount, EventQuery, EventStore, Result, StoredEvent, flatten};
+use crate::{
+    Alert, AlertCount, AlertQuery, EventCount, EventQuery, EventStore, Result, StoredEvent, flatten,
+};
 
 /// In-memory [`EventStore`].
 #[derive(Default)]
@@ -20,6 +22,8 @@ struct Inner {
     events: BTreeMap<(i64, EventId), StoredEvent>,
     /// Event time of every stored id, to find duplicates.
     ids: HashMap<EventId, i64>,
+    /// Alerts ordered by (event time, id), the read order; a re-written id replaces its row.
+    alerts: BTreeMap<(i64, AlertId), Alert>,
 }
 
 impl EmbeddedStore {
@@ -105,6 +109,45 @@ impl EventStore for EmbeddedStore {
             .filter(|e| query.tenant.is_none_or(|t| e.tenant == t.as_str()))
             .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
             .cloned()
+            .collect())
+    }
+
+    async fn write_alerts(&self, alerts: &[Alert]) -> Result<u64> {
+        let mut inner = self.lock();
+        for a in alerts {
+            inner
+                .alerts
+                .insert((a.event_time_us, a.alert_id), a.clone());
+        }
+        Ok(alerts.len() as u64)
+    }
+
+    async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>> {
+        let inner = self.lock();
+        Ok(inner
+            .alerts
+            .values()
+            .filter(|a| query.tenant.is_none_or(|t| a.tenant == t.as_str()))
+            .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn alert_counts(&self) -> Result<Vec<AlertCount>> {
+        let inner = self.lock();
+        let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for a in inner.alerts.values() {
+            *counts
+                .entry((a.tenant.clone(), a.rule_id.clone()))
+                .or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((tenant, rule_id), alerts)| AlertCount {
+                tenant,
+                rule_id,
+                alerts,
+            })
             .collect())
     }
 }

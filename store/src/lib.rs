@@ -10,7 +10,8 @@
 //!
 //! **Contract of every store:** writing the same envelope twice (a replay after a crash, a
 //! retried insert) never makes an event visible twice through the read methods, because rows
-//! are keyed by the deterministic [`varde_core::EventId`].
+//! are keyed by the deterministic [`varde_core::EventId`]; the same holds for [`Alert`]s, keyed
+//! by the deterministic [`varde_core::AlertId`].
 //!
 //! This crate owns the `clickhouse` dependency; no other crate links it.
 #![deny(missing_docs)]
@@ -19,7 +20,7 @@ use std::borrow::Cow;
 use std::future::Future;
 
 use varde_core::time::split_micros;
-use varde_core::{BatchReader, Envelope, EventId, Kommunenummer};
+use varde_core::{AlertId, BatchReader, Envelope, EventId, Kommunenummer};
 
 pub mod clickhouse;
 pub mod embedded;
@@ -113,6 +114,59 @@ pub struct EventQuery {
     pub limit: u64,
 }
 
+/// One alert: a rule matching an event, with what the analyst needs to triage it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// Deterministic id (rule, event): a re-detected event yields the same id.
+    pub alert_id: AlertId,
+    /// Groups repeated alerts: the same rule, tenant, component and host (see varde-pipeline).
+    pub dedup_key: [u8; 16],
+    /// Kommunenummer of the event.
+    pub tenant: String,
+    /// Shared component the event concerns (`idporten`, …), empty when none is known.
+    pub component: String,
+    /// The rule's id (its Sigma `id`).
+    pub rule_id: String,
+    /// The rule's title.
+    pub rule_title: String,
+    /// The rule's level (`informational` … `critical`), empty when the rule has none.
+    pub rule_level: String,
+    /// The rule's tags (ATT&CK techniques and others).
+    pub rule_tags: Vec<String>,
+    /// The event.
+    pub event_id: EventId,
+    /// The event's time, µs since the epoch.
+    pub event_time_us: i64,
+    /// When the pipeline detected it, µs since the epoch.
+    pub detect_time_us: i64,
+    /// Source kind name of the event.
+    pub source_kind: String,
+    /// Host of the event, empty when unknown.
+    pub host: String,
+    /// The fields the rule tests, with the event's values (one pair per value).
+    pub matched: Vec<(String, String)>,
+}
+
+/// Which alerts to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertQuery {
+    /// Only this tenant's alerts; `None` for all tenants (CERT-wide).
+    pub tenant: Option<Kommunenummer>,
+    /// At most this many, oldest event first.
+    pub limit: u64,
+}
+
+/// Number of distinct alerts of one rule and tenant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AlertCount {
+    /// Kommunenummer.
+    pub tenant: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// Distinct alerts.
+    pub alerts: u64,
+}
+
 /// Where events are written and read back.
 pub trait EventStore: Send + Sync {
     /// Stores every row of these envelopes; returns the number of rows written. Idempotent per
@@ -124,6 +178,16 @@ pub trait EventStore: Send + Sync {
 
     /// Events, oldest first, without duplicates.
     fn events(&self, query: &EventQuery) -> impl Future<Output = Result<Vec<StoredEvent>>> + Send;
+
+    /// Stores alerts; returns the number written. Idempotent per alert id: writing an alert
+    /// again adds no visible alert.
+    fn write_alerts(&self, alerts: &[Alert]) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Alerts, oldest event first, without duplicates.
+    fn alerts(&self, query: &AlertQuery) -> impl Future<Output = Result<Vec<Alert>>> + Send;
+
+    /// Distinct alerts per tenant and rule.
+    fn alert_counts(&self) -> impl Future<Output = Result<Vec<AlertCount>>> + Send;
 }
 
 /// One event of an envelope, flattened for storage: the shape both stores keep.

@@ -20,19 +20,20 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events",
-    statements: &[
-        // One row per event. Replayed batches produce rows with the same ORDER BY key (the event
-        // id is deterministic, and so are the tenant and event time of a row), which
-        // ReplacingMergeTree collapses on merge; readers count with uniqExact(event_id) or FINAL
-        // so a duplicate is never visible before that.
-        //
-        // Typed columns of each source kind, and every remaining field, are stored as parallel
-        // key/value arrays (field_keys/field_values); hot fields get their own columns in later
-        // migrations when queries need them.
-        "CREATE TABLE IF NOT EXISTS {db}.events (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events",
+        statements: &[
+            // One row per event. Replayed batches produce rows with the same ORDER BY key (the event
+            // id is deterministic, and so are the tenant and event time of a row), which
+            // ReplacingMergeTree collapses on merge; readers count with uniqExact(event_id) or FINAL
+            // so a duplicate is never visible before that.
+            //
+            // Typed columns of each source kind, and every remaining field, are stored as parallel
+            // key/value arrays (field_keys/field_values); hot fields get their own columns in later
+            // migrations when queries need them.
+            "CREATE TABLE IF NOT EXISTS {db}.events (
             event_date Date,
             tenant String,
             event_time DateTime('UTC'),
@@ -51,8 +52,40 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         ) ENGINE = ReplacingMergeTree()
         PARTITION BY event_date
         ORDER BY (tenant, event_time, event_id)",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "alerts",
+        statements: &[
+            // One row per (rule, event) match. The alert id is derived from both, so a replayed
+            // batch re-detects into rows with the same ORDER BY key, which ReplacingMergeTree
+            // collapses; readers use FINAL or uniqExact(alert_id) until the merge happens.
+            // dedup_key groups repeats (rule, tenant, component, host) for the dashboard.
+            "CREATE TABLE IF NOT EXISTS {db}.alerts (
+                event_date Date,
+                tenant String,
+                event_time DateTime('UTC'),
+                event_time_us UInt32,
+                alert_id FixedString(16),
+                dedup_key FixedString(16),
+                component String,
+                rule_id String,
+                rule_title String,
+                rule_level String,
+                rule_tags Array(String),
+                event_id FixedString(16),
+                detect_time DateTime('UTC'),
+                source_kind String,
+                host String,
+                matched_keys Array(String),
+                matched_values Array(String)
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY event_date
+            ORDER BY (tenant, event_time, alert_id)",
+        ],
+    },
+];
 
 /// The table that records applied migrations.
 pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (

@@ -3,10 +3,10 @@
 //! held to the same contract.
 
 use varde_core::{
-    BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
+    AlertId, BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
 };
 use varde_store::embedded::EmbeddedStore;
-use varde_store::{EventQuery, EventStore};
+use varde_store::{Alert, AlertQuery, EventQuery, EventStore};
 use varde_testkit::TestEnv;
 
 fn envelope(tenant: &str, collector: &str, seq: u64, n: usize) -> Envelope {
@@ -91,6 +91,89 @@ async fn contract<S: EventStore>(store: &S) {
         .await
         .expect("events");
     assert_eq!(limited.len(), 7);
+
+    alerts_contract(store).await;
+}
+
+fn alert(tenant: &str, rule: &str, row: u32, detect_time_us: i64) -> Alert {
+    let event_id = EventId::derive("k0301-web", 1, row);
+    Alert {
+        alert_id: AlertId::derive(rule, event_id),
+        dedup_key: [row as u8 % 2; 16],
+        tenant: tenant.into(),
+        component: if row % 2 == 0 {
+            "idporten".into()
+        } else {
+            String::new()
+        },
+        rule_id: rule.into(),
+        rule_title: format!("title of {rule}"),
+        rule_level: "high".into(),
+        rule_tags: vec!["attack.t1190".into(), "attack.initial-access".into()],
+        event_id,
+        event_time_us: 1_714_557_600_000_000 + i64::from(row) * 1_500_000 + 7,
+        detect_time_us,
+        source_kind: "web_access".into(),
+        host: format!("web{}", row % 3),
+        matched: vec![
+            ("c-uri".into(), format!("/../x/{row}")),
+            ("c-uri".into(), "second value".into()),
+        ],
+    }
+}
+
+async fn alerts_contract<S: EventStore>(store: &S) {
+    let first: Vec<Alert> = (0..10)
+        .map(|r| alert("0301", "rule-a", r, 1_714_557_700_000_000))
+        .chain((0..3).map(|r| alert("4601", "rule-b", r, 1_714_557_700_000_000)))
+        .collect();
+    assert_eq!(store.write_alerts(&first).await.expect("write"), 13);
+    // A replay re-detects the same alerts later: same ids, nothing new visible.
+    let replay: Vec<Alert> = (0..10)
+        .map(|r| alert("0301", "rule-a", r, 1_714_557_800_000_000))
+        .collect();
+    store.write_alerts(&replay).await.expect("replay");
+    assert_eq!(store.write_alerts(&[]).await.expect("nothing"), 0);
+
+    let counts: Vec<(String, String, u64)> = store
+        .alert_counts()
+        .await
+        .expect("counts")
+        .into_iter()
+        .map(|c| (c.tenant, c.rule_id, c.alerts))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("0301".into(), "rule-a".into(), 10),
+            ("4601".into(), "rule-b".into(), 3)
+        ]
+    );
+    let oslo = Kommunenummer::parse("0301").expect("Oslo");
+    let read = store
+        .alerts(&AlertQuery {
+            tenant: Some(oslo),
+            limit: 100,
+        })
+        .await
+        .expect("alerts");
+    assert_eq!(read.len(), 10, "no duplicate visible after the replay");
+    let mut expected = alert("0301", "rule-a", 4, 0);
+    expected.detect_time_us = read[4].detect_time_us;
+    assert_eq!(read[4], expected, "every field survives the round trip");
+    assert!(
+        [1_714_557_700_000_000, 1_714_557_800_000_000].contains(&read[4].detect_time_us),
+        "{}",
+        read[4].detect_time_us
+    );
+    let all = store
+        .alerts(&AlertQuery {
+            tenant: None,
+            limit: 5,
+        })
+        .await
+        .expect("alerts");
+    assert_eq!(all.len(), 5);
 }
 
 #[tokio::test]

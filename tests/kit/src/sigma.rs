@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use varde_core::{Event, Value};
 use varde_rules::RuleSetBuilder;
 use varde_rules::ast::Document;
 
@@ -110,4 +111,69 @@ pub fn windows_rules_with_vocabulary() -> (RuleSetBuilder, Vec<String>) {
         .map(String::from),
     );
     (builder, vocab.into_iter().collect())
+}
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// `n` Windows events whose [`EVENT_FIELDS`] take values built from `vocab` (with prefixes,
+/// suffixes, upper case, empty and absent values mixed in), spread over Sysmon process
+/// creation, Security 4688, registry and PowerShell events: input on which many rules fire.
+/// Deterministic.
+pub fn windows_events(vocab: &[String], n: usize) -> Vec<Event> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let pre = ["", "C:\\Windows\\", " ", "x"];
+    let suf = ["", ".exe", " -x", "\\"];
+    (0..n)
+        .map(|_| {
+            let mut attrs = Vec::new();
+            for f in EVENT_FIELDS {
+                match rng.below(10) {
+                    0..=2 => {}
+                    3 => attrs.push(((*f).to_owned(), String::new())),
+                    _ => {
+                        let mut v = format!(
+                            "{}{}{}",
+                            pre[rng.below(4)],
+                            vocab[rng.below(vocab.len())],
+                            suf[rng.below(4)]
+                        );
+                        if rng.below(3) == 0 {
+                            v = v.to_uppercase();
+                        }
+                        attrs.push(((*f).to_owned(), v));
+                    }
+                }
+            }
+            let (id, channel) = [
+                (1, "Microsoft-Windows-Sysmon/Operational"),
+                (1, "Microsoft-Windows-Sysmon/Operational"),
+                (4688, "Security"),
+                (13, "Microsoft-Windows-Sysmon/Operational"),
+                (4104, "Microsoft-Windows-PowerShell/Operational"),
+            ][rng.below(5)];
+            Event {
+                event_time_us: 1_714_557_600_000_000,
+                receive_time_us: 1_714_557_600_000_000,
+                host: Some("pc01.kommune.local".into()),
+                typed: vec![
+                    ("win_event_id", Value::UInt(id)),
+                    ("channel", Value::Str(channel.into())),
+                ],
+                attrs,
+                ..Event::default()
+            }
+        })
+        .collect()
 }
