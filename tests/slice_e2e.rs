@@ -1,7 +1,8 @@
 //! The first end-to-end slice, as processes against the real services that
 //! `deploy/dev/services.sh up` starts: `varde-collector send` reads a file of syslog lines and
 //! publishes envelopes to Kafka; `varde pipeline` consumes them and writes ClickHouse rows. The
-//! test checks the exact row count, the tenant and a few field values, and a graceful stop.
+//! test checks the exact row count, the tenant and a few field values, that Varde's rule pack
+//! raised exactly one alert per planted root password login, and a graceful stop.
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +15,10 @@ use varde_transport::events_topic;
 use varde_transport::kafka::ensure_topics;
 
 const N: usize = 5000;
+/// Every `ROOT_EVERY`-th line (from line 3) is a root login with a password, which the pack's
+/// sshd rule alerts on.
+const ROOT_EVERY: usize = 100;
+const ROOT_LOGINS: usize = N / ROOT_EVERY;
 
 /// Kills the child on drop, so a failing test leaves no process behind.
 struct Guard(Child);
@@ -29,6 +34,10 @@ fn write_lines(path: &std::path::Path) {
     let mut f = std::fs::File::create(path).expect("create log file");
     for i in 0..N {
         let line = match i % 4 {
+            3 if i % ROOT_EVERY == 3 => format!(
+                "<38>1 2024-05-01T12:00:00Z ssh01.bergen.kommune.no sshd 77 - - Accepted password for root from 198.51.100.7 port {} ssh2 e2e marker {i}",
+                40000 + i
+            ),
             0 => format!(
                 "<38>1 2024-05-01T10:{:02}:{:02}.{:03}Z sak01.bergen.kommune.no sshd {} - - e2e marker {i}: Failed password for invalid user admin from 203.0.113.9 port 4{i:04} ssh2",
                 (i / 60) % 60,
@@ -111,7 +120,7 @@ async fn syslog_file_to_clickhouse_through_kafka() {
         "{summary}"
     );
     assert!(
-        summary.contains(&format!("\"parse_errors\":{}", N / 4)),
+        summary.contains(&format!("\"parse_errors\":{}", N / 4 - ROOT_LOGINS)),
         "{summary}"
     );
 
@@ -178,6 +187,33 @@ async fn syslog_file_to_clickhouse_through_kafka() {
         "{:?}",
         login.fields
     );
+    let alerts = eventually("the alerts", Duration::from_secs(60), || async {
+        let a = store
+            .alerts(&varde_store::AlertQuery {
+                tenant: Some(bergen),
+                limit: 1000,
+            })
+            .await
+            .ok()?;
+        (a.len() >= ROOT_LOGINS).then_some(a)
+    })
+    .await;
+    assert_eq!(
+        alerts.len(),
+        ROOT_LOGINS,
+        "one alert per planted login, no duplicates"
+    );
+    for a in &alerts {
+        assert_eq!(a.rule_level, "high");
+        assert_eq!(a.host, "ssh01.bergen.kommune.no");
+        assert!(
+            a.matched.iter().any(|(k, v)| k == "message"
+                && v.starts_with("Accepted password for root from 198.51.100.7")),
+            "{:?}",
+            a.matched
+        );
+        assert!(events.iter().any(|e| e.event_id == a.event_id.to_string()));
+    }
     let raw = marker(11);
     assert_eq!(raw.message, "not syslog at all, e2e marker 11");
     assert!(

@@ -421,6 +421,20 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_loads_with_every_pack_rule() {
+        // Run-time CARGO_MANIFEST_DIR: true even when the build cache came from another clone.
+        let dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+        let path = Path::new(&dir).join("../deploy/examples/pipeline.toml");
+        let config = PipelineConfig::load(&path).expect("example config");
+        assert_eq!(config.kafka.brokers, "127.0.0.1:19092");
+        let (_, report) =
+            detect::Detector::from_config(&config.detection).expect("detection from the example");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.loaded, varde_rules::pack::PACK.len());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = toml::from_str::<PipelineConfig>(
             "[kafka]\nbrokers = \"b\"\n[clickhouse]\nurl = \"u\"\ndatabse = \"x\"\n",

@@ -101,7 +101,7 @@ fn alert(tenant: &str, rule: &str, row: u32, detect_time_us: i64) -> Alert {
         alert_id: AlertId::derive(rule, event_id),
         dedup_key: [row as u8 % 2; 16],
         tenant: tenant.into(),
-        component: if row % 2 == 0 {
+        component: if row.is_multiple_of(2) {
             "idporten".into()
         } else {
             String::new()
