@@ -13,6 +13,11 @@
 //!   the choices on points Sigma engines disagree about are documented.
 //! - [`sql`]: the same compiled rules as ClickHouse SQL, for hunting in stored events.
 //! - [`load`]: reading rule files and folders (the only I/O in this crate).
+//! - [`explain`]: the fields an alert shows (what the rule tests, with the event's values).
+//! - [`pack`]: Varde's own rules (`rules/sigma/`), built in.
+//! - `datafusion` (feature `datafusion`): the matcher as the DataFusion scalar function
+//!   `sigma_match(kind, columns...)`, so that the pipeline's streaming plan and SQL hunts over
+//!   Arrow data run the very same compiled rules.
 //!
 //! ```
 //! use varde_rules::RuleSetBuilder;
