@@ -9,8 +9,9 @@
 //! and the store collapses the replayed rows by their deterministic event ids.
 //!
 //! **Hostile input:** a message that is not a valid envelope, or whose header claims a tenant
-//! other than its topic's, is counted by reason and logged with topic, partition and offset,
-//! and never stops the pipeline nor the good messages beside it.
+//! other than its topic's, is counted by reason, logged with topic, partition and offset, and
+//! parked in the store's dead-letter table (reason, error, the first MiB of the payload) before
+//! its offset is committed; it never stops the pipeline nor the good messages beside it.
 //!
 //! **Detection:** every accepted envelope goes through [`detect::Detector`] (DataFusion with
 //! varde-rules' matcher and the shared-component lookup as functions); its alerts are written
@@ -35,7 +36,7 @@ use varde_core::{Envelope, EnvelopeError};
 
 use crate::detect::{DetectionConfig, Detector, LoadReport};
 use varde_store::clickhouse::ClickHouseSettings;
-use varde_store::{Alert, EventStore};
+use varde_store::{Alert, DEAD_LETTER_PAYLOAD_MAX, DeadLetter, EventStore};
 use varde_transport::kafka::KafkaSettings;
 use varde_transport::{Message, Subscriber, tenant_of_topic};
 
@@ -64,6 +65,8 @@ pub struct Stats {
     pub rule_errors: AtomicU64,
     /// Rule set reloads.
     pub rule_reloads: AtomicU64,
+    /// Refused messages parked in the dead-letter table.
+    pub dead_letters: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -144,8 +147,28 @@ impl Default for LoopSettings {
     }
 }
 
-/// Decodes and checks one message; `None` (counted and logged) when it is rejected.
-fn accept(m: &Message, settings: &LoopSettings, stats: &Stats) -> Option<Envelope> {
+/// A refused message, as parked in the dead-letter table.
+fn dead_letter(m: &Message, reason: &str, error: String) -> DeadLetter {
+    let kept = m.payload.len().min(DEAD_LETTER_PAYLOAD_MAX);
+    DeadLetter {
+        topic: m.topic.clone(),
+        partition: m.partition,
+        offset: m.offset,
+        reason: reason.to_owned(),
+        error,
+        received_time_us: now_us(),
+        payload_len: m.payload.len() as u64,
+        payload: m.payload[..kept].to_vec(),
+    }
+}
+
+/// Decodes and checks one message; a refused one (counted and logged) comes back as the dead
+/// letter to park.
+fn accept(
+    m: &Message,
+    settings: &LoopSettings,
+    stats: &Stats,
+) -> Result<Envelope, Box<DeadLetter>> {
     let envelope = match Envelope::decode_with_limit(&m.payload, settings.max_payload_bytes) {
         Ok(e) => e,
         Err(e) => {
@@ -153,7 +176,7 @@ fn accept(m: &Message, settings: &LoopSettings, stats: &Stats) -> Option<Envelop
             stats.reject(reason);
             warn!(topic = %m.topic, partition = m.partition, offset = m.offset, reason, error = %e,
                 "envelope rejected");
-            return None;
+            return Err(Box::new(dead_letter(m, reason, e.to_string())));
         }
     };
     let topic_tenant = tenant_of_topic(&m.topic);
@@ -162,9 +185,13 @@ fn accept(m: &Message, settings: &LoopSettings, stats: &Stats) -> Option<Envelop
         warn!(topic = %m.topic, partition = m.partition, offset = m.offset,
             claimed = %envelope.header.tenant, collector = %envelope.header.collector_id,
             "envelope claims another tenant than its topic; rejected");
-        return None;
+        let error = format!(
+            "collector {} claims tenant {} on topic {}",
+            envelope.header.collector_id, envelope.header.tenant, m.topic
+        );
+        return Err(Box::new(dead_letter(m, "tenant_mismatch", error)));
     }
-    Some(envelope)
+    Ok(envelope)
 }
 
 impl Stats {
@@ -255,10 +282,14 @@ pub async fn run<S: Subscriber, St: EventStore>(
         stats
             .messages
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        let envelopes: Vec<Envelope> = messages
-            .iter()
-            .filter_map(|m| accept(m, &settings, stats))
-            .collect();
+        let mut envelopes: Vec<Envelope> = Vec::with_capacity(messages.len());
+        let mut letters: Vec<DeadLetter> = Vec::new();
+        for m in &messages {
+            match accept(m, &settings, stats) {
+                Ok(e) => envelopes.push(e),
+                Err(letter) => letters.push(*letter),
+            }
+        }
         let mut alerts: Vec<Alert> = Vec::new();
         let detect_time = now_us();
         for envelope in &envelopes {
@@ -300,6 +331,16 @@ pub async fn run<S: Subscriber, St: EventStore>(
                 .enrichment_misses
                 .fetch_add(misses as u64, Ordering::Relaxed);
             debug!(alerts = n, "alerts stored");
+        }
+        if !letters.is_empty() {
+            let Some(n) = until_written("dead letters", stats, &mut shutdown, || {
+                store.write_dead_letters(&letters)
+            })
+            .await
+            else {
+                return;
+            };
+            stats.dead_letters.fetch_add(n, Ordering::Relaxed);
         }
         match subscriber.commit(&messages) {
             Ok(()) => {

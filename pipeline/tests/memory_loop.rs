@@ -104,6 +104,23 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
     assert_eq!(rejected.get("not_an_envelope"), Some(&1));
     assert_eq!(rejected.get("tenant_mismatch"), Some(&1));
     assert_eq!(rejected.values().sum::<u64>(), 3, "{rejected:?}");
+    // Each refused message is parked with its reason and payload.
+    let letters = store.dead_letters(10).await.expect("dead letters");
+    let mut reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+    reasons.sort_unstable();
+    // The half envelope is cut inside its zstd frame.
+    assert_eq!(
+        reasons,
+        vec!["compression", "not_an_envelope", "tenant_mismatch"]
+    );
+    let junk = letters
+        .iter()
+        .find(|l| l.reason == "not_an_envelope")
+        .expect("junk parked");
+    assert_eq!(junk.payload, b"not an envelope at all");
+    assert_eq!(junk.payload_len, 22);
+    assert_eq!(junk.topic, oslo);
+    assert_eq!(Stats::get(&stats.dead_letters), 3);
     let counts = store.event_counts().await.expect("counts");
     assert_eq!(counts.iter().map(|c| c.events).sum::<u64>(), 17);
 

@@ -11,8 +11,8 @@ use varde_core::Envelope;
 
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
-    Alert, AlertCount, AlertQuery, Error, EventCount, EventQuery, EventStore, Result, StoredEvent,
-    clamp_datetime, flatten,
+    Alert, AlertCount, AlertQuery, DeadLetter, Error, EventCount, EventQuery, EventStore, Result,
+    StoredEvent, clamp_datetime, flatten,
 };
 use varde_core::{AlertId, EventId};
 
@@ -172,6 +172,51 @@ impl AlertRow {
 const ALERT_COLUMNS: &str = "event_date, tenant, toUInt32(event_time) AS event_time, \
     event_time_us, alert_id, dedup_key, component, rule_id, rule_title, rule_level, rule_tags, \
     event_id, toUInt32(detect_time) AS detect_time, source_kind, host, matched_keys, matched_values";
+
+#[derive(Row, Serialize, Deserialize)]
+struct DeadLetterRow {
+    received_date: u16,
+    received_time: u32,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    reason: String,
+    error: String,
+    payload_len: u64,
+    #[serde(with = "serde_bytes_as_string")]
+    payload: Vec<u8>,
+}
+
+/// ClickHouse `String` holds any bytes; RowBinary writes them length-prefixed like a string.
+mod serde_bytes_as_string {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(BytesVisitor)
+    }
+}
 
 #[derive(Row, Deserialize)]
 struct AlertCountOut {
@@ -436,6 +481,61 @@ impl EventStore for ClickHouseStore {
                 tenant: r.tenant,
                 rule_id: r.rule_id,
                 alerts: r.alerts,
+            })
+            .collect())
+    }
+
+    async fn write_dead_letters(&self, letters: &[DeadLetter]) -> Result<u64> {
+        if letters.is_empty() {
+            return Ok(0);
+        }
+        let mut insert = self
+            .client
+            .insert_unescaped::<DeadLetterRow>(&format!("{}.dead_letters", self.db))
+            .await?;
+        for l in letters {
+            let (received_time, _) = clamp_datetime(l.received_time_us);
+            insert
+                .write(&DeadLetterRow {
+                    received_date: u16::try_from(received_time / 86_400).unwrap_or(u16::MAX),
+                    received_time,
+                    topic: l.topic.clone(),
+                    partition: l.partition,
+                    offset: l.offset,
+                    reason: l.reason.clone(),
+                    error: l.error.clone(),
+                    payload_len: l.payload_len,
+                    payload: l.payload.clone(),
+                })
+                .await?;
+        }
+        insert.end().await?;
+        Ok(letters.len() as u64)
+    }
+
+    async fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>> {
+        let rows: Vec<DeadLetterRow> = self
+            .client
+            .query(&format!(
+                "SELECT received_date, toUInt32(received_time) AS received_time, topic, partition, \
+                 offset, reason, error, payload_len, payload FROM {}.dead_letters FINAL \
+                 ORDER BY received_time, topic, partition, offset LIMIT ?",
+                self.db
+            ))
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadLetter {
+                topic: r.topic,
+                partition: r.partition,
+                offset: r.offset,
+                reason: r.reason,
+                error: r.error,
+                received_time_us: i64::from(r.received_time) * 1_000_000,
+                payload_len: r.payload_len,
+                payload: r.payload,
             })
             .collect())
     }

@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use varde_core::{AlertId, Envelope, EventId};
 
 use crate::{
-    Alert, AlertCount, AlertQuery, EventCount, EventQuery, EventStore, Result, StoredEvent, flatten,
+    Alert, AlertCount, AlertQuery, DeadLetter, EventCount, EventQuery, EventStore, Result,
+    StoredEvent, flatten,
 };
 
 /// In-memory [`EventStore`].
@@ -24,6 +25,8 @@ struct Inner {
     ids: HashMap<EventId, i64>,
     /// Alerts ordered by (event time, id), the read order; a re-written id replaces its row.
     alerts: BTreeMap<(i64, AlertId), Alert>,
+    /// Refused messages by (topic, partition, offset).
+    dead_letters: BTreeMap<(String, i32, i64), DeadLetter>,
 }
 
 impl EmbeddedStore {
@@ -149,5 +152,23 @@ impl EventStore for EmbeddedStore {
                 alerts,
             })
             .collect())
+    }
+
+    async fn write_dead_letters(&self, letters: &[DeadLetter]) -> Result<u64> {
+        let mut inner = self.lock();
+        for l in letters {
+            inner
+                .dead_letters
+                .insert((l.topic.clone(), l.partition, l.offset), l.clone());
+        }
+        Ok(letters.len() as u64)
+    }
+
+    async fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>> {
+        let inner = self.lock();
+        let mut out: Vec<DeadLetter> = inner.dead_letters.values().cloned().collect();
+        out.sort_by_key(|l| (l.received_time_us, l.topic.clone(), l.partition, l.offset));
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
     }
 }

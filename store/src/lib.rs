@@ -167,6 +167,30 @@ pub struct AlertCount {
     pub alerts: u64,
 }
 
+/// A message the pipeline refused, parked for inspection (the dead-letter table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Topic it was read from.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// The rejection reason label (`not_an_envelope`, `tenant_mismatch`, …).
+    pub reason: String,
+    /// The error, as logged.
+    pub error: String,
+    /// When the pipeline refused it, µs since the epoch.
+    pub received_time_us: i64,
+    /// Length of the whole payload in bytes.
+    pub payload_len: u64,
+    /// The payload's first [`DEAD_LETTER_PAYLOAD_MAX`] bytes.
+    pub payload: Vec<u8>,
+}
+
+/// How much of a refused payload is kept (the rest is counted in `payload_len`).
+pub const DEAD_LETTER_PAYLOAD_MAX: usize = 1 << 20;
+
 /// Where events are written and read back.
 pub trait EventStore: Send + Sync {
     /// Stores every row of these envelopes; returns the number of rows written. Idempotent per
@@ -188,6 +212,15 @@ pub trait EventStore: Send + Sync {
 
     /// Distinct alerts per tenant and rule.
     fn alert_counts(&self) -> impl Future<Output = Result<Vec<AlertCount>>> + Send;
+
+    /// Parks refused messages; idempotent per (topic, partition, offset).
+    fn write_dead_letters(
+        &self,
+        letters: &[DeadLetter],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Parked messages, oldest first, without duplicates.
+    fn dead_letters(&self, limit: u64) -> impl Future<Output = Result<Vec<DeadLetter>>> + Send;
 }
 
 /// One event of an envelope, flattened for storage: the shape both stores keep.

@@ -85,6 +85,29 @@ pub const MIGRATIONS: &[Migration] = &[
             ORDER BY (tenant, event_time, alert_id)",
         ],
     },
+    Migration {
+        version: 3,
+        name: "dead_letters",
+        statements: &[
+            // Messages the pipeline refused (not an envelope, another tenant's batch, a schema it
+            // does not know, too big), kept for inspection with the reason. A replayed refusal
+            // has the same (topic, partition, offset) and collapses. Dropped by partition (day)
+            // like every table.
+            "CREATE TABLE IF NOT EXISTS {db}.dead_letters (
+                received_date Date,
+                received_time DateTime('UTC'),
+                topic String,
+                partition Int32,
+                offset Int64,
+                reason String,
+                error String,
+                payload_len UInt64,
+                payload String
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY received_date
+            ORDER BY (topic, partition, offset)",
+        ],
+    },
 ];
 
 /// The table that records applied migrations.

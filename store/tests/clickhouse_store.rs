@@ -6,7 +6,7 @@ use varde_core::{
     AlertId, BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
 };
 use varde_store::embedded::EmbeddedStore;
-use varde_store::{Alert, AlertQuery, EventQuery, EventStore};
+use varde_store::{Alert, AlertQuery, DeadLetter, EventQuery, EventStore};
 use varde_testkit::TestEnv;
 
 fn envelope(tenant: &str, collector: &str, seq: u64, n: usize) -> Envelope {
@@ -93,6 +93,31 @@ async fn contract<S: EventStore>(store: &S) {
     assert_eq!(limited.len(), 7);
 
     alerts_contract(store).await;
+    dead_letters_contract(store).await;
+}
+
+async fn dead_letters_contract<S: EventStore>(store: &S) {
+    // Arbitrary bytes, as a hostile producer would send them.
+    let payload: Vec<u8> = (0..=255u8).chain([0, 0xff, b'?', b'\'']).collect();
+    let letter = |offset: i64| DeadLetter {
+        topic: "varde.events.0301".into(),
+        partition: 2,
+        offset,
+        reason: "not_an_envelope".into(),
+        error: "bad magic 0x00010203".into(),
+        received_time_us: 1_714_557_600_000_000,
+        payload_len: 5_000_000,
+        payload: payload.clone(),
+    };
+    let letters = vec![letter(10), letter(11)];
+    assert_eq!(store.write_dead_letters(&letters).await.expect("park"), 2);
+    // Refused again after a replay: still one row per offset.
+    store
+        .write_dead_letters(&letters[..1])
+        .await
+        .expect("park again");
+    let read = store.dead_letters(100).await.expect("read");
+    assert_eq!(read, letters);
 }
 
 fn alert(tenant: &str, rule: &str, row: u32, detect_time_us: i64) -> Alert {
