@@ -4,12 +4,15 @@
 //! test checks the exact row count, the tenant and a few field values, that Varde's rule pack
 //! raised exactly one alert per planted root password login, and a graceful stop.
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use varde_core::Kommunenummer;
 use varde_store::{EventQuery, EventStore};
+use varde_testkit::process::{
+    collector_config, pipeline_config, start_pipeline, write_syslog_lines,
+};
 use varde_testkit::{TestEnv, eventually, workspace_bin};
 use varde_transport::events_topic;
 use varde_transport::kafka::ensure_topics;
@@ -19,44 +22,6 @@ const N: usize = 5000;
 /// sshd rule alerts on.
 const ROOT_EVERY: usize = 100;
 const ROOT_LOGINS: usize = N / ROOT_EVERY;
-
-/// Kills the child on drop, so a failing test leaves no process behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn write_lines(path: &std::path::Path) {
-    let mut f = std::fs::File::create(path).expect("create log file");
-    for i in 0..N {
-        let line = match i % 4 {
-            3 if i % ROOT_EVERY == 3 => format!(
-                "<38>1 2024-05-01T12:00:00Z ssh01.bergen.kommune.no sshd 77 - - Accepted password for root from 198.51.100.7 port {} ssh2 e2e marker {i}",
-                40000 + i
-            ),
-            0 => format!(
-                "<38>1 2024-05-01T10:{:02}:{:02}.{:03}Z sak01.bergen.kommune.no sshd {} - - e2e marker {i}: Failed password for invalid user admin from 203.0.113.9 port 4{i:04} ssh2",
-                (i / 60) % 60,
-                i % 60,
-                i % 1000,
-                1000 + i
-            ),
-            1 => format!(
-                "<85>May  1 10:00:{:02} fw01 sudo: drift : COMMAND=/bin/true e2e marker {i}",
-                i % 60
-            ),
-            2 => format!(
-                "<134>1 2024-05-01T11:00:00Z portal01 innbyggerportal - LOGIN [idporten@53595 acr=\"idporten-loa-high\"] e2e marker {i}"
-            ),
-            _ => format!("not syslog at all, e2e marker {i}"),
-        };
-        writeln!(f, "{line}").expect("write line");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syslog_file_to_clickhouse_through_kafka() {
@@ -71,37 +36,12 @@ async fn syslog_file_to_clickhouse_through_kafka() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("syslog.log");
-    write_lines(&log);
-    let collector_toml = dir.path().join("collector.toml");
-    std::fs::write(
-        &collector_toml,
-        format!(
-            "collector_id = \"k4601-e2e\"\ntenant = \"4601\"\nstate_dir = \"{}\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[batch]\nmax_rows = 700\n",
-            dir.path().join("state").display(),
-            kafka.brokers,
-            kafka.topic_prefix
-        ),
-    )
-    .expect("write collector config");
-    let pipeline_toml = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &pipeline_toml,
-        format!(
-            "group_id = \"{}pipeline\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n\n[loop]\npoll_wait_ms = 100\n",
-            kafka.topic_prefix, kafka.brokers, kafka.topic_prefix, clickhouse.url, clickhouse.database
-        ),
-    )
-    .expect("write pipeline config");
+    write_syslog_lines(&log, N, ROOT_EVERY);
+    let collector_toml = collector_config(dir.path(), "k4601-e2e", "4601", &kafka, 700);
+    let pipeline_toml = pipeline_config(dir.path(), &kafka, &clickhouse, 200);
 
     // The pipeline first, subscribed by pattern to every tenant topic of this test's prefix.
-    let pipeline = Command::new(env!("CARGO_BIN_EXE_varde"))
-        .args(["pipeline", "--config"])
-        .arg(&pipeline_toml)
-        .env("VARDE_LOG", "info")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start varde pipeline");
-    let mut pipeline = Guard(pipeline);
+    let mut pipeline = start_pipeline(Path::new(env!("CARGO_BIN_EXE_varde")), &pipeline_toml, None);
 
     let out = Command::new(workspace_bin("varde-collector"))
         .args(["send", "--config"])

@@ -1,0 +1,180 @@
+//! The pipeline under faults, as processes against the real Kafka and ClickHouse of
+//! `deploy/dev/services.sh up`: `kill -9` mid-stream and a restart, and two instances in one
+//! consumer group with one of them killed. After each, every event and every alert is visible
+//! exactly once through the store's read API.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use varde_core::Kommunenummer;
+use varde_store::clickhouse::ClickHouseStore;
+use varde_store::{AlertQuery, EventStore};
+use varde_testkit::process::{
+    Guard, collector_config, pipeline_config, start_pipeline, write_syslog_lines,
+};
+use varde_testkit::{TestEnv, eventually, workspace_bin};
+use varde_transport::events_topic;
+use varde_transport::kafka::ensure_topics;
+
+/// Lines per collector.
+const LINES: usize = 20_000;
+/// One planted root password login per this many lines.
+const ROOT_EVERY: usize = 50;
+/// Collectors (each its own Kafka key, so their batches spread over the partitions).
+const COLLECTORS: usize = 4;
+/// Planted logins in all (`LINES` is a multiple of `ROOT_EVERY`; one per `ROOT_EVERY` lines).
+const PLANTED: usize = COLLECTORS * LINES / ROOT_EVERY;
+
+fn varde() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_varde"))
+}
+
+/// Publishes `LINES` lines from each of `COLLECTORS` collectors of Bergen to Kafka and returns
+/// the number of events sent.
+fn send_all(dir: &Path, kafka: &varde_transport::kafka::KafkaSettings) -> usize {
+    let log = dir.join("syslog.log");
+    write_syslog_lines(&log, LINES, ROOT_EVERY);
+    for c in 0..COLLECTORS {
+        let config = collector_config(dir, &format!("k4601-fault{c}"), "4601", kafka, 250);
+        let out = Command::new(workspace_bin("varde-collector"))
+            .args(["send", "--config"])
+            .arg(&config)
+            .arg(&log)
+            .output()
+            .expect("run varde-collector");
+        assert!(
+            out.status.success(),
+            "collector failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    LINES * COLLECTORS
+}
+
+async fn visible_events(store: &ClickHouseStore) -> u64 {
+    store
+        .event_counts()
+        .await
+        .map(|c| c.iter().map(|c| c.events).sum())
+        .unwrap_or(0)
+}
+
+/// Waits until every event is stored, then checks that events and alerts are exact: no loss and
+/// no duplicate visible through the read API.
+async fn assert_exact(store: &ClickHouseStore, events: usize) {
+    eventually("every event stored", Duration::from_secs(300), || async {
+        (visible_events(store).await >= events as u64).then_some(())
+    })
+    .await;
+    assert_eq!(visible_events(store).await, events as u64, "events exact");
+    let bergen = Kommunenummer::parse("4601").expect("Bergen");
+    let read = store
+        .events(&varde_store::EventQuery {
+            tenant: Some(bergen),
+            limit: 10 * events as u64,
+        })
+        .await
+        .expect("read events");
+    assert_eq!(read.len(), events, "no duplicate event visible");
+
+    let planted = PLANTED;
+    let alerts = eventually("every alert stored", Duration::from_secs(120), || async {
+        let a = store
+            .alerts(&AlertQuery {
+                tenant: Some(bergen),
+                limit: 10 * planted as u64,
+            })
+            .await
+            .ok()?;
+        (a.len() >= planted).then_some(a)
+    })
+    .await;
+    assert_eq!(
+        alerts.len(),
+        planted,
+        "one alert per planted login, none twice"
+    );
+    let counts = store.alert_counts().await.expect("alert counts");
+    assert_eq!(
+        counts.iter().map(|c| c.alerts).sum::<u64>(),
+        planted as u64,
+        "{counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
+    let env = TestEnv::new("kill9");
+    let kafka = env.kafka();
+    let clickhouse = env.clickhouse();
+    let store = env.store().await;
+    let topic = events_topic(
+        &kafka.topic_prefix,
+        Kommunenummer::parse("4601").expect("Bergen"),
+    );
+    ensure_topics(&kafka, &[(topic, 4)])
+        .await
+        .expect("create topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = send_all(dir.path(), &kafka);
+
+    // Small polls (4 envelopes of 250 rows) so that the stream takes a while.
+    let config = pipeline_config(dir.path(), &kafka, &clickhouse, 4);
+    let mut first = start_pipeline(varde(), &config, Some(&dir.path().join("first.log")));
+    let at_kill = eventually("some rows stored", Duration::from_secs(120), || async {
+        let n = visible_events(&store).await;
+        (n > 0).then_some(n)
+    })
+    .await;
+    first.kill9();
+    eprintln!("killed -9 with {at_kill} of {events} events stored");
+    assert!(
+        at_kill < events as u64,
+        "the pipeline finished before the kill; the test proves nothing"
+    );
+
+    let _second = start_pipeline(varde(), &config, Some(&dir.path().join("second.log")));
+    assert_exact(&store, events).await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_group_and_one_takes_over_from_the_other() {
+    let env = TestEnv::new("twoinst");
+    let kafka = env.kafka();
+    let clickhouse = env.clickhouse();
+    let store = env.store().await;
+    let topic = events_topic(
+        &kafka.topic_prefix,
+        Kommunenummer::parse("4601").expect("Bergen"),
+    );
+    ensure_topics(&kafka, &[(topic, 4)])
+        .await
+        .expect("create topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = pipeline_config(dir.path(), &kafka, &clickhouse, 4);
+    let a_log = std::path::PathBuf::from("/tmp/twoinst-a.log");
+    let b_log = std::path::PathBuf::from("/tmp/twoinst-b.log");
+    let mut a: Guard = start_pipeline(varde(), &config, Some(&a_log));
+    let _b: Guard = start_pipeline(varde(), &config, Some(&b_log));
+    // Both join before the data arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let events = send_all(dir.path(), &kafka);
+    let at_kill = eventually("some rows stored", Duration::from_secs(120), || async {
+        let n = visible_events(&store).await;
+        (n > 0).then_some(n)
+    })
+    .await;
+    a.kill9();
+    eprintln!("instance a killed -9 with {at_kill} of {events} events stored");
+    assert_exact(&store, events).await;
+    let a_text = std::fs::read_to_string(&a_log).unwrap_or_default();
+    let b_text = std::fs::read_to_string(&b_log).unwrap_or_default();
+    eprintln!(
+        "instance a log: {} lines; instance b log: {} lines",
+        a_text.lines().count(),
+        b_text.lines().count()
+    );
+    env.cleanup().await;
+}
