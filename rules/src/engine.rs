@@ -1,29 +1,44 @@
 //! The rule set: rules compiled once per source kind, matched against whole Arrow batches.
 //!
 //! For each source kind, every rule's tests become shared [atoms](crate::compile::Atom). Per
-//! field, all literal needles of all rules go into one Aho-Corasick automaton
-//! (ASCII-case-insensitive for ASCII values; a lowercase automaton for values with other
-//! characters; a case-sensitive one for `cased` needles), so each value of a batch is scanned
-//! once whatever the number of rules. Wildcard patterns are prefiltered by their longest
-//! literal and verified only where it occurred. The remaining tests (regex, CIDR, numbers,
-//! presence, field references, time parts) run per row. Hits are per-atom bitmaps over the
-//! batch's rows, allocated only for atoms that hit; each rule's condition is then evaluated
-//! word by word over those bitmaps, short-circuiting on atoms that never hit, so a rule whose
-//! literals did not occur in the batch costs a few operations, not one per row.
+//! field, the literal tests of all rules are indexed once, so each value of a batch is looked
+//! at once whatever the number of rules:
+//! - `equals` and `startswith` needles (lowercased) sit in a byte trie walked from the start of
+//!   the value, `endswith` needles in a trie of reversed needles walked from its end: a walk
+//!   stops at the first byte no needle continues with, so these cost a few bytes per value;
+//! - `contains` needles, the longest literal of each wildcard pattern and the literals of the
+//!   regular expressions go into one Aho-Corasick automaton (ASCII-case-insensitive for ASCII
+//!   values; a lowercase automaton for values with other characters; a case-sensitive one for
+//!   `cased` needles), walked byte by byte over the value;
+//! - wildcard patterns are verified only where their literal occurred;
+//! - a regular expression runs only on values that contain one of its required literals
+//!   (derived from its syntax tree, see `engine/prefilter.rs`); the few without usable
+//!   literals share one regex set per field.
+//!
+//! Values repeat within a batch (images, parents, users): each distinct value of a field is
+//! scanned once per batch and its atoms reused, unless the field's values turn out not to repeat
+//! (command lines). The remaining tests (CIDR, numbers, presence, field references, time parts)
+//! run per row. Hits are per-atom bitmaps over the batch's rows, allocated only for atoms that
+//! hit; each rule's condition is then evaluated word by word over those bitmaps,
+//! short-circuiting on atoms that never hit, so a rule whose literals did not occur in the
+//! batch costs a few operations, not one per row.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::{Anchored, MatchKind, StartKind};
 use arrow_array::RecordBatch;
 use varde_core::{BatchReader, SourceKind};
 
-use crate::ast::{Document, Filter, LogSource, Meta, Rule};
+use crate::ast::{Detection, Document, Filter, LogSource, Meta, Rule, Search};
 use crate::compile::{self, AtomTable, Expr, Placeholders, StrOp, Test};
 use crate::fields::{self, MultiColumn};
 use crate::mapping::{FieldSpec, KindMapping, Mappings};
 use crate::reference;
 use crate::{Error, Result};
+
+mod prefilter;
 
 /// A rule that loaded, with where it applies.
 #[derive(Debug, Clone)]
@@ -68,29 +83,197 @@ pub struct Match {
 enum Target {
     Str(usize, StrOp),
     Glob(usize),
+    /// A literal of the prefiltered regular expression `filtered[i]`.
+    Regex(u32),
+}
+
+/// A byte trie of lowercased needles, walked from one end of a value: the anchored tests
+/// (`equals`, `startswith` from the start, `endswith` from the end, needles reversed). A walk
+/// stops at the first byte no needle continues with, so it costs a few bytes per value
+/// instead of a scan of the whole value.
+#[derive(Default)]
+struct Trie {
+    /// Children of each node, sorted by byte.
+    children: Vec<Vec<(u8, u32)>>,
+    /// The tests of the needles ending at each node.
+    ends: Vec<Vec<(usize, StrOp)>>,
+}
+
+impl Trie {
+    fn insert(&mut self, needle: impl Iterator<Item = u8>, atom: usize, op: StrOp) -> Result<()> {
+        if self.children.is_empty() {
+            self.children.push(Vec::new());
+            self.ends.push(Vec::new());
+        }
+        let mut node = 0usize;
+        for b in needle {
+            node = match self.children[node].binary_search_by_key(&b, |c| c.0) {
+                Ok(i) => self.children[node][i].1 as usize,
+                Err(i) => {
+                    let next = self.children.len();
+                    let id = u32::try_from(next).map_err(|_| Error::invalid("trie too large"))?;
+                    self.children[node].insert(i, (b, id));
+                    self.children.push(Vec::new());
+                    self.ends.push(Vec::new());
+                    next
+                }
+            };
+        }
+        self.ends[node].push((atom, op));
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    /// Walks `text` (the value's bytes, lowercased, in walking order; `len` bytes in all) and
+    /// appends the atoms whose test holds.
+    #[inline]
+    fn walk(&self, text: impl Iterator<Item = u8>, len: usize, out: &mut Vec<usize>) {
+        let Some(mut children) = self.children.first() else {
+            return;
+        };
+        for (depth, b) in text.enumerate() {
+            let Ok(i) = children.binary_search_by_key(&b, |c| c.0) else {
+                return;
+            };
+            let node = children[i].1 as usize;
+            for &(a, op) in &self.ends[node] {
+                if op != StrOp::Eq || depth + 1 == len {
+                    out.push(a);
+                }
+            }
+            children = &self.children[node];
+        }
+    }
 }
 
 #[derive(Default)]
 struct FieldMatcher {
-    folded: Option<(AhoCorasick, AhoCorasick)>,
+    /// `equals` and `startswith` needles (lowercased), walked from the start of a value.
+    prefixes: Trie,
+    /// `endswith` needles (lowercased, reversed), walked from the end of a value.
+    suffixes: Trie,
+    /// `contains` needles and wildcard literals (lowercased), and the literals of prefiltered
+    /// regular expressions: ASCII-case-insensitive for ASCII values, exact for the lowercase
+    /// of other values (where regular-expression literals do not apply).
+    folded: Option<(Scanner, Scanner)>,
     folded_targets: Vec<Vec<Target>>,
-    cased: Option<AhoCorasick>,
+    cased: Option<Scanner>,
     cased_targets: Vec<Vec<Target>>,
     empty: Vec<(usize, StrOp)>,
     unfiltered_globs: Vec<usize>,
-    /// All regular expressions of the field in one set: one pass per value for all of them.
+    /// Regular expressions without a literal prefilter, in one set: one pass per value for all
+    /// of them.
     regexes: Option<(regex::RegexSet, Vec<usize>)>,
+    /// Regular expressions with a literal prefilter (atom, expression): run only on values
+    /// where one of their literals occurred.
+    filtered: Vec<(usize, regex::Regex)>,
+    /// The literals of `filtered` alone (ASCII case-insensitive, each with its indices into
+    /// `filtered`), for values that are not ASCII.
+    regex_literals: Option<Scanner>,
+    regex_literal_targets: Vec<Vec<u32>>,
+}
+
+/// An Aho-Corasick automaton reporting every occurrence of every needle (overlapping, standard
+/// semantics), walked byte by byte here rather than through the crate's iterators: values are
+/// short and have many hits, where the per-match cost of an iterator dominates.
+enum Scanner {
+    Dfa(aho_corasick::dfa::DFA),
+    Nfa(aho_corasick::nfa::contiguous::NFA),
+}
+
+impl Scanner {
+    /// A DFA over `needles`, or a contiguous NFA when the DFA cannot be built.
+    fn build(needles: &[&Vec<u8>], ascii_ci: bool) -> Result<Self> {
+        aho_corasick::dfa::DFA::builder()
+            .ascii_case_insensitive(ascii_ci)
+            .match_kind(MatchKind::Standard)
+            .start_kind(StartKind::Unanchored)
+            .build(needles)
+            .map(Scanner::Dfa)
+            .or_else(|_| {
+                aho_corasick::nfa::contiguous::NFA::builder()
+                    .ascii_case_insensitive(ascii_ci)
+                    .match_kind(MatchKind::Standard)
+                    .build(needles)
+                    .map(Scanner::Nfa)
+            })
+            .map_err(|e| Error::invalid(format!("automaton: {e}")))
+    }
+
+    /// Calls `f(needle, start, end)` for every occurrence of every needle in `text`.
+    #[inline]
+    fn scan(&self, text: &[u8], f: impl FnMut(usize, usize, usize)) {
+        match self {
+            Scanner::Dfa(a) => scan_with(a, text, f),
+            Scanner::Nfa(a) => scan_with(a, text, f),
+        }
+    }
+}
+
+#[inline]
+fn scan_with<A: Automaton>(aut: &A, text: &[u8], mut f: impl FnMut(usize, usize, usize)) {
+    let Ok(mut sid) = aut.start_state(Anchored::No) else {
+        return;
+    };
+    let mut report = |sid, end: usize| {
+        for i in 0..aut.match_len(sid) {
+            let p = aut.match_pattern(sid, i);
+            f(p.as_usize(), end.saturating_sub(aut.pattern_len(p)), end);
+        }
+    };
+    if aut.is_match(sid) {
+        report(sid, 0);
+    }
+    for (i, &b) in text.iter().enumerate() {
+        sid = aut.next_state(Anchored::No, sid, b);
+        if aut.is_special(sid) {
+            if aut.is_dead(sid) {
+                return;
+            }
+            if aut.is_match(sid) {
+                report(sid, i + 1);
+            }
+        }
+    }
 }
 
 impl FieldMatcher {
     fn build(atoms: &AtomTable, members: &[usize]) -> Result<Self> {
         let mut m = FieldMatcher::default();
-        let mut folded: BTreeMap<String, Vec<Target>> = BTreeMap::new();
-        let mut cased: BTreeMap<String, Vec<Target>> = BTreeMap::new();
+        let mut folded: BTreeMap<Vec<u8>, Vec<Target>> = BTreeMap::new();
+        let mut cased: BTreeMap<Vec<u8>, Vec<Target>> = BTreeMap::new();
         let mut regexes: Vec<(usize, String)> = Vec::new();
+        let mut literal_targets: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
         for &a in members {
             match &atoms.atoms()[a].test {
-                Test::Regex(r) => regexes.push((a, r.as_str().to_owned())),
+                Test::Regex(r) => {
+                    let source = r.as_str();
+                    // The same expression, with room for its lazy DFA: expressions with wide
+                    // Unicode classes (`\w{1,64}`) otherwise fall back to slower engines.
+                    let own = regex::RegexBuilder::new(source)
+                        .size_limit(64 << 20)
+                        .dfa_size_limit(16 << 20)
+                        .build()
+                        .ok();
+                    let literals = prefilter::required_literals(source);
+                    let index = u32::try_from(m.filtered.len()).ok();
+                    match (own, literals, index) {
+                        (Some(own), Some(literals), Some(index)) => {
+                            m.filtered.push((a, own));
+                            for l in literals {
+                                folded
+                                    .entry(l.clone())
+                                    .or_default()
+                                    .push(Target::Regex(index));
+                                literal_targets.entry(l).or_default().push(index);
+                            }
+                        }
+                        _ => regexes.push((a, source.to_owned())),
+                    }
+                }
                 Test::Str {
                     op,
                     needle,
@@ -98,9 +281,15 @@ impl FieldMatcher {
                 } => {
                     if needle.is_empty() {
                         m.empty.push((a, *op));
+                    } else if !*c && *op != StrOp::Contains {
+                        if *op == StrOp::EndsWith {
+                            m.suffixes.insert(needle.bytes().rev(), a, *op)?;
+                        } else {
+                            m.prefixes.insert(needle.bytes(), a, *op)?;
+                        }
                     } else {
                         let map = if *c { &mut cased } else { &mut folded };
-                        map.entry(needle.clone())
+                        map.entry(needle.as_bytes().to_vec())
                             .or_default()
                             .push(Target::Str(a, *op));
                     }
@@ -112,7 +301,7 @@ impl FieldMatcher {
                         m.unfiltered_globs.push(a);
                     } else {
                         let map = if *c { &mut cased } else { &mut folded };
-                        map.entry(literal.clone())
+                        map.entry(literal.as_bytes().to_vec())
                             .or_default()
                             .push(Target::Glob(a));
                     }
@@ -120,24 +309,18 @@ impl FieldMatcher {
                 _ => {}
             }
         }
-        let build = |needles: &[&String], ascii_ci: bool| {
-            AhoCorasick::builder()
-                .ascii_case_insensitive(ascii_ci)
-                .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::DFA))
-                .build(needles)
-                .or_else(|_| {
-                    AhoCorasick::builder()
-                        .ascii_case_insensitive(ascii_ci)
-                        .match_kind(MatchKind::Standard)
-                        .build(needles)
-                })
-                .map_err(|e| Error::invalid(format!("automaton: {e}")))
-        };
         if !folded.is_empty() {
-            let needles: Vec<&String> = folded.keys().collect();
-            m.folded = Some((build(&needles, true)?, build(&needles, false)?));
+            let needles: Vec<&Vec<u8>> = folded.keys().collect();
+            m.folded = Some((
+                Scanner::build(&needles, true)?,
+                Scanner::build(&needles, false)?,
+            ));
             m.folded_targets = folded.into_values().collect();
+        }
+        if !literal_targets.is_empty() {
+            let needles: Vec<&Vec<u8>> = literal_targets.keys().collect();
+            m.regex_literals = Some(Scanner::build(&needles, true)?);
+            m.regex_literal_targets = literal_targets.into_values().collect();
         }
         if !regexes.is_empty() {
             let set = regex::RegexSetBuilder::new(regexes.iter().map(|(_, r)| r))
@@ -148,8 +331,8 @@ impl FieldMatcher {
             m.regexes = Some((set, regexes.into_iter().map(|(a, _)| a).collect()));
         }
         if !cased.is_empty() {
-            let needles: Vec<&String> = cased.keys().collect();
-            m.cased = Some(build(&needles, false)?);
+            let needles: Vec<&Vec<u8>> = cased.keys().collect();
+            m.cased = Some(Scanner::build(&needles, false)?);
             m.cased_targets = cased.into_values().collect();
         }
         Ok(m)
@@ -157,14 +340,17 @@ impl FieldMatcher {
 
     fn is_empty(&self) -> bool {
         self.folded.is_none()
+            && self.prefixes.is_empty()
+            && self.suffixes.is_empty()
             && self.cased.is_none()
             && self.empty.is_empty()
             && self.unfiltered_globs.is_empty()
             && self.regexes.is_none()
+            && self.filtered.is_empty()
     }
 
     /// Appends to `out` every atom this value satisfies (possibly with repeats).
-    fn scan(&self, value: &str, atoms: &AtomTable, out: &mut Vec<usize>) {
+    fn scan(&self, value: &str, atoms: &AtomTable, scratch: &mut Scratch, out: &mut Vec<usize>) {
         for &(a, op) in &self.empty {
             if op != StrOp::Eq || value.is_empty() {
                 out.push(a);
@@ -172,39 +358,71 @@ impl FieldMatcher {
         }
         let mut lowered: Option<Cow<'_, str>> = None;
         // Wildcard patterns whose literal occurred: verified once each, after the scan.
-        let mut candidates: Vec<usize> = Vec::new();
-        if let Some((ascii, exact)) = &self.folded {
-            let (ac, text): (&AhoCorasick, Cow<'_, str>) = if value.is_ascii() {
-                (ascii, Cow::Borrowed(value))
+        let Scratch {
+            globs: candidates,
+            regexes: regex_candidates,
+        } = scratch;
+        candidates.clear();
+        regex_candidates.clear();
+        // Prefiltered regular expressions whose literal occurred.
+        let ascii = value.is_ascii();
+        if !ascii
+            && (self.folded.is_some() || !self.prefixes.is_empty() || !self.suffixes.is_empty())
+        {
+            lowered = Some(fold(value));
+        }
+        if !self.prefixes.is_empty() || !self.suffixes.is_empty() {
+            if ascii {
+                let len = value.len();
+                let bytes = value.as_bytes();
+                self.prefixes
+                    .walk(bytes.iter().map(u8::to_ascii_lowercase), len, out);
+                self.suffixes
+                    .walk(bytes.iter().rev().map(u8::to_ascii_lowercase), len, out);
             } else {
-                let l = lowered.get_or_insert_with(|| fold(value)).clone();
-                (exact, l)
-            };
-            let len = text.len();
-            for mat in ac.find_overlapping_iter(text.as_ref()) {
-                for t in &self.folded_targets[mat.pattern().as_usize()] {
-                    target_hit(*t, mat.start(), mat.end(), len, out, &mut candidates);
-                }
+                let bytes = lowered.as_deref().unwrap_or(value).as_bytes();
+                self.prefixes.walk(bytes.iter().copied(), bytes.len(), out);
+                self.suffixes
+                    .walk(bytes.iter().rev().copied(), bytes.len(), out);
             }
         }
-        if let Some(ac) = &self.cased {
-            for mat in ac.find_overlapping_iter(value) {
-                for t in &self.cased_targets[mat.pattern().as_usize()] {
-                    target_hit(
-                        *t,
-                        mat.start(),
-                        mat.end(),
-                        value.len(),
-                        out,
-                        &mut candidates,
-                    );
+        if let Some((ascii_ac, exact_ac)) = &self.folded {
+            let (ac, text): (&Scanner, &str) = if ascii {
+                (ascii_ac, value)
+            } else {
+                (exact_ac, lowered.as_deref().unwrap_or(value))
+            };
+            let len = text.len();
+            ac.scan(text.as_bytes(), |p, start, end| {
+                for t in &self.folded_targets[p] {
+                    match *t {
+                        Target::Regex(i) => {
+                            if ascii {
+                                regex_candidates.push(i);
+                            }
+                        }
+                        t => target_hit(t, start, end, len, out, candidates),
+                    }
                 }
-            }
+            });
+        }
+        if let (false, Some(ac)) = (ascii, &self.regex_literals) {
+            ac.scan(value.as_bytes(), |p, _, _| {
+                regex_candidates.extend_from_slice(&self.regex_literal_targets[p]);
+            });
+        }
+        if let Some(ac) = &self.cased {
+            let len = value.len();
+            ac.scan(value.as_bytes(), |p, start, end| {
+                for t in &self.cased_targets[p] {
+                    target_hit(*t, start, end, len, out, candidates);
+                }
+            });
         }
         candidates.sort_unstable();
         candidates.dedup();
         candidates.extend_from_slice(&self.unfiltered_globs);
-        for a in candidates {
+        for &a in candidates.iter() {
             if glob_holds(atoms, a, value, &mut lowered) {
                 out.push(a);
             }
@@ -212,7 +430,25 @@ impl FieldMatcher {
         if let Some((set, ids)) = &self.regexes {
             out.extend(set.matches(value).iter().map(|i| ids[i]));
         }
+        regex_candidates.sort_unstable();
+        regex_candidates.dedup();
+        for &i in regex_candidates.iter() {
+            if let Some((a, regex)) = self.filtered.get(i as usize)
+                && regex.is_match(value)
+            {
+                out.push(*a);
+            }
+        }
     }
+}
+
+/// Buffers of [`FieldMatcher::scan`], reused from value to value.
+#[derive(Default)]
+struct Scratch {
+    /// Wildcard patterns whose literal occurred.
+    globs: Vec<usize>,
+    /// Prefiltered regular expressions (indices into `filtered`) whose literal occurred.
+    regexes: Vec<u32>,
 }
 
 /// Records the atom of an automaton match when its position fits the test (`len` is the
@@ -238,7 +474,28 @@ fn target_hit(
             }
         }
         Target::Glob(a) => candidates.push(a),
+        Target::Regex(_) => {}
     }
+}
+
+/// The `fieldref` test of one value against one value of the other field, as
+/// [`reference::test_holds`] defines it, without lowercasing copies when both are ASCII.
+fn fieldref_holds(op: StrOp, cased: bool, value: &str, other: &str) -> bool {
+    if cased {
+        return reference::str_matches(op, other, true, value);
+    }
+    if value.is_ascii() && other.is_ascii() {
+        let (v, o) = (value.as_bytes(), other.as_bytes());
+        return match op {
+            StrOp::Eq => v.eq_ignore_ascii_case(o),
+            StrOp::StartsWith => v.len() >= o.len() && v[..o.len()].eq_ignore_ascii_case(o),
+            StrOp::EndsWith => v.len() >= o.len() && v[v.len() - o.len()..].eq_ignore_ascii_case(o),
+            StrOp::Contains => {
+                o.is_empty() || v.windows(o.len()).any(|w| w.eq_ignore_ascii_case(o))
+            }
+        };
+    }
+    reference::str_matches(op, &other.to_lowercase(), false, value)
 }
 
 /// Lowercases as the reference does (`str::to_lowercase`), cheaply for ASCII.
@@ -509,6 +766,7 @@ impl KindEngine {
         }
         let columns = fields::extract(reader, &self.specs);
         let mut hits = Hits::new(self.atoms.atoms().len(), rows);
+        let mut scratch = Scratch::default();
         for (fi, matcher) in self.matchers.iter().enumerate() {
             if matcher.is_empty() {
                 continue;
@@ -516,6 +774,9 @@ impl KindEngine {
             // Field values repeat a lot within a batch (images, users, parents): scan each
             // distinct value once and reuse its atoms.
             let col = &columns[fi];
+            if col.values.is_empty() {
+                continue;
+            }
             let mut cache: FnvMap<&str, (u32, u32)> = FnvMap::default();
             let mut found: Vec<usize> = Vec::new();
             let (mut lookups, mut repeats) = (0u32, 0u32);
@@ -524,7 +785,7 @@ impl KindEngine {
                 for v in col.row(row) {
                     if !caching {
                         found.clear();
-                        matcher.scan(v, &self.atoms, &mut found);
+                        matcher.scan(v, &self.atoms, &mut scratch, &mut found);
                         for &a in &found {
                             hits.set(a, row);
                         }
@@ -535,7 +796,7 @@ impl KindEngine {
                     let (s, e) = *cache.entry(v.as_ref()).or_insert_with(|| {
                         fresh = true;
                         let s = found.len();
-                        matcher.scan(v, &self.atoms, &mut found);
+                        matcher.scan(v, &self.atoms, &mut scratch, &mut found);
                         found[s..].sort_unstable();
                         let mut w = s;
                         for r in s..found.len() {
@@ -562,12 +823,12 @@ impl KindEngine {
             }
         }
         if !self.keyword.is_empty() {
-            let mut scratch = Vec::new();
+            let mut found = Vec::new();
             for row in 0..rows {
                 for v in fields::keyword_values(reader, row) {
-                    scratch.clear();
-                    self.keyword.scan(&v, &self.atoms, &mut scratch);
-                    for &a in &scratch {
+                    found.clear();
+                    self.keyword.scan(&v, &self.atoms, &mut scratch, &mut found);
+                    for &a in &found {
                         hits.set(a, row);
                     }
                 }
@@ -579,6 +840,24 @@ impl KindEngine {
                 continue;
             };
             let col: &MultiColumn<'_> = &columns[*fi];
+            if let Test::FieldRef { other, op, cased } = &atom.test {
+                // Both fields are in the batch's columns (`finish` interned the other one).
+                let Some(oi) = self.field_index.get(other.as_str()) else {
+                    continue;
+                };
+                let others: &MultiColumn<'_> = &columns[*oi];
+                for row in 0..rows {
+                    let theirs = others.row(row);
+                    let holds = col
+                        .row(row)
+                        .iter()
+                        .any(|v| theirs.iter().any(|o| fieldref_holds(*op, *cased, v, o)));
+                    if holds {
+                        hits.set(a, row);
+                    }
+                }
+                continue;
+            }
             for row in 0..rows {
                 let other = |name: &str| -> Vec<Cow<'_, str>> {
                     self.field_index
@@ -673,6 +952,55 @@ fn load_error(source: &str, meta: Option<&Meta>, e: &Error) -> LoadError {
     }
 }
 
+/// One alternative of a route: (column, value) pairs that must all hold.
+type Alternative = Vec<(String, String)>;
+
+/// A detection with some fields renamed (Sigma name → attribute name).
+fn renamed(detection: &Detection, names: &[(String, String)]) -> Detection {
+    let mut d = detection.clone();
+    if names.is_empty() {
+        return d;
+    }
+    for (_, search) in &mut d.searches {
+        if let Search::Maps(maps) = search {
+            for item in maps.iter_mut().flatten() {
+                let to = item
+                    .field
+                    .as_ref()
+                    .and_then(|f| names.iter().find(|(from, _)| from == f))
+                    .map(|(_, to)| to.clone());
+                if to.is_some() {
+                    item.field = to;
+                }
+            }
+        }
+    }
+    d
+}
+
+/// A rule's detection and the meta filters that apply to it, with `names` renamed.
+fn compile_renamed(
+    rule: &Rule,
+    filters: &[Filter],
+    names: &[(String, String)],
+    atoms: &mut AtomTable,
+    placeholders: &Placeholders,
+) -> Result<Expr> {
+    let mut expr = compile::detection(&renamed(&rule.detection, names), atoms, placeholders)?;
+    for f in filters {
+        let named = f.rules.is_empty()
+            || f.rules
+                .iter()
+                .any(|r| r == &rule.meta.id || r == &rule.meta.title);
+        if named && logsource_contains(&f.logsource, &rule.logsource) {
+            let fexpr = compile::detection(&renamed(&f.detection, names), atoms, placeholders)
+                .map_err(|e| e.context(format!("filter '{}'", f.meta.title)))?;
+            expr = expr.and_with(fexpr);
+        }
+    }
+    Ok(expr)
+}
+
 fn logsource_contains(outer: &LogSource, inner: &LogSource) -> bool {
     let key =
         |o: &Option<String>, i: &Option<String>| o.as_ref().is_none_or(|o| i.as_ref() == Some(o));
@@ -731,56 +1059,72 @@ impl RuleSetBuilder {
             let engine = kinds
                 .entry(routing.kind)
                 .or_insert_with(|| KindEngine::new(mappings.kind(routing.kind).clone()));
-            let compiled = compile::detection(&rule.detection, &mut engine.atoms, &placeholders)
-                .and_then(|expr| {
-                    let mut expr = expr;
-                    for f in &filters {
-                        let named = f.rules.is_empty()
-                            || f.rules
-                                .iter()
-                                .any(|r| r == &rule.meta.id || r == &rule.meta.title);
-                        if named && logsource_contains(&f.logsource, &rule.logsource) {
-                            let fexpr =
-                                compile::detection(&f.detection, &mut engine.atoms, &placeholders)
-                                    .map_err(|e| e.context(format!("filter '{}'", f.meta.title)))?;
-                            expr = expr.and_with(fexpr);
-                        }
-                    }
-                    Ok(expr)
-                });
-            let expr = match compiled {
-                Ok(e) => e,
-                Err(e) => {
-                    errors.push(load_error(&source, Some(&rule.meta), &e));
-                    continue;
-                }
-            };
-            let route = Expr::Or(
+            // Alternatives of the route that rename fields get the detection compiled with
+            // their names; alternatives whose expression comes out the same share it.
+            let mut branches: Vec<(Expr, Vec<&Alternative>)> = Vec::new();
+            let mut failed = None;
+            let renames: Vec<&[(String, String)]> = if routing.when.is_empty() {
+                vec![&[]]
+            } else {
                 routing
                     .when
                     .iter()
-                    .map(|alt| {
-                        Expr::And(
-                            alt.iter()
-                                .map(|(col, value)| {
-                                    Expr::Atom(engine.atoms.intern(
-                                        Some(col),
-                                        Test::Str {
-                                            op: StrOp::Eq,
-                                            needle: value.to_lowercase(),
-                                            cased: false,
-                                        },
-                                    ))
-                                })
-                                .collect(),
-                        )
-                    })
-                    .collect(),
-            );
-            let expr = if routing.when.is_empty() {
-                expr
+                    .enumerate()
+                    .map(|(i, _)| routing.fields.get(i).map_or(&[][..], Vec::as_slice))
+                    .collect()
+            };
+            for (i, names) in renames.iter().enumerate() {
+                let compiled =
+                    compile_renamed(&rule, &filters, names, &mut engine.atoms, &placeholders);
+                let expr = match compiled {
+                    Ok(e) => e,
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                };
+                let alt = routing.when.get(i);
+                match branches.iter_mut().find(|(e, _)| *e == expr) {
+                    Some((_, alts)) => alts.extend(alt),
+                    None => branches.push((expr, alt.into_iter().collect())),
+                }
+            }
+            if let Some(e) = failed {
+                errors.push(load_error(&source, Some(&rule.meta), &e));
+                continue;
+            }
+            let mut exprs: Vec<Expr> = Vec::new();
+            for (expr, alts) in branches {
+                if alts.is_empty() {
+                    exprs.push(expr);
+                    continue;
+                }
+                let route = Expr::Or(
+                    alts.iter()
+                        .map(|alt| {
+                            Expr::And(
+                                alt.iter()
+                                    .map(|(col, value)| {
+                                        Expr::Atom(engine.atoms.intern(
+                                            Some(col),
+                                            Test::Str {
+                                                op: StrOp::Eq,
+                                                needle: value.to_lowercase(),
+                                                cased: false,
+                                            },
+                                        ))
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                );
+                exprs.push(expr.and_with(route));
+            }
+            let expr = if exprs.len() == 1 {
+                exprs.remove(0)
             } else {
-                expr.and_with(route)
+                Expr::Or(exprs)
             };
             let mut used = Vec::new();
             expr.atoms(&mut used);

@@ -103,62 +103,153 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
             by_key.entry(k.as_str()).or_default().push(i);
         }
     }
+    // Most fields are absent from most rows: a column's offsets are filled up to a row only
+    // when a value arrives for it (and to the end at the end), so an absent field costs nothing
+    // per row.
     let mut out: Vec<MultiColumn<'a>> = specs
         .iter()
         .map(|_| MultiColumn {
-            offsets: Vec::with_capacity(rows + 1),
-            values: Vec::with_capacity(rows),
+            offsets: vec![0],
+            values: Vec::new(),
         })
         .collect();
-    for c in &mut out {
-        c.offsets.push(0);
-    }
-    let mut found: Vec<Vec<Cow<'a, str>>> = vec![Vec::new(); specs.len()];
+    let with_column: Vec<usize> = (0..specs.len())
+        .filter(|&i| specs[i].column.is_some())
+        .collect();
+    let spaced_candidates: Vec<usize> = (0..specs.len())
+        .filter(|&i| specs[i].column.is_none() && specs[i].attr.is_some())
+        .collect();
+    // Fields that got attribute values in the current row (their row is still open).
+    let mut open: Vec<bool> = vec![false; specs.len()];
+    let mut touched: Vec<usize> = Vec::new();
     let mut spaced: Vec<(&'a str, &'a str)> = Vec::new();
     // Events of one source mostly list the same attribute keys in the same order: remember the
     // previous row's key at each position and compare before hashing.
-    let mut previous: Vec<(&'a str, Option<&Vec<usize>>)> = Vec::new();
+    // The key's targets and whether it contains a space are remembered with it.
+    let mut previous: Vec<(&'a str, Option<&Vec<usize>>, bool)> = Vec::new();
+    // Numbers of typed columns repeat from row to row (event ids): format each once.
+    let mut numbers: Vec<Option<(u64, String)>> = vec![None; specs.len()];
     for row in 0..rows {
         spaced.clear();
+        touched.clear();
         for (i, (k, v)) in reader.attrs(row).enumerate() {
-            let targets = match previous.get(i) {
-                Some((pk, t)) if *pk == k => *t,
+            let (targets, space) = match previous.get(i) {
+                Some((pk, t, sp)) if *pk == k => (*t, *sp),
                 _ => {
                     let t = by_key.get(k);
+                    let sp = k.contains(' ');
                     if i < previous.len() {
-                        previous[i] = (k, t);
+                        previous[i] = (k, t, sp);
                     } else {
-                        previous.push((k, t));
+                        previous.push((k, t, sp));
                     }
-                    t
+                    (t, sp)
                 }
             };
             if let Some(targets) = targets {
                 for &t in targets {
-                    found[t].push(Cow::Borrowed(v));
+                    let col = &mut out[t];
+                    if !open[t] {
+                        open[t] = true;
+                        touched.push(t);
+                        start_row(col, rows, row);
+                    }
+                    col.values.push(Cow::Borrowed(v));
                 }
-            } else if k.contains(' ') {
+            } else if space {
                 spaced.push((k, v));
             }
         }
-        for (i, spec) in specs.iter().enumerate() {
-            let col = &mut out[i];
-            if found[i].is_empty() {
-                if let Some(v) = spec.column.and_then(|c| column_value(reader, c, row)) {
-                    col.values.push(v);
-                } else if let Some(key) = &spec.attr {
-                    for (k, v) in &spaced {
-                        if strip_spaces(k) == key.as_str() {
-                            col.values.push(Cow::Borrowed(*v));
-                        }
-                    }
-                }
-            } else {
-                col.values.append(&mut found[i]);
+        // Fields with a column, when no attribute of theirs was found.
+        for &i in &with_column {
+            if open[i] {
+                continue;
             }
+            let value = match specs[i].column {
+                Some(Column::Typed(t)) => match reader.typed(t, row) {
+                    Some(ValueRef::UInt(n)) => Some(Cow::Owned(match &numbers[i] {
+                        Some((m, text)) if *m == n => text.clone(),
+                        _ => {
+                            let text = n.to_string();
+                            numbers[i] = Some((n, text.clone()));
+                            text
+                        }
+                    })),
+                    _ => column_value(reader, Column::Typed(t), row),
+                },
+                Some(c) => column_value(reader, c, row),
+                None => None,
+            };
+            if let Some(v) = value {
+                push_row(&mut out[i], rows, row, std::iter::once(v));
+            } else {
+                spaced_values(&mut out[i], &specs[i], rows, row, &spaced);
+            }
+        }
+        // Fields without a column: their attributes, else attributes named with spaces.
+        if !spaced.is_empty() {
+            for &i in &spaced_candidates {
+                if !open[i] {
+                    spaced_values(&mut out[i], &specs[i], rows, row, &spaced);
+                }
+            }
+        }
+        for &i in &touched {
+            let col = &mut out[i];
             col.offsets
                 .push(u32::try_from(col.values.len()).unwrap_or(u32::MAX));
+            open[i] = false;
         }
     }
+    for col in &mut out {
+        let len = u32::try_from(col.values.len()).unwrap_or(u32::MAX);
+        col.offsets.resize(rows + 1, len);
+    }
     out
+}
+
+/// Appends a row's values to a column whose offsets may stop before `row` (the batch has
+/// `rows` rows: room for all of them is reserved on the first value).
+fn push_row<'a>(
+    col: &mut MultiColumn<'a>,
+    rows: usize,
+    row: usize,
+    values: impl Iterator<Item = Cow<'a, str>>,
+) {
+    start_row(col, rows, row);
+    col.values.extend(values);
+    col.offsets
+        .push(u32::try_from(col.values.len()).unwrap_or(u32::MAX));
+}
+
+/// Fills a column's offsets up to `row`, whose values come next (the batch has `rows` rows:
+/// room for all of them is reserved on the first value).
+fn start_row(col: &mut MultiColumn<'_>, rows: usize, row: usize) {
+    if col.values.capacity() == 0 {
+        col.values.reserve(rows);
+        col.offsets.reserve(rows + 1);
+    }
+    let len = u32::try_from(col.values.len()).unwrap_or(u32::MAX);
+    col.offsets.resize(row + 1, len);
+}
+
+/// The values of attributes whose key, spaces removed, is the field's name.
+fn spaced_values<'a>(
+    col: &mut MultiColumn<'a>,
+    spec: &FieldSpec,
+    rows: usize,
+    row: usize,
+    spaced: &[(&'a str, &'a str)],
+) {
+    let Some(key) = &spec.attr else {
+        return;
+    };
+    let mut matching = spaced
+        .iter()
+        .filter(|(k, _)| strip_spaces(k) == key.as_str())
+        .map(|(_, v)| Cow::Borrowed(*v))
+        .peekable();
+    if matching.peek().is_some() {
+        push_row(col, rows, row, matching);
+    }
 }

@@ -52,6 +52,8 @@ struct RawRoute {
     logsource: RawLogSource,
     #[serde(default)]
     when: Vec<HashMap<String, serde_yaml::Value>>,
+    #[serde(default)]
+    fields: HashMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -81,6 +83,10 @@ pub struct Route {
     pub logsource: LogSource,
     /// Alternatives of (field, value) conjunctions.
     pub when: Vec<Vec<(String, String)>>,
+    /// Sigma fields read from other attributes on the events of this entry (Sigma name,
+    /// attribute name), sorted: the Security log's process creation (4688) calls `Image`
+    /// `NewProcessName`.
+    pub fields: Vec<(String, String)>,
 }
 
 /// How Sigma rules meet one source kind.
@@ -153,6 +159,9 @@ pub struct Routing {
     pub kind: SourceKind,
     /// The events of that kind it covers.
     pub when: Vec<Vec<(String, String)>>,
+    /// For each alternative of `when`, the Sigma fields it reads from other attributes
+    /// (see [`Route::fields`]).
+    pub fields: Vec<Vec<(String, String)>>,
 }
 
 impl Mappings {
@@ -205,13 +214,25 @@ impl Mappings {
             .filter(|(_, r)| covers(r))
             .max_by_key(|(_, r)| specificity(r));
         match best {
-            Some((k, r)) => Routing {
-                kind: k.kind,
-                when: r.when.clone(),
-            },
+            // Entries of the kind for the same logsource add alternatives (Sysmon and Security
+            // process creation).
+            Some((k, best)) => {
+                let mut when = Vec::new();
+                let mut fields = Vec::new();
+                for r in k.routes.iter().filter(|r| r.logsource == best.logsource) {
+                    when.extend(r.when.iter().cloned());
+                    fields.extend(r.when.iter().map(|_| r.fields.clone()));
+                }
+                Routing {
+                    kind: k.kind,
+                    when,
+                    fields,
+                }
+            }
             None => Routing {
                 kind: SourceKind::GenericJson,
                 when: Vec::new(),
+                fields: Vec::new(),
             },
         }
     }
@@ -264,7 +285,23 @@ fn parse_mapping(text: &str) -> Result<KindMapping> {
             conj.sort();
             when.push(conj);
         }
+        let mut renames: Vec<(String, String)> = Vec::new();
+        for (sigma, attr) in r.fields {
+            if attr.starts_with('@') || attr.is_empty() {
+                return Err(Error::invalid(format!(
+                    "route field '{sigma}': '{attr}' must name an attribute"
+                )));
+            }
+            renames.push((sigma, attr));
+        }
+        renames.sort();
+        if !renames.is_empty() && when.is_empty() {
+            return Err(Error::invalid(
+                "route fields need `when` alternatives to apply to",
+            ));
+        }
         routes.push(Route {
+            fields: renames,
             logsource: LogSource {
                 product: r.logsource.product.map(|s| s.to_ascii_lowercase()),
                 category: r.logsource.category.map(|s| s.to_ascii_lowercase()),
@@ -299,6 +336,13 @@ mod tests {
         let r = m.route(&ls(Some("windows"), Some("process_creation"), None));
         assert_eq!(r.kind, SourceKind::WindowsEvent);
         assert_eq!(r.when.len(), 2);
+        assert_eq!(r.fields.len(), 2);
+        assert!(r.fields[0].is_empty());
+        assert!(
+            r.fields[1].contains(&("Image".to_owned(), "NewProcessName".to_owned())),
+            "{:?}",
+            r.fields
+        );
         let r = m.route(&ls(Some("windows"), None, Some("security")));
         assert_eq!(
             r.when,

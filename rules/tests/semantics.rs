@@ -553,3 +553,64 @@ fn bad_rules_are_rejected_with_reasons() {
     assert!(rejected("  s:\n    A: x\n  condition: s | count() > 3").contains("aggregation"));
     assert!(rejected("  s:\n    A|cidr: 10.0.0.300/8\n  condition: s").contains("not a network"));
 }
+
+/// A Security log event (channel `Security`, the given event id).
+fn security(event_id: u64, attrs: &[(&str, &str)]) -> Event {
+    let mut e = win(attrs);
+    e.typed = vec![
+        ("win_event_id", Value::UInt(event_id)),
+        ("channel", Value::Str("Security".into())),
+    ];
+    e
+}
+
+#[test]
+fn security_4688_is_process_creation_with_its_own_field_names() {
+    let detection = "    selection:\n        Image|endswith: '\\whoami.exe'\n        ParentImage|endswith: '\\cmd.exe'\n        User|contains: 'adm'\n        CommandLine|contains: '/all'\n    condition: selection";
+    let events = [
+        // Security 4688: the process fields under their 4688 names.
+        security(
+            4688,
+            &[
+                ("NewProcessName", r"C:\Windows\System32\whoami.exe"),
+                ("ParentProcessName", r"C:\Windows\System32\cmd.exe"),
+                ("SubjectUserName", "kadmin"),
+                ("CommandLine", "whoami /all"),
+            ],
+        ),
+        // Sysmon process creation with the same values under Sysmon's names.
+        win(&[
+            ("Image", r"C:\Windows\System32\whoami.exe"),
+            ("ParentImage", r"C:\Windows\System32\cmd.exe"),
+            ("User", r"KOMMUNE\kadmin"),
+            ("CommandLine", "whoami /all"),
+        ]),
+        // Sysmon names on a 4688 event, 4688 names on a Sysmon event: neither is renamed.
+        security(
+            4688,
+            &[
+                ("Image", r"C:\Windows\System32\whoami.exe"),
+                ("ParentImage", r"C:\Windows\System32\cmd.exe"),
+                ("User", "kadmin"),
+                ("CommandLine", "whoami /all"),
+            ],
+        ),
+        win(&[
+            ("NewProcessName", r"C:\Windows\System32\whoami.exe"),
+            ("ParentProcessName", r"C:\Windows\System32\cmd.exe"),
+            ("SubjectUserName", "kadmin"),
+            ("CommandLine", "whoami /all"),
+        ]),
+        // Another Security event id is not process creation.
+        security(
+            4624,
+            &[
+                ("NewProcessName", r"C:\Windows\System32\whoami.exe"),
+                ("ParentProcessName", r"C:\Windows\System32\cmd.exe"),
+                ("SubjectUserName", "kadmin"),
+                ("CommandLine", "whoami /all"),
+            ],
+        ),
+    ];
+    assert_eq!(matching(detection, &events), vec![0, 1]);
+}
