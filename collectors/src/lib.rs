@@ -7,6 +7,8 @@
 //!
 //! - [`config`]: the strict TOML configuration.
 //! - [`syslog`]: RFC 5424 / RFC 3164 lines into events; non-syslog lines kept raw.
+//! - [`privacy`]: keyed pseudonyms for national identity numbers (and, by policy, IP addresses)
+//!   in every text field, before anything leaves the municipality.
 //! - [`sources`]: syslog over TCP, files.
 //! - [`shipper`]: batching, batch sequence numbers, publishing with retries.
 //! - [`sample`]: synthetic municipal syslog for the demo and the benchmarks.
@@ -16,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod privacy;
 pub mod sample;
 pub mod shipper;
 pub mod sources;
