@@ -345,6 +345,9 @@ mod tests {
         ));
         let bad = line.replace(" 200 ", " OK ");
         assert!(matches!(parse_w3c(&bad, &fields), Outcome::Failed(_)));
+        // Found by the access_log fuzz target: a status beyond UInt16 made an unbatchable event.
+        let bad = line.replace(" 200 ", " 401401 ");
+        assert!(matches!(parse_w3c(&bad, &fields), Outcome::Failed(_)));
         assert_eq!(
             directive("#Software: Microsoft Internet Information Services 10.0"),
             Some(Directive::Other)

@@ -18,6 +18,7 @@ pub mod access;
 pub mod auth;
 pub mod oidc;
 
+use varde_core::schema::{ColumnType, typed_columns};
 use varde_core::{SourceKind, Value};
 
 /// The columns a parser found in a line.
@@ -58,17 +59,28 @@ impl Parsed {
     }
 
     /// Sets an unsigned column from decimal text; `-` and empty are no value. `false` when the
-    /// text is neither a number nor empty.
+    /// text is neither a number nor empty, or does not fit the column's width in the kind's
+    /// schema (an HTTP status of 401401 would make the whole event unbatchable).
     pub fn number(&mut self, column: &'static str, value: &str) -> bool {
         if value.is_empty() || value == "-" {
             return true;
         }
+        let max = match typed_columns(self.kind).iter().find(|c| c.name == column) {
+            Some(spec) => match spec.ty {
+                ColumnType::UInt8 => u64::from(u8::MAX),
+                ColumnType::UInt16 => u64::from(u16::MAX),
+                ColumnType::UInt32 => u64::from(u32::MAX),
+                ColumnType::UInt64 => u64::MAX,
+                _ => return false,
+            },
+            None => return false,
+        };
         match value.parse::<u64>() {
-            Ok(n) => {
+            Ok(n) if n <= max => {
                 self.typed.push((column, Value::UInt(n)));
                 true
             }
-            Err(_) => false,
+            _ => false,
         }
     }
 
@@ -100,3 +112,21 @@ macro_rules! static_regex {
     }};
 }
 pub(crate) use static_regex;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_must_fit_their_column() {
+        let mut p = Parsed::new(SourceKind::WebAccess);
+        assert!(p.number("status", "401"));
+        assert!(!p.number("status", "401401"), "UInt16 column");
+        assert!(p.number("bytes_sent", "18446744073709551615"));
+        assert!(!p.number("bytes_sent", "18446744073709551616"));
+        assert!(!p.number("user", "1"), "not a numeric column");
+        assert!(!p.number("no_such_column", "1"));
+        assert!(p.number("status", "-"));
+        assert_eq!(p.typed.len(), 2);
+    }
+}
