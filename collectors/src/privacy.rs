@@ -30,8 +30,9 @@
 //! cannot be told apart: it is pseudonymised (the safe side). It is kept as it is only when
 //! `keep_account_numbers` is on, it passes the account check, and the word right before it (only
 //! separators such as spaces, `:`, `=`, `#`, `.`, `-`, `_`, quotes or brackets in between) is an
-//! account word — one containing `konto` or `account`, or `kto`, `acct`, `acc`, `bban` — or is
-//! `nr`, `no`, `num`, `number` or `nummer` preceded in the same way by an account word
+//! account word — one containing `konto` or `account`, or `kto`, `acct`, `acc`, `bban`, standing
+//! at a word boundary (not glued to a letter or digit before it) — or is `nr`, `no`, `num`,
+//! `number` or `nummer` preceded in the same way by an account word
 //! (`kontonr: 12345678903`, `"account_number":"12345678903"`, `til konto 12345678903`). Account
 //! numbers written in their usual `1234.56.78903` or `1234 56 78903` form are never 11-digit runs
 //! and are untouched anyway.
@@ -577,14 +578,19 @@ fn ip_regex() -> Option<&'static regex::Regex> {
 }
 
 /// True when the text right before an 11-digit number marks it as a bank account number.
+///
+/// Each word must start the text or follow a character that is neither a letter nor a digit:
+/// `31129956715acct=…` is no account context. This keeps scanning idempotent — a pseudonym
+/// ends in hex digits, and `…ac474d7cacct=` must read the same before and after.
 fn account_context(before: &[u8]) -> bool {
-    let (word, rest) = last_word(before);
+    let Some((word, rest)) = last_word(before) else {
+        return false;
+    };
     if is_account_word(&word) {
         return true;
     }
     if matches!(word.as_str(), "nr" | "no" | "num" | "number" | "nummer") {
-        let (word2, _) = last_word(rest);
-        return is_account_word(&word2);
+        return last_word(rest).is_some_and(|(word2, _)| is_account_word(&word2));
     }
     false
 }
@@ -596,8 +602,9 @@ fn is_account_word(word: &str) -> bool {
 }
 
 /// The last word (ASCII letters, lowercased) before up to four separator bytes at the end of
-/// `text`, and the text before that word.
-fn last_word(text: &[u8]) -> (String, &[u8]) {
+/// `text`, and the text before that word; `None` when the word does not start at a word
+/// boundary (start of text, or after a byte that is not an ASCII letter or digit).
+fn last_word(text: &[u8]) -> Option<(String, &[u8])> {
     let mut end = text.len();
     let mut seps = 0;
     while end > 0
@@ -614,11 +621,14 @@ fn last_word(text: &[u8]) -> (String, &[u8]) {
     while start > 0 && end - start < 24 && text[start - 1].is_ascii_alphabetic() {
         start -= 1;
     }
+    if start > 0 && text[start - 1].is_ascii_alphanumeric() {
+        return None;
+    }
     let word = text[start..end]
         .iter()
         .map(|b| char::from(b.to_ascii_lowercase()))
         .collect();
-    (word, &text[..start])
+    Some((word, &text[..start]))
 }
 
 #[cfg(test)]
