@@ -7,7 +7,10 @@
 //!
 //! `edge`: the collector's hot path, each stage timed alone over the same synthetic municipal
 //! syslog (`varde_collector::sample`): syslog parsing, Arrow batch building, envelope encoding
-//! (IPC + zstd), envelope decoding with full validation. `sigma`: see [`sigma`].
+//! (IPC + zstd), envelope decoding with full validation; then, on the mixed edge sample
+//! (`varde_collector::sample::edge_sample_lines`: syslog, access logs, IIS, JSON logins, lines with
+//! identity numbers), the privacy scan alone (identity numbers; identity numbers and addresses)
+//! and the whole edge (`edge_event`: syslog → format detection → privacy). `sigma`: see [`sigma`].
 //! Single-threaded; wall-clock time.
 
 mod sigma;
@@ -16,7 +19,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use varde_collector::sample::sample_lines;
+use varde_collector::config::IpAddressPolicy;
+use varde_collector::edge::{EdgeSource, edge_event};
+use varde_collector::privacy::{Privacy, PrivacyCounts, PrivacyKey, PrivacyPolicy};
+use varde_collector::sample::{edge_sample_lines, sample_lines};
 use varde_collector::syslog::parse_line;
 use varde_core::{BatchBuilder, CollectorId, Envelope, Kommunenummer, SourceKind};
 
@@ -127,6 +133,92 @@ fn edge(lines: usize, batch: usize) -> Result<()> {
         wire_bytes as f64 / lines as f64,
         input_bytes as f64 / wire_bytes as f64,
         wire.len()
+    );
+    edge_stages(lines, now)
+}
+
+/// The edge stages on the mixed edge sample: privacy scanning and `edge_event`.
+fn edge_stages(lines: usize, now: i64) -> Result<()> {
+    let input = edge_sample_lines("0301", lines, now);
+    let input_bytes: usize = input.iter().map(|l| l.len() + 1).sum();
+    let key = PrivacyKey::from_bytes([42; 32]);
+    let ids_only = Privacy::new(&key, PrivacyPolicy::default());
+    let with_ips = Privacy::new(
+        &key,
+        PrivacyPolicy {
+            ip_addresses: IpAddressPolicy::Pseudonymise,
+            ..PrivacyPolicy::default()
+        },
+    );
+    let scan = |p: &Privacy| {
+        let mut counts = PrivacyCounts::default();
+        let t = Instant::now();
+        let mut changed = 0usize;
+        for line in &input {
+            changed += usize::from(matches!(
+                p.scrub_text(line, &mut counts),
+                std::borrow::Cow::Owned(_)
+            ));
+        }
+        (t.elapsed().as_secs_f64(), counts, changed)
+    };
+    let (ids_s, ids_counts, ids_changed) = scan(&ids_only);
+    let (ips_s, ips_counts, _) = scan(&with_ips);
+
+    let source = EdgeSource::new(ids_only);
+    let t = Instant::now();
+    let mut kinds = [0usize; SourceKind::ALL.len()];
+    for line in &input {
+        let (kind, event) = edge_event(line, now, &source);
+        kinds[usize::from(kind.code() - 1)] += 1;
+        std::hint::black_box(event);
+    }
+    let edge_s = t.elapsed().as_secs_f64();
+    let counts = source.stats().snapshot();
+
+    println!();
+    println!(
+        "edge sample: {lines} lines ({:.1} MB: syslog, access logs, IIS, JSON logins), one thread",
+        input_bytes as f64 / 1e6
+    );
+    println!("{:<34} {:>12} {:>8}", "stage", "lines/s", "MB/s");
+    let mbs = |secs: f64| format!("{:>8.1}", input_bytes as f64 / 1e6 / secs.max(1e-9));
+    println!(
+        "{:<34} {} {}",
+        "privacy scan (identity numbers)",
+        rate(lines, ids_s),
+        mbs(ids_s)
+    );
+    println!(
+        "{:<34} {} {}",
+        "privacy scan (ids + IP addresses)",
+        rate(lines, ips_s),
+        mbs(ips_s)
+    );
+    println!(
+        "{:<34} {} {}",
+        "edge_event (syslog+parse+privacy)",
+        rate(lines, edge_s),
+        mbs(edge_s)
+    );
+    println!(
+        "pseudonymised: {} identity numbers in {} lines, {} addresses (with IPs on); {} account numbers kept",
+        ids_counts.national_ids,
+        ids_changed,
+        ips_counts.ip_addresses,
+        ids_counts.account_numbers_kept
+    );
+    let kinds: Vec<String> = SourceKind::ALL
+        .iter()
+        .zip(kinds)
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!(
+        "edge events by kind: {}; unparsed {}, parse failures {}",
+        kinds.join(", "),
+        counts.unparsed_lines,
+        counts.parse_failures
     );
     Ok(())
 }

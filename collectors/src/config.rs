@@ -51,6 +51,85 @@ pub struct CollectorConfig {
     /// Inputs.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Personal data minimisation at the edge (see [`crate::privacy`]).
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+/// The `[privacy]` section: how personal data is pseudonymised before anything leaves the
+/// municipality. National identity numbers are always pseudonymised; there is no switch for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The municipality's pseudonymisation key (32 random bytes as 64 hex digits). Created with
+    /// mode 0600 when missing; refused when group or others may read it. The key never leaves
+    /// the collector; every collector of one municipality should share it so that the same
+    /// person gets the same pseudonym. Default: `<state_dir>/privacy.key`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Keep 11-digit numbers that pass the bank account check and whose context says they are
+    /// account numbers (`kontonr: …`, `account=…`). Default `true`.
+    #[serde(default = "default_true")]
+    pub keep_account_numbers: bool,
+    /// What to do with IP addresses in events. Default `keep`.
+    #[serde(default)]
+    pub ip_addresses: IpAddressPolicy,
+    /// Networks whose addresses are never pseudonymised (the municipality's own servers and
+    /// clients). Default: RFC 1918, loopback, link-local, IPv6 unique-local and link-local.
+    #[serde(default = "default_internal_networks")]
+    pub internal_networks: Vec<ipnet::IpNet>,
+}
+
+/// What the collector does with IP addresses outside the internal networks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpAddressPolicy {
+    /// Ship addresses as they are (the CERT needs attackers' addresses for threat intelligence).
+    #[default]
+    Keep,
+    /// Replace every address outside `internal_networks` by a keyed pseudonym of the same
+    /// family (IPv4 into 240.0.0.0/4, IPv6 into 100::/64).
+    Pseudonymise,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_internal_networks() -> Vec<ipnet::IpNet> {
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    ]
+    .iter()
+    .filter_map(|n| n.parse().ok())
+    .collect()
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            key_file: None,
+            keep_account_numbers: true,
+            ip_addresses: IpAddressPolicy::Keep,
+            internal_networks: default_internal_networks(),
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// The key file in use: `key_file`, or `privacy.key` in the state directory.
+    pub fn key_path(&self, state_dir: &Path) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("privacy.key"))
+    }
 }
 
 fn default_state_dir() -> PathBuf {
@@ -170,6 +249,42 @@ path = "/var/log/syslog"
         assert_eq!(c.batch.max_rows, 5000);
         assert_eq!(c.kafka.topic_prefix, "varde.");
         assert_eq!(c.sources.len(), 2);
+        assert_eq!(c.privacy.ip_addresses, IpAddressPolicy::Keep);
+        assert!(c.privacy.keep_account_numbers);
+        assert_eq!(c.privacy.internal_networks.len(), 8);
+        assert_eq!(
+            c.privacy.key_path(&c.state_dir),
+            Path::new("/tmp/x/privacy.key")
+        );
+    }
+
+    #[test]
+    fn the_privacy_section_is_strict() {
+        let text = format!(
+            "{GOOD}\n[privacy]\nkey_file = \"/etc/varde/k.key\"\nip_addresses = \"pseudonymise\"\ninternal_networks = [\"10.1.0.0/16\"]\n"
+        );
+        let c = CollectorConfig::parse(&text, Path::new("c.toml")).expect("valid");
+        assert_eq!(c.privacy.ip_addresses, IpAddressPolicy::Pseudonymise);
+        assert_eq!(c.privacy.internal_networks.len(), 1);
+        assert_eq!(
+            c.privacy.key_path(&c.state_dir),
+            Path::new("/etc/varde/k.key")
+        );
+        let err = |t: String| {
+            CollectorConfig::parse(&t, Path::new("c.toml"))
+                .expect_err("invalid")
+                .to_string()
+        };
+        assert!(
+            err(format!("{GOOD}\n[privacy]\nip_adresses = \"keep\"\n")).contains("ip_adresses")
+        );
+        assert!(err(format!("{GOOD}\n[privacy]\nip_addresses = \"hash\"\n")).contains("hash"));
+        assert!(
+            err(format!(
+                "{GOOD}\n[privacy]\ninternal_networks = [\"10.0.0.0/33\"]\n"
+            ))
+            .contains("internal_networks")
+        );
     }
 
     #[test]

@@ -7,15 +7,25 @@
 //!
 //! - [`config`]: the strict TOML configuration.
 //! - [`syslog`]: RFC 5424 / RFC 3164 lines into events; non-syslog lines kept raw.
+//! - [`privacy`]: keyed pseudonyms for national identity numbers (and, by policy, IP addresses)
+//!   in every text field, before anything leaves the municipality.
+//! - [`parse`]: edge parsers from text into the typed columns of `web_access`, `auth`,
+//!   `oidc_login` (and `windows_event` from JSON).
+//! - [`edge`]: the one entry point of the delivery side, [`edge::edge_event`]: syslog parsing →
+//!   format detection → privacy, with per-source counters.
 //! - [`sources`]: syslog over TCP, files.
 //! - [`shipper`]: batching, batch sequence numbers, publishing with retries.
-//! - [`sample`]: synthetic municipal syslog for the demo and the benchmarks.
+//! - [`sample`]: synthetic municipal syslog (and edge input: access logs, IIS, JSON logins,
+//!   lines with identity numbers) for the demo, the tests and the benchmarks.
 //!
 //! **Invariant:** this crate never depends on the pipeline, the store or the dashboard, and never
 //! links DataFusion or ClickHouse; it stays small enough for a 1-vCPU VM.
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod edge;
+pub mod parse;
+pub mod privacy;
 pub mod sample;
 pub mod shipper;
 pub mod sources;

@@ -90,6 +90,119 @@ pub fn sample_lines(tenant: &str, n: usize, now_us: i64) -> Vec<String> {
         .collect()
 }
 
+/// A valid identity number (mostly classic check digits, one in four under the 2032 rule; one in
+/// ten a D-number) drawn from `rng`: synthetic, but shaped like a real citizen's.
+fn national_id(rng: &mut Rng) -> String {
+    loop {
+        let day =
+            u8::try_from(rng.below(28) + 1).unwrap_or(1) + if rng.below(10) == 0 { 40 } else { 0 };
+        let month = u8::try_from(rng.below(12) + 1).unwrap_or(1);
+        let year = u8::try_from(rng.below(100)).unwrap_or(0);
+        let ind = u16::try_from(rng.below(1000)).unwrap_or(0);
+        let r1 = if rng.below(4) == 0 {
+            1 + rng.below(3) as u32
+        } else {
+            0
+        };
+        let first9 = [
+            day / 10,
+            day % 10,
+            month / 10,
+            month % 10,
+            year / 10,
+            year % 10,
+            u8::try_from(ind / 100).unwrap_or(0),
+            u8::try_from(ind / 10 % 10).unwrap_or(0),
+            u8::try_from(ind % 10).unwrap_or(0),
+        ];
+        if let Some(d) = crate::privacy::nin::complete(first9, r1) {
+            return d.iter().map(|x| char::from(b'0' + x)).collect();
+        }
+    }
+}
+
+/// What the edge sees from one municipality: the syslog of [`sample_lines`] mixed with lines
+/// read from files — Apache/nginx access logs (some with identity numbers in the query), IIS W3C
+/// lines (default fields), JSON ID-porten login events of a municipal service (with the `pid`
+/// claim), sshd logins by people who typed their fødselsnummer as user name, and payment log
+/// lines naming an account number. Deterministic per municipality, like [`sample_lines`].
+pub fn edge_sample_lines(tenant: &str, n: usize, now_us: i64) -> Vec<String> {
+    let syslog = sample_lines(tenant, n, now_us);
+    let seed = tenant.bytes().fold(0x51_7cc1_b727_220au64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut rng = Rng(seed | 1);
+    let paths = [
+        "/",
+        "/innsyn",
+        "/api/sak",
+        "/min-side",
+        "/wp-login.php",
+        "/owa/auth/logon.aspx",
+    ];
+    let agents = [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+        "curl/8.5.0",
+        "python-requests/2.31",
+    ];
+    syslog
+        .into_iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let t_us = now_us - 3_600_000_000 + i64::try_from(i).unwrap_or(0) * 1000;
+            let t = chrono::DateTime::from_timestamp_micros(t_us).unwrap_or_default();
+            let ip = format!("198.51.100.{}", rng.below(254) + 1);
+            match rng.below(10) {
+                0..=3 => line,
+                4..=5 => {
+                    let query = if rng.below(3) == 0 {
+                        format!("?fnr={}", national_id(&mut rng))
+                    } else {
+                        format!("?side={}", rng.below(50))
+                    };
+                    format!(
+                        "{ip} - - [{}] \"GET {}{query} HTTP/1.1\" {} {} \"-\" \"{}\"",
+                        t.format("%d/%b/%Y:%H:%M:%S %z"),
+                        rng.pick(&paths),
+                        rng.pick(&["200", "302", "404", "401"]),
+                        rng.below(40_000),
+                        rng.pick(&agents)
+                    )
+                }
+                6 => format!(
+                    "{} 10.0.0.8 {} {} - 443 - {ip} {} - {} 0 0 {}",
+                    t.format("%Y-%m-%d %H:%M:%S"),
+                    rng.pick(&["GET", "POST"]),
+                    rng.pick(&paths),
+                    rng.pick(&agents).replace(' ', "+"),
+                    rng.pick(&["200", "401", "302"]),
+                    rng.below(900)
+                ),
+                7 => format!(
+                    "{{\"time\":\"{}\",\"client_id\":\"k{tenant}-innbyggerportal\",\"service\":\"byggesak\",\"acr\":\"{}\",\"amr\":[\"BankID\"],\"pid\":\"{}\",\"ip\":\"{ip}\",\"outcome\":\"{}\"}}",
+                    t.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                    rng.pick(&["idporten-loa-high", "idporten-loa-substantial"]),
+                    national_id(&mut rng),
+                    rng.pick(&["success", "success", "failure"])
+                ),
+                8 => format!(
+                    "<38>1 {} sak01.k{tenant}.kommune.no sshd {} - - Failed password for invalid user {} from {ip} port {} ssh2",
+                    t.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                    1000 + rng.below(30_000),
+                    national_id(&mut rng),
+                    1024 + rng.below(60_000)
+                ),
+                _ => format!(
+                    "<134>1 {} okonomi01.k{tenant}.kommune.no faktura - - - utbetaling til kontonr: {} ref {}",
+                    t.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                    national_id(&mut rng),
+                    rng.below(1_000_000)
+                ),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +220,16 @@ mod tests {
             .filter(|l| parse_line(l, 0).get("parse_error") == Some(&Value::Bool(true)))
             .count();
         assert!(raw > 0 && raw < 40, "{raw} raw lines");
+    }
+
+    #[test]
+    fn edge_samples_are_deterministic_and_hold_identity_numbers() {
+        let a = edge_sample_lines("0301", 500, 1_714_557_600_000_000);
+        assert_eq!(a, edge_sample_lines("0301", 500, 1_714_557_600_000_000));
+        let with_numbers = a
+            .iter()
+            .filter(|l| l.contains("fnr=") || l.contains("\"pid\""))
+            .count();
+        assert!(with_numbers > 30, "{with_numbers}");
     }
 }

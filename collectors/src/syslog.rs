@@ -1,7 +1,10 @@
 //! Syslog lines (RFC 5424 and RFC 3164) into events of kind `syslog`.
 //!
-//! Parsing is by `syslog_loose` (the parser Vector uses). A line that is not syslog at all (no
-//! `<PRI>`) is kept whole as the message with `parse_error = true`: nothing is ever dropped.
+//! Parsing is by `syslog_loose` (the parser Vector uses). A line without `<PRI>` is parsed only
+//! when it starts with a syslog timestamp — `Mmm dd hh:mm:ss ` or RFC 3339 `YYYY-MM-DDThh:mm:ss`
+//! — as the lines of files such as `/var/log/auth.log` do (then there is no facility or
+//! severity). Any other line is not syslog at all and is kept whole as the message with
+//! `parse_error = true`: nothing is ever dropped.
 //! RFC 3164 timestamps carry neither year nor zone: the collector's local zone is assumed, and the
 //! year is the one that puts the time closest to the receive time (so December lines read in
 //! January belong to last year).
@@ -23,7 +26,7 @@ pub fn parse_line(line: &str, receive_time_us: i64) -> Event {
     let resolve_year = move |(month, day, ..): IncompleteDate| {
         nearest_year(receive_year, receive_time_us, month, day)
     };
-    if !line.trim_start().starts_with('<') {
+    if !line.trim_start().starts_with('<') && !starts_with_timestamp(line) {
         return raw(event, line);
     }
     let Ok(msg) = syslog_loose::parse_message_with_year_exact(line, resolve_year, Variant::Either)
@@ -61,6 +64,27 @@ pub fn parse_line(line: &str, receive_time_us: i64) -> Event {
         }
     }
     event
+}
+
+/// True when `line` starts with a BSD (`May  1 09:59:58 `) or RFC 3339 (`2024-05-01T09:59:58`)
+/// timestamp, as the lines of local log files without `<PRI>` do.
+fn starts_with_timestamp(line: &str) -> bool {
+    let b = line.as_bytes();
+    let shaped = |shape: &[u8]| {
+        b.len() > shape.len()
+            && shape.iter().zip(b).all(|(s, c)| match s {
+                b'd' => c.is_ascii_digit(),
+                b'D' => c.is_ascii_digit() || *c == b' ',
+                b'a' => c.is_ascii_alphabetic(),
+                other => other == c,
+            })
+    };
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    (shaped(b"aaa Dd dd:dd:dd ") && MONTHS.iter().any(|m| b.starts_with(m)))
+        || shaped(b"dddd-dd-ddTdd:dd:dd")
 }
 
 fn raw(mut event: Event, line: &str) -> Event {
@@ -133,8 +157,40 @@ mod tests {
     }
 
     #[test]
+    fn file_lines_without_pri_are_syslog() {
+        let e = parse_line(
+            "May  1 09:59:58 sak01 sshd[4242]: Accepted publickey for drift from 10.0.0.7 port 52144 ssh2",
+            NOW,
+        );
+        assert_eq!(e.get("parse_error"), Some(&Value::Bool(false)));
+        assert_eq!(e.host.as_deref(), Some("sak01"));
+        assert_eq!(e.get("app_name"), Some(&Value::Str("sshd".into())));
+        assert_eq!(e.get("proc_id"), Some(&Value::Str("4242".into())));
+        assert_eq!(e.severity, None);
+        assert!(
+            e.message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("Accepted publickey"))
+        );
+        let e = parse_line(
+            "2024-05-01T09:59:58.123456+02:00 sak01 sudo:     kari : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/id",
+            NOW,
+        );
+        assert_eq!(e.get("parse_error"), Some(&Value::Bool(false)));
+        assert_eq!(e.event_time_us, 1_714_550_398_123_456);
+        assert_eq!(e.get("app_name"), Some(&Value::Str("sudo".into())));
+    }
+
+    #[test]
     fn non_syslog_lines_are_kept_raw() {
-        for line in ["just some text", "", "<not a pri", "\u{0}\u{1}binary"] {
+        for line in [
+            "just some text",
+            "",
+            "<not a pri",
+            "\u{0}\u{1}binary",
+            "2024-05-01 07:59:58 10.0.0.5 GET / - 443",
+            "Mayday 1 09:59:58 x",
+        ] {
             let e = parse_line(line, NOW);
             assert_eq!(e.get("parse_error"), Some(&Value::Bool(true)), "{line:?}");
             assert_eq!(e.message.as_deref(), Some(line));

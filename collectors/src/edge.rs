@@ -1,0 +1,389 @@
+//! The collector's edge: one received line → one typed, pseudonymised event.
+//!
+//! [`edge_event`] is the single entry point for the delivery side: it runs
+//!
+//! 1. syslog parsing ([`crate::syslog::parse_line`]; a line without `<PRI>` is kept whole),
+//! 2. format detection on the body (the syslog message, or the whole line) by the parsers of
+//!    [`crate::parse`]: JSON login events / Windows event records, IIS W3C directives and lines,
+//!    Apache/nginx access logs, sshd and sudo lines, ID-porten structured data — in that order,
+//! 3. privacy ([`crate::privacy::Privacy::scrub_event`]) over every text field,
+//!
+//! and counts what happened in the source's [`EdgeStats`]. **Nothing is dropped**: a line in an
+//! unknown format is a `syslog` event with its raw text, and a line whose format was recognised
+//! but which did not parse is kept the same way, counted in `parse_failures` and marked with the
+//! attribute `edge.parse_error` (a fixed reason, never the value that failed).
+//!
+//! An event of another kind keeps the syslog header's host, severity and time (unless the line
+//! carries a more precise time), keeps the body as its `message`, and carries the syslog typed
+//! fields as attributes `syslog.facility`, `syslog.app_name`, `syslog.proc_id` and
+//! `syslog.msg_id`.
+//!
+//! IIS W3C logs are stateful: a `#Fields:` line names the columns of the lines after it. The
+//! header is remembered per [`EdgeSource`], so a delivery task should use one `EdgeSource` per
+//! file or connection of W3C logs. Before any header, a line is taken for W3C only when it has
+//! exactly the IIS default fields; with a header, a date-led line that does not fit it is a parse
+//! failure.
+//!
+//! ```
+//! use varde_collector::edge::{EdgeSource, edge_event};
+//! use varde_collector::privacy::{Privacy, PrivacyKey, PrivacyPolicy};
+//! use varde_core::SourceKind;
+//!
+//! let privacy = Privacy::new(&PrivacyKey::from_bytes([1; 32]), PrivacyPolicy::default());
+//! let source = EdgeSource::new(privacy);
+//! let (kind, event) = edge_event(
+//!     "<38>1 2026-11-23T17:59:58Z web01 sshd 42 - - Failed password for root from 203.0.113.5 port 50022 ssh2",
+//!     1_795_975_200_000_000,
+//!     &source,
+//! );
+//! assert_eq!(kind, SourceKind::Auth);
+//! let (kind, event) = edge_event("søknad fra 31129956715", 0, &source);
+//! assert_eq!(kind, SourceKind::Syslog);
+//! assert!(event.message.as_deref().is_some_and(|m| m.starts_with("søknad fra fnr:")));
+//! assert_eq!(source.stats().snapshot().national_ids, 1);
+//! ```
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use varde_core::{Event, SourceKind, Value};
+
+use crate::parse::access::{self, Directive, IIS_DEFAULT_FIELDS};
+use crate::parse::oidc::{self, JsonOutcome};
+use crate::parse::{Outcome, Parsed, auth};
+use crate::privacy::{Privacy, PrivacyCounts};
+use crate::syslog::parse_line;
+
+/// Counters of one source (a listener, a file): what came in, what it became, what the privacy
+/// layer replaced. Values are never recorded, only counts.
+#[derive(Debug, Default)]
+pub struct EdgeStats {
+    lines: AtomicU64,
+    events: [AtomicU64; SourceKind::ALL.len()],
+    unparsed_lines: AtomicU64,
+    parse_failures: AtomicU64,
+    national_ids: AtomicU64,
+    ip_addresses: AtomicU64,
+    account_numbers_kept: AtomicU64,
+}
+
+/// A copy of an [`EdgeStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EdgeCounts {
+    /// Lines handled.
+    pub lines: u64,
+    /// Events produced, per kind, in [`SourceKind::ALL`] order.
+    pub events: [u64; SourceKind::ALL.len()],
+    /// Lines kept as raw text: neither syslog nor any known format.
+    pub unparsed_lines: u64,
+    /// Lines of a recognised format that did not parse (kept as `syslog`).
+    pub parse_failures: u64,
+    /// National identity numbers pseudonymised.
+    pub national_ids: u64,
+    /// IP addresses pseudonymised.
+    pub ip_addresses: u64,
+    /// Account numbers kept because of their context.
+    pub account_numbers_kept: u64,
+}
+
+impl EdgeCounts {
+    /// Events produced of `kind`.
+    pub fn events_of(&self, kind: SourceKind) -> u64 {
+        self.events[usize::from(kind.code() - 1)]
+    }
+}
+
+impl EdgeStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds one scan's privacy counts.
+    pub fn record_privacy(&self, counts: PrivacyCounts) {
+        Self::add(&self.national_ids, counts.national_ids);
+        Self::add(&self.ip_addresses, counts.ip_addresses);
+        Self::add(&self.account_numbers_kept, counts.account_numbers_kept);
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> EdgeCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut events = [0; SourceKind::ALL.len()];
+        for (e, c) in events.iter_mut().zip(&self.events) {
+            *e = get(c);
+        }
+        EdgeCounts {
+            lines: get(&self.lines),
+            events,
+            unparsed_lines: get(&self.unparsed_lines),
+            parse_failures: get(&self.parse_failures),
+            national_ids: get(&self.national_ids),
+            ip_addresses: get(&self.ip_addresses),
+            account_numbers_kept: get(&self.account_numbers_kept),
+        }
+    }
+
+    /// Prometheus text for several sources, each metric family once, labelled
+    /// `source="<name>"` (names are escaped; keep them to a bounded set such as the configured
+    /// sources). Metric names: `varde_collector_edge_lines_total`,
+    /// `varde_collector_edge_events_total{kind}`, `varde_collector_edge_unparsed_lines_total`,
+    /// `varde_collector_edge_parse_failures_total`, `varde_collector_pseudonymised_total{what}`
+    /// (`national_id`, `ip_address`), `varde_collector_account_numbers_kept_total`.
+    pub fn render_prometheus(sources: &[(&str, &EdgeStats)]) -> String {
+        let snaps: Vec<(String, EdgeCounts)> = sources
+            .iter()
+            .map(|(name, s)| (escape_label(name), s.snapshot()))
+            .collect();
+        let mut out = String::new();
+        let mut family = |name: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        };
+        let per = |f: fn(&EdgeCounts) -> u64| {
+            snaps
+                .iter()
+                .map(move |(n, c)| (format!("source=\"{n}\""), f(c)))
+        };
+        family(
+            "varde_collector_edge_lines_total",
+            "Lines handled at the edge.",
+            &mut per(|c| c.lines),
+        );
+        family(
+            "varde_collector_edge_events_total",
+            "Events produced at the edge, by source kind.",
+            &mut snaps.iter().flat_map(|(n, c)| {
+                SourceKind::ALL
+                    .iter()
+                    .map(move |k| (format!("source=\"{n}\",kind=\"{k}\""), c.events_of(*k)))
+            }),
+        );
+        family(
+            "varde_collector_edge_unparsed_lines_total",
+            "Lines kept as raw text (no known format).",
+            &mut per(|c| c.unparsed_lines),
+        );
+        family(
+            "varde_collector_edge_parse_failures_total",
+            "Lines of a recognised format that did not parse (kept raw).",
+            &mut per(|c| c.parse_failures),
+        );
+        family(
+            "varde_collector_pseudonymised_total",
+            "Values replaced by keyed pseudonyms at the edge (counts only).",
+            &mut snaps.iter().flat_map(|(n, c)| {
+                [
+                    (
+                        format!("source=\"{n}\",what=\"national_id\""),
+                        c.national_ids,
+                    ),
+                    (
+                        format!("source=\"{n}\",what=\"ip_address\""),
+                        c.ip_addresses,
+                    ),
+                ]
+            }),
+        );
+        family(
+            "varde_collector_account_numbers_kept_total",
+            "11-digit numbers kept because their context marks them as bank account numbers.",
+            &mut per(|c| c.account_numbers_kept),
+        );
+        out
+    }
+}
+
+fn escape_label(name: &str) -> String {
+    name.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// One source's edge state: the privacy layer, the source's counters and the W3C header last
+/// seen on it. Create one per configured source (or per file/connection of IIS logs).
+#[derive(Debug)]
+pub struct EdgeSource {
+    privacy: Privacy,
+    stats: Arc<EdgeStats>,
+    w3c_fields: Mutex<Option<Arc<[String]>>>,
+}
+
+impl EdgeSource {
+    /// A source with fresh counters.
+    pub fn new(privacy: Privacy) -> Self {
+        EdgeSource {
+            privacy,
+            stats: Arc::new(EdgeStats::default()),
+            w3c_fields: Mutex::new(None),
+        }
+    }
+
+    /// The source's counters (share the `Arc` with the metrics endpoint).
+    pub fn stats(&self) -> &Arc<EdgeStats> {
+        &self.stats
+    }
+
+    /// The privacy layer in use.
+    pub fn privacy(&self) -> &Privacy {
+        &self.privacy
+    }
+
+    fn w3c_fields(&self) -> Option<Arc<[String]>> {
+        self.w3c_fields
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_w3c_fields(&self, fields: Vec<String>) {
+        *self
+            .w3c_fields
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fields.into());
+    }
+}
+
+/// What detection decided for one line.
+enum Detected {
+    Parsed(Parsed),
+    Whole(Event, SourceKind),
+    Keep,
+    Failed(&'static str),
+}
+
+fn detect(event: &Event, source: &EdgeSource) -> Detected {
+    let body = event.message.as_deref().unwrap_or_default();
+    let trimmed = body.trim_start();
+    if trimmed.starts_with('{') {
+        match oidc::parse_json(body, event.receive_time_us) {
+            JsonOutcome::Login(p) => return Detected::Parsed(p),
+            JsonOutcome::Windows(e) => return Detected::Whole(*e, SourceKind::WindowsEvent),
+            JsonOutcome::Failed(why) => return Detected::Failed(why),
+            JsonOutcome::NotMine => {}
+        }
+    }
+    if body.starts_with('#') {
+        return match access::directive(body) {
+            Some(Directive::Fields(fields)) => {
+                source.set_w3c_fields(fields);
+                Detected::Keep
+            }
+            _ => Detected::Keep,
+        };
+    }
+    if access::looks_like_w3c(body) {
+        let outcome = match source.w3c_fields() {
+            Some(fields) => access::parse_w3c(body, &fields),
+            // Without a header, only a line with exactly IIS's default fields is taken for W3C:
+            // plenty of applications start their lines with `YYYY-MM-DD hh:mm:ss `.
+            None if body.split(' ').count() == IIS_DEFAULT_FIELDS.len() => {
+                access::parse_w3c(body, &IIS_DEFAULT_FIELDS)
+            }
+            None => Outcome::NotMine,
+        };
+        if outcome != Outcome::NotMine {
+            return from_outcome(outcome);
+        }
+    }
+    let program = match event.get("app_name") {
+        Some(Value::Str(s)) => s.as_str(),
+        _ => "",
+    };
+    if auth::is_sshd(program) {
+        if let Outcome::Parsed(p) = auth::parse_sshd(program, body) {
+            return Detected::Parsed(p);
+        }
+    } else if program == "sudo"
+        && let Outcome::Parsed(p) = auth::parse_sudo(body)
+    {
+        return Detected::Parsed(p);
+    }
+    match access::parse_combined(body) {
+        Outcome::NotMine => {}
+        other => return from_outcome(other),
+    }
+    from_outcome(oidc::from_structured_data(&event.attrs))
+}
+
+fn from_outcome(outcome: Outcome) -> Detected {
+    match outcome {
+        Outcome::Parsed(p) => Detected::Parsed(p),
+        Outcome::NotMine => Detected::Keep,
+        Outcome::Failed(why) => Detected::Failed(why),
+    }
+}
+
+/// Rebuilds a syslog event as an event of the parsed kind.
+fn rebuild(syslog: Event, parsed: Parsed) -> Event {
+    let mut attrs = Vec::with_capacity(syslog.attrs.len() + parsed.attrs.len() + 4);
+    for (name, value) in &syslog.typed {
+        let text = match value {
+            Value::Str(s) => s.clone(),
+            Value::UInt(n) => n.to_string(),
+            _ => continue, // parse_error: meaningless once the body parsed
+        };
+        attrs.push((format!("syslog.{name}"), text));
+    }
+    attrs.extend(
+        syslog
+            .attrs
+            .into_iter()
+            .filter(|(k, _)| !parsed.consumed_attrs.contains(k)),
+    );
+    attrs.extend(parsed.attrs);
+    Event {
+        event_time_us: parsed.event_time_us.unwrap_or(syslog.event_time_us),
+        receive_time_us: syslog.receive_time_us,
+        host: syslog.host.or(parsed.host),
+        severity: syslog.severity,
+        message: syslog.message,
+        typed: parsed.typed,
+        attrs,
+    }
+}
+
+/// Turns one received line into one event: syslog parsing, format detection, privacy. See the
+/// module docs. Never fails and never drops: the worst case is a `syslog` event holding the raw
+/// line (with identity numbers pseudonymised).
+pub fn edge_event(line: &str, receive_time_us: i64, source: &EdgeSource) -> (SourceKind, Event) {
+    let stats = &source.stats;
+    EdgeStats::add(&stats.lines, 1);
+    let syslog = parse_line(line, receive_time_us);
+    let raw = syslog.get("parse_error") == Some(&Value::Bool(true));
+    let (kind, mut event) = match detect(&syslog, source) {
+        Detected::Parsed(parsed) => (parsed.kind, rebuild(syslog, parsed)),
+        Detected::Whole(mut event, kind) => {
+            event.receive_time_us = receive_time_us;
+            if event.host.is_none() {
+                event.host = syslog.host;
+            }
+            (kind, event)
+        }
+        Detected::Keep => {
+            if raw {
+                EdgeStats::add(&stats.unparsed_lines, 1);
+            }
+            (SourceKind::Syslog, syslog)
+        }
+        Detected::Failed(why) => {
+            EdgeStats::add(&stats.parse_failures, 1);
+            let mut syslog = syslog;
+            syslog
+                .attrs
+                .push(("edge.parse_error".to_owned(), why.to_owned()));
+            (SourceKind::Syslog, syslog)
+        }
+    };
+    let counts = source.privacy.scrub_event(&mut event);
+    stats.record_privacy(counts);
+    EdgeStats::add(&stats.events[usize::from(kind.code() - 1)], 1);
+    (kind, event)
+}
+
+#[cfg(test)]
+mod tests;

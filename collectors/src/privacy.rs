@@ -1,0 +1,635 @@
+//! Personal data minimisation at the edge: keyed pseudonyms for national identity numbers and,
+//! by policy, for citizens' IP addresses — before any event leaves the municipality.
+//!
+//! The CERT needs to see that *the same person* shows up in a credential-stuffing wave against
+//! three municipal services; it does not need to know who that person is. So every Norwegian
+//! national identity number found in an event is replaced by a pseudonym that is a keyed hash of
+//! the number. The key belongs to the municipality, is created on the collector and never leaves
+//! it: the CERT cannot reverse a pseudonym or test a guessed number against it, and two
+//! municipalities' pseudonyms of one person differ.
+//!
+//! # What is detected
+//!
+//! Every text field of an [`Event`] is scanned: the message, the host, every text-typed column
+//! and every attribute key and value. A candidate is a run of **exactly 11 ASCII digits bounded
+//! by non-digits** (start and end of text count as non-digits), so `123456789012` (12 digits)
+//! and the parts of `0101 9012 345` are left alone. A candidate is an identity number when
+//! [`nin::classify`] accepts it: a fødselsnummer, D-number, H-number or synthetic test number
+//! with an existing date and check digits valid under the classic rule *or* the rule for numbers
+//! issued from 2032 (the arithmetic is documented in [`nin`]).
+//!
+//! Known gaps: numbers written with a separator (`010190 12345`, `010190-12345`) are not 11-digit
+//! runs and are not detected; neither are numbers inside longer digit runs.
+//!
+//! # Bank account numbers
+//!
+//! A kontonummer is 11 digits with a mod-11 check digit whose equation is the *same* as the
+//! identity number's second check digit, so every identity number is also a valid account
+//! number, and an account number that happens to start with a valid date and satisfy the first
+//! check digit is an identity number by every arithmetic test. A bare 11-digit number therefore
+//! cannot be told apart: it is pseudonymised (the safe side). It is kept as it is only when
+//! `keep_account_numbers` is on, it passes the account check, and the word right before it (only
+//! separators such as spaces, `:`, `=`, `#`, `.`, `-`, `_`, quotes or brackets in between) is an
+//! account word — one containing `konto` or `account`, or `kto`, `acct`, `acc`, `bban`, standing
+//! at a word boundary (not glued to a letter or digit before it) — or is `nr`, `no`, `num`,
+//! `number` or `nummer` preceded in the same way by an account word
+//! (`kontonr: 12345678903`, `"account_number":"12345678903"`, `til konto 12345678903`). Account
+//! numbers written in their usual `1234.56.78903` or `1234 56 78903` form are never 11-digit runs
+//! and are untouched anyway.
+//!
+//! # Pseudonym format
+//!
+//! `fnr:` followed by the first 16 hex digits of `HMAC-SHA-256(key, "varde-nin-v1:" + the 11
+//! digits)`, written as two groups of eight: `fnr:9f2c41d0-7a3be815`. The same number under the
+//! same key always gives the same pseudonym; D-, H- and synthetic numbers use the same prefix
+//! (the class would itself say something about the person). The dash keeps every digit run of a
+//! pseudonym at most eight long, so **a pseudonym is never detected again**: scanning is
+//! idempotent. 64 bits make collisions negligible for a municipality's population.
+//!
+//! # IP addresses
+//!
+//! With `ip_addresses = "pseudonymise"`, every IPv4 and IPv6 address in the same text fields that
+//! is not in `internal_networks` (nor loopback or unspecified) is replaced by a keyed pseudonym
+//! *of the same family*, so it still parses as an address and columns such as `client_ip` keep
+//! their type:
+//!
+//! - IPv4 → `240.0.0.0/4` (reserved, never routed) with the low 28 bits from
+//!   `HMAC-SHA-256(key, "varde-ip4-v1:" + 4 bytes)`, e.g. `243.18.7.201`;
+//! - IPv6 → `100::/64` (the discard-only prefix of RFC 6666) with the low 64 bits from
+//!   `HMAC-SHA-256(key, "varde-ip6-v1:" + 16 bytes)`, e.g. `100::8c1d:2f0a:51e3:9b44`;
+//! - IPv4-mapped IPv6 (`::ffff:a.b.c.d`) keeps that form around the IPv4 pseudonym.
+//!
+//! Addresses already in those two ranges are left alone, which makes scanning idempotent. With
+//! 28 bits, two of a few tens of thousands of distinct IPv4 addresses may share a pseudonym; that
+//! is enough to follow one client through a wave of requests, not to count citizens. Addresses
+//! are recognised by shape and then by `std`'s parser, so a four-part version number such as
+//! `1.2.3.4` is pseudonymised too. Pseudonymising addresses hides attackers' addresses from the
+//! CERT's threat intelligence as well, which is why it is off by default.
+//!
+//! # Counting
+//!
+//! [`Privacy::scrub_event`] returns [`PrivacyCounts`]: how many values it replaced or kept, never
+//! the values themselves. [`crate::edge::EdgeStats`] adds them up per source for `/metrics`.
+
+pub mod nin;
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use hmac::{Hmac, Mac};
+use ipnet::IpNet;
+use sha2::Sha256;
+use varde_core::{Event, Value};
+
+use crate::config::{IpAddressPolicy, PrivacyConfig};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why the privacy layer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    /// The key file exists but could not be read.
+    #[error("privacy key {path}: {source}")]
+    Read {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key file could not be created.
+    #[error("privacy key {path}: cannot create: {source}")]
+    Create {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key file does not hold 64 hex digits.
+    #[error("privacy key {path}: expected 64 hex digits (32 bytes) and nothing else")]
+    Format {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// Group or others may read or write the key file.
+    #[error("privacy key {path}: mode {mode:o} lets others read it; run chmod 600 on it")]
+    Permissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The operating system gave no random bytes.
+    #[error("no random bytes for a new privacy key: {0}")]
+    Random(String),
+}
+
+/// A municipality's pseudonymisation key: 32 random bytes. Its `Debug` form hides the bytes.
+#[derive(Clone)]
+pub struct PrivacyKey([u8; 32]);
+
+impl std::fmt::Debug for PrivacyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivacyKey(<redacted>)")
+    }
+}
+
+impl PrivacyKey {
+    /// A key from known bytes (tests, benchmarks).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        PrivacyKey(bytes)
+    }
+
+    /// A new random key from the operating system.
+    pub fn generate() -> Result<Self, PrivacyError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| PrivacyError::Random(e.to_string()))?;
+        Ok(PrivacyKey(bytes))
+    }
+
+    /// Reads the key at `path`, or creates it (random, mode 0600, parent directories as needed)
+    /// when the file does not exist. Creation never overwrites a key another process wrote
+    /// meanwhile. On Unix a key file that group or others may access is refused.
+    pub fn load_or_create(path: &Path) -> Result<Self, PrivacyError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => return Self::parse_file(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(PrivacyError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+        let key = Self::generate()?;
+        let create = |source| PrivacyError::Create {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(create)?;
+        }
+        // Write a private temporary file, then link it into place: the link fails if a key
+        // appeared meanwhile, so a key is never replaced (that would change every pseudonym).
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp.{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let _ = std::fs::remove_file(&tmp);
+        let written = (|| {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp)?;
+            file.write_all(key.to_hex().as_bytes())?;
+            file.write_all(b"\n")?;
+            file.sync_all()
+        })();
+        let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(key),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = std::fs::read_to_string(path).map_err(|source| PrivacyError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::parse_file(path, &text)
+            }
+            Err(e) => Err(create(e)),
+        }
+    }
+
+    fn parse_file(path: &Path, text: &str) -> Result<Self, PrivacyError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path).map_err(|source| PrivacyError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(PrivacyError::Permissions {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+        }
+        let format = || PrivacyError::Format {
+            path: path.to_owned(),
+        };
+        let hex = text.trim().as_bytes();
+        if hex.len() != 64 {
+            return Err(format());
+        }
+        let mut bytes = [0u8; 32];
+        for (out, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+            let (Some(hi), Some(lo)) = (hex_value(pair[0]), hex_value(pair[1])) else {
+                return Err(format());
+            };
+            *out = hi << 4 | lo;
+        }
+        Ok(PrivacyKey(bytes))
+    }
+
+    fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            push_hex(&mut s, b);
+        }
+        s
+    }
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn push_hex(s: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    s.push(char::from(HEX[usize::from(b >> 4)]));
+    s.push(char::from(HEX[usize::from(b & 15)]));
+}
+
+/// The resolved privacy policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivacyPolicy {
+    /// Keep valid account numbers that their context marks as such.
+    pub keep_account_numbers: bool,
+    /// What happens to IP addresses.
+    pub ip_addresses: IpAddressPolicy,
+    /// Networks whose addresses stay as they are.
+    pub internal_networks: Vec<IpNet>,
+}
+
+impl Default for PrivacyPolicy {
+    fn default() -> Self {
+        let c = PrivacyConfig::default();
+        PrivacyPolicy {
+            keep_account_numbers: c.keep_account_numbers,
+            ip_addresses: c.ip_addresses,
+            internal_networks: c.internal_networks,
+        }
+    }
+}
+
+/// How many values one scan replaced or kept. Counts only: never the values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrivacyCounts {
+    /// National identity numbers replaced by pseudonyms.
+    pub national_ids: u64,
+    /// IP addresses replaced by pseudonyms.
+    pub ip_addresses: u64,
+    /// 11-digit numbers kept because their context marks them as bank account numbers.
+    pub account_numbers_kept: u64,
+}
+
+impl PrivacyCounts {
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: PrivacyCounts) {
+        self.national_ids += other.national_ids;
+        self.ip_addresses += other.ip_addresses;
+        self.account_numbers_kept += other.account_numbers_kept;
+    }
+
+    /// True when nothing was replaced or kept.
+    pub fn is_empty(&self) -> bool {
+        *self == PrivacyCounts::default()
+    }
+}
+
+/// The privacy layer of one collector: the key and the policy. Cheap to clone and shareable
+/// between tasks.
+#[derive(Clone)]
+pub struct Privacy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    mac: HmacSha256,
+    policy: PrivacyPolicy,
+}
+
+impl std::fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Privacy")
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Privacy {
+    /// A privacy layer with `key` and `policy`.
+    pub fn new(key: &PrivacyKey, policy: PrivacyPolicy) -> Self {
+        // HMAC pads a key shorter than the hash's 64-byte block with zeros, so the block-sized
+        // key below is the 32-byte key itself; this constructor cannot fail.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(&key.0);
+        let mac = <HmacSha256 as hmac::digest::KeyInit>::new(&block.into());
+        Privacy {
+            inner: Arc::new(Inner { mac, policy }),
+        }
+    }
+
+    /// The privacy layer a configuration asks for: loads or creates the key file (see
+    /// [`PrivacyConfig::key_path`]).
+    pub fn from_config(config: &PrivacyConfig, state_dir: &Path) -> Result<Self, PrivacyError> {
+        let key = PrivacyKey::load_or_create(&config.key_path(state_dir))?;
+        Ok(Privacy::new(
+            &key,
+            PrivacyPolicy {
+                keep_account_numbers: config.keep_account_numbers,
+                ip_addresses: config.ip_addresses,
+                internal_networks: config.internal_networks.clone(),
+            },
+        ))
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &PrivacyPolicy {
+        &self.inner.policy
+    }
+
+    fn hmac(&self, domain: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut mac = self.inner.mac.clone();
+        mac.update(domain);
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The pseudonym of an identity number given as its 11 ASCII digits: `fnr:` and 16 hex
+    /// digits in two groups of eight.
+    pub fn national_id_pseudonym(&self, digits: &[u8]) -> String {
+        let h = self.hmac(b"varde-nin-v1:", digits);
+        let mut s = String::with_capacity(21);
+        s.push_str("fnr:");
+        for (i, b) in h[..8].iter().enumerate() {
+            if i == 4 {
+                s.push('-');
+            }
+            push_hex(&mut s, *b);
+        }
+        s
+    }
+
+    /// The pseudonym of an address (see the module docs for the ranges).
+    pub fn ip_pseudonym(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(v4) => IpAddr::V4(self.ipv4_pseudonym(v4)),
+            IpAddr::V6(v6) => {
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    return IpAddr::V6(self.ipv4_pseudonym(v4).to_ipv6_mapped());
+                }
+                let h = self.hmac(b"varde-ip6-v1:", &v6.octets());
+                let mut o = [0u8; 16];
+                o[0] = 0x01;
+                o[8..].copy_from_slice(&h[..8]);
+                IpAddr::V6(Ipv6Addr::from(o))
+            }
+        }
+    }
+
+    fn ipv4_pseudonym(&self, v4: Ipv4Addr) -> Ipv4Addr {
+        let h = self.hmac(b"varde-ip4-v1:", &v4.octets());
+        let bits = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+        Ipv4Addr::from(0xf000_0000 | (bits & 0x0fff_ffff))
+    }
+
+    /// True when `ip` is shipped as it is: internal, loopback, unspecified, or already a
+    /// pseudonym.
+    pub fn ip_is_kept(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        if ip.is_loopback() || ip.is_unspecified() || is_pseudonym_range(ip) {
+            return true;
+        }
+        self.inner
+            .policy
+            .internal_networks
+            .iter()
+            .any(|n| n.contains(&ip))
+    }
+
+    /// Scrubs one text: identity numbers always, IP addresses by policy. Returns the text
+    /// unchanged (borrowed) when there was nothing to replace, and adds to `counts`.
+    pub fn scrub_text<'a>(&self, text: &'a str, counts: &mut PrivacyCounts) -> Cow<'a, str> {
+        let after_nin = self.scrub_national_ids(text, counts);
+        if self.inner.policy.ip_addresses != IpAddressPolicy::Pseudonymise {
+            return after_nin;
+        }
+        match after_nin {
+            Cow::Borrowed(t) => self.scrub_ips(t, counts),
+            Cow::Owned(t) => match self.scrub_ips(&t, counts) {
+                Cow::Borrowed(_) => Cow::Owned(t),
+                Cow::Owned(u) => Cow::Owned(u),
+            },
+        }
+    }
+
+    fn scrub_national_ids<'a>(&self, text: &'a str, counts: &mut PrivacyCounts) -> Cow<'a, str> {
+        let bytes = text.as_bytes();
+        let mut out: Option<String> = None;
+        let mut copied = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            if !bytes[i].is_ascii_digit() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let run = &bytes[start..i];
+            let Some(d) = nin::digits(run) else { continue };
+            if nin::classify(&d).is_none() {
+                continue;
+            }
+            if self.inner.policy.keep_account_numbers
+                && nin::is_account_number(&d)
+                && account_context(&bytes[..start])
+            {
+                counts.account_numbers_kept += 1;
+                continue;
+            }
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
+            // `start` and `i` border ASCII digits, so they are character boundaries.
+            o.push_str(text.get(copied..start).unwrap_or_default());
+            o.push_str(&self.national_id_pseudonym(run));
+            copied = i;
+            counts.national_ids += 1;
+        }
+        match out {
+            None => Cow::Borrowed(text),
+            Some(mut o) => {
+                o.push_str(text.get(copied..).unwrap_or_default());
+                Cow::Owned(o)
+            }
+        }
+    }
+
+    fn scrub_ips<'a>(&self, text: &'a str, counts: &mut PrivacyCounts) -> Cow<'a, str> {
+        if !text.bytes().any(|b| b == b'.' || b == b':') {
+            return Cow::Borrowed(text);
+        }
+        let bytes = text.as_bytes();
+        let mut out: Option<String> = None;
+        let mut copied = 0;
+        let Some(re) = ip_regex() else {
+            return Cow::Borrowed(text);
+        };
+        for m in re.find_iter(text) {
+            let (start, end) = (m.start(), m.end());
+            let candidate = m.as_str();
+            let is_v6 = candidate.contains(':');
+            let before = start.checked_sub(1).map(|j| bytes[j]);
+            let after = bytes.get(end).copied();
+            let after2 = bytes.get(end + 1).copied();
+            let bad_before = before.is_some_and(|c| {
+                c.is_ascii_digit()
+                    || c == b'.'
+                    || (is_v6 && (c.is_ascii_alphanumeric() || c == b':'))
+            });
+            let bad_after = after.is_some_and(|c| {
+                c.is_ascii_digit()
+                    || (c == b'.' && after2.is_some_and(|n| n.is_ascii_digit()))
+                    || (is_v6 && (c.is_ascii_alphanumeric() || c == b':'))
+            });
+            if bad_before || bad_after {
+                continue;
+            }
+            let Ok(ip) = candidate.parse::<IpAddr>() else {
+                continue;
+            };
+            if self.ip_is_kept(ip) {
+                continue;
+            }
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
+            o.push_str(text.get(copied..start).unwrap_or_default());
+            o.push_str(&self.ip_pseudonym(ip).to_string());
+            copied = end;
+            counts.ip_addresses += 1;
+        }
+        match out {
+            None => Cow::Borrowed(text),
+            Some(mut o) => {
+                o.push_str(text.get(copied..).unwrap_or_default());
+                Cow::Owned(o)
+            }
+        }
+    }
+
+    /// Scrubs every text field of `event` in place: message, host, text-typed columns, attribute
+    /// keys and values. Returns what it replaced or kept.
+    pub fn scrub_event(&self, event: &mut Event) -> PrivacyCounts {
+        let mut counts = PrivacyCounts::default();
+        let fix = |s: &mut String, counts: &mut PrivacyCounts| {
+            if let Cow::Owned(new) = self.scrub_text(s, counts) {
+                *s = new;
+            }
+        };
+        if let Some(m) = event.message.as_mut() {
+            fix(m, &mut counts);
+        }
+        if let Some(h) = event.host.as_mut() {
+            fix(h, &mut counts);
+        }
+        for (_, value) in &mut event.typed {
+            if let Value::Str(s) = value {
+                fix(s, &mut counts);
+            }
+        }
+        for (k, v) in &mut event.attrs {
+            fix(k, &mut counts);
+            fix(v, &mut counts);
+        }
+        counts
+    }
+}
+
+fn is_pseudonym_range(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.octets()[0] & 0xf0 == 0xf0,
+        IpAddr::V6(v6) => v6.segments()[..4] == [0x0100, 0, 0, 0],
+    }
+}
+
+/// Candidates for IP addresses: IPv6 shapes (with an optional IPv4 tail) and dotted quads.
+/// Only a candidate that `std` parses as an address counts.
+/// (`None` only if the constant pattern failed to compile, which the tests rule out.)
+fn ip_regex() -> Option<&'static regex::Regex> {
+    static RE: OnceLock<Option<regex::Regex>> = OnceLock::new();
+    RE.get_or_init(|| {
+        let v4 = r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}";
+        let pattern = format!(r"[0-9A-Fa-f]{{0,4}}(?::(?:{v4}|[0-9A-Fa-f]{{0,4}})){{2,8}}|{v4}");
+        regex::Regex::new(&pattern).ok()
+    })
+    .as_ref()
+}
+
+/// True when the text right before an 11-digit number marks it as a bank account number.
+///
+/// Each word must start the text or follow a character that is neither a letter nor a digit:
+/// `31129956715acct=…` is no account context. This keeps scanning idempotent — a pseudonym
+/// ends in hex digits, and `…ac474d7cacct=` must read the same before and after.
+fn account_context(before: &[u8]) -> bool {
+    let Some((word, rest)) = last_word(before) else {
+        return false;
+    };
+    if is_account_word(&word) {
+        return true;
+    }
+    if matches!(word.as_str(), "nr" | "no" | "num" | "number" | "nummer") {
+        return last_word(rest).is_some_and(|(word2, _)| is_account_word(&word2));
+    }
+    false
+}
+
+fn is_account_word(word: &str) -> bool {
+    word.contains("konto")
+        || word.contains("account")
+        || matches!(word, "kto" | "ktonr" | "acct" | "acc" | "bban")
+}
+
+/// The last word (ASCII letters, lowercased) before up to four separator bytes at the end of
+/// `text`, and the text before that word; `None` when the word does not start at a word
+/// boundary (start of text, or after a byte that is not an ASCII letter or digit).
+fn last_word(text: &[u8]) -> Option<(String, &[u8])> {
+    let mut end = text.len();
+    let mut seps = 0;
+    while end > 0
+        && seps < 4
+        && matches!(
+            text[end - 1],
+            b' ' | b'\t' | b':' | b'=' | b'#' | b'.' | b'-' | b'_' | b'"' | b'\'' | b'(' | b'['
+        )
+    {
+        end -= 1;
+        seps += 1;
+    }
+    let mut start = end;
+    while start > 0 && end - start < 24 && text[start - 1].is_ascii_alphabetic() {
+        start -= 1;
+    }
+    if start > 0 && text[start - 1].is_ascii_alphanumeric() {
+        return None;
+    }
+    let word = text[start..end]
+        .iter()
+        .map(|b| char::from(b.to_ascii_lowercase()))
+        .collect();
+    Some((word, &text[..start]))
+}
+
+#[cfg(test)]
+mod tests;
