@@ -8,7 +8,10 @@
 //! - [`config`]: the strict TOML configuration.
 //! - [`syslog`]: RFC 5424 / RFC 3164 lines into events; non-syslog lines kept raw.
 //! - [`sources`]: syslog over TCP, files.
-//! - [`shipper`]: batching, batch sequence numbers, publishing with retries.
+//! - [`shipper`]: batching, batch sequence numbers; the sender that publishes from the spool.
+//! - [`spool`]: the disk spool between the batcher and Kafka (write-ahead, checksummed,
+//!   bounded); records leave it only once Kafka acknowledged them.
+//! - [`metrics`]: `/metrics` (Prometheus text) and `/health` on a local port.
 //! - [`sample`]: synthetic municipal syslog for the demo and the benchmarks.
 //!
 //! **Invariant:** this crate never depends on the pipeline, the store or the dashboard, and never
@@ -16,7 +19,9 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod metrics;
 pub mod sample;
 pub mod shipper;
 pub mod sources;
+pub mod spool;
 pub mod syslog;
