@@ -773,6 +773,124 @@ mod tests {
         }
     }
 
+    /// Feeds `data` to a new framer in the pieces given by `cuts`; returns the messages and
+    /// the framer.
+    fn frame_in_pieces(data: &[u8], cuts: &[prop::sample::Index]) -> (Vec<Vec<u8>>, Framer) {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+        points.push(0);
+        points.push(data.len());
+        points.sort_unstable();
+        let mut framer = Framer::new();
+        let mut out = Vec::new();
+        for w in points.windows(2) {
+            out.extend(framer.push(&data[w[0]..w[1]]));
+        }
+        out.extend(framer.finish());
+        (out, framer)
+    }
+
+    #[test]
+    fn framing_is_detected_per_connection() {
+        let mut f = Framer::new();
+        assert_eq!(
+            f.push(b"<13>a\n<13>b\n"),
+            vec![b"<13>a".to_vec(), b"<13>b".to_vec()]
+        );
+        assert_eq!(f.mode(), Framing::NonTransparent);
+
+        let mut f = Framer::new();
+        let got = f.push(b"9 <13>a\nb c11 <13>second\n");
+        assert_eq!(got, vec![b"<13>a\nb c".to_vec(), b"<13>second\n".to_vec()]);
+        assert_eq!(f.mode(), Framing::OctetCounting);
+        assert_eq!(f.finish(), None);
+        assert_eq!(f.errors, 0);
+    }
+
+    #[test]
+    fn a_bad_octet_count_falls_back_to_lines_keeping_every_byte() {
+        let mut f = Framer::new();
+        let mut got = f.push(b"5 <13>a12x oops\n<13>b\n");
+        got.extend(f.finish());
+        assert_eq!(
+            got,
+            vec![b"<13>a".to_vec(), b"12x oops".to_vec(), b"<13>b".to_vec()]
+        );
+        assert_eq!(f.errors, 1);
+        assert_eq!(f.mode(), Framing::NonTransparent);
+    }
+
+    #[test]
+    fn a_connection_closed_mid_frame_delivers_the_partial_frame_and_counts_it() {
+        let mut f = Framer::new();
+        assert!(f.push(b"20 <13>only ten").is_empty());
+        assert_eq!(f.finish(), Some(b"<13>only ten".to_vec()));
+        assert_eq!(f.errors, 1);
+    }
+
+    #[test]
+    fn octet_frames_longer_than_max_line_are_cut_not_dropped() {
+        let body = vec![b'y'; MAX_LINE + 10];
+        let mut data = format!("{} ", body.len()).into_bytes();
+        data.extend_from_slice(&body);
+        let mut f = Framer::new();
+        let got = f.push(&data);
+        assert_eq!(
+            got.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![MAX_LINE, 10]
+        );
+    }
+
+    proptest! {
+        /// Octet-counted messages of any bytes (newlines included), cut into any pieces, come
+        /// out whole and in order.
+        #[test]
+        fn octet_counting_is_independent_of_chunking(
+            messages in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..300), 0..15),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+        ) {
+            let mut data = Vec::new();
+            for m in &messages {
+                data.extend_from_slice(format!("{} ", m.len()).as_bytes());
+                data.extend_from_slice(m);
+            }
+            let (out, framer) = frame_in_pieces(&data, &cuts);
+            prop_assert_eq!(framer.errors, 0);
+            prop_assert_eq!(out, messages);
+        }
+
+        /// Newline-framed syslog (starting with `<`) gives the same lines as `take_lines`.
+        #[test]
+        fn newline_framing_matches_take_lines(
+            lines in prop::collection::vec("<[0-9]{1,3}>[^\n\r]{0,60}", 1..20),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let data: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
+            let (out, framer) = frame_in_pieces(&data, &cuts);
+            prop_assert_eq!(framer.mode(), Framing::NonTransparent);
+            let want: Vec<Vec<u8>> = lines.iter().map(|l| l.clone().into_bytes()).collect();
+            prop_assert_eq!(out, want);
+        }
+
+        /// A peer's arbitrary bytes never panic the framer, and every byte that is not framing
+        /// (length prefixes, separators) comes out: nothing is silently dropped.
+        #[test]
+        fn arbitrary_bytes_never_panic_and_are_not_lost(
+            data in prop::collection::vec(any::<u8>(), 0..2000),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+        ) {
+            let (out, _) = frame_in_pieces(&data, &cuts);
+            let out_bytes: usize = out.iter().map(Vec::len).sum();
+            prop_assert!(out_bytes <= data.len());
+            // Separators and length prefixes are at most every byte that is a digit, a space,
+            // CR or LF.
+            let framing: usize = data
+                .iter()
+                .filter(|b| b.is_ascii_digit() || matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+                .count();
+            prop_assert!(out_bytes + framing >= data.len());
+        }
+    }
+
     #[test]
     fn overlong_lines_are_cut_not_dropped() {
         let mut buf = vec![b'x'; MAX_LINE * 2 + 10];
