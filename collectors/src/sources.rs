@@ -539,8 +539,9 @@ fn recv_datagram(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, 
 
 /// Receives syslog over UDP until shutdown: one message per datagram (a trailing newline is
 /// removed). Datagrams dropped by the kernel because the receive buffer was full are counted
-/// in [`SourceCounters::receive_buffer_drops`] (Linux `SO_RXQ_OVFL`); datagrams lost on the
-/// network cannot be seen by anyone.
+/// in [`SourceCounters::receive_buffer_drops`] (Linux `SO_RXQ_OVFL`: the kernel attaches its
+/// cumulative count to each datagram received, so drops show up with the next datagram);
+/// datagrams lost on the network cannot be seen by anyone.
 pub async fn syslog_udp(socket: UdpSocket, ctx: SourceContext) {
     let local = socket
         .local_addr()

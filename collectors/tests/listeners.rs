@@ -351,3 +351,101 @@ fn a_full_spool_pushes_back_on_a_tcp_sender_and_loses_nothing() {
     );
     collector.terminate();
 }
+
+#[test]
+fn udp_datagrams_the_kernel_drops_are_counted_exactly() {
+    // The collector is held back (broker down, tiny spool with `block`), so its UDP socket
+    // (with a tiny receive buffer) overflows while logger keeps sending.
+    let mut broker = PrivateBroker::stopped();
+    let mut kafka = varde_transport::kafka::KafkaSettings::new(broker.brokers());
+    kafka.topic_prefix = unique_prefix("udpdrops");
+    let tenant = varde_core::Kommunenummer::parse("4204").expect("Kristiansand");
+    let topic = events_topic(&kafka.topic_prefix, tenant);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (udp, metrics_port) = (free_port(), free_port());
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            "k4204-udp",
+            "4204",
+            &dir.path().join("state"),
+            &kafka,
+            metrics_port,
+            &format!(
+                "[batch]\nmax_rows = 100\nmax_delay_ms = 20\npublish_timeout_ms = 1000\n\n\
+                 [spool]\nmax_bytes = 65536\nsegment_bytes = 8192\nwhen_full = \"block\"\nfsync = \"never\"\n\n\
+                 [[sources]]\ntype = \"syslog_udp\"\nlisten = \"127.0.0.1:{udp}\"\nreceive_buffer_bytes = 4096\n"
+            ),
+        ),
+    )
+    .expect("config");
+    let metrics = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let mut collector = Collector::start(&config, dir.path());
+    eventually("the collector's /health", || http_get(metrics, "/health"));
+
+    let n = 20_000;
+    let file = dir.path().join("lines.txt");
+    write_lines(&file, "udp-burst", n);
+    logger(
+        &[
+            "--udp",
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &udp.to_string(),
+            "-t",
+            "app",
+        ],
+        &file,
+    );
+    collector.assert_running();
+
+    broker.restart();
+    create_topic(&kafka, &topic);
+    let source = format!("{{source=\"syslog_udp:127.0.0.1:{udp}\"}}");
+    let mut reader = Reader::new(&kafka, &topic);
+    // Everything the kernel kept has been read and delivered once the collector's count of
+    // received datagrams is all in Kafka and the spool is empty.
+    reader.until("every received datagram delivered", |e| {
+        let Some((_, page)) = http_get(metrics, "/metrics") else {
+            return false;
+        };
+        let received = metric(
+            &page,
+            &format!("varde_collector_source_events_total{source}"),
+        )
+        .unwrap_or(-1.0) as usize;
+        metric(&page, "varde_collector_spool_records") == Some(0.0)
+            && count_tag(e, "udp-burst") == received
+    });
+    // The kernel reports its drop counter with the next datagram: send one more.
+    write_lines(&file, "udp-probe", 1);
+    logger(
+        &[
+            "--udp",
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &udp.to_string(),
+            "-t",
+            "app",
+        ],
+        &file,
+    );
+    reader.until("the probe datagram", |e| count_tag(e, "udp-probe") == 1);
+    let (_, page) = http_get(metrics, "/metrics").expect("metrics");
+    let drops = metric(
+        &page,
+        &format!("varde_collector_source_receive_buffer_drops_total{source}"),
+    )
+    .unwrap_or(0.0) as usize;
+    let delivered = count_tag(&reader.events, "udp-burst");
+    eprintln!("sent {n} datagrams: {delivered} delivered, {drops} dropped by the kernel (counted)");
+    assert!(
+        drops > 0,
+        "the burst was meant to overflow a 4 KiB receive buffer"
+    );
+    assert_eq!(delivered + drops, n, "delivered + counted drops = sent");
+    collector.terminate();
+}

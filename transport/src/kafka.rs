@@ -100,9 +100,6 @@ impl KafkaSettings {
     fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
-        // A broker that holds fetches for the full wait time adds this much latency per fetch;
-        // 5 ms keeps end-to-end latency low without busy polling.
-        config.set("fetch.wait.max.ms", "5");
         for (k, v) in defaults {
             config.set(*k, *v);
         }
@@ -168,6 +165,9 @@ impl KafkaSubscriber {
         let consumer: StreamConsumer = settings
             .client_config(&[
                 ("group.id", group_id),
+                // A broker that holds fetches for the full wait time adds this much latency per
+                // fetch; 5 ms keeps end-to-end latency low without busy polling.
+                ("fetch.wait.max.ms", "5"),
                 ("enable.auto.commit", "false"),
                 ("auto.offset.reset", "earliest"),
                 ("session.timeout.ms", "10000"),
