@@ -212,7 +212,8 @@ pub enum SourceConfig {
     /// A file of syslog lines, read from its checkpoint (or beginning) and followed as it grows,
     /// through rotation by rename and copytruncate.
     File {
-        /// The file.
+        /// The file, or a pattern with `*` and `?` in the file name only (e.g.
+        /// `/var/log/nginx/*.log`): every matching file is followed, new ones within seconds.
         path: PathBuf,
     },
 }
@@ -305,6 +306,19 @@ impl CollectorConfig {
         config.spool.validate().map_err(invalid)?;
         let mut seen = std::collections::BTreeSet::new();
         for source in &config.sources {
+            if let SourceConfig::File { path: file } = source
+                && file.parent().is_some_and(|d| {
+                    d.as_os_str()
+                        .as_encoded_bytes()
+                        .iter()
+                        .any(|b| matches!(b, b'*' | b'?'))
+                })
+            {
+                return Err(invalid(format!(
+                    "file source {}: wildcards are allowed in the file name only",
+                    file.display()
+                )));
+            }
             let label = source.label();
             if !seen.insert(label.clone()) {
                 return Err(invalid(format!("source {label} is configured twice")));

@@ -624,8 +624,9 @@ fn file_id(meta: &std::fs::Metadata) -> u64 {
 /// - Every line is sent with the position after it ([`Checkpoint`]); the spool stores the
 ///   position with the batch, so after a restart the file is read on from the last line that
 ///   reached the spool: nothing is lost and nothing is read twice.
-/// - *Rotation by rename* (logrotate's default): the old file is read to its end, then the new
-///   file at the path from its start.
+/// - *Rotation by rename* (logrotate's default): the old file is read to its end (and for one
+///   more second, for an application that has not reopened its log yet), then the new file at
+///   the path from its start.
 /// - *copytruncate*: when the file at the path becomes shorter than the position, it is read
 ///   again from its start. (Lines written between logrotate's copy and its truncate are lost
 ///   by copytruncate itself: prefer rotation by rename.)
@@ -671,6 +672,7 @@ pub async fn follow_file(path: PathBuf, start: Option<(u64, u64)>, ctx: SourceCo
             continue;
         }
         let mut buf: Vec<u8> = Vec::new();
+        let mut draining: Option<std::time::Instant> = None;
         loop {
             let n = match file.read(&mut chunk).await {
                 Ok(n) => n,
@@ -695,13 +697,15 @@ pub async fn follow_file(path: PathBuf, start: Option<(u64, u64)>, ctx: SourceCo
                 }
                 continue;
             }
-            // At the end of the file: has it been rotated or truncated?
-            let current = tokio::fs::metadata(&path).await.ok();
-            let rotated = current.as_ref().is_some_and(|m| file_id(m) != id);
-            let truncated = current
-                .as_ref()
-                .is_some_and(|m| file_id(m) == id && m.len() < offset + buf.len() as u64);
-            if rotated {
+            if let Some(since) = draining {
+                // After a rotation the old file is read for one more second, so that lines an
+                // application writes before it reopens its log are not lost.
+                if since.elapsed() < Duration::from_secs(1) {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+                        _ = shutdown.changed() => return,
+                    }
+                }
                 if !buf.is_empty() {
                     // The old file ends without a newline: its last line is complete now.
                     let line = std::mem::take(&mut buf);
@@ -714,6 +718,18 @@ pub async fn follow_file(path: PathBuf, start: Option<(u64, u64)>, ctx: SourceCo
                 info!(path = %path.display(), "file rotated; reading the new one from the start");
                 continue 'reopen;
             }
+            // At the end of the file: has it been rotated or truncated?
+            let current = tokio::fs::metadata(&path).await.ok();
+            let rotated = current.as_ref().is_some_and(|m| file_id(m) != id);
+            let truncated = current
+                .as_ref()
+                .is_some_and(|m| file_id(m) == id && m.len() < offset + buf.len() as u64);
+            if rotated {
+                // Read the old file once more: a writer may have added lines after our last
+                // read and before it reopened the new file.
+                draining = Some(std::time::Instant::now());
+                continue;
+            }
             if truncated {
                 info!(path = %path.display(), "file truncated (copytruncate); reading from the start");
                 resume = Some((id, 0));
@@ -724,6 +740,96 @@ pub async fn follow_file(path: PathBuf, start: Option<(u64, u64)>, ctx: SourceCo
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Whether a file source's path is a pattern: `*` or `?` in its file name.
+pub fn is_glob(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| {
+        n.as_encoded_bytes()
+            .iter()
+            .any(|b| matches!(b, b'*' | b'?'))
+    })
+}
+
+/// Matches a file name against a pattern of `*` (any run of bytes) and `?` (one byte).
+pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// The files in the pattern's directory whose names match it, sorted.
+fn glob_matches(pattern: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| wildcard_match(name.as_encoded_bytes(), e.file_name().as_encoded_bytes()))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Follows every file matching `pattern` (wildcards `*` and `?` in the file name only), each
+/// as [`follow_file`] does, and picks up new matching files every two seconds.
+///
+/// Make the pattern match the live files only (`/var/log/nginx/*.log`, not `*.log*`): a rotated
+/// file that still matches would be read again under its new name.
+pub async fn follow_glob(
+    pattern: PathBuf,
+    checkpoints: std::collections::BTreeMap<String, (u64, u64)>,
+    ctx: SourceContext,
+) {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut followed = std::collections::BTreeSet::new();
+    let mut tasks = Vec::new();
+    info!(pattern = %pattern.display(), "following files matching a pattern");
+    loop {
+        let pattern2 = pattern.clone();
+        let matches = tokio::task::spawn_blocking(move || glob_matches(&pattern2))
+            .await
+            .unwrap_or_default();
+        for path in matches {
+            if followed.insert(path.clone()) {
+                info!(path = %path.display(), "following a new file");
+                let start = checkpoints.get(path.to_string_lossy().as_ref()).copied();
+                tasks.push(tokio::spawn(follow_file(path, start, ctx.clone())));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
     }
 }
 
@@ -890,6 +996,109 @@ mod tests {
                 .count();
             prop_assert!(out_bytes + framing >= data.len());
         }
+    }
+
+    #[test]
+    fn wildcards_match_file_names() {
+        assert!(wildcard_match(b"*.log", b"access.log"));
+        assert!(wildcard_match(b"*.log", b".log"));
+        assert!(!wildcard_match(b"*.log", b"access.log.1"));
+        assert!(wildcard_match(b"app-?.log", b"app-1.log"));
+        assert!(!wildcard_match(b"app-?.log", b"app-12.log"));
+        assert!(wildcard_match(b"a*b*c", b"aXXbYYbc"));
+        assert!(wildcard_match(b"*", b""));
+        assert!(!wildcard_match(b"a", b""));
+        assert!(is_glob(Path::new("/var/log/nginx/*.log")));
+        assert!(!is_glob(Path::new("/var/log/syslog")));
+    }
+
+    /// Receives events from the channel until `n` lines arrived (generous deadline).
+    async fn receive(rx: &mut mpsc::Receiver<Input>, n: usize) -> Vec<(String, Option<u64>)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let input = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("lines within a minute")
+                .expect("source alive");
+            match input {
+                Input::Tracked(_, e, c) => {
+                    out.push((e.message.unwrap_or_default(), Some(c.offset)))
+                }
+                Input::Event(_, e) => out.push((e.message.unwrap_or_default(), None)),
+                Input::Flush(_) => {}
+            }
+        }
+        out
+    }
+
+    fn append(path: &Path, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open");
+        f.write_all(text.as_bytes()).expect("write");
+    }
+
+    #[tokio::test]
+    async fn files_are_followed_through_rename_and_copytruncate_with_checkpoints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "one\ntwo\n");
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, stop) = SourceContext::new_test(tx);
+        let task = tokio::spawn(follow_file(path.clone(), None, ctx.clone()));
+        let got = receive(&mut rx, 2).await;
+        assert_eq!(got, vec![("one".into(), Some(4)), ("two".into(), Some(8))]);
+
+        // Rotation by rename: a late write to the old file, then the new file.
+        std::fs::rename(&path, dir.path().join("app.log.1")).expect("rename");
+        append(&dir.path().join("app.log.1"), "late\n");
+        append(&path, "new\n");
+        let got: Vec<String> = receive(&mut rx, 2).await.into_iter().map(|l| l.0).collect();
+        assert_eq!(got, vec!["late".to_owned(), "new".to_owned()]);
+
+        // copytruncate: the file shrinks, and is read again from its start.
+        std::fs::write(&path, "").expect("truncate");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        append(&path, "after truncate\n");
+        let got = receive(&mut rx, 1).await;
+        assert_eq!(got, vec![("after truncate".into(), Some(15))]);
+        let _ = stop.send(true);
+        task.await.expect("follower");
+
+        // A restart from a checkpoint reads on after it, not from the start.
+        append(&path, "resumed\n");
+        let id = file_id(&std::fs::metadata(&path).expect("stat"));
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, stop) = SourceContext::new_test(tx);
+        let task = tokio::spawn(follow_file(path.clone(), Some((id, 15)), ctx));
+        assert_eq!(
+            receive(&mut rx, 1).await,
+            vec![("resumed".into(), Some(23))]
+        );
+        let _ = stop.send(true);
+        task.await.expect("follower");
+    }
+
+    #[tokio::test]
+    async fn a_glob_follows_existing_and_new_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        append(&dir.path().join("a.log"), "from a\n");
+        append(&dir.path().join("skip.txt"), "not matched\n");
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, stop) = SourceContext::new_test(tx);
+        let task = tokio::spawn(follow_glob(
+            dir.path().join("*.log"),
+            std::collections::BTreeMap::new(),
+            ctx,
+        ));
+        assert_eq!(receive(&mut rx, 1).await[0].0, "from a");
+        append(&dir.path().join("b.log"), "from b\n");
+        assert_eq!(receive(&mut rx, 1).await[0].0, "from b");
+        let _ = stop.send(true);
+        task.await.expect("glob follower");
     }
 
     #[test]

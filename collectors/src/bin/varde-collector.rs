@@ -302,6 +302,13 @@ async fn run(config: CollectorConfig) -> Result<()> {
                     .with_context(|| format!("listening on {listen} (tls)"))?;
                 tasks.push(tokio::spawn(sources::syslog_tls(listener, acceptor, ctx)));
             }
+            SourceConfig::File { path } if sources::is_glob(path) => {
+                tasks.push(tokio::spawn(sources::follow_glob(
+                    path.clone(),
+                    checkpoints.clone(),
+                    ctx,
+                )));
+            }
             SourceConfig::File { path } => {
                 let start = checkpoints.get(path.to_string_lossy().as_ref()).copied();
                 tasks.push(tokio::spawn(sources::follow_file(path.clone(), start, ctx)));
