@@ -7,7 +7,8 @@
 //!
 //! - [`config`]: the strict TOML configuration.
 //! - [`syslog`]: RFC 5424 / RFC 3164 lines into events; non-syslog lines kept raw.
-//! - [`sources`]: syslog over TCP, files.
+//! - [`sources`]: syslog over UDP, TCP and TLS (RFC 6587 framing detected per connection);
+//!   files and file patterns, followed through rotation, resumed from their checkpoints.
 //! - [`shipper`]: batching, batch sequence numbers; the sender that publishes from the spool.
 //! - [`spool`]: the disk spool between the batcher and Kafka (write-ahead, checksummed,
 //!   bounded); records leave it only once Kafka acknowledged them.

@@ -5,6 +5,26 @@
 //! how: every batch is written here *before* it is published, and removed only after Kafka
 //! acknowledged it (`acks=all`).
 //!
+//! ```
+//! use std::sync::Arc;
+//! use varde_collector::spool::{Spool, SpoolConfig, SpoolStats};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let config = SpoolConfig { dir: Some(dir.path().to_owned()), ..SpoolConfig::default() };
+//! let mut spool = Spool::open(config.clone(), Arc::new(SpoolStats::default()))?;
+//! spool.append(b"an encoded envelope", 12, &[])?;
+//! let records = spool.claim(10)?;          // hand to Kafka...
+//! assert_eq!(records[0].envelope, b"an encoded envelope");
+//! drop(spool);                            // ...the collector dies before the acknowledgement
+//!
+//! let mut spool = Spool::open(config, Arc::new(SpoolStats::default()))?;
+//! let again = spool.claim(10)?;           // the same record comes back
+//! assert_eq!(again[0].rows, 12);
+//! spool.ack(&again)?;                     // Kafka has it: it may go
+//! assert_eq!(spool.depth(), (0, 0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## On disk
 //! A directory (default `<state_dir>/spool`) of segment files `00000000000000000001.seg`, … and
 //! two small files:
