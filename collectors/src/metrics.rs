@@ -413,5 +413,11 @@ mod tests {
         let (code, body) = health(&state);
         assert_eq!(code, StatusCode::OK);
         assert!(body.starts_with("{\"status\":\"ok\""), "{body}");
+        if let Some(sp) = &state.spool {
+            sp.depth_bytes.store(95, Ordering::Relaxed);
+        }
+        let (code, body) = health(&state);
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("spool_nearly_full"), "{body}");
     }
 }

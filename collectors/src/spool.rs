@@ -76,15 +76,16 @@
 //! read them again because their checkpoint has not moved.
 //!
 //! ## The bound
-//! The segment files never exceed `max_bytes` in total (except by one record when a single
-//! record is larger than what can be freed). When a new record does not fit, `when_full`
-//! decides:
+//! The segment files never exceed `max_bytes` in total; a single record larger than half of it
+//! is refused ([`SpoolError::TooLarge`], counted as rejected by the shipper). When a new record
+//! does not fit, `when_full` decides:
 //! - `block`: the batcher waits until acknowledgements free space; the shipper's channel fills,
 //!   and sources stop reading: TCP senders are pushed back, UDP datagrams overflow the socket
 //!   buffer (counted by the kernel, see `sources`).
 //! - `drop_oldest`: whole segments of the oldest records that are not being sent right now are
 //!   deleted. Every dropped record and event is counted ([`SpoolStats::dropped_records`],
-//!   [`SpoolStats::dropped_events`]) and logged.
+//!   [`SpoolStats::dropped_events`]) and logged. Should nothing be freeable (everything left is
+//!   in flight to Kafka), the new record itself is dropped, counted the same way.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
