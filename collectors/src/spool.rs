@@ -734,9 +734,22 @@ impl Spool {
             }
         }
         let path = segment_path(&self.dir, self.active_id);
-        self.active.write_all(&bytes).map_err(io_err(&path))?;
-        if self.config.fsync == FsyncPolicy::Batch {
-            self.active.sync_data().map_err(io_err(&path))?;
+        let fsync = self.config.fsync == FsyncPolicy::Batch;
+        let written = self.active.write_all(&bytes).and_then(|()| {
+            if fsync {
+                self.active.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // A full disk or an I/O error: cut what may have been written, so that the file
+            // ends at a record boundary again; the caller keeps the batch and retries.
+            let size = self.segments.get(&self.active_id).map_or(0, |m| m.size);
+            let _ = self.active.set_len(size);
+            return Err(io_err(&path)(e));
+        }
+        if fsync {
             self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         } else {
             self.dirty = true;
