@@ -273,3 +273,57 @@ fn a_full_spool_with_drop_oldest_counts_exactly_what_it_dropped() {
     );
     collector.terminate();
 }
+
+#[test]
+fn records_sent_again_after_a_lost_acknowledgement_keep_their_event_ids() {
+    // Kafka has every batch, but the collector dies and its acknowledgement cursor is lost
+    // (it is deliberately not fsynced): every record still in the spool goes out again. The
+    // repeats must carry the same event ids, so that dropping repeats leaves each line once.
+    let kafka = dev_kafka("replay");
+    let tenant = varde_core::Kommunenummer::parse("1106").expect("Haugesund");
+    let topic = events_topic(&kafka.topic_prefix, tenant);
+    create_topic(&kafka, &topic);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    append_lines(&log, lines(0..1000));
+    let config = dir.path().join("collector.toml");
+    let metrics_port = free_port();
+    std::fs::write(
+        &config,
+        config_text(
+            "k1106-replay",
+            "1106",
+            &dir.path().join("state"),
+            &kafka,
+            metrics_port,
+            &format!(
+                "[batch]\nmax_rows = 100\nmax_delay_ms = 20\n\n[spool]\nmax_bytes = 67108864\nsegment_bytes = 16777216\n\n[[sources]]\ntype = \"file\"\npath = \"{}\"\n",
+                log.display()
+            ),
+        ),
+    )
+    .expect("config");
+    let metrics = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let mut collector = Collector::start(&config, dir.path());
+    let mut reader = Reader::new(&kafka, &topic);
+    reader.until("the first 1000 lines", |e| distinct(e) >= 1000);
+    eventually("every batch acknowledged", || {
+        let (_, page) = http_get(metrics, "/metrics")?;
+        (metric(&page, "varde_collector_spool_records")? == 0.0).then_some(())
+    });
+    let first = reader.events.len();
+    collector.kill_9();
+    std::fs::remove_file(dir.path().join("state/spool/ack")).expect("the cursor file exists");
+
+    let mut collector = Collector::start(&config, dir.path());
+    append_lines(&log, lines(1000..1200));
+    reader.until("the replayed batches and 200 new lines", |e| {
+        e.len() >= first + 1000 && distinct(e) >= 1200
+    });
+    eprintln!(
+        "{} events read for 1200 lines: the first 1000 arrived twice",
+        reader.events.len()
+    );
+    expect_exactly_once(&reader, 1200);
+    collector.terminate();
+}
