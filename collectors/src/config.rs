@@ -2,6 +2,12 @@
 //!
 //! Unknown keys are rejected with their line and column, so a typo never silently disables a
 //! setting. See `deploy/examples/collector.toml` for a commented example.
+//!
+//! ## Environment overrides
+//! A few values can come from the environment instead, which wins over the file (handy for
+//! secrets and for systemd drop-ins): see [`ENV_OVERRIDES`]. For example
+//! `VARDE_COLLECTOR_KAFKA_BROKERS=kafka1.cert.example:9093` or
+//! `VARDE_COLLECTOR_KAFKA_SASL_PASSWORD=…` (kept out of the file).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +15,55 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use varde_core::{CollectorId, Kommunenummer};
 use varde_transport::kafka::KafkaSettings;
+
+use crate::spool::SpoolConfig;
+
+/// Environment variables that override configuration values: (variable, TOML path, kind).
+/// `kind` is `"str"` or `"int"`. `kafka.properties.*` entries set librdkafka properties.
+pub const ENV_OVERRIDES: &[(&str, &str, &str)] = &[
+    ("VARDE_COLLECTOR_ID", "collector_id", "str"),
+    ("VARDE_COLLECTOR_TENANT", "tenant", "str"),
+    ("VARDE_COLLECTOR_STATE_DIR", "state_dir", "str"),
+    ("VARDE_COLLECTOR_KAFKA_BROKERS", "kafka.brokers", "str"),
+    (
+        "VARDE_COLLECTOR_KAFKA_TOPIC_PREFIX",
+        "kafka.topic_prefix",
+        "str",
+    ),
+    (
+        "VARDE_COLLECTOR_KAFKA_COMPRESSION",
+        "kafka.compression",
+        "str",
+    ),
+    (
+        "VARDE_COLLECTOR_KAFKA_SECURITY_PROTOCOL",
+        "kafka.properties.security.protocol",
+        "str",
+    ),
+    (
+        "VARDE_COLLECTOR_KAFKA_SASL_MECHANISM",
+        "kafka.properties.sasl.mechanism",
+        "str",
+    ),
+    (
+        "VARDE_COLLECTOR_KAFKA_SASL_USERNAME",
+        "kafka.properties.sasl.username",
+        "str",
+    ),
+    (
+        "VARDE_COLLECTOR_KAFKA_SASL_PASSWORD",
+        "kafka.properties.sasl.password",
+        "str",
+    ),
+    (
+        "VARDE_COLLECTOR_KAFKA_SSL_CA_LOCATION",
+        "kafka.properties.ssl.ca.location",
+        "str",
+    ),
+    ("VARDE_COLLECTOR_SPOOL_DIR", "spool.dir", "str"),
+    ("VARDE_COLLECTOR_SPOOL_MAX_BYTES", "spool.max_bytes", "int"),
+    ("VARDE_COLLECTOR_METRICS_LISTEN", "metrics.listen", "str"),
+];
 
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +109,12 @@ pub struct CollectorConfig {
     /// Personal data minimisation at the edge (see [`crate::privacy`]).
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    /// The disk spool between batches and Kafka.
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    /// `/metrics` and `/health`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// The `[privacy]` section: how personal data is pseudonymised before anything leaves the
@@ -132,6 +193,15 @@ impl PrivacyConfig {
     }
 }
 
+/// Where `/metrics` (Prometheus text) and `/health` are served.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address to listen on, e.g. `127.0.0.1:9464`; absent: no HTTP endpoint.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/varde-collector")
 }
@@ -150,6 +220,20 @@ pub struct BatchConfig {
     /// it is retried (default 30000).
     #[serde(default = "default_publish_timeout_ms")]
     pub publish_timeout_ms: u64,
+    /// Spooled batches published concurrently (default 4; order is kept).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// On shutdown, how long to keep publishing what is spooled, in milliseconds (default
+    /// 5000). What is left stays in the spool for the next start.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+}
+
+fn default_max_in_flight() -> usize {
+    4
+}
+fn default_drain_timeout_ms() -> u64 {
+    5000
 }
 
 fn default_max_rows() -> usize {
@@ -168,6 +252,8 @@ impl Default for BatchConfig {
             max_rows: default_max_rows(),
             max_delay_ms: default_max_delay_ms(),
             publish_timeout_ms: default_publish_timeout_ms(),
+            max_in_flight: default_max_in_flight(),
+            drain_timeout_ms: default_drain_timeout_ms(),
         }
     }
 }
@@ -176,16 +262,51 @@ impl Default for BatchConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
-    /// Syslog over TCP, newline-framed.
+    /// Syslog over TCP; framing (RFC 6587 octet counting or newlines) detected per connection.
     SyslogTcp {
         /// Address to listen on, e.g. `127.0.0.1:5514`.
         listen: SocketAddr,
     },
-    /// A file of syslog lines, read from the beginning and then followed as it grows.
+    /// Syslog over UDP, one message per datagram.
+    SyslogUdp {
+        /// Address to listen on, e.g. `127.0.0.1:5514`.
+        listen: SocketAddr,
+        /// Socket receive buffer in bytes (`SO_RCVBUF`; the kernel caps it at
+        /// `net.core.rmem_max`). Default: the system's.
+        #[serde(default)]
+        receive_buffer_bytes: Option<usize>,
+    },
+    /// Syslog over TLS (RFC 5425); framing as for TCP.
+    SyslogTls {
+        /// Address to listen on, e.g. `0.0.0.0:6514`.
+        listen: SocketAddr,
+        /// The server certificate chain (PEM).
+        cert: PathBuf,
+        /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+        /// If set, senders must present a certificate signed by this CA (PEM).
+        #[serde(default)]
+        client_ca: Option<PathBuf>,
+    },
+    /// A file of syslog lines, read from its checkpoint (or beginning) and followed as it grows,
+    /// through rotation by rename and copytruncate.
     File {
-        /// The file.
+        /// The file, or a pattern with `*` and `?` in the file name only (e.g.
+        /// `/var/log/nginx/*.log`): every matching file is followed, new ones within seconds.
         path: PathBuf,
     },
+}
+
+impl SourceConfig {
+    /// A short name for logs and metrics labels, e.g. `syslog_tcp:127.0.0.1:5514`.
+    pub fn label(&self) -> String {
+        match self {
+            SourceConfig::SyslogTcp { listen } => format!("syslog_tcp:{listen}"),
+            SourceConfig::SyslogUdp { listen, .. } => format!("syslog_udp:{listen}"),
+            SourceConfig::SyslogTls { listen, .. } => format!("syslog_tls:{listen}"),
+            SourceConfig::File { path } => format!("file:{}", path.display()),
+        }
+    }
 }
 
 impl CollectorConfig {
@@ -198,26 +319,126 @@ impl CollectorConfig {
         Self::parse(&text, path)
     }
 
-    /// Parses and validates configuration text; `path` is used in messages only.
+    /// Parses and validates configuration text; `path` is used in messages only. The
+    /// process environment's overrides ([`ENV_OVERRIDES`]) apply.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: CollectorConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        Self::parse_with_env(text, path, |k| std::env::var(k).ok())
+    }
+
+    /// [`CollectorConfig::parse`] with the environment given as a function (for tests).
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_owned(),
             message,
         };
+        let overrides: Vec<(&str, &str, &str, String)> = ENV_OVERRIDES
+            .iter()
+            .filter_map(|(var, key, kind)| env(var).map(|v| (*var, *key, *kind, v)))
+            .collect();
+        let config: CollectorConfig =
+            if overrides.is_empty() {
+                toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?
+            } else {
+                let mut table: toml::Table = toml::from_str(text)
+                    .map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
+                let names: Vec<&str> = overrides.iter().map(|o| o.0).collect();
+                for (var, key, kind, value) in &overrides {
+                    let value =
+                        if *kind == "int" {
+                            toml::Value::Integer(value.trim().parse().map_err(|_| {
+                                invalid(format!("{var} = {value:?} is not an integer"))
+                            })?)
+                        } else {
+                            toml::Value::String(value.clone())
+                        };
+                    set_path(&mut table, key, value);
+                }
+                toml::Value::Table(table)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        invalid(format!(
+                            "with environment overrides {}: {}",
+                            names.join(", "),
+                            e.to_string().trim_end()
+                        ))
+                    })?
+            };
         if config.batch.max_rows == 0 || config.batch.max_rows > 1_000_000 {
             return Err(invalid(format!(
                 "batch.max_rows = {} is outside 1..=1000000",
                 config.batch.max_rows
             )));
         }
+        if config.batch.max_in_flight == 0 || config.batch.max_in_flight > 64 {
+            return Err(invalid(format!(
+                "batch.max_in_flight = {} is outside 1..=64",
+                config.batch.max_in_flight
+            )));
+        }
         if config.kafka.brokers.trim().is_empty() {
             return Err(invalid("kafka.brokers is empty".into()));
         }
+        config.spool.validate().map_err(invalid)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for source in &config.sources {
+            if let SourceConfig::File { path: file } = source
+                && file.parent().is_some_and(|d| {
+                    d.as_os_str()
+                        .as_encoded_bytes()
+                        .iter()
+                        .any(|b| matches!(b, b'*' | b'?'))
+                })
+            {
+                return Err(invalid(format!(
+                    "file source {}: wildcards are allowed in the file name only",
+                    file.display()
+                )));
+            }
+            let label = source.label();
+            if !seen.insert(label.clone()) {
+                return Err(invalid(format!("source {label} is configured twice")));
+            }
+        }
         Ok(config)
+    }
+
+    /// The spool's settings with its directory resolved (`<state_dir>/spool` by default).
+    pub fn spool_config(&self) -> SpoolConfig {
+        let mut spool = self.spool.clone();
+        if spool.dir.is_none() {
+            spool.dir = Some(self.state_dir.join("spool"));
+        }
+        spool
+    }
+}
+
+/// Sets `a.b.c` in a TOML table; `kafka.properties.<rest>` takes the whole rest as one key
+/// (librdkafka property names contain dots).
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let parts: Vec<&str> = if let Some(prop) = key.strip_prefix("kafka.properties.") {
+        vec!["kafka", "properties", prop]
+    } else {
+        key.split('.').collect()
+    };
+    let mut t = table;
+    for part in &parts[..parts.len() - 1] {
+        let entry = t
+            .entry((*part).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(inner) = entry else {
+            return;
+        };
+        t = inner;
+    }
+    if let Some(last) = parts.last() {
+        t.insert((*last).to_owned(), value);
     }
 }
 
@@ -312,5 +533,84 @@ path = "/var/log/syslog"
         assert!(err(GOOD.replace("k0301-test", "bad id")).contains("not a valid collector id"));
         assert!(err(GOOD.replace("syslog_tcp", "carrier_pigeon")).contains("carrier_pigeon"));
         assert!(err(format!("{GOOD}\n[batch]\nmax_rows = 0\n")).contains("max_rows"));
+        assert!(
+            err(format!(
+                "{GOOD}\n[spool]\nmax_bytes = 1000000\nsegment_bytes = 500000\n"
+            ))
+            .contains("spool.segment_bytes")
+        );
+        assert!(err(format!("{GOOD}\n[spool]\nwhen_full = \"panic\"\n")).contains("panic"));
+        assert!(
+            err(format!(
+                "{GOOD}\n[[sources]]\ntype = \"file\"\npath = \"/var/log/syslog\"\n"
+            ))
+            .contains("twice")
+        );
+    }
+
+    #[test]
+    fn every_source_type_and_the_spool_parse() {
+        let text = format!(
+            "{GOOD}
+[[sources]]
+type = \"syslog_udp\"
+listen = \"127.0.0.1:5514\"
+receive_buffer_bytes = 4194304
+
+[[sources]]
+type = \"syslog_tls\"
+listen = \"0.0.0.0:6514\"
+cert = \"/etc/varde/tls.crt\"
+key = \"/etc/varde/tls.key\"
+
+[spool]
+max_bytes = 104857600
+fsync = \"interval\"
+fsync_interval_ms = 200
+when_full = \"drop_oldest\"
+
+[metrics]
+listen = \"127.0.0.1:9464\"
+
+[kafka.properties]
+\"security.protocol\" = \"sasl_ssl\"
+"
+        )
+        .replace(
+            "[kafka]\nbrokers = \"127.0.0.1:19092\"",
+            "[kafka]\nbrokers = \"127.0.0.1:19092\"\ncompression = \"lz4\"",
+        );
+        let c =
+            CollectorConfig::parse_with_env(&text, Path::new("c.toml"), |_| None).expect("valid");
+        assert_eq!(c.sources.len(), 4);
+        assert_eq!(c.spool.when_full, crate::spool::FullPolicy::DropOldest);
+        assert_eq!(c.spool_config().dir, Some(PathBuf::from("/tmp/x/spool")));
+        assert_eq!(
+            c.metrics.listen,
+            Some("127.0.0.1:9464".parse().expect("addr"))
+        );
+        assert_eq!(c.kafka.compression.as_str(), "lz4");
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let env = |k: &str| match k {
+            "VARDE_COLLECTOR_KAFKA_BROKERS" => Some("kafka.cert.example:9093".to_owned()),
+            "VARDE_COLLECTOR_KAFKA_SASL_PASSWORD" => Some("s3cret".to_owned()),
+            "VARDE_COLLECTOR_SPOOL_MAX_BYTES" => Some("2097152".to_owned()),
+            _ => None,
+        };
+        let c = CollectorConfig::parse_with_env(GOOD, Path::new("c.toml"), env).expect("valid");
+        assert_eq!(c.kafka.brokers, "kafka.cert.example:9093");
+        assert_eq!(
+            c.kafka.properties.get("sasl.password").map(String::as_str),
+            Some("s3cret")
+        );
+        assert_eq!(c.spool.max_bytes, 2_097_152);
+        let bad = |k: &str| (k == "VARDE_COLLECTOR_SPOOL_MAX_BYTES").then(|| "lots".to_owned());
+        let err = CollectorConfig::parse_with_env(GOOD, Path::new("c.toml"), bad)
+            .expect_err("not a number")
+            .to_string();
+        assert!(err.contains("VARDE_COLLECTOR_SPOOL_MAX_BYTES"), "{err}");
     }
 }

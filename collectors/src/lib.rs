@@ -13,8 +13,12 @@
 //!   `oidc_login` (and `windows_event` from JSON).
 //! - [`edge`]: the one entry point of the delivery side, [`edge::edge_event`]: syslog parsing →
 //!   format detection → privacy, with per-source counters.
-//! - [`sources`]: syslog over TCP, files.
-//! - [`shipper`]: batching, batch sequence numbers, publishing with retries.
+//! - [`sources`]: syslog over UDP, TCP and TLS (RFC 6587 framing detected per connection);
+//!   files and file patterns, followed through rotation, resumed from their checkpoints.
+//! - [`shipper`]: batching, batch sequence numbers; the sender that publishes from the spool.
+//! - [`spool`]: the disk spool between the batcher and Kafka (write-ahead, checksummed,
+//!   bounded); records leave it only once Kafka acknowledged them.
+//! - [`metrics`]: `/metrics` (Prometheus text) and `/health` on a local port.
 //! - [`sample`]: synthetic municipal syslog (and edge input: access logs, IIS, JSON logins,
 //!   lines with identity numbers) for the demo, the tests and the benchmarks.
 //!
@@ -24,9 +28,11 @@
 
 pub mod config;
 pub mod edge;
+pub mod metrics;
 pub mod parse;
 pub mod privacy;
 pub mod sample;
 pub mod shipper;
 pub mod sources;
+pub mod spool;
 pub mod syslog;

@@ -1,20 +1,33 @@
-//! From events to acknowledged envelopes: batching per source kind, batch sequence numbers, and
-//! publishing with retries.
+//! From events to acknowledged envelopes: batching per source kind, batch sequence numbers,
+//! the spool, and the sender that publishes from it.
 //!
-//! Sources send [`Event`]s into a bounded channel; one [`Shipper`] task turns them into
-//! envelopes and publishes them. When the broker is slow or away the channel fills and sources
-//! stop reading (TCP senders are pushed back), so nothing is dropped.
+//! Sources send [`Input`]s into a bounded channel; one [`Shipper`] task turns them into
+//! envelopes and hands each closed batch to a [`Sink`]:
+//!
+//! - in the collector, [`SpoolSink`]: the envelope is written to the disk spool
+//!   ([`crate::spool`]) and [`send_from_spool`] publishes it from there, deleting it only once
+//!   Kafka acknowledged it. When the spool is full (policy `block`) the sink waits, the channel
+//!   fills and sources stop reading: TCP senders are pushed back.
+//! - in `varde demo` and unit tests, any [`Publisher`] directly (retrying until acknowledged).
+//!
+//! A batch's sequence number is issued once, when the batch is closed, and travels inside the
+//! envelope, so a batch sent again after a restart keeps its event ids.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use tracing::{debug, warn};
-use varde_core::{BatchBuilder, CollectorId, Envelope, Event, Kommunenummer, SourceKind};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+use varde_core::{
+    BatchBuilder, CollectorId, Envelope, EnvelopeHeader, Event, Kommunenummer, SourceKind,
+};
 use varde_transport::{Publisher, events_topic};
+
+use crate::spool::{Appended, Checkpoint, SpoolError, SpoolHandle};
 
 /// Counters of one collector, shared by its tasks.
 #[derive(Debug, Default)]
@@ -33,6 +46,10 @@ pub struct Stats {
     pub bytes_out: AtomicU64,
     /// Failed publish attempts (each was retried).
     pub publish_errors: AtomicU64,
+    /// Events written to the spool.
+    pub events_spooled: AtomicU64,
+    /// Events in acknowledged batches, per source kind (indexed by [`SourceKind::code`]).
+    pub events_out_by_kind: [AtomicU64; 16],
 }
 
 impl Stats {
@@ -117,40 +134,186 @@ pub struct ShipperSettings {
 pub enum Input {
     /// An event of a kind.
     Event(SourceKind, Event),
+    /// An event from a file source, with the file position after it: the position is stored
+    /// in the spool with the batch, so a restart resumes after the last spooled line.
+    Tracked(SourceKind, Event, Checkpoint),
     /// Send everything buffered now and acknowledge on the channel when it is acknowledged.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
-/// Batches events and publishes envelopes.
-pub struct Shipper<P: Publisher> {
+/// A closed batch, encoded, ready for its sink.
+#[derive(Debug)]
+pub struct ClosedBatch {
+    /// Source kind.
+    pub kind: SourceKind,
+    /// Batch sequence number (inside the envelope too).
+    pub seq: u64,
+    /// Events in it.
+    pub rows: u32,
+    /// The encoded envelope.
+    pub envelope: Vec<u8>,
+    /// Positions of the file sources whose events it holds.
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+/// Where the [`Shipper`] hands closed batches.
+pub trait Sink: Send {
+    /// Takes a batch; returns once it is safe (acknowledged, or in the spool). Counts what it
+    /// did in `stats`.
+    fn deliver(&mut self, batch: ClosedBatch, stats: &Stats) -> impl Future<Output = ()> + Send;
+}
+
+/// A sink that publishes directly, retrying until acknowledged (no spool: `varde demo`, tests).
+pub struct DirectSink<P: Publisher> {
     publisher: P,
+    topic: String,
+    key: Vec<u8>,
+}
+
+impl<P: Publisher> Sink for DirectSink<P> {
+    async fn deliver(&mut self, batch: ClosedBatch, stats: &Stats) {
+        publish_until_acked(
+            &self.publisher,
+            &self.topic,
+            &self.key,
+            &batch.envelope,
+            stats,
+            batch.seq,
+        )
+        .await;
+        count_out(
+            stats,
+            batch.kind,
+            u64::from(batch.rows),
+            batch.envelope.len(),
+        );
+    }
+}
+
+/// Publishes one envelope, retrying with backoff until the broker acknowledges it.
+async fn publish_until_acked<P: Publisher>(
+    publisher: &P,
+    topic: &str,
+    key: &[u8],
+    bytes: &[u8],
+    stats: &Stats,
+    seq: u64,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match publisher.publish(topic, key, bytes).await {
+            Ok(()) => return,
+            Err(e) => {
+                Stats::add(&stats.publish_errors, 1);
+                warn!(error = %e, %topic, seq, retry_in = ?backoff, "publish failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// The collector's sink: the disk spool.
+#[derive(Debug, Clone)]
+pub struct SpoolSink {
+    spool: SpoolHandle,
+}
+
+impl SpoolSink {
+    /// A sink writing to `spool`.
+    pub fn new(spool: SpoolHandle) -> Self {
+        SpoolSink { spool }
+    }
+}
+
+impl Sink for SpoolSink {
+    async fn deliver(&mut self, batch: ClosedBatch, stats: &Stats) {
+        let envelope = Arc::new(batch.envelope);
+        let checkpoints = Arc::new(batch.checkpoints);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self
+                .spool
+                .append(envelope.clone(), batch.rows, checkpoints.clone())
+                .await
+            {
+                Ok(Appended::Stored) => {
+                    Stats::add(&stats.events_spooled, u64::from(batch.rows));
+                    return;
+                }
+                Ok(Appended::DroppedItself) => {
+                    // Handed to the spool, which had to drop it at once (counted there), so
+                    // that spooled = acknowledged + dropped + waiting holds.
+                    Stats::add(&stats.events_spooled, u64::from(batch.rows));
+                    return;
+                }
+                Err(e @ SpoolError::TooLarge { .. }) => {
+                    Stats::add(&stats.events_rejected, u64::from(batch.rows));
+                    error!(error = %e, seq = batch.seq, rows = batch.rows, "batch rejected by the spool");
+                    return;
+                }
+                Err(e) => {
+                    // A disk error: keep the batch and retry; sources wait meanwhile.
+                    error!(error = %e, retry_in = ?backoff, "cannot write to the spool");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+/// One open batch of a kind.
+struct OpenBatch {
+    builder: BatchBuilder,
+    started: Instant,
+    checkpoints: BTreeMap<String, (u64, u64)>,
+}
+
+/// Batches events and hands closed batches to its sink.
+pub struct Shipper<S: Sink> {
+    sink: S,
     settings: ShipperSettings,
     sequence: SequenceSource,
     stats: Arc<Stats>,
-    open: BTreeMap<SourceKind, (BatchBuilder, Instant)>,
-    topic: String,
+    open: BTreeMap<SourceKind, OpenBatch>,
 }
 
-impl<P: Publisher> Shipper<P> {
-    /// A shipper publishing through `publisher`.
+impl<P: Publisher> Shipper<DirectSink<P>> {
+    /// A shipper publishing directly through `publisher` (no spool: `varde demo`, tests).
     pub fn new(
         publisher: P,
         settings: ShipperSettings,
         sequence: SequenceSource,
         stats: Arc<Stats>,
     ) -> Self {
-        let topic = events_topic(&settings.topic_prefix, settings.tenant);
-        Shipper {
+        let sink = DirectSink {
             publisher,
+            topic: events_topic(&settings.topic_prefix, settings.tenant),
+            key: settings.collector_id.as_str().as_bytes().to_vec(),
+        };
+        Shipper::with_sink(sink, settings, sequence, stats)
+    }
+}
+
+impl<S: Sink> Shipper<S> {
+    /// A shipper handing closed batches to `sink`.
+    pub fn with_sink(
+        sink: S,
+        settings: ShipperSettings,
+        sequence: SequenceSource,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Shipper {
+            sink,
             settings,
             sequence,
             stats,
             open: BTreeMap::new(),
-            topic,
         }
     }
 
-    /// Runs until every sender of `inputs` is gone, then sends what is left.
+    /// Runs until every sender of `inputs` is gone, then closes what is left.
     pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
         let tick = (self.settings.max_delay / 4).max(Duration::from_millis(10));
         let mut ticker = tokio::time::interval(tick);
@@ -159,6 +322,9 @@ impl<P: Publisher> Shipper<P> {
             tokio::select! {
                 input = inputs.recv() => match input {
                     Some(Input::Event(kind, event)) => self.push(kind, &event).await,
+                    Some(Input::Tracked(kind, event, checkpoint)) => {
+                        self.push_tracked(kind, &event, Some(checkpoint)).await;
+                    }
                     Some(Input::Flush(done)) => {
                         self.flush_all().await;
                         let _ = done.send(());
@@ -171,25 +337,38 @@ impl<P: Publisher> Shipper<P> {
         self.flush_all().await;
     }
 
-    /// Appends one event, sending its batch when full.
+    /// Appends one event, closing its batch when full.
     pub async fn push(&mut self, kind: SourceKind, event: &Event) {
+        self.push_tracked(kind, event, None).await;
+    }
+
+    /// Appends one event and the file position after it.
+    pub async fn push_tracked(
+        &mut self,
+        kind: SourceKind,
+        event: &Event,
+        checkpoint: Option<Checkpoint>,
+    ) {
         Stats::add(&self.stats.events_in, 1);
         let s = &self.settings;
-        let (builder, started) = self.open.entry(kind).or_insert_with(|| {
-            (
-                BatchBuilder::new(kind, s.tenant, s.collector_id.clone(), s.max_rows),
-                Instant::now(),
-            )
+        let open = self.open.entry(kind).or_insert_with(|| OpenBatch {
+            builder: BatchBuilder::new(kind, s.tenant, s.collector_id.clone(), s.max_rows),
+            started: Instant::now(),
+            checkpoints: BTreeMap::new(),
         });
-        if builder.is_empty() {
-            *started = Instant::now();
+        if open.builder.is_empty() {
+            open.started = Instant::now();
         }
-        if let Err(e) = builder.push(event) {
+        if let Some(c) = checkpoint {
+            // Recorded even when the event is rejected below: the line was handled.
+            open.checkpoints.insert(c.key, (c.file_id, c.offset));
+        }
+        if let Err(e) = open.builder.push(event) {
             Stats::add(&self.stats.events_rejected, 1);
             warn!(error = %e, %kind, "event rejected by the batch builder");
             return;
         }
-        if builder.len() >= self.settings.max_rows {
+        if open.builder.len() >= self.settings.max_rows {
             self.flush(kind).await;
         }
     }
@@ -198,8 +377,8 @@ impl<P: Publisher> Shipper<P> {
         let due: Vec<SourceKind> = self
             .open
             .iter()
-            .filter(|(_, (b, started))| {
-                !b.is_empty() && started.elapsed() >= self.settings.max_delay
+            .filter(|(_, o)| {
+                !o.builder.is_empty() && o.started.elapsed() >= self.settings.max_delay
             })
             .map(|(k, _)| *k)
             .collect();
@@ -208,7 +387,7 @@ impl<P: Publisher> Shipper<P> {
         }
     }
 
-    /// Sends every open batch.
+    /// Closes every open batch.
     pub async fn flush_all(&mut self) {
         let kinds: Vec<SourceKind> = self.open.keys().copied().collect();
         for kind in kinds {
@@ -216,16 +395,24 @@ impl<P: Publisher> Shipper<P> {
         }
     }
 
-    /// Sends the open batch of `kind`, retrying until the broker acknowledges it.
+    /// Closes the open batch of `kind` and hands it to the sink.
     async fn flush(&mut self, kind: SourceKind) {
-        let Some((builder, _)) = self.open.get_mut(&kind) else {
+        let Some(open) = self.open.get_mut(&kind) else {
             return;
         };
-        if builder.is_empty() {
+        if open.builder.is_empty() {
             return;
         }
-        let rows = builder.len() as u64;
-        let batch = match builder.finish() {
+        let rows = open.builder.len() as u64;
+        let checkpoints: Vec<Checkpoint> = std::mem::take(&mut open.checkpoints)
+            .into_iter()
+            .map(|(key, (file_id, offset))| Checkpoint {
+                key,
+                file_id,
+                offset,
+            })
+            .collect();
+        let batch = match open.builder.finish() {
             Ok(b) => b,
             Err(e) => {
                 // Cannot happen for rows the builder accepted; count rather than crash.
@@ -254,23 +441,128 @@ impl<P: Publisher> Shipper<P> {
                 return;
             }
         };
-        let key = s.collector_id.as_str().as_bytes().to_vec();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.publisher.publish(&self.topic, &key, &bytes).await {
-                Ok(()) => break,
-                Err(e) => {
-                    Stats::add(&self.stats.publish_errors, 1);
-                    warn!(error = %e, topic = %self.topic, seq, retry_in = ?backoff, "publish failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+        let closed = ClosedBatch {
+            kind,
+            seq,
+            rows: u32::try_from(rows).unwrap_or(u32::MAX),
+            envelope: bytes,
+            checkpoints,
+        };
+        self.sink.deliver(closed, &self.stats).await;
+        debug!(%kind, rows, seq, "batch delivered to its sink");
+    }
+}
+
+fn count_out(stats: &Stats, kind: SourceKind, rows: u64, bytes: usize) {
+    Stats::add(&stats.events_out, rows);
+    Stats::add(&stats.batches_out, 1);
+    Stats::add(&stats.bytes_out, bytes as u64);
+    if let Some(c) = stats.events_out_by_kind.get(usize::from(kind.code())) {
+        Stats::add(c, rows);
+    }
+}
+
+/// Settings of [`send_from_spool`].
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    /// The tenant's events topic.
+    pub topic: String,
+    /// Message key (the collector id: one partition, in order).
+    pub key: Vec<u8>,
+    /// Records published concurrently (librdkafka keeps their order).
+    pub max_in_flight: usize,
+}
+
+/// Publishes the spool's records in order until `stop` turns true; each record is released
+/// from the spool only once Kafka acknowledged it. A failed publish is retried with backoff
+/// (records after a failed one are sent again too, with the same ids).
+pub async fn send_from_spool<P: Publisher>(
+    spool: SpoolHandle,
+    publisher: P,
+    settings: SenderSettings,
+    stats: Arc<Stats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let max = settings.max_in_flight.max(1);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let records = tokio::select! {
+            r = spool.claim(max) => r,
+            _ = stop.changed() => return,
+        };
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "cannot read the spool; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.changed() => return,
                 }
             }
+        };
+        let publishes = futures::future::join_all(
+            records
+                .iter()
+                .map(|r| publisher.publish(&settings.topic, &settings.key, &r.envelope)),
+        );
+        let results = tokio::select! {
+            r = publishes => r,
+            _ = stop.changed() => {
+                // Still in the spool: sent again at the next start, with the same ids.
+                let _ = spool.release().await;
+                return;
+            }
+        };
+        let ok = results.iter().take_while(|r| r.is_ok()).count();
+        for r in &records[..ok] {
+            let kind =
+                EnvelopeHeader::peek(&r.envelope).map_or(SourceKind::Syslog, |(h, _)| h.kind);
+            count_out(&stats, kind, u64::from(r.rows), r.envelope.len());
         }
-        Stats::add(&self.stats.events_out, rows);
-        Stats::add(&self.stats.batches_out, 1);
-        Stats::add(&self.stats.bytes_out, bytes.len() as u64);
-        debug!(%kind, rows, seq, bytes = bytes.len(), "batch acknowledged");
+        let failed = records.len() - ok;
+        let acked: Vec<_> = records.into_iter().take(ok).collect();
+        if !acked.is_empty()
+            && let Err(e) = spool.ack(acked).await
+        {
+            error!(error = %e, "cannot record acknowledgements in the spool");
+        }
+        if failed == 0 {
+            backoff = Duration::from_millis(100);
+            continue;
+        }
+        Stats::add(&stats.publish_errors, 1);
+        if let Some(Err(e)) = results.get(ok) {
+            warn!(error = %e, topic = %settings.topic, retry_in = ?backoff, unsent = failed, "publish failed; records stay in the spool");
+        }
+        if let Err(e) = spool.release().await {
+            error!(error = %e, "cannot release records in the spool");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Waits until the spool holds no unacknowledged record, or `timeout` passes; `true` if empty.
+pub async fn drain(spool: &SpoolHandle, timeout: Option<Duration>) -> bool {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        if spool.depth().0 == 0 {
+            return true;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            info!(
+                records = spool.depth().0,
+                "records left in the spool for the next start"
+            );
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -1,23 +1,37 @@
-//! Inputs: syslog over TCP and files of syslog lines.
+//! Inputs: syslog over UDP, TCP and TLS, and files of syslog lines.
 //!
 //! Every source parses at the edge and sends events into the shipper's bounded channel; when the
-//! channel is full a source waits, which stops it reading its socket or file (backpressure).
+//! channel is full a source waits, which stops it reading its socket or file (backpressure: a
+//! TCP sender's window closes; UDP datagrams overflow the socket's receive buffer, where the
+//! kernel counts them and [`syslog_udp`] reports the count).
+//!
+//! ## TCP framing (RFC 6587)
+//! Decided per connection by its first byte: a digit means *octet counting*
+//! (`<length> <message>`, messages may contain newlines), anything else (normally `<`) means
+//! *non-transparent* framing by LF or CRLF. A connection whose octet count is malformed is
+//! counted as a framing error, logged, and read as newline-framed from there on: no byte is
+//! dropped. Messages longer than [`MAX_LINE`] are cut into pieces of that size.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use varde_core::{SourceKind, Value};
 
 use crate::shipper::{Input, Stats};
+use crate::spool::Checkpoint;
 use crate::syslog::parse_line;
 
 /// Longest line accepted; a longer one is cut into pieces of this size, none dropped.
 pub const MAX_LINE: usize = 64 * 1024;
+/// Largest octet count accepted on a TCP connection; a larger one is a framing error.
+pub const MAX_OCTET_FRAME: usize = 1 << 20;
 
 /// Current time in µs since the epoch.
 pub fn now_us() -> i64 {
@@ -26,14 +40,81 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// Counters of one source (one listener or file), exported by `/metrics` with its name.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    /// Events handed to the shipper.
+    pub events: AtomicU64,
+    /// Bytes of those events' lines.
+    pub bytes: AtomicU64,
+    /// Lines kept raw because they were not valid syslog.
+    pub parse_errors: AtomicU64,
+    /// Malformed or truncated TCP frames (the bytes were still delivered as lines).
+    pub framing_errors: AtomicU64,
+    /// Datagrams the kernel dropped because the socket's receive buffer was full (UDP, from
+    /// `SO_RXQ_OVFL`).
+    pub receive_buffer_drops: AtomicU64,
+    /// Connections accepted (TCP/TLS).
+    pub connections: AtomicU64,
+    /// TLS handshakes that failed.
+    pub tls_handshake_errors: AtomicU64,
+}
+
+/// What every source task needs: the shipper's channel, the counters, the shutdown signal.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// The shipper's input.
+    pub tx: mpsc::Sender<Input>,
+    /// The collector's counters.
+    pub stats: Arc<Stats>,
+    /// This source's counters.
+    pub counters: Arc<SourceCounters>,
+    /// Turns true when the collector stops.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl SourceContext {
+    /// A context for tests and one-off reads: its own channel end, counters and a shutdown
+    /// signal that never fires.
+    pub fn new_test(tx: mpsc::Sender<Input>) -> (Self, watch::Sender<bool>) {
+        let (stop, shutdown) = watch::channel(false);
+        (
+            SourceContext {
+                tx,
+                stats: Arc::new(Stats::default()),
+                counters: Arc::new(SourceCounters::default()),
+                shutdown,
+            },
+            stop,
+        )
+    }
+
+    /// Parses a syslog line and hands it to the shipper; `false` when the shipper is gone.
+    pub async fn send_line(&self, line: &[u8], checkpoint: Option<Checkpoint>) -> bool {
+        let text = String::from_utf8_lossy(line);
+        let event = parse_line(&text, now_us());
+        if event.get("parse_error") == Some(&Value::Bool(true)) {
+            self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
+            self.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters.events.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes
+            .fetch_add(line.len() as u64, Ordering::Relaxed);
+        let input = match checkpoint {
+            Some(c) => Input::Tracked(SourceKind::Syslog, event, c),
+            None => Input::Event(SourceKind::Syslog, event),
+        };
+        self.tx.send(input).await.is_ok()
+    }
+}
+
 /// Parses a syslog line and hands it to the shipper; `false` when the shipper is gone.
 pub async fn send_line(line: &[u8], tx: &mpsc::Sender<Input>, stats: &Stats) -> bool {
     let text = String::from_utf8_lossy(line);
     let event = parse_line(&text, now_us());
     if event.get("parse_error") == Some(&Value::Bool(true)) {
-        stats
-            .parse_errors
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats.parse_errors.fetch_add(1, Ordering::Relaxed);
     }
     tx.send(Input::Event(SourceKind::Syslog, event))
         .await
@@ -43,6 +124,15 @@ pub async fn send_line(line: &[u8], tx: &mpsc::Sender<Input>, stats: &Stats) -> 
 /// Splits complete lines off the front of `buf` (LF or CRLF framing; lines longer than
 /// [`MAX_LINE`] are cut), leaving an incomplete tail in place.
 pub fn take_lines(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    take_lines_with_ends(buf)
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect()
+}
+
+/// Like [`take_lines`], with the number of bytes of `buf` consumed up to the end of each line
+/// (terminator included), for file checkpoints.
+pub fn take_lines_with_ends(buf: &mut Vec<u8>) -> Vec<(Vec<u8>, usize)> {
     let mut lines = Vec::new();
     let mut start = 0;
     loop {
@@ -53,12 +143,12 @@ pub fn take_lines(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
                 if line.last() == Some(&b'\r') {
                     line = &line[..line.len() - 1];
                 }
-                lines.push(line.to_vec());
                 start += i + 1;
+                lines.push((line.to_vec(), start));
             }
             _ if rest.len() > MAX_LINE => {
-                lines.push(rest[..MAX_LINE].to_vec());
                 start += MAX_LINE;
+                lines.push((rest[..MAX_LINE].to_vec(), start));
             }
             _ => break,
         }
@@ -67,25 +157,203 @@ pub fn take_lines(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
     lines
 }
 
-/// Reads `reader` to its end (or until shutdown), sending every line. Returns the number of
-/// lines sent. A final line without a newline is sent too.
-async fn pump<R: AsyncRead + Unpin>(
+/// How a TCP connection frames its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Not known until the first byte arrives.
+    Undecided,
+    /// RFC 6587 octet counting: `<length> <message>`.
+    OctetCounting,
+    /// RFC 6587 non-transparent framing: LF (or CRLF) after each message.
+    NonTransparent,
+}
+
+/// Cuts a TCP byte stream into syslog messages, detecting the framing from the first byte.
+#[derive(Debug)]
+pub struct Framer {
+    mode: Framing,
+    buf: Vec<u8>,
+    /// Octet counting: bytes still to come of the current message, and what came so far.
+    pending: Option<usize>,
+    frame: Vec<u8>,
+    /// Framing errors seen.
+    pub errors: u64,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Framer::new()
+    }
+}
+
+impl Framer {
+    /// A framer for a new connection.
+    pub fn new() -> Self {
+        Framer {
+            mode: Framing::Undecided,
+            buf: Vec::new(),
+            pending: None,
+            frame: Vec::new(),
+            errors: 0,
+        }
+    }
+
+    /// The framing in use.
+    pub fn mode(&self) -> Framing {
+        self.mode
+    }
+
+    /// Adds received bytes; returns the messages completed by them.
+    pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        if self.mode == Framing::Undecided {
+            let skip = self
+                .buf
+                .iter()
+                .take_while(|b| matches!(b, b'\n' | b'\r' | b' ' | b'\t'))
+                .count();
+            self.buf.drain(..skip);
+            match self.buf.first() {
+                None => return out,
+                Some(b) if b.is_ascii_digit() => self.mode = Framing::OctetCounting,
+                Some(_) => self.mode = Framing::NonTransparent,
+            }
+        }
+        if self.mode == Framing::OctetCounting {
+            self.octets(&mut out);
+        }
+        if self.mode == Framing::NonTransparent {
+            out.extend(take_lines(&mut self.buf));
+        }
+        out
+    }
+
+    fn octets(&mut self, out: &mut Vec<Vec<u8>>) {
+        let mut start = 0;
+        loop {
+            if let Some(rem) = self.pending {
+                let room = MAX_LINE - self.frame.len();
+                let n = rem.min(self.buf.len() - start).min(room);
+                self.frame.extend_from_slice(&self.buf[start..start + n]);
+                start += n;
+                let rem = rem - n;
+                if rem == 0 {
+                    out.push(std::mem::take(&mut self.frame));
+                    self.pending = None;
+                } else {
+                    self.pending = Some(rem);
+                    if self.frame.len() == MAX_LINE {
+                        out.push(std::mem::take(&mut self.frame));
+                    }
+                    if start == self.buf.len() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            // Between frames: tolerate the LF some senders add after each message.
+            while start < self.buf.len() && matches!(self.buf[start], b'\n' | b'\r') {
+                start += 1;
+            }
+            let rest = &self.buf[start..];
+            if rest.is_empty() {
+                break;
+            }
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            if digits == rest.len() && digits <= 7 {
+                break; // the length is still arriving
+            }
+            let len = std::str::from_utf8(&rest[..digits])
+                .ok()
+                .and_then(|t| t.parse::<usize>().ok());
+            match (rest.get(digits), len) {
+                (Some(b' '), Some(len)) if (1..=MAX_OCTET_FRAME).contains(&len) && digits <= 7 => {
+                    start += digits + 1;
+                    self.pending = Some(len);
+                }
+                _ => {
+                    // Not octet counting after all: read the rest of the connection as lines.
+                    self.errors += 1;
+                    self.mode = Framing::NonTransparent;
+                    break;
+                }
+            }
+        }
+        self.buf.drain(..start);
+    }
+
+    /// The connection ended: whatever is left (an unterminated line, a truncated frame) as a
+    /// last message. A truncated frame counts as a framing error.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        if self.pending.take().is_some() {
+            self.errors += 1;
+            let mut frame = std::mem::take(&mut self.frame);
+            frame.append(&mut self.buf);
+            return (!frame.is_empty()).then_some(frame);
+        }
+        let rest = std::mem::take(&mut self.buf);
+        let trimmed = rest.iter().all(|b| matches!(b, b'\n' | b'\r'));
+        (!trimmed).then_some(rest)
+    }
+}
+
+/// Reads a connection to its end (or until shutdown), framing and sending every message.
+/// Returns the number of messages sent.
+pub async fn pump_framed<R: AsyncRead + Unpin>(
     mut reader: R,
-    tx: &mpsc::Sender<Input>,
-    stats: &Stats,
-    shutdown: &mut watch::Receiver<bool>,
+    ctx: &SourceContext,
 ) -> std::io::Result<u64> {
-    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut shutdown = ctx.shutdown.clone();
+    let mut framer = Framer::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut sent = 0;
+    let mut errors_seen = 0;
     loop {
         let n = tokio::select! {
             r = reader.read(&mut chunk) => r?,
             _ = shutdown.changed() => 0,
         };
+        let messages = if n == 0 {
+            framer.finish().into_iter().collect()
+        } else {
+            framer.push(&chunk[..n])
+        };
+        if framer.errors > errors_seen {
+            ctx.counters
+                .framing_errors
+                .fetch_add(framer.errors - errors_seen, Ordering::Relaxed);
+            warn!(
+                "syslog/tcp: malformed octet-counted frame; reading the rest of the connection as lines"
+            );
+            errors_seen = framer.errors;
+        }
+        for m in messages {
+            if !ctx.send_line(&m, None).await {
+                return Ok(sent);
+            }
+            sent += 1;
+        }
+        if n == 0 {
+            return Ok(sent);
+        }
+    }
+}
+
+/// Reads `reader` to its end, sending every line (newline framing). Returns the number of
+/// lines sent. A final line without a newline is sent too.
+async fn pump_lines<R: AsyncRead + Unpin>(
+    mut reader: R,
+    ctx: &SourceContext,
+) -> std::io::Result<u64> {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0;
+    loop {
+        let n = reader.read(&mut chunk).await?;
         if n == 0 {
             if !buf.is_empty() {
-                if !send_line(&buf, tx, stats).await {
+                if !ctx.send_line(&buf, None).await {
                     return Ok(sent);
                 }
                 sent += 1;
@@ -94,7 +362,7 @@ async fn pump<R: AsyncRead + Unpin>(
         }
         buf.extend_from_slice(&chunk[..n]);
         for line in take_lines(&mut buf) {
-            if !send_line(&line, tx, stats).await {
+            if !ctx.send_line(&line, None).await {
                 return Ok(sent);
             }
             sent += 1;
@@ -102,17 +370,32 @@ async fn pump<R: AsyncRead + Unpin>(
     }
 }
 
-/// Listens for syslog over TCP (newline framing) until shutdown.
-pub async fn syslog_tcp(
+/// Listens for syslog over TCP (octet counting or newline framing, per connection) until
+/// shutdown.
+pub async fn syslog_tcp(listener: TcpListener, ctx: SourceContext) {
+    serve_tcp(listener, ctx, None).await;
+}
+
+/// Listens for syslog over TLS (RFC 5425; framing as for TCP) until shutdown.
+pub async fn syslog_tls(
     listener: TcpListener,
-    tx: mpsc::Sender<Input>,
-    stats: Arc<Stats>,
-    mut shutdown: watch::Receiver<bool>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    ctx: SourceContext,
 ) {
+    serve_tcp(listener, ctx, Some(acceptor)).await;
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    ctx: SourceContext,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let proto = if tls.is_some() { "tls" } else { "tcp" };
     let local = listener
         .local_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    info!(listen = %local, "syslog/tcp listening");
+    info!(listen = %local, "syslog/{proto} listening");
+    let mut shutdown = ctx.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -120,13 +403,40 @@ pub async fn syslog_tcp(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let tx = tx.clone();
-                let stats = stats.clone();
-                let mut shutdown = shutdown.clone();
+                ctx.counters.connections.fetch_add(1, Ordering::Relaxed);
+                let ctx = ctx.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    match pump(stream, &tx, &stats, &mut shutdown).await {
-                        Ok(n) => info!(%peer, lines = n, "syslog/tcp connection closed"),
-                        Err(e) => warn!(%peer, error = %e, "syslog/tcp connection failed"),
+                    let result = match tls {
+                        None => pump_framed(stream, &ctx).await,
+                        Some(acceptor) => {
+                            let handshake = tokio::time::timeout(
+                                Duration::from_secs(30),
+                                acceptor.accept(stream),
+                            )
+                            .await;
+                            match handshake {
+                                Ok(Ok(stream)) => pump_framed(stream, &ctx).await,
+                                Ok(Err(e)) => {
+                                    ctx.counters
+                                        .tls_handshake_errors
+                                        .fetch_add(1, Ordering::Relaxed);
+                                    warn!(%peer, error = %e, "syslog/tls handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    ctx.counters
+                                        .tls_handshake_errors
+                                        .fetch_add(1, Ordering::Relaxed);
+                                    warn!(%peer, "syslog/tls handshake timed out");
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    match result {
+                        Ok(n) => debug!(%peer, messages = n, "syslog/{proto} connection closed"),
+                        Err(e) => warn!(%peer, error = %e, "syslog/{proto} connection failed"),
                     }
                 });
             }
@@ -138,78 +448,396 @@ pub async fn syslog_tcp(
     }
 }
 
+/// Builds the TLS acceptor of a `syslog_tls` listener from PEM files. With `client_ca`,
+/// senders must present a certificate signed by it (mutual TLS).
+pub fn tls_acceptor(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", cert.display()));
+    }
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in
+                CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))?
+            {
+                let c = c.map_err(|e| format!("{}: {e}", ca.display()))?;
+                roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(certs, key_der)
+        .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Binds a UDP socket for syslog, asks the kernel to report receive-buffer overflows
+/// (`SO_RXQ_OVFL`) and optionally enlarges the receive buffer.
+pub fn bind_udp(
+    listen: std::net::SocketAddr,
+    receive_buffer_bytes: Option<usize>,
+) -> std::io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(listen)?;
+    socket.set_nonblocking(true)?;
+    if let Err(e) = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RxqOvfl, &1) {
+        warn!(error = %e, "SO_RXQ_OVFL unavailable: UDP receive-buffer drops will not be counted");
+    }
+    if let Some(bytes) = receive_buffer_bytes
+        && let Err(e) =
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &bytes)
+    {
+        warn!(error = %e, bytes, "cannot set the UDP receive buffer size");
+    }
+    UdpSocket::from_std(socket)
+}
+
+/// One datagram and the kernel's cumulative drop counter, if it sent one.
+fn recv_datagram(socket: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<u32>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    let mut cmsg = nix::cmsg_space!(u32);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_TRUNC,
+    )
+    .map_err(std::io::Error::from)?;
+    let mut dropped = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::RxqOvfl(n) = c {
+                dropped = Some(n);
+            }
+        }
+    }
+    Ok((msg.bytes, dropped))
+}
+
+/// Receives syslog over UDP until shutdown: one message per datagram (a trailing newline is
+/// removed). Datagrams dropped by the kernel because the receive buffer was full are counted
+/// in [`SourceCounters::receive_buffer_drops`] (Linux `SO_RXQ_OVFL`: the kernel attaches its
+/// cumulative count to each datagram received, so drops show up with the next datagram);
+/// datagrams lost on the network cannot be seen by anyone.
+pub async fn syslog_udp(socket: UdpSocket, ctx: SourceContext) {
+    let local = socket
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    info!(listen = %local, "syslog/udp listening");
+    let mut shutdown = ctx.shutdown.clone();
+    let mut buf = vec![0u8; MAX_LINE];
+    let mut last_drops: u32 = 0;
+    loop {
+        tokio::select! {
+            r = socket.readable() => {
+                if let Err(e) = r {
+                    warn!(error = %e, "syslog/udp: socket error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+        let received = socket.try_io(tokio::io::Interest::READABLE, || {
+            recv_datagram(&socket, &mut buf)
+        });
+        let (len, drops) = match received {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                warn!(error = %e, "syslog/udp: receive failed");
+                continue;
+            }
+        };
+        if let Some(total) = drops
+            && total != last_drops
+        {
+            let new = total.wrapping_sub(last_drops);
+            last_drops = total;
+            ctx.counters
+                .receive_buffer_drops
+                .fetch_add(u64::from(new), Ordering::Relaxed);
+            warn!(
+                dropped = new,
+                total, "syslog/udp: the kernel dropped datagrams (receive buffer full)"
+            );
+        }
+        // MSG_TRUNC makes `len` the datagram's real length: longer than the buffer means cut.
+        let mut data = &buf[..len.min(buf.len())];
+        while let Some(stripped) = data.strip_suffix(b"\n") {
+            data = stripped.strip_suffix(b"\r").unwrap_or(stripped);
+        }
+        if !ctx.send_line(data, None).await {
+            return;
+        }
+    }
+}
+
 /// Reads a whole file of syslog lines once; returns the number of lines sent.
 pub async fn read_file(
     path: &Path,
     tx: &mpsc::Sender<Input>,
-    stats: &Stats,
+    stats: &Arc<Stats>,
 ) -> std::io::Result<u64> {
     let file = tokio::fs::File::open(path).await?;
-    let (_keep, mut never) = watch::channel(false);
-    pump(file, tx, stats, &mut never).await
+    let (_keep, shutdown) = watch::channel(false);
+    let ctx = SourceContext {
+        tx: tx.clone(),
+        stats: stats.clone(),
+        counters: Arc::new(SourceCounters::default()),
+        shutdown,
+    };
+    pump_lines(file, &ctx).await
 }
 
-/// Reads a file from the beginning and follows it as it grows, until shutdown. A file that
-/// shrinks (truncated in place) is read again from its start.
-pub async fn follow_file(
-    path: PathBuf,
-    tx: mpsc::Sender<Input>,
-    stats: Arc<Stats>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut offset: u64 = 0;
-    let mut buf = Vec::new();
+/// The identity of a file (device and inode folded into one number), to notice rotation.
+fn file_id(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.ino() ^ meta.dev().rotate_left(48)
+}
+
+/// Follows a file from its checkpoint (or its beginning), as it grows, until shutdown.
+///
+/// - Every line is sent with the position after it ([`Checkpoint`]); the spool stores the
+///   position with the batch, so after a restart the file is read on from the last line that
+///   reached the spool: nothing is lost and nothing is read twice.
+/// - *Rotation by rename* (logrotate's default): the old file is read to its end (and for one
+///   more second, for an application that has not reopened its log yet), then the new file at
+///   the path from its start.
+/// - *copytruncate*: when the file at the path becomes shorter than the position, it is read
+///   again from its start. (Lines written between logrotate's copy and its truncate are lost
+///   by copytruncate itself: prefer rotation by rename.)
+/// - A checkpoint for a different file (rotated while the collector was down) is ignored:
+///   the new file is read from its start.
+pub async fn follow_file(path: PathBuf, start: Option<(u64, u64)>, ctx: SourceContext) {
+    let mut shutdown = ctx.shutdown.clone();
+    let key = path.to_string_lossy().into_owned();
+    let mut resume = start;
     let mut chunk = vec![0u8; 64 * 1024];
-    loop {
+    'reopen: loop {
         if *shutdown.borrow() {
             return;
         }
-        let opened = tokio::fs::File::open(&path).await;
-        let mut file = match opened {
+        let mut file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) => {
-                warn!(path = %path.display(), error = %e, "cannot open; retrying in 5s");
+                debug!(path = %path.display(), error = %e, "cannot open; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
                     _ = shutdown.changed() => return,
                 }
             }
         };
-        let len = file.metadata().await.map_or(0, |m| m.len());
-        if len < offset {
-            info!(path = %path.display(), "file shrank; reading from the start");
-            offset = 0;
-            buf.clear();
+        let Ok(meta) = file.metadata().await else {
+            continue;
+        };
+        let id = file_id(&meta);
+        let mut offset = match resume.take() {
+            Some((rid, off)) if rid == id && off <= meta.len() => off,
+            Some((rid, _)) if rid == id => {
+                info!(path = %path.display(), "file shorter than its checkpoint (truncated); reading from the start");
+                0
+            }
+            Some(_) => {
+                info!(path = %path.display(), "file replaced since the checkpoint (rotated); reading the new file from the start");
+                0
+            }
+            None => 0,
+        };
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(offset)).await {
+            warn!(path = %path.display(), error = %e, "seek failed");
+            continue;
         }
-        if len > offset {
-            if let Err(e) = file.seek(std::io::SeekFrom::Start(offset)).await {
-                warn!(path = %path.display(), error = %e, "seek failed");
-            } else {
-                loop {
-                    let n = match file.read(&mut chunk).await {
-                        Ok(n) => n,
-                        Err(e) => {
-                            warn!(path = %path.display(), error = %e, "read failed");
-                            break;
-                        }
-                    };
-                    if n == 0 {
-                        break;
-                    }
-                    offset += n as u64;
-                    buf.extend_from_slice(&chunk[..n]);
-                    for line in take_lines(&mut buf) {
-                        if !send_line(&line, &tx, &stats).await {
-                            return;
-                        }
+        let mut buf: Vec<u8> = Vec::new();
+        let mut draining: Option<std::time::Instant> = None;
+        loop {
+            let n = match file.read(&mut chunk).await {
+                Ok(n) => n,
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "read failed; reopening");
+                    resume = Some((id, offset));
+                    continue 'reopen;
+                }
+            };
+            if n > 0 {
+                buf.extend_from_slice(&chunk[..n]);
+                // `buf` starts at file position `offset`; `end` counts from there.
+                let base = offset;
+                for (line, end) in take_lines_with_ends(&mut buf) {
+                    offset = base + end as u64;
+                    if !ctx
+                        .send_line(&line, Some(checkpoint(&key, id, offset)))
+                        .await
+                    {
+                        return;
                     }
                 }
+                continue;
+            }
+            if let Some(since) = draining {
+                // After a rotation the old file is read for one more second, so that lines an
+                // application writes before it reopens its log are not lost.
+                if since.elapsed() < Duration::from_secs(1) {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+                        _ = shutdown.changed() => return,
+                    }
+                }
+                if !buf.is_empty() {
+                    // The old file ends without a newline: its last line is complete now.
+                    let line = std::mem::take(&mut buf);
+                    offset += line.len() as u64;
+                    let cp = checkpoint(&key, id, offset);
+                    if !ctx.send_line(&line, Some(cp)).await {
+                        return;
+                    }
+                }
+                info!(path = %path.display(), "file rotated; reading the new one from the start");
+                continue 'reopen;
+            }
+            // At the end of the file: has it been rotated or truncated?
+            let current = tokio::fs::metadata(&path).await.ok();
+            let rotated = current.as_ref().is_some_and(|m| file_id(m) != id);
+            let truncated = current
+                .as_ref()
+                .is_some_and(|m| file_id(m) == id && m.len() < offset + buf.len() as u64);
+            if rotated {
+                // Read the old file once more: a writer may have added lines after our last
+                // read and before it reopened the new file.
+                draining = Some(std::time::Instant::now());
+                continue;
+            }
+            if truncated {
+                info!(path = %path.display(), "file truncated (copytruncate); reading from the start");
+                resume = Some((id, 0));
+                continue 'reopen;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Whether a file source's path is a pattern: `*` or `?` in its file name.
+pub fn is_glob(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| {
+        n.as_encoded_bytes()
+            .iter()
+            .any(|b| matches!(b, b'*' | b'?'))
+    })
+}
+
+/// Matches a file name against a pattern of `*` (any run of bytes) and `?` (one byte).
+pub fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    p = sp + 1;
+                    n = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// The files in the pattern's directory whose names match it, sorted.
+fn glob_matches(pattern: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| wildcard_match(name.as_encoded_bytes(), e.file_name().as_encoded_bytes()))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Follows every file matching `pattern` (wildcards `*` and `?` in the file name only), each
+/// as [`follow_file`] does, and picks up new matching files every two seconds.
+///
+/// Make the pattern match the live files only (`/var/log/nginx/*.log`, not `*.log*`): a rotated
+/// file that still matches would be read again under its new name.
+pub async fn follow_glob(
+    pattern: PathBuf,
+    checkpoints: std::collections::BTreeMap<String, (u64, u64)>,
+    ctx: SourceContext,
+) {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut followed = std::collections::BTreeSet::new();
+    let mut tasks = Vec::new();
+    info!(pattern = %pattern.display(), "following files matching a pattern");
+    loop {
+        let pattern2 = pattern.clone();
+        let matches = tokio::task::spawn_blocking(move || glob_matches(&pattern2))
+            .await
+            .unwrap_or_default();
+        for path in matches {
+            if followed.insert(path.clone()) {
+                info!(path = %path.display(), "following a new file");
+                let start = checkpoints.get(path.to_string_lossy().as_ref()).copied();
+                tasks.push(tokio::spawn(follow_file(path, start, ctx.clone())));
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => break,
         }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+fn checkpoint(key: &str, file_id: u64, offset: u64) -> Checkpoint {
+    Checkpoint {
+        key: key.to_owned(),
+        file_id,
+        offset,
     }
 }
 
@@ -250,6 +878,227 @@ mod tests {
             let want: Vec<Vec<u8>> = lines.iter().map(|l| l.clone().into_bytes()).collect();
             prop_assert_eq!(out, want);
         }
+    }
+
+    /// Feeds `data` to a new framer in the pieces given by `cuts`; returns the messages and
+    /// the framer.
+    fn frame_in_pieces(data: &[u8], cuts: &[prop::sample::Index]) -> (Vec<Vec<u8>>, Framer) {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+        points.push(0);
+        points.push(data.len());
+        points.sort_unstable();
+        let mut framer = Framer::new();
+        let mut out = Vec::new();
+        for w in points.windows(2) {
+            out.extend(framer.push(&data[w[0]..w[1]]));
+        }
+        out.extend(framer.finish());
+        (out, framer)
+    }
+
+    #[test]
+    fn framing_is_detected_per_connection() {
+        let mut f = Framer::new();
+        assert_eq!(
+            f.push(b"<13>a\n<13>b\n"),
+            vec![b"<13>a".to_vec(), b"<13>b".to_vec()]
+        );
+        assert_eq!(f.mode(), Framing::NonTransparent);
+
+        let mut f = Framer::new();
+        let got = f.push(b"9 <13>a\nb c11 <13>second\n");
+        assert_eq!(got, vec![b"<13>a\nb c".to_vec(), b"<13>second\n".to_vec()]);
+        assert_eq!(f.mode(), Framing::OctetCounting);
+        assert_eq!(f.finish(), None);
+        assert_eq!(f.errors, 0);
+    }
+
+    #[test]
+    fn a_bad_octet_count_falls_back_to_lines_keeping_every_byte() {
+        let mut f = Framer::new();
+        let mut got = f.push(b"5 <13>a12x oops\n<13>b\n");
+        got.extend(f.finish());
+        assert_eq!(
+            got,
+            vec![b"<13>a".to_vec(), b"12x oops".to_vec(), b"<13>b".to_vec()]
+        );
+        assert_eq!(f.errors, 1);
+        assert_eq!(f.mode(), Framing::NonTransparent);
+    }
+
+    #[test]
+    fn a_connection_closed_mid_frame_delivers_the_partial_frame_and_counts_it() {
+        let mut f = Framer::new();
+        assert!(f.push(b"20 <13>only ten").is_empty());
+        assert_eq!(f.finish(), Some(b"<13>only ten".to_vec()));
+        assert_eq!(f.errors, 1);
+    }
+
+    #[test]
+    fn octet_frames_longer_than_max_line_are_cut_not_dropped() {
+        let body = vec![b'y'; MAX_LINE + 10];
+        let mut data = format!("{} ", body.len()).into_bytes();
+        data.extend_from_slice(&body);
+        let mut f = Framer::new();
+        let got = f.push(&data);
+        assert_eq!(
+            got.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![MAX_LINE, 10]
+        );
+    }
+
+    proptest! {
+        /// Octet-counted messages of any bytes (newlines included), cut into any pieces, come
+        /// out whole and in order.
+        #[test]
+        fn octet_counting_is_independent_of_chunking(
+            messages in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..300), 0..15),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+        ) {
+            let mut data = Vec::new();
+            for m in &messages {
+                data.extend_from_slice(format!("{} ", m.len()).as_bytes());
+                data.extend_from_slice(m);
+            }
+            let (out, framer) = frame_in_pieces(&data, &cuts);
+            prop_assert_eq!(framer.errors, 0);
+            prop_assert_eq!(out, messages);
+        }
+
+        /// Newline-framed syslog (starting with `<`) gives the same lines as `take_lines`.
+        #[test]
+        fn newline_framing_matches_take_lines(
+            lines in prop::collection::vec("<[0-9]{1,3}>[^\n\r]{0,60}", 1..20),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let data: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
+            let (out, framer) = frame_in_pieces(&data, &cuts);
+            prop_assert_eq!(framer.mode(), Framing::NonTransparent);
+            let want: Vec<Vec<u8>> = lines.iter().map(|l| l.clone().into_bytes()).collect();
+            prop_assert_eq!(out, want);
+        }
+
+        /// A peer's arbitrary bytes never panic the framer, and every byte that is not framing
+        /// (length prefixes, separators) comes out: nothing is silently dropped.
+        #[test]
+        fn arbitrary_bytes_never_panic_and_are_not_lost(
+            data in prop::collection::vec(any::<u8>(), 0..2000),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+        ) {
+            let (out, _) = frame_in_pieces(&data, &cuts);
+            let out_bytes: usize = out.iter().map(Vec::len).sum();
+            prop_assert!(out_bytes <= data.len());
+            // Separators and length prefixes are at most every byte that is a digit, a space,
+            // CR or LF.
+            let framing: usize = data
+                .iter()
+                .filter(|b| b.is_ascii_digit() || matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+                .count();
+            prop_assert!(out_bytes + framing >= data.len());
+        }
+    }
+
+    #[test]
+    fn wildcards_match_file_names() {
+        assert!(wildcard_match(b"*.log", b"access.log"));
+        assert!(wildcard_match(b"*.log", b".log"));
+        assert!(!wildcard_match(b"*.log", b"access.log.1"));
+        assert!(wildcard_match(b"app-?.log", b"app-1.log"));
+        assert!(!wildcard_match(b"app-?.log", b"app-12.log"));
+        assert!(wildcard_match(b"a*b*c", b"aXXbYYbc"));
+        assert!(wildcard_match(b"*", b""));
+        assert!(!wildcard_match(b"a", b""));
+        assert!(is_glob(Path::new("/var/log/nginx/*.log")));
+        assert!(!is_glob(Path::new("/var/log/syslog")));
+    }
+
+    /// Receives events from the channel until `n` lines arrived (generous deadline).
+    async fn receive(rx: &mut mpsc::Receiver<Input>, n: usize) -> Vec<(String, Option<u64>)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let input = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("lines within a minute")
+                .expect("source alive");
+            match input {
+                Input::Tracked(_, e, c) => {
+                    out.push((e.message.unwrap_or_default(), Some(c.offset)))
+                }
+                Input::Event(_, e) => out.push((e.message.unwrap_or_default(), None)),
+                Input::Flush(_) => {}
+            }
+        }
+        out
+    }
+
+    fn append(path: &Path, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open");
+        f.write_all(text.as_bytes()).expect("write");
+    }
+
+    #[tokio::test]
+    async fn files_are_followed_through_rename_and_copytruncate_with_checkpoints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "one\ntwo\n");
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, stop) = SourceContext::new_test(tx);
+        let task = tokio::spawn(follow_file(path.clone(), None, ctx.clone()));
+        let got = receive(&mut rx, 2).await;
+        assert_eq!(got, vec![("one".into(), Some(4)), ("two".into(), Some(8))]);
+
+        // Rotation by rename: a late write to the old file, then the new file.
+        std::fs::rename(&path, dir.path().join("app.log.1")).expect("rename");
+        append(&dir.path().join("app.log.1"), "late\n");
+        append(&path, "new\n");
+        let got: Vec<String> = receive(&mut rx, 2).await.into_iter().map(|l| l.0).collect();
+        assert_eq!(got, vec!["late".to_owned(), "new".to_owned()]);
+
+        // copytruncate: the file shrinks, and is read again from its start.
+        std::fs::write(&path, "").expect("truncate");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        append(&path, "after truncate\n");
+        let got = receive(&mut rx, 1).await;
+        assert_eq!(got, vec![("after truncate".into(), Some(15))]);
+        let _ = stop.send(true);
+        task.await.expect("follower");
+
+        // A restart from a checkpoint reads on after it, not from the start.
+        append(&path, "resumed\n");
+        let id = file_id(&std::fs::metadata(&path).expect("stat"));
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, stop) = SourceContext::new_test(tx);
+        let task = tokio::spawn(follow_file(path.clone(), Some((id, 15)), ctx));
+        assert_eq!(
+            receive(&mut rx, 1).await,
+            vec![("resumed".into(), Some(23))]
+        );
+        let _ = stop.send(true);
+        task.await.expect("follower");
+    }
+
+    #[tokio::test]
+    async fn a_glob_follows_existing_and_new_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        append(&dir.path().join("a.log"), "from a\n");
+        append(&dir.path().join("skip.txt"), "not matched\n");
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, stop) = SourceContext::new_test(tx);
+        let task = tokio::spawn(follow_glob(
+            dir.path().join("*.log"),
+            std::collections::BTreeMap::new(),
+            ctx,
+        ));
+        assert_eq!(receive(&mut rx, 1).await[0].0, "from a");
+        append(&dir.path().join("b.log"), "from b\n");
+        assert_eq!(receive(&mut rx, 1).await[0].0, "from b");
+        let _ = stop.send(true);
+        task.await.expect("glob follower");
     }
 
     #[test]

@@ -28,6 +28,23 @@ fn check_config_accepts_the_shipped_example() {
 }
 
 #[test]
+fn check_config_accepts_the_packaged_configuration() {
+    let manifest_dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let packaged = std::path::Path::new(&manifest_dir).join("../deploy/debian/collector.toml");
+    let out = collector()
+        .arg("check-config")
+        .arg(&packaged)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn check_config_names_file_and_line_of_a_typo() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bad.toml");

@@ -5,6 +5,9 @@
 //! varde-collector run --config <file>          run the configured sources until SIGINT/SIGTERM
 //! varde-collector send --config <file> <log>…  ship files of syslog lines once, then exit
 //! ```
+//!
+//! Both `run` and `send` go through the disk spool (`<state_dir>/spool`): a batch is deleted
+//! only once Kafka acknowledged it, and a restart sends what is left first.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,8 +18,14 @@ use clap::{Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 use varde_collector::config::{CollectorConfig, SourceConfig};
-use varde_collector::shipper::{Input, SequenceSource, Shipper, ShipperSettings, Stats};
-use varde_collector::sources;
+use varde_collector::metrics::{self, MetricsState};
+use varde_collector::shipper::{
+    self, Input, SenderSettings, SequenceSource, Shipper, ShipperSettings, SpoolSink, Stats,
+    send_from_spool,
+};
+use varde_collector::sources::{self, SourceContext, SourceCounters};
+use varde_collector::spool::{FsyncPolicy, Spool, SpoolHandle, SpoolStats};
+use varde_transport::events_topic;
 use varde_transport::kafka::KafkaPublisher;
 
 #[derive(Parser)]
@@ -84,8 +93,21 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn check_config(file: &std::path::Path) -> Result<()> {
     let config = CollectorConfig::load(file)?;
+    for source in &config.sources {
+        if let SourceConfig::SyslogTls {
+            cert,
+            key,
+            client_ca,
+            ..
+        } = source
+        {
+            sources::tls_acceptor(cert, key, client_ca.as_deref())
+                .map_err(|e| anyhow::anyhow!("{}: {}: {e}", file.display(), source.label()))?;
+        }
+    }
+    let spool = config.spool_config();
     println!(
-        "{}: ok: collector {} for {} {} -> {} (topic {}events.{}), {} source(s)",
+        "{}: ok: collector {} for {} {} -> {} (topic {}events.{}), {} source(s), spool {} (max {} bytes, when full: {:?})",
         file.display(),
         config.collector_id,
         config.tenant,
@@ -93,15 +115,27 @@ fn check_config(file: &std::path::Path) -> Result<()> {
         config.kafka.brokers,
         config.kafka.topic_prefix,
         config.tenant,
-        config.sources.len()
+        config.sources.len(),
+        spool
+            .dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new("?"))
+            .display(),
+        spool.max_bytes,
+        spool.when_full,
     );
     Ok(())
 }
 
+/// The shipper, the spool and the sender of a running collector.
 struct Running {
     tx: mpsc::Sender<Input>,
     stats: Arc<Stats>,
+    spool: SpoolHandle,
     shipper: tokio::task::JoinHandle<()>,
+    sender: tokio::task::JoinHandle<()>,
+    stop_sender: watch::Sender<bool>,
+    fsync_timer: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn start_shipper(config: &CollectorConfig, sequence: SequenceSource) -> Result<Running> {
@@ -111,9 +145,13 @@ fn start_shipper(config: &CollectorConfig, sequence: SequenceSource) -> Result<R
         Duration::from_millis(config.batch.publish_timeout_ms),
     )
     .context("creating the Kafka producer")?;
+    let spool_config = config.spool_config();
+    let spool = Spool::open(spool_config.clone(), Arc::new(SpoolStats::default()))
+        .context("opening the spool")?;
+    let spool = SpoolHandle::new(spool);
     let stats = Arc::new(Stats::default());
-    let shipper = Shipper::new(
-        publisher,
+    let shipper = Shipper::with_sink(
+        SpoolSink::new(spool.clone()),
         ShipperSettings {
             collector_id: config.collector_id.clone(),
             tenant: config.tenant,
@@ -124,23 +162,80 @@ fn start_shipper(config: &CollectorConfig, sequence: SequenceSource) -> Result<R
         sequence,
         stats.clone(),
     );
-    // Room for about two batches: enough to keep the producer busy, small enough that a slow
-    // broker pushes back on sources quickly.
+    // Room for about two batches: enough to keep the batcher busy, small enough that a full
+    // spool (policy `block`) pushes back on sources quickly.
     let (tx, rx) = mpsc::channel(config.batch.max_rows.saturating_mul(2).max(1024));
     let shipper = tokio::spawn(shipper.run(rx));
-    Ok(Running { tx, stats, shipper })
+    let (stop_sender, stop) = watch::channel(false);
+    let sender = tokio::spawn(send_from_spool(
+        spool.clone(),
+        publisher,
+        SenderSettings {
+            topic: events_topic(&config.kafka.topic_prefix, config.tenant),
+            key: config.collector_id.as_str().as_bytes().to_vec(),
+            max_in_flight: config.batch.max_in_flight,
+        },
+        stats.clone(),
+        stop,
+    ));
+    let fsync_timer = (spool_config.fsync == FsyncPolicy::Interval).then(|| {
+        let spool = spool.clone();
+        let every = Duration::from_millis(spool_config.fsync_interval_ms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = spool.sync().await {
+                    tracing::error!(error = %e, "spool fsync failed");
+                }
+            }
+        })
+    });
+    Ok(Running {
+        tx,
+        stats,
+        spool,
+        shipper,
+        sender,
+        stop_sender,
+        fsync_timer,
+    })
 }
 
-fn summary(stats: &Stats) -> String {
+impl Running {
+    /// Closes the batcher, keeps publishing for up to `drain` (forever if `None`), then stops
+    /// the sender. Unsent records stay in the spool.
+    async fn finish(self, drain: Option<Duration>) -> Result<Arc<Stats>> {
+        drop(self.tx);
+        self.shipper.await.context("shipper task")?;
+        shipper::drain(&self.spool, drain).await;
+        let _ = self.stop_sender.send(true);
+        self.sender.await.context("sender task")?;
+        if let Some(t) = self.fsync_timer {
+            t.abort();
+        }
+        if let Err(e) = self.spool.sync().await {
+            tracing::error!(error = %e, "spool fsync failed");
+        }
+        Ok(self.stats)
+    }
+}
+
+fn summary(stats: &Stats, spool: &SpoolStats) -> String {
+    let g = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     format!(
-        "{{\"events_in\":{},\"events_out\":{},\"batches_out\":{},\"bytes_out\":{},\"parse_errors\":{},\"events_rejected\":{},\"publish_errors\":{}}}",
-        Stats::get(&stats.events_in),
-        Stats::get(&stats.events_out),
-        Stats::get(&stats.batches_out),
-        Stats::get(&stats.bytes_out),
-        Stats::get(&stats.parse_errors),
-        Stats::get(&stats.events_rejected),
-        Stats::get(&stats.publish_errors),
+        "{{\"events_in\":{},\"events_out\":{},\"batches_out\":{},\"bytes_out\":{},\"parse_errors\":{},\"events_rejected\":{},\"publish_errors\":{},\"events_spooled\":{},\"spool_records\":{},\"spool_dropped_events\":{},\"spool_corrupt_tails\":{}}}",
+        g(&stats.events_in),
+        g(&stats.events_out),
+        g(&stats.batches_out),
+        g(&stats.bytes_out),
+        g(&stats.parse_errors),
+        g(&stats.events_rejected),
+        g(&stats.publish_errors),
+        g(&stats.events_spooled),
+        g(&spool.depth_records),
+        g(&spool.dropped_events),
+        g(&spool.corrupt_tails),
     )
 }
 
@@ -148,15 +243,16 @@ async fn send(config: CollectorConfig, files: Vec<PathBuf>) -> Result<()> {
     let sequence = SequenceSource::open(&config.state_dir)
         .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
     let running = start_shipper(&config, sequence)?;
+    let spool_stats = running.spool.stats().clone();
     for file in &files {
         let lines = sources::read_file(file, &running.tx, &running.stats)
             .await
             .with_context(|| format!("reading {}", file.display()))?;
         info!(file = %file.display(), lines, "file read");
     }
-    drop(running.tx);
-    running.shipper.await.context("shipper task")?;
-    println!("{}", summary(&running.stats));
+    // `send` waits until the broker has every batch.
+    let stats = running.finish(None).await?;
+    println!("{}", summary(&stats, &spool_stats));
     Ok(())
 }
 
@@ -164,30 +260,79 @@ async fn run(config: CollectorConfig) -> Result<()> {
     let sequence = SequenceSource::open(&config.state_dir)
         .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
     let running = start_shipper(&config, sequence)?;
+    let spool_stats = running.spool.stats().clone();
+    let checkpoints = running.spool.lock().checkpoints().clone();
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = Vec::new();
+    let mut labelled = Vec::new();
     for source in &config.sources {
+        let counters = Arc::new(SourceCounters::default());
+        labelled.push((source.label(), counters.clone()));
+        let ctx = SourceContext {
+            tx: running.tx.clone(),
+            stats: running.stats.clone(),
+            counters,
+            shutdown: shutdown.clone(),
+        };
         match source {
             SourceConfig::SyslogTcp { listen } => {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
-                    .with_context(|| format!("listening on {listen}"))?;
-                tasks.push(tokio::spawn(sources::syslog_tcp(
-                    listener,
-                    running.tx.clone(),
-                    running.stats.clone(),
-                    shutdown.clone(),
+                    .with_context(|| format!("listening on {listen} (tcp)"))?;
+                tasks.push(tokio::spawn(sources::syslog_tcp(listener, ctx)));
+            }
+            SourceConfig::SyslogUdp {
+                listen,
+                receive_buffer_bytes,
+            } => {
+                let socket = sources::bind_udp(*listen, *receive_buffer_bytes)
+                    .with_context(|| format!("listening on {listen} (udp)"))?;
+                tasks.push(tokio::spawn(sources::syslog_udp(socket, ctx)));
+            }
+            SourceConfig::SyslogTls {
+                listen,
+                cert,
+                key,
+                client_ca,
+            } => {
+                let acceptor = sources::tls_acceptor(cert, key, client_ca.as_deref())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", source.label()))?;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("listening on {listen} (tls)"))?;
+                tasks.push(tokio::spawn(sources::syslog_tls(listener, acceptor, ctx)));
+            }
+            SourceConfig::File { path } if sources::is_glob(path) => {
+                tasks.push(tokio::spawn(sources::follow_glob(
+                    path.clone(),
+                    checkpoints.clone(),
+                    ctx,
                 )));
             }
             SourceConfig::File { path } => {
-                tasks.push(tokio::spawn(sources::follow_file(
-                    path.clone(),
-                    running.tx.clone(),
-                    running.stats.clone(),
-                    shutdown.clone(),
-                )));
+                let start = checkpoints.get(path.to_string_lossy().as_ref()).copied();
+                tasks.push(tokio::spawn(sources::follow_file(path.clone(), start, ctx)));
             }
         }
+    }
+    if let Some(listen) = config.metrics.listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("metrics: listening on {listen}"))?;
+        let state = Arc::new(MetricsState {
+            collector_id: config.collector_id.to_string(),
+            tenant: config.tenant.to_string(),
+            stats: running.stats.clone(),
+            spool: Some(spool_stats.clone()),
+            spool_max_bytes: config.spool.max_bytes,
+            sources: labelled,
+            started: std::time::Instant::now(),
+        });
+        tasks.push(tokio::spawn(metrics::serve(
+            listener,
+            state,
+            shutdown.clone(),
+        )));
     }
     info!(
         collector = %config.collector_id,
@@ -196,13 +341,14 @@ async fn run(config: CollectorConfig) -> Result<()> {
         "collector running"
     );
     varde_transport::shutdown_signal().await;
-    info!("shutting down: stopping sources, sending what is buffered");
+    info!("shutting down: stopping sources, spooling what is buffered, sending what we can");
     let _ = stop.send(true);
     for t in tasks {
         let _ = t.await;
     }
-    drop(running.tx);
-    running.shipper.await.context("shipper task")?;
-    info!(summary = %summary(&running.stats), "collector stopped");
+    let stats = running
+        .finish(Some(Duration::from_millis(config.batch.drain_timeout_ms)))
+        .await?;
+    info!(summary = %summary(&stats, &spool_stats), "collector stopped");
     Ok(())
 }
