@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::watch;
+use varde_collector::edge::{EdgeSource, edge_event};
+use varde_collector::privacy::{Privacy, PrivacyKey, PrivacyPolicy};
 use varde_collector::sample::sample_lines;
 use varde_collector::shipper::{SequenceSource, Shipper, ShipperSettings, Stats as CollectorStats};
-use varde_collector::syslog::parse_line;
-use varde_core::{CollectorId, Kommunenummer, SourceKind, Value};
+use varde_core::{CollectorId, Kommunenummer};
 use varde_pipeline::detect::{DetectionConfig, Detector};
 use varde_pipeline::{LoopSettings, Stats as PipelineStats};
 use varde_store::embedded::EmbeddedStore;
@@ -34,6 +35,9 @@ const SAMPLE: &[(&str, usize)] = &[
 ];
 
 const PREFIX: &str = "varde.";
+/// The demo's pseudonymisation key. A real collector creates a random key per municipality and
+/// keeps it on its own disk (`[privacy] key_file`); this one is public and only for sample data.
+const DEMO_PRIVACY_KEY: [u8; 32] = [0x44; 32];
 
 /// Municipalities where the scenario plays, with how many root password logins succeed.
 const SCENARIO: &[(&str, usize)] = &[("4601", 2), ("1804", 1)];
@@ -79,7 +83,6 @@ pub async fn run() -> Result<()> {
             SequenceSource::in_memory(),
             stats.clone(),
         );
-        let mut parse_errors = 0u64;
         let mut lines = sample_lines(number, *n, now_us);
         let logins = SCENARIO
             .iter()
@@ -93,13 +96,18 @@ pub async fn run() -> Result<()> {
             ));
         }
         let n = &lines.len();
+        // The collector's edge: syslog parsing, typed columns (web access, sshd/sudo, ID-porten
+        // logins), pseudonymisation under a demo key.
+        let edge = EdgeSource::new(Privacy::new(
+            &PrivacyKey::from_bytes(DEMO_PRIVACY_KEY),
+            PrivacyPolicy::default(),
+        ));
         for line in lines {
-            let event = parse_line(&line, now_us);
-            if event.get("parse_error") == Some(&Value::Bool(true)) {
-                parse_errors += 1;
-            }
-            shipper.push(SourceKind::Syslog, &event).await;
+            let (kind, event) = edge_event(&line, now_us, &edge);
+            shipper.push(kind, &event).await;
         }
+        let edge_counts = edge.stats().snapshot();
+        let parse_errors = edge_counts.unparsed_lines + edge_counts.parse_failures;
         shipper.flush_all().await;
         total_lines += n;
         topics.push(events_topic(PREFIX, tenant));

@@ -26,6 +26,11 @@ const COLLECTORS: usize = 4;
 /// Planted logins in all (`LINES` is a multiple of `ROOT_EVERY`; one per `ROOT_EVERY` lines).
 const PLANTED: usize = COLLECTORS * LINES / ROOT_EVERY;
 
+/// The tests of this file run one at a time: each starts pipelines, collectors and a few
+/// hundred thousand rows of traffic, and two of them at once on a small machine only measure
+/// its load.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn varde() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_varde"))
 }
@@ -105,6 +110,7 @@ async fn assert_exact(store: &ClickHouseStore, events: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new("kill9");
     let kafka = env.kafka();
     let clickhouse = env.clickhouse();
@@ -141,6 +147,7 @@ async fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_group_and_one_takes_over_from_the_other() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new("twoinst");
     let kafka = env.kafka();
     let clickhouse = env.clickhouse();
@@ -154,8 +161,8 @@ async fn two_instances_share_the_group_and_one_takes_over_from_the_other() {
         .expect("create topic");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = pipeline_config(dir.path(), &kafka, &clickhouse, 4);
-    let a_log = std::path::PathBuf::from("/tmp/twoinst-a.log");
-    let b_log = std::path::PathBuf::from("/tmp/twoinst-b.log");
+    let a_log = dir.path().join("a.log");
+    let b_log = dir.path().join("b.log");
     let mut a: Guard = start_pipeline(varde(), &config, Some(&a_log));
     let _b: Guard = start_pipeline(varde(), &config, Some(&b_log));
     // Both join before the data arrives.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use varde_core::Kommunenummer;
 use varde_store::{EventQuery, EventStore};
 use varde_testkit::process::{
-    collector_config, pipeline_config, start_pipeline, write_syslog_lines,
+    FNR, collector_config, pipeline_config, start_pipeline, write_syslog_lines,
 };
 use varde_testkit::{TestEnv, eventually, workspace_bin};
 use varde_transport::events_topic;
@@ -154,6 +154,13 @@ async fn syslog_file_to_clickhouse_through_kafka() {
         );
         assert!(events.iter().any(|e| e.event_id == a.event_id.to_string()));
     }
+    // Pseudonymised at the edge: the number never left the collector, its keyed pseudonym did.
+    let fnr = marker(5);
+    assert!(
+        !fnr.message.contains(FNR) && fnr.message.contains("fnr:"),
+        "{}",
+        fnr.message
+    );
     let raw = marker(11);
     assert_eq!(raw.message, "not syslog at all, e2e marker 11");
     assert!(

@@ -109,6 +109,11 @@ pub struct CollectorConfig {
     /// Personal data minimisation at the edge (see [`crate::privacy`]).
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    /// Which members of generic JSON lines hold the host, message and event time (see
+    /// [`crate::parse::json`]). Defaults: `host`/`hostname`/`host.name`, `message`/`msg`,
+    /// `@timestamp`/`timestamp`/`time`/`ts`.
+    #[serde(default)]
+    pub json: crate::parse::json::JsonFields,
     /// The disk spool between batches and Kafka.
     #[serde(default)]
     pub spool: SpoolConfig,
@@ -293,8 +298,27 @@ pub enum SourceConfig {
     File {
         /// The file, or a pattern with `*` and `?` in the file name only (e.g.
         /// `/var/log/nginx/*.log`): every matching file is followed, new ones within seconds.
+        /// A name ending in `.gz` is a compressed (rotated) file: read once, to its end,
+        /// through gzip, with checkpoints like any other file.
         path: PathBuf,
+        /// Where to start in a file the collector has no checkpoint for: `beginning` (ship what
+        /// is already in it; the default, so a new installation loses nothing) or `end` (only
+        /// what is written from now on). Files that appear later are always read from their
+        /// beginning; a checkpoint always wins.
+        #[serde(default)]
+        start_at: StartAt,
     },
+}
+
+/// Where a file source starts in a file it has no checkpoint for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    /// Read the whole file.
+    #[default]
+    Beginning,
+    /// Skip what is in the file when the collector first opens it.
+    End,
 }
 
 impl SourceConfig {
@@ -304,7 +328,7 @@ impl SourceConfig {
             SourceConfig::SyslogTcp { listen } => format!("syslog_tcp:{listen}"),
             SourceConfig::SyslogUdp { listen, .. } => format!("syslog_udp:{listen}"),
             SourceConfig::SyslogTls { listen, .. } => format!("syslog_tls:{listen}"),
-            SourceConfig::File { path } => format!("file:{}", path.display()),
+            SourceConfig::File { path, .. } => format!("file:{}", path.display()),
         }
     }
 }
@@ -385,7 +409,7 @@ impl CollectorConfig {
         config.spool.validate().map_err(invalid)?;
         let mut seen = std::collections::BTreeSet::new();
         for source in &config.sources {
-            if let SourceConfig::File { path: file } = source
+            if let SourceConfig::File { path: file, .. } = source
                 && file.parent().is_some_and(|d| {
                     d.as_os_str()
                         .as_encoded_bytes()

@@ -4,7 +4,8 @@
 //!
 //! 1. syslog parsing ([`crate::syslog::parse_line`]; a line without `<PRI>` is kept whole),
 //! 2. format detection on the body (the syslog message, or the whole line) by the parsers of
-//!    [`crate::parse`]: JSON login events / Windows event records, IIS W3C directives and lines,
+//!    [`crate::parse`]: JSON login events / Windows event records (evtx, Winlogbeat, NXLog) /
+//!    any other JSON object (`generic_json`), IIS W3C directives and lines,
 //!    Apache/nginx access logs, sshd and sudo lines, ID-porten structured data — in that order,
 //! 3. privacy ([`crate::privacy::Privacy::scrub_event`]) over every text field,
 //!
@@ -50,6 +51,7 @@ use std::sync::{Arc, Mutex};
 use varde_core::{Event, SourceKind, Value};
 
 use crate::parse::access::{self, Directive, IIS_DEFAULT_FIELDS};
+use crate::parse::json::JsonFields;
 use crate::parse::oidc::{self, JsonOutcome};
 use crate::parse::{Outcome, Parsed, auth};
 use crate::privacy::{Privacy, PrivacyCounts};
@@ -211,16 +213,37 @@ pub struct EdgeSource {
     privacy: Privacy,
     stats: Arc<EdgeStats>,
     w3c_fields: Mutex<Option<Arc<[String]>>>,
+    json: Arc<JsonFields>,
 }
 
 impl EdgeSource {
     /// A source with fresh counters.
     pub fn new(privacy: Privacy) -> Self {
+        Self::with_stats(privacy, Arc::new(EdgeStats::default()))
+    }
+
+    /// A source counting into `stats` (shared with the metrics endpoint).
+    pub fn with_stats(privacy: Privacy, stats: Arc<EdgeStats>) -> Self {
         EdgeSource {
             privacy,
-            stats: Arc::new(EdgeStats::default()),
+            stats,
             w3c_fields: Mutex::new(None),
+            json: Arc::new(JsonFields::default()),
         }
+    }
+
+    /// The same source, taking the host, message and time of generic JSON objects from
+    /// `fields` (the `[json]` section of the configuration).
+    pub fn with_json_fields(mut self, fields: Arc<JsonFields>) -> Self {
+        self.json = fields;
+        self
+    }
+
+    /// Another stream of the same source (one more connection or file): the same privacy,
+    /// JSON fields and counters, no W3C header seen yet.
+    pub fn sibling(&self) -> Self {
+        Self::with_stats(self.privacy.clone(), self.stats.clone())
+            .with_json_fields(self.json.clone())
     }
 
     /// The source's counters (share the `Arc` with the metrics endpoint).
@@ -260,9 +283,10 @@ fn detect(event: &Event, source: &EdgeSource) -> Detected {
     let body = event.message.as_deref().unwrap_or_default();
     let trimmed = body.trim_start();
     if trimmed.starts_with('{') {
-        match oidc::parse_json(body, event.receive_time_us) {
+        match oidc::parse_json(body, event.receive_time_us, &source.json) {
             JsonOutcome::Login(p) => return Detected::Parsed(p),
             JsonOutcome::Windows(e) => return Detected::Whole(*e, SourceKind::WindowsEvent),
+            JsonOutcome::Other(e) => return Detected::Whole(*e, SourceKind::GenericJson),
             JsonOutcome::Failed(why) => return Detected::Failed(why),
             JsonOutcome::NotMine => {}
         }
@@ -294,14 +318,19 @@ fn detect(event: &Event, source: &EdgeSource) -> Detected {
         Some(Value::Str(s)) => s.as_str(),
         _ => "",
     };
+    // Every line of sshd and sudo is an `auth` event (Sigma's `linux/sshd` and `linux/sudo`
+    // rules are routed to that kind); the lines that are not logins or commands carry only
+    // their program and message.
     if auth::is_sshd(program) {
-        if let Outcome::Parsed(p) = auth::parse_sshd(program, body) {
-            return Detected::Parsed(p);
-        }
-    } else if program == "sudo"
-        && let Outcome::Parsed(p) = auth::parse_sudo(body)
-    {
-        return Detected::Parsed(p);
+        return Detected::Parsed(match auth::parse_sshd(program, body) {
+            Outcome::Parsed(p) => p,
+            _ => auth::program_only(program),
+        });
+    } else if program == "sudo" {
+        return Detected::Parsed(match auth::parse_sudo(body) {
+            Outcome::Parsed(p) => p,
+            _ => auth::program_only(program),
+        });
     }
     match access::parse_combined(body) {
         Outcome::NotMine => {}

@@ -8,9 +8,12 @@
 //! the collector does not pull in a web framework for two read-only pages. It should listen on
 //! loopback (or a management network): it serves counts, not data, but needs no exposure.
 //!
-//! - `GET /metrics`: counters per source (`source` label: the listener or file), per source kind
-//!   for what Kafka acknowledged, spool depth (records, events, bytes), age of the oldest unsent
-//!   record, drops, parse and framing errors, Kafka publish errors.
+//! - `GET /metrics`: counters per source (`source` label: the listener or file): events and
+//!   bytes in, what the edge made of them (`varde_collector_edge_events_total{source,kind}`,
+//!   unparsed lines, parse failures), values pseudonymised
+//!   (`varde_collector_pseudonymised_total{source,what}`, counts only); per source kind for
+//!   what Kafka acknowledged; spool depth (records, events, bytes), age of the oldest unsent
+//!   record, drops, framing errors, Kafka publish errors.
 //! - `GET /health`: `200` with a JSON summary while the collector works; `503` when the spool
 //!   is more than 90 % full (the collector is about to push back on senders or drop).
 
@@ -28,6 +31,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use varde_core::SourceKind;
 
+use crate::edge::EdgeStats;
 use crate::shipper::Stats;
 use crate::sources::SourceCounters;
 use crate::spool::SpoolStats;
@@ -275,6 +279,14 @@ pub fn render(state: &MetricsState) -> String {
             family(name, kind, help, &[(String::new(), value)]);
         }
     }
+    // What the edge made of each source's lines (events per kind, unparsed lines, parse
+    // failures, pseudonymised values).
+    let edge: Vec<(&str, &EdgeStats)> = state
+        .sources
+        .iter()
+        .map(|(name, c)| (name.as_str(), c.edge.as_ref()))
+        .collect();
+    out.push_str(&EdgeStats::render_prometheus(&edge));
     out
 }
 

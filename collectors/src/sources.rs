@@ -22,11 +22,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
-use varde_core::{SourceKind, Value};
+use varde_core::Value;
 
+use crate::config::StartAt;
+use crate::edge::{EdgeSource, EdgeStats, edge_event};
+use crate::parse::json::JsonFields;
+use crate::privacy::{Privacy, PrivacyKey, PrivacyPolicy};
 use crate::shipper::{Input, Stats};
 use crate::spool::Checkpoint;
-use crate::syslog::parse_line;
 
 /// Longest line accepted; a longer one is cut into pieces of this size, none dropped.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -49,6 +52,9 @@ pub struct SourceCounters {
     pub bytes: AtomicU64,
     /// Lines kept raw because they were not valid syslog.
     pub parse_errors: AtomicU64,
+    /// What the edge made of this source's lines: events per kind, unparsed lines, parse
+    /// failures, pseudonymised values (counts only).
+    pub edge: Arc<EdgeStats>,
     /// Malformed or truncated TCP frames (the bytes were still delivered as lines).
     pub framing_errors: AtomicU64,
     /// Datagrams the kernel dropped because the socket's receive buffer was full (UDP, from
@@ -71,28 +77,81 @@ pub struct SourceContext {
     pub counters: Arc<SourceCounters>,
     /// Turns true when the collector stops.
     pub shutdown: watch::Receiver<bool>,
+    /// The edge of this stream (a connection, a file, a listener's datagrams): parsers,
+    /// privacy, the IIS W3C header last seen, counting into `counters.edge`.
+    pub edge: Arc<EdgeSource>,
+}
+
+/// A pseudonymisation under a fixed key, for tests and benchmarks only (a real collector
+/// loads or creates its municipality's key, see [`Privacy::from_config`]).
+pub fn test_privacy() -> Privacy {
+    Privacy::new(
+        &PrivacyKey::from_bytes([0x5a; 32]),
+        PrivacyPolicy::default(),
+    )
 }
 
 impl SourceContext {
-    /// A context for tests and one-off reads: its own channel end, counters and a shutdown
-    /// signal that never fires.
-    pub fn new_test(tx: mpsc::Sender<Input>) -> (Self, watch::Sender<bool>) {
-        let (stop, shutdown) = watch::channel(false);
-        (
-            SourceContext {
-                tx,
-                stats: Arc::new(Stats::default()),
-                counters: Arc::new(SourceCounters::default()),
-                shutdown,
-            },
-            stop,
-        )
+    /// The context of one configured source: its counters, and an edge under the
+    /// municipality's `privacy` that counts into them.
+    pub fn new(
+        tx: mpsc::Sender<Input>,
+        stats: Arc<Stats>,
+        counters: Arc<SourceCounters>,
+        shutdown: watch::Receiver<bool>,
+        privacy: Privacy,
+    ) -> Self {
+        let edge = Arc::new(EdgeSource::with_stats(privacy, counters.edge.clone()));
+        SourceContext {
+            tx,
+            stats,
+            counters,
+            shutdown,
+            edge,
+        }
     }
 
-    /// Parses a syslog line and hands it to the shipper; `false` when the shipper is gone.
+    /// The same context, taking the host, message and time of generic JSON objects from
+    /// `fields` (the configuration's `[json]` section).
+    pub fn with_json_fields(self, fields: Arc<JsonFields>) -> Self {
+        let edge = EdgeSource::with_stats(self.edge.privacy().clone(), self.counters.edge.clone())
+            .with_json_fields(fields);
+        SourceContext {
+            edge: Arc::new(edge),
+            ..self
+        }
+    }
+
+    /// A context for tests and one-off reads: its own channel end, counters and a shutdown
+    /// signal that never fires, and a fixed pseudonymisation key ([`test_privacy`]).
+    pub fn new_test(tx: mpsc::Sender<Input>) -> (Self, watch::Sender<bool>) {
+        let (stop, shutdown) = watch::channel(false);
+        let ctx = SourceContext::new(
+            tx,
+            Arc::new(Stats::default()),
+            Arc::new(SourceCounters::default()),
+            shutdown,
+            test_privacy(),
+        );
+        (ctx, stop)
+    }
+
+    /// The same source for one more stream (a TCP connection, one file of a pattern): shared
+    /// counters and privacy, its own edge state (an IIS W3C `#Fields:` header belongs to the
+    /// stream that sent it).
+    pub fn for_stream(&self) -> Self {
+        SourceContext {
+            edge: Arc::new(self.edge.sibling()),
+            ..self.clone()
+        }
+    }
+
+    /// Runs one received line through the edge ([`edge_event`]: syslog parsing, format
+    /// detection into typed columns, pseudonymisation) and hands the event to the shipper;
+    /// `false` when the shipper is gone.
     pub async fn send_line(&self, line: &[u8], checkpoint: Option<Checkpoint>) -> bool {
         let text = String::from_utf8_lossy(line);
-        let event = parse_line(&text, now_us());
+        let (kind, event) = edge_event(&text, now_us(), &self.edge);
         if event.get("parse_error") == Some(&Value::Bool(true)) {
             self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
             self.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
@@ -102,23 +161,11 @@ impl SourceContext {
             .bytes
             .fetch_add(line.len() as u64, Ordering::Relaxed);
         let input = match checkpoint {
-            Some(c) => Input::Tracked(SourceKind::Syslog, event, c),
-            None => Input::Event(SourceKind::Syslog, event),
+            Some(c) => Input::Tracked(kind, event, c),
+            None => Input::Event(kind, event),
         };
         self.tx.send(input).await.is_ok()
     }
-}
-
-/// Parses a syslog line and hands it to the shipper; `false` when the shipper is gone.
-pub async fn send_line(line: &[u8], tx: &mpsc::Sender<Input>, stats: &Stats) -> bool {
-    let text = String::from_utf8_lossy(line);
-    let event = parse_line(&text, now_us());
-    if event.get("parse_error") == Some(&Value::Bool(true)) {
-        stats.parse_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    tx.send(Input::Event(SourceKind::Syslog, event))
-        .await
-        .is_ok()
 }
 
 /// Splits complete lines off the front of `buf` (LF or CRLF framing; lines longer than
@@ -404,7 +451,7 @@ async fn serve_tcp(
         match accepted {
             Ok((stream, peer)) => {
                 ctx.counters.connections.fetch_add(1, Ordering::Relaxed);
-                let ctx = ctx.clone();
+                let ctx = ctx.for_stream();
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let result = match tls {
@@ -596,20 +643,24 @@ pub async fn syslog_udp(socket: UdpSocket, ctx: SourceContext) {
     }
 }
 
-/// Reads a whole file of syslog lines once; returns the number of lines sent.
+/// Reads a whole file of lines once, through the edge; returns the number of lines sent.
 pub async fn read_file(
     path: &Path,
     tx: &mpsc::Sender<Input>,
     stats: &Arc<Stats>,
+    privacy: &Privacy,
+    json: &Arc<JsonFields>,
 ) -> std::io::Result<u64> {
     let file = tokio::fs::File::open(path).await?;
     let (_keep, shutdown) = watch::channel(false);
-    let ctx = SourceContext {
-        tx: tx.clone(),
-        stats: stats.clone(),
-        counters: Arc::new(SourceCounters::default()),
+    let ctx = SourceContext::new(
+        tx.clone(),
+        stats.clone(),
+        Arc::new(SourceCounters::default()),
         shutdown,
-    };
+        privacy.clone(),
+    )
+    .with_json_fields(json.clone());
     pump_lines(file, &ctx).await
 }
 
@@ -619,7 +670,32 @@ fn file_id(meta: &std::fs::Metadata) -> u64 {
     meta.ino() ^ meta.dev().rotate_left(48)
 }
 
-/// Follows a file from its checkpoint (or its beginning), as it grows, until shutdown.
+/// Where [`follow_file`] starts reading a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStart {
+    /// At a checkpoint from the spool: (file identity, byte offset). A checkpoint of another
+    /// file (rotated while the collector was down) means the file's beginning.
+    Checkpoint(u64, u64),
+    /// At the file's beginning: every line already in it is shipped.
+    Beginning,
+    /// At the file's end as it is when first opened: only lines written from now on.
+    End,
+}
+
+impl FileStart {
+    /// The start for a file given its checkpoint (if the spool has one) and the source's
+    /// `start_at` policy, which applies only when there is no checkpoint.
+    pub fn resolve(checkpoint: Option<(u64, u64)>, at: StartAt) -> Self {
+        match (checkpoint, at) {
+            (Some((id, offset)), _) => FileStart::Checkpoint(id, offset),
+            (None, StartAt::Beginning) => FileStart::Beginning,
+            (None, StartAt::End) => FileStart::End,
+        }
+    }
+}
+
+/// Follows a file from its checkpoint (or its beginning or end, see [`FileStart`]), as it
+/// grows, until shutdown.
 ///
 /// - Every line is sent with the position after it ([`Checkpoint`]); the spool stores the
 ///   position with the batch, so after a restart the file is read on from the last line that
@@ -632,7 +708,13 @@ fn file_id(meta: &std::fs::Metadata) -> u64 {
 ///   by copytruncate itself: prefer rotation by rename.)
 /// - A checkpoint for a different file (rotated while the collector was down) is ignored:
 ///   the new file is read from its start.
-pub async fn follow_file(path: PathBuf, start: Option<(u64, u64)>, ctx: SourceContext) {
+pub async fn follow_file(path: PathBuf, start: FileStart, ctx: SourceContext) {
+    let ctx = ctx.for_stream();
+    let (start, mut at_end) = match start {
+        FileStart::Checkpoint(id, offset) => (Some((id, offset)), false),
+        FileStart::Beginning => (None, false),
+        FileStart::End => (None, true),
+    };
     let mut shutdown = ctx.shutdown.clone();
     let key = path.to_string_lossy().into_owned();
     let mut resume = start;
@@ -665,8 +747,12 @@ pub async fn follow_file(path: PathBuf, start: Option<(u64, u64)>, ctx: SourceCo
                 info!(path = %path.display(), "file replaced since the checkpoint (rotated); reading the new file from the start");
                 0
             }
+            // Start at the end: only on the first open, never after a rotation (the new file's
+            // lines are new).
+            None if at_end => meta.len(),
             None => 0,
         };
+        at_end = false;
         if let Err(e) = file.seek(std::io::SeekFrom::Start(offset)).await {
             warn!(path = %path.display(), error = %e, "seek failed");
             continue;
@@ -743,6 +829,155 @@ pub async fn follow_file(path: PathBuf, start: Option<(u64, u64)>, ctx: SourceCo
     }
 }
 
+/// How long a compressed file must have been left alone before a pattern source reads it.
+pub const GZIP_SETTLE: Duration = Duration::from_secs(2);
+
+/// Whether a file source's file is gzip-compressed (a rotated log): its name ends in `.gz`.
+pub fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+/// The checkpoint key of a compressed file: its identity, compressed size and modification
+/// time rather than its path, so that logrotate renaming `x.log.4.gz` to `x.log.5.gz` does not
+/// make it a new file (a rename keeps all three), while a new file that happens to reuse a
+/// deleted file's inode is still new.
+fn gzip_key(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "gz:{:x}:{}:{}.{}",
+        file_id(meta),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    )
+}
+
+/// Reads a gzip-compressed (rotated) log file once, to its end, through the edge. Compressed
+/// files do not grow, so nothing is followed: the task ends at the end of the file.
+///
+/// Each line carries a checkpoint of the decompressed bytes read so far, keyed by the file's
+/// identity ([`gzip_key`]); on restart the file is decompressed again and the part before the
+/// checkpoint skipped, so a file is shipped once however often the collector restarts or
+/// logrotate renames it. `done` holds the keys of the files this run has started reading (a
+/// pattern source shares it between its files); a file already in it is not read again. A damaged gzip stream ends the file: what was
+/// decoded before the damage is shipped, the error is logged and counted as a framing error.
+pub async fn read_gzip_file(
+    path: PathBuf,
+    checkpoints: &std::collections::BTreeMap<String, (u64, u64)>,
+    done: &std::sync::Mutex<std::collections::BTreeSet<String>>,
+    ctx: SourceContext,
+) {
+    let ctx = ctx.for_stream();
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot read compressed file");
+            return;
+        }
+    };
+    let key = gzip_key(&meta);
+    let id = file_id(&meta);
+    // Claim the file: a pattern's next scan, or a rename, must not start a second reader.
+    let claimed = done
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key.clone());
+    if !claimed {
+        return;
+    }
+    let skip = checkpoints
+        .get(&key)
+        .filter(|(cid, _)| *cid == id)
+        .map_or(0, |(_, off)| *off);
+    // Decompression runs on a blocking thread and hands decoded chunks over a small bounded
+    // channel: backpressure from the shipper stops the decoder too.
+    let (chunks, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let file_path = path.clone();
+    let decoder = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let file = match std::fs::File::open(&file_path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = chunks.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+        let mut to_skip = skip;
+        loop {
+            let mut chunk = vec![0u8; 64 * 1024];
+            match gz.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if to_skip >= n as u64 {
+                        to_skip -= n as u64;
+                        continue;
+                    }
+                    let from = usize::try_from(to_skip).unwrap_or(0);
+                    to_skip = 0;
+                    chunk.drain(..from);
+                    if chunks.blocking_send(Ok(chunk)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = chunks.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    info!(path = %path.display(), from = skip, "reading compressed file");
+    let mut shutdown = ctx.shutdown.clone();
+    let mut buf = Vec::new();
+    let mut offset = skip;
+    let mut complete = true;
+    loop {
+        let next = tokio::select! {
+            c = rx.recv() => c,
+            _ = shutdown.changed() => { complete = false; None }
+        };
+        match next {
+            None => break,
+            Some(Ok(chunk)) => {
+                buf.extend_from_slice(&chunk);
+                let base = offset;
+                for (line, end) in take_lines_with_ends(&mut buf) {
+                    offset = base + end as u64;
+                    if !ctx
+                        .send_line(&line, Some(checkpoint(&key, id, offset)))
+                        .await
+                    {
+                        return;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                ctx.counters.framing_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(path = %path.display(), error = %e, "compressed file is damaged; shipping what was decoded before the damage");
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let _ = decoder.await;
+    if !complete {
+        return;
+    }
+    if !buf.is_empty() {
+        let line = std::mem::take(&mut buf);
+        offset += line.len() as u64;
+        if !ctx
+            .send_line(&line, Some(checkpoint(&key, id, offset)))
+            .await
+        {
+            return;
+        }
+    }
+    info!(path = %path.display(), "compressed file read to its end");
+}
+
 /// Whether a file source's path is a pattern: `*` or `?` in its file name.
 pub fn is_glob(path: &Path) -> bool {
     path.file_name().is_some_and(|n| {
@@ -801,15 +1036,24 @@ fn glob_matches(pattern: &Path) -> Vec<PathBuf> {
 /// as [`follow_file`] does, and picks up new matching files every two seconds.
 ///
 /// Make the pattern match the live files only (`/var/log/nginx/*.log`, not `*.log*`): a rotated
-/// file that still matches would be read again under its new name.
+/// file that still matches would be read again under its new name. Compressed rotated files
+/// are the exception: matches ending in `.gz` are read once each ([`read_gzip_file`]), however
+/// logrotate renames them, so `/var/log/nginx/access.log.*.gz` ships a backlog of rotated logs.
+///
+/// `start_at` applies to the files that match when the collector starts and have no
+/// checkpoint; a file that appears later is new, and is read from its beginning.
 pub async fn follow_glob(
     pattern: PathBuf,
     checkpoints: std::collections::BTreeMap<String, (u64, u64)>,
+    start_at: StartAt,
     ctx: SourceContext,
 ) {
     let mut shutdown = ctx.shutdown.clone();
     let mut followed = std::collections::BTreeSet::new();
     let mut tasks = Vec::new();
+    let mut first_scan = true;
+    let checkpoints = Arc::new(checkpoints);
+    let gzip_done = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     info!(pattern = %pattern.display(), "following files matching a pattern");
     loop {
         let pattern2 = pattern.clone();
@@ -817,12 +1061,45 @@ pub async fn follow_glob(
             .await
             .unwrap_or_default();
         for path in matches {
+            if is_gzip(&path) {
+                // Compressed files are read once each, recognised by their identity, not their
+                // name: a renamed one is not read again, a new one under an old name is read.
+                // A file modified in the last seconds may still be being compressed (logrotate
+                // writes the .gz in place): it waits for a later scan.
+                let ready = std::fs::metadata(&path).is_ok_and(|m| {
+                    let settled = m
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age >= GZIP_SETTLE);
+                    settled
+                        && !gzip_done
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .contains(&gzip_key(&m))
+                });
+                if ready {
+                    let (checkpoints, done, ctx) =
+                        (checkpoints.clone(), gzip_done.clone(), ctx.clone());
+                    tasks.push(tokio::spawn(async move {
+                        read_gzip_file(path, &checkpoints, &done, ctx).await;
+                    }));
+                }
+                continue;
+            }
             if followed.insert(path.clone()) {
                 info!(path = %path.display(), "following a new file");
-                let start = checkpoints.get(path.to_string_lossy().as_ref()).copied();
+                let checkpoint = checkpoints.get(path.to_string_lossy().as_ref()).copied();
+                let at = if first_scan {
+                    start_at
+                } else {
+                    StartAt::Beginning
+                };
+                let start = FileStart::resolve(checkpoint, at);
                 tasks.push(tokio::spawn(follow_file(path, start, ctx.clone())));
             }
         }
+        first_scan = false;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = shutdown.changed() => break,
@@ -845,6 +1122,7 @@ fn checkpoint(key: &str, file_id: u64, offset: u64) -> Checkpoint {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use varde_core::SourceKind;
 
     #[test]
     fn lines_split_on_lf_and_crlf_keeping_the_tail() {
@@ -1048,7 +1326,7 @@ mod tests {
         append(&path, "one\ntwo\n");
         let (tx, mut rx) = mpsc::channel(100);
         let (ctx, stop) = SourceContext::new_test(tx);
-        let task = tokio::spawn(follow_file(path.clone(), None, ctx.clone()));
+        let task = tokio::spawn(follow_file(path.clone(), FileStart::Beginning, ctx.clone()));
         let got = receive(&mut rx, 2).await;
         assert_eq!(got, vec![("one".into(), Some(4)), ("two".into(), Some(8))]);
 
@@ -1073,7 +1351,11 @@ mod tests {
         let id = file_id(&std::fs::metadata(&path).expect("stat"));
         let (tx, mut rx) = mpsc::channel(100);
         let (ctx, stop) = SourceContext::new_test(tx);
-        let task = tokio::spawn(follow_file(path.clone(), Some((id, 15)), ctx));
+        let task = tokio::spawn(follow_file(
+            path.clone(),
+            FileStart::Checkpoint(id, 15),
+            ctx,
+        ));
         assert_eq!(
             receive(&mut rx, 1).await,
             vec![("resumed".into(), Some(23))]
@@ -1092,6 +1374,7 @@ mod tests {
         let task = tokio::spawn(follow_glob(
             dir.path().join("*.log"),
             std::collections::BTreeMap::new(),
+            StartAt::Beginning,
             ctx,
         ));
         assert_eq!(receive(&mut rx, 1).await[0].0, "from a");
@@ -1099,6 +1382,149 @@ mod tests {
         assert_eq!(receive(&mut rx, 1).await[0].0, "from b");
         let _ = stop.send(true);
         task.await.expect("glob follower");
+    }
+
+    fn gzip(path: &Path, text: &str) {
+        use std::io::Write;
+        let file = std::fs::File::create(path).expect("create");
+        let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+        gz.write_all(text.as_bytes()).expect("compress");
+        gz.finish().expect("finish");
+    }
+
+    #[tokio::test]
+    async fn compressed_rotated_files_are_read_once_with_checkpoints_across_renames() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        gzip(
+            &dir.path().join("app.log.2.gz"),
+            "old one\nold two\nno newline",
+        );
+        append(&dir.path().join("app.log"), "live\n");
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, stop) = SourceContext::new_test(tx);
+        let task = tokio::spawn(follow_glob(
+            dir.path().join("app.log.*.gz"),
+            std::collections::BTreeMap::new(),
+            StartAt::Beginning,
+            ctx,
+        ));
+        let got = receive(&mut rx, 3).await;
+        assert_eq!(
+            got,
+            vec![
+                ("old one".into(), Some(8)),
+                ("old two".into(), Some(16)),
+                ("no newline".into(), Some(26)),
+            ]
+        );
+        // logrotate renames it, and adds a new compressed file: only the new one is read.
+        std::fs::rename(
+            dir.path().join("app.log.2.gz"),
+            dir.path().join("app.log.3.gz"),
+        )
+        .expect("rename");
+        gzip(&dir.path().join("app.log.2.gz"), "newer\n");
+        assert_eq!(receive(&mut rx, 1).await, vec![("newer".into(), Some(6))]);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(rx.try_recv().is_err(), "a renamed file was read again");
+        let _ = stop.send(true);
+        task.await.expect("glob follower");
+
+        // After a restart with a checkpoint in the middle of a file, the rest of it is read.
+        let path = dir.path().join("app.log.3.gz");
+        let meta = std::fs::metadata(&path).expect("stat");
+        let checkpoints =
+            std::collections::BTreeMap::from([(gzip_key(&meta), (file_id(&meta), 8))]);
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, _stop) = SourceContext::new_test(tx);
+        let done = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        read_gzip_file(path.clone(), &checkpoints, &done, ctx.clone()).await;
+        let got: Vec<String> = receive(&mut rx, 2).await.into_iter().map(|l| l.0).collect();
+        assert_eq!(got, vec!["old two".to_owned(), "no newline".to_owned()]);
+        // Read to its end in this run: not again.
+        read_gzip_file(path, &checkpoints, &done, ctx).await;
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_damaged_compressed_file_ships_what_decoded_and_counts_the_damage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.log.1.gz");
+        let lines: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+        gzip(&path, &lines);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let cut = bytes.len() / 2;
+        bytes.truncate(cut);
+        std::fs::write(&path, &bytes).expect("write");
+        let (tx, mut rx) = mpsc::channel(10_000);
+        let (ctx, _stop) = SourceContext::new_test(tx);
+        let counters = ctx.counters.clone();
+        let done = std::sync::Mutex::new(std::collections::BTreeSet::new());
+        read_gzip_file(path, &std::collections::BTreeMap::new(), &done, ctx).await;
+        let mut n = 0;
+        while let Ok(Input::Tracked(_, e, _)) = rx.try_recv() {
+            assert!(e.message.is_some_and(|m| m.starts_with("line ")));
+            n += 1;
+        }
+        assert!(n > 0 && n < 2000, "{n} lines");
+        assert_eq!(counters.framing_errors.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn start_at_end_skips_what_is_there_but_not_what_comes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "before start\n");
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, stop) = SourceContext::new_test(tx);
+        let task = tokio::spawn(follow_file(path.clone(), FileStart::End, ctx));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        append(&path, "after start\n");
+        assert_eq!(
+            receive(&mut rx, 1).await,
+            vec![("after start".into(), Some(25))]
+        );
+        // After a rotation the new file is read from its beginning.
+        std::fs::rename(&path, dir.path().join("app.log.1")).expect("rename");
+        append(&path, "rotated in\n");
+        assert_eq!(receive(&mut rx, 1).await[0].0, "rotated in");
+        let _ = stop.send(true);
+        task.await.expect("follower");
+        assert_eq!(
+            FileStart::resolve(Some((1, 2)), StartAt::End),
+            FileStart::Checkpoint(1, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn lines_become_typed_events_of_their_kind() {
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, _stop) = SourceContext::new_test(tx);
+        for line in [
+            "<38>1 2024-05-01T09:59:58Z ssh01 sshd 7 - - Accepted password for root from 203.0.113.7 port 4000 ssh2",
+            r#"{"winlog":{"event_id":4688,"channel":"Security","computer_name":"ws01","event_data":{"NewProcessName":"C:\\x.exe"}}}"#,
+            r#"{"level":"warn","msg":"disk 91 % full","host":"app01"}"#,
+            "søknad fra 31129956715",
+        ] {
+            assert!(ctx.send_line(line.as_bytes(), None).await);
+        }
+        let mut kinds = Vec::new();
+        for _ in 0..4 {
+            if let Some(Input::Event(kind, e)) = rx.recv().await {
+                kinds.push((kind, e.message.unwrap_or_default()));
+            }
+        }
+        assert_eq!(kinds[0].0, SourceKind::Auth);
+        assert_eq!(kinds[1].0, SourceKind::WindowsEvent);
+        assert_eq!(
+            kinds[2],
+            (SourceKind::GenericJson, "disk 91 % full".to_owned())
+        );
+        assert_eq!(kinds[3].0, SourceKind::Syslog);
+        assert!(!kinds[3].1.contains("31129956715"), "{}", kinds[3].1);
+        let edge = ctx.counters.edge.snapshot();
+        assert_eq!(edge.national_ids, 1);
+        assert_eq!(ctx.counters.events.load(Ordering::Relaxed), 4);
     }
 
     #[test]

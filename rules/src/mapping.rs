@@ -17,6 +17,7 @@ use crate::{Error, Result};
 const BUILTIN: &[(&str, &str)] = &[
     ("windows.yml", include_str!("../mappings/windows.yml")),
     ("linux.yml", include_str!("../mappings/linux.yml")),
+    ("auth.yml", include_str!("../mappings/auth.yml")),
     ("web.yml", include_str!("../mappings/web.yml")),
     ("oidc.yml", include_str!("../mappings/oidc.yml")),
 ];

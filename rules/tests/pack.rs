@@ -238,16 +238,17 @@ fn web_rules() {
 #[test]
 fn linux_and_windows_rules() {
     let set = pack();
+    // As the collector's edge makes them: every sshd line is an `auth` event with its program.
     let ssh = |app: &str, msg: &str| Event {
         message: Some(msg.into()),
-        typed: vec![("app_name", Value::Str(app.into()))],
+        typed: vec![("program", Value::Str(app.into()))],
         ..Event::default()
     };
     let root = "Successful SSH Password Login as root on a Municipal Server";
     assert_eq!(
         fired(
             &set,
-            SourceKind::Syslog,
+            SourceKind::Auth,
             ssh(
                 "sshd",
                 "Accepted password for root from 203.0.113.7 port 52144 ssh2"
@@ -258,7 +259,7 @@ fn linux_and_windows_rules() {
     assert!(
         fired(
             &set,
-            SourceKind::Syslog,
+            SourceKind::Auth,
             ssh(
                 "sshd",
                 "Accepted publickey for root from 10.0.0.5 port 52144 ssh2"
@@ -269,7 +270,7 @@ fn linux_and_windows_rules() {
     assert!(
         fired(
             &set,
-            SourceKind::Syslog,
+            SourceKind::Auth,
             ssh(
                 "sshd",
                 "Accepted password for rootkit-admin from 10.0.0.5 port 1 ssh2"
@@ -281,7 +282,7 @@ fn linux_and_windows_rules() {
     assert!(
         fired(
             &set,
-            SourceKind::Syslog,
+            SourceKind::Auth,
             ssh("logger", "Accepted password for root from x port 1")
         )
         .is_empty()

@@ -19,11 +19,12 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 use varde_collector::config::{CollectorConfig, SourceConfig};
 use varde_collector::metrics::{self, MetricsState};
+use varde_collector::privacy::Privacy;
 use varde_collector::shipper::{
     self, Input, SenderSettings, SequenceSource, Shipper, ShipperSettings, SpoolSink, Stats,
     send_from_spool,
 };
-use varde_collector::sources::{self, SourceContext, SourceCounters};
+use varde_collector::sources::{self, FileStart, SourceContext, SourceCounters};
 use varde_collector::spool::{FsyncPolicy, Spool, SpoolHandle, SpoolStats};
 use varde_transport::events_topic;
 use varde_transport::kafka::KafkaPublisher;
@@ -242,10 +243,12 @@ fn summary(stats: &Stats, spool: &SpoolStats) -> String {
 async fn send(config: CollectorConfig, files: Vec<PathBuf>) -> Result<()> {
     let sequence = SequenceSource::open(&config.state_dir)
         .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
+    let privacy = load_privacy(&config)?;
+    let json = Arc::new(config.json.clone());
     let running = start_shipper(&config, sequence)?;
     let spool_stats = running.spool.stats().clone();
     for file in &files {
-        let lines = sources::read_file(file, &running.tx, &running.stats)
+        let lines = sources::read_file(file, &running.tx, &running.stats, &privacy, &json)
             .await
             .with_context(|| format!("reading {}", file.display()))?;
         info!(file = %file.display(), lines, "file read");
@@ -256,9 +259,21 @@ async fn send(config: CollectorConfig, files: Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// The municipality's pseudonymisation, its key loaded (or created, mode 0600) once at start.
+fn load_privacy(config: &CollectorConfig) -> Result<Privacy> {
+    Privacy::from_config(&config.privacy, &config.state_dir).with_context(|| {
+        format!(
+            "pseudonymisation key {}",
+            config.privacy.key_path(&config.state_dir).display()
+        )
+    })
+}
+
 async fn run(config: CollectorConfig) -> Result<()> {
     let sequence = SequenceSource::open(&config.state_dir)
         .with_context(|| format!("opening state in {}", config.state_dir.display()))?;
+    let privacy = load_privacy(&config)?;
+    let json = Arc::new(config.json.clone());
     let running = start_shipper(&config, sequence)?;
     let spool_stats = running.spool.stats().clone();
     let checkpoints = running.spool.lock().checkpoints().clone();
@@ -268,12 +283,14 @@ async fn run(config: CollectorConfig) -> Result<()> {
     for source in &config.sources {
         let counters = Arc::new(SourceCounters::default());
         labelled.push((source.label(), counters.clone()));
-        let ctx = SourceContext {
-            tx: running.tx.clone(),
-            stats: running.stats.clone(),
+        let ctx = SourceContext::new(
+            running.tx.clone(),
+            running.stats.clone(),
             counters,
-            shutdown: shutdown.clone(),
-        };
+            shutdown.clone(),
+            privacy.clone(),
+        )
+        .with_json_fields(json.clone());
         match source {
             SourceConfig::SyslogTcp { listen } => {
                 let listener = tokio::net::TcpListener::bind(listen)
@@ -302,15 +319,25 @@ async fn run(config: CollectorConfig) -> Result<()> {
                     .with_context(|| format!("listening on {listen} (tls)"))?;
                 tasks.push(tokio::spawn(sources::syslog_tls(listener, acceptor, ctx)));
             }
-            SourceConfig::File { path } if sources::is_glob(path) => {
+            SourceConfig::File { path, start_at } if sources::is_glob(path) => {
                 tasks.push(tokio::spawn(sources::follow_glob(
                     path.clone(),
                     checkpoints.clone(),
+                    *start_at,
                     ctx,
                 )));
             }
-            SourceConfig::File { path } => {
-                let start = checkpoints.get(path.to_string_lossy().as_ref()).copied();
+            SourceConfig::File { path, .. } if sources::is_gzip(path) => {
+                let checkpoints = checkpoints.clone();
+                let path = path.clone();
+                tasks.push(tokio::spawn(async move {
+                    let done = std::sync::Mutex::new(std::collections::BTreeSet::new());
+                    sources::read_gzip_file(path, &checkpoints, &done, ctx).await;
+                }));
+            }
+            SourceConfig::File { path, start_at } => {
+                let checkpoint = checkpoints.get(path.to_string_lossy().as_ref()).copied();
+                let start = FileStart::resolve(checkpoint, *start_at);
                 tasks.push(tokio::spawn(sources::follow_file(path.clone(), start, ctx)));
             }
         }

@@ -1,8 +1,9 @@
 //! sshd and sudo lines into `auth` events.
 //!
 //! Only lines whose syslog program is `sshd`, `sshd-session` (OpenSSH 9.8 and later) or `sudo`
-//! are looked at, and only these messages become `auth` events; every other line of those
-//! programs stays `syslog`:
+//! are looked at. Every line of those programs becomes an `auth` event (so that Sigma's
+//! `linux/sshd` and `linux/sudo` rules, routed to `auth`, see all of them); these messages also
+//! fill the columns below, the others only `program` ([`program_only`]):
 //!
 //! | message | `outcome` | `auth_method` |
 //! |---|---|---|
@@ -21,6 +22,14 @@
 use varde_core::{SourceKind, Value};
 
 use super::{Outcome, Parsed, static_regex};
+
+/// An `auth` event of `program` that is neither a login nor a command (sshd's "Connection
+/// closed", "Server listening", …): only the program is filled, the message stays as it was.
+pub fn program_only(program: &str) -> Parsed {
+    let mut p = Parsed::new(SourceKind::Auth);
+    p.text("program", program);
+    p
+}
 
 /// True for the syslog program names of sshd.
 pub fn is_sshd(program: &str) -> bool {

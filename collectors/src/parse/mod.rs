@@ -12,10 +12,14 @@
 //!   too many attempts) and sudo command lines → `auth`.
 //! - [`oidc`]: JSON login events of municipal services and ID-porten (the accepted shape is
 //!   documented there), and syslog lines with `idporten@53595` structured data → `oidc_login`;
-//!   Windows event records in evtx JSON → `windows_event` (by [`varde_core::windows`]).
+//!   Windows event records in evtx, Winlogbeat or NXLog JSON → `windows_event` (by
+//!   [`varde_core::windows`]).
+//! - [`json`]: any other JSON object → `generic_json`, flattened, with configurable host,
+//!   message and time members.
 
 pub mod access;
 pub mod auth;
+pub mod json;
 pub mod oidc;
 
 use varde_core::schema::{ColumnType, typed_columns};

@@ -25,10 +25,11 @@
 //!
 //! Other fields become attributes under their own names (nested values as compact JSON). Values
 //! that carry identity numbers (ID-porten's `pid` claim is the fødselsnummer) are pseudonymised
-//! like any other text by [`crate::privacy`]. A JSON object with an `Event` member is tried as an
-//! evtx-style Windows event record ([`varde_core::windows`]). Any other JSON object is not a
-//! login event and stays `syslog`; a line that starts with `{` and ends with `}` but is not JSON
-//! is a parse failure.
+//! like any other text by [`crate::privacy`]. A JSON object with an `Event` member (evtx), a
+//! `winlog` object (Winlogbeat) or an `EventID` (NXLog) is tried as a Windows event record
+//! ([`varde_core::windows`]). Any other JSON object is a `generic_json` event
+//! ([`super::json`]); a line that starts with `{` and ends with `}` but is not JSON is a parse
+//! failure.
 //!
 //! # ID-porten logins in syslog structured data
 //!
@@ -40,6 +41,7 @@
 use serde_json::{Map, Value as Json};
 use varde_core::{Event, SourceKind, Value};
 
+use super::json::JsonFields;
 use super::{Outcome, Parsed};
 
 /// The structured-data id of ID-porten login parameters in syslog.
@@ -64,14 +66,17 @@ pub enum JsonOutcome {
     Login(Parsed),
     /// A Windows event record, as a whole event of kind `windows_event`.
     Windows(Box<Event>),
-    /// Some other JSON object, or not JSON-shaped at all.
+    /// Any other JSON object, as a whole event of kind `generic_json` ([`super::json`]).
+    Other(Box<Event>),
+    /// Not a JSON object at all.
     NotMine,
     /// `{…}`-shaped but not valid JSON.
     Failed(&'static str),
 }
 
-/// Parses a body that may be a JSON object.
-pub fn parse_json(body: &str, receive_time_us: i64) -> JsonOutcome {
+/// Parses a body that may be a JSON object; `fields` says which members of a generic object
+/// hold its host, message and time.
+pub fn parse_json(body: &str, receive_time_us: i64, fields: &JsonFields) -> JsonOutcome {
     let trimmed = body.trim();
     if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
         return JsonOutcome::NotMine;
@@ -83,16 +88,18 @@ pub fn parse_json(body: &str, receive_time_us: i64) -> JsonOutcome {
     let Json::Object(obj) = &doc else {
         return JsonOutcome::NotMine;
     };
-    if obj.contains_key("Event") {
-        return match varde_core::windows::event_from_evtx_json(&doc, receive_time_us) {
-            Ok(e) => JsonOutcome::Windows(Box::new(e)),
-            Err(_) => JsonOutcome::NotMine,
-        };
+    let windows_shaped = obj.contains_key("Event")
+        || obj.get("winlog").is_some_and(Json::is_object)
+        || obj.contains_key("EventID");
+    if windows_shaped
+        && let Ok(e) = varde_core::windows::event_from_windows_json(&doc, receive_time_us)
+    {
+        return JsonOutcome::Windows(Box::new(e));
     }
     let is_login = matches!(obj.get("client_id"), Some(Json::String(_)))
         && MARKERS.iter().any(|k| obj.contains_key(*k));
     if !is_login {
-        return JsonOutcome::NotMine;
+        return JsonOutcome::Other(Box::new(super::json::generic(obj, receive_time_us, fields)));
     }
     JsonOutcome::Login(login(obj))
 }
@@ -201,6 +208,8 @@ pub fn from_structured_data(attrs: &[(String, String)]) -> Outcome {
 mod tests {
     use super::*;
 
+    static F: std::sync::LazyLock<JsonFields> = std::sync::LazyLock::new(JsonFields::default);
+
     fn get<'a>(p: &'a Parsed, column: &str) -> Option<&'a Value> {
         p.typed
             .iter()
@@ -216,6 +225,7 @@ mod tests {
         let JsonOutcome::Login(p) = parse_json(
             r#"{"time":"2026-11-23T17:59:58.120Z","client_id":"k0301-portal","service":"byggesak","acr":"idporten-loa-high","amr":["BankID","TOTP"],"iss":"https://idporten.no","sub":"abc","ip":"203.0.113.5","pid":"31129956715","n":3}"#,
             0,
+            &F,
         ) else {
             panic!("login");
         };
@@ -230,9 +240,11 @@ mod tests {
         assert!(p.attrs.contains(&("n".into(), "3".into())));
         assert!(!p.attrs.iter().any(|(k, _)| k == "time" || k == "acr"));
 
-        let JsonOutcome::Login(p) =
-            parse_json(r#"{"client_id":"k0301-portal","error":"access_denied"}"#, 0)
-        else {
+        let JsonOutcome::Login(p) = parse_json(
+            r#"{"client_id":"k0301-portal","error":"access_denied"}"#,
+            0,
+            &F,
+        ) else {
             panic!("login");
         };
         assert_eq!(get(&p, "outcome").cloned(), s("failure"));
@@ -241,18 +253,39 @@ mod tests {
 
     #[test]
     fn other_json() {
-        assert_eq!(parse_json(r#"{"client_id":"x"}"#, 0), JsonOutcome::NotMine);
-        assert_eq!(parse_json(r#"{"level":"info"}"#, 0), JsonOutcome::NotMine);
-        assert_eq!(parse_json("plain text", 0), JsonOutcome::NotMine);
         assert!(matches!(
-            parse_json("{not json}", 0),
+            parse_json(r#"{"client_id":"x"}"#, 0, &F),
+            JsonOutcome::Other(_)
+        ));
+        let JsonOutcome::Other(e) = parse_json(r#"{"level":"info","msg":"hei"}"#, 0, &F) else {
+            panic!("generic");
+        };
+        assert_eq!(e.message.as_deref(), Some("hei"));
+        assert_eq!(parse_json("plain text", 0, &F), JsonOutcome::NotMine);
+        assert!(matches!(
+            parse_json("{not json}", 0, &F),
             JsonOutcome::Failed(_)
         ));
         let win = r#"{"Event":{"System":{"EventID":4625,"Channel":"Security","Computer":"ad01"},"EventData":{"TargetUserName":"kari"}}}"#;
-        let JsonOutcome::Windows(e) = parse_json(win, 5) else {
-            panic!("windows");
-        };
-        assert_eq!(e.get("win_event_id"), Some(&Value::UInt(4625)));
+        let beat = r#"{"winlog":{"event_id":4625,"channel":"Security","computer_name":"ad01","event_data":{"TargetUserName":"kari"}}}"#;
+        let nxlog =
+            r#"{"EventID":4625,"Channel":"Security","Hostname":"ad01","TargetUserName":"kari"}"#;
+        for doc in [win, beat, nxlog] {
+            let JsonOutcome::Windows(e) = parse_json(doc, 5, &F) else {
+                panic!("windows: {doc}");
+            };
+            assert_eq!(e.get("win_event_id"), Some(&Value::UInt(4625)), "{doc}");
+            assert_eq!(e.host.as_deref(), Some("ad01"), "{doc}");
+            assert!(
+                e.attrs.contains(&("TargetUserName".into(), "kari".into())),
+                "{doc}"
+            );
+        }
+        // An EventID that is no Windows record is generic JSON.
+        assert!(matches!(
+            parse_json(r#"{"EventID":"abc"}"#, 0, &F),
+            JsonOutcome::Other(_)
+        ));
     }
 
     #[test]

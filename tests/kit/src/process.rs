@@ -80,6 +80,9 @@ pub fn start_pipeline(varde_bin: &Path, config: &Path, log: Option<&Path>) -> Gu
     Guard(child)
 }
 
+/// A valid (made-up) fødselsnummer that line 5 of [`write_syslog_lines`] carries.
+pub const FNR: &str = "15059012387";
+
 /// Writes `n` lines to `path`: in turn an RFC 5424 sshd failed login, an RFC 3164 sudo line, an
 /// RFC 5424 ID-porten login with structured data, and a line that is not syslog; every
 /// `root_every`-th line from line 3 (lines `i` with `i % root_every == 3`) is instead a root
@@ -88,6 +91,10 @@ pub fn write_syslog_lines(path: &Path, n: usize, root_every: usize) {
     let mut f = std::fs::File::create(path).expect("create log file");
     for i in 0..n {
         let line = match i % 4 {
+            // A citizen's fødselsnummer in a command line: the collector must pseudonymise it.
+            _ if i == 5 => format!(
+                "<85>May  1 10:00:05 fw01 sudo: drift : COMMAND=/usr/bin/oppslag {FNR} e2e marker {i}"
+            ),
             _ if i % root_every == 3 => format!(
                 "<38>1 2024-05-01T12:00:00Z ssh01.bergen.kommune.no sshd 77 - - Accepted password for root from 198.51.100.7 port {} ssh2 e2e marker {i}",
                 40000 + i
