@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Real syslog senders for the collector's tests (collectors/tests/peers.rs): syslog-ng's
+# `loggen` and `rsyslogd`, from Debian's own packages, without installing the daemons.
+#
+#   deploy/dev/peers.sh          install when missing, check, print the paths
+#   eval "$(deploy/dev/peers.sh)"   ... and export VARDE_LOGGEN / VARDE_RSYSLOGD
+#
+# Why not `apt-get install rsyslog syslog-ng-core`: both packages Provide and Conflict with
+# system-log-daemon, so apt cannot have both at once, and either would register and start a
+# system service. Instead the two .debs are fetched with `apt-get download` into a cache
+# directory, unpacked with `dpkg -x` into private roots there, and only their shared-library
+# dependencies (the lib* entries of the packages' Depends) are apt-installed.
+#
+# Idempotent: when both roots are unpacked and every library resolves (ldd), a run only checks
+# and prints. Everything lives under $VARDE_PEERS_DIR (default ~/.cache/varde-peers):
+#   debs/        the downloaded .debs
+#   rsyslog/     rsyslog unpacked:        usr/sbin/rsyslogd, usr/lib/<multiarch>/rsyslog/*.so
+#   syslog-ng/   syslog-ng-core unpacked: usr/bin/loggen, usr/lib/syslog-ng/
+#
+# How to run them (the tests do this themselves):
+#   loggen:   LD_LIBRARY_PATH=<root>/usr/lib/syslog-ng SYSLOGNG_PREFIX=<root>/usr <root>/usr/bin/loggen ...
+#   rsyslogd: <root>/usr/sbin/rsyslogd -n -M <root>/usr/lib/<multiarch>/rsyslog -f <conf> -i <pidfile>
+#             with global(workDirectory=...) in <conf>; -n keeps it in the foreground.
+set -euo pipefail
+
+DIR=${VARDE_PEERS_DIR:-$HOME/.cache/varde-peers}
+DEBS=$DIR/debs
+RS_ROOT=$DIR/rsyslog
+SN_ROOT=$DIR/syslog-ng
+
+log() { printf '[peers] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+apt_update() {
+  if [ $apt_updated = 0 ]; then
+    log "apt-get update"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
+    apt_updated=1
+  fi
+}
+
+deb_of() { ls "$DEBS/${1}_"*.deb 2>/dev/null | sort | tail -n 1; }
+
+# fetch PACKAGE: its .deb into $DEBS, unless one is there already.
+fetch() {
+  local pkg=$1
+  [ -n "$(deb_of "$pkg")" ] && return 0
+  mkdir -p "$DEBS"
+  log "apt-get download $pkg"
+  # As root, apt warns that the download is unsandboxed (the _apt user cannot write here).
+  (cd "$DEBS" && apt-get download -q "$pkg" 2>&1 | grep -v -i unsandboxed >&2) || true
+  if [ -z "$(deb_of "$pkg")" ]; then  # stale package lists: update once and retry
+    apt_update
+    (cd "$DEBS" && apt-get download -q "$pkg" 2>&1 | grep -v -i unsandboxed >&2) || true
+  fi
+  [ -n "$(deb_of "$pkg")" ] || die "could not download $pkg"
+}
+
+# unpack PACKAGE ROOT MARKER: dpkg -x into ROOT unless ROOT/MARKER exists. Unpacks beside it
+# first, so an interrupted run never leaves a root that looks complete.
+unpack() {
+  local pkg=$1 root=$2 marker=$3 deb
+  [ -e "$root/$marker" ] && [ -f "$root/.varde-depends" ] && return 0
+  fetch "$pkg"
+  deb=$(deb_of "$pkg")
+  log "unpacking $(basename "$deb") into $root"
+  rm -rf "$root.tmp" "$root"
+  mkdir -p "$root.tmp"
+  dpkg -x "$deb" "$root.tmp"
+  dpkg-deb -f "$deb" Depends > "$root.tmp/.varde-depends"
+  printf '%s %s\n' "$pkg" "$(dpkg-deb -f "$deb" Version)" > "$root.tmp/.varde-version"
+  [ -e "$root.tmp/$marker" ] || die "$deb has no $marker"
+  mv "$root.tmp" "$root"
+}
+
+# The package names of the lib* dependencies in ROOT/.varde-depends (first alternative of each).
+lib_depends() {
+  tr ',' '\n' < "$1/.varde-depends" | sed -e 's/|.*//' -e 's/(.*)//' -e 's/[[:space:]]//g' \
+    | grep -E '^(lib|zlib)' || true
+}
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed'; }
+
+unpack rsyslog "$RS_ROOT" usr/sbin/rsyslogd
+unpack syslog-ng-core "$SN_ROOT" usr/bin/loggen
+
+missing=()
+for p in $(lib_depends "$RS_ROOT") $(lib_depends "$SN_ROOT"); do
+  installed "$p" || case " ${missing[*]-} " in *" $p "*) ;; *) missing+=("$p") ;; esac
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null; then
+    apt_update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+  fi
+fi
+
+RSYSLOGD=$RS_ROOT/usr/sbin/rsyslogd
+RS_MODULES=$(ls -d "$RS_ROOT"/usr/lib/*/rsyslog 2>/dev/null | head -n 1)
+[ -n "$RS_MODULES" ] && [ -f "$RS_MODULES/imtcp.so" ] || die "no rsyslog module directory in $RS_ROOT"
+LOGGEN=$SN_ROOT/usr/bin/loggen
+SN_LIBS=$SN_ROOT/usr/lib/syslog-ng
+SN_LOGGEN_PLUGINS=$(ls -d "$SN_LIBS"/*/loggen 2>/dev/null | head -n 1)
+[ -n "$SN_LOGGEN_PLUGINS" ] || die "no loggen plugin directory under $SN_LIBS"
+
+# Every shared library of what the tests run must resolve.
+unresolved=$( {
+  ldd "$RSYSLOGD" "$RS_MODULES"/{imtcp,imudp,lmnet,lmnetstrms,lmnsd_ptcp,lmtcpsrv,lmtcpclt}.so
+  LD_LIBRARY_PATH=$SN_LIBS ldd "$LOGGEN" "$SN_LOGGEN_PLUGINS"/*.so
+} 2>&1 | grep -E 'not found|No such file' || true)
+[ -z "$unresolved" ] || die "unresolved libraries (a missing Depends?):
+$unresolved"
+
+# And both must start.
+"$RSYSLOGD" -v >/dev/null 2>&1 || die "$RSYSLOGD -v failed"
+# (loggen has no --version; its --help lists the socket plugin's options once it loaded them)
+LD_LIBRARY_PATH=$SN_LIBS SYSLOGNG_PREFIX=$SN_ROOT/usr "$LOGGEN" --help-all 2>&1 | grep -q -e '--inet' \
+  || die "$LOGGEN does not start or finds no socket plugin (SYSLOGNG_PREFIX=$SN_ROOT/usr)"
+
+log "ready: $(cat "$RS_ROOT/.varde-version"), $(cat "$SN_ROOT/.varde-version")"
+cat <<EOF
+export VARDE_LOGGEN=$LOGGEN
+export VARDE_RSYSLOGD=$RSYSLOGD
+# loggen:   LD_LIBRARY_PATH=$SN_LIBS SYSLOGNG_PREFIX=$SN_ROOT/usr
+# rsyslogd: -n -M $RS_MODULES -f <config> -i <pidfile>
+EOF
