@@ -194,7 +194,7 @@ fn batches(
     let tenant = Kommunenummer::parse("0301")?;
     let collector = CollectorId::new("varde-rules")?;
     let mut by_kind: BTreeMap<SourceKind, (BatchBuilder, Vec<usize>)> = BTreeMap::new();
-    for (i, (kind, event)) in events::read(path)?.into_iter().enumerate() {
+    for (i, kind, event) in events::read(path)? {
         let (b, idx) = by_kind.entry(kind).or_insert_with(|| {
             (
                 BatchBuilder::new(kind, tenant, collector.clone(), 64),

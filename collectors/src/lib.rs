@@ -10,7 +10,8 @@
 //! - [`privacy`]: keyed pseudonyms for national identity numbers (and, by policy, IP addresses)
 //!   in every text field, before anything leaves the municipality.
 //! - [`parse`]: edge parsers from text into the typed columns of `web_access`, `auth`,
-//!   `oidc_login` (and `windows_event` from JSON).
+//!   `oidc_login`, `windows_event` (evtx, Winlogbeat and NXLog JSON) and `generic_json`.
+//! - [`import`]: files of events for offline analysis (`.evtx`, `.json`, `.jsonl`).
 //! - [`edge`]: the one entry point of the delivery side, [`edge::edge_event`]: syslog parsing →
 //!   format detection → privacy, with per-source counters.
 //! - [`sources`]: syslog over UDP, TCP and TLS (RFC 6587 framing detected per connection);
@@ -28,6 +29,7 @@
 
 pub mod config;
 pub mod edge;
+pub mod import;
 pub mod metrics;
 pub mod parse;
 pub mod privacy;

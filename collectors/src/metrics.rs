@@ -394,6 +394,12 @@ mod tests {
     fn the_exposition_has_help_type_and_labelled_samples() {
         let counters = Arc::new(SourceCounters::default());
         counters.events.store(5, Ordering::Relaxed);
+        // What the edge counted for this source: two identity numbers pseudonymised.
+        let edge = crate::edge::EdgeSource::with_stats(
+            crate::sources::test_privacy(),
+            counters.edge.clone(),
+        );
+        let _ = crate::edge::edge_event("fnr 31129956715 og 31129956715", 0, &edge);
         let spool = Arc::new(SpoolStats::default());
         spool.dropped_events.store(7, Ordering::Relaxed);
         let state = MetricsState {
@@ -420,6 +426,18 @@ mod tests {
         );
         assert!(
             text.contains("varde_collector_events_out_total{kind=\"syslog\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "varde_collector_pseudonymised_total{source=\"syslog_tcp:\\\"x\\\"\",what=\"national_id\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "varde_collector_edge_events_total{source=\"syslog_tcp:\\\"x\\\"\",kind=\"syslog\"} 1"
+            ),
             "{text}"
         );
         let (code, body) = health(&state);

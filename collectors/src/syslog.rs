@@ -29,7 +29,12 @@ pub fn parse_line(line: &str, receive_time_us: i64) -> Event {
     if !line.trim_start().starts_with('<') && !starts_with_timestamp(line) {
         return raw(event, line);
     }
-    let Ok(msg) = syslog_loose::parse_message_with_year_exact(line, resolve_year, Variant::Either)
+    // RFC 3339 timestamps without a zone (syslog-ng's loggen, some appliances) are local time,
+    // as RFC 3164 timestamps are: the zone is made explicit so the header parses.
+    let zoned = with_local_zone(line);
+    let line_to_parse = zoned.as_deref().unwrap_or(line);
+    let Ok(msg) =
+        syslog_loose::parse_message_with_year_exact(line_to_parse, resolve_year, Variant::Either)
     else {
         return raw(event, line);
     };
@@ -38,7 +43,13 @@ pub fn parse_line(line: &str, receive_time_us: i64) -> Event {
     }
     event.host = msg.hostname.map(str::to_owned);
     event.severity = msg.severity.map(|s| s as u8);
-    event.message = Some(msg.msg.to_owned());
+    // RFC 5424 senders may start MSG with a byte-order mark to say it is UTF-8; it is not text.
+    event.message = Some(
+        msg.msg
+            .strip_prefix('\u{feff}')
+            .unwrap_or(msg.msg)
+            .to_owned(),
+    );
     if let Some(f) = msg.facility {
         event.typed.push(("facility", Value::UInt(f as u64)));
     }
@@ -87,6 +98,53 @@ fn starts_with_timestamp(line: &str) -> bool {
         || shaped(b"dddd-dd-ddTdd:dd:dd")
 }
 
+/// `line` with the collector's local zone offset added to a leading RFC 3339 timestamp that
+/// has none (after an optional `<PRI>`), e.g. `<38>2026-12-01T21:39:39 host app: msg` →
+/// `<38>2026-12-01T21:39:39+01:00 host app: msg`; `None` when there is nothing to add.
+fn with_local_zone(line: &str) -> Option<String> {
+    let start = if line.starts_with('<') {
+        line.find('>')? + 1
+    } else {
+        0
+    };
+    let rest = &line[start..];
+    let b = rest.as_bytes();
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd";
+    let shaped = b.len() > SHAPE.len()
+        && SHAPE.iter().zip(b).all(|(s, c)| {
+            if *s == b'd' {
+                c.is_ascii_digit()
+            } else {
+                s == c
+            }
+        });
+    if !shaped {
+        return None;
+    }
+    let mut end = SHAPE.len();
+    if b.get(end) == Some(&b'.') {
+        end += 1;
+        while b.get(end).is_some_and(u8::is_ascii_digit) {
+            end += 1;
+        }
+    }
+    if b.get(end) != Some(&b' ') {
+        return None; // a zone (`Z`, `+01:00`) or something else follows
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(&rest[..end], "%Y-%m-%dT%H:%M:%S%.f").ok()?;
+    let offset = Local
+        .from_local_datetime(&naive)
+        .earliest()?
+        .offset()
+        .to_string();
+    Some(format!(
+        "{}{}{offset}{}",
+        &line[..start],
+        &rest[..end],
+        &rest[end..]
+    ))
+}
+
 fn raw(mut event: Event, line: &str) -> Event {
     event.message = Some(line.to_owned());
     event.typed.push(("parse_error", Value::Bool(true)));
@@ -112,6 +170,35 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_714_557_600_000_000; // 2024-05-01T10:00:00Z
+
+    #[test]
+    fn timestamps_without_a_zone_are_local_and_byte_order_marks_are_not_text() {
+        // syslog-ng's loggen: an RFC 3339 time without zone, then an RFC 3164 header.
+        let e = parse_line(
+            "<38>2024-05-01T12:00:00 localhost prg00000[1234]: seq: 0000000001, thread: 0000",
+            NOW,
+        );
+        assert_eq!(e.get("parse_error"), Some(&Value::Bool(false)), "{e:?}");
+        assert_eq!(e.host.as_deref(), Some("localhost"));
+        assert_eq!(e.get("app_name"), Some(&Value::Str("prg00000".into())));
+        assert_eq!(e.get("proc_id"), Some(&Value::Str("1234".into())));
+        assert_eq!(e.severity, Some(6));
+        let local = Local
+            .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
+            .earliest()
+            .map(|t| t.timestamp_micros());
+        assert_eq!(Some(e.event_time_us), local);
+        assert_eq!(e.message.as_deref(), Some("seq: 0000000001, thread: 0000"));
+        // A zone present is left alone.
+        assert_eq!(with_local_zone("<38>2024-05-01T12:00:00Z h a: m"), None);
+        assert_eq!(
+            with_local_zone("<38>1 2024-05-01T12:00:00Z h a - - m"),
+            None
+        );
+        // RFC 5424 with a BOM before MSG.
+        let e = parse_line("<38>1 2024-05-01T09:59:58Z h app 1 - - \u{feff}hello", NOW);
+        assert_eq!(e.message.as_deref(), Some("hello"));
+    }
 
     #[test]
     fn rfc5424_with_structured_data() {

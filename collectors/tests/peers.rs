@@ -17,10 +17,9 @@
 //! process id), parsed without `parse_error`, with the message text as sent. For UDP the collector's kernel-drop
 //! counter must stay at zero.
 //!
-//! Two gaps of the collector's parsing are asserted as they are today (marked `KNOWN GAP`
-//! below; tighten the checks when they are fixed): loggen's default header, whose timestamp is
-//! ISO without a zone, is not parsed (the line is kept whole, `parse_error = true`), and the BOM
-//! that RFC 5424 puts before a UTF-8 message stays as the message's first character.
+//! These tests found two gaps of the collector's parsing, since fixed: loggen's default
+//! header, whose timestamp is ISO without a zone, was not parsed, and the BOM that RFC 5424
+//! puts before a UTF-8 message stayed as the message's first character.
 //!
 //! The peers are not apt-installed (rsyslog and syslog-ng-core conflict as packages and would
 //! start system services): `deploy/dev/peers.sh` unpacks Debian's packages into
@@ -509,42 +508,15 @@ fn check_loggen_rows(rows: &BTreeMap<usize, &Row>, form: LoggenForm) {
     for (seq, r) in rows {
         let context = || format!("loggen message {seq} ({form:?}): {r:?}");
         let text = format!("seq: {seq:010}, thread: 0000, runid: ");
-        match form {
-            LoggenForm::Bsd => {
-                // KNOWN GAP of the collector's parser (syslog_loose): it refuses an ISO
-                // timestamp without a zone after <PRI>, so loggen's default lines are kept
-                // whole, unparsed, with parse_error = true. Nothing is lost, but host, app,
-                // pid, facility and severity are not extracted. When the parser accepts
-                // these, check them here as for Rfc5424.
-                assert_eq!(r.typed("parse_error"), Some("true"), "{}", context());
-                assert_eq!(r.host, None, "{}", context());
-                let header = r
-                    .message
-                    .strip_prefix("<38>")
-                    .and_then(|m| m.split_once(" localhost prg00000[1234]: "));
-                assert!(
-                    header.is_some_and(|(time, rest)| time.len() == 19 && rest.starts_with(&text)),
-                    "{}",
-                    context()
-                );
-            }
-            LoggenForm::Rfc5424 => {
-                assert_eq!(r.typed("parse_error"), Some("false"), "{}", context());
-                assert_eq!(r.host.as_deref(), Some("localhost"), "{}", context());
-                assert_eq!(r.typed("app_name"), Some("prg00000"), "{}", context());
-                assert_eq!(r.typed("proc_id"), Some("1234"), "{}", context());
-                assert_eq!(r.typed("facility"), Some("4"), "{}", context());
-                assert_eq!(r.severity, Some(6), "{}", context());
-                // KNOWN GAP: the BOM that RFC 5424 puts before a UTF-8 MSG is kept as the
-                // message's first character. When the collector strips it, expect `text` at
-                // the very start here.
-                assert!(
-                    r.message.starts_with(&format!("\u{feff}{text}")),
-                    "{}",
-                    context()
-                );
-            }
-        }
+        // Both forms parse: loggen's default header has an ISO timestamp without a zone
+        // (taken as local time), and the RFC 5424 form's BOM before MSG is not text.
+        assert_eq!(r.typed("parse_error"), Some("false"), "{}", context());
+        assert_eq!(r.host.as_deref(), Some("localhost"), "{}", context());
+        assert_eq!(r.typed("app_name"), Some("prg00000"), "{}", context());
+        assert_eq!(r.typed("proc_id"), Some("1234"), "{}", context());
+        assert_eq!(r.typed("facility"), Some("4"), "{}", context());
+        assert_eq!(r.severity, Some(6), "{}", context());
+        assert!(r.message.starts_with(&text), "{}", context());
         assert!(r.message.contains(", stamp: "), "{}", context());
     }
 }

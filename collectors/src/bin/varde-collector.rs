@@ -16,8 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 use varde_collector::config::{CollectorConfig, SourceConfig};
+use varde_collector::import;
 use varde_collector::metrics::{self, MetricsState};
 use varde_collector::privacy::Privacy;
 use varde_collector::shipper::{
@@ -59,7 +60,9 @@ enum Command {
         /// The configuration file (its sources are not started).
         #[arg(long)]
         config: PathBuf,
-        /// Files of syslog lines.
+        /// Files to ship once: files of lines (syslog, access logs, JSON lines, …), each line
+        /// through the edge; `.evtx` Windows event logs and `.json` files of concatenated
+        /// documents, each record as an event (pseudonymised like every line).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -248,6 +251,26 @@ async fn send(config: CollectorConfig, files: Vec<PathBuf>) -> Result<()> {
     let running = start_shipper(&config, sequence)?;
     let spool_stats = running.spool.stats().clone();
     for file in &files {
+        let ext = file.extension().and_then(|e| e.to_str());
+        if matches!(ext, Some("evtx" | "json")) {
+            // Whole documents (Windows event logs, concatenated JSON), not lines.
+            let imported = import::read_events(file, sources::now_us(), &json)
+                .with_context(|| format!("importing {}", file.display()))?;
+            for (i, why) in &imported.skipped {
+                warn!(file = %file.display(), record = i, reason = %why, "record skipped");
+            }
+            let mut pseudonymised = 0;
+            let events = imported.events.len();
+            for (_, kind, mut event) in imported.events {
+                let counts = privacy.scrub_event(&mut event);
+                pseudonymised += counts.national_ids + counts.ip_addresses;
+                if running.tx.send(Input::Event(kind, event)).await.is_err() {
+                    anyhow::bail!("the shipper stopped while importing {}", file.display());
+                }
+            }
+            info!(file = %file.display(), events, skipped = imported.skipped.len(), pseudonymised, "file imported");
+            continue;
+        }
         let lines = sources::read_file(file, &running.tx, &running.stats, &privacy, &json)
             .await
             .with_context(|| format!("reading {}", file.display()))?;

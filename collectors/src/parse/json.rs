@@ -3,9 +3,10 @@
 //!
 //! A JSON line that is neither a login event nor a Windows event record (see [`super::oidc`]) is
 //! kept whole as a `generic_json` event: nested objects are flattened into dotted attribute
-//! names (`{"http": {"status": 500}}` → `http.status = "500"`), lists and other values become
-//! their JSON text, `null` members are left out. Three members are lifted into columns, by the
-//! first name of each list that the object has (the `[json]` section of the collector's
+//! names (`{"http": {"status": 500}}` → `http.status = "500"`), a list gives one attribute per
+//! element under its name (so a Sigma rule on the field matches any element, as the engine does
+//! for every multi-valued field), `null` members are left out. Three members also fill columns,
+//! by the first name of each list that the object has (the `[json]` section of the collector's
 //! configuration sets other names, as dotted paths):
 //!
 //! | column | default members tried, in order |
@@ -14,8 +15,8 @@
 //! | `message` | `message`, `msg` |
 //! | event time | `@timestamp`, `timestamp`, `time`, `ts` (RFC 3339 text, or a number of seconds since the epoch) |
 //!
-//! A lifted member is not repeated as an attribute. Sigma rules routed to `generic_json` see the
-//! attributes under the names they arrived with.
+//! Every member stays an attribute too: Sigma rules routed to `generic_json` look fields up by
+//! the names they arrived with (`message`, `host.name`).
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
@@ -63,7 +64,8 @@ impl Default for JsonFields {
     }
 }
 
-/// Flattens `obj` into `(dotted name, value)` pairs, in key order.
+/// Flattens `obj` into `(dotted name, value)` pairs, in the object's order; a list gives one pair per
+/// element under the list's name.
 fn flatten(prefix: &str, obj: &Map<String, Json>, out: &mut Vec<(String, Json)>) {
     for (k, v) in obj {
         let name = if prefix.is_empty() {
@@ -71,11 +73,20 @@ fn flatten(prefix: &str, obj: &Map<String, Json>, out: &mut Vec<(String, Json)>)
         } else {
             format!("{prefix}.{k}")
         };
-        match v {
-            Json::Object(inner) => flatten(&name, inner, out),
-            Json::Null => {}
-            other => out.push((name, other.clone())),
+        flatten_value(name, v, out);
+    }
+}
+
+fn flatten_value(name: String, v: &Json, out: &mut Vec<(String, Json)>) {
+    match v {
+        Json::Object(inner) => flatten(&name, inner, out),
+        Json::Array(items) => {
+            for item in items {
+                flatten_value(name.clone(), item, out);
+            }
         }
+        Json::Null => {}
+        other => out.push((name, other.clone())),
     }
 }
 
@@ -108,12 +119,12 @@ pub fn generic(obj: &Map<String, Json>, receive_time_us: i64, fields: &JsonField
         receive_time_us,
         ..Event::default()
     };
-    let mut lifted: Vec<usize> = Vec::new();
-    let mut find = |wanted: &[String], ok: &dyn Fn(&Json) -> bool| -> Option<Json> {
+    let find = |wanted: &[String], ok: &dyn Fn(&Json) -> bool| -> Option<Json> {
         wanted.iter().find_map(|w| {
-            let i = members.iter().position(|(n, v)| n == w && ok(v))?;
-            lifted.push(i);
-            Some(members[i].1.clone())
+            members
+                .iter()
+                .find(|(n, v)| n == w && ok(v))
+                .map(|(_, v)| v.clone())
         })
     };
     let scalar = |v: &Json| matches!(v, Json::String(_) | Json::Number(_) | Json::Bool(_));
@@ -122,12 +133,7 @@ pub fn generic(obj: &Map<String, Json>, receive_time_us: i64, fields: &JsonField
     if let Some(t) = find(&fields.time, &|v| time_us(v).is_some()).and_then(|v| time_us(&v)) {
         event.event_time_us = t;
     }
-    event.attrs = members
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| !lifted.contains(i))
-        .map(|(_, (n, v))| (n, text(&v)))
-        .collect();
+    event.attrs = members.into_iter().map(|(n, v)| (n, text(&v))).collect();
     event
 }
 
@@ -155,12 +161,22 @@ mod tests {
         assert_eq!(e.message.as_deref(), Some("payment failed"));
         assert_eq!(e.event_time_us, 1_714_557_600_000_000);
         assert_eq!(e.receive_time_us, 7);
+        let mut attrs: Vec<(&str, &str)> = e
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        attrs.sort_unstable();
         assert_eq!(
-            e.attrs,
+            attrs,
             vec![
-                ("http.path".to_owned(), "/betal".to_owned()),
-                ("http.status".to_owned(), "500".to_owned()),
-                ("tags".to_owned(), r#"["a","b"]"#.to_owned()),
+                ("host.name", "app01"),
+                ("http.path", "/betal"),
+                ("http.status", "500"),
+                ("msg", "payment failed"),
+                ("tags", "a"),
+                ("tags", "b"),
+                ("ts", "2024-05-01T10:00:00Z"),
             ]
         );
     }

@@ -55,6 +55,19 @@ impl Parsed {
         }
     }
 
+    /// The columns as an event of their own (no syslog header around them), received at
+    /// `receive_time_us`.
+    pub fn into_event(self, receive_time_us: i64) -> varde_core::Event {
+        varde_core::Event {
+            event_time_us: self.event_time_us.unwrap_or(receive_time_us),
+            receive_time_us,
+            host: self.host,
+            typed: self.typed,
+            attrs: self.attrs,
+            ..varde_core::Event::default()
+        }
+    }
+
     /// Sets a text column unless the value is empty or `-` (the log formats' "no value").
     pub fn text(&mut self, column: &'static str, value: &str) {
         if !value.is_empty() && value != "-" {

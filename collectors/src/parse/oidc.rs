@@ -81,18 +81,23 @@ pub fn parse_json(body: &str, receive_time_us: i64, fields: &JsonFields) -> Json
     if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
         return JsonOutcome::NotMine;
     }
-    let doc: Json = match serde_json::from_str(trimmed) {
-        Ok(d) => d,
-        Err(_) => return JsonOutcome::Failed("json: not valid JSON"),
-    };
-    let Json::Object(obj) = &doc else {
+    match serde_json::from_str::<Json>(trimmed) {
+        Ok(doc) => classify_json(&doc, receive_time_us, fields),
+        Err(_) => JsonOutcome::Failed("json: not valid JSON"),
+    }
+}
+
+/// What a parsed JSON document is: a login event, a Windows event record (evtx, Winlogbeat or
+/// NXLog shape), or any other object (`generic_json`); not an object at all is `NotMine`.
+pub fn classify_json(doc: &Json, receive_time_us: i64, fields: &JsonFields) -> JsonOutcome {
+    let Json::Object(obj) = doc else {
         return JsonOutcome::NotMine;
     };
     let windows_shaped = obj.contains_key("Event")
         || obj.get("winlog").is_some_and(Json::is_object)
         || obj.contains_key("EventID");
     if windows_shaped
-        && let Ok(e) = varde_core::windows::event_from_windows_json(&doc, receive_time_us)
+        && let Ok(e) = varde_core::windows::event_from_windows_json(doc, receive_time_us)
     {
         return JsonOutcome::Windows(Box::new(e));
     }

@@ -1,0 +1,212 @@
+//! Files of events for offline analysis and import: `.evtx` Windows event logs (read with the
+//! `evtx` crate), `.json` (one or several concatenated JSON documents, as SigmaHQ's regression
+//! samples are) and `.jsonl` / `.ndjson` (one document per line).
+//!
+//! Every document is classified as the edge classifies a JSON line
+//! ([`crate::parse::oidc::classify_json`]): a Windows event record in the evtx, Winlogbeat or
+//! NXLog shape is a `windows_event`, a login event an `oidc_login`, anything else a
+//! `generic_json` event ([`crate::parse::json`]). Used by `varde-collector send` (which then
+//! pseudonymises and ships the events like any other) and by the CERT's `varde rules match`.
+//!
+//! Bad records are reported in [`Imported::skipped`] with their position and reason: an
+//! unreadable evtx record or a broken line of a `.jsonl` file is skipped and the rest read; a
+//! broken document in a `.json` concatenation ends the reading of that file there.
+
+use std::path::Path;
+
+use serde_json::Value as Json;
+use varde_core::{Event, SourceKind};
+
+use crate::parse::json::JsonFields;
+use crate::parse::oidc::{JsonOutcome, classify_json};
+
+/// Why a file could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
+    /// The evtx parser refused the file (not an evtx file, damaged header).
+    #[error("{path}: not a readable .evtx file: {message}")]
+    Evtx {
+        /// The file.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// The file's name says nothing this module reads.
+    #[error("{path}: unknown event file type (expected .evtx, .json, .jsonl or .ndjson)")]
+    UnknownType {
+        /// The file.
+        path: String,
+    },
+}
+
+/// The events of one file, and what was skipped.
+#[derive(Debug, Default)]
+pub struct Imported {
+    /// Events in file order, each with its kind and its index among the file's documents.
+    pub events: Vec<(usize, SourceKind, Event)>,
+    /// Records that could not be read: (index, reason).
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Whether `path` names a file this module reads (by its extension).
+pub fn is_event_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("evtx" | "json" | "jsonl" | "ndjson")
+    )
+}
+
+/// Reads one file of events (see the module docs). `receive_time_us` stands in as the receive
+/// time (and as the event time of documents that carry none).
+pub fn read_events(
+    path: &Path,
+    receive_time_us: i64,
+    fields: &JsonFields,
+) -> Result<Imported, ImportError> {
+    let name = path.display().to_string();
+    let mut out = Imported::default();
+    let add = |i: usize, doc: &Json, out: &mut Imported| match classify_json(
+        doc,
+        receive_time_us,
+        fields,
+    ) {
+        JsonOutcome::Windows(e) => out.events.push((i, SourceKind::WindowsEvent, *e)),
+        JsonOutcome::Other(e) => out.events.push((i, SourceKind::GenericJson, *e)),
+        JsonOutcome::Login(p) => {
+            let kind = p.kind;
+            out.events.push((i, kind, p.into_event(receive_time_us)));
+        }
+        JsonOutcome::NotMine | JsonOutcome::Failed(_) => {
+            out.skipped.push((i, "not a JSON object".to_owned()));
+        }
+    };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("evtx") => {
+            let mut parser = evtx::EvtxParser::from_path(path).map_err(|e| ImportError::Evtx {
+                path: name.clone(),
+                message: e.to_string(),
+            })?;
+            for (i, record) in parser.records_json_value().enumerate() {
+                match record {
+                    Ok(r) => add(i, &r.data, &mut out),
+                    Err(e) => out.skipped.push((i, e.to_string())),
+                }
+            }
+        }
+        Some(ext @ ("json" | "jsonl" | "ndjson")) => {
+            let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+                path: name.clone(),
+                source,
+            })?;
+            let text = String::from_utf8_lossy(&bytes);
+            if ext == "json" {
+                // Concatenated documents: a broken one ends the file there (a concatenation
+                // cannot be resynchronised reliably), and says where.
+                let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<Json>();
+                let mut i = 0;
+                while let Some(doc) = stream.next() {
+                    match doc {
+                        Ok(doc) => add(i, &doc, &mut out),
+                        Err(e) => {
+                            out.skipped.push((
+                                i,
+                                format!(
+                                    "{e} (at byte {}; the rest of the file is not read)",
+                                    stream.byte_offset()
+                                ),
+                            ));
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            } else {
+                // One document per line: a broken line is skipped with its line number.
+                let mut i = 0;
+                for (n, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_str::<Json>(line) {
+                        Ok(doc) => add(i, &doc, &mut out),
+                        Err(e) => out.skipped.push((i, format!("line {}: {e}", n + 1))),
+                    }
+                    i += 1;
+                }
+            }
+        }
+        _ => return Err(ImportError::UnknownType { path: name }),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_classify_and_skip_broken_lines_with_their_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                r#"{"winlog":{"event_id":4688,"channel":"Security","event_data":{"NewProcessName":"C:\\x.exe"}}}"#,
+                "\n{broken\n\n",
+                r#"{"client_id":"k0301-portal","acr":"idporten-loa-high"}"#,
+                "\n",
+                r#"{"a":{"b":[1,2]}}"#,
+                "\n"
+            ),
+        )
+        .expect("write");
+        let got = read_events(&path, 5, &JsonFields::default()).expect("read");
+        let kinds: Vec<(usize, SourceKind)> = got.events.iter().map(|(i, k, _)| (*i, *k)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (0, SourceKind::WindowsEvent),
+                (2, SourceKind::OidcLogin),
+                (3, SourceKind::GenericJson)
+            ]
+        );
+        assert_eq!(got.skipped.len(), 1);
+        assert!(got.skipped[0].1.starts_with("line 2:"), "{:?}", got.skipped);
+        let generic = &got.events[2].2;
+        assert_eq!(
+            generic.attrs,
+            vec![
+                ("a.b".to_owned(), "1".to_owned()),
+                ("a.b".to_owned(), "2".to_owned())
+            ]
+        );
+        assert_eq!(generic.receive_time_us, 5);
+    }
+
+    #[test]
+    fn concatenated_documents_and_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.json");
+        std::fs::write(&path, "{\"a\":1}\n{\"b\":\n2}{oops").expect("write");
+        let got = read_events(&path, 0, &JsonFields::default()).expect("read");
+        assert_eq!(got.events.len(), 2);
+        assert_eq!(got.skipped.len(), 1);
+        assert!(matches!(
+            read_events(&dir.path().join("x.txt"), 0, &JsonFields::default()),
+            Err(ImportError::UnknownType { .. })
+        ));
+        std::fs::write(dir.path().join("bad.evtx"), "not evtx").expect("write");
+        assert!(matches!(
+            read_events(&dir.path().join("bad.evtx"), 0, &JsonFields::default()),
+            Err(ImportError::Evtx { .. })
+        ));
+    }
+}
