@@ -175,13 +175,25 @@ async fn two_instances_share_the_group_and_one_takes_over_from_the_other() {
     .await;
     a.kill9();
     eprintln!("instance a killed -9 with {at_kill} of {events} events stored");
-    assert_exact(&store, events).await;
-    let a_text = std::fs::read_to_string(&a_log).unwrap_or_default();
-    let b_text = std::fs::read_to_string(&b_log).unwrap_or_default();
-    eprintln!(
-        "instance a log: {} lines; instance b log: {} lines",
-        a_text.lines().count(),
-        b_text.lines().count()
-    );
+    // On failure the instances' logs say why (rebalance, commit, store errors): print their
+    // ends before the test's temporary directory goes.
+    let checked = tokio::spawn({
+        let store = store.clone();
+        async move { assert_exact(&store, events).await }
+    })
+    .await;
+    for (name, log) in [("a", &a_log), ("b", &b_log)] {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("instance {name} log: {} lines", lines.len());
+        if checked.is_err() {
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("  {name}| {line}");
+            }
+        }
+    }
+    if let Err(e) = checked {
+        std::panic::resume_unwind(e.into_panic());
+    }
     env.cleanup().await;
 }
