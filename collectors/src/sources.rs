@@ -146,6 +146,29 @@ impl SourceContext {
         }
     }
 
+    /// Sends the complete lines at the front of `buf`, which starts at byte `offset` of the
+    /// file `key` (identity `file_id`), each with the checkpoint after it; advances `offset`
+    /// and leaves an incomplete tail in `buf`. `false` when the shipper is gone.
+    async fn send_file_lines(
+        &self,
+        buf: &mut Vec<u8>,
+        key: &str,
+        file_id: u64,
+        offset: &mut u64,
+    ) -> bool {
+        let base = *offset;
+        for (line, end) in take_lines_with_ends(buf) {
+            *offset = base + end as u64;
+            if !self
+                .send_line(&line, Some(checkpoint(key, file_id, *offset)))
+                .await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Runs one received line through the edge ([`edge_event`]: syslog parsing, format
     /// detection into typed columns, pseudonymisation) and hands the event to the shipper;
     /// `false` when the shipper is gone.
@@ -770,16 +793,8 @@ pub async fn follow_file(path: PathBuf, start: FileStart, ctx: SourceContext) {
             };
             if n > 0 {
                 buf.extend_from_slice(&chunk[..n]);
-                // `buf` starts at file position `offset`; `end` counts from there.
-                let base = offset;
-                for (line, end) in take_lines_with_ends(&mut buf) {
-                    offset = base + end as u64;
-                    if !ctx
-                        .send_line(&line, Some(checkpoint(&key, id, offset)))
-                        .await
-                    {
-                        return;
-                    }
+                if !ctx.send_file_lines(&mut buf, &key, id, &mut offset).await {
+                    return;
                 }
                 continue;
             }
@@ -942,15 +957,8 @@ pub async fn read_gzip_file(
             None => break,
             Some(Ok(chunk)) => {
                 buf.extend_from_slice(&chunk);
-                let base = offset;
-                for (line, end) in take_lines_with_ends(&mut buf) {
-                    offset = base + end as u64;
-                    if !ctx
-                        .send_line(&line, Some(checkpoint(&key, id, offset)))
-                        .await
-                    {
-                        return;
-                    }
+                if !ctx.send_file_lines(&mut buf, &key, id, &mut offset).await {
+                    return;
                 }
             }
             Some(Err(e)) => {
