@@ -20,6 +20,8 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 use tracing::info;
 use varde_pipeline::detect::Detector;
+use varde_pipeline::metrics::{LagStats, MetricsState};
+use varde_pipeline::retention::RetentionStats;
 use varde_pipeline::{PipelineConfig, Stats};
 use varde_store::clickhouse::ClickHouseStore;
 use varde_transport::kafka::KafkaSubscriber;
@@ -145,6 +147,60 @@ async fn pipeline(config: PipelineConfig) -> Result<()> {
     let stats = Arc::new(Stats::default());
     stats.record_rules(&report);
     let (stop, shutdown) = watch::channel(false);
+    let mut background = Vec::new();
+    let retention_stats = Arc::new(RetentionStats::default());
+    {
+        let (store, stats, settings, shutdown) = (
+            store.clone(),
+            retention_stats.clone(),
+            config.retention,
+            shutdown.clone(),
+        );
+        background.push(tokio::spawn(async move {
+            varde_pipeline::retention::run_retention(&store, settings, &stats, shutdown).await;
+        }));
+    }
+    if let Some(m) = config.metrics {
+        let listener = tokio::net::TcpListener::bind(m.listen)
+            .await
+            .with_context(|| format!("metrics: listening on {}", m.listen))?;
+        let lag = Arc::new(LagStats::default());
+        let probe = subscriber.lag_probe();
+        let read: varde_pipeline::metrics::LagReader =
+            Arc::new(move || probe.partitions(Duration::from_secs(2)));
+        background.push(tokio::spawn(varde_pipeline::metrics::refresh_lag(
+            read,
+            lag.clone(),
+            Duration::from_secs(m.lag_interval_s),
+            shutdown.clone(),
+        )));
+        {
+            let (store, stats, shutdown) = (store.clone(), stats.clone(), shutdown.clone());
+            background.push(tokio::spawn(async move {
+                varde_pipeline::metrics::probe_store(
+                    &store,
+                    &stats,
+                    Duration::from_secs(10),
+                    shutdown,
+                )
+                .await;
+            }));
+        }
+        let state = Arc::new(MetricsState {
+            group_id: config.group_id.clone(),
+            stats: stats.clone(),
+            lag,
+            retention: config.retention,
+            retention_stats: retention_stats.clone(),
+            unhealthy_after: Duration::from_secs(m.store_unhealthy_after_s),
+            started: std::time::Instant::now(),
+        });
+        background.push(tokio::spawn(varde_pipeline::metrics::serve(
+            listener,
+            state,
+            shutdown.clone(),
+        )));
+    }
     let reporter = {
         let stats = stats.clone();
         tokio::spawn(async move {
@@ -179,5 +235,8 @@ async fn pipeline(config: PipelineConfig) -> Result<()> {
     .await;
     reporter.abort();
     signal.abort();
+    for task in background {
+        task.abort();
+    }
     Ok(())
 }

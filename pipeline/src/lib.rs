@@ -18,15 +18,21 @@
 //! after the events and before the commit, so a crash between the two replays both and the
 //! store collapses both by their deterministic ids. A batch that detection fails on is still
 //! stored (counted as a detection error): events are never lost to a detection problem.
+//!
+//! **Operability:** [`metrics`] serves `/metrics` (these counters, consumer lag per partition,
+//! retention) and `/health` (503 once the store has been failing too long); [`retention`]
+//! drops day partitions older than each table's limit on a schedule. See `docs/pipeline.md`.
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub mod detect;
+pub mod metrics;
+pub mod retention;
 
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -67,6 +73,17 @@ pub struct Stats {
     pub rule_reloads: AtomicU64,
     /// Refused messages parked in the dead-letter table.
     pub dead_letters: AtomicU64,
+    /// Whether [`run`] is running (a gauge).
+    pub running: AtomicBool,
+    /// When the loop last came round (polled, or retried a write), µs since the epoch.
+    pub loop_heartbeat_us: AtomicU64,
+    /// Since when store writes have been failing (µs since the epoch; 0 while they succeed).
+    pub write_failing_since_us: AtomicU64,
+    /// Since when the store's liveness check has been failing (µs; 0 while it answers); see
+    /// [`metrics::probe_store`].
+    pub probe_failing_since_us: AtomicU64,
+    /// When the store last answered (a write or a liveness check), µs since the epoch.
+    pub store_last_ok_us: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -84,6 +101,26 @@ impl Stats {
             .clone()
     }
 
+    /// Records that the store answered: clears the write failure.
+    pub fn write_succeeded(&self) {
+        let now = now_us_u64();
+        self.store_last_ok_us.store(now, Ordering::Relaxed);
+        self.write_failing_since_us.store(0, Ordering::Relaxed);
+        self.loop_heartbeat_us.store(now, Ordering::Relaxed);
+    }
+
+    /// Records a failed write: the failure's start is kept until a write succeeds.
+    pub fn write_failed(&self) {
+        let now = now_us_u64();
+        let _ = self.write_failing_since_us.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.loop_heartbeat_us.store(now, Ordering::Relaxed);
+    }
+
     fn reject(&self, reason: &'static str) {
         *self
             .rejected
@@ -93,6 +130,24 @@ impl Stats {
             .or_default() += 1;
     }
 }
+
+/// Every rejection reason [`reject_reason`] and the tenant check can give (the `reason` label of
+/// `varde_pipeline_rejected_total`).
+pub const REJECT_REASONS: &[&str] = &[
+    "truncated",
+    "not_an_envelope",
+    "envelope_version",
+    "unknown_kind",
+    "schema_version",
+    "bad_tenant",
+    "bad_collector_id",
+    "oversized",
+    "compression",
+    "arrow",
+    "batch_shape",
+    "schema_mismatch",
+    "tenant_mismatch",
+];
 
 /// The reason label of a rejected envelope (bounded set, for counters).
 pub fn reject_reason(e: &EnvelopeError) -> &'static str {
@@ -220,9 +275,13 @@ where
     let mut backoff = Duration::from_millis(200);
     loop {
         match write().await {
-            Ok(rows) => return Some(rows),
+            Ok(rows) => {
+                stats.write_succeeded();
+                return Some(rows);
+            }
             Err(e) => {
                 stats.write_retries.fetch_add(1, Ordering::Relaxed);
+                stats.write_failed();
                 if e.is_retriable() {
                     warn!(error = %e, retry_in = ?backoff, what, "store unavailable; holding the batch");
                 } else {
@@ -244,9 +303,26 @@ fn now_us() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+fn now_us_u64() -> u64 {
+    u64::try_from(now_us()).unwrap_or(0)
+}
+
 /// Runs the consume → check → detect → store → commit loop until `shutdown` turns true or the
-/// transport closes. Finishes the batch in hand before returning.
+/// transport closes. Finishes the batch in hand before returning. [`Stats::running`] is true
+/// while it runs.
 pub async fn run<S: Subscriber, St: EventStore>(
+    subscriber: &mut S,
+    store: &St,
+    detector: &mut Detector,
+    settings: LoopSettings,
+    stats: &Stats,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_loop(subscriber, store, detector, settings, stats, shutdown).await;
+    stats.running.store(false, Ordering::Relaxed);
+}
+
+async fn run_loop<S: Subscriber, St: EventStore>(
     subscriber: &mut S,
     store: &St,
     detector: &mut Detector,
@@ -255,7 +331,11 @@ pub async fn run<S: Subscriber, St: EventStore>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let wait = Duration::from_millis(settings.poll_wait_ms);
+    stats.running.store(true, Ordering::Relaxed);
     loop {
+        stats
+            .loop_heartbeat_us
+            .store(now_us_u64(), Ordering::Relaxed);
         if *shutdown.borrow() {
             break;
         }
@@ -380,6 +460,12 @@ pub struct PipelineConfig {
     /// Rules and enrichment.
     #[serde(default)]
     pub detection: DetectionConfig,
+    /// `/metrics` and `/health`; not served when absent.
+    #[serde(default)]
+    pub metrics: Option<metrics::MetricsSettings>,
+    /// Retention per table (defaults apply when absent: see [`retention::RetentionSettings`]).
+    #[serde(default)]
+    pub retention: retention::RetentionSettings,
 }
 
 fn default_group() -> String {
@@ -411,6 +497,14 @@ impl PipelineConfig {
             return Err(ConfigError {
                 path: path.to_owned(),
                 message: "loop.max_messages must be at least 1".into(),
+            });
+        }
+        if let Some(m) = &config.metrics
+            && let Err(message) = m.validate()
+        {
+            return Err(ConfigError {
+                path: path.to_owned(),
+                message,
             });
         }
         Ok(config)
@@ -459,6 +553,32 @@ mod tests {
         );
         assert_eq!(config.group_id, "varde-pipeline");
         assert_eq!(config.clickhouse.database, "varde");
+        assert!(config.metrics.is_none());
+        assert_eq!(config.retention.events_days, 30);
+    }
+
+    #[test]
+    fn metrics_and_retention_sections_are_strict() {
+        let base = "[kafka]\nbrokers = \"b\"\n[clickhouse]\nurl = \"u\"\n";
+        let ok: PipelineConfig = toml::from_str(&format!(
+            "{base}[metrics]\nlisten = \"127.0.0.1:0\"\n[retention]\nevents_days = 0\n"
+        ))
+        .expect("valid");
+        let m = ok.metrics.expect("metrics");
+        assert_eq!((m.store_unhealthy_after_s, m.lag_interval_s), (30, 15));
+        assert_eq!(ok.retention.events_days, 0, "0 keeps events forever");
+        assert_eq!(ok.retention.alerts_days, 400);
+        for (bad, word) in [
+            ("[metrics]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n", "lisen"),
+            ("[metrics]\nlisten = \"not an address\"\n", "listen"),
+            ("[retention]\nevent_days = 3\n", "event_days"),
+            ("[retention]\nevents_days = -1\n", "events_days"),
+        ] {
+            let err = toml::from_str::<PipelineConfig>(&format!("{base}{bad}"))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains(word), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -469,6 +589,9 @@ mod tests {
         let path = Path::new(&dir).join("../deploy/examples/pipeline.toml");
         let config = PipelineConfig::load(&path).expect("example config");
         assert_eq!(config.kafka.brokers, "127.0.0.1:19092");
+        let m = config.metrics.expect("the example serves /metrics");
+        assert_eq!(m.listen.to_string(), "127.0.0.1:9465");
+        assert_eq!(config.retention, retention::RetentionSettings::default());
         let (_, report) =
             detect::Detector::from_config(&config.detection).expect("detection from the example");
         assert!(report.errors.is_empty(), "{:?}", report.errors);

@@ -11,8 +11,8 @@ use varde_core::Envelope;
 
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
-    Alert, AlertCount, AlertQuery, DeadLetter, Error, EventCount, EventQuery, EventStore, Result,
-    StoredEvent, clamp_datetime, flatten,
+    Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
+    EventStore, Result, StoredEvent, Table, clamp_datetime, flatten,
 };
 use varde_core::{AlertId, EventId};
 
@@ -223,6 +223,13 @@ struct AlertCountOut {
     tenant: String,
     rule_id: String,
     alerts: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct PartitionOut {
+    partition_id: String,
+    day: u16,
+    part_rows: u64,
 }
 
 #[derive(Row, Serialize)]
@@ -511,6 +518,59 @@ impl EventStore for ClickHouseStore {
         }
         insert.end().await?;
         Ok(letters.len() as u64)
+    }
+
+    async fn drop_partitions_older_than(
+        &self,
+        table: Table,
+        cutoff_day: u16,
+    ) -> Result<Vec<DroppedPartition>> {
+        // Every table is `PARTITION BY <a Date column>` (see `schema`), so a partition is one
+        // day and its parts' max_date is that day.
+        let partitions: Vec<PartitionOut> = self
+            .client
+            .query(
+                "SELECT partition_id, toUInt16(max(max_date)) AS day, sum(rows) AS rows \
+                 FROM system.parts WHERE database = ? AND table = ? AND active \
+                 GROUP BY partition_id HAVING day < ? ORDER BY day, partition_id",
+            )
+            .bind(self.db.as_str())
+            .bind(table.name())
+            .bind(cutoff_day)
+            .fetch_all()
+            .await?;
+        let mut dropped = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            if p.partition_id.is_empty()
+                || !p
+                    .partition_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(Error::BadPartitionId(p.partition_id));
+            }
+            self.client
+                .query(&format!(
+                    "ALTER TABLE {}.{} DROP PARTITION ID '{}'",
+                    self.db,
+                    table.name(),
+                    p.partition_id
+                ))
+                .execute()
+                .await?;
+            info!(database = %self.db, table = table.name(), partition = %p.partition_id,
+                rows = p.part_rows, "retention: dropped partition");
+            dropped.push(DroppedPartition {
+                partition: p.partition_id,
+                day: p.day,
+                rows: p.part_rows,
+            });
+        }
+        Ok(dropped)
+    }
+
+    async fn check_alive(&self) -> Result<()> {
+        self.ping().await.map(|_| ())
     }
 
     async fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>> {

@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use varde_core::{AlertId, Envelope, EventId};
 
 use crate::{
-    Alert, AlertCount, AlertQuery, DeadLetter, EventCount, EventQuery, EventStore, Result,
-    StoredEvent, flatten,
+    Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, EventCount, EventQuery,
+    EventStore, Result, StoredEvent, Table, day_of_us, flatten, partition_id_of_day,
 };
 
 /// In-memory [`EventStore`].
@@ -162,6 +162,59 @@ impl EventStore for EmbeddedStore {
                 .insert((l.topic.clone(), l.partition, l.offset), l.clone());
         }
         Ok(letters.len() as u64)
+    }
+
+    async fn drop_partitions_older_than(
+        &self,
+        table: Table,
+        cutoff_day: u16,
+    ) -> Result<Vec<DroppedPartition>> {
+        // The same day "partitions" as ClickHouse: rows of one day go together.
+        let mut days: BTreeMap<u16, u64> = BTreeMap::new();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        match table {
+            Table::Events => {
+                let ids = &mut inner.ids;
+                inner.events.retain(|(us, id), _| {
+                    let day = day_of_us(*us);
+                    let keep = day >= cutoff_day;
+                    if !keep {
+                        *days.entry(day).or_default() += 1;
+                        ids.remove(id);
+                    }
+                    keep
+                });
+            }
+            Table::Alerts => inner.alerts.retain(|(us, _), _| {
+                let day = day_of_us(*us);
+                let keep = day >= cutoff_day;
+                if !keep {
+                    *days.entry(day).or_default() += 1;
+                }
+                keep
+            }),
+            Table::DeadLetters => inner.dead_letters.retain(|_, l| {
+                let day = day_of_us(l.received_time_us);
+                let keep = day >= cutoff_day;
+                if !keep {
+                    *days.entry(day).or_default() += 1;
+                }
+                keep
+            }),
+        }
+        Ok(days
+            .into_iter()
+            .map(|(day, rows)| DroppedPartition {
+                partition: partition_id_of_day(day),
+                day,
+                rows,
+            })
+            .collect())
+    }
+
+    async fn check_alive(&self) -> Result<()> {
+        Ok(())
     }
 
     async fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>> {

@@ -35,6 +35,9 @@ pub enum Error {
     /// A database name that is not a plain identifier.
     #[error("'{0}' is not a usable database name: letters, digits and '_' only")]
     BadDatabaseName(String),
+    /// The server listed a partition id Varde would not put into an `ALTER` statement.
+    #[error("unexpected partition id '{0}' in system.parts")]
+    BadPartitionId(String),
     /// A batch could not be read (does not have its kind's schema).
     #[error("batch: {0}")]
     Batch(#[from] varde_core::Error),
@@ -191,6 +194,78 @@ pub struct DeadLetter {
 /// How much of a refused payload is kept (the rest is counted in `payload_len`).
 pub const DEAD_LETTER_PAYLOAD_MAX: usize = 1 << 20;
 
+/// A table whose rows age out by retention (each is partitioned by day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// `events`, partitioned by the event's day (`event_date`).
+    Events,
+    /// `alerts`, partitioned by the day of the alert's event (`event_date`).
+    Alerts,
+    /// `dead_letters`, partitioned by the day the message was refused (`received_date`).
+    DeadLetters,
+}
+
+impl Table {
+    /// Every table retention applies to.
+    pub const ALL: [Table; 3] = [Table::Events, Table::Alerts, Table::DeadLetters];
+
+    /// The table's name in the database (also the `table` label of metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Events => "events",
+            Table::Alerts => "alerts",
+            Table::DeadLetters => "dead_letters",
+        }
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One day partition dropped by retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedPartition {
+    /// The partition's id (`YYYYMMDD` in ClickHouse).
+    pub partition: String,
+    /// Its day, in days since 1970-01-01 (UTC).
+    pub day: u16,
+    /// Rows it held (before merges collapsed replays, so an upper bound of distinct rows).
+    pub rows: u64,
+}
+
+/// Today's day number (days since 1970-01-01, UTC), as the stores' `Date` columns count.
+pub fn today_day() -> u16 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u16::try_from(secs / 86_400).unwrap_or(u16::MAX)
+}
+
+/// ClickHouse's id of a `Date` partition: the day as `YYYYMMDD` (proleptic Gregorian, UTC).
+pub fn partition_id_of_day(day: u16) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = i64::from(day) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+/// The day (days since 1970-01-01, UTC) of a time in µs since the epoch, as the stores
+/// partition by it: clamped to ClickHouse's `Date` range.
+pub fn day_of_us(us: i64) -> u16 {
+    let (secs, _) = clamp_datetime(us);
+    u16::try_from(secs / 86_400).unwrap_or(u16::MAX)
+}
+
 /// Where events are written and read back.
 pub trait EventStore: Send + Sync {
     /// Stores every row of these envelopes; returns the number of rows written. Idempotent per
@@ -221,6 +296,18 @@ pub trait EventStore: Send + Sync {
 
     /// Parked messages, oldest first, without duplicates.
     fn dead_letters(&self, limit: u64) -> impl Future<Output = Result<Vec<DeadLetter>>> + Send;
+
+    /// Retention: drops every whole day partition of `table` whose day is before `cutoff_day`
+    /// (days since 1970-01-01, UTC) and returns what was dropped, oldest first. Running it
+    /// again with the same cutoff drops nothing.
+    fn drop_partitions_older_than(
+        &self,
+        table: Table,
+        cutoff_day: u16,
+    ) -> impl Future<Output = Result<Vec<DroppedPartition>>> + Send;
+
+    /// A cheap round trip to the store, to tell an idle pipeline's store from a dead one.
+    fn check_alive(&self) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// One event of an envelope, flattened for storage: the shape both stores keep.
@@ -283,4 +370,18 @@ pub(crate) fn clamp_datetime(us: i64) -> (u32, u32) {
     let (secs, frac) = split_micros(us);
     let clamped = u32::try_from(secs.clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX);
     (clamped, frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_ids_are_clickhouse_days() {
+        assert_eq!(partition_id_of_day(0), "19700101");
+        assert_eq!(partition_id_of_day(19_845), "20240502");
+        assert_eq!(partition_id_of_day(19_782), "20240229");
+        assert_eq!(day_of_us(1_714_608_000_000_000), 19_845);
+        assert_eq!(day_of_us(-5), 0);
+    }
 }

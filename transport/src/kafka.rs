@@ -19,6 +19,7 @@
 //! envelopes are zstd frames already; `lz4` or `zstd` help JSON-lines producers).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -32,7 +33,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Message, Publisher, Result, Subscriber, next_offsets};
+use crate::{Error, Message, PartitionLag, Publisher, Result, Subscriber, next_offsets};
 
 /// Connection settings shared by collectors and the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +154,7 @@ impl Publisher for KafkaPublisher {
 
 /// Consumes in a consumer group with manual commits.
 pub struct KafkaSubscriber {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
 }
 
 impl KafkaSubscriber {
@@ -176,7 +177,85 @@ impl KafkaSubscriber {
             .create()?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
-        Ok(KafkaSubscriber { consumer })
+        Ok(KafkaSubscriber {
+            consumer: Arc::new(consumer),
+        })
+    }
+
+    /// A handle that reports this consumer's position, committed offsets and the partitions'
+    /// watermarks (for lag metrics), usable from another thread while the subscriber polls.
+    pub fn lag_probe(&self) -> KafkaLagProbe {
+        KafkaLagProbe {
+            consumer: self.consumer.clone(),
+        }
+    }
+}
+
+/// Reads where a [`KafkaSubscriber`] stands on each partition assigned to it.
+#[derive(Clone)]
+pub struct KafkaLagProbe {
+    consumer: Arc<StreamConsumer>,
+}
+
+impl KafkaLagProbe {
+    /// One entry per partition currently assigned to the consumer, sorted by topic and
+    /// partition. **Blocking**: asks the broker for the group's committed offsets (one request)
+    /// and for each partition's watermarks (one request per partition, each bounded by
+    /// `timeout`); call it from a blocking thread (`tokio::task::spawn_blocking`). The
+    /// consumer's own position needs no request. A watermark the broker did not answer for is
+    /// `None`; an error is returned only when the assignment itself cannot be read.
+    ///
+    /// Note: some brokers (tansu 0.6, the development broker) answer the "latest offset"
+    /// request wrongly, so the high watermark may be off there; the position is the consumer's
+    /// own count.
+    pub fn partitions(&self, timeout: Duration) -> Result<Vec<PartitionLag>> {
+        let position = self.consumer.position()?;
+        let committed = match self.consumer.committed(timeout) {
+            Ok(tpl) => Some(tpl),
+            Err(e) => {
+                tracing::debug!(error = %e, "lag: committed offsets unavailable");
+                None
+            }
+        };
+        let offset = |o: Offset| match o {
+            Offset::Offset(n) if n >= 0 => Some(n),
+            _ => None,
+        };
+        let mut out: Vec<PartitionLag> = position
+            .elements()
+            .iter()
+            .map(|e| {
+                let committed = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(e.topic(), e.partition()))
+                    .and_then(|c| offset(c.offset()));
+                let (low, high) = match self.consumer.fetch_watermarks(
+                    e.topic(),
+                    e.partition(),
+                    timeout,
+                ) {
+                    Ok((low, high)) => (
+                        Some(low).filter(|l| *l >= 0),
+                        Some(high).filter(|h| *h >= 0),
+                    ),
+                    Err(err) => {
+                        tracing::debug!(topic = e.topic(), partition = e.partition(), error = %err,
+                                "lag: watermarks unavailable");
+                        (None, None)
+                    }
+                };
+                PartitionLag {
+                    topic: e.topic().to_owned(),
+                    partition: e.partition(),
+                    position: offset(e.offset()),
+                    committed,
+                    low_watermark: low,
+                    high_watermark: high,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(out)
     }
 }
 

@@ -101,6 +101,37 @@ pub struct Message {
     pub payload: Vec<u8>,
 }
 
+/// Where a consumer stands on one partition it is assigned (see
+/// [`kafka::KafkaLagProbe::partitions`]). Offsets are Kafka's: the offset of the next message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The consumer's own position: the next offset it will hand out (`None` before it has
+    /// fetched from the partition).
+    pub position: Option<i64>,
+    /// The group's committed offset (`None` when nothing was committed yet).
+    pub committed: Option<i64>,
+    /// The broker's low watermark (first offset still held), `None` when it did not answer.
+    pub low_watermark: Option<i64>,
+    /// The broker's high watermark (offset of the next message produced), `None` when it did
+    /// not answer.
+    pub high_watermark: Option<i64>,
+}
+
+impl PartitionLag {
+    /// Messages the group has not committed yet: high watermark − committed offset (the low
+    /// watermark standing in for the commit when there is none, as `auto.offset.reset =
+    /// earliest` starts there); `None` without a high watermark. Never negative.
+    pub fn committed_lag(&self) -> Option<i64> {
+        let high = self.high_watermark?;
+        let from = self.committed.or(self.low_watermark)?;
+        Some((high - from).max(0))
+    }
+}
+
 /// Sends payloads; a send completes only when the transport has durably accepted it
 /// (for Kafka: acknowledged by all in-sync replicas).
 pub trait Publisher: Send + Sync {
