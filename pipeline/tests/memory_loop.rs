@@ -16,7 +16,9 @@ use varde_transport::{Publisher, events_topic};
 fn envelope_bytes(tenant: &str, seq: u64, rows: usize) -> Vec<u8> {
     let tenant = Kommunenummer::parse(tenant).expect("tenant");
     let collector = CollectorId::new(format!("k{tenant}-t")).expect("id");
-    let mut b = BatchBuilder::new(SourceKind::Syslog, tenant, collector.clone(), rows);
+    // sshd lines arrive as `auth` events from the collector's edge (the kind the pack's sshd
+    // rule is routed to); the other rows here are `auth` too, told apart by `program`.
+    let mut b = BatchBuilder::new(SourceKind::Auth, tenant, collector.clone(), rows);
     for i in 0..rows {
         // Every fifth line is a root login with a password: the pack's sshd rule fires on it.
         let (app, message) = if i % 5 == 0 {
@@ -30,13 +32,13 @@ fn envelope_bytes(tenant: &str, seq: u64, rows: usize) -> Vec<u8> {
         b.push(&Event {
             event_time_us: i as i64,
             message: Some(message),
-            typed: vec![("app_name", Value::Str(app.into()))],
+            typed: vec![("program", Value::Str(app.into()))],
             ..Event::default()
         })
         .expect("push");
     }
     Envelope::new(
-        SourceKind::Syslog,
+        SourceKind::Auth,
         tenant,
         collector,
         seq,
