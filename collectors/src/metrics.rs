@@ -4,9 +4,9 @@
 //! whether events flow, how much is waiting in the spool and for how long, and whether anything
 //! was dropped. Every counter here is also logged when it moves.
 //!
-//! The server is hyper's HTTP/1 connection handler: Varde writes no HTTP parser of its own, and
-//! the collector does not pull in a web framework for two read-only pages. It should listen on
-//! loopback (or a management network): it serves counts, not data, but needs no exposure.
+//! The server is Varde's one status server ([`varde_transport::status`], hyper's HTTP/1 handler):
+//! no web framework for two read-only pages. It should listen on loopback (or a management
+//! network): it serves counts, not data, but needs no exposure.
 //!
 //! - `GET /metrics`: counters per source (`source` label: the listener or file): events and
 //!   bytes in, what the edge made of them (`varde_collector_edge_events_total{source,kind}`,
@@ -17,19 +17,16 @@
 //! - `GET /health`: `200` with a JSON summary while the collector works; `503` when the spool
 //!   is more than 90 % full (the collector is about to push back on senders or drop).
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+
 use varde_core::SourceKind;
+use varde_transport::status::StatusCode;
 
 use crate::edge::EdgeStats;
 use crate::shipper::Stats;
@@ -317,73 +314,24 @@ pub fn health(state: &MetricsState) -> (StatusCode, String) {
     (code, body)
 }
 
-fn respond<B>(state: &MetricsState, req: &Request<B>) -> Response<Full<Bytes>> {
-    let (code, content_type, body) = match (req.method().as_str(), req.uri().path()) {
-        ("GET" | "HEAD", "/metrics") => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(state),
-        ),
-        ("GET" | "HEAD", "/health") => {
-            let (code, body) = health(state);
-            (code, "application/json", body)
-        }
-        ("GET" | "HEAD", _) => (
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found: try /metrics or /health\n".to_owned(),
-        ),
-        _ => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            "only GET\n".to_owned(),
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = code;
-    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, v);
+impl varde_transport::status::StatusPages for MetricsState {
+    fn metrics(&self) -> String {
+        render(self)
     }
-    response
+
+    fn health(&self) -> (StatusCode, String) {
+        health(self)
+    }
 }
 
-/// Serves `/metrics` and `/health` on `listener` until shutdown.
+/// Serves `/metrics` and `/health` on `listener` until `shutdown` turns true (the server is
+/// [`varde_transport::status`]).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<MetricsState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let local = listener
-        .local_addr()
-        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    info!(listen = %local, "metrics: serving /metrics and /health");
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                warn!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let response = respond(&state, &req);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            // A client that holds a connection open forever cannot pin a task forever.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), conn).await;
-        });
-    }
+    varde_transport::status::serve(listener, state, shutdown).await;
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `/metrics` (Prometheus text format 0.0.4) and `/health` of `varde pipeline`, served on a
 //! local port (the `[metrics]` section).
 //!
-//! The server is hyper's HTTP/1 connection handler, as in the collector: two read-only pages,
-//! no web framework. Listen on loopback or a management network: it serves counts, not data.
+//! The server is the collector's too ([`varde_transport::status`], hyper's HTTP/1 handler): two
+//! read-only pages, no web framework. Listen on loopback or a management network: it serves
+//! counts, not data.
 //!
 //! - `GET /metrics`: the loop's counters ([`Stats`]), rejections by reason, the store's health,
 //!   consumer lag per topic and partition (refreshed in the background by [`refresh_lag`], so a
@@ -14,22 +15,19 @@
 //!   liveness check, [`probe_store`]) have been failing for more than
 //!   `store_unhealthy_after_s`.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use varde_store::{EventStore, Table};
 use varde_transport::PartitionLag;
+use varde_transport::status::StatusCode;
 
 use crate::retention::{RetentionSettings, RetentionStats};
 use crate::{REJECT_REASONS, Stats};
@@ -481,71 +479,22 @@ pub fn health(state: &MetricsState) -> (StatusCode, String) {
     (code, body)
 }
 
-fn respond<B>(state: &MetricsState, req: &Request<B>) -> Response<Full<Bytes>> {
-    let (code, content_type, body) = match (req.method().as_str(), req.uri().path()) {
-        ("GET" | "HEAD", "/metrics") => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(state),
-        ),
-        ("GET" | "HEAD", "/health") => {
-            let (code, body) = health(state);
-            (code, "application/json", body)
-        }
-        ("GET" | "HEAD", _) => (
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found: try /metrics or /health\n".to_owned(),
-        ),
-        _ => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            "only GET\n".to_owned(),
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = code;
-    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, v);
+impl varde_transport::status::StatusPages for MetricsState {
+    fn metrics(&self) -> String {
+        render(self)
     }
-    response
+
+    fn health(&self) -> (StatusCode, String) {
+        health(self)
+    }
 }
 
-/// Serves `/metrics` and `/health` on `listener` until `shutdown` turns true.
+/// Serves `/metrics` and `/health` on `listener` until `shutdown` turns true (the server is
+/// [`varde_transport::status`]).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<MetricsState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let local = listener
-        .local_addr()
-        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    info!(listen = %local, "metrics: serving /metrics and /health");
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                warn!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let response = respond(&state, &req);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            // A client that holds a connection open forever cannot pin a task forever.
-            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
-        });
-    }
+    varde_transport::status::serve(listener, state, shutdown).await;
 }

@@ -21,6 +21,7 @@ use varde_core::Kommunenummer;
 
 pub mod kafka;
 pub mod memory;
+pub mod status;
 
 /// Errors of the transports.
 #[derive(Debug, thiserror::Error)]
