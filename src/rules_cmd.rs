@@ -1,4 +1,4 @@
-//! `varde rules check | match | bench`: the Sigma engine from the command line.
+//! `varde rules check | match | bench | sql`: the Sigma engine from the command line.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -51,6 +51,19 @@ pub enum RulesCommand {
         /// Worker threads (batches are shared out between them).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        #[command(flatten)]
+        placeholders: PlaceholderArgs,
+    },
+    /// Print each rule as a ClickHouse hunt over the stored events: a `-- title (id) file` line,
+    /// then one `SELECT` statement on one line, with the engine's semantics. Exit status 1 when
+    /// a rule cannot be converted (reported on stderr) or fails to load.
+    Sql {
+        /// Rule files or folders.
+        #[arg(long, required = true, num_args = 1..)]
+        rules: Vec<PathBuf>,
+        /// The database holding Varde's `events` table.
+        #[arg(long, default_value = "varde")]
+        database: String,
         #[command(flatten)]
         placeholders: PlaceholderArgs,
     },
@@ -109,7 +122,48 @@ pub fn run(cmd: RulesCommand) -> Result<i32> {
             threads,
             placeholders,
         } => bench(&rules, &events, repeat, threads, &placeholders),
+        RulesCommand::Sql {
+            rules,
+            database,
+            placeholders,
+        } => sql(&rules, &database, &placeholders),
     }
+}
+
+fn sql(rules: &[PathBuf], database: &str, placeholders: &PlaceholderArgs) -> Result<i32> {
+    if database.is_empty()
+        || !database
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        anyhow::bail!("--database '{database}': letters, digits and '_' only");
+    }
+    let (set, _) = load(rules, placeholders)?;
+    let mut failed = set.errors().len();
+    for e in set.errors() {
+        eprintln!("{}: rule not loaded: {}", e.source, e.reason);
+    }
+    for (r, rule) in set.rules().iter().enumerate() {
+        let Some((expr, atoms, mapping)) = set.compiled(r) else {
+            continue;
+        };
+        match varde_rules::sql::condition(expr, atoms, mapping) {
+            Ok(cond) => {
+                println!(
+                    "-- {} ({}) {}",
+                    rule.meta.title.replace('\n', " "),
+                    rule.meta.id,
+                    rule.source
+                );
+                println!("SELECT * FROM {database}.events FINAL WHERE {cond};");
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}: '{}': no SQL: {e}", rule.source, rule.meta.title);
+            }
+        }
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
 }
 
 fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Result<i32> {

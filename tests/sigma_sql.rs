@@ -19,20 +19,12 @@ fn rules_and_vocab() -> (RuleSet, Vec<String>) {
     (builder.build().expect("rule set"), vocab)
 }
 
-/// Only characters whose lowercase ClickHouse's `lowerUTF8` and Rust agree on.
-fn comparable(vocab: Vec<String>) -> Vec<String> {
-    vocab
-        .into_iter()
-        .filter(|v| v.chars().all(|c| c.is_ascii() || "æøåÆØÅ".contains(c)))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_selects_exactly_what_the_engine_matches() {
     let env = TestEnv::new("sigma_sql");
     let store = env.store().await;
     let (set, vocab) = rules_and_vocab();
-    let vocab = comparable(vocab);
+    let vocab = varde_testkit::sigma::sql_comparable(vocab);
     let tenant = Kommunenummer::parse("0301").expect("tenant");
     let collector = CollectorId::new("k0301-sqltest").expect("id");
 

@@ -29,9 +29,25 @@ fn matching_with(
     placeholders: Placeholders,
     extra: &str,
 ) -> Vec<usize> {
-    let yaml = format!(
-        "title: t\nid: r1\nlogsource: {{product: windows, category: process_creation}}\ndetection:\n{detection}\n{extra}"
-    );
+    matching_in(
+        "{product: windows, category: process_creation}",
+        detection,
+        events,
+        placeholders,
+        extra,
+    )
+}
+
+/// Which of `events` the rule `detection` with this logsource matches, on both engines.
+fn matching_in(
+    logsource: &str,
+    detection: &str,
+    events: &[Event],
+    placeholders: Placeholders,
+    extra: &str,
+) -> Vec<usize> {
+    let yaml =
+        format!("title: t\nid: r1\nlogsource: {logsource}\ndetection:\n{detection}\n{extra}");
     let mut b = RuleSetBuilder::new(placeholders).expect("mappings");
     b.add_yaml("test.yml", &yaml);
     let set = b.build().expect("build");
@@ -148,20 +164,38 @@ fn wildcards_and_escapes() {
 
 #[test]
 fn number_vs_numeric_string_decision() {
-    // EventID 4624 as a rule number matches the field whether it arrived as number or text.
-    let mut a = win(&[]);
-    a.typed = vec![
-        ("win_event_id", Value::UInt(4624)),
-        ("channel", Value::Str(SYSMON.into())),
+    // EventID 4624 as a rule number matches the field whether it arrived as a number (the
+    // `win_event_id` UInt column) or as text (an `EventID` attribute), and 4625 in either form
+    // does not. `matching` checks the engine and the reference matcher alike.
+    let column = |id: u64| {
+        let mut e = win(&[]);
+        e.typed[0] = ("win_event_id", Value::UInt(id));
+        e
+    };
+    let events = [
+        column(4624),
+        win(&[("EventID", "4624")]),
+        column(4625),
+        win(&[("EventID", "4625")]),
+        win(&[("EventID", "04624")]),
     ];
-    let b = win(&[("EventID", "4624")]);
-    let c = win(&[("EventID", "04624")]);
-    // The attribute wins over the column when both exist: b and c carry EventID attributes.
+    // Any Windows event (a process_creation rule would only see event ids 1 and 4688).
+    let windows = |yaml: &str, ev: &[Event]| {
+        matching_in("{product: windows}", yaml, ev, Placeholders::new(), "")
+    };
     let yaml = "  sel:\n    EventID: 4624\n  condition: sel";
-    let mut a1 = a.clone();
-    a1.typed[0] = ("win_event_id", Value::UInt(1));
-    a1.attrs.push(("EventID".into(), "4624".into()));
-    assert_eq!(matching(yaml, &[a1, b, c]), vec![0, 1]);
+    assert_eq!(windows(yaml, &events), vec![0, 1]);
+    // The rule's number written as text decides nothing: '4624' selects the same events.
+    assert_eq!(
+        windows("  sel:\n    EventID: '4624'\n  condition: sel", &events),
+        vec![0, 1]
+    );
+    // The attribute wins over the column when both exist.
+    let mut both = column(1);
+    both.attrs.push(("EventID".into(), "4624".into()));
+    let mut shadowed = column(4624);
+    shadowed.attrs.push(("EventID".into(), "1".into()));
+    assert_eq!(windows(yaml, &[both, shadowed]), vec![0]);
     assert_eq!(
         matching(
             "  sel:\n    ProcessId: '4'\n  condition: sel",

@@ -42,6 +42,109 @@ detection:
     condition: 1 of them
 "#;
 
+/// Small Windows rules, one test each, on the inputs where ClickHouse releases and the engine
+/// are easiest to tell apart (malformed addresses, number and time text, newlines), loaded as
+/// `edgecases.yml`.
+pub const EDGE_CASES: &str = r#"
+title: edge cidr v4
+id: edge-1
+logsource: {product: windows}
+detection: {sel: {DestinationIp|cidr: '10.0.0.0/8'}, condition: sel}
+---
+title: edge cidr any v4
+id: edge-2
+logsource: {product: windows}
+detection: {sel: {DestinationIp|cidr: '0.0.0.0/0'}, condition: sel}
+---
+title: edge cidr any v6
+id: edge-3
+logsource: {product: windows}
+detection: {sel: {DestinationIp|cidr: '::/0'}, condition: sel}
+---
+title: edge cidr link-local
+id: edge-4
+logsource: {product: windows}
+detection: {sel: {DestinationIp|cidr: ['fe80::/10', '2001:db8:8000::/33']}, condition: sel}
+---
+title: edge not in cidr
+id: edge-5
+logsource: {product: windows}
+detection: {sel: {DestinationIp|cidr: '10.0.0.0/8'}, condition: not sel}
+---
+title: edge dot and newline
+id: edge-6
+logsource: {product: windows}
+detection: {sel: {CommandLine|re: 'enc.AAA'}, condition: sel}
+---
+title: edge number
+id: edge-7
+logsource: {product: windows}
+detection: {sel: {DestinationPort|gt: 1}, condition: sel}
+---
+title: edge hour
+id: edge-8
+logsource: {product: windows}
+detection: {sel: {UtcTime|hour: 3}, condition: sel}
+---
+title: edge minute and year
+id: edge-9
+logsource: {product: windows}
+detection: {a: {UtcTime|minute: 14}, b: {UtcTime|year: 1970}, c: {UtcTime|month: 3}, condition: 1 of them}
+"#;
+
+/// Values that some generated events carry in these fields instead of rule vocabulary: malformed
+/// and edge-case addresses (`cidr`), numbers (`lt`/`gt`), times and newlines.
+pub const TRICKY_VALUES: &[(&str, &[&str])] = &[
+    (
+        "DestinationIp",
+        &[
+            "10.1.2.3",
+            " 10.1.2.3",
+            "10.1.2.3 ",
+            "\u{a0}10.1.2.3",
+            "300.1.1.1",
+            "010.1.2.3",
+            "1.2.3",
+            "C:\\x",
+            "C:\\Windows\\System32",
+            "::zz",
+            "::",
+            "::1",
+            "fe80::1",
+            "FE80::1%eth0",
+            "fe80::1 ",
+            "::ffff:10.1.2.3",
+            "1:2:3:4:5:6:7:8:9",
+            "2001:db8:8123::1",
+            "[::1]",
+        ],
+    ),
+    (
+        "DestinationPort",
+        &[
+            "4444", " 4444", "+2000", "+inf", "-inf", ".", "e5", "1e3", "+.5e-1", "-5", "0x10",
+            "nan",
+        ],
+    ),
+    (
+        "UtcTime",
+        &[
+            "2024-05-01 03:15:00.000",
+            " 2024-05-01 03:14:00",
+            "2024-02-31 03:15:00",
+            "2024-03-01T03:14:00Z",
+            "2024-05-01 05:15:00+02:00",
+            "4444",
+            "1714533300",
+            "1714533300000",
+            "2105-12-31 03:15:00",
+            "1970-01-01T03:14:59.5+00:00",
+            "03:15",
+        ],
+    ),
+    ("CommandLine", &["enc AAA", "x enc\nAAA", "enc\r\nAAA"]),
+];
+
 /// The Windows event fields the generated test events fill: the fields SigmaHQ's Windows rules
 /// and [`EVERY_MODIFIER`] test most.
 pub const EVENT_FIELDS: &[&str] = &[
@@ -71,6 +174,7 @@ pub const EVENT_FIELDS: &[&str] = &[
 pub fn windows_rules_with_vocabulary() -> (RuleSetBuilder, Vec<String>) {
     let mut builder = RuleSetBuilder::new(Default::default()).expect("shipped mappings");
     builder.add_yaml("handmade.yml", EVERY_MODIFIER);
+    builder.add_yaml("edgecases.yml", EDGE_CASES);
     let mut vocab: BTreeSet<String> = BTreeSet::new();
     match crate::corpus_dir()
         .map(|c| c.join("sigmahq/rules/windows"))
@@ -113,6 +217,15 @@ pub fn windows_rules_with_vocabulary() -> (RuleSetBuilder, Vec<String>) {
     (builder, vocab.into_iter().collect())
 }
 
+/// The values of `vocab` whose lowercase ClickHouse's `lowerUTF8` (18.16's included) and Rust
+/// agree on: ASCII and Norwegian letters only.
+pub fn sql_comparable(vocab: Vec<String>) -> Vec<String> {
+    vocab
+        .into_iter()
+        .filter(|v| v.chars().all(|c| c.is_ascii() || "æøåÆØÅ".contains(c)))
+        .collect()
+}
+
 /// A small deterministic generator (xorshift).
 struct Rng(u64);
 impl Rng {
@@ -130,6 +243,7 @@ impl Rng {
 /// `n` Windows events whose [`EVENT_FIELDS`] take values built from `vocab` (with prefixes,
 /// suffixes, upper case, empty and absent values mixed in), spread over Sysmon process
 /// creation, Security 4688, registry and PowerShell events: input on which many rules fire.
+/// Fields of [`TRICKY_VALUES`] take one of those values in about a third of the events.
 /// Deterministic.
 pub fn windows_events(vocab: &[String], n: usize) -> Vec<Event> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -139,8 +253,13 @@ pub fn windows_events(vocab: &[String], n: usize) -> Vec<Event> {
         .map(|_| {
             let mut attrs = Vec::new();
             for f in EVENT_FIELDS {
+                let tricky = TRICKY_VALUES.iter().find(|(t, _)| t == f).map(|(_, v)| *v);
                 match rng.below(10) {
                     0..=2 => {}
+                    4..=6 if tricky.is_some() => {
+                        let values = tricky.unwrap_or_default();
+                        attrs.push(((*f).to_owned(), values[rng.below(values.len())].to_owned()));
+                    }
                     3 => attrs.push(((*f).to_owned(), String::new())),
                     _ => {
                         let mut v = format!(
