@@ -750,6 +750,8 @@ pub async fn follow_file(path: PathBuf, start: FileStart, ctx: SourceContext) {
             Ok(f) => f,
             Err(e) => {
                 debug!(path = %path.display(), error = %e, "cannot open; retrying");
+                // A file that did not exist at start is new when it appears: read it whole.
+                at_end = false;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
                     _ = shutdown.changed() => return,
@@ -1492,6 +1494,16 @@ mod tests {
             receive(&mut rx, 1).await,
             vec![("after start".into(), Some(25))]
         );
+        // A file that appears after the start is new: read from its beginning even at `End`.
+        let late = dir.path().join("late.log");
+        let (tx2, mut rx2) = mpsc::channel(100);
+        let (ctx2, stop2) = SourceContext::new_test(tx2);
+        let task2 = tokio::spawn(follow_file(late.clone(), FileStart::End, ctx2));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        append(&late, "first line of a new file\n");
+        assert_eq!(receive(&mut rx2, 1).await[0].0, "first line of a new file");
+        let _ = stop2.send(true);
+        task2.await.expect("follower");
         // After a rotation the new file is read from its beginning.
         std::fs::rename(&path, dir.path().join("app.log.1")).expect("rename");
         append(&path, "rotated in\n");
