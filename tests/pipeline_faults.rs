@@ -1,7 +1,10 @@
 //! The pipeline under faults, as processes against the real Kafka and ClickHouse of
-//! `deploy/dev/services.sh up`: `kill -9` mid-stream and a restart, and two instances in one
-//! consumer group with one of them killed mid-stream and replaced. After each, every event and
-//! every alert is visible exactly once through the store's read API.
+//! `deploy/dev/services.sh up`: `kill -9` mid-stream and a restart (a full replay in a new
+//! consumer group; resuming in the same group), and two instances in one consumer group with
+//! one of them killed mid-stream and replaced. After each, every event and every alert is
+//! visible exactly once through the store's read API. The tests that need the broker's group
+//! coordinator to recover from a killed member are ignored on the development broker (see
+//! DEVELOPERS.md, "Why tansu, and its limits").
 
 use std::path::Path;
 use std::process::Command;
@@ -108,10 +111,13 @@ async fn assert_exact(store: &ClickHouseStore, events: usize) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
+/// Kills the pipeline with `-9` mid-stream and starts it again, in the same consumer group (it
+/// resumes from the committed offsets) or, with `same_group = false`, in a new one (it replays
+/// every message from the start, as after lost offsets). Either way every event and alert is
+/// visible exactly once.
+async fn kill_9_mid_stream_then_restart(name: &str, same_group: bool) {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let env = TestEnv::new("kill9");
+    let env = TestEnv::new(name);
     let kafka = env.kafka();
     let clickhouse = env.clickhouse();
     let store = env.store().await;
@@ -139,10 +145,39 @@ async fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
         at_kill < events as u64,
         "the pipeline finished before the kill; the test proves nothing"
     );
-
-    let _second = start_pipeline(varde(), &config, Some(&dir.path().join("second.log")));
+    let restart_config = if same_group {
+        config
+    } else {
+        let text = std::fs::read_to_string(&config).expect("read pipeline config");
+        let text = text.replacen("pipeline\"", "pipeline-replay\"", 1);
+        let path = dir.path().join("replay.toml");
+        std::fs::write(&path, text).expect("write pipeline config");
+        path
+    };
+    let _second = start_pipeline(
+        varde(),
+        &restart_config,
+        Some(&dir.path().join("second.log")),
+    );
     assert_exact(&store, events).await;
     env.cleanup().await;
+}
+
+/// After `kill -9`, a pipeline in a new consumer group replays the whole topic: the stores
+/// collapse the replay, so nothing is lost and nothing shows twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_then_a_full_replay_loses_and_duplicates_nothing() {
+    kill_9_mid_stream_then_restart("kill9replay", false).await;
+}
+
+/// After `kill -9`, the restarted pipeline resumes in its group from the committed offsets.
+/// Needs a broker whose group coordinator lets the restarted member take the dead one's
+/// partitions: run it against a Kafka or Redpanda cluster with `VARDE_KAFKA_PORT=<port> cargo
+/// test --test pipeline_faults -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6.0, the dev/CI broker, does not reliably hand a killed member's partitions to its restarted successor: seen 2026-12-01, 1 of 3 runs stuck for 5 minutes"]
+async fn kill_9_mid_stream_then_restart_in_the_group_loses_and_duplicates_nothing() {
+    kill_9_mid_stream_then_restart("kill9", true).await;
 }
 
 /// Needs a broker whose group coordinator evicts a killed member: run it against a Kafka or
