@@ -74,10 +74,17 @@ async fn syslog_file_to_clickhouse_through_kafka() {
         },
     )
     .await;
-    assert_eq!(counts.len(), 1, "{counts:?}");
-    assert_eq!(counts[0].tenant, "4601");
-    assert_eq!(counts[0].source_kind, "syslog");
-    assert_eq!(counts[0].events, N as u64, "exactly N distinct events");
+    // Parsed at the edge into kinds: sshd and sudo lines are `auth`, ID-porten logins
+    // `oidc_login` (every fourth line), the rest `syslog`; all of Bergen, N in all.
+    assert!(counts.iter().all(|c| c.tenant == "4601"), "{counts:?}");
+    let kinds: Vec<&str> = counts.iter().map(|c| c.source_kind.as_str()).collect();
+    assert_eq!(kinds, ["auth", "oidc_login", "syslog"], "{counts:?}");
+    assert_eq!(counts[1].events, (N / 4) as u64, "{counts:?}");
+    assert_eq!(
+        counts.iter().map(|c| c.events).sum::<u64>(),
+        N as u64,
+        "exactly N distinct events: {counts:?}"
+    );
 
     let events = store
         .events(&EventQuery {
