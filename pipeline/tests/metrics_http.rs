@@ -9,16 +9,14 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use varde_core::{BatchBuilder, CollectorId, Envelope, Event, Kommunenummer, SourceKind};
+use varde_core::{Envelope, Kommunenummer};
 use varde_pipeline::Stats;
 use varde_pipeline::metrics::{LagReader, LagStats, MetricsState, probe_store, refresh_lag, serve};
 use varde_pipeline::retention::{RetentionSettings, RetentionStats, retention_pass, run_retention};
 use varde_store::embedded::EmbeddedStore;
 use varde_store::{EventStore, Table, today_day};
-use varde_testkit::TestEnv;
+use varde_testkit::{TestEnv, envelope_on};
 use varde_transport::PartitionLag;
-
-const DAY_US: i64 = 86_400 * 1_000_000;
 
 /// Status code and body of `GET path`, over a plain TCP connection.
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -42,28 +40,6 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .expect("status code");
     (code, body.to_owned())
-}
-
-fn envelope_on(day: u16, seq: u64, n: usize) -> Envelope {
-    let tenant = Kommunenummer::parse("0301").expect("Oslo");
-    let collector = CollectorId::new("k0301-ret").expect("id");
-    let mut b = BatchBuilder::new(SourceKind::Syslog, tenant, collector.clone(), n);
-    for i in 0..n {
-        b.push(&Event {
-            event_time_us: i64::from(day) * DAY_US + 7_200_000_000 + i as i64,
-            message: Some(format!("line {i}")),
-            ..Event::default()
-        })
-        .expect("push");
-    }
-    Envelope::new(
-        SourceKind::Syslog,
-        tenant,
-        collector,
-        seq,
-        b.finish().expect("batch"),
-    )
-    .expect("envelope")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,40 +2,12 @@
 //! (18.16 in CI, which has no TTL), each test in its own database; and the embedded store held
 //! to the same contract.
 
-use varde_core::{
-    AlertId, BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind,
-};
+use varde_core::{AlertId, EventId};
 use varde_store::embedded::EmbeddedStore;
 use varde_store::{
     Alert, AlertQuery, DeadLetter, EventQuery, EventStore, Table, partition_id_of_day, today_day,
 };
-use varde_testkit::TestEnv;
-
-const DAY_US: i64 = 86_400 * 1_000_000;
-
-/// `n` events of one batch, all on `day` (days since the epoch), a few hours into it.
-fn envelope_on(day: u16, seq: u64, n: usize) -> Envelope {
-    let tenant = Kommunenummer::parse("0301").expect("Oslo");
-    let collector = CollectorId::new("k0301-ret").expect("id");
-    let mut b = BatchBuilder::new(SourceKind::Syslog, tenant, collector.clone(), n);
-    for i in 0..n {
-        b.push(&Event {
-            event_time_us: i64::from(day) * DAY_US + 3_600_000_000 + i as i64,
-            receive_time_us: i64::from(day) * DAY_US + 3_600_000_000,
-            message: Some(format!("line {i} of day {day}")),
-            ..Event::default()
-        })
-        .expect("push");
-    }
-    Envelope::new(
-        SourceKind::Syslog,
-        tenant,
-        collector,
-        seq,
-        b.finish().expect("batch"),
-    )
-    .expect("envelope")
-}
+use varde_testkit::{DAY_US, TestEnv, envelope_on};
 
 fn alert_on(day: u16, row: u32) -> Alert {
     let event_id = EventId::derive("k0301-ret", u64::from(day), row);

@@ -205,3 +205,34 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Microseconds in a day.
+pub const DAY_US: i64 = 86_400 * 1_000_000;
+
+/// One envelope of `n` syslog events of Oslo's collector `k0301-ret`, batch sequence `seq`,
+/// all on `day` (days since the epoch), an hour into it: for tests of day partitions and
+/// retention.
+pub fn envelope_on(day: u16, seq: u64, n: usize) -> varde_core::Envelope {
+    use varde_core::{BatchBuilder, CollectorId, Envelope, Event, Kommunenummer, SourceKind};
+    let tenant = Kommunenummer::parse("0301").expect("Oslo");
+    let collector = CollectorId::new("k0301-ret").expect("id");
+    let mut b = BatchBuilder::new(SourceKind::Syslog, tenant, collector.clone(), n);
+    let start = i64::from(day) * DAY_US + 3_600_000_000;
+    for i in 0..n {
+        b.push(&Event {
+            event_time_us: start + i as i64,
+            receive_time_us: start,
+            message: Some(format!("line {i} of day {day}")),
+            ..Event::default()
+        })
+        .expect("push");
+    }
+    Envelope::new(
+        SourceKind::Syslog,
+        tenant,
+        collector,
+        seq,
+        b.finish().expect("batch"),
+    )
+    .expect("envelope")
+}
