@@ -2,8 +2,10 @@
 # Varde development and CI services, on loopback only:
 #   - ClickHouse from Debian's packages (clickhouse-server / clickhouse-client)
 #   - tansu, a Kafka-protocol broker built from crates.io, with sqlite storage
+# and, with `up` alone, what the tests need besides them: the Debian packages the build links
+# against and the real syslog senders of the collector's tests (deploy/dev/peers.sh).
 #
-#   services.sh up     [clickhouse|kafka]   install if missing, start, wait until ready
+#   services.sh up     [clickhouse|kafka|tools]   install if missing, start, wait until ready
 #   services.sh down   [clickhouse|kafka]   stop (data is kept)
 #   services.sh status                      what runs, where, and its pid
 #   services.sh reset                       stop everything and delete the data
@@ -69,6 +71,25 @@ wait_for() {
     sleep 0.2
   done
   die "$what did not become ready within ${seconds}s (logs: $LOGS)"
+}
+
+# ----------------------------------------------------------------- tools ---
+# Debian packages the build and the tests need: librdkafka's TLS/SASL and zlib, `logger` (the
+# collector tests' syslog sender), curl (these scripts); then loggen and rsyslogd (peers.sh).
+SYSTEM_PACKAGES="build-essential pkg-config zlib1g-dev libssl-dev bsdutils curl python3"
+
+up_tools() {
+  local missing=() pkg
+  for pkg in $SYSTEM_PACKAGES; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  "$HERE/peers.sh" >/dev/null
+  log "tools ready: Debian packages, loggen and rsyslogd (deploy/dev/peers.sh)"
 }
 
 # ------------------------------------------------------------ ClickHouse ---
@@ -190,9 +211,9 @@ status() {
 
 which_services() {
   case "${1:-all}" in
-    all) echo "clickhouse kafka" ;;
-    clickhouse|kafka) echo "$1" ;;
-    *) die "unknown service '$1' (clickhouse, kafka)" ;;
+    all) echo "tools clickhouse kafka" ;;
+    clickhouse|kafka|tools) echo "$1" ;;
+    *) die "unknown service '$1' (clickhouse, kafka, tools)" ;;
   esac
 }
 
@@ -202,7 +223,7 @@ case "$cmd" in
     for s in $(which_services "${2:-all}"); do "up_$s"; done
     ;;
   down)
-    for s in $(which_services "${2:-all}"); do stop_pidfile "$s"; done
+    for s in $(which_services "${2:-all}"); do [ "$s" = tools ] || stop_pidfile "$s"; done
     ;;
   status)
     status
@@ -219,7 +240,7 @@ case "$cmd" in
     echo "VARDE_KAFKA_PORT=$VARDE_KAFKA_PORT"
     ;;
   *)
-    sed -n '2,14p' "$0" >&2
+    sed -n '2,17p' "$0" >&2
     exit 2
     ;;
 esac
