@@ -25,6 +25,7 @@ use tracing::{debug, error, info, warn};
 use varde_core::{
     BatchBuilder, CollectorId, Envelope, EnvelopeHeader, Event, Kommunenummer, SourceKind,
 };
+use varde_transport::retry::Delays;
 use varde_transport::{Publisher, events_topic};
 
 use crate::spool::{Appended, Checkpoint, SpoolError, SpoolHandle};
@@ -199,15 +200,15 @@ async fn publish_until_acked<P: Publisher>(
     stats: &Stats,
     seq: u64,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = Delays::new();
     loop {
         match publisher.publish(topic, key, bytes).await {
             Ok(()) => return,
             Err(e) => {
                 Stats::add(&stats.publish_errors, 1);
+                let backoff = delays.next_delay();
                 warn!(error = %e, %topic, seq, retry_in = ?backoff, "publish failed");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }
@@ -230,7 +231,7 @@ impl Sink for SpoolSink {
     async fn deliver(&mut self, batch: ClosedBatch, stats: &Stats) {
         let envelope = Arc::new(batch.envelope);
         let checkpoints = Arc::new(batch.checkpoints);
-        let mut backoff = Duration::from_millis(100);
+        let mut delays = Delays::new();
         loop {
             match self
                 .spool
@@ -254,9 +255,9 @@ impl Sink for SpoolSink {
                 }
                 Err(e) => {
                     // A disk error: keep the batch and retry; sources wait meanwhile.
+                    let backoff = delays.next_delay();
                     error!(error = %e, retry_in = ?backoff, "cannot write to the spool");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }
@@ -474,7 +475,7 @@ pub struct SenderSettings {
 }
 
 /// Publishes the spool's records in order until `stop` turns true; each record is released
-/// from the spool only once Kafka acknowledged it. A failed publish is retried with backoff
+/// from the spool only once Kafka acknowledged it. A failed publish is retried with backoff and jitter
 /// (records after a failed one are sent again too, with the same ids).
 pub async fn send_from_spool<P: Publisher>(
     spool: SpoolHandle,
@@ -483,7 +484,7 @@ pub async fn send_from_spool<P: Publisher>(
     stats: Arc<Stats>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = Delays::new();
     let max = settings.max_in_flight.max(1);
     loop {
         if *stop.borrow() {
@@ -530,10 +531,11 @@ pub async fn send_from_spool<P: Publisher>(
             error!(error = %e, "cannot record acknowledgements in the spool");
         }
         if failed == 0 {
-            backoff = Duration::from_millis(100);
+            delays.reset();
             continue;
         }
         Stats::add(&stats.publish_errors, 1);
+        let backoff = delays.next_delay();
         if let Some(Err(e)) = results.get(ok) {
             warn!(error = %e, topic = %settings.topic, retry_in = ?backoff, unsent = failed, "publish failed; records stay in the spool");
         }
@@ -544,7 +546,6 @@ pub async fn send_from_spool<P: Publisher>(
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -305,6 +305,35 @@ fn report_of(rules: &RuleSet) -> LoadReport {
     }
 }
 
+/// What the pipeline loop needs of detection. [`Detector`] is the implementation Varde runs;
+/// the trait is there so that a test can make detection fail on purpose, which real rules on
+/// real batches cannot be made to do on demand.
+pub trait Detect {
+    /// Reloads the rules when they changed; `Some(report)` when it reloaded.
+    fn reload_if_changed(&mut self) -> Option<LoadReport>;
+
+    /// The alerts of one envelope, detected at `detect_time_us`.
+    fn detect(
+        &self,
+        envelope: &Envelope,
+        detect_time_us: i64,
+    ) -> impl std::future::Future<Output = Result<Vec<Alert>, DetectError>> + Send;
+}
+
+impl Detect for Detector {
+    fn reload_if_changed(&mut self) -> Option<LoadReport> {
+        Detector::reload_if_changed(self)
+    }
+
+    fn detect(
+        &self,
+        envelope: &Envelope,
+        detect_time_us: i64,
+    ) -> impl std::future::Future<Output = Result<Vec<Alert>, DetectError>> + Send {
+        Detector::detect(self, envelope, detect_time_us)
+    }
+}
+
 impl Detector {
     /// A detector over an already built rule set (no reloading) and component registry.
     pub fn new(rules: RuleSet, components: ComponentRegistry) -> Self {

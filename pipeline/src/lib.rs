@@ -16,8 +16,18 @@
 //! **Detection:** every accepted envelope goes through [`detect::Detector`] (DataFusion with
 //! varde-rules' matcher and the shared-component lookup as functions); its alerts are written
 //! after the events and before the commit, so a crash between the two replays both and the
-//! store collapses both by their deterministic ids. A batch that detection fails on is still
-//! stored (counted as a detection error): events are never lost to a detection problem.
+//! store collapses both by their deterministic ids. An envelope that detection still fails on
+//! after [`DETECT_RETRIES`] retries is not stored at all: it is parked whole in the dead-letter
+//! table with reason `detection` (and counted), because storing its events without their alerts
+//! would hide those alerts for good. An offset is committed only once every message before it
+//! is stored with its alerts, or parked.
+//!
+//! **Store failures:** a write that fails because the store is unreachable, overloaded or not
+//! set up is retried without end (backoff with jitter, [`varde_transport::retry`]), nothing is
+//! committed meanwhile and `/health` turns unhealthy. A write the store *refuses* for the data
+//! itself ([`varde_store::Error::refuses_data`]: a row the server will never take) is split in
+//! halves until the envelope at fault is found; that one is parked whole with reason
+//! `store_refused`, the others are stored, so one poison message never stalls a partition.
 //!
 //! **Operability:** [`metrics`] serves `/metrics` (these counters, consumer lag per partition,
 //! retention) and `/health` (503 once the store has been failing too long); [`retention`]
@@ -34,17 +44,18 @@ pub mod detect;
 pub mod metrics;
 pub mod retention;
 
+use backon::Retryable;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 use varde_core::envelope::DEFAULT_MAX_PAYLOAD;
 use varde_core::{Envelope, EnvelopeError};
 
-use crate::detect::{DetectionConfig, Detector, LoadReport};
+use crate::detect::{Detect, DetectionConfig, LoadReport};
 use varde_store::clickhouse::ClickHouseSettings;
 use varde_store::{Alert, DEAD_LETTER_PAYLOAD_MAX, DeadLetter, EventStore};
 use varde_transport::kafka::KafkaSettings;
-use varde_transport::{Message, Subscriber, tenant_of_topic};
+use varde_transport::{Message, Subscriber, retry, tenant_of_topic};
 
 /// Counters of a pipeline instance.
 #[derive(Debug, Default)]
@@ -63,8 +74,12 @@ pub struct Stats {
     pub alerts_written: AtomicU64,
     /// Alerts whose event names no known shared component (an enrichment miss).
     pub enrichment_misses: AtomicU64,
-    /// Envelopes detection failed on (their events were stored all the same).
+    /// Envelopes detection failed on after its retries (parked with reason `detection`).
     pub detect_errors: AtomicU64,
+    /// Detection attempts that failed and were retried.
+    pub detect_retries: AtomicU64,
+    /// Envelopes the store refused (parked with reason `store_refused`).
+    pub store_refused: AtomicU64,
     /// Rules in use (a gauge).
     pub rules_loaded: AtomicU64,
     /// Rule documents that did not load at the last (re)load (a gauge).
@@ -147,7 +162,12 @@ pub const REJECT_REASONS: &[&str] = &[
     "batch_shape",
     "schema_mismatch",
     "tenant_mismatch",
+    "detection",
+    "store_refused",
 ];
+
+/// Retries of a failed detection before the envelope is parked (about 1.5 s in all).
+pub const DETECT_RETRIES: usize = 3;
 
 /// The reason label of a rejected envelope (bounded set, for counters).
 pub fn reject_reason(e: &EnvelopeError) -> &'static str {
@@ -202,9 +222,15 @@ impl Default for LoopSettings {
     }
 }
 
-/// A refused message, as parked in the dead-letter table.
-fn dead_letter(m: &Message, reason: &str, error: String) -> DeadLetter {
-    let kept = m.payload.len().min(DEAD_LETTER_PAYLOAD_MAX);
+/// A refused message, as parked in the dead-letter table: hostile input keeps its first
+/// [`DEAD_LETTER_PAYLOAD_MAX`] bytes; a valid envelope parked for detection or the store
+/// (`whole`) keeps all of them, so that it can be processed again once the fault is fixed.
+fn dead_letter(m: &Message, reason: &str, error: String, whole: bool) -> DeadLetter {
+    let kept = if whole {
+        m.payload.len()
+    } else {
+        m.payload.len().min(DEAD_LETTER_PAYLOAD_MAX)
+    };
     DeadLetter {
         topic: m.topic.clone(),
         partition: m.partition,
@@ -231,7 +257,7 @@ fn accept(
             stats.reject(reason);
             warn!(topic = %m.topic, partition = m.partition, offset = m.offset, reason, error = %e,
                 "envelope rejected");
-            return Err(Box::new(dead_letter(m, reason, e.to_string())));
+            return Err(Box::new(dead_letter(m, reason, e.to_string(), false)));
         }
     };
     let topic_tenant = tenant_of_topic(&m.topic);
@@ -244,7 +270,7 @@ fn accept(
             "collector {} claims tenant {} on topic {}",
             envelope.header.collector_id, envelope.header.tenant, m.topic
         );
-        return Err(Box::new(dead_letter(m, "tenant_mismatch", error)));
+        return Err(Box::new(dead_letter(m, "tenant_mismatch", error, false)));
     }
     Ok(envelope)
 }
@@ -259,42 +285,106 @@ impl Stats {
     }
 }
 
-/// Calls `write` until it succeeds, backing off up to 10 s between attempts and counting each
-/// failure; `None` when `shutdown` turns true first (nothing is committed then, so the batch is
-/// replayed on restart).
-async fn until_written<F, Fut>(
+/// Calls `write` until it succeeds or the store refuses the data, retrying while the store is
+/// unreachable or overloaded ([`varde_transport::retry::policy`]) and counting each failure.
+/// `None` when `shutdown` turns true first (nothing is committed then, so the batch is replayed on
+/// restart); `Some(Err)` only for [`varde_store::Error::refuses_data`].
+async fn write_retrying<F, Fut>(
     what: &str,
     stats: &Stats,
     shutdown: &mut watch::Receiver<bool>,
-    mut write: F,
-) -> Option<u64>
+    write: F,
+) -> Option<varde_store::Result<u64>>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = varde_store::Result<u64>>,
 {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match write().await {
+    let attempt = write
+        .retry(retry::policy())
+        .sleep(tokio::time::sleep)
+        .when(varde_store::Error::is_retriable)
+        .notify(|e, wait| {
+            stats.write_retries.fetch_add(1, Ordering::Relaxed);
+            stats.write_failed();
+            warn!(error = %e, retry_in = ?wait, what, "store unavailable; holding the batch");
+        });
+    tokio::select! {
+        r = attempt => {
+            // Stored, or refused for the data itself: either way the store answered.
+            stats.write_succeeded();
+            Some(r)
+        }
+        _ = shutdown.changed() => None,
+    }
+}
+
+/// The envelopes of one poll that detection got through, with their alerts and messages.
+struct Detected {
+    envelopes: Vec<Envelope>,
+    alerts: Vec<Vec<Alert>>,
+    message: Vec<usize>,
+}
+
+/// Stores `batch` (events, then their alerts). A refused range is split in halves until the
+/// envelope at fault is alone; its index and the refusal come back, to be parked. `None` when
+/// `shutdown` turned true first.
+async fn store_detected<St: EventStore>(
+    store: &St,
+    stats: &Stats,
+    shutdown: &mut watch::Receiver<bool>,
+    batch: &Detected,
+) -> Option<Vec<(usize, String)>> {
+    let mut refused = Vec::new();
+    let mut work: Vec<std::ops::Range<usize>> = Vec::new();
+    work.push(0..batch.envelopes.len());
+    while let Some(range) = work.pop() {
+        if range.is_empty() {
+            continue;
+        }
+        let envelopes = &batch.envelopes[range.clone()];
+        let outcome = match write_retrying("events", stats, shutdown, || {
+            store.write_envelopes(envelopes)
+        })
+        .await?
+        {
+            Err(e) => Err(format!("events refused: {e}")),
             Ok(rows) => {
-                stats.write_succeeded();
-                return Some(rows);
-            }
-            Err(e) => {
-                stats.write_retries.fetch_add(1, Ordering::Relaxed);
-                stats.write_failed();
-                if e.is_retriable() {
-                    warn!(error = %e, retry_in = ?backoff, what, "store unavailable; holding the batch");
+                let alerts: Vec<Alert> = batch.alerts[range.clone()].concat();
+                let written = if alerts.is_empty() {
+                    Ok(0)
                 } else {
-                    error!(error = %e, retry_in = ?backoff, what, "store refused the batch; holding it until this is fixed");
+                    write_retrying("alerts", stats, shutdown, || store.write_alerts(&alerts))
+                        .await?
+                };
+                match written {
+                    Ok(n) => {
+                        stats.rows_written.fetch_add(rows, Ordering::Relaxed);
+                        stats
+                            .envelopes
+                            .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
+                        stats.alerts_written.fetch_add(n, Ordering::Relaxed);
+                        let misses = alerts.iter().filter(|a| a.component.is_empty()).count();
+                        stats
+                            .enrichment_misses
+                            .fetch_add(misses as u64, Ordering::Relaxed);
+                        debug!(rows, alerts = n, envelopes = envelopes.len(), "stored");
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("alerts refused (events stored): {e}")),
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => return None,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        };
+        if let Err(why) = outcome {
+            if range.len() == 1 {
+                refused.push((range.start, why));
+            } else {
+                let mid = range.start + range.len() / 2;
+                work.push(mid..range.end);
+                work.push(range.start..mid);
             }
         }
     }
+    Some(refused)
 }
 
 fn now_us() -> i64 {
@@ -310,10 +400,10 @@ fn now_us_u64() -> u64 {
 /// Runs the consume → check → detect → store → commit loop until `shutdown` turns true or the
 /// transport closes. Finishes the batch in hand before returning. [`Stats::running`] is true
 /// while it runs.
-pub async fn run<S: Subscriber, St: EventStore>(
+pub async fn run<S: Subscriber, St: EventStore, D: Detect>(
     subscriber: &mut S,
     store: &St,
-    detector: &mut Detector,
+    detector: &mut D,
     settings: LoopSettings,
     stats: &Stats,
     shutdown: watch::Receiver<bool>,
@@ -322,10 +412,10 @@ pub async fn run<S: Subscriber, St: EventStore>(
     stats.running.store(false, Ordering::Relaxed);
 }
 
-async fn run_loop<S: Subscriber, St: EventStore>(
+async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
     subscriber: &mut S,
     store: &St,
-    detector: &mut Detector,
+    detector: &mut D,
     settings: LoopSettings,
     stats: &Stats,
     mut shutdown: watch::Receiver<bool>,
@@ -362,65 +452,89 @@ async fn run_loop<S: Subscriber, St: EventStore>(
         stats
             .messages
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        let mut envelopes: Vec<Envelope> = Vec::with_capacity(messages.len());
+        let mut accepted: Vec<(usize, Envelope)> = Vec::with_capacity(messages.len());
         let mut letters: Vec<DeadLetter> = Vec::new();
-        for m in &messages {
+        for (i, m) in messages.iter().enumerate() {
             match accept(m, &settings, stats) {
-                Ok(e) => envelopes.push(e),
+                Ok(e) => accepted.push((i, e)),
                 Err(letter) => letters.push(*letter),
             }
         }
-        let mut alerts: Vec<Alert> = Vec::new();
         let detect_time = now_us();
-        for envelope in &envelopes {
-            match detector.detect(envelope, detect_time).await {
-                Ok(found) => alerts.extend(found),
+        let mut detected = Detected {
+            envelopes: Vec::with_capacity(accepted.len()),
+            alerts: Vec::with_capacity(accepted.len()),
+            message: Vec::with_capacity(accepted.len()),
+        };
+        for (i, envelope) in accepted {
+            let attempt = (|| detector.detect(&envelope, detect_time))
+                .retry(retry::bounded(DETECT_RETRIES))
+                .sleep(tokio::time::sleep)
+                .notify(|e, wait| {
+                    stats.detect_retries.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, retry_in = ?wait, collector = %envelope.header.collector_id,
+                        batch_seq = envelope.header.batch_seq, "detection failed; retrying");
+                });
+            match attempt.await {
+                Ok(found) => {
+                    detected.envelopes.push(envelope);
+                    detected.alerts.push(found);
+                    detected.message.push(i);
+                }
                 Err(e) => {
+                    let m = &messages[i];
                     stats.detect_errors.fetch_add(1, Ordering::Relaxed);
-                    error!(error = %e, collector = %envelope.header.collector_id,
+                    stats.reject("detection");
+                    error!(error = %e, topic = %m.topic, partition = m.partition, offset = m.offset,
+                        collector = %envelope.header.collector_id,
                         batch_seq = envelope.header.batch_seq, kind = %envelope.header.kind,
-                        "detection failed on a batch; its events are stored without alerts");
+                        "detection failed on a batch after retries; parked whole, not stored");
+                    letters.push(dead_letter(m, "detection", e.to_string(), true));
                 }
             }
         }
-        if !envelopes.is_empty() {
-            let Some(rows) = until_written("events", stats, &mut shutdown, || {
-                store.write_envelopes(&envelopes)
-            })
-            .await
-            else {
+        if !detected.envelopes.is_empty() {
+            let Some(refused) = store_detected(store, stats, &mut shutdown, &detected).await else {
                 return;
             };
-            stats.rows_written.fetch_add(rows, Ordering::Relaxed);
-            stats
-                .envelopes
-                .fetch_add(envelopes.len() as u64, Ordering::Relaxed);
-            debug!(rows, envelopes = envelopes.len(), "stored");
-        }
-        if !alerts.is_empty() {
-            let Some(n) = until_written("alerts", stats, &mut shutdown, || {
-                store.write_alerts(&alerts)
-            })
-            .await
-            else {
-                return;
-            };
-            stats.alerts_written.fetch_add(n, Ordering::Relaxed);
-            let misses = alerts.iter().filter(|a| a.component.is_empty()).count();
-            stats
-                .enrichment_misses
-                .fetch_add(misses as u64, Ordering::Relaxed);
-            debug!(alerts = n, "alerts stored");
+            for (j, why) in refused {
+                let m = &messages[detected.message[j]];
+                let h = &detected.envelopes[j].header;
+                stats.store_refused.fetch_add(1, Ordering::Relaxed);
+                stats.reject("store_refused");
+                error!(error = %why, topic = %m.topic, partition = m.partition, offset = m.offset,
+                    collector = %h.collector_id, batch_seq = h.batch_seq, kind = %h.kind,
+                    "the store refuses this batch; parked whole");
+                letters.push(dead_letter(m, "store_refused", why, true));
+            }
         }
         if !letters.is_empty() {
-            let Some(n) = until_written("dead letters", stats, &mut shutdown, || {
-                store.write_dead_letters(&letters)
-            })
-            .await
-            else {
-                return;
-            };
-            stats.dead_letters.fetch_add(n, Ordering::Relaxed);
+            // Parking must not fail silently: a dead-letter table that refuses its rows holds
+            // the batch (nothing committed) until an operator fixes it.
+            let mut delays = retry::Delays::new();
+            loop {
+                match write_retrying("dead letters", stats, &mut shutdown, || {
+                    store.write_dead_letters(&letters)
+                })
+                .await
+                {
+                    None => return,
+                    Some(Ok(n)) => {
+                        stats.dead_letters.fetch_add(n, Ordering::Relaxed);
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        stats.write_failed();
+                        let wait = delays.next_delay();
+                        error!(error = %e, retry_in = ?wait,
+                            "the dead-letter table refuses rows; holding the batch");
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => return,
+                        }
+                    }
+                }
+            }
         }
         match subscriber.commit(&messages) {
             Ok(()) => {

@@ -254,7 +254,7 @@ pub fn render(state: &MetricsState) -> String {
         ),
         (
             "write_retries_total",
-            "Failed store writes; each was retried with backoff, nothing was committed meanwhile.",
+            "Failed store writes while the store was unavailable; each was retried with backoff and jitter, nothing was committed meanwhile.",
             &s.write_retries,
         ),
         ("commits_total", "Offset commits made.", &s.commits),
@@ -270,8 +270,18 @@ pub fn render(state: &MetricsState) -> String {
         ),
         (
             "detect_errors_total",
-            "Envelopes detection failed on (their events were stored all the same).",
+            "Envelopes detection failed on after its retries (parked whole, not stored).",
             &s.detect_errors,
+        ),
+        (
+            "detect_retries_total",
+            "Detection attempts that failed and were retried.",
+            &s.detect_retries,
+        ),
+        (
+            "store_refused_total",
+            "Envelopes the store refused for their data (parked whole; the rest of the poll was stored).",
+            &s.store_refused,
         ),
         (
             "rule_reloads_total",

@@ -342,6 +342,16 @@ impl ClickHouseStore {
             .await?)
     }
 
+    /// Runs one statement that returns no rows (DDL, `OPTIMIZE`, `SYSTEM …`); `{db}` is replaced
+    /// by the database name. For operators' tooling and tests.
+    pub async fn execute(&self, sql: &str) -> Result<()> {
+        self.client
+            .query(&sql.replace("{db}", &self.db).replace('?', "??"))
+            .execute()
+            .await?;
+        Ok(())
+    }
+
     /// Drops the database and everything in it. For tests and `varde` tooling only.
     pub async fn drop_database(&self) -> Result<()> {
         self.client

@@ -53,17 +53,70 @@ pub enum Error {
     },
 }
 
+/// ClickHouse error codes that refuse the data sent, not the server's state: the same rows will
+/// be refused again however often they are retried, while other rows go in. Codes not listed
+/// here (server overloaded, read-only replica, unknown table, access denied, codes of newer
+/// releases) are taken as the server's state and retried: a batch is parked only when it is
+/// certain that the batch itself is the problem.
+pub const REFUSING_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    8,   // THERE_IS_NO_COLUMN
+    10,  // NOT_FOUND_COLUMN_IN_BLOCK
+    16,  // NO_SUCH_COLUMN_IN_TABLE
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    33,  // CANNOT_READ_ALL_DATA (rows do not have the table's shape)
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    43,  // ILLEGAL_TYPE_OF_ARGUMENT
+    44,  // ILLEGAL_COLUMN
+    53,  // TYPE_MISMATCH
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    128, // TOO_LARGE_ARRAY_SIZE
+    131, // TOO_LARGE_STRING_SIZE
+    190, // SIZES_OF_ARRAYS_DOESNT_MATCH
+    321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (a guard column refusing a row)
+    469, // VIOLATED_CONSTRAINT
+];
+
+/// The error code in a ClickHouse error text (`Code: 395, e.displayText() = …` on 18.16,
+/// `Code: 395. DB::Exception: …` on current releases).
+pub fn clickhouse_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + 6..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    rest[..digits].parse().ok()
+}
+
 impl Error {
-    /// Whether retrying later can succeed (server down or overloaded), as opposed to a request
-    /// the server will always refuse.
-    pub fn is_retriable(&self) -> bool {
+    /// Whether the store refuses *this data*: retrying the same rows cannot succeed, other rows
+    /// can (a row the server refuses, a batch without its kind's schema). The pipeline parks
+    /// such a batch in the dead-letter table instead of retrying it.
+    pub fn refuses_data(&self) -> bool {
+        use ::clickhouse::error::Error as Ch;
         match self {
-            Error::ClickHouse(e) => matches!(
-                e,
-                ::clickhouse::error::Error::Network(_) | ::clickhouse::error::Error::TimedOut
-            ),
-            _ => false,
+            Error::Batch(_) => true,
+            Error::ClickHouse(e) => match e {
+                Ch::BadResponse(text) => clickhouse_code(text).is_some_and(|code| {
+                    REFUSING_CODES.contains(&code)
+                        // 252 is also "too many parts", the server's state; only the per-insert
+                        // partition limit is about the rows.
+                        || (code == 252 && text.contains("partitions for single INSERT"))
+                }),
+                Ch::Network(_) | Ch::TimedOut | Ch::InvalidParams(_) | Ch::Other(_) => false,
+                // Everything else fails while encoding these rows on this side.
+                _ => true,
+            },
+            Error::BadDatabaseName(_) | Error::BadPartitionId(_) | Error::Migration { .. } => false,
         }
+    }
+
+    /// Whether retrying later can succeed (server down, overloaded, or not yet set up), as
+    /// opposed to data the server will always refuse ([`Error::refuses_data`]).
+    pub fn is_retriable(&self) -> bool {
+        !self.refuses_data()
     }
 }
 
@@ -187,7 +240,9 @@ pub struct DeadLetter {
     pub received_time_us: i64,
     /// Length of the whole payload in bytes.
     pub payload_len: u64,
-    /// The payload's first [`DEAD_LETTER_PAYLOAD_MAX`] bytes.
+    /// The payload: its first [`DEAD_LETTER_PAYLOAD_MAX`] bytes for hostile input, all of it for
+    /// a valid envelope parked by detection or the store (`detection`, `store_refused`), so it
+    /// can be processed again once the fault is fixed.
     pub payload: Vec<u8>,
 }
 
@@ -383,5 +438,38 @@ mod tests {
         assert_eq!(partition_id_of_day(19_782), "20240229");
         assert_eq!(day_of_us(1_714_608_000_000_000), 19_845);
         assert_eq!(day_of_us(-5), 0);
+    }
+
+    fn response(text: &str) -> Error {
+        Error::ClickHouse(::clickhouse::error::Error::BadResponse(text.to_owned()))
+    }
+
+    #[test]
+    fn refusals_are_told_from_the_server_state() {
+        // Texts as ClickHouse 18.16 and current releases print them.
+        let throw = "Code: 395, e.displayText() = DB::Exception: Value passed to 'throwIf' \
+                     function is non zero, e.what() = DB::Exception";
+        assert_eq!(clickhouse_code(throw), Some(395));
+        assert!(response(throw).refuses_data());
+        assert!(
+            response(
+                "Code: 53. DB::Exception: Type mismatch in IN or VALUES section. (TYPE_MISMATCH)"
+            )
+            .refuses_data()
+        );
+        assert!(response("Code: 252. DB::Exception: Too many partitions for single INSERT block (more than 100).").refuses_data());
+        for held in [
+            "Code: 252. DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts. (TOO_MANY_PARTS)",
+            "Code: 241. DB::Exception: Memory limit (total) exceeded. (MEMORY_LIMIT_EXCEEDED)",
+            "Code: 60, e.displayText() = DB::Exception: Table v.events doesn't exist., e.what() = DB::Exception",
+            "Code: 516. DB::Exception: default: Authentication failed. (AUTHENTICATION_FAILED)",
+            "<html>502 Bad Gateway</html>",
+        ] {
+            let e = response(held);
+            assert!(e.is_retriable(), "{held}");
+        }
+        assert!(Error::ClickHouse(::clickhouse::error::Error::TimedOut).is_retriable());
+        assert!(!Error::ClickHouse(::clickhouse::error::Error::Custom("x".into())).is_retriable());
+        assert_eq!(clickhouse_code("Code: "), None);
     }
 }

@@ -11,6 +11,9 @@
 //! - [`memory`]: the in-process bus of `varde demo`, with the same at-least-once contract
 //!   (messages stay until committed, a new subscriber resumes from the last commit).
 //!
+//! [`retry`] is the one backoff policy (exponential, with jitter) that the collector's shipper and
+//! the pipeline use when Kafka, the spool or ClickHouse fail.
+//!
 //! This crate owns the `rdkafka` dependency; no other crate links it.
 #![deny(missing_docs)]
 
@@ -21,6 +24,7 @@ use varde_core::Kommunenummer;
 
 pub mod kafka;
 pub mod memory;
+pub mod retry;
 pub mod status;
 
 /// Errors of the transports.
