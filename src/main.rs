@@ -22,7 +22,7 @@ use tracing::info;
 use varde_pipeline::detect::Detector;
 use varde_pipeline::metrics::{LagStats, MetricsState};
 use varde_pipeline::retention::RetentionStats;
-use varde_pipeline::{PipelineConfig, Stats};
+use varde_pipeline::{Assignment, PipelineConfig, Stats};
 use varde_store::clickhouse::ClickHouseStore;
 use varde_transport::kafka::KafkaSubscriber;
 
@@ -140,9 +140,25 @@ async fn pipeline(config: PipelineConfig) -> Result<()> {
         "detection ready"
     );
     let topics = config.topics();
-    let mut subscriber = KafkaSubscriber::new(&config.kafka, &config.group_id, &topics)
-        .context("joining the Kafka consumer group")?;
-    info!(group = %config.group_id, topics = ?topics, "pipeline consuming");
+    let mut subscriber = match config.assignment {
+        Assignment::Group => KafkaSubscriber::new(&config.kafka, &config.group_id, &topics)
+            .context("joining the Kafka consumer group")?,
+        Assignment::Static => {
+            let (kafka, group, topics) = (
+                config.kafka.clone(),
+                config.group_id.clone(),
+                topics.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                KafkaSubscriber::assigned(&kafka, &group, &topics, Duration::from_secs(10))
+            })
+            .await
+            .context("assigning partitions")?
+            .context("assigning every partition of the configured tenants' topics")?
+        }
+    };
+    info!(group = %config.group_id, assignment = ?config.assignment, topics = ?topics,
+        "pipeline consuming");
 
     let stats = Arc::new(Stats::default());
     stats.record_rules(&report);

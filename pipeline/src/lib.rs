@@ -564,6 +564,12 @@ pub struct PipelineConfig {
     /// `<prefix>events.<4 digits>` (a pattern subscription that picks up new topics).
     #[serde(default)]
     pub tenants: Option<Vec<varde_core::Kommunenummer>>,
+    /// How partitions are taken: `group` (the group coordinator shares them among the
+    /// instances of `group_id`, the default) or `static` (this instance takes every partition of
+    /// its `tenants`' topics itself and resumes from the group's committed offsets; needs
+    /// `tenants`, and instances with disjoint tenant lists to scale out).
+    #[serde(default)]
+    pub assignment: Assignment,
     /// Kafka.
     pub kafka: KafkaSettings,
     /// ClickHouse.
@@ -580,6 +586,18 @@ pub struct PipelineConfig {
     /// Retention per table (defaults apply when absent: see [`retention::RetentionSettings`]).
     #[serde(default)]
     pub retention: retention::RetentionSettings,
+}
+
+/// How a pipeline instance gets its partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Assignment {
+    /// Kafka's group coordinator assigns and rebalances partitions among the group's members.
+    #[default]
+    Group,
+    /// Every partition of the configured tenants' topics, taken by this instance; offsets are
+    /// read from and committed to the group all the same.
+    Static,
 }
 
 fn default_group() -> String {
@@ -611,6 +629,14 @@ impl PipelineConfig {
             return Err(ConfigError {
                 path: path.to_owned(),
                 message: "loop.max_messages must be at least 1".into(),
+            });
+        }
+        if config.assignment == Assignment::Static && config.tenants.is_none() {
+            return Err(ConfigError {
+                path: path.to_owned(),
+                message: "assignment = \"static\" needs `tenants`: the municipalities whose \
+                          topics this instance takes"
+                    .into(),
             });
         }
         if let Some(m) = &config.metrics
@@ -710,6 +736,25 @@ mod tests {
             detect::Detector::from_config(&config.detection).expect("detection from the example");
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert_eq!(report.loaded, varde_rules::pack::PACK.len());
+    }
+
+    #[test]
+    fn static_assignment_needs_its_tenants() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.toml");
+        let base = "[kafka]\nbrokers = \"b\"\n[clickhouse]\nurl = \"u\"\n";
+        std::fs::write(&path, format!("assignment = \"static\"\n{base}")).expect("write");
+        let err = PipelineConfig::load(&path).expect_err("no tenants").to_string();
+        assert!(err.contains("needs `tenants`"), "{err}");
+        std::fs::write(
+            &path,
+            format!("assignment = \"static\"\ntenants = [\"0301\"]\n{base}"),
+        )
+        .expect("write");
+        let ok = PipelineConfig::load(&path).expect("static with tenants");
+        assert_eq!(ok.assignment, Assignment::Static);
+        std::fs::write(&path, format!("assignment = \"sticky\"\n{base}")).expect("write");
+        assert!(PipelineConfig::load(&path).is_err());
     }
 
     #[test]

@@ -157,24 +157,132 @@ pub struct KafkaSubscriber {
     consumer: Arc<StreamConsumer>,
 }
 
+/// One partition's committed offset in a consumer group (`None`: nothing committed yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The next offset the group will read, as committed.
+    pub offset: Option<i64>,
+}
+
+/// Every partition of `topics` (from the broker's metadata), in topic and partition order. A
+/// topic that does not exist or has no partitions is an error: static assignment cannot wait for
+/// one to appear.
+fn all_partitions(
+    consumer: &StreamConsumer,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err(Error::Config(format!(
+                "topic {topic} not in the broker's metadata"
+            )));
+        };
+        if let Some(e) = t.error() {
+            return Err(Error::Config(format!("topic {topic}: {e:?}")));
+        }
+        if t.partitions().is_empty() {
+            return Err(Error::Config(format!("topic {topic} has no partitions")));
+        }
+        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        for id in ids {
+            tpl.add_partition(topic, id);
+        }
+    }
+    Ok(tpl)
+}
+
+fn consumer_config(settings: &KafkaSettings, group_id: &str) -> Result<StreamConsumer> {
+    Ok(settings
+        .client_config(&[
+            ("group.id", group_id),
+            // A broker that holds fetches for the full wait time adds this much latency per
+            // fetch; 5 ms keeps end-to-end latency low without busy polling.
+            ("fetch.wait.max.ms", "5"),
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+        ])
+        .create()?)
+}
+
+/// The committed offsets of group `group_id` on every partition of `topics`, read through the
+/// Kafka protocol (OffsetFetch) without joining the group. **Blocking** (bounded by `timeout`
+/// per request).
+pub fn committed_offsets(
+    settings: &KafkaSettings,
+    group_id: &str,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<Vec<Committed>> {
+    let consumer = consumer_config(settings, group_id)?;
+    let tpl = all_partitions(&consumer, topics, timeout)?;
+    let committed = consumer.committed_offsets(tpl, timeout)?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|e| Committed {
+            topic: e.topic().to_owned(),
+            partition: e.partition(),
+            offset: match e.offset() {
+                Offset::Offset(n) if n >= 0 => Some(n),
+                _ => None,
+            },
+        })
+        .collect())
+}
+
 impl KafkaSubscriber {
+    /// Static assignment: takes every partition of `topics` itself, without the group
+    /// coordinator's rebalancing, and starts each at the offset group `group_id` committed
+    /// there (read back through the protocol), or at the beginning when nothing is committed.
+    /// Commits go to the same group, so a restarted instance resumes exactly where the last one
+    /// committed. For deployments that give each instance a fixed set of municipalities, and
+    /// for brokers whose group coordinator does not recover a killed member. Partitions added
+    /// to a topic later are taken at the next start. **Blocking** while it reads metadata and
+    /// offsets (bounded by `timeout` per request).
+    pub fn assigned(
+        settings: &KafkaSettings,
+        group_id: &str,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<Self> {
+        if topics.is_empty() {
+            return Err(Error::Config("no topics to consume".into()));
+        }
+        let consumer = consumer_config(settings, group_id)?;
+        let all = all_partitions(&consumer, topics, timeout)?;
+        let committed = consumer.committed_offsets(all, timeout)?;
+        let mut start = TopicPartitionList::new();
+        for e in committed.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(n) if n >= 0 => Offset::Offset(n),
+                _ => Offset::Beginning,
+            };
+            tracing::info!(topic = e.topic(), partition = e.partition(), start = ?offset,
+                "partition assigned statically");
+            start.add_partition_offset(e.topic(), e.partition(), offset)?;
+        }
+        consumer.assign(&start)?;
+        Ok(KafkaSubscriber {
+            consumer: Arc::new(consumer),
+        })
+    }
+
     /// Joins consumer group `group_id` and subscribes to `topics`.
     pub fn new(settings: &KafkaSettings, group_id: &str, topics: &[String]) -> Result<Self> {
         if topics.is_empty() {
             return Err(Error::Config("no topics to subscribe to".into()));
         }
-        let consumer: StreamConsumer = settings
-            .client_config(&[
-                ("group.id", group_id),
-                // A broker that holds fetches for the full wait time adds this much latency per
-                // fetch; 5 ms keeps end-to-end latency low without busy polling.
-                ("fetch.wait.max.ms", "5"),
-                ("enable.auto.commit", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("session.timeout.ms", "10000"),
-                ("heartbeat.interval.ms", "1000"),
-            ])
-            .create()?;
+        let consumer = consumer_config(settings, group_id)?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
         Ok(KafkaSubscriber {

@@ -46,7 +46,9 @@ pub fn collector_config(
 }
 
 /// Writes a pipeline configuration (consumer group `<prefix>pipeline`, Varde's built-in rule
-/// pack) into `dir` and returns its path; `max_messages` envelopes per poll.
+/// pack, retention off: the test lines are dated in the past, and a restarted pipeline would
+/// otherwise drop what the one before it stored) into `dir` and returns its path;
+/// `max_messages` envelopes per poll.
 pub fn pipeline_config(
     dir: &Path,
     kafka: &KafkaSettings,
@@ -55,7 +57,7 @@ pub fn pipeline_config(
 ) -> PathBuf {
     let path = dir.join("pipeline.toml");
     let text = format!(
-        "group_id = \"{}pipeline\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n\n[loop]\npoll_wait_ms = 100\nmax_messages = {max_messages}\n\n[detection]\nreload_interval_s = 0\n",
+        "group_id = \"{}pipeline\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n\n[loop]\npoll_wait_ms = 100\nmax_messages = {max_messages}\n\n[detection]\nreload_interval_s = 0\n\n[retention]\ncheck_interval_s = 0\n",
         kafka.topic_prefix, kafka.brokers, kafka.topic_prefix, clickhouse.url, clickhouse.database
     );
     std::fs::write(&path, text).expect("write pipeline config");
