@@ -744,7 +744,9 @@ mod tests {
         let path = dir.path().join("p.toml");
         let base = "[kafka]\nbrokers = \"b\"\n[clickhouse]\nurl = \"u\"\n";
         std::fs::write(&path, format!("assignment = \"static\"\n{base}")).expect("write");
-        let err = PipelineConfig::load(&path).expect_err("no tenants").to_string();
+        let err = PipelineConfig::load(&path)
+            .expect_err("no tenants")
+            .to_string();
         assert!(err.contains("needs `tenants`"), "{err}");
         std::fs::write(
             &path,
