@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub mod clickhouse;
 pub mod process;
 pub mod sigma;
 
