@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 use tracing::info;
 use varde_pipeline::detect::Detector;
+use varde_pipeline::jsonl::JsonLines;
 use varde_pipeline::metrics::{LagStats, MetricsState};
 use varde_pipeline::retention::RetentionStats;
 use varde_pipeline::{Assignment, PipelineConfig, Stats};
@@ -139,6 +140,15 @@ async fn pipeline(config: PipelineConfig) -> Result<()> {
         rule_errors = report.errors.len(),
         "detection ready"
     );
+    let mut json_lines = match &config.jsonl {
+        Some(c) => Some(JsonLines::from_config(c).with_context(|| {
+            format!(
+                "the JSON-lines pseudonymisation key {}",
+                c.key_file.display()
+            )
+        })?),
+        None => None,
+    };
     let topics = config.topics();
     let mut subscriber = match config.assignment {
         Assignment::Group => KafkaSubscriber::new(&config.kafka, &config.group_id, &topics)
@@ -240,10 +250,11 @@ async fn pipeline(config: PipelineConfig) -> Result<()> {
         info!("shutting down: finishing the batch in hand");
         let _ = stop.send(true);
     });
-    varde_pipeline::run(
+    varde_pipeline::run_with_json_lines(
         &mut subscriber,
         &store,
         &mut detector,
+        json_lines.as_mut(),
         config.loop_settings,
         &stats,
         shutdown,

@@ -16,6 +16,8 @@
 #   debs/        the downloaded .debs
 #   rsyslog/     rsyslog unpacked:        usr/sbin/rsyslogd, usr/lib/<multiarch>/rsyslog/*.so
 #   syslog-ng/   syslog-ng-core unpacked: usr/bin/loggen, usr/lib/syslog-ng/
+#   rsyslog-kafka/  rsyslog-kafka unpacked; its omkafka.so is copied into rsyslog's modules
+#   librdkafka-2.12.1/librdkafka.so.1   built from rdkafka-sys's source, for omkafka
 #
 # How to run them (the tests do this themselves):
 #   loggen:   LD_LIBRARY_PATH=<root>/usr/lib/syslog-ng SYSLOGNG_PREFIX=<root>/usr <root>/usr/bin/loggen ...
@@ -23,10 +25,18 @@
 #             with global(workDirectory=...) in <conf>; -n keeps it in the foreground.
 set -euo pipefail
 
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DIR=${VARDE_PEERS_DIR:-$HOME/.cache/varde-peers}
 DEBS=$DIR/debs
 RS_ROOT=$DIR/rsyslog
+RSK_ROOT=$DIR/rsyslog-kafka
 SN_ROOT=$DIR/syslog-ng
+# librdkafka for omkafka: Debian 12's librdkafka1 2.0.2 cannot talk to the development broker
+# (its ApiVersion v3 parsing bug, fixed in librdkafka 2.2.0), so omkafka runs with the 2.12.1
+# that Varde itself links, built as a shared library from the rdkafka-sys source in cargo's
+# registry (about 2 minutes, once) and put first on rsyslogd's LD_LIBRARY_PATH.
+RDKAFKA_SYS=rdkafka-sys-4.10.0+2.12.1
+LIBRDKAFKA=$DIR/librdkafka-2.12.1
 
 log() { printf '[peers] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -88,9 +98,12 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install 
 
 unpack rsyslog "$RS_ROOT" usr/sbin/rsyslogd
 unpack syslog-ng-core "$SN_ROOT" usr/bin/loggen
+# rsyslog's Kafka output (omkafka), for the third-party shipper test: its module is copied
+# into rsyslog's module directory below.
+unpack rsyslog-kafka "$RSK_ROOT" usr/lib
 
 missing=()
-for p in $(lib_depends "$RS_ROOT") $(lib_depends "$SN_ROOT"); do
+for p in $(lib_depends "$RS_ROOT") $(lib_depends "$SN_ROOT") $(lib_depends "$RSK_ROOT") make gcc; do
   installed "$p" || case " ${missing[*]-} " in *" $p "*) ;; *) missing+=("$p") ;; esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -106,6 +119,31 @@ fi
 RSYSLOGD=$RS_ROOT/usr/sbin/rsyslogd
 RS_MODULES=$(ls -d "$RS_ROOT"/usr/lib/*/rsyslog 2>/dev/null | head -n 1)
 [ -n "$RS_MODULES" ] && [ -f "$RS_MODULES/imtcp.so" ] || die "no rsyslog module directory in $RS_ROOT"
+OMKAFKA=$(find "$RSK_ROOT" -name omkafka.so | head -n 1)
+[ -n "$OMKAFKA" ] || die "no omkafka.so in $RSK_ROOT"
+cp -f "$OMKAFKA" "$RS_MODULES/omkafka.so"
+
+if [ ! -f "$LIBRDKAFKA/librdkafka.so.1" ]; then
+  src=$(ls -d "$HOME"/.cargo/registry/src/*/"$RDKAFKA_SYS" 2>/dev/null | head -n 1)
+  if [ -z "$src" ]; then
+    log "fetching $RDKAFKA_SYS's source with cargo fetch"
+    (cd "$HERE/../.." && cargo fetch --locked >/dev/null 2>&1) || die "cargo fetch failed"
+    src=$(ls -d "$HOME"/.cargo/registry/src/*/"$RDKAFKA_SYS" 2>/dev/null | head -n 1)
+  fi
+  [ -n "$src" ] || die "$RDKAFKA_SYS not in cargo's registry"
+  log "building librdkafka 2.12.1 (shared) from $src (about 2 minutes, once)"
+  build=$DIR/build-librdkafka
+  rm -rf "$build" && mkdir -p "$build" && cp -r "$src/librdkafka/." "$build/"
+  (cd "$build" && ./configure --disable-ssl --disable-gssapi --disable-curl --disable-lz4-ext \
+      >"$DIR/librdkafka-configure.log" 2>&1 \
+    && make -C src -j"$(nproc)" librdkafka.so.1 >"$DIR/librdkafka-make.log" 2>&1) \
+    || die "librdkafka build failed; see $DIR/librdkafka-*.log"
+  mkdir -p "$LIBRDKAFKA.tmp"
+  cp "$build/src/librdkafka.so.1" "$LIBRDKAFKA.tmp/"
+  rm -rf "$LIBRDKAFKA" && mv "$LIBRDKAFKA.tmp" "$LIBRDKAFKA"
+  rm -rf "$build"
+fi
+
 LOGGEN=$SN_ROOT/usr/bin/loggen
 SN_LIBS=$SN_ROOT/usr/lib/syslog-ng
 SN_LOGGEN_PLUGINS=$(ls -d "$SN_LIBS"/*/loggen 2>/dev/null | head -n 1)
@@ -114,6 +152,7 @@ SN_LOGGEN_PLUGINS=$(ls -d "$SN_LIBS"/*/loggen 2>/dev/null | head -n 1)
 # Every shared library of what the tests run must resolve.
 unresolved=$( {
   ldd "$RSYSLOGD" "$RS_MODULES"/{imtcp,imudp,lmnet,lmnetstrms,lmnsd_ptcp,lmtcpsrv,lmtcpclt}.so
+  LD_LIBRARY_PATH=$LIBRDKAFKA ldd "$RS_MODULES/omkafka.so"
   LD_LIBRARY_PATH=$SN_LIBS ldd "$LOGGEN" "$SN_LOGGEN_PLUGINS"/*.so
 } 2>&1 | grep -E 'not found|No such file' || true)
 [ -z "$unresolved" ] || die "unresolved libraries (a missing Depends?):
@@ -125,10 +164,11 @@ $unresolved"
 LD_LIBRARY_PATH=$SN_LIBS SYSLOGNG_PREFIX=$SN_ROOT/usr "$LOGGEN" --help-all 2>&1 | grep -q -e '--inet' \
   || die "$LOGGEN does not start or finds no socket plugin (SYSLOGNG_PREFIX=$SN_ROOT/usr)"
 
-log "ready: $(cat "$RS_ROOT/.varde-version"), $(cat "$SN_ROOT/.varde-version")"
+log "ready: $(cat "$RS_ROOT/.varde-version"), $(cat "$RSK_ROOT/.varde-version"), $(cat "$SN_ROOT/.varde-version"), librdkafka 2.12.1 for omkafka"
 cat <<EOF
 export VARDE_LOGGEN=$LOGGEN
 export VARDE_RSYSLOGD=$RSYSLOGD
+export VARDE_RSYSLOG_LIBRDKAFKA=$LIBRDKAFKA
 # loggen:   LD_LIBRARY_PATH=$SN_LIBS SYSLOGNG_PREFIX=$SN_ROOT/usr
 # rsyslogd: -n -M $RS_MODULES -f <config> -i <pidfile>
 EOF

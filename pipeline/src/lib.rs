@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub mod detect;
+pub mod jsonl;
 pub mod metrics;
 pub mod retention;
 
@@ -52,6 +53,7 @@ use varde_core::envelope::DEFAULT_MAX_PAYLOAD;
 use varde_core::{Envelope, EnvelopeError};
 
 use crate::detect::{Detect, DetectionConfig, LoadReport};
+use crate::jsonl::{JsonLines, JsonLinesConfig};
 use varde_store::clickhouse::ClickHouseSettings;
 use varde_store::{Alert, DEAD_LETTER_PAYLOAD_MAX, DeadLetter, EventStore};
 use varde_transport::kafka::KafkaSettings;
@@ -80,6 +82,12 @@ pub struct Stats {
     pub detect_retries: AtomicU64,
     /// Envelopes the store refused (parked with reason `store_refused`).
     pub store_refused: AtomicU64,
+    /// JSON lines read from JSON-lines topics (blank lines not counted).
+    pub jsonl_lines: AtomicU64,
+    /// JSON lines refused (parked, one dead letter per message, reason `jsonl`).
+    pub jsonl_refused_lines: AtomicU64,
+    /// Identity numbers and IP addresses the pipeline pseudonymised in JSON lines.
+    pub jsonl_pseudonymised: AtomicU64,
     /// Rules in use (a gauge).
     pub rules_loaded: AtomicU64,
     /// Rule documents that did not load at the last (re)load (a gauge).
@@ -164,6 +172,7 @@ pub const REJECT_REASONS: &[&str] = &[
     "tenant_mismatch",
     "detection",
     "store_refused",
+    "jsonl",
 ];
 
 /// Retries of a failed detection before the envelope is parked (about 1.5 s in all).
@@ -408,14 +417,52 @@ pub async fn run<S: Subscriber, St: EventStore, D: Detect>(
     stats: &Stats,
     shutdown: watch::Receiver<bool>,
 ) {
-    run_loop(subscriber, store, detector, settings, stats, shutdown).await;
+    run_with_json_lines(subscriber, store, detector, None, settings, stats, shutdown).await;
+}
+
+/// [`run`], taking messages of JSON-lines topics (`<prefix>jsonl.<kommunenummer>`) through
+/// `json_lines` ([`jsonl`]) when it is given; without it such messages are refused like any
+/// other message that is not an envelope.
+pub async fn run_with_json_lines<S: Subscriber, St: EventStore, D: Detect>(
+    subscriber: &mut S,
+    store: &St,
+    detector: &mut D,
+    json_lines: Option<&mut JsonLines>,
+    settings: LoopSettings,
+    stats: &Stats,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_loop(
+        subscriber, store, detector, json_lines, settings, stats, shutdown,
+    )
+    .await;
     stats.running.store(false, Ordering::Relaxed);
 }
 
+/// Adds `letter` to `letters`; a second letter for the same message (the dead-letter table
+/// keeps one row per topic, partition and offset) is folded into the first: its reason and
+/// error are appended to the first's error, and the payload kept is the longer one (a whole
+/// message holds its bad lines too).
+fn park(letters: &mut Vec<DeadLetter>, letter: DeadLetter) {
+    match letters.iter_mut().find(|l| {
+        l.topic == letter.topic && l.partition == letter.partition && l.offset == letter.offset
+    }) {
+        Some(first) => {
+            first.error = format!("{}; also {}: {}", first.error, letter.reason, letter.error);
+            if letter.payload.len() > first.payload.len() {
+                first.payload = letter.payload;
+            }
+        }
+        None => letters.push(letter),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
     subscriber: &mut S,
     store: &St,
     detector: &mut D,
+    mut json_lines: Option<&mut JsonLines>,
     settings: LoopSettings,
     stats: &Stats,
     mut shutdown: watch::Receiver<bool>,
@@ -455,9 +502,38 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
         let mut accepted: Vec<(usize, Envelope)> = Vec::with_capacity(messages.len());
         let mut letters: Vec<DeadLetter> = Vec::new();
         for (i, m) in messages.iter().enumerate() {
+            if let (Some(jl), Some(tenant)) = (
+                json_lines.as_deref_mut(),
+                varde_transport::tenant_of_jsonl_topic(&m.topic),
+            ) {
+                let received_us = m.timestamp_ms.map_or_else(now_us, |ms| ms * 1000);
+                let decoded = jl.decode(&m.payload, tenant, m.partition, m.offset, received_us);
+                let refused = decoded.refused.len() as u64;
+                stats
+                    .jsonl_lines
+                    .fetch_add(decoded.lines + refused, Ordering::Relaxed);
+                stats.jsonl_pseudonymised.fetch_add(
+                    decoded.privacy.national_ids + decoded.privacy.ip_addresses,
+                    Ordering::Relaxed,
+                );
+                if refused > 0 {
+                    stats
+                        .jsonl_refused_lines
+                        .fetch_add(refused, Ordering::Relaxed);
+                    stats.reject(jsonl::JSONL_REASON);
+                    let (error, payload) = jsonl::refused_letter(&decoded.refused);
+                    warn!(topic = %m.topic, partition = m.partition, offset = m.offset,
+                        lines = refused, error = %error, "JSON lines refused; parked");
+                    let mut letter = dead_letter(m, jsonl::JSONL_REASON, error, true);
+                    letter.payload = payload;
+                    park(&mut letters, letter);
+                }
+                accepted.extend(decoded.envelopes.into_iter().map(|e| (i, e)));
+                continue;
+            }
             match accept(m, &settings, stats) {
                 Ok(e) => accepted.push((i, e)),
-                Err(letter) => letters.push(*letter),
+                Err(letter) => park(&mut letters, *letter),
             }
         }
         let detect_time = now_us();
@@ -489,7 +565,10 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
                         collector = %envelope.header.collector_id,
                         batch_seq = envelope.header.batch_seq, kind = %envelope.header.kind,
                         "detection failed on a batch after retries; parked whole, not stored");
-                    letters.push(dead_letter(m, "detection", e.to_string(), true));
+                    park(
+                        &mut letters,
+                        dead_letter(m, "detection", e.to_string(), true),
+                    );
                 }
             }
         }
@@ -505,7 +584,7 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
                 error!(error = %why, topic = %m.topic, partition = m.partition, offset = m.offset,
                     collector = %h.collector_id, batch_seq = h.batch_seq, kind = %h.kind,
                     "the store refuses this batch; parked whole");
-                letters.push(dead_letter(m, "store_refused", why, true));
+                park(&mut letters, dead_letter(m, "store_refused", why, true));
             }
         }
         if !letters.is_empty() {
@@ -586,6 +665,10 @@ pub struct PipelineConfig {
     /// Retention per table (defaults apply when absent: see [`retention::RetentionSettings`]).
     #[serde(default)]
     pub retention: retention::RetentionSettings,
+    /// JSON lines from third-party shippers: when present, the tenants'
+    /// `<prefix>jsonl.<kommunenummer>` topics are consumed too (see [`jsonl`]).
+    #[serde(default)]
+    pub jsonl: Option<JsonLinesConfig>,
 }
 
 /// How a pipeline instance gets its partitions.
@@ -657,6 +740,12 @@ impl PipelineConfig {
             Some(tenants) => tenants
                 .iter()
                 .map(|t| varde_transport::events_topic(prefix, *t))
+                .chain(
+                    tenants
+                        .iter()
+                        .filter(|_| self.jsonl.is_some())
+                        .map(|t| varde_transport::jsonl_topic(prefix, *t)),
+                )
                 .collect(),
             None => {
                 let escaped: String = prefix
@@ -666,7 +755,11 @@ impl PipelineConfig {
                         esc.into_iter().chain(std::iter::once(c))
                     })
                     .collect();
-                vec![format!("^{escaped}events\\.[0-9]{{4}}$")]
+                if self.jsonl.is_some() {
+                    vec![format!("^{escaped}(events|jsonl)\\.[0-9]{{4}}$")]
+                } else {
+                    vec![format!("^{escaped}events\\.[0-9]{{4}}$")]
+                }
             }
         }
     }
@@ -736,6 +829,30 @@ mod tests {
             detect::Detector::from_config(&config.detection).expect("detection from the example");
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert_eq!(report.loaded, varde_rules::pack::PACK.len());
+    }
+
+    #[test]
+    fn a_jsonl_section_adds_the_json_lines_topics() {
+        let base =
+            "[kafka]\nbrokers = \"b\"\n[clickhouse]\nurl = \"u\"\n[jsonl]\nkey_file = \"/k\"\n";
+        let all: PipelineConfig = toml::from_str(base).expect("valid");
+        assert_eq!(
+            all.topics(),
+            vec![r"^varde\.(events|jsonl)\.[0-9]{4}$".to_owned()]
+        );
+        let some: PipelineConfig =
+            toml::from_str(&format!("tenants = [\"0301\"]\n{base}")).expect("valid");
+        assert_eq!(
+            some.topics(),
+            vec![
+                "varde.events.0301".to_owned(),
+                "varde.jsonl.0301".to_owned()
+            ]
+        );
+        let err = toml::from_str::<PipelineConfig>(&format!("{base}key_fil = 1\n"))
+            .expect_err("typo")
+            .to_string();
+        assert!(err.contains("key_fil"), "{err}");
     }
 
     #[test]

@@ -284,6 +284,21 @@ pub fn render(state: &MetricsState) -> String {
             &s.store_refused,
         ),
         (
+            "jsonl_lines_total",
+            "JSON lines read from the JSON-lines topics of third-party shippers.",
+            &s.jsonl_lines,
+        ),
+        (
+            "jsonl_refused_lines_total",
+            "JSON lines refused (parked, one dead letter per message, reason jsonl).",
+            &s.jsonl_refused_lines,
+        ),
+        (
+            "jsonl_pseudonymised_total",
+            "Identity numbers and IP addresses pseudonymised in JSON lines before storage.",
+            &s.jsonl_pseudonymised,
+        ),
+        (
             "rule_reloads_total",
             "Rule set reloads after a rule file changed.",
             &s.rule_reloads,

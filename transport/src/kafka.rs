@@ -386,6 +386,7 @@ impl Subscriber for KafkaSubscriber {
                         partition: m.partition(),
                         offset: m.offset(),
                         payload: m.payload().unwrap_or_default().to_vec(),
+                        timestamp_ms: m.timestamp().to_millis(),
                     });
                     // Once something arrived, take only what is already buffered.
                     limit = Duration::from_millis(2);

@@ -93,6 +93,22 @@ pub fn tenant_of_topic(topic: &str) -> Option<Kommunenummer> {
     Kommunenummer::parse(last).ok()
 }
 
+/// The topic a municipality's third-party shipper writes JSON lines to:
+/// `<prefix>jsonl.<kommunenummer>` (see `docs/wire-format.md`).
+pub fn jsonl_topic(prefix: &str, tenant: Kommunenummer) -> String {
+    format!("{prefix}jsonl.{tenant}")
+}
+
+/// The tenant a JSON-lines topic belongs to, from its name (see [`jsonl_topic`]); `None` for
+/// any other topic.
+pub fn tenant_of_jsonl_topic(topic: &str) -> Option<Kommunenummer> {
+    let (head, last) = topic.rsplit_once('.')?;
+    if !(head == "jsonl" || head.ends_with(".jsonl")) {
+        return None;
+    }
+    Kommunenummer::parse(last).ok()
+}
+
 /// One message read from a transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -104,6 +120,9 @@ pub struct Message {
     pub offset: i64,
     /// The payload (an envelope, or JSON lines).
     pub payload: Vec<u8>,
+    /// When the broker (or the producer) stamped the message, ms since the epoch; `None` when
+    /// the transport has no timestamp for it.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Where a consumer stands on one partition it is assigned (see
@@ -195,6 +214,15 @@ mod tests {
         );
         assert_eq!(tenant_of_topic("varde.events.9999"), None);
         assert_eq!(tenant_of_topic("varde.jsonl"), None);
+        let oslo = Kommunenummer::parse("0301").expect("Oslo");
+        assert_eq!(
+            tenant_of_jsonl_topic(&jsonl_topic("varde.", oslo)),
+            Some(oslo)
+        );
+        assert_eq!(tenant_of_jsonl_topic(&jsonl_topic("", oslo)), Some(oslo));
+        assert_eq!(tenant_of_jsonl_topic("varde.events.0301"), None);
+        assert_eq!(tenant_of_jsonl_topic("varde.notjsonl.0301"), None);
+        assert_eq!(tenant_of_topic("varde.jsonl.0301"), None);
     }
 
     #[test]
@@ -204,6 +232,7 @@ mod tests {
             partition: p,
             offset: o,
             payload: vec![],
+            timestamp_ms: None,
         };
         let got = next_offsets(&[m("a", 0, 5), m("a", 0, 3), m("a", 1, 0), m("b", 0, 9)]);
         assert_eq!(

@@ -12,7 +12,8 @@ use crate::{Error, Message, Publisher, Result, Subscriber, next_offsets};
 
 #[derive(Default)]
 struct State {
-    topics: HashMap<String, Vec<Arc<Vec<u8>>>>,
+    /// Each message with the time it was published, ms since the epoch (as Kafka stamps it).
+    topics: HashMap<String, Vec<Stamped>>,
     /// Committed next offset per (group, topic).
     committed: HashMap<(String, String), i64>,
     closed: bool,
@@ -87,11 +88,20 @@ impl Publisher for MemoryBus {
                 .topics
                 .entry(topic.to_owned())
                 .or_default()
-                .push(Arc::new(payload.to_vec()));
+                .push((Arc::new(payload.to_vec()), now_ms()));
         }
         self.notify.notify_waiters();
         Ok(())
     }
+}
+
+/// A payload and when it was published (ms since the epoch).
+type Stamped = (Arc<Vec<u8>>, i64);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A subscriber of a [`MemoryBus`].
@@ -110,7 +120,8 @@ impl MemorySubscriber {
                 continue;
             };
             while out.len() < max {
-                let Some(payload) = usize::try_from(*pos).ok().and_then(|p| log.get(p)) else {
+                let Some((payload, at)) = usize::try_from(*pos).ok().and_then(|p| log.get(p))
+                else {
                     break;
                 };
                 out.push(Message {
@@ -118,6 +129,7 @@ impl MemorySubscriber {
                     partition: 0,
                     offset: *pos,
                     payload: payload.as_ref().clone(),
+                    timestamp_ms: Some(*at),
                 });
                 *pos += 1;
             }

@@ -37,6 +37,20 @@ fn ascii(d: &[u8; 11]) -> String {
 }
 
 #[test]
+fn a_derived_key_is_hmac_sha256_of_its_context() {
+    // Expected value from Python's hmac module:
+    // hmac.new(bytes([7]*32), b"varde-key-derive-v1:varde-jsonl-tenant-v1:0301", sha256)
+    let derived = PrivacyKey::from_bytes([7; 32]).derive("varde-jsonl-tenant-v1:0301");
+    let hex: String = derived.0.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "a3ced607709fb9bb0db056e0d5a00583da3be3f47b55ef9c42dc830c6dd637c4"
+    );
+    let other = PrivacyKey::from_bytes([7; 32]).derive("varde-jsonl-tenant-v1:4601");
+    assert_ne!(derived.0, other.0);
+}
+
+#[test]
 fn pseudonym_is_hmac_sha256_of_the_digits() {
     // Reference computed independently: Python's hmac.new(bytes(range(32)),
     // b"varde-nin-v1:31129956715", sha256).hexdigest()[:16].
