@@ -15,7 +15,6 @@
 //!   liveness check, [`probe_store`]) have been failing for more than
 //!   `store_unhealthy_after_s`.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +26,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 use varde_store::{EventStore, Table};
 use varde_transport::PartitionLag;
+use varde_transport::exposition::{self, Family, Value};
 use varde_transport::status::StatusCode;
 
 use crate::retention::{RetentionSettings, RetentionStats};
@@ -196,279 +196,251 @@ fn age_s(since_us: u64, now: u64) -> f64 {
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Renders the Prometheus text exposition.
-pub fn render(state: &MetricsState) -> String {
+/// The `/metrics` families.
+pub fn families(state: &MetricsState) -> Vec<Family> {
     let now = now_us();
     let s = &state.stats;
-    let mut out = String::with_capacity(8192);
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-        let _ = writeln!(out, "# HELP varde_pipeline_{name} {help}");
-        let _ = writeln!(out, "# TYPE varde_pipeline_{name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "varde_pipeline_{name}{labels} {value}");
-        }
-    };
-    let one = |v: u64| [(String::new(), v as f64)];
-    family(
-        "info",
-        "gauge",
-        "The pipeline's consumer group and version.",
-        &[(
-            format!(
-                "{{group_id=\"{}\",version=\"{}\"}}",
-                escape(&state.group_id),
-                env!("CARGO_PKG_VERSION")
-            ),
-            1.0,
-        )],
+    let mut out: Vec<Family> = Vec::with_capacity(64);
+    let p = |name: &str| format!("varde_pipeline_{name}");
+    out.push(
+        Family::gauge(p("info"), "The pipeline's consumer group and version.").with(
+            [
+                ("group_id", state.group_id.as_str()),
+                ("version", env!("CARGO_PKG_VERSION")),
+            ],
+            Value::Int(1),
+        ),
     );
-    family(
-        "uptime_seconds",
-        "gauge",
-        "Seconds since the pipeline started.",
-        &[(String::new(), state.started.elapsed().as_secs_f64())],
+    out.push(
+        Family::gauge(p("uptime_seconds"), "Seconds since the pipeline started.")
+            .value(Value::Float(state.started.elapsed().as_secs_f64())),
     );
-    family(
-        "running",
-        "gauge",
-        "1 while the consume-store-commit loop runs.",
-        &one(u64::from(s.running.load(Ordering::Relaxed))),
+    out.push(
+        Family::gauge(p("running"), "1 while the consume-store-commit loop runs.")
+            .value(Value::Int(u64::from(s.running.load(Ordering::Relaxed)))),
     );
     for (name, help, c) in [
-        ("messages_total", "Messages read from Kafka.", &s.messages),
+        ("messages", "Messages read from Kafka.", &s.messages),
+        ("envelopes", "Envelopes accepted and stored.", &s.envelopes),
         (
-            "envelopes_total",
-            "Envelopes accepted and stored.",
-            &s.envelopes,
-        ),
-        (
-            "rows_written_total",
+            "rows_written",
             "Event rows written to the store (replays included).",
             &s.rows_written,
         ),
         (
-            "write_retries_total",
+            "write_retries",
             "Failed store writes while the store was unavailable; each was retried with backoff and jitter, nothing was committed meanwhile.",
             &s.write_retries,
         ),
-        ("commits_total", "Offset commits made.", &s.commits),
+        ("commits", "Offset commits made.", &s.commits),
         (
-            "alerts_written_total",
+            "alerts_written",
             "Alerts written to the store (replays included).",
             &s.alerts_written,
         ),
         (
-            "enrichment_misses_total",
+            "enrichment_misses",
             "Alerts whose event names no known shared component.",
             &s.enrichment_misses,
         ),
         (
-            "detect_errors_total",
+            "detect_errors",
             "Envelopes detection failed on after its retries (parked whole, not stored).",
             &s.detect_errors,
         ),
         (
-            "detect_retries_total",
+            "detect_retries",
             "Detection attempts that failed and were retried.",
             &s.detect_retries,
         ),
         (
-            "store_refused_total",
+            "store_refused",
             "Envelopes the store refused for their data (parked whole; the rest of the poll was stored).",
             &s.store_refused,
         ),
         (
-            "jsonl_lines_total",
+            "jsonl_lines",
             "JSON lines read from the JSON-lines topics of third-party shippers.",
             &s.jsonl_lines,
         ),
         (
-            "jsonl_refused_lines_total",
+            "jsonl_refused_lines",
             "JSON lines refused (parked, one dead letter per message, reason jsonl).",
             &s.jsonl_refused_lines,
         ),
         (
-            "jsonl_pseudonymised_total",
+            "jsonl_pseudonymised",
             "Identity numbers and IP addresses pseudonymised in JSON lines before storage.",
             &s.jsonl_pseudonymised,
         ),
         (
-            "rule_reloads_total",
+            "rule_reloads",
             "Rule set reloads after a rule file changed.",
             &s.rule_reloads,
         ),
         (
-            "dead_letters_total",
+            "dead_letters",
             "Refused messages parked in the dead_letters table.",
             &s.dead_letters,
         ),
     ] {
-        family(name, "counter", help, &one(get(c)));
+        out.push(Family::counter(p(name), help).value(Value::Int(get(c))));
     }
-    family(
-        "rules_loaded",
-        "gauge",
-        "Rules in use.",
-        &one(get(&s.rules_loaded)),
+    out.push(
+        Family::gauge(p("rules_loaded"), "Rules in use.").value(Value::Int(get(&s.rules_loaded))),
     );
-    family(
-        "rule_errors",
-        "gauge",
-        "Rule documents that did not load at the last (re)load.",
-        &one(get(&s.rule_errors)),
+    out.push(
+        Family::gauge(
+            p("rule_errors"),
+            "Rule documents that did not load at the last (re)load.",
+        )
+        .value(Value::Int(get(&s.rule_errors))),
     );
     let rejected = s.rejected();
-    let mut by_reason: Vec<(String, f64)> = REJECT_REASONS
-        .iter()
-        .map(|r| {
-            (
-                format!("{{reason=\"{r}\"}}"),
-                rejected.get(r).copied().unwrap_or(0) as f64,
-            )
-        })
-        .collect();
-    by_reason.extend(
-        rejected
-            .iter()
-            .filter(|(r, _)| !REJECT_REASONS.contains(r))
-            .map(|(r, n)| (format!("{{reason=\"{}\"}}", escape(r)), *n as f64)),
-    );
-    family(
-        "rejected_total",
-        "counter",
+    let mut by_reason = Family::counter(
+        p("rejected"),
         "Messages refused, by reason (each is logged and parked as a dead letter).",
-        &by_reason,
     );
-    family(
-        "store_write_failing_seconds",
-        "gauge",
-        "How long store writes have been failing (0 while they succeed).",
-        &[(String::new(), age_s(get(&s.write_failing_since_us), now))],
+    for r in REJECT_REASONS {
+        by_reason.push(
+            [("reason", *r)],
+            Value::Int(rejected.get(r).copied().unwrap_or(0)),
+        );
+    }
+    for (r, n) in rejected.iter().filter(|(r, _)| !REJECT_REASONS.contains(r)) {
+        by_reason.push([("reason", *r)], Value::Int(*n));
+    }
+    out.push(by_reason);
+    out.push(
+        Family::gauge(
+            p("store_write_failing_seconds"),
+            "How long store writes have been failing (0 while they succeed).",
+        )
+        .value(Value::Float(age_s(get(&s.write_failing_since_us), now))),
     );
-    family(
-        "store_check_failing_seconds",
-        "gauge",
-        "How long the store's liveness check has been failing (0 while it answers).",
-        &[(String::new(), age_s(get(&s.probe_failing_since_us), now))],
+    out.push(
+        Family::gauge(
+            p("store_check_failing_seconds"),
+            "How long the store's liveness check has been failing (0 while it answers).",
+        )
+        .value(Value::Float(age_s(get(&s.probe_failing_since_us), now))),
     );
-    family(
-        "store_last_ok_timestamp_seconds",
-        "gauge",
-        "When the store last answered a write or a liveness check (Unix time; 0: never).",
-        &[(String::new(), get(&s.store_last_ok_us) as f64 / 1e6)],
+    out.push(
+        Family::gauge(
+            p("store_last_ok_timestamp_seconds"),
+            "When the store last answered a write or a liveness check (Unix time; 0: never).",
+        )
+        .value(Value::Float(get(&s.store_last_ok_us) as f64 / 1e6)),
     );
 
     // Lag, per assigned topic and partition.
     let lag = state.lag.partitions();
-    let per_partition = |f: &dyn Fn(&PartitionLag) -> Option<i64>| -> Vec<(String, f64)> {
-        lag.iter()
-            .filter_map(|p| {
-                let v = f(p)?;
-                Some((
-                    format!(
-                        "{{topic=\"{}\",partition=\"{}\"}}",
-                        escape(&p.topic),
-                        p.partition
-                    ),
-                    v as f64,
-                ))
-            })
-            .collect()
+    let per_partition = |name: &str, help: &str, f: &dyn Fn(&PartitionLag) -> Option<i64>| {
+        let mut family = Family::gauge(p(name), help);
+        for part in &lag {
+            if let Some(v) = f(part) {
+                family.push(
+                    [
+                        ("topic", part.topic.clone()),
+                        ("partition", part.partition.to_string()),
+                    ],
+                    Value::Signed(v),
+                );
+            }
+        }
+        family
     };
-    family(
+    out.push(per_partition(
         "consumer_position",
-        "gauge",
         "The next offset this instance will read, per assigned partition (the consumer's own count).",
-        &per_partition(&|p| p.position),
-    );
-    family(
+        &|p| p.position,
+    ));
+    out.push(per_partition(
         "consumer_committed_offset",
-        "gauge",
         "The group's committed offset (the next offset to read after a restart).",
-        &per_partition(&|p| p.committed),
-    );
-    family(
+        &|p| p.committed,
+    ));
+    out.push(per_partition(
         "partition_high_watermark",
-        "gauge",
         "The broker's high watermark (offset of the next message produced).",
-        &per_partition(&|p| p.high_watermark),
-    );
-    family(
+        &|p| p.high_watermark,
+    ));
+    out.push(per_partition(
         "partition_low_watermark",
-        "gauge",
         "The broker's low watermark (first offset still held).",
-        &per_partition(&|p| p.low_watermark),
-    );
-    family(
+        &|p| p.low_watermark,
+    ));
+    out.push(per_partition(
         "consumer_lag_messages",
-        "gauge",
         "Messages not yet committed: high watermark - committed offset (low watermark when none).",
-        &per_partition(&PartitionLag::committed_lag),
+        &PartitionLag::committed_lag,
+    ));
+    out.push(
+        Family::gauge(
+            p("lag_last_refresh_timestamp_seconds"),
+            "When the lag figures were last read (Unix time; 0: never).",
+        )
+        .value(Value::Float(get(&state.lag.last_refresh_us) as f64 / 1e6)),
     );
-    family(
-        "lag_last_refresh_timestamp_seconds",
-        "gauge",
-        "When the lag figures were last read (Unix time; 0: never).",
-        &[(String::new(), get(&state.lag.last_refresh_us) as f64 / 1e6)],
-    );
-    family(
-        "lag_refresh_errors_total",
-        "counter",
-        "Lag refreshes that failed.",
-        &one(get(&state.lag.errors)),
+    out.push(
+        Family::counter(p("lag_refresh_errors"), "Lag refreshes that failed.")
+            .value(Value::Int(get(&state.lag.errors))),
     );
 
     // Retention.
-    let per_table = |f: &dyn Fn(Table) -> u64| -> Vec<(String, f64)> {
-        Table::ALL
-            .iter()
-            .map(|t| (format!("{{table=\"{}\"}}", t.name()), f(*t) as f64))
-            .collect()
+    let per_table = |family: Family, f: &dyn Fn(Table) -> u64| {
+        Table::ALL.iter().fold(family, |family, t| {
+            family.with([("table", t.name())], Value::Int(f(*t)))
+        })
     };
     let r = &state.retention_stats;
-    family(
-        "retention_days",
-        "gauge",
-        "Days kept per table (0: forever).",
-        &per_table(&|t| u64::from(state.retention.days(t))),
+    out.push(per_table(
+        Family::gauge(p("retention_days"), "Days kept per table (0: forever)."),
+        &|t| u64::from(state.retention.days(t)),
+    ));
+    out.push(per_table(
+        Family::counter(
+            p("retention_dropped_partitions"),
+            "Day partitions dropped by retention, per table.",
+        ),
+        &|t| r.dropped_partitions(t),
+    ));
+    out.push(per_table(
+        Family::counter(
+            p("retention_dropped_rows"),
+            "Rows in the day partitions dropped by retention, per table.",
+        ),
+        &|t| r.dropped_rows(t),
+    ));
+    out.push(
+        Family::counter(p("retention_runs"), "Retention runs completed.")
+            .value(Value::Int(get(&r.runs))),
     );
-    family(
-        "retention_dropped_partitions_total",
-        "counter",
-        "Day partitions dropped by retention, per table.",
-        &per_table(&|t| r.dropped_partitions(t)),
+    out.push(
+        Family::counter(
+            p("retention_errors"),
+            "Tables a retention run failed on (retried at the next run).",
+        )
+        .value(Value::Int(get(&r.errors))),
     );
-    family(
-        "retention_dropped_rows_total",
-        "counter",
-        "Rows in the day partitions dropped by retention, per table.",
-        &per_table(&|t| r.dropped_rows(t)),
-    );
-    family(
-        "retention_runs_total",
-        "counter",
-        "Retention runs completed.",
-        &one(get(&r.runs)),
-    );
-    family(
-        "retention_errors_total",
-        "counter",
-        "Tables a retention run failed on (retried at the next run).",
-        &one(get(&r.errors)),
-    );
-    family(
-        "retention_last_run_timestamp_seconds",
-        "gauge",
-        "When the last retention run ended (Unix time; 0: none yet).",
-        &[(String::new(), get(&r.last_run_us) as f64 / 1e6)],
+    out.push(
+        Family::gauge(
+            p("retention_last_run_timestamp_seconds"),
+            "When the last retention run ended (Unix time; 0: none yet).",
+        )
+        .value(Value::Float(get(&r.last_run_us) as f64 / 1e6)),
     );
     out
+}
+
+/// Renders the Prometheus text exposition.
+pub fn render(state: &MetricsState) -> String {
+    exposition::encode(families(state))
+}
+
+/// `v` to one decimal: what a person reading `/health` needs.
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
 }
 
 /// The `/health` answer: status code and JSON body.
@@ -489,13 +461,16 @@ pub fn health(state: &MetricsState) -> (StatusCode, String) {
     } else {
         "ok"
     };
-    let body = format!(
-        "{{\"status\":\"{status}\",\"store_write_failing_seconds\":{write_failing:.1},\
-         \"store_check_failing_seconds\":{check_failing:.1},\"loop_last_seen_seconds\":{loop_age:.1},\
-         \"messages\":{},\"rows_written\":{}}}\n",
-        get(&s.messages),
-        get(&s.rows_written)
-    );
+    let body = serde_json::json!({
+        "status": status,
+        "store_write_failing_seconds": round1(write_failing),
+        "store_check_failing_seconds": round1(check_failing),
+        "loop_last_seen_seconds": round1(loop_age),
+        "messages": get(&s.messages),
+        "rows_written": get(&s.rows_written),
+    })
+    .to_string()
+        + "\n";
     let code = if status == "ok" {
         StatusCode::OK
     } else {

@@ -107,6 +107,17 @@ async fn metrics_and_health_are_served() {
             .any(|l| l.starts_with("varde_pipeline_retention_last_run_timestamp_seconds 1")),
         "{text}"
     );
+    // A scraper's parser reads the page: every sample is typed by its family.
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("/metrics parses as Prometheus text");
+    assert!(scrape.samples.len() > 40, "{text}");
+    let untyped: Vec<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| matches!(s.value, prometheus_parse::Value::Untyped(_)))
+        .map(|s| s.metric.as_str())
+        .collect();
+    assert!(untyped.is_empty(), "samples without a TYPE: {untyped:?}");
     // Every sample is a varde_pipeline_ metric.
     assert!(
         text.lines()
@@ -117,7 +128,9 @@ async fn metrics_and_health_are_served() {
 
     let (code, body) = get(addr, "/health").await;
     assert_eq!(code, 200, "{body}");
-    assert!(body.starts_with("{\"status\":\"ok\""), "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).expect("/health is JSON");
+    assert_eq!(health["status"], "ok", "{body}");
+    assert_eq!(health["messages"], 12, "{body}");
 
     // Writes failing for a minute: the operator sees the store outage.
     let minute_ago = u64::try_from(

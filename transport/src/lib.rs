@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use varde_core::Kommunenummer;
 
+pub mod exposition;
 pub mod kafka;
 pub mod memory;
 pub mod retry;
