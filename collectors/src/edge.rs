@@ -44,11 +44,11 @@
 //! assert_eq!(source.stats().snapshot().national_ids, 1);
 //! ```
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use varde_core::{Event, SourceKind, Value};
+use varde_transport::exposition::{Family, Value as Sample};
 
 use crate::parse::access::{self, Directive, IIS_DEFAULT_FIELDS};
 use crate::parse::json::JsonFields;
@@ -128,82 +128,73 @@ impl EdgeStats {
         }
     }
 
-    /// Prometheus text for several sources, each metric family once, labelled
-    /// `source="<name>"` (names are escaped; keep them to a bounded set such as the configured
-    /// sources). Metric names: `varde_collector_edge_lines_total`,
-    /// `varde_collector_edge_events_total{kind}`, `varde_collector_edge_unparsed_lines_total`,
-    /// `varde_collector_edge_parse_failures_total`, `varde_collector_pseudonymised_total{what}`
-    /// (`national_id`, `ip_address`), `varde_collector_account_numbers_kept_total`.
-    pub fn render_prometheus(sources: &[(&str, &EdgeStats)]) -> String {
-        let snaps: Vec<(String, EdgeCounts)> = sources
+    /// The metric families of several sources, each once, labelled `source="<name>"` (keep
+    /// names to a bounded set such as the configured sources). Names:
+    /// `varde_collector_edge_lines_total`, `varde_collector_edge_events_total{kind}`,
+    /// `varde_collector_edge_unparsed_lines_total`, `varde_collector_edge_parse_failures_total`,
+    /// `varde_collector_pseudonymised_total{what}` (`national_id`, `ip_address`),
+    /// `varde_collector_account_numbers_kept_total`.
+    pub fn families(sources: &[(&str, &EdgeStats)]) -> Vec<Family> {
+        let snaps: Vec<(&str, EdgeCounts)> = sources
             .iter()
-            .map(|(name, s)| (escape_label(name), s.snapshot()))
+            .map(|(name, s)| (*name, s.snapshot()))
             .collect();
-        let mut out = String::new();
-        let mut family = |name: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (labels, v) in rows {
-                let _ = writeln!(out, "{name}{{{labels}}} {v}");
-            }
-        };
-        let per = |f: fn(&EdgeCounts) -> u64| {
+        let per = |name: &str, help: &str, f: fn(&EdgeCounts) -> u64| {
             snaps
                 .iter()
-                .map(move |(n, c)| (format!("source=\"{n}\""), f(c)))
+                .fold(Family::counter(name, help), |family, (n, c)| {
+                    family.with([("source", *n)], Sample::Int(f(c)))
+                })
         };
-        family(
-            "varde_collector_edge_lines_total",
-            "Lines handled at the edge.",
-            &mut per(|c| c.lines),
-        );
-        family(
-            "varde_collector_edge_events_total",
+        let mut events = Family::counter(
+            "varde_collector_edge_events",
             "Events produced at the edge, by source kind.",
-            &mut snaps.iter().flat_map(|(n, c)| {
-                SourceKind::ALL
-                    .iter()
-                    .map(move |k| (format!("source=\"{n}\",kind=\"{k}\""), c.events_of(*k)))
-            }),
         );
-        family(
-            "varde_collector_edge_unparsed_lines_total",
-            "Lines kept as raw text (no known format).",
-            &mut per(|c| c.unparsed_lines),
-        );
-        family(
-            "varde_collector_edge_parse_failures_total",
-            "Lines of a recognised format that did not parse (kept raw).",
-            &mut per(|c| c.parse_failures),
-        );
-        family(
-            "varde_collector_pseudonymised_total",
+        let mut pseudonymised = Family::counter(
+            "varde_collector_pseudonymised",
             "Values replaced by keyed pseudonyms at the edge (counts only).",
-            &mut snaps.iter().flat_map(|(n, c)| {
-                [
-                    (
-                        format!("source=\"{n}\",what=\"national_id\""),
-                        c.national_ids,
-                    ),
-                    (
-                        format!("source=\"{n}\",what=\"ip_address\""),
-                        c.ip_addresses,
-                    ),
-                ]
-            }),
         );
-        family(
-            "varde_collector_account_numbers_kept_total",
-            "11-digit numbers kept because their context marks them as bank account numbers.",
-            &mut per(|c| c.account_numbers_kept),
-        );
-        out
+        for (n, c) in &snaps {
+            for k in SourceKind::ALL {
+                events.push(
+                    [("source", *n), ("kind", k.name())],
+                    Sample::Int(c.events_of(k)),
+                );
+            }
+            pseudonymised.push(
+                [("source", *n), ("what", "national_id")],
+                Sample::Int(c.national_ids),
+            );
+            pseudonymised.push(
+                [("source", *n), ("what", "ip_address")],
+                Sample::Int(c.ip_addresses),
+            );
+        }
+        vec![
+            per(
+                "varde_collector_edge_lines",
+                "Lines handled at the edge.",
+                |c| c.lines,
+            ),
+            events,
+            per(
+                "varde_collector_edge_unparsed_lines",
+                "Lines kept as raw text (no known format).",
+                |c| c.unparsed_lines,
+            ),
+            per(
+                "varde_collector_edge_parse_failures",
+                "Lines of a recognised format that did not parse (kept raw).",
+                |c| c.parse_failures,
+            ),
+            pseudonymised,
+            per(
+                "varde_collector_account_numbers_kept",
+                "11-digit numbers kept because their context marks them as bank account numbers.",
+                |c| c.account_numbers_kept,
+            ),
+        ]
     }
-}
-
-fn escape_label(name: &str) -> String {
-    name.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// One source's edge state: the privacy layer, the source's counters and the W3C header last

@@ -17,7 +17,6 @@
 //! - `GET /health`: `200` with a JSON summary while the collector works; `503` when the spool
 //!   is more than 90 % full (the collector is about to push back on senders or drop).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -26,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use varde_core::SourceKind;
+use varde_transport::exposition::{self, Family, Value};
 use varde_transport::status::StatusCode;
 
 use crate::edge::EdgeStats;
@@ -56,12 +56,6 @@ fn get(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -77,203 +71,167 @@ pub fn oldest_unsent_age_seconds(spool: &SpoolStats) -> f64 {
     now_us().saturating_sub(oldest) as f64 / 1e6
 }
 
-/// Renders the Prometheus text exposition.
-pub fn render(state: &MetricsState) -> String {
-    let mut out = String::with_capacity(4096);
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-        let _ = writeln!(out, "# HELP varde_collector_{name} {help}");
-        let _ = writeln!(out, "# TYPE varde_collector_{name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "varde_collector_{name}{labels} {value}");
-        }
-    };
-    family(
-        "info",
-        "gauge",
-        "The collector's identity.",
-        &[(
-            format!(
-                "{{collector_id=\"{}\",tenant=\"{}\",version=\"{}\"}}",
-                escape(&state.collector_id),
-                escape(&state.tenant),
-                env!("CARGO_PKG_VERSION")
-            ),
-            1.0,
-        )],
+/// The `/metrics` families.
+pub fn families(state: &MetricsState) -> Vec<Family> {
+    let mut out: Vec<Family> = Vec::with_capacity(48);
+    let p = |name: &str| format!("varde_collector_{name}");
+    out.push(Family::gauge(p("info"), "The collector's identity.").with(
+        [
+            ("collector_id", state.collector_id.as_str()),
+            ("tenant", state.tenant.as_str()),
+            ("version", env!("CARGO_PKG_VERSION")),
+        ],
+        Value::Int(1),
+    ));
+    out.push(
+        Family::gauge(p("uptime_seconds"), "Seconds since the collector started.")
+            .value(Value::Float(state.started.elapsed().as_secs_f64())),
     );
-    family(
-        "uptime_seconds",
-        "gauge",
-        "Seconds since the collector started.",
-        &[(String::new(), state.started.elapsed().as_secs_f64())],
-    );
-    let per_source = |f: &dyn Fn(&SourceCounters) -> &AtomicU64| -> Vec<(String, f64)> {
+    let per_source = |name: &str, help: &str, f: &dyn Fn(&SourceCounters) -> &AtomicU64| {
         state
             .sources
             .iter()
-            .map(|(name, c)| (format!("{{source=\"{}\"}}", escape(name)), get(f(c)) as f64))
-            .collect()
+            .fold(Family::counter(p(name), help), |family, (source, c)| {
+                family.with([("source", source.as_str())], Value::Int(get(f(c))))
+            })
     };
-    family(
-        "source_events_total",
-        "counter",
+    out.push(per_source(
+        "source_events",
         "Events received, per source.",
-        &per_source(&|c| &c.events),
-    );
-    family(
-        "source_bytes_total",
-        "counter",
+        &|c| &c.events,
+    ));
+    out.push(per_source(
+        "source_bytes",
         "Bytes of received lines, per source.",
-        &per_source(&|c| &c.bytes),
-    );
-    family(
-        "source_parse_errors_total",
-        "counter",
+        &|c| &c.bytes,
+    ));
+    out.push(per_source(
+        "source_parse_errors",
         "Lines kept raw because they were not valid syslog, per source.",
-        &per_source(&|c| &c.parse_errors),
-    );
-    family(
-        "source_framing_errors_total",
-        "counter",
+        &|c| &c.parse_errors,
+    ));
+    out.push(per_source(
+        "source_framing_errors",
         "Malformed or truncated TCP frames (their bytes were still delivered), per source.",
-        &per_source(&|c| &c.framing_errors),
-    );
-    family(
-        "source_receive_buffer_drops_total",
-        "counter",
+        &|c| &c.framing_errors,
+    ));
+    out.push(per_source(
+        "source_receive_buffer_drops",
         "UDP datagrams dropped by the kernel because the socket buffer was full (SO_RXQ_OVFL).",
-        &per_source(&|c| &c.receive_buffer_drops),
-    );
-    family(
-        "source_connections_total",
-        "counter",
+        &|c| &c.receive_buffer_drops,
+    ));
+    out.push(per_source(
+        "source_connections",
         "TCP/TLS connections accepted, per source.",
-        &per_source(&|c| &c.connections),
-    );
-    family(
-        "source_tls_handshake_errors_total",
-        "counter",
+        &|c| &c.connections,
+    ));
+    out.push(per_source(
+        "source_tls_handshake_errors",
         "Failed TLS handshakes, per source.",
-        &per_source(&|c| &c.tls_handshake_errors),
-    );
+        &|c| &c.tls_handshake_errors,
+    ));
     let s = &state.stats;
-    family(
-        "events_in_total",
-        "counter",
-        "Events received by the batcher from all sources.",
-        &[(String::new(), get(&s.events_in) as f64)],
+    out.push(
+        Family::counter(
+            p("events_in"),
+            "Events received by the batcher from all sources.",
+        )
+        .value(Value::Int(get(&s.events_in))),
     );
-    let out_by_kind: Vec<(String, f64)> = SourceKind::ALL
-        .iter()
-        .filter_map(|k| {
-            let c = s.events_out_by_kind.get(usize::from(k.code()))?;
-            Some((format!("{{kind=\"{k}\"}}"), get(c) as f64))
-        })
-        .collect();
-    family(
-        "events_out_total",
-        "counter",
+    let mut out_by_kind = Family::counter(
+        p("events_out"),
         "Events in batches Kafka acknowledged, per source kind.",
-        &out_by_kind,
     );
+    for k in SourceKind::ALL {
+        if let Some(c) = s.events_out_by_kind.get(usize::from(k.code())) {
+            out_by_kind.push([("kind", k.name())], Value::Int(get(c)));
+        }
+    }
+    out.push(out_by_kind);
     for (name, help, c) in [
+        ("batches_out", "Batches Kafka acknowledged.", &s.batches_out),
         (
-            "batches_out_total",
-            "Batches Kafka acknowledged.",
-            &s.batches_out,
-        ),
-        (
-            "bytes_out_total",
+            "bytes_out",
             "Bytes of envelopes Kafka acknowledged.",
             &s.bytes_out,
         ),
         (
-            "events_spooled_total",
+            "events_spooled",
             "Events written to the disk spool.",
             &s.events_spooled,
         ),
         (
-            "events_rejected_total",
+            "events_rejected",
             "Events that could not be batched or spooled (counted, logged).",
             &s.events_rejected,
         ),
         (
-            "parse_errors_total",
+            "parse_errors",
             "Lines kept raw because they were not valid syslog.",
             &s.parse_errors,
         ),
         (
-            "kafka_errors_total",
+            "kafka_errors",
             "Failed publish attempts (each was retried; records stay in the spool).",
             &s.publish_errors,
         ),
     ] {
-        family(name, "counter", help, &[(String::new(), get(c) as f64)]);
+        out.push(Family::counter(p(name), help).value(Value::Int(get(c))));
     }
     if let Some(sp) = &state.spool {
-        for (name, kind, help, value) in [
+        for (name, help, value) in [
             (
                 "spool_records",
-                "gauge",
                 "Records (batches) in the spool not yet acknowledged by Kafka.",
-                get(&sp.depth_records) as f64,
+                Value::Int(get(&sp.depth_records)),
             ),
             (
                 "spool_events",
-                "gauge",
                 "Events in the spool not yet acknowledged by Kafka.",
-                get(&sp.depth_events) as f64,
+                Value::Int(get(&sp.depth_events)),
             ),
             (
                 "spool_bytes",
-                "gauge",
                 "Bytes of spool segment files on disk.",
-                get(&sp.depth_bytes) as f64,
+                Value::Int(get(&sp.depth_bytes)),
             ),
             (
                 "spool_max_bytes",
-                "gauge",
                 "The spool's bound in bytes.",
-                state.spool_max_bytes as f64,
+                Value::Int(state.spool_max_bytes),
             ),
             (
                 "spool_oldest_unsent_age_seconds",
-                "gauge",
                 "Age of the oldest record not yet acknowledged (0 when empty).",
-                oldest_unsent_age_seconds(sp),
-            ),
-            (
-                "spool_dropped_records_total",
-                "counter",
-                "Records dropped because the spool was full (when_full = drop_oldest).",
-                get(&sp.dropped_records) as f64,
-            ),
-            (
-                "spool_dropped_events_total",
-                "counter",
-                "Events in records dropped because the spool was full.",
-                get(&sp.dropped_events) as f64,
-            ),
-            (
-                "spool_corrupt_tails_total",
-                "counter",
-                "Damaged spool records found (torn writes at power loss) and cut off.",
-                get(&sp.corrupt_tails) as f64,
-            ),
-            (
-                "spool_truncated_bytes_total",
-                "counter",
-                "Bytes cut off with damaged spool tails.",
-                get(&sp.truncated_bytes) as f64,
-            ),
-            (
-                "spool_fsyncs_total",
-                "counter",
-                "fsync calls of the spool.",
-                get(&sp.fsyncs) as f64,
+                Value::Float(oldest_unsent_age_seconds(sp)),
             ),
         ] {
-            family(name, kind, help, &[(String::new(), value)]);
+            out.push(Family::gauge(p(name), help).value(value));
+        }
+        for (name, help, c) in [
+            (
+                "spool_dropped_records",
+                "Records dropped because the spool was full (when_full = drop_oldest).",
+                &sp.dropped_records,
+            ),
+            (
+                "spool_dropped_events",
+                "Events in records dropped because the spool was full.",
+                &sp.dropped_events,
+            ),
+            (
+                "spool_corrupt_tails",
+                "Damaged spool records found (torn writes at power loss) and cut off.",
+                &sp.corrupt_tails,
+            ),
+            (
+                "spool_truncated_bytes",
+                "Bytes cut off with damaged spool tails.",
+                &sp.truncated_bytes,
+            ),
+            ("spool_fsyncs", "fsync calls of the spool.", &sp.fsyncs),
+        ] {
+            out.push(Family::counter(p(name), help).value(Value::Int(get(c))));
         }
     }
     // What the edge made of each source's lines (events per kind, unparsed lines, parse
@@ -283,8 +241,13 @@ pub fn render(state: &MetricsState) -> String {
         .iter()
         .map(|(name, c)| (name.as_str(), c.edge.as_ref()))
         .collect();
-    out.push_str(&EdgeStats::render_prometheus(&edge));
+    out.extend(EdgeStats::families(&edge));
     out
+}
+
+/// Renders the Prometheus text exposition.
+pub fn render(state: &MetricsState) -> String {
+    exposition::encode(families(state))
 }
 
 /// The `/health` answer: status code and JSON body.
@@ -302,10 +265,15 @@ pub fn health(state: &MetricsState) -> (StatusCode, String) {
     } else {
         "ok"
     };
-    let body = format!(
-        "{{\"status\":\"{status}\",\"spool_records\":{records},\"spool_bytes\":{bytes},\"oldest_unsent_age_seconds\":{age:.3},\"events_out\":{}}}\n",
-        get(&state.stats.events_out)
-    );
+    let body = serde_json::json!({
+        "status": status,
+        "spool_records": records,
+        "spool_bytes": bytes,
+        "oldest_unsent_age_seconds": (age * 1000.0).round() / 1000.0,
+        "events_out": get(&state.stats.events_out),
+    })
+    .to_string()
+        + "\n";
     let code = if nearly_full {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -241,6 +241,20 @@ fn tcp_udp_and_tls_listeners_deliver_what_real_senders_send() {
     );
     assert!(m("varde_collector_events_out_total{kind=\"syslog\"}") >= (4 * n) as f64);
     assert!(page.contains("# TYPE varde_collector_spool_oldest_unsent_age_seconds gauge"));
+    // A scraper's parser reads the whole page, and every sample has its family's type.
+    let scrape = prometheus_parse::Scrape::parse(page.lines().map(|l| Ok(l.to_owned())))
+        .expect("/metrics parses as Prometheus text");
+    let untyped: Vec<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| matches!(s.value, prometheus_parse::Value::Untyped(_)))
+        .map(|s| s.metric.as_str())
+        .collect();
+    assert!(untyped.is_empty(), "samples without a TYPE: {untyped:?}");
+    assert!(scrape.samples.iter().any(|s| {
+        s.metric == "varde_collector_source_events_total"
+            && s.labels.get("source") == Some(&format!("syslog_tls:127.0.0.1:{tls}"))
+    }));
     collector.assert_running();
     collector.terminate();
 }

@@ -189,7 +189,10 @@ fn json_lines() {
 fn prometheus_text() {
     let src = source();
     edge_event("fnr 31129956715", NOW, &src);
-    let text = EdgeStats::render_prometheus(&[("file:/var/log/a\"b", src.stats())]);
+    let text = varde_transport::exposition::encode(EdgeStats::families(&[(
+        "file:/var/log/a\"b",
+        src.stats(),
+    )]));
     assert!(
         text.contains(
             "varde_collector_pseudonymised_total{source=\"file:/var/log/a\\\"b\",what=\"national_id\"} 1"
