@@ -17,6 +17,8 @@
 //! - [`sources`]: syslog over UDP, TCP and TLS (RFC 6587 framing detected per connection);
 //!   files and file patterns, followed through rotation, resumed from their checkpoints.
 //! - [`shipper`]: batching, batch sequence numbers; the sender that publishes from the spool.
+//! - [`journal`]: the write-ahead journal of each network source: what a listener accepted is
+//!   on disk before it is batched, and replayed after a crash.
 //! - [`spool`]: the disk spool between the batcher and Kafka (write-ahead, checksummed,
 //!   bounded); records leave it only once Kafka acknowledged them.
 //! - [`metrics`]: `/metrics` (Prometheus text) and `/health` on a local port.
@@ -30,6 +32,7 @@
 pub mod config;
 pub mod edge;
 pub mod import;
+pub mod journal;
 pub mod metrics;
 pub mod parse;
 pub mod privacy;

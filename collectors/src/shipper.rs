@@ -268,7 +268,20 @@ impl Sink for SpoolSink {
 struct OpenBatch {
     builder: BatchBuilder,
     started: Instant,
+    /// Per source key: (identity, position after the last line of the key in this batch).
     checkpoints: BTreeMap<String, (u64, u64)>,
+    /// Per source key: (identity, position where the first line of the key in this batch
+    /// began). While this batch is open, no other batch may record a checkpoint past it.
+    first_start: BTreeMap<String, (u64, u64)>,
+}
+
+/// The checkpoint keys of network sources' journals start with this (see
+/// [`crate::journal`]).
+pub const JOURNAL_PREFIX: &str = "journal:";
+
+/// The per-kind checkpoint key of journal `key`: `<key>#<kind>`.
+pub fn kind_key(key: &str, kind: SourceKind) -> String {
+    format!("{key}#{}", kind.name())
 }
 
 /// Batches events and hands closed batches to its sink.
@@ -278,6 +291,8 @@ pub struct Shipper<S: Sink> {
     sequence: SequenceSource,
     stats: Arc<Stats>,
     open: BTreeMap<SourceKind, OpenBatch>,
+    /// Per source key: the position after the newest line handed to any batch.
+    last_after: BTreeMap<String, (u64, u64)>,
 }
 
 impl<P: Publisher> Shipper<DirectSink<P>> {
@@ -311,6 +326,7 @@ impl<S: Sink> Shipper<S> {
             sequence,
             stats,
             open: BTreeMap::new(),
+            last_after: BTreeMap::new(),
         }
     }
 
@@ -356,13 +372,25 @@ impl<S: Sink> Shipper<S> {
             builder: BatchBuilder::new(kind, s.tenant, s.collector_id.clone(), s.max_rows),
             started: Instant::now(),
             checkpoints: BTreeMap::new(),
+            first_start: BTreeMap::new(),
         });
         if open.builder.is_empty() {
             open.started = Instant::now();
         }
         if let Some(c) = checkpoint {
             // Recorded even when the event is rejected below: the line was handled.
-            open.checkpoints.insert(c.key, (c.file_id, c.offset));
+            open.first_start
+                .entry(c.key.clone())
+                .or_insert((c.file_id, c.start));
+            open.checkpoints
+                .insert(c.key.clone(), (c.file_id, c.offset));
+            if c.key.starts_with(JOURNAL_PREFIX) {
+                // Exact per kind: every line of this kind up to here is in this batch or an
+                // earlier one. A journal replay skips the lines these say are spooled.
+                open.checkpoints
+                    .insert(kind_key(&c.key, kind), (c.file_id, c.offset));
+            }
+            self.last_after.insert(c.key, (c.file_id, c.offset));
         }
         if let Err(e) = open.builder.push(event) {
             Stats::add(&self.stats.events_rejected, 1);
@@ -396,6 +424,42 @@ impl<S: Sink> Shipper<S> {
         }
     }
 
+    /// The checkpoints a batch of `kind` closing now may record: for each source key, the
+    /// newest position handed to any batch, held back to where the first line of that key
+    /// still waiting in another open batch began. Batches are per kind, so lines of one file
+    /// or journal sit in several open batches at once; a checkpoint past a line that is not
+    /// yet spooled would skip that line after a crash. Positions never move backwards: all
+    /// lines before the result are spooled or in this batch.
+    fn safe_checkpoints(
+        &self,
+        kind: SourceKind,
+        own: BTreeMap<String, (u64, u64)>,
+    ) -> Vec<Checkpoint> {
+        own.into_iter()
+            .map(|(key, (file_id, offset))| {
+                let newest = match self.last_after.get(&key) {
+                    Some((id, after)) if *id == file_id => (*after).max(offset),
+                    _ => offset,
+                };
+                let held = self
+                    .open
+                    .iter()
+                    .filter(|(k, o)| **k != kind && !o.builder.is_empty())
+                    .filter_map(|(_, o)| o.first_start.get(&key))
+                    .filter(|(id, _)| *id == file_id)
+                    .map(|(_, start)| *start)
+                    .min();
+                let offset = held.map_or(newest, |h| h.min(newest));
+                Checkpoint {
+                    key,
+                    file_id,
+                    offset,
+                    start: offset,
+                }
+            })
+            .collect()
+    }
+
     /// Closes the open batch of `kind` and hands it to the sink.
     async fn flush(&mut self, kind: SourceKind) {
         let Some(open) = self.open.get_mut(&kind) else {
@@ -405,15 +469,11 @@ impl<S: Sink> Shipper<S> {
             return;
         }
         let rows = open.builder.len() as u64;
-        let checkpoints: Vec<Checkpoint> = std::mem::take(&mut open.checkpoints)
-            .into_iter()
-            .map(|(key, (file_id, offset))| Checkpoint {
-                key,
-                file_id,
-                offset,
-            })
-            .collect();
-        let batch = match open.builder.finish() {
+        let own = std::mem::take(&mut open.checkpoints);
+        open.first_start.clear();
+        let finished = open.builder.finish();
+        let checkpoints = self.safe_checkpoints(kind, own);
+        let batch = match finished {
             Ok(b) => b,
             Err(e) => {
                 // Cannot happen for rows the builder accepted; count rather than crash.
@@ -572,6 +632,84 @@ mod tests {
     use super::*;
     use varde_transport::Subscriber;
     use varde_transport::memory::MemoryBus;
+
+    /// A closed batch as the test sees it: its kind and its checkpoints (key, offset).
+    type Seen = (SourceKind, Vec<(String, u64)>);
+
+    /// Keeps what it is handed.
+    #[derive(Default)]
+    struct Keep(Arc<std::sync::Mutex<Vec<Seen>>>);
+
+    impl Sink for Keep {
+        async fn deliver(&mut self, batch: ClosedBatch, _stats: &Stats) {
+            let cps = batch
+                .checkpoints
+                .into_iter()
+                .map(|c| (c.key, c.offset))
+                .collect();
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((batch.kind, cps));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_waits_for_earlier_lines_in_another_kinds_open_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kept = Keep::default();
+        let seen = kept.0.clone();
+        let mut shipper = Shipper::with_sink(
+            kept,
+            ShipperSettings {
+                collector_id: CollectorId::new("k0301-t").expect("id"),
+                tenant: Kommunenummer::parse("0301").expect("Oslo"),
+                topic_prefix: "varde.".into(),
+                max_rows: 2,
+                max_delay: Duration::from_secs(60),
+            },
+            SequenceSource::open(dir.path()).expect("sequence"),
+            Arc::new(Stats::default()),
+        );
+        // One file: line 1 (auth) at 0..10, lines 2 and 3 (syslog) at 10..20 and 20..30.
+        let cp = |key: &str, start, offset| Checkpoint {
+            key: key.into(),
+            file_id: 7,
+            offset,
+            start,
+        };
+        let e = Event::default();
+        shipper
+            .push_tracked(SourceKind::Auth, &e, Some(cp("f", 0, 10)))
+            .await;
+        shipper
+            .push_tracked(SourceKind::Syslog, &e, Some(cp("f", 10, 20)))
+            .await;
+        shipper
+            .push_tracked(SourceKind::Syslog, &e, Some(cp("f", 20, 30)))
+            .await;
+        // The syslog batch closed (two rows) while line 1 waits in the open auth batch: its
+        // checkpoint must not pass line 1's start, or a crash now would skip line 1.
+        let first = seen.lock().expect("seen")[0].clone();
+        assert_eq!(first, (SourceKind::Syslog, vec![("f".to_owned(), 0)]));
+        // The auth batch closes: now everything up to line 3 is spooled.
+        shipper.flush_all().await;
+        let second = seen.lock().expect("seen")[1].clone();
+        assert_eq!(second, (SourceKind::Auth, vec![("f".to_owned(), 30)]));
+        // A journal's lines also get exact per-kind checkpoints.
+        shipper
+            .push_tracked(SourceKind::Auth, &e, Some(cp("journal:x", 0, 40)))
+            .await;
+        shipper.flush_all().await;
+        let third = seen.lock().expect("seen")[2].clone();
+        assert_eq!(
+            third.1,
+            vec![
+                ("journal:x".to_owned(), 40),
+                ("journal:x#auth".to_owned(), 40)
+            ]
+        );
+    }
 
     #[test]
     fn sequences_increase_across_restarts() {

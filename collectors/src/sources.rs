@@ -26,6 +26,7 @@ use varde_core::Value;
 
 use crate::config::StartAt;
 use crate::edge::{EdgeSource, EdgeStats, edge_event};
+use crate::journal::Journal;
 use crate::parse::json::JsonFields;
 use crate::privacy::{Privacy, PrivacyKey, PrivacyPolicy};
 use crate::shipper::{Input, Stats};
@@ -64,6 +65,8 @@ pub struct SourceCounters {
     pub connections: AtomicU64,
     /// TLS handshakes that failed.
     pub tls_handshake_errors: AtomicU64,
+    /// Journal appends that failed (their lines went on unjournalled).
+    pub journal_errors: AtomicU64,
 }
 
 /// What every source task needs: the shipper's channel, the counters, the shutdown signal.
@@ -80,6 +83,9 @@ pub struct SourceContext {
     /// The edge of this stream (a connection, a file, a listener's datagrams): parsers,
     /// privacy, the IIS W3C header last seen, counting into `counters.edge`.
     pub edge: Arc<EdgeSource>,
+    /// The journal of a network source: lines are appended to it before they go on (see
+    /// [`crate::journal`]); `None` for files, which are their own journal.
+    pub journal: Option<Arc<Journal>>,
 }
 
 /// A pseudonymisation under a fixed key, for tests and benchmarks only (a real collector
@@ -108,7 +114,58 @@ impl SourceContext {
             counters,
             shutdown,
             edge,
+            journal: None,
         }
+    }
+
+    /// The same context, appending every received line to `journal` before it goes on.
+    pub fn with_journal(self, journal: Arc<Journal>) -> Self {
+        SourceContext {
+            journal: Some(journal),
+            ..self
+        }
+    }
+
+    /// Hands lines received over the network on: appended to the source's journal first (one
+    /// write for all of them), then each through the edge with its journal checkpoint. When the
+    /// journal cannot be written (a full or failing disk) the lines go on without it, logged
+    /// and counted (`journal_errors`): better shipped with the old crash window than refused.
+    /// `false` when the shipper is gone.
+    pub async fn send_received(&self, lines: Vec<Vec<u8>>) -> bool {
+        if lines.is_empty() {
+            return true;
+        }
+        let now = now_us();
+        let positions = match &self.journal {
+            None => None,
+            Some(j) => match j.append(&lines, now) {
+                Ok(p) => Some((j, p)),
+                Err(e) => {
+                    self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, journal = j.key(), lines = lines.len(),
+                        "cannot write the journal; these lines go on unjournalled");
+                    None
+                }
+            },
+        };
+        match positions {
+            None => {
+                for line in &lines {
+                    if !self.send_line_at(line, now, None).await {
+                        return false;
+                    }
+                }
+            }
+            Some((j, positions)) => {
+                for (line, (start, after)) in lines.iter().zip(positions) {
+                    let cp = checkpoint(j.key(), j.id(), start, after);
+                    if !self.send_line_at(line, now, Some(cp)).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// The same context, taking the host, message and time of generic JSON objects from
@@ -158,9 +215,10 @@ impl SourceContext {
     ) -> bool {
         let base = *offset;
         for (line, end) in take_lines_with_ends(buf) {
+            let start = *offset;
             *offset = base + end as u64;
             if !self
-                .send_line(&line, Some(checkpoint(key, file_id, *offset)))
+                .send_line(&line, Some(checkpoint(key, file_id, start, *offset)))
                 .await
             {
                 return false;
@@ -173,8 +231,31 @@ impl SourceContext {
     /// detection into typed columns, pseudonymisation) and hands the event to the shipper;
     /// `false` when the shipper is gone.
     pub async fn send_line(&self, line: &[u8], checkpoint: Option<Checkpoint>) -> bool {
+        self.send_line_at(line, now_us(), checkpoint).await
+    }
+
+    /// [`SourceContext::send_line`] for a line received at `receive_time_us` (a line replayed
+    /// from the journal keeps the time it first arrived).
+    pub async fn send_line_at(
+        &self,
+        line: &[u8],
+        receive_time_us: i64,
+        checkpoint: Option<Checkpoint>,
+    ) -> bool {
         let text = String::from_utf8_lossy(line);
-        let (kind, event) = edge_event(&text, now_us(), &self.edge);
+        let (kind, event) = edge_event(&text, receive_time_us, &self.edge);
+        self.forward(kind, event, line.len(), checkpoint).await
+    }
+
+    /// Counts an event the edge made of a line of `len` bytes and hands it to the shipper.
+    async fn forward(
+        &self,
+        kind: varde_core::SourceKind,
+        event: varde_core::Event,
+        len: usize,
+        checkpoint: Option<Checkpoint>,
+    ) -> bool {
+        let line_len = len;
         if event.get("parse_error") == Some(&Value::Bool(true)) {
             self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
             self.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
@@ -182,7 +263,7 @@ impl SourceContext {
         self.counters.events.fetch_add(1, Ordering::Relaxed);
         self.counters
             .bytes
-            .fetch_add(line.len() as u64, Ordering::Relaxed);
+            .fetch_add(line_len as u64, Ordering::Relaxed);
         let input = match checkpoint {
             Some(c) => Input::Tracked(kind, event, c),
             None => Input::Event(kind, event),
@@ -398,12 +479,11 @@ pub async fn pump_framed<R: AsyncRead + Unpin>(
             );
             errors_seen = framer.errors;
         }
-        for m in messages {
-            if !ctx.send_line(&m, None).await {
-                return Ok(sent);
-            }
-            sent += 1;
+        let count = messages.len() as u64;
+        if !ctx.send_received(messages).await {
+            return Ok(sent);
         }
+        sent += count;
         if n == 0 {
             return Ok(sent);
         }
@@ -423,7 +503,7 @@ async fn pump_lines<R: AsyncRead + Unpin>(
         let n = reader.read(&mut chunk).await?;
         if n == 0 {
             if !buf.is_empty() {
-                if !ctx.send_line(&buf, None).await {
+                if !ctx.send_received(vec![std::mem::take(&mut buf)]).await {
                     return Ok(sent);
                 }
                 sent += 1;
@@ -431,12 +511,12 @@ async fn pump_lines<R: AsyncRead + Unpin>(
             return Ok(sent);
         }
         buf.extend_from_slice(&chunk[..n]);
-        for line in take_lines(&mut buf) {
-            if !ctx.send_line(&line, None).await {
-                return Ok(sent);
-            }
-            sent += 1;
+        let lines = take_lines(&mut buf);
+        let count = lines.len() as u64;
+        if !ctx.send_received(lines).await {
+            return Ok(sent);
         }
+        sent += count;
     }
 }
 
@@ -660,10 +740,54 @@ pub async fn syslog_udp(socket: UdpSocket, ctx: SourceContext) {
         while let Some(stripped) = data.strip_suffix(b"\n") {
             data = stripped.strip_suffix(b"\r").unwrap_or(stripped);
         }
-        if !ctx.send_line(data, None).await {
+        if !ctx.send_received(vec![data.to_vec()]).await {
             return;
         }
     }
+}
+
+/// Replays the lines of a network source's journal that never reached the spool: those after
+/// the spool's checkpoint for the journal (`spooled`: identity and position), or all of them
+/// when the checkpoint is another journal's or there is none. Each keeps its receive time and
+/// gets its journal checkpoint, so the next spooled batch moves the checkpoint past it.
+/// Returns the number of lines replayed.
+pub async fn replay_journal(
+    journal: &Journal,
+    spooled: &std::collections::BTreeMap<String, (u64, u64)>,
+    ctx: &SourceContext,
+) -> std::io::Result<u64> {
+    let ours = |key: &str| {
+        spooled
+            .get(key)
+            .filter(|(id, _)| *id == journal.id())
+            .map(|(_, offset)| *offset)
+    };
+    // Every line before the journal's checkpoint is spooled; after it, a line of a kind whose
+    // own checkpoint is past it is spooled too (batches are per kind, see the shipper).
+    let from = ours(journal.key()).unwrap_or(0);
+    let entries = journal.read_from(from)?;
+    let mut sent = 0;
+    for e in entries {
+        let text = String::from_utf8_lossy(&e.line);
+        let (kind, event) = edge_event(&text, e.receive_time_us, &ctx.edge);
+        if ours(&crate::shipper::kind_key(journal.key(), kind)).is_some_and(|done| e.after <= done)
+        {
+            continue;
+        }
+        let cp = checkpoint(journal.key(), journal.id(), e.start, e.after);
+        if !ctx.forward(kind, event, e.line.len(), Some(cp)).await {
+            break;
+        }
+        sent += 1;
+    }
+    if sent > 0 {
+        info!(
+            journal = journal.key(),
+            lines = sent,
+            "replayed journalled lines that were not yet spooled"
+        );
+    }
+    Ok(sent)
 }
 
 /// Reads a whole file of lines once, through the edge; returns the number of lines sent.
@@ -812,8 +936,9 @@ pub async fn follow_file(path: PathBuf, start: FileStart, ctx: SourceContext) {
                 if !buf.is_empty() {
                     // The old file ends without a newline: its last line is complete now.
                     let line = std::mem::take(&mut buf);
+                    let start = offset;
                     offset += line.len() as u64;
-                    let cp = checkpoint(&key, id, offset);
+                    let cp = checkpoint(&key, id, start, offset);
                     if !ctx.send_line(&line, Some(cp)).await {
                         return;
                     }
@@ -977,9 +1102,10 @@ pub async fn read_gzip_file(
     }
     if !buf.is_empty() {
         let line = std::mem::take(&mut buf);
+        let start = offset;
         offset += line.len() as u64;
         if !ctx
-            .send_line(&line, Some(checkpoint(&key, id, offset)))
+            .send_line(&line, Some(checkpoint(&key, id, start, offset)))
             .await
         {
             return;
@@ -1120,11 +1246,12 @@ pub async fn follow_glob(
     }
 }
 
-fn checkpoint(key: &str, file_id: u64, offset: u64) -> Checkpoint {
+fn checkpoint(key: &str, file_id: u64, start: u64, offset: u64) -> Checkpoint {
     Checkpoint {
         key: key.to_owned(),
         file_id,
         offset,
+        start,
     }
 }
 

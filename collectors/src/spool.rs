@@ -252,6 +252,9 @@ pub struct Checkpoint {
     pub file_id: u64,
     /// Byte offset after the last spooled line.
     pub offset: u64,
+    /// Byte offset where that line began. Not stored in the spool: the shipper uses it to hold
+    /// a checkpoint back while an earlier line of the same source waits in another open batch.
+    pub start: u64,
 }
 
 /// The place of a record: segment id and byte offset in it.
@@ -403,6 +406,7 @@ fn decode_checkpoints(mut meta: &[u8]) -> Option<Vec<Checkpoint>> {
             key: String::from_utf8_lossy(key).into_owned(),
             file_id: u64::from_le_bytes(a),
             offset: u64::from_le_bytes(b),
+            start: u64::from_le_bytes(b),
         });
         meta = &meta[2 + len + 16..];
     }

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 use varde_collector::config::{CollectorConfig, SourceConfig};
 use varde_collector::import;
+use varde_collector::journal::{self, Journal};
 use varde_collector::metrics::{self, MetricsState};
 use varde_collector::privacy::Privacy;
 use varde_collector::shipper::{
@@ -282,6 +283,64 @@ async fn send(config: CollectorConfig, files: Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// How often the journals are `fsync`ed: the spool's policy (`batch`: as often as a batch may
+/// wait; `interval`: its interval; `never`: not at all).
+fn journal_sync_every(config: &CollectorConfig) -> Option<Duration> {
+    let spool = config.spool_config();
+    match spool.fsync {
+        FsyncPolicy::Batch => Some(Duration::from_millis(config.batch.max_delay_ms.max(10))),
+        FsyncPolicy::Interval => Some(Duration::from_millis(spool.fsync_interval_ms.max(10))),
+        FsyncPolicy::Never => None,
+    }
+}
+
+/// Keeps the network sources' journals: `fsync`s them every `sync_every` (and at shutdown), and
+/// deletes the segments whose lines are all in the spool (the spool's checkpoint of the journal
+/// is past them), once a second.
+async fn keep_journals(
+    journals: Vec<Arc<Journal>>,
+    spool: SpoolHandle,
+    sync_every: Option<Duration>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let tick = sync_every
+        .unwrap_or(Duration::from_secs(1))
+        .min(Duration::from_secs(1));
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sync = std::time::Instant::now();
+    let mut last_trim = std::time::Instant::now();
+    loop {
+        let stopping = tokio::select! {
+            _ = interval.tick() => false,
+            _ = shutdown.changed() => true,
+        };
+        if stopping || sync_every.is_some_and(|every| last_sync.elapsed() >= every) {
+            last_sync = std::time::Instant::now();
+            for j in &journals {
+                if let Err(e) = j.sync() {
+                    tracing::error!(error = %e, journal = j.key(), "journal fsync failed");
+                }
+            }
+        }
+        if stopping || last_trim.elapsed() >= Duration::from_secs(1) {
+            last_trim = std::time::Instant::now();
+            let spooled = spool.lock().checkpoints().clone();
+            for j in &journals {
+                if let Some((id, upto)) = spooled.get(j.key())
+                    && *id == j.id()
+                    && let Err(e) = j.trim(*upto)
+                {
+                    tracing::warn!(error = %e, journal = j.key(), "journal segments could not be deleted");
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
 /// The municipality's pseudonymisation, its key loaded (or created, mode 0600) once at start.
 fn load_privacy(config: &CollectorConfig) -> Result<Privacy> {
     Privacy::from_config(&config.privacy, &config.state_dir).with_context(|| {
@@ -303,6 +362,7 @@ async fn run(config: CollectorConfig) -> Result<()> {
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut labelled = Vec::new();
+    let mut journals: Vec<Arc<Journal>> = Vec::new();
     for source in &config.sources {
         let counters = Arc::new(SourceCounters::default());
         labelled.push((source.label(), counters.clone()));
@@ -314,6 +374,27 @@ async fn run(config: CollectorConfig) -> Result<()> {
             privacy.clone(),
         )
         .with_json_fields(json.clone());
+        // Network sources journal what they accept (the journal replays, after a crash, the
+        // lines that never reached the spool); files are their own journal.
+        let ctx = if matches!(source, SourceConfig::File { .. }) {
+            ctx
+        } else {
+            let label = source.label();
+            let dir = config
+                .state_dir
+                .join("journal")
+                .join(journal::dir_name(&label));
+            let j = Arc::new(
+                Journal::open(&dir, &format!("journal:{label}"))
+                    .with_context(|| format!("opening the journal {}", dir.display()))?,
+            );
+            let ctx = ctx.with_journal(j.clone());
+            sources::replay_journal(&j, &checkpoints, &ctx)
+                .await
+                .with_context(|| format!("replaying the journal {}", dir.display()))?;
+            journals.push(j);
+            ctx
+        };
         match source {
             SourceConfig::SyslogTcp { listen } => {
                 let listener = tokio::net::TcpListener::bind(listen)
@@ -364,6 +445,14 @@ async fn run(config: CollectorConfig) -> Result<()> {
                 tasks.push(tokio::spawn(sources::follow_file(path.clone(), start, ctx)));
             }
         }
+    }
+    if !journals.is_empty() {
+        tasks.push(tokio::spawn(keep_journals(
+            journals,
+            running.spool.clone(),
+            journal_sync_every(&config),
+            shutdown.clone(),
+        )));
     }
     if let Some(listen) = config.metrics.listen {
         let listener = tokio::net::TcpListener::bind(listen)

@@ -215,6 +215,7 @@ fn checkpoints_survive_in_records_and_in_the_checkpoint_file() {
         key: "/var/log/a b.log".into(),
         file_id: 77,
         offset,
+        start: offset,
     };
     for i in 0..30u64 {
         s.append(&payload(i as usize, 300), 1, &[cp(i * 10)])
