@@ -272,6 +272,12 @@ pub enum SourceConfig {
         /// Address to listen on, e.g. `127.0.0.1:5514`.
         listen: SocketAddr,
     },
+    /// RELP (rsyslog's `omrelp`): each message acknowledged once it is journalled, so the
+    /// sender resends what the collector did not keep.
+    Relp {
+        /// Address to listen on, e.g. `0.0.0.0:2514`.
+        listen: SocketAddr,
+    },
     /// Syslog over UDP, one message per datagram.
     SyslogUdp {
         /// Address to listen on, e.g. `127.0.0.1:5514`.
@@ -326,6 +332,7 @@ impl SourceConfig {
     pub fn label(&self) -> String {
         match self {
             SourceConfig::SyslogTcp { listen } => format!("syslog_tcp:{listen}"),
+            SourceConfig::Relp { listen } => format!("relp:{listen}"),
             SourceConfig::SyslogUdp { listen, .. } => format!("syslog_udp:{listen}"),
             SourceConfig::SyslogTls { listen, .. } => format!("syslog_tls:{listen}"),
             SourceConfig::File { path, .. } => format!("file:{}", path.display()),

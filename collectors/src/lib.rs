@@ -17,6 +17,7 @@
 //! - [`sources`]: syslog over UDP, TCP and TLS (RFC 6587 framing detected per connection);
 //!   files and file patterns, followed through rotation, resumed from their checkpoints.
 //! - [`shipper`]: batching, batch sequence numbers; the sender that publishes from the spool.
+//! - [`relp`]: the RELP listener (acknowledges each message once it is journalled).
 //! - [`journal`]: the write-ahead journal of each network source: what a listener accepted is
 //!   on disk before it is batched, and replayed after a crash.
 //! - [`spool`]: the disk spool between the batcher and Kafka (write-ahead, checksummed,
@@ -36,6 +37,7 @@ pub mod journal;
 pub mod metrics;
 pub mod parse;
 pub mod privacy;
+pub mod relp;
 pub mod sample;
 pub mod shipper;
 pub mod sources;

@@ -132,9 +132,14 @@ impl SourceContext {
     /// and counted (`journal_errors`): better shipped with the old crash window than refused.
     /// `false` when the shipper is gone.
     pub async fn send_received(&self, lines: Vec<Vec<u8>>) -> bool {
-        if lines.is_empty() {
-            return true;
-        }
+        let journalled = self.journal_lines(lines);
+        self.send_journalled(journalled).await
+    }
+
+    /// The first half of [`SourceContext::send_received`]: writes `lines` to the journal (when
+    /// the source has one). Once this returns the lines survive a crash of the process: a
+    /// RELP listener acknowledges them here, before they are batched.
+    pub fn journal_lines(&self, lines: Vec<Vec<u8>>) -> Journalled {
         let now = now_us();
         let positions = match &self.journal {
             None => None,
@@ -148,18 +153,38 @@ impl SourceContext {
                 }
             },
         };
-        match positions {
+        let checkpoints = positions.map(|(j, positions)| {
+            positions
+                .into_iter()
+                .map(|(start, after)| checkpoint(j.key(), j.id(), start, after))
+                .collect()
+        });
+        Journalled {
+            lines,
+            received_us: now,
+            checkpoints,
+        }
+    }
+
+    /// The second half of [`SourceContext::send_received`]: each journalled line through the
+    /// edge to the batcher, with its journal checkpoint. `false` when the shipper is gone.
+    pub async fn send_journalled(&self, journalled: Journalled) -> bool {
+        let Journalled {
+            lines,
+            received_us,
+            checkpoints,
+        } = journalled;
+        match checkpoints {
             None => {
                 for line in &lines {
-                    if !self.send_line_at(line, now, None).await {
+                    if !self.send_line_at(line, received_us, None).await {
                         return false;
                     }
                 }
             }
-            Some((j, positions)) => {
-                for (line, (start, after)) in lines.iter().zip(positions) {
-                    let cp = checkpoint(j.key(), j.id(), start, after);
-                    if !self.send_line_at(line, now, Some(cp)).await {
+            Some(cps) => {
+                for (line, cp) in lines.iter().zip(cps) {
+                    if !self.send_line_at(line, received_us, Some(cp)).await {
                         return false;
                     }
                 }
@@ -269,6 +294,23 @@ impl SourceContext {
             None => Input::Event(kind, event),
         };
         self.tx.send(input).await.is_ok()
+    }
+}
+
+/// Lines written to a source's journal, not yet handed on (see
+/// [`SourceContext::journal_lines`]).
+#[derive(Debug)]
+pub struct Journalled {
+    lines: Vec<Vec<u8>>,
+    received_us: i64,
+    /// One per line; `None` when the source has no journal or it could not be written.
+    checkpoints: Option<Vec<Checkpoint>>,
+}
+
+impl Journalled {
+    /// Whether the lines are in the journal (and so survive a crash of the process).
+    pub fn is_journalled(&self) -> bool {
+        self.checkpoints.is_some()
     }
 }
 

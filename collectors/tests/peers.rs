@@ -709,3 +709,61 @@ fn rsyslog_forwarding_octet_counted_and_lf_framed_arrives_exactly_once() {
         assert_eq!(r.typed("parse_error"), Some("false"), "{}", context());
     }
 }
+
+// ----------------------------------------------------------------------------- RELP ---
+
+/// rsyslog forwards over RELP (`omrelp`, acknowledged per message) to the collector's `relp`
+/// source; the collector is killed with `-9` mid-stream and rsyslog keeps queueing while it is
+/// down. What the collector acknowledged it had journalled; what it had not, rsyslog sends
+/// again: every line arrives, and none under two event ids.
+#[test]
+fn rsyslog_over_relp_loses_nothing_when_the_collector_is_killed() {
+    let n = 6_000;
+    let relp = free_port();
+    let mut s = setup(
+        "relp",
+        "1103",
+        &format!("[[sources]]\ntype = \"relp\"\nlisten = \"127.0.0.1:{relp}\"\n"),
+    );
+    let input = free_port();
+    let mut rsyslog = Rsyslogd::start(
+        s.dir.path(),
+        &format!(
+            "module(load=\"imtcp\")\nmodule(load=\"omrelp\")\n\
+             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{input}\" ruleset=\"relp\")\n\
+             ruleset(name=\"relp\") {{\n  action(type=\"omrelp\" target=\"127.0.0.1\" \
+             port=\"{relp}\" queue.type=\"LinkedList\" queue.size=\"100000\" \
+             action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\")\n}}\n"
+        ),
+    );
+    rsyslog.wait_listening(input);
+    let relp_lines = labelled("via-relp");
+    let count = |rows: &[Row]| {
+        rows.iter()
+            .filter_map(&relp_lines)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    let send = |range: std::ops::Range<usize>| {
+        let file = s.dir.path().join(format!("relp-{}.txt", range.start));
+        let text: String = range.map(|i| format!("via-relp {i:04}\n")).collect();
+        std::fs::write(&file, text).expect("write");
+        logger_to(input, "relpapp", &file);
+    };
+    send(0..n / 3);
+    let mut reader = Rows::new(&s.kafka, &s.topic);
+    reader.until("a first part over RELP", |rows| count(rows) >= n / 6);
+    s.collector.assert_running();
+    s.collector.kill_9();
+    // While the collector is down rsyslog keeps what it cannot deliver.
+    send(n / 3..2 * n / 3);
+    s.collector = Collector::start(&s.dir.path().join("collector.toml"), s.dir.path());
+    send(2 * n / 3..n);
+    reader.until(&format!("all {n} lines over RELP"), |rows| count(rows) >= n);
+    rsyslog.stop();
+    s.stop_and_drain(&mut reader);
+    let rows = exactly_once(&reader, n, labelled("via-relp"));
+    for r in rows.values() {
+        assert_eq!(r.typed("app_name"), Some("relpapp"));
+    }
+}

@@ -17,6 +17,7 @@
 #   rsyslog/     rsyslog unpacked:        usr/sbin/rsyslogd, usr/lib/<multiarch>/rsyslog/*.so
 #   syslog-ng/   syslog-ng-core unpacked: usr/bin/loggen, usr/lib/syslog-ng/
 #   rsyslog-kafka/  rsyslog-kafka unpacked; its omkafka.so is copied into rsyslog's modules
+#   rsyslog-relp/   rsyslog-relp unpacked; its omrelp.so likewise
 #   librdkafka-2.12.1/librdkafka.so.1   built from rdkafka-sys's source, for omkafka
 #
 # How to run them (the tests do this themselves):
@@ -30,6 +31,7 @@ DIR=${VARDE_PEERS_DIR:-$HOME/.cache/varde-peers}
 DEBS=$DIR/debs
 RS_ROOT=$DIR/rsyslog
 RSK_ROOT=$DIR/rsyslog-kafka
+RSR_ROOT=$DIR/rsyslog-relp
 SN_ROOT=$DIR/syslog-ng
 # librdkafka for omkafka: Debian 12's librdkafka1 2.0.2 cannot talk to the development broker
 # (its ApiVersion v3 parsing bug, fixed in librdkafka 2.2.0), so omkafka runs with the 2.12.1
@@ -101,9 +103,11 @@ unpack syslog-ng-core "$SN_ROOT" usr/bin/loggen
 # rsyslog's Kafka output (omkafka), for the third-party shipper test: its module is copied
 # into rsyslog's module directory below.
 unpack rsyslog-kafka "$RSK_ROOT" usr/lib
+# rsyslog's RELP output (omrelp, on Debian's librelp0), for the collector's RELP test.
+unpack rsyslog-relp "$RSR_ROOT" usr/lib
 
 missing=()
-for p in $(lib_depends "$RS_ROOT") $(lib_depends "$SN_ROOT") $(lib_depends "$RSK_ROOT") make gcc; do
+for p in $(lib_depends "$RS_ROOT") $(lib_depends "$SN_ROOT") $(lib_depends "$RSK_ROOT") $(lib_depends "$RSR_ROOT") make gcc; do
   installed "$p" || case " ${missing[*]-} " in *" $p "*) ;; *) missing+=("$p") ;; esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -122,6 +126,9 @@ RS_MODULES=$(ls -d "$RS_ROOT"/usr/lib/*/rsyslog 2>/dev/null | head -n 1)
 OMKAFKA=$(find "$RSK_ROOT" -name omkafka.so | head -n 1)
 [ -n "$OMKAFKA" ] || die "no omkafka.so in $RSK_ROOT"
 cp -f "$OMKAFKA" "$RS_MODULES/omkafka.so"
+OMRELP=$(find "$RSR_ROOT" -name omrelp.so | head -n 1)
+[ -n "$OMRELP" ] || die "no omrelp.so in $RSR_ROOT"
+cp -f "$OMRELP" "$RS_MODULES/omrelp.so"
 
 if [ ! -f "$LIBRDKAFKA/librdkafka.so.1" ]; then
   src=$(ls -d "$HOME"/.cargo/registry/src/*/"$RDKAFKA_SYS" 2>/dev/null | head -n 1)
@@ -153,6 +160,7 @@ SN_LOGGEN_PLUGINS=$(ls -d "$SN_LIBS"/*/loggen 2>/dev/null | head -n 1)
 unresolved=$( {
   ldd "$RSYSLOGD" "$RS_MODULES"/{imtcp,imudp,lmnet,lmnetstrms,lmnsd_ptcp,lmtcpsrv,lmtcpclt}.so
   LD_LIBRARY_PATH=$LIBRDKAFKA ldd "$RS_MODULES/omkafka.so"
+  ldd "$RS_MODULES/omrelp.so"
   LD_LIBRARY_PATH=$SN_LIBS ldd "$LOGGEN" "$SN_LOGGEN_PLUGINS"/*.so
 } 2>&1 | grep -E 'not found|No such file' || true)
 [ -z "$unresolved" ] || die "unresolved libraries (a missing Depends?):
@@ -164,7 +172,7 @@ $unresolved"
 LD_LIBRARY_PATH=$SN_LIBS SYSLOGNG_PREFIX=$SN_ROOT/usr "$LOGGEN" --help-all 2>&1 | grep -q -e '--inet' \
   || die "$LOGGEN does not start or finds no socket plugin (SYSLOGNG_PREFIX=$SN_ROOT/usr)"
 
-log "ready: $(cat "$RS_ROOT/.varde-version"), $(cat "$RSK_ROOT/.varde-version"), $(cat "$SN_ROOT/.varde-version"), librdkafka 2.12.1 for omkafka"
+log "ready: $(cat "$RS_ROOT/.varde-version"), $(cat "$RSK_ROOT/.varde-version"), $(cat "$RSR_ROOT/.varde-version"), $(cat "$SN_ROOT/.varde-version"), librdkafka 2.12.1 for omkafka"
 cat <<EOF
 export VARDE_LOGGEN=$LOGGEN
 export VARDE_RSYSLOGD=$RSYSLOGD

@@ -22,6 +22,7 @@ use varde_collector::import;
 use varde_collector::journal::{self, Journal};
 use varde_collector::metrics::{self, MetricsState};
 use varde_collector::privacy::Privacy;
+use varde_collector::relp;
 use varde_collector::shipper::{
     self, Input, SenderSettings, SequenceSource, Shipper, ShipperSettings, SpoolSink, Stats,
     send_from_spool,
@@ -401,6 +402,12 @@ async fn run(config: CollectorConfig) -> Result<()> {
                     .await
                     .with_context(|| format!("listening on {listen} (tcp)"))?;
                 tasks.push(tokio::spawn(sources::syslog_tcp(listener, ctx)));
+            }
+            SourceConfig::Relp { listen } => {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("listening on {listen} (relp)"))?;
+                tasks.push(tokio::spawn(relp::relp(listener, ctx)));
             }
             SourceConfig::SyslogUdp {
                 listen,
