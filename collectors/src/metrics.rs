@@ -130,6 +130,11 @@ pub fn families(state: &MetricsState) -> Vec<Family> {
         "Failed TLS handshakes, per source.",
         &|c| &c.tls_handshake_errors,
     ));
+    out.push(per_source(
+        "source_journal_errors",
+        "Journal writes that failed, per network source (their lines went on unjournalled).",
+        &|c| &c.journal_errors,
+    ));
     let s = &state.stats;
     out.push(
         Family::counter(
