@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use varde_core::Kommunenummer;
@@ -16,9 +15,9 @@ use varde_store::clickhouse::{ClickHouseSettings, ClickHouseStore};
 use varde_store::{AlertQuery, EventQuery, EventStore};
 use varde_testkit::clickhouse::PrivateClickHouse;
 use varde_testkit::process::{
-    collector_config, pipeline_config, start_pipeline, write_syslog_lines,
+    collector_config, collector_send, pipeline_config, start_pipeline, write_syslog_lines,
 };
-use varde_testkit::{TestEnv, eventually, free_port, http_get, workspace_bin};
+use varde_testkit::{TestEnv, eventually, free_port, http_get};
 use varde_transport::events_topic;
 use varde_transport::kafka::{KafkaSettings, committed_offsets, ensure_topics};
 
@@ -32,17 +31,7 @@ fn send(dir: &Path, kafka: &KafkaSettings, collector: &str) {
     let log = dir.join(format!("{collector}.log"));
     write_syslog_lines(&log, LINES, ROOT_EVERY);
     let config = collector_config(dir, collector, "4601", kafka, 250);
-    let out = Command::new(workspace_bin("varde-collector"))
-        .args(["send", "--config"])
-        .arg(&config)
-        .arg(&log)
-        .output()
-        .expect("run varde-collector");
-    assert!(
-        out.status.success(),
-        "collector failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    collector_send(&config, &log);
 }
 
 /// The sum of `varde_pipeline_consumer_lag_messages` over the partitions, once every

@@ -7,16 +7,15 @@
 //! DEVELOPERS.md, "Why tansu, and its limits").
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use varde_core::Kommunenummer;
 use varde_store::clickhouse::ClickHouseStore;
 use varde_store::{AlertQuery, EventStore};
 use varde_testkit::process::{
-    Guard, collector_config, pipeline_config, start_pipeline, write_syslog_lines,
+    Guard, collector_config, collector_send, pipeline_config, start_pipeline, write_syslog_lines,
 };
-use varde_testkit::{TestEnv, eventually, workspace_bin};
+use varde_testkit::{TestEnv, eventually};
 use varde_transport::events_topic;
 use varde_transport::kafka::{committed_offsets, ensure_topics};
 
@@ -45,17 +44,7 @@ fn send_all(dir: &Path, kafka: &varde_transport::kafka::KafkaSettings) -> usize 
     write_syslog_lines(&log, LINES, ROOT_EVERY);
     for c in 0..COLLECTORS {
         let config = collector_config(dir, &format!("k4601-fault{c}"), "4601", kafka, 250);
-        let out = Command::new(workspace_bin("varde-collector"))
-            .args(["send", "--config"])
-            .arg(&config)
-            .arg(&log)
-            .output()
-            .expect("run varde-collector");
-        assert!(
-            out.status.success(),
-            "collector failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        collector_send(&config, &log);
     }
     LINES * COLLECTORS
 }

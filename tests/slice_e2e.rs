@@ -11,9 +11,9 @@ use std::time::Duration;
 use varde_core::Kommunenummer;
 use varde_store::{EventQuery, EventStore};
 use varde_testkit::process::{
-    FNR, collector_config, pipeline_config, start_pipeline, write_syslog_lines,
+    FNR, collector_config, collector_send, pipeline_config, start_pipeline, write_syslog_lines,
 };
-use varde_testkit::{TestEnv, eventually, workspace_bin};
+use varde_testkit::{TestEnv, eventually};
 use varde_transport::events_topic;
 use varde_transport::kafka::ensure_topics;
 
@@ -43,18 +43,7 @@ async fn syslog_file_to_clickhouse_through_kafka() {
     // The pipeline first, subscribed by pattern to every tenant topic of this test's prefix.
     let mut pipeline = start_pipeline(Path::new(env!("CARGO_BIN_EXE_varde")), &pipeline_toml, None);
 
-    let out = Command::new(workspace_bin("varde-collector"))
-        .args(["send", "--config"])
-        .arg(&collector_toml)
-        .arg(&log)
-        .output()
-        .expect("run varde-collector");
-    assert!(
-        out.status.success(),
-        "collector failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary = String::from_utf8_lossy(&out.stdout);
+    let summary = collector_send(&collector_toml, &log);
     assert!(
         summary.contains(&format!("\"events_out\":{N}")),
         "{summary}"

@@ -12,13 +12,12 @@
 //! sender, so nothing is lost by refusing to guess.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use crate::sources::{MAX_LINE, SourceContext};
+use crate::sources::{MAX_LINE, SourceContext, accept_connections};
 
 /// Largest DATALEN accepted: a message the framer would cut anyway, plus room for offers.
 const MAX_DATA: usize = MAX_LINE + 4096;
@@ -281,33 +280,13 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Listens for RELP until shutdown.
 pub async fn relp(listener: TcpListener, ctx: SourceContext) {
-    let local = listener
-        .local_addr()
-        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    info!(listen = %local, "relp listening");
-    let mut shutdown = ctx.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                ctx.counters.connections.fetch_add(1, Ordering::Relaxed);
-                let ctx = ctx.for_stream();
-                tokio::spawn(async move {
-                    match serve_connection(stream, &ctx).await {
-                        Ok(n) => debug!(%peer, messages = n, "relp connection closed"),
-                        Err(e) => warn!(%peer, error = %e, "relp connection failed"),
-                    }
-                });
-            }
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+    accept_connections(listener, ctx, "relp", |stream, peer, ctx| async move {
+        match serve_connection(stream, &ctx).await {
+            Ok(n) => debug!(%peer, messages = n, "relp connection closed"),
+            Err(e) => warn!(%peer, error = %e, "relp connection failed"),
         }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -582,11 +582,63 @@ async fn serve_tcp(
     ctx: SourceContext,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    let proto = if tls.is_some() { "tls" } else { "tcp" };
+    let proto = if tls.is_some() {
+        "syslog/tls"
+    } else {
+        "syslog/tcp"
+    };
+    accept_connections(listener, ctx, proto, move |stream, peer, ctx| {
+        let tls = tls.clone();
+        async move {
+            let result = match tls {
+                None => pump_framed(stream, &ctx).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream))
+                            .await;
+                    match handshake {
+                        Ok(Ok(stream)) => pump_framed(stream, &ctx).await,
+                        Ok(Err(e)) => {
+                            ctx.counters
+                                .tls_handshake_errors
+                                .fetch_add(1, Ordering::Relaxed);
+                            warn!(%peer, error = %e, "syslog/tls handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            ctx.counters
+                                .tls_handshake_errors
+                                .fetch_add(1, Ordering::Relaxed);
+                            warn!(%peer, "syslog/tls handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            match result {
+                Ok(n) => debug!(%peer, messages = n, "{proto} connection closed"),
+                Err(e) => warn!(%peer, error = %e, "{proto} connection failed"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` until shutdown, counting them, and runs `serve` for each
+/// on a task of its own, with the source's context for one more stream ([`SourceContext::for_stream`]).
+pub async fn accept_connections<F, Fut>(
+    listener: TcpListener,
+    ctx: SourceContext,
+    proto: &'static str,
+    serve: F,
+) where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr, SourceContext) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let local = listener
         .local_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    info!(listen = %local, "syslog/{proto} listening");
+    info!(listen = %local, "{proto} listening");
     let mut shutdown = ctx.shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -596,44 +648,10 @@ async fn serve_tcp(
         match accepted {
             Ok((stream, peer)) => {
                 ctx.counters.connections.fetch_add(1, Ordering::Relaxed);
-                let ctx = ctx.for_stream();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let result = match tls {
-                        None => pump_framed(stream, &ctx).await,
-                        Some(acceptor) => {
-                            let handshake = tokio::time::timeout(
-                                Duration::from_secs(30),
-                                acceptor.accept(stream),
-                            )
-                            .await;
-                            match handshake {
-                                Ok(Ok(stream)) => pump_framed(stream, &ctx).await,
-                                Ok(Err(e)) => {
-                                    ctx.counters
-                                        .tls_handshake_errors
-                                        .fetch_add(1, Ordering::Relaxed);
-                                    warn!(%peer, error = %e, "syslog/tls handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    ctx.counters
-                                        .tls_handshake_errors
-                                        .fetch_add(1, Ordering::Relaxed);
-                                    warn!(%peer, "syslog/tls handshake timed out");
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    match result {
-                        Ok(n) => debug!(%peer, messages = n, "syslog/{proto} connection closed"),
-                        Err(e) => warn!(%peer, error = %e, "syslog/{proto} connection failed"),
-                    }
-                });
+                tokio::spawn(serve(stream, peer, ctx.for_stream()));
             }
             Err(e) => {
-                warn!(error = %e, "accept failed");
+                warn!(error = %e, "{proto}: accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

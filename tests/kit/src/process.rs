@@ -45,6 +45,24 @@ pub fn collector_config(
     path
 }
 
+/// Runs `varde-collector send --config <config> <file>` to its end (every batch acknowledged
+/// by Kafka) and returns its summary line (JSON counts); fails the test with the collector's
+/// stderr when it fails.
+pub fn collector_send(config: &Path, file: &Path) -> String {
+    let out = Command::new(crate::workspace_bin("varde-collector"))
+        .args(["send", "--config"])
+        .arg(config)
+        .arg(file)
+        .output()
+        .expect("run varde-collector");
+    assert!(
+        out.status.success(),
+        "collector failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Writes a pipeline configuration (consumer group `<prefix>pipeline`, Varde's built-in rule
 /// pack, retention off: the test lines are dated in the past, and a restarted pipeline would
 /// otherwise drop what the one before it stored) into `dir` and returns its path;
