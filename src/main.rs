@@ -62,6 +62,22 @@ enum Command {
     /// Sigma rules: check, match against event files, measure.
     #[command(subcommand)]
     Rules(rules_cmd::RulesCommand),
+    /// Serve the web dashboard (the alert queue) on the configured address.
+    Dashboard {
+        /// The configuration file (see deploy/examples/dashboard.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Administration.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Read a password on standard input (one line) and print its argon2id hash, for the
+    /// `password_hash` of an account in the dashboard's accounts file.
+    HashPassword,
 }
 
 fn main() -> Result<()> {
@@ -69,6 +85,17 @@ fn main() -> Result<()> {
     if let Command::Rules(cmd) = cli.command {
         let code = rules_cmd::run(cmd)?;
         std::process::exit(code);
+    }
+    if let Command::Admin(AdminCommand::HashPassword) = cli.command {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password on standard input")?;
+        let password = line.trim_end_matches(['\n', '\r']);
+        anyhow::ensure!(!password.is_empty(), "an empty password");
+        let hash = varde_dashboard::hash_password(password).map_err(anyhow::Error::msg)?;
+        println!("{hash}");
+        return Ok(());
     }
     // The demo prints a report on stdout; its log keeps to warnings unless VARDE_LOG says more.
     let default_level = match cli.command {
@@ -88,7 +115,8 @@ fn main() -> Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Demo => runtime.block_on(demo::run()),
-        Command::Rules(_) => Ok(()),
+        Command::Rules(_) | Command::Admin(_) => Ok(()),
+        Command::Dashboard { config } => runtime.block_on(dashboard(&config)),
         Command::Pipeline { config } => runtime.block_on(pipeline(PipelineConfig::load(&config)?)),
         Command::Migrate {
             print_sql: Some(db),
@@ -123,6 +151,34 @@ fn main() -> Result<()> {
             Ok(())
         }),
     }
+}
+
+async fn dashboard(path: &std::path::Path) -> Result<()> {
+    let config = varde_dashboard::DashboardConfig::load(path)?;
+    let accounts = varde_dashboard::load_accounts(&config.accounts)?;
+    let store = ClickHouseStore::new(&config.clickhouse)?;
+    store
+        .ping()
+        .await
+        .with_context(|| format!("connecting to ClickHouse at {}", config.clickhouse.url))?;
+    store.migrate().await.context("migrating ClickHouse")?;
+    let app = varde_dashboard::Dashboard::new(
+        store,
+        accounts,
+        varde_dashboard::Settings {
+            secure_cookies: config.secure_cookies,
+            ..varde_dashboard::Settings::default()
+        },
+    )
+    .router();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    info!(listen = %config.listen, "dashboard serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(varde_transport::shutdown_signal())
+        .await
+        .context("serving the dashboard")
 }
 
 async fn pipeline(config: PipelineConfig) -> Result<()> {
