@@ -8,8 +8,9 @@
 //! - `GET /login`, `POST /login` (form `name`, `password`): a session cookie (`HttpOnly`,
 //!   `SameSite=Strict`, `Secure` unless turned off for loopback), 303 to `/alerts`; a wrong name
 //!   or password is the same 401 either way.
-//! - `GET /alerts?tenant=<kommunenummer>`: the alert queue; analysts and admins see every
-//!   municipality or the one asked for; a municipality account sees its own only.
+//! - `GET /alerts?tenant=<kommunenummer>`: the alert queue, grouped by dedup key (count, first
+//!   and last seen, most recent group first); analysts and admins see every municipality or the
+//!   one asked for; a municipality account sees its own only.
 //! - `POST /logout`; `GET /health`.
 #![deny(missing_docs)]
 
@@ -425,8 +426,44 @@ async fn alert_queue<St: EventStore + Send + Sync + 'static>(
     queue_page(&account, tenant, &alerts).into_response()
 }
 
+/// Alerts of one dedup key (the same rule, tenant, component and host): how many, when first
+/// and last seen, and the newest of them.
+struct Group<'a> {
+    newest: &'a Alert,
+    count: usize,
+    first_us: i64,
+    last_us: i64,
+}
+
+/// Groups `alerts` by dedup key, the most recently seen group first.
+fn group(alerts: &[Alert]) -> Vec<Group<'_>> {
+    let mut by_key: HashMap<[u8; 16], Group<'_>> = HashMap::new();
+    for a in alerts {
+        let g = by_key.entry(a.dedup_key).or_insert(Group {
+            newest: a,
+            count: 0,
+            first_us: a.event_time_us,
+            last_us: a.event_time_us,
+        });
+        g.count += 1;
+        g.first_us = g.first_us.min(a.event_time_us);
+        if a.event_time_us >= g.last_us {
+            g.last_us = a.event_time_us;
+            g.newest = a;
+        }
+    }
+    let mut groups: Vec<Group<'_>> = by_key.into_values().collect();
+    groups.sort_by(|x, y| {
+        y.last_us
+            .cmp(&x.last_us)
+            .then_with(|| x.newest.alert_id.0.cmp(&y.newest.alert_id.0))
+    });
+    groups
+}
+
 fn queue_page(account: &Account, tenant: Option<Kommunenummer>, alerts: &[Alert]) -> Html<String> {
     let scope = tenant.map_or_else(|| "alle kommuner".to_owned(), |t| format!("kommune {t}"));
+    let groups = group(alerts);
     page(
         "Varsler",
         html! {
@@ -434,9 +471,11 @@ fn queue_page(account: &Account, tenant: Option<Kommunenummer>, alerts: &[Alert]
             p { "Innlogget som " (account.name) }
             form method="post" action="/logout" { button type="submit" { "Logg ut" } }
             table {
-                caption { (alerts.len()) " varsler" }
+                caption { (alerts.len()) " varsler i " (groups.len()) " grupper, sist sett først" }
                 thead { tr {
-                    th scope="col" { "Tid (UTC)" }
+                    th scope="col" { "Sist sett (UTC)" }
+                    th scope="col" { "Først sett (UTC)" }
+                    th scope="col" { "Antall" }
                     th scope="col" { "Kommune" }
                     th scope="col" { "Nivå" }
                     th scope="col" { "Regel" }
@@ -444,14 +483,16 @@ fn queue_page(account: &Account, tenant: Option<Kommunenummer>, alerts: &[Alert]
                     th scope="col" { "Vert" }
                 } }
                 tbody {
-                    @for a in alerts {
-                        tr data-alert-id=(a.alert_id.to_string()) {
-                            td { (format_time(a.event_time_us)) }
-                            td { (a.tenant) }
-                            td { (a.rule_level) }
-                            td { (a.rule_title) }
-                            td { (a.component) }
-                            td { (a.host) }
+                    @for g in &groups {
+                        tr data-alert-id=(g.newest.alert_id.to_string()) data-count=(g.count) {
+                            td { (format_time(g.last_us)) }
+                            td { (format_time(g.first_us)) }
+                            td { (g.count) }
+                            td { (g.newest.tenant) }
+                            td { (g.newest.rule_level) }
+                            td { (g.newest.rule_title) }
+                            td { (g.newest.component) }
+                            td { (g.newest.host) }
                         }
                     }
                 }

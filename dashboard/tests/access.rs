@@ -95,6 +95,13 @@ async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
             alert("0301", 1, "Oslo root login"),
             alert("0301", 2, "Oslo path traversal"),
             alert("4601", 3, "Bergen <script>alert(1)</script>"),
+            // The same rule on the same host again, an hour later: one group of two.
+            Alert {
+                alert_id: AlertId([4; 16]),
+                event_id: EventId([4; 16]),
+                event_time_us: 1_764_003_600_000_000,
+                ..alert("0301", 1, "Oslo root login")
+            },
         ])
         .await
         .expect("alerts");
@@ -156,6 +163,17 @@ async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {page}");
         assert!(!page.contains("Bergen"));
     }
+
+    // Grouped by dedup key: the repeated root login is one row of two, seen most recently
+    // (times as Python's datetime.utcfromtimestamp gives them).
+    let (_, page) = get(&app, "/alerts", Some(&oslo)).await;
+    assert_eq!(page.matches("<tr data-alert-id").count(), 2, "{page}");
+    assert!(page.contains("3 varsler i 2 grupper"), "{page}");
+    let first_row = page.split("<tr data-alert-id").nth(1).expect("a row");
+    assert!(first_row.contains("data-count=\"2\""), "{first_row}");
+    assert!(first_row.contains("Oslo root login"), "{first_row}");
+    assert!(first_row.contains("2025-11-24 17:00:00"), "{first_row}");
+    assert!(first_row.contains("2025-11-24 16:00:00"), "{first_row}");
 
     let (_, analyst) = login(&app, "analyst", "cert-pass").await;
     let analyst = analyst.expect("a session cookie");
