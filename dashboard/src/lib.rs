@@ -7,7 +7,8 @@
 //!
 //! - `GET /login`, `POST /login` (form `name`, `password`): a session cookie (`HttpOnly`,
 //!   `SameSite=Strict`, `Secure` unless turned off for loopback), 303 to `/alerts`; a wrong name
-//!   or password is the same 401 either way.
+//!   or password is the same 401 either way; after 5 failures of one name within 15 minutes that
+//!   name gets 429 until the window has passed.
 //! - `GET /alerts?tenant=<kommunenummer>`: the alert queue, grouped by dedup key (count, first
 //!   and last seen, most recent group first); analysts and admins see every municipality or the
 //!   one asked for; a municipality account sees its own only.
@@ -164,6 +165,11 @@ pub struct Settings {
     pub session_idle: Duration,
     /// Most alerts on one page.
     pub page_size: u64,
+    /// Failed logins of one name within `login_window` after which that name is refused (429)
+    /// until the window has passed.
+    pub login_attempts: usize,
+    /// See `login_attempts`.
+    pub login_window: Duration,
 }
 
 impl Default for Settings {
@@ -172,6 +178,8 @@ impl Default for Settings {
             secure_cookies: true,
             session_idle: Duration::from_secs(8 * 3600),
             page_size: 500,
+            login_attempts: 5,
+            login_window: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -189,6 +197,8 @@ struct Inner<St> {
     /// name costs as much time as a wrong password.
     dummy_hash: String,
     sessions: Mutex<HashMap<String, Session>>,
+    /// Failed logins per name within the window.
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
     settings: Settings,
 }
 
@@ -216,6 +226,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
                 accounts,
                 dummy_hash: hash_password("not an account").unwrap_or_default(),
                 sessions: Mutex::new(HashMap::new()),
+                failures: Mutex::new(HashMap::new()),
                 settings,
             }),
         }
@@ -312,6 +323,29 @@ async fn login<St: EventStore + Send + Sync + 'static>(
     State(d): State<Dashboard<St>>,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    let window = d.inner.settings.login_window;
+    {
+        let mut failures = d.inner.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.retain(|_, at| {
+            at.retain(|t| t.elapsed() < window);
+            !at.is_empty()
+        });
+        if failures
+            .get(&form.name)
+            .is_some_and(|at| at.len() >= d.inner.settings.login_attempts)
+        {
+            tracing::warn!(name = %form.name, "login refused: too many failures");
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                login_form(Some("For mange mislykkede forsøk. Prøv igjen senere.")),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&window.as_secs().to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return response;
+        }
+    }
     let found = d.inner.accounts.iter().position(|a| a.name == form.name);
     let hash = found.map_or(d.inner.dummy_hash.as_str(), |i| {
         d.inner.accounts[i].password_hash.as_str()
@@ -322,6 +356,13 @@ async fn login<St: EventStore + Send + Sync + 'static>(
             .is_ok()
     });
     let Some(account) = found.filter(|_| ok) else {
+        d.inner
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(form.name.clone())
+            .or_default()
+            .push(Instant::now());
         tracing::warn!(name = %form.name, "login refused");
         return (
             StatusCode::UNAUTHORIZED,
@@ -329,6 +370,11 @@ async fn login<St: EventStore + Send + Sync + 'static>(
         )
             .into_response();
     };
+    d.inner
+        .failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&form.name);
     let mut token = [0u8; 32];
     if getrandom::fill(&mut token).is_err() {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();

@@ -202,3 +202,46 @@ async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn repeated_failed_logins_of_a_name_are_refused_for_a_while() {
+    let env = TestEnv::new("dashlimit");
+    let store = env.store().await;
+    let app = Dashboard::new(
+        store,
+        vec![
+            account("oslo", Role::Municipality, Some("0301"), "oslo-pass"),
+            account("analyst", Role::Analyst, None, "cert-pass"),
+        ],
+        Settings {
+            secure_cookies: false,
+            login_attempts: 3,
+            ..Settings::default()
+        },
+    )
+    .router();
+    for _ in 0..3 {
+        assert_eq!(
+            login(&app, "oslo", "guess").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Now even the right password is refused for that name ...
+    let (status, session) = login(&app, "oslo", "oslo-pass").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(session.is_none());
+    // ... and unknown names are limited the same way, so guessing names gains nothing.
+    for _ in 0..3 {
+        assert_eq!(login(&app, "nobody", "x").await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login(&app, "nobody", "x").await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another name is not affected.
+    assert_eq!(
+        login(&app, "analyst", "cert-pass").await.0,
+        StatusCode::SEE_OTHER
+    );
+    env.cleanup().await;
+}
