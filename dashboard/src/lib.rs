@@ -453,7 +453,7 @@ async fn alert_queue<St: EventStore + Send + Sync + 'static>(
     let alerts = match d
         .inner
         .store
-        .alerts(&AlertQuery {
+        .recent_alerts(&AlertQuery {
             tenant,
             limit: d.inner.settings.page_size,
         })

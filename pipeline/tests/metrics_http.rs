@@ -268,6 +268,12 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<Vec<varde_store::Alert>> {
         self.inner.alerts(query).await
     }
+    async fn recent_alerts(
+        &self,
+        query: &varde_store::AlertQuery,
+    ) -> varde_store::Result<Vec<varde_store::Alert>> {
+        self.inner.recent_alerts(query).await
+    }
     async fn alert_counts(&self) -> varde_store::Result<Vec<varde_store::AlertCount>> {
         self.inner.alert_counts().await
     }

@@ -482,6 +482,20 @@ impl EventStore for ClickHouseStore {
         Ok(rows.into_iter().map(AlertRow::into_alert).collect())
     }
 
+    async fn recent_alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>> {
+        let mut sql = format!("SELECT {ALERT_COLUMNS} FROM {}.alerts FINAL", self.db);
+        if query.tenant.is_some() {
+            sql.push_str(" WHERE tenant = ?");
+        }
+        sql.push_str(" ORDER BY event_time DESC, event_time_us DESC, alert_id DESC LIMIT ?");
+        let mut q = self.client.query(&sql);
+        if let Some(tenant) = query.tenant {
+            q = q.bind(tenant.as_str());
+        }
+        let rows: Vec<AlertRow> = q.bind(query.limit).fetch_all().await?;
+        Ok(rows.into_iter().map(AlertRow::into_alert).collect())
+    }
+
     async fn alert_counts(&self) -> Result<Vec<AlertCount>> {
         let rows: Vec<AlertCountOut> = self
             .client

@@ -136,6 +136,18 @@ impl EventStore for EmbeddedStore {
             .collect())
     }
 
+    async fn recent_alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>> {
+        let inner = self.lock();
+        Ok(inner
+            .alerts
+            .values()
+            .rev()
+            .filter(|a| query.tenant.is_none_or(|t| a.tenant == t.as_str()))
+            .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
     async fn alert_counts(&self) -> Result<Vec<AlertCount>> {
         let inner = self.lock();
         let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();

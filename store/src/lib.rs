@@ -340,6 +340,10 @@ pub trait EventStore: Send + Sync {
     /// Alerts, oldest event first, without duplicates.
     fn alerts(&self, query: &AlertQuery) -> impl Future<Output = Result<Vec<Alert>>> + Send;
 
+    /// The newest alerts (at most `query.limit`, of `query.tenant` when given), newest event
+    /// first, without duplicates: the dashboard's queue.
+    fn recent_alerts(&self, query: &AlertQuery) -> impl Future<Output = Result<Vec<Alert>>> + Send;
+
     /// Distinct alerts per tenant and rule.
     fn alert_counts(&self) -> impl Future<Output = Result<Vec<AlertCount>>> + Send;
 

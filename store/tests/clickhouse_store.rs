@@ -199,6 +199,36 @@ async fn alerts_contract<S: EventStore>(store: &S) {
         .await
         .expect("alerts");
     assert_eq!(all.len(), 5);
+    // The newest first, for the dashboard's queue: the same alerts as the oldest-first read,
+    // reversed, when the limit takes them all; the newest ones when it does not.
+    let recent = store
+        .recent_alerts(&AlertQuery {
+            tenant: Some(oslo),
+            limit: 100,
+        })
+        .await
+        .expect("recent alerts");
+    let reversed: Vec<_> = read.iter().rev().map(|a| a.alert_id).collect();
+    assert_eq!(
+        recent.iter().map(|a| a.alert_id).collect::<Vec<_>>(),
+        reversed
+    );
+    let newest3 = store
+        .recent_alerts(&AlertQuery {
+            tenant: Some(oslo),
+            limit: 3,
+        })
+        .await
+        .expect("recent alerts");
+    assert_eq!(
+        newest3.iter().map(|a| a.alert_id).collect::<Vec<_>>(),
+        reversed[..3].to_vec()
+    );
+    assert!(
+        newest3
+            .windows(2)
+            .all(|w| w[0].event_time_us >= w[1].event_time_us)
+    );
 }
 
 #[tokio::test]
