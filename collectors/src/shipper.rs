@@ -378,19 +378,22 @@ impl<S: Sink> Shipper<S> {
             open.started = Instant::now();
         }
         if let Some(c) = checkpoint {
-            // Recorded even when the event is rejected below: the line was handled.
-            open.first_start
-                .entry(c.key.clone())
-                .or_insert((c.file_id, c.start));
-            open.checkpoints
-                .insert(c.key.clone(), (c.file_id, c.offset));
-            if c.key.starts_with(JOURNAL_PREFIX) {
-                // Exact per kind: every line of this kind up to here is in this batch or an
-                // earlier one. A journal replay skips the lines these say are spooled.
-                open.checkpoints
-                    .insert(kind_key(&c.key, kind), (c.file_id, c.offset));
+            // Recorded even when the event is rejected below: the line was handled. The key is
+            // copied only the first time a batch sees it (this runs for every line).
+            let position = (c.file_id, c.offset);
+            match open.checkpoints.get_mut(&c.key) {
+                Some(p) => *p = position,
+                None => {
+                    open.first_start.insert(c.key.clone(), (c.file_id, c.start));
+                    open.checkpoints.insert(c.key.clone(), position);
+                }
             }
-            self.last_after.insert(c.key, (c.file_id, c.offset));
+            match self.last_after.get_mut(&c.key) {
+                Some(p) => *p = position,
+                None => {
+                    self.last_after.insert(c.key, position);
+                }
+            }
         }
         if let Err(e) = open.builder.push(event) {
             Stats::add(&self.stats.events_rejected, 1);
@@ -435,29 +438,43 @@ impl<S: Sink> Shipper<S> {
         kind: SourceKind,
         own: BTreeMap<String, (u64, u64)>,
     ) -> Vec<Checkpoint> {
-        own.into_iter()
-            .map(|(key, (file_id, offset))| {
-                let newest = match self.last_after.get(&key) {
-                    Some((id, after)) if *id == file_id => (*after).max(offset),
-                    _ => offset,
-                };
-                let held = self
-                    .open
-                    .iter()
-                    .filter(|(k, o)| **k != kind && !o.builder.is_empty())
-                    .filter_map(|(_, o)| o.first_start.get(&key))
-                    .filter(|(id, _)| *id == file_id)
-                    .map(|(_, start)| *start)
-                    .min();
-                let offset = held.map_or(newest, |h| h.min(newest));
-                Checkpoint {
+        let mut out = Vec::with_capacity(own.len());
+        for (key, (file_id, own_offset)) in own {
+            let newest = match self.last_after.get(&key) {
+                Some((id, after)) if *id == file_id => (*after).max(own_offset),
+                _ => own_offset,
+            };
+            let held = self
+                .open
+                .iter()
+                .filter(|(k, o)| **k != kind && !o.builder.is_empty())
+                .filter_map(|(_, o)| o.first_start.get(&key))
+                .filter(|(id, _)| *id == file_id)
+                .map(|(_, start)| *start)
+                .min();
+            let offset = held.map_or(newest, |h| h.min(newest));
+            // Exact per kind for a journal: every line of this kind up to `own_offset` is in
+            // this batch or an earlier one. A journal replay skips the lines these say are
+            // spooled.
+            let per_kind = key
+                .starts_with(JOURNAL_PREFIX)
+                .then(|| kind_key(&key, kind));
+            out.push(Checkpoint {
+                key,
+                file_id,
+                offset,
+                start: offset,
+            });
+            if let Some(key) = per_kind {
+                out.push(Checkpoint {
                     key,
                     file_id,
-                    offset,
-                    start: offset,
-                }
-            })
-            .collect()
+                    offset: own_offset,
+                    start: own_offset,
+                });
+            }
+        }
+        out
     }
 
     /// Closes the open batch of `kind` and hands it to the sink.
