@@ -19,7 +19,7 @@ use varde_testkit::process::{
 };
 use varde_testkit::{TestEnv, eventually, free_port, http_get};
 use varde_transport::events_topic;
-use varde_transport::kafka::{KafkaSettings, committed_offsets, ensure_topics};
+use varde_transport::kafka::{KafkaSettings, ensure_topics};
 
 /// Lines each collector sends; one root password login (an alert) per `ROOT_EVERY`.
 const LINES: usize = 4_000;
@@ -55,16 +55,10 @@ async fn stored(store: &ClickHouseStore) -> u64 {
 }
 
 async fn committed_sum(kafka: &KafkaSettings, group: &str, topic: &str) -> i64 {
-    let (kafka, group, topics) = (kafka.clone(), group.to_owned(), vec![topic.to_owned()]);
-    tokio::task::spawn_blocking(move || {
-        committed_offsets(&kafka, &group, &topics, Duration::from_secs(10))
-    })
-    .await
-    .expect("join")
-    .expect("committed offsets")
-    .iter()
-    .map(|c| c.offset.unwrap_or(0))
-    .sum()
+    varde_testkit::committed_offsets(kafka, group, topic)
+        .await
+        .iter()
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

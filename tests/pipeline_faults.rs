@@ -17,7 +17,7 @@ use varde_testkit::process::{
 };
 use varde_testkit::{TestEnv, eventually};
 use varde_transport::events_topic;
-use varde_transport::kafka::{committed_offsets, ensure_topics};
+use varde_transport::kafka::ensure_topics;
 
 /// Lines per collector.
 const LINES: usize = 20_000;
@@ -159,24 +159,6 @@ async fn kill_9_mid_stream_then_a_full_replay_loses_and_duplicates_nothing() {
     kill_9_mid_stream_then_restart("kill9replay", false).await;
 }
 
-/// The committed offsets of `group` on `topic`'s partitions, read through the protocol.
-async fn committed(
-    kafka: &varde_transport::kafka::KafkaSettings,
-    group: &str,
-    topic: &str,
-) -> Vec<i64> {
-    let (kafka, group, topics) = (kafka.clone(), group.to_owned(), vec![topic.to_owned()]);
-    tokio::task::spawn_blocking(move || {
-        committed_offsets(&kafka, &group, &topics, Duration::from_secs(10))
-    })
-    .await
-    .expect("join")
-    .expect("committed offsets")
-    .iter()
-    .map(|c| c.offset.unwrap_or(0))
-    .collect()
-}
-
 /// After `kill -9`, a pipeline with static assignment (every partition of its municipalities'
 /// topics, offsets from its group) is restarted in the same group: it resumes exactly at the
 /// offsets the killed one committed, read back through the protocol, and every event and alert
@@ -210,12 +192,15 @@ async fn kill_9_then_restart_in_the_same_group_resumes_from_the_committed_offset
     std::fs::write(&config, &text).expect("write pipeline config");
     let mut first = start_pipeline(varde(), &config, Some(&dir.path().join("first.log")));
     eventually("a first commit", Duration::from_secs(120), || async {
-        let sum: i64 = committed(&kafka, &group, &topic).await.iter().sum();
+        let sum: i64 = varde_testkit::committed_offsets(&kafka, &group, &topic)
+            .await
+            .iter()
+            .sum();
         (sum > 0).then_some(())
     })
     .await;
     first.kill9();
-    let at_kill = committed(&kafka, &group, &topic).await;
+    let at_kill = varde_testkit::committed_offsets(&kafka, &group, &topic).await;
     let stored_at_kill = visible_events(&store).await;
     eprintln!(
         "killed -9 at committed offsets {at_kill:?}, {stored_at_kill} of {events} events stored"
@@ -243,7 +228,7 @@ async fn kill_9_then_restart_in_the_same_group_resumes_from_the_committed_offset
         "the second instance read exactly the uncommitted messages",
         Duration::from_secs(60),
         || async {
-            let end = committed(&kafka, &group, &topic).await;
+            let end = varde_testkit::committed_offsets(&kafka, &group, &topic).await;
             let expected: i64 = end.iter().zip(&at_kill).map(|(e, k)| e - k).sum();
             let (_, body) = varde_testkit::http_get(metrics, "/metrics").await;
             let read: i64 = body

@@ -40,6 +40,23 @@ fn account(name: &str, role: Role, tenant: Option<&str>, password: &str) -> Acco
     }
 }
 
+/// The dashboard with two accounts: `oslo` (municipality 0301, password `oslo-pass`) and
+/// `analyst` (`cert-pass`); plain-HTTP cookies.
+fn app(store: varde_store::clickhouse::ClickHouseStore, settings: Settings) -> Router {
+    Dashboard::new(
+        store,
+        vec![
+            account("oslo", Role::Municipality, Some("0301"), "oslo-pass"),
+            account("analyst", Role::Analyst, None, "cert-pass"),
+        ],
+        Settings {
+            secure_cookies: false,
+            ..settings
+        },
+    )
+    .router()
+}
+
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Option<String>, String) {
     let resp = app.clone().oneshot(req).await.expect("response");
     let status = resp.status();
@@ -105,18 +122,7 @@ async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
         ])
         .await
         .expect("alerts");
-    let app = Dashboard::new(
-        store,
-        vec![
-            account("oslo", Role::Municipality, Some("0301"), "oslo-pass"),
-            account("analyst", Role::Analyst, None, "cert-pass"),
-        ],
-        Settings {
-            secure_cookies: false,
-            ..Settings::default()
-        },
-    )
-    .router();
+    let app = app(store, Settings::default());
 
     // Not logged in: to the login page.
     let (status, _) = get(&app, "/alerts", None).await;
@@ -207,19 +213,13 @@ async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
 async fn repeated_failed_logins_of_a_name_are_refused_for_a_while() {
     let env = TestEnv::new("dashlimit");
     let store = env.store().await;
-    let app = Dashboard::new(
+    let app = app(
         store,
-        vec![
-            account("oslo", Role::Municipality, Some("0301"), "oslo-pass"),
-            account("analyst", Role::Analyst, None, "cert-pass"),
-        ],
         Settings {
-            secure_cookies: false,
             login_attempts: 3,
             ..Settings::default()
         },
-    )
-    .router();
+    );
     for _ in 0..3 {
         assert_eq!(
             login(&app, "oslo", "guess").await.0,

@@ -242,6 +242,21 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The committed offsets of consumer group `group` on every partition of `topic`, in partition
+/// order (0 where nothing is committed), read through the Kafka protocol on a blocking thread.
+pub async fn committed_offsets(kafka: &KafkaSettings, group: &str, topic: &str) -> Vec<i64> {
+    let (kafka, group, topics) = (kafka.clone(), group.to_owned(), vec![topic.to_owned()]);
+    tokio::task::spawn_blocking(move || {
+        varde_transport::kafka::committed_offsets(&kafka, &group, &topics, Duration::from_secs(10))
+    })
+    .await
+    .expect("join")
+    .expect("committed offsets")
+    .iter()
+    .map(|c| c.offset.unwrap_or(0))
+    .collect()
+}
+
 /// Microseconds in a day.
 pub const DAY_US: i64 = 86_400 * 1_000_000;
 
