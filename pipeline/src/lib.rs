@@ -107,10 +107,50 @@ pub struct Stats {
     pub probe_failing_since_us: AtomicU64,
     /// When the store last answered (a write or a liveness check), µs since the epoch.
     pub store_last_ok_us: AtomicU64,
+    /// Wall-clock time the loop spent in each [`Stage`], in µs (indexed by `Stage as usize`).
+    pub stage_us: [AtomicU64; Stage::ALL.len()],
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
+/// The steps of one round of the loop, timed separately (`varde_pipeline_stage_seconds_total`).
+/// The loop is one task, so together they are where its time goes; waiting for an empty poll
+/// is in none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Envelope checks and decoding (and JSON lines' parsing and pseudonymisation).
+    Decode = 0,
+    /// Enrichment and Sigma matching (the DataFusion plan), with its retries.
+    Detect = 1,
+    /// Writing events, alerts and dead letters, including waits for an unavailable store.
+    Store = 2,
+    /// Committing the offsets.
+    Commit = 3,
+}
+
+impl Stage {
+    /// Every stage, in loop order.
+    pub const ALL: [Stage; 4] = [Stage::Decode, Stage::Detect, Stage::Store, Stage::Commit];
+
+    /// The label value of the stage.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Detect => "detect",
+            Stage::Store => "store",
+            Stage::Commit => "commit",
+        }
+    }
+}
+
 impl Stats {
+    /// Adds the time since `since` to `stage`; returns now, the start of the next stage.
+    pub fn timed(&self, stage: Stage, since: std::time::Instant) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        let us = u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX);
+        self.stage_us[stage as usize].fetch_add(us, Ordering::Relaxed);
+        now
+    }
+
     /// A counter's value.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
@@ -499,6 +539,7 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
         stats
             .messages
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        let mut clock = std::time::Instant::now();
         let mut accepted: Vec<(usize, Envelope)> = Vec::with_capacity(messages.len());
         let mut letters: Vec<DeadLetter> = Vec::new();
         for (i, m) in messages.iter().enumerate() {
@@ -536,6 +577,7 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
                 Err(letter) => park(&mut letters, *letter),
             }
         }
+        clock = stats.timed(Stage::Decode, clock);
         let detect_time = now_us();
         let mut detected = Detected {
             envelopes: Vec::with_capacity(accepted.len()),
@@ -572,6 +614,7 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
                 }
             }
         }
+        clock = stats.timed(Stage::Detect, clock);
         if !detected.envelopes.is_empty() {
             let Some(refused) = store_detected(store, stats, &mut shutdown, &detected).await else {
                 return;
@@ -615,6 +658,7 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
                 }
             }
         }
+        clock = stats.timed(Stage::Store, clock);
         match subscriber.commit(&messages) {
             Ok(()) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -622,6 +666,7 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
             // Not fatal: the messages are replayed after a restart and collapse in the store.
             Err(e) => warn!(error = %e, "commit failed; these messages may be replayed"),
         }
+        stats.timed(Stage::Commit, clock);
     }
     info!(
         messages = Stats::get(&stats.messages),

@@ -296,6 +296,18 @@ pub fn families(state: &MetricsState) -> Vec<Family> {
         )
         .value(Value::Int(get(&s.rule_errors))),
     );
+    out.push(crate::Stage::ALL.iter().fold(
+        Family::counter(
+            p("stage_seconds"),
+            "Wall-clock seconds the loop spent per stage (decode, detect, store incl. waits for the store, commit).",
+        ),
+        |family, stage| {
+            family.with(
+                [("stage", stage.name())],
+                Value::Float(get(&s.stage_us[*stage as usize]) as f64 / 1e6),
+            )
+        },
+    ));
     let rejected = s.rejected();
     let mut by_reason = Family::counter(
         p("rejected"),

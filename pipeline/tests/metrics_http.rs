@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use varde_core::{Envelope, Kommunenummer};
-use varde_pipeline::Stats;
+use varde_pipeline::{Stage, Stats};
 use varde_pipeline::metrics::{LagReader, LagStats, MetricsState, probe_store, refresh_lag, serve};
 use varde_pipeline::retention::{RetentionSettings, RetentionStats, retention_pass, run_retention};
 use varde_store::embedded::EmbeddedStore;
@@ -25,6 +25,7 @@ async fn metrics_and_health_are_served() {
     stats.messages.store(12, Ordering::Relaxed);
     stats.rows_written.store(340, Ordering::Relaxed);
     stats.rules_loaded.store(9, Ordering::Relaxed);
+    stats.stage_us[Stage::Detect as usize].store(1_500_000, Ordering::Relaxed);
     stats.running.store(true, Ordering::Relaxed);
     stats.write_succeeded();
 
@@ -85,6 +86,9 @@ async fn metrics_and_health_are_served() {
         "varde_pipeline_messages_total 12",
         "varde_pipeline_rows_written_total 340",
         "varde_pipeline_rules_loaded 9",
+        "# TYPE varde_pipeline_stage_seconds_total counter",
+        "varde_pipeline_stage_seconds_total{stage=\"detect\"} 1.5",
+        "varde_pipeline_stage_seconds_total{stage=\"commit\"} 0.0",
         "varde_pipeline_rejected_total{reason=\"tenant_mismatch\"} 0",
         "varde_pipeline_running 1",
         "varde_pipeline_consumer_position{topic=\"varde.events.0301\",partition=\"1\"} 120",
@@ -322,6 +326,7 @@ async fn the_loop_reports_a_failing_store_until_it_answers() {
         ..DetectionConfig::default()
     })
     .expect("pack");
+    let since_waiting = Instant::now();
     let task = {
         let (store, stats) = (store.clone(), stats.clone());
         tokio::spawn(async move {
@@ -355,6 +360,13 @@ async fn the_loop_reports_a_failing_store_until_it_answers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(Stats::get(&stats.rows_written), 5);
+    // The waits for the store are the store stage's time (two retries wait at least 100 ms).
+    let store_us = Stats::get(&stats.stage_us[Stage::Store as usize]);
+    let waited_us = u64::try_from(since_waiting.elapsed().as_micros()).unwrap_or(u64::MAX);
+    assert!(
+        (100_000..=waited_us).contains(&store_us),
+        "store stage {store_us} µs of {waited_us} µs"
+    );
     assert_eq!(stats.write_failing_since_us.load(Ordering::Relaxed), 0);
     assert!(stats.store_last_ok_us.load(Ordering::Relaxed) >= since);
     let _ = stop.send(true);
