@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p varde-benches -- edge [--lines N] [--batch ROWS]
 //! cargo run --release -p varde-benches -- sigma --corpus ../shared/corpus/sigmahq [--dump events.jsonl]
+//! cargo run --release -p varde-benches -- pipeline --varde target/release/varde [--rates 10000,50000,100000]
 //! ```
 //!
 //! `edge`: the collector's hot path, each stage timed alone over the same synthetic municipal
@@ -10,9 +11,11 @@
 //! (IPC + zstd), envelope decoding with full validation; then, on the mixed edge sample
 //! (`varde_collector::sample::edge_sample_lines`: syslog, access logs, IIS, JSON logins, lines with
 //! identity numbers), the privacy scan alone (identity numbers; identity numbers and addresses)
-//! and the whole edge (`edge_event`: syslog → format detection → privacy). `sigma`: see [`sigma`].
+//! and the whole edge (`edge_event`: syslog → format detection → privacy). `sigma`: see [`sigma`];
+//! `pipeline`: see [`pipeline`].
 //! Single-threaded; wall-clock time.
 
+mod pipeline;
 mod sigma;
 
 use std::time::Instant;
@@ -46,6 +49,8 @@ enum Command {
     },
     /// Sigma matching on SigmaHQ rules and replicated regression samples.
     Sigma(sigma::Options),
+    /// The central path under load: broker → `varde pipeline` → ClickHouse, with latency.
+    Pipeline(pipeline::Options),
 }
 
 fn rate(n: usize, secs: f64) -> String {
@@ -56,6 +61,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Edge { lines, batch } => edge(lines, batch),
         Command::Sigma(options) => sigma::run(&options),
+        Command::Pipeline(options) => pipeline::run(&options),
     }
 }
 

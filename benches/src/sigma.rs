@@ -96,7 +96,7 @@ const BENIGN: &[(&str, &str, &str)] = &[
     ),
 ];
 
-fn templates(corpus: &Path, event_id: u64) -> Result<Vec<Json>> {
+pub(crate) fn templates(corpus: &Path, event_id: u64) -> Result<Vec<Json>> {
     let mut out = Vec::new();
     let mut stack = vec![corpus.join("regression_data")];
     while let Some(dir) = stack.pop() {
@@ -127,7 +127,7 @@ fn templates(corpus: &Path, event_id: u64) -> Result<Vec<Json>> {
 }
 
 /// Deterministic variations: process ids, host, user; benign events get ordinary processes.
-fn generate(templates: &[Json], n: usize, benign_percent: u32) -> Vec<String> {
+pub(crate) fn generate(templates: &[Json], n: usize, benign_percent: u32) -> Vec<String> {
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         state ^= state << 13;
@@ -166,7 +166,7 @@ fn generate(templates: &[Json], n: usize, benign_percent: u32) -> Vec<String> {
         .collect()
 }
 
-fn peak_rss_kib() -> u64 {
+pub(crate) fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
