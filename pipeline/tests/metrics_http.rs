@@ -302,6 +302,40 @@ impl EventStore for FlakyStore {
     async fn check_alive(&self) -> varde_store::Result<()> {
         self.inner.check_alive().await
     }
+    async fn alert(
+        &self,
+        tenant: Option<Kommunenummer>,
+        id: varde_core::AlertId,
+    ) -> varde_store::Result<Option<varde_store::Alert>> {
+        self.inner.alert(tenant, id).await
+    }
+    async fn event(
+        &self,
+        tenant: Option<Kommunenummer>,
+        id: varde_core::EventId,
+    ) -> varde_store::Result<Option<varde_store::StoredEvent>> {
+        self.inner.event(tenant, id).await
+    }
+    async fn group_tenants(
+        &self,
+        tenant: Option<Kommunenummer>,
+        keys: &[[u8; 16]],
+    ) -> varde_store::Result<Vec<([u8; 16], String)>> {
+        self.inner.group_tenants(tenant, keys).await
+    }
+    async fn write_triage(
+        &self,
+        actions: &[varde_store::TriageAction],
+    ) -> varde_store::Result<u64> {
+        self.inner.write_triage(actions).await
+    }
+    async fn triage(
+        &self,
+        tenant: Option<Kommunenummer>,
+        keys: &[[u8; 16]],
+    ) -> varde_store::Result<Vec<varde_store::TriageAction>> {
+        self.inner.triage(tenant, keys).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

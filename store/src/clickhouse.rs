@@ -12,9 +12,10 @@ use varde_core::Envelope;
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
-    EventStore, Result, StoredEvent, Table, clamp_datetime, flatten,
+    EventStore, Resolution, Result, StoredEvent, Table, TriageAction, TriageKind, clamp_datetime,
+    flatten,
 };
-use varde_core::{AlertId, EventId};
+use varde_core::{AlertId, EventId, Kommunenummer};
 
 /// Where the ClickHouse store lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +173,99 @@ impl AlertRow {
 const ALERT_COLUMNS: &str = "event_date, tenant, toUInt32(event_time) AS event_time, \
     event_time_us, alert_id, dedup_key, component, rule_id, rule_title, rule_level, rule_tags, \
     event_id, toUInt32(detect_time) AS detect_time, source_kind, host, matched_keys, matched_values";
+
+#[derive(Row, Serialize, Deserialize)]
+struct TriageRow {
+    at: u32,
+    at_us: u32,
+    tenant: String,
+    dedup_key: [u8; 16],
+    action_id: [u8; 16],
+    action: String,
+    actor: String,
+    assignee: String,
+    resolution: String,
+    reason: String,
+    until: u32,
+    before: String,
+}
+
+const TRIAGE_COLUMNS: &str = "toUInt32(at) AS at, at_us, tenant, dedup_key, action_id, action, \
+    actor, assignee, resolution, reason, toUInt32(until) AS until, before";
+
+impl TriageRow {
+    fn of(a: &TriageAction) -> Self {
+        let (at, at_us) = clamp_datetime(a.at_us);
+        let (until, _) = clamp_datetime(a.until_us);
+        TriageRow {
+            at,
+            at_us,
+            tenant: a.tenant.clone(),
+            dedup_key: a.dedup_key,
+            action_id: a.action_id,
+            action: a.kind.as_str().to_owned(),
+            actor: a.actor.clone(),
+            assignee: a.assignee.clone(),
+            resolution: a
+                .resolution
+                .map(Resolution::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            reason: a.reason.clone(),
+            until,
+            before: a.before.clone(),
+        }
+    }
+
+    fn into_action(self) -> Result<TriageAction> {
+        let kind = TriageKind::parse(&self.action)
+            .ok_or_else(|| Error::BadRow(format!("triage: unknown action {:?}", self.action)))?;
+        Ok(TriageAction {
+            action_id: self.action_id,
+            at_us: i64::from(self.at) * 1_000_000 + i64::from(self.at_us),
+            tenant: self.tenant,
+            dedup_key: self.dedup_key,
+            kind,
+            actor: self.actor,
+            assignee: self.assignee,
+            resolution: Resolution::parse(&self.resolution),
+            reason: self.reason,
+            until_us: i64::from(self.until) * 1_000_000,
+            before: self.before,
+        })
+    }
+}
+
+/// `IN (…)` of 16-byte keys, as ClickHouse literals (hex made here from bytes: nothing of a
+/// request reaches the SQL text).
+fn keys_in(keys: &[[u8; 16]]) -> String {
+    let items: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let hex: String = k.iter().map(|b| format!("{b:02x}")).collect();
+            format!("unhex('{hex}')")
+        })
+        .collect();
+    items.join(", ")
+}
+
+impl EventOut {
+    fn into_event(self) -> StoredEvent {
+        StoredEvent {
+            event_id: self.event_id.to_ascii_lowercase(),
+            tenant: self.tenant,
+            event_time_us: i64::from(self.event_time) * 1_000_000 + i64::from(self.event_time_us),
+            source_kind: self.source_kind,
+            collector_id: self.collector_id,
+            batch_seq: self.batch_seq,
+            batch_row: self.batch_row,
+            host: self.host,
+            severity: self.severity,
+            message: self.message,
+            fields: self.field_keys.into_iter().zip(self.field_values).collect(),
+        }
+    }
+}
 
 #[derive(Row, Serialize, Deserialize)]
 struct DeadLetterRow {
@@ -435,22 +529,7 @@ impl EventStore for ClickHouseStore {
             q = q.bind(tenant.as_str());
         }
         let rows: Vec<EventOut> = q.bind(query.limit).fetch_all().await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StoredEvent {
-                event_id: r.event_id.to_ascii_lowercase(),
-                tenant: r.tenant,
-                event_time_us: i64::from(r.event_time) * 1_000_000 + i64::from(r.event_time_us),
-                source_kind: r.source_kind,
-                collector_id: r.collector_id,
-                batch_seq: r.batch_seq,
-                batch_row: r.batch_row,
-                host: r.host,
-                severity: r.severity,
-                message: r.message,
-                fields: r.field_keys.into_iter().zip(r.field_values).collect(),
-            })
-            .collect())
+        Ok(rows.into_iter().map(EventOut::into_event).collect())
     }
 
     async fn write_alerts(&self, alerts: &[Alert]) -> Result<u64> {
@@ -595,6 +674,120 @@ impl EventStore for ClickHouseStore {
 
     async fn check_alive(&self) -> Result<()> {
         self.ping().await.map(|_| ())
+    }
+
+    async fn alert(&self, tenant: Option<Kommunenummer>, id: AlertId) -> Result<Option<Alert>> {
+        let mut sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM {}.alerts FINAL WHERE alert_id = unhex(?)",
+            self.db
+        );
+        if tenant.is_some() {
+            sql.push_str(" AND tenant = ?");
+        }
+        sql.push_str(" LIMIT 1");
+        let mut q = self.client.query(&sql).bind(id.to_string());
+        if let Some(t) = tenant {
+            q = q.bind(t.as_str());
+        }
+        let rows: Vec<AlertRow> = q.fetch_all().await?;
+        Ok(rows.into_iter().next().map(AlertRow::into_alert))
+    }
+
+    async fn event(
+        &self,
+        tenant: Option<Kommunenummer>,
+        id: EventId,
+    ) -> Result<Option<StoredEvent>> {
+        let mut sql = format!(
+            "SELECT hex(event_id) AS event_id, tenant, toUInt32(event_time) AS event_time, \
+             event_time_us, source_kind, collector_id, batch_seq, batch_row, host, severity, \
+             message, field_keys, field_values FROM {}.events FINAL WHERE event_id = ?",
+            self.db
+        );
+        if tenant.is_some() {
+            sql.push_str(" AND tenant = ?");
+        }
+        sql.push_str(" LIMIT 1");
+        // In WHERE, `event_id` is the alias above (ClickHouse resolves aliases there): the
+        // upper-case hex of the stored id.
+        let mut q = self
+            .client
+            .query(&sql)
+            .bind(id.to_string().to_ascii_uppercase());
+        if let Some(t) = tenant {
+            q = q.bind(t.as_str());
+        }
+        let rows: Vec<EventOut> = q.fetch_all().await?;
+        Ok(rows.into_iter().next().map(EventOut::into_event))
+    }
+
+    async fn group_tenants(
+        &self,
+        tenant: Option<Kommunenummer>,
+        keys: &[[u8; 16]],
+    ) -> Result<Vec<([u8; 16], String)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        #[derive(Row, Deserialize)]
+        struct KeyTenant {
+            dedup_key: [u8; 16],
+            tenant: String,
+        }
+        let mut sql = format!(
+            "SELECT DISTINCT dedup_key, tenant FROM {}.alerts WHERE dedup_key IN ({})",
+            self.db,
+            keys_in(keys)
+        );
+        if tenant.is_some() {
+            sql.push_str(" AND tenant = ?");
+        }
+        let mut q = self.client.query(&sql);
+        if let Some(t) = tenant {
+            q = q.bind(t.as_str());
+        }
+        let rows: Vec<KeyTenant> = q.fetch_all().await?;
+        Ok(rows.into_iter().map(|r| (r.dedup_key, r.tenant)).collect())
+    }
+
+    async fn write_triage(&self, actions: &[TriageAction]) -> Result<u64> {
+        if actions.is_empty() {
+            return Ok(0);
+        }
+        let mut insert = self
+            .client
+            .insert_unescaped::<TriageRow>(&format!("{}.triage", self.db))
+            .await?;
+        for a in actions {
+            insert.write(&TriageRow::of(a)).await?;
+        }
+        insert.end().await?;
+        Ok(actions.len() as u64)
+    }
+
+    async fn triage(
+        &self,
+        tenant: Option<Kommunenummer>,
+        keys: &[[u8; 16]],
+    ) -> Result<Vec<TriageAction>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = format!(
+            "SELECT {TRIAGE_COLUMNS} FROM {}.triage FINAL WHERE dedup_key IN ({})",
+            self.db,
+            keys_in(keys)
+        );
+        if tenant.is_some() {
+            sql.push_str(" AND tenant = ?");
+        }
+        sql.push_str(" ORDER BY at, at_us, action_id");
+        let mut q = self.client.query(&sql);
+        if let Some(t) = tenant {
+            q = q.bind(t.as_str());
+        }
+        let rows: Vec<TriageRow> = q.fetch_all().await?;
+        rows.into_iter().map(TriageRow::into_action).collect()
     }
 
     async fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>> {

@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use varde_core::{AlertId, Envelope, EventId};
+use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, EventCount, EventQuery,
-    EventStore, Result, StoredEvent, Table, day_of_us, flatten, partition_id_of_day,
+    EventStore, Result, StoredEvent, Table, TriageAction, day_of_us, flatten, partition_id_of_day,
 };
 
 /// In-memory [`EventStore`].
@@ -27,6 +27,8 @@ struct Inner {
     alerts: BTreeMap<(i64, AlertId), Alert>,
     /// Refused messages by (topic, partition, offset).
     dead_letters: BTreeMap<(String, i32, i64), DeadLetter>,
+    /// Triage history by action id (a rewritten id replaces its row, as in ClickHouse).
+    triage: HashMap<[u8; 16], TriageAction>,
 }
 
 impl EmbeddedStore {
@@ -234,6 +236,74 @@ impl EventStore for EmbeddedStore {
         let mut out: Vec<DeadLetter> = inner.dead_letters.values().cloned().collect();
         out.sort_by_key(|l| (l.received_time_us, l.topic.clone(), l.partition, l.offset));
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
+    async fn alert(&self, tenant: Option<Kommunenummer>, id: AlertId) -> Result<Option<Alert>> {
+        let inner = self.lock();
+        Ok(inner
+            .alerts
+            .iter()
+            .find(|((_, a), alert)| *a == id && tenant.is_none_or(|t| alert.tenant == t.as_str()))
+            .map(|(_, a)| a.clone()))
+    }
+
+    async fn event(
+        &self,
+        tenant: Option<Kommunenummer>,
+        id: EventId,
+    ) -> Result<Option<StoredEvent>> {
+        let inner = self.lock();
+        let Some(us) = inner.ids.get(&id) else {
+            return Ok(None);
+        };
+        Ok(inner
+            .events
+            .get(&(*us, id))
+            .filter(|e| tenant.is_none_or(|t| e.tenant == t.as_str()))
+            .cloned())
+    }
+
+    async fn group_tenants(
+        &self,
+        tenant: Option<Kommunenummer>,
+        keys: &[[u8; 16]],
+    ) -> Result<Vec<([u8; 16], String)>> {
+        let inner = self.lock();
+        let mut out: Vec<([u8; 16], String)> = inner
+            .alerts
+            .values()
+            .filter(|a| keys.contains(&a.dedup_key))
+            .filter(|a| tenant.is_none_or(|t| a.tenant == t.as_str()))
+            .map(|a| (a.dedup_key, a.tenant.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn write_triage(&self, actions: &[TriageAction]) -> Result<u64> {
+        let mut inner = self.lock();
+        for a in actions {
+            inner.triage.insert(a.action_id, a.clone());
+        }
+        Ok(actions.len() as u64)
+    }
+
+    async fn triage(
+        &self,
+        tenant: Option<Kommunenummer>,
+        keys: &[[u8; 16]],
+    ) -> Result<Vec<TriageAction>> {
+        let inner = self.lock();
+        let mut out: Vec<TriageAction> = inner
+            .triage
+            .values()
+            .filter(|a| keys.contains(&a.dedup_key))
+            .filter(|a| tenant.is_none_or(|t| a.tenant == t.as_str()))
+            .cloned()
+            .collect();
+        out.sort_by_key(|a| (a.at_us, a.action_id));
         Ok(out)
     }
 }

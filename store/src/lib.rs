@@ -41,6 +41,9 @@ pub enum Error {
     /// A batch could not be read (does not have its kind's schema).
     #[error("batch: {0}")]
     Batch(#[from] varde_core::Error),
+    /// A stored row Varde cannot read (written by a newer version, or edited by hand).
+    #[error("unreadable row: {0}")]
+    BadRow(String),
     /// A migration failed.
     #[error("migration {version} ({name}): {source}")]
     Migration {
@@ -109,7 +112,10 @@ impl Error {
                 // Everything else fails while encoding these rows on this side.
                 _ => true,
             },
-            Error::BadDatabaseName(_) | Error::BadPartitionId(_) | Error::Migration { .. } => false,
+            Error::BadDatabaseName(_)
+            | Error::BadPartitionId(_)
+            | Error::BadRow(_)
+            | Error::Migration { .. } => false,
         }
     }
 
@@ -221,6 +227,118 @@ pub struct AlertCount {
     pub rule_id: String,
     /// Distinct alerts.
     pub alerts: u64,
+}
+
+/// What an analyst did to a group of alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TriageKind {
+    /// Seen; someone is on it.
+    Acknowledge,
+    /// Given to an analyst (`assignee`).
+    Assign,
+    /// Closed with a [`Resolution`].
+    Resolve,
+    /// Hidden from the queue until `until_us` (`reason` says why); still stored and counted.
+    Suppress,
+    /// Back to new: undoes a resolution or a suppression.
+    Reopen,
+}
+
+impl TriageKind {
+    /// Every kind.
+    pub const ALL: [TriageKind; 5] = [
+        TriageKind::Acknowledge,
+        TriageKind::Assign,
+        TriageKind::Resolve,
+        TriageKind::Suppress,
+        TriageKind::Reopen,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriageKind::Acknowledge => "acknowledge",
+            TriageKind::Assign => "assign",
+            TriageKind::Resolve => "resolve",
+            TriageKind::Suppress => "suppress",
+            TriageKind::Reopen => "reopen",
+        }
+    }
+
+    /// The kind of a stored name.
+    pub fn parse(s: &str) -> Option<TriageKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// How a resolved group of alerts ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resolution {
+    /// A real attack that had an effect.
+    TruePositiveWithImpact,
+    /// A real attack without effect (blocked, failed).
+    TruePositiveWithoutImpact,
+    /// The rule matched something that was not what it looks for.
+    FalsePositive,
+    /// What the rule looks for, but sanctioned (an admin's tool, a test).
+    Legitimate,
+    /// Does not apply (the system is gone, the data was wrong).
+    NotApplicable,
+}
+
+impl Resolution {
+    /// Every resolution.
+    pub const ALL: [Resolution; 5] = [
+        Resolution::TruePositiveWithImpact,
+        Resolution::TruePositiveWithoutImpact,
+        Resolution::FalsePositive,
+        Resolution::Legitimate,
+        Resolution::NotApplicable,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::TruePositiveWithImpact => "true_positive_with_impact",
+            Resolution::TruePositiveWithoutImpact => "true_positive_without_impact",
+            Resolution::FalsePositive => "false_positive",
+            Resolution::Legitimate => "legitimate",
+            Resolution::NotApplicable => "not_applicable",
+        }
+    }
+
+    /// The resolution of a stored name.
+    pub fn parse(s: &str) -> Option<Resolution> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// One row of the append-only triage history: who did what to which group of alerts, when,
+/// and what the group's status was before (the audit trail of triage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriageAction {
+    /// Random id of the action: a retried write collapses into one row.
+    pub action_id: [u8; 16],
+    /// When, µs since the epoch.
+    pub at_us: i64,
+    /// Kommunenummer of the group's alerts.
+    pub tenant: String,
+    /// The group (see [`Alert::dedup_key`]).
+    pub dedup_key: [u8; 16],
+    /// What was done.
+    pub kind: TriageKind,
+    /// The account that did it.
+    pub actor: String,
+    /// For [`TriageKind::Assign`]: the analyst; empty otherwise.
+    pub assignee: String,
+    /// For [`TriageKind::Resolve`].
+    pub resolution: Option<Resolution>,
+    /// Free text: why (required for suppressions).
+    pub reason: String,
+    /// For [`TriageKind::Suppress`]: until when, µs since the epoch; 0 otherwise.
+    pub until_us: i64,
+    /// The group's status before the action, as the dashboard showed it.
+    pub before: String,
 }
 
 /// A message the pipeline refused, parked for inspection (the dead-letter table).
@@ -367,6 +485,39 @@ pub trait EventStore: Send + Sync {
 
     /// A cheap round trip to the store, to tell an idle pipeline's store from a dead one.
     fn check_alive(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// One alert, if it exists **and belongs to `tenant`** when one is given (`None`: any
+    /// tenant, for the CERT). Tenant isolation is this query's condition, not the caller's.
+    fn alert(
+        &self,
+        tenant: Option<Kommunenummer>,
+        id: AlertId,
+    ) -> impl Future<Output = Result<Option<Alert>>> + Send;
+
+    /// One event, if it exists and belongs to `tenant` when one is given.
+    fn event(
+        &self,
+        tenant: Option<Kommunenummer>,
+        id: EventId,
+    ) -> impl Future<Output = Result<Option<StoredEvent>>> + Send;
+
+    /// The tenant of each alert group among `keys` that has alerts (of `tenant`, when given);
+    /// keys without alerts are left out.
+    fn group_tenants(
+        &self,
+        tenant: Option<Kommunenummer>,
+        keys: &[[u8; 16]],
+    ) -> impl Future<Output = Result<Vec<([u8; 16], String)>>> + Send;
+
+    /// Appends triage actions; returns how many. Rows are never changed or removed.
+    fn write_triage(&self, actions: &[TriageAction]) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The triage history of the groups `keys` (of `tenant`, when given), oldest first.
+    fn triage(
+        &self,
+        tenant: Option<Kommunenummer>,
+        keys: &[[u8; 16]],
+    ) -> impl Future<Output = Result<Vec<TriageAction>>> + Send;
 }
 
 /// One event of an envelope, flattened for storage: the shape both stores keep.

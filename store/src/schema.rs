@@ -108,6 +108,32 @@ pub const MIGRATIONS: &[Migration] = &[
             ORDER BY (topic, partition, offset)",
         ],
     },
+    Migration {
+        version: 4,
+        name: "triage",
+        statements: &[
+            // The dashboard's triage history: one row per analyst action on a group of alerts
+            // (dedup key), never updated or deleted; a group's status is its newest row. The
+            // action id is random per action, so a retried insert collapses. Kept by month and
+            // never dropped by retention: it is the audit trail of triage.
+            "CREATE TABLE IF NOT EXISTS {db}.triage (
+                at DateTime('UTC'),
+                at_us UInt32,
+                tenant String,
+                dedup_key FixedString(16),
+                action_id FixedString(16),
+                action String,
+                actor String,
+                assignee String,
+                resolution String,
+                reason String,
+                until DateTime('UTC'),
+                before String
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY toYYYYMM(at)
+            ORDER BY (tenant, dedup_key, at, action_id)",
+        ],
+    },
 ];
 
 /// The table that records applied migrations.

@@ -6,7 +6,9 @@ use varde_core::{
     AlertId, BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
 };
 use varde_store::embedded::EmbeddedStore;
-use varde_store::{Alert, AlertQuery, DeadLetter, EventQuery, EventStore};
+use varde_store::{
+    Alert, AlertQuery, DeadLetter, EventQuery, EventStore, Resolution, TriageAction, TriageKind,
+};
 use varde_testkit::TestEnv;
 
 fn envelope(tenant: &str, collector: &str, seq: u64, n: usize) -> Envelope {
@@ -93,6 +95,7 @@ async fn contract<S: EventStore>(store: &S) {
     assert_eq!(limited.len(), 7);
 
     alerts_contract(store).await;
+    lookups_and_triage_contract(store).await;
     dead_letters_contract(store).await;
 }
 
@@ -229,6 +232,116 @@ async fn alerts_contract<S: EventStore>(store: &S) {
             .windows(2)
             .all(|w| w[0].event_time_us >= w[1].event_time_us)
     );
+}
+
+/// Reads by id and the triage history: the tenant given is the query's condition, so another
+/// municipality's id reads as nothing.
+async fn lookups_and_triage_contract<S: EventStore>(store: &S) {
+    let oslo = Kommunenummer::parse("0301").expect("Oslo");
+    let trondheim = Kommunenummer::parse("5001").expect("Trondheim");
+    let a = alert("0301", "rule-a", 4, 0);
+    let found = store.alert(Some(oslo), a.alert_id).await.expect("alert");
+    assert_eq!(found.map(|f| f.rule_title), Some(a.rule_title.clone()));
+    assert!(
+        store
+            .alert(None, a.alert_id)
+            .await
+            .expect("alert")
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .alert(Some(trondheim), a.alert_id)
+            .await
+            .expect("alert"),
+        None
+    );
+    assert_eq!(
+        store.alert(None, AlertId([9; 16])).await.expect("alert"),
+        None
+    );
+
+    let event_id = EventId::derive("k0301-web", 1, 4);
+    let event = store.event(Some(oslo), event_id).await.expect("event");
+    assert_eq!(event.map(|e| e.event_id), Some(event_id.to_string()));
+    assert_eq!(
+        store.event(Some(trondheim), event_id).await.expect("event"),
+        None
+    );
+    assert!(
+        store
+            .event(None, EventId([9; 16]))
+            .await
+            .expect("event")
+            .is_none()
+    );
+
+    let both = store
+        .group_tenants(None, &[[0; 16], [7; 16]])
+        .await
+        .expect("group tenants");
+    assert_eq!(
+        both,
+        vec![([0; 16], "0301".into()), ([0; 16], "4601".into())]
+    );
+    let own = store
+        .group_tenants(Some(oslo), &[[0; 16], [1; 16]])
+        .await
+        .expect("group tenants");
+    assert_eq!(
+        own,
+        vec![([0; 16], "0301".into()), ([1; 16], "0301".into())]
+    );
+
+    let action = |n: u8, kind: TriageKind, tenant: &str| TriageAction {
+        action_id: [n; 16],
+        at_us: 1_764_000_000_000_000 + i64::from(n) * 1_000_001,
+        tenant: tenant.into(),
+        dedup_key: [0; 16],
+        kind,
+        actor: "kari".into(),
+        assignee: if kind == TriageKind::Assign {
+            "ola".into()
+        } else {
+            String::new()
+        },
+        resolution: (kind == TriageKind::Resolve).then_some(Resolution::FalsePositive),
+        reason: format!("reason '{n}' with \"quotes\""),
+        until_us: if kind == TriageKind::Suppress {
+            1_764_086_400_000_000
+        } else {
+            0
+        },
+        before: "new".into(),
+    };
+    let history = vec![
+        action(1, TriageKind::Acknowledge, "0301"),
+        action(2, TriageKind::Assign, "0301"),
+        action(3, TriageKind::Resolve, "0301"),
+        action(4, TriageKind::Suppress, "4601"),
+    ];
+    // Written in another order, and one of them twice (a retried write): read back once each,
+    // oldest first, every field intact.
+    let mut shuffled = history.clone();
+    shuffled.reverse();
+    shuffled.push(history[1].clone());
+    assert_eq!(store.write_triage(&shuffled).await.expect("triage"), 5);
+    assert_eq!(store.triage(None, &[[0; 16]]).await.expect("read"), history);
+    assert_eq!(
+        store
+            .triage(Some(oslo), &[[0; 16], [1; 16]])
+            .await
+            .expect("read"),
+        history[..3].to_vec()
+    );
+    assert!(
+        store
+            .triage(None, &[[1; 16]])
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(store.triage(None, &[]).await.expect("read").is_empty());
 }
 
 #[tokio::test]
