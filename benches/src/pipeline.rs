@@ -339,7 +339,8 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn peak_rss_mib(pid: u32) -> u64 {
+/// Peak resident set (`VmHWM`) of a process (`"self"` or a pid), in KiB.
+pub(crate) fn peak_rss_kib_of(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -348,7 +349,10 @@ fn peak_rss_mib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
-        / 1024
+}
+
+fn peak_rss_mib(pid: u32) -> u64 {
+    peak_rss_kib_of(&pid.to_string()) / 1024
 }
 
 /// CPU seconds of the processes measured, at one moment.

@@ -167,14 +167,7 @@ pub(crate) fn generate(templates: &[Json], n: usize, benign_percent: u32) -> Vec
 }
 
 pub(crate) fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    crate::pipeline::peak_rss_kib_of("self")
 }
 
 /// Runs the benchmark and prints its figures.
