@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use clickhouse::{Client, Row};
+use clickhouse::{Client, Row, RowWrite};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 use varde_core::Envelope;
@@ -334,6 +334,32 @@ struct MigrationRow<'a> {
 }
 
 impl ClickHouseStore {
+    /// Writes `rows` into `table` of Varde's database in one INSERT; the number written.
+    /// Nothing is sent for no rows.
+    async fn insert_rows<T>(
+        &self,
+        table: &str,
+        rows: impl ExactSizeIterator<Item = T>,
+    ) -> Result<u64>
+    where
+        T: RowWrite + for<'a> Row<Value<'a> = T>,
+    {
+        if rows.len() == 0 {
+            return Ok(0);
+        }
+        let mut insert = self
+            .client
+            .insert_unescaped::<T>(&format!("{}.{table}", self.db))
+            .await?;
+        let mut written = 0u64;
+        for row in rows {
+            insert.write(&row).await?;
+            written += 1;
+        }
+        insert.end().await?;
+        Ok(written)
+    }
+
     /// A store on `settings`. Does not contact the server; see [`ClickHouseStore::ping`] and
     /// [`ClickHouseStore::migrate`].
     pub fn new(settings: &ClickHouseSettings) -> Result<Self> {
@@ -533,18 +559,8 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn write_alerts(&self, alerts: &[Alert]) -> Result<u64> {
-        if alerts.is_empty() {
-            return Ok(0);
-        }
-        let mut insert = self
-            .client
-            .insert_unescaped::<AlertRow>(&format!("{}.alerts", self.db))
-            .await?;
-        for a in alerts {
-            insert.write(&AlertRow::of(a)).await?;
-        }
-        insert.end().await?;
-        Ok(alerts.len() as u64)
+        self.insert_rows("alerts", alerts.iter().map(AlertRow::of))
+            .await
     }
 
     async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>> {
@@ -596,17 +612,11 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn write_dead_letters(&self, letters: &[DeadLetter]) -> Result<u64> {
-        if letters.is_empty() {
-            return Ok(0);
-        }
-        let mut insert = self
-            .client
-            .insert_unescaped::<DeadLetterRow>(&format!("{}.dead_letters", self.db))
-            .await?;
-        for l in letters {
-            let (received_time, _) = clamp_datetime(l.received_time_us);
-            insert
-                .write(&DeadLetterRow {
+        self.insert_rows(
+            "dead_letters",
+            letters.iter().map(|l| {
+                let (received_time, _) = clamp_datetime(l.received_time_us);
+                DeadLetterRow {
                     received_date: u16::try_from(received_time / 86_400).unwrap_or(u16::MAX),
                     received_time,
                     topic: l.topic.clone(),
@@ -616,11 +626,10 @@ impl EventStore for ClickHouseStore {
                     error: l.error.clone(),
                     payload_len: l.payload_len,
                     payload: l.payload.clone(),
-                })
-                .await?;
-        }
-        insert.end().await?;
-        Ok(letters.len() as u64)
+                }
+            }),
+        )
+        .await
     }
 
     async fn drop_partitions_older_than(
@@ -751,18 +760,8 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn write_triage(&self, actions: &[TriageAction]) -> Result<u64> {
-        if actions.is_empty() {
-            return Ok(0);
-        }
-        let mut insert = self
-            .client
-            .insert_unescaped::<TriageRow>(&format!("{}.triage", self.db))
-            .await?;
-        for a in actions {
-            insert.write(&TriageRow::of(a)).await?;
-        }
-        insert.end().await?;
-        Ok(actions.len() as u64)
+        self.insert_rows("triage", actions.iter().map(TriageRow::of))
+            .await
     }
 
     async fn triage(
