@@ -113,8 +113,9 @@ pub struct Stats {
 }
 
 /// The steps of one round of the loop, timed separately (`varde_pipeline_stage_seconds_total`).
-/// The loop is one task, so together they are where its time goes; waiting for an empty poll
-/// is in none of them.
+/// The store write of one poll runs beside the decoding and detection of the next, so
+/// [`Stage::Store`] overlaps the other two and the stages can add up to more than the time the
+/// loop ran; waiting for an empty poll is in none of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Envelope checks and decoding (and JSON lines' parsing and pseudonymisation).
@@ -497,6 +498,210 @@ fn park(letters: &mut Vec<DeadLetter>, letter: DeadLetter) {
     }
 }
 
+/// One poll's work between detection and commit: its messages, what detection got through, and
+/// the messages to park.
+struct Polled {
+    messages: Vec<Message>,
+    detected: Detected,
+    letters: Vec<DeadLetter>,
+}
+
+/// What one poll gave.
+enum Next {
+    /// Messages, checked and detected, to store and then commit.
+    Batch(Polled),
+    /// Nothing to do this round (an empty poll, or a failed one after its pause).
+    Idle,
+    /// Shutdown, or the transport closed.
+    Stop,
+}
+
+/// Polls once, then checks, decodes and detects what came ([`Stage::Decode`], [`Stage::Detect`]).
+/// Yields to the scheduler between envelopes so the store write of the previous poll, which
+/// runs beside it, keeps moving.
+async fn poll_and_detect<S: Subscriber, D: Detect>(
+    subscriber: &mut S,
+    detector: &mut D,
+    json_lines: &mut Option<&mut JsonLines>,
+    settings: &LoopSettings,
+    stats: &Stats,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Next {
+    if let Some(report) = detector.reload_if_changed() {
+        stats.record_rules(&report);
+        stats.rule_reloads.fetch_add(1, Ordering::Relaxed);
+    }
+    let wait = Duration::from_millis(settings.poll_wait_ms);
+    let polled = tokio::select! {
+        p = subscriber.poll_batch(settings.max_messages, wait) => p,
+        _ = shutdown.changed() => return Next::Stop,
+    };
+    let messages = match polled {
+        Ok(m) => m,
+        Err(varde_transport::Error::Closed) => return Next::Stop,
+        Err(e) => {
+            warn!(error = %e, "poll failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => return Next::Idle,
+                _ = shutdown.changed() => return Next::Stop,
+            }
+        }
+    };
+    if messages.is_empty() {
+        return Next::Idle;
+    }
+    stats
+        .messages
+        .fetch_add(messages.len() as u64, Ordering::Relaxed);
+    let mut clock = std::time::Instant::now();
+    let mut accepted: Vec<(usize, Envelope)> = Vec::with_capacity(messages.len());
+    let mut letters: Vec<DeadLetter> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        if let (Some(jl), Some(tenant)) = (
+            json_lines.as_deref_mut(),
+            varde_transport::tenant_of_jsonl_topic(&m.topic),
+        ) {
+            let received_us = m.timestamp_ms.map_or_else(now_us, |ms| ms * 1000);
+            let decoded = jl.decode(&m.payload, tenant, m.partition, m.offset, received_us);
+            let refused = decoded.refused.len() as u64;
+            stats
+                .jsonl_lines
+                .fetch_add(decoded.lines + refused, Ordering::Relaxed);
+            stats.jsonl_pseudonymised.fetch_add(
+                decoded.privacy.national_ids + decoded.privacy.ip_addresses,
+                Ordering::Relaxed,
+            );
+            if refused > 0 {
+                stats
+                    .jsonl_refused_lines
+                    .fetch_add(refused, Ordering::Relaxed);
+                stats.reject(jsonl::JSONL_REASON);
+                let (error, payload) = jsonl::refused_letter(&decoded.refused);
+                warn!(topic = %m.topic, partition = m.partition, offset = m.offset,
+                    lines = refused, error = %error, "JSON lines refused; parked");
+                let mut letter = dead_letter(m, jsonl::JSONL_REASON, error, true);
+                letter.payload = payload;
+                park(&mut letters, letter);
+            }
+            accepted.extend(decoded.envelopes.into_iter().map(|e| (i, e)));
+            continue;
+        }
+        match accept(m, settings, stats) {
+            Ok(e) => accepted.push((i, e)),
+            Err(letter) => park(&mut letters, *letter),
+        }
+    }
+    clock = stats.timed(Stage::Decode, clock);
+    let detect_time = now_us();
+    let mut detected = Detected {
+        envelopes: Vec::with_capacity(accepted.len()),
+        alerts: Vec::with_capacity(accepted.len()),
+        message: Vec::with_capacity(accepted.len()),
+    };
+    for (i, envelope) in accepted {
+        let attempt = (|| detector.detect(&envelope, detect_time))
+            .retry(retry::bounded(DETECT_RETRIES))
+            .sleep(tokio::time::sleep)
+            .notify(|e, wait| {
+                stats.detect_retries.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %e, retry_in = ?wait, collector = %envelope.header.collector_id,
+                    batch_seq = envelope.header.batch_seq, "detection failed; retrying");
+            });
+        match attempt.await {
+            Ok(found) => {
+                detected.envelopes.push(envelope);
+                detected.alerts.push(found);
+                detected.message.push(i);
+            }
+            Err(e) => {
+                let m = &messages[i];
+                stats.detect_errors.fetch_add(1, Ordering::Relaxed);
+                stats.reject("detection");
+                error!(error = %e, topic = %m.topic, partition = m.partition, offset = m.offset,
+                    collector = %envelope.header.collector_id,
+                    batch_seq = envelope.header.batch_seq, kind = %envelope.header.kind,
+                    "detection failed on a batch after retries; parked whole, not stored");
+                park(
+                    &mut letters,
+                    dead_letter(m, "detection", e.to_string(), true),
+                );
+            }
+        }
+        // Detection is CPU work that rarely waits; let the previous poll's write go on.
+        stats.timed(Stage::Detect, clock);
+        tokio::task::yield_now().await;
+        clock = std::time::Instant::now();
+    }
+    stats.timed(Stage::Detect, clock);
+    Next::Batch(Polled {
+        messages,
+        detected,
+        letters,
+    })
+}
+
+/// Stores one poll's events and alerts and parks its refused messages ([`Stage::Store`]).
+/// The messages to commit come back; `None` when `shutdown` turned true first (nothing may be
+/// committed then).
+async fn store_polled<St: EventStore>(
+    store: &St,
+    stats: &Stats,
+    shutdown: &mut watch::Receiver<bool>,
+    polled: Polled,
+) -> Option<Vec<Message>> {
+    let clock = std::time::Instant::now();
+    let Polled {
+        messages,
+        detected,
+        mut letters,
+    } = polled;
+    if !detected.envelopes.is_empty() {
+        let refused = store_detected(store, stats, shutdown, &detected).await?;
+        for (j, why) in refused {
+            let m = &messages[detected.message[j]];
+            let h = &detected.envelopes[j].header;
+            stats.store_refused.fetch_add(1, Ordering::Relaxed);
+            stats.reject("store_refused");
+            error!(error = %why, topic = %m.topic, partition = m.partition, offset = m.offset,
+                collector = %h.collector_id, batch_seq = h.batch_seq, kind = %h.kind,
+                "the store refuses this batch; parked whole");
+            park(&mut letters, dead_letter(m, "store_refused", why, true));
+        }
+    }
+    if !letters.is_empty() {
+        // Parking must not fail silently: a dead-letter table that refuses its rows holds
+        // the batch (nothing committed) until an operator fixes it.
+        let mut delays = retry::Delays::new();
+        loop {
+            match write_retrying("dead letters", stats, shutdown, || {
+                store.write_dead_letters(&letters)
+            })
+            .await?
+            {
+                Ok(n) => {
+                    stats.dead_letters.fetch_add(n, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    stats.write_failed();
+                    let wait = delays.next_delay();
+                    error!(error = %e, retry_in = ?wait,
+                        "the dead-letter table refuses rows; holding the batch");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => return None,
+                    }
+                }
+            }
+        }
+    }
+    stats.timed(Stage::Store, clock);
+    Some(messages)
+}
+
+/// The loop, two polls deep: while poll n is stored, poll n+1 is taken and detected; poll n is
+/// committed once stored, before poll n+1 is stored, so commits stay in order and each covers
+/// only stored (or parked) messages.
 #[allow(clippy::too_many_arguments)]
 async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
     subscriber: &mut S,
@@ -507,166 +712,54 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
     stats: &Stats,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let wait = Duration::from_millis(settings.poll_wait_ms);
     stats.running.store(true, Ordering::Relaxed);
+    let mut in_flight: Option<Polled> = None;
     loop {
         stats
             .loop_heartbeat_us
             .store(now_us_u64(), Ordering::Relaxed);
         if *shutdown.borrow() {
+            // A detected poll not yet stored is not committed: it is replayed on restart.
             break;
         }
-        if let Some(report) = detector.reload_if_changed() {
-            stats.record_rules(&report);
-            stats.rule_reloads.fetch_add(1, Ordering::Relaxed);
-        }
-        let polled = tokio::select! {
-            p = subscriber.poll_batch(settings.max_messages, wait) => p,
-            _ = shutdown.changed() => break,
-        };
-        let messages = match polled {
-            Ok(m) => m,
-            Err(varde_transport::Error::Closed) => break,
-            Err(e) => {
-                warn!(error = %e, "poll failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+        let mut store_shutdown = shutdown.clone();
+        let batch = in_flight.take();
+        let storing = async {
+            match batch {
+                Some(polled) => store_polled(store, stats, &mut store_shutdown, polled)
+                    .await
+                    .map(Some),
+                None => Some(None),
             }
         };
-        if messages.is_empty() {
-            continue;
-        }
-        stats
-            .messages
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        let mut clock = std::time::Instant::now();
-        let mut accepted: Vec<(usize, Envelope)> = Vec::with_capacity(messages.len());
-        let mut letters: Vec<DeadLetter> = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
-            if let (Some(jl), Some(tenant)) = (
-                json_lines.as_deref_mut(),
-                varde_transport::tenant_of_jsonl_topic(&m.topic),
-            ) {
-                let received_us = m.timestamp_ms.map_or_else(now_us, |ms| ms * 1000);
-                let decoded = jl.decode(&m.payload, tenant, m.partition, m.offset, received_us);
-                let refused = decoded.refused.len() as u64;
-                stats
-                    .jsonl_lines
-                    .fetch_add(decoded.lines + refused, Ordering::Relaxed);
-                stats.jsonl_pseudonymised.fetch_add(
-                    decoded.privacy.national_ids + decoded.privacy.ip_addresses,
-                    Ordering::Relaxed,
-                );
-                if refused > 0 {
-                    stats
-                        .jsonl_refused_lines
-                        .fetch_add(refused, Ordering::Relaxed);
-                    stats.reject(jsonl::JSONL_REASON);
-                    let (error, payload) = jsonl::refused_letter(&decoded.refused);
-                    warn!(topic = %m.topic, partition = m.partition, offset = m.offset,
-                        lines = refused, error = %error, "JSON lines refused; parked");
-                    let mut letter = dead_letter(m, jsonl::JSONL_REASON, error, true);
-                    letter.payload = payload;
-                    park(&mut letters, letter);
-                }
-                accepted.extend(decoded.envelopes.into_iter().map(|e| (i, e)));
-                continue;
-            }
-            match accept(m, &settings, stats) {
-                Ok(e) => accepted.push((i, e)),
-                Err(letter) => park(&mut letters, *letter),
-            }
-        }
-        clock = stats.timed(Stage::Decode, clock);
-        let detect_time = now_us();
-        let mut detected = Detected {
-            envelopes: Vec::with_capacity(accepted.len()),
-            alerts: Vec::with_capacity(accepted.len()),
-            message: Vec::with_capacity(accepted.len()),
+        let polling = poll_and_detect(
+            subscriber,
+            detector,
+            &mut json_lines,
+            &settings,
+            stats,
+            &mut shutdown,
+        );
+        let (stored, next) = tokio::join!(storing, polling);
+        let Some(stored) = stored else {
+            return;
         };
-        for (i, envelope) in accepted {
-            let attempt = (|| detector.detect(&envelope, detect_time))
-                .retry(retry::bounded(DETECT_RETRIES))
-                .sleep(tokio::time::sleep)
-                .notify(|e, wait| {
-                    stats.detect_retries.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %e, retry_in = ?wait, collector = %envelope.header.collector_id,
-                        batch_seq = envelope.header.batch_seq, "detection failed; retrying");
-                });
-            match attempt.await {
-                Ok(found) => {
-                    detected.envelopes.push(envelope);
-                    detected.alerts.push(found);
-                    detected.message.push(i);
+        if let Some(messages) = stored {
+            let clock = std::time::Instant::now();
+            match subscriber.commit(&messages) {
+                Ok(()) => {
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => {
-                    let m = &messages[i];
-                    stats.detect_errors.fetch_add(1, Ordering::Relaxed);
-                    stats.reject("detection");
-                    error!(error = %e, topic = %m.topic, partition = m.partition, offset = m.offset,
-                        collector = %envelope.header.collector_id,
-                        batch_seq = envelope.header.batch_seq, kind = %envelope.header.kind,
-                        "detection failed on a batch after retries; parked whole, not stored");
-                    park(
-                        &mut letters,
-                        dead_letter(m, "detection", e.to_string(), true),
-                    );
-                }
+                // Not fatal: the messages are replayed after a restart and collapse in the store.
+                Err(e) => warn!(error = %e, "commit failed; these messages may be replayed"),
             }
+            stats.timed(Stage::Commit, clock);
         }
-        clock = stats.timed(Stage::Detect, clock);
-        if !detected.envelopes.is_empty() {
-            let Some(refused) = store_detected(store, stats, &mut shutdown, &detected).await else {
-                return;
-            };
-            for (j, why) in refused {
-                let m = &messages[detected.message[j]];
-                let h = &detected.envelopes[j].header;
-                stats.store_refused.fetch_add(1, Ordering::Relaxed);
-                stats.reject("store_refused");
-                error!(error = %why, topic = %m.topic, partition = m.partition, offset = m.offset,
-                    collector = %h.collector_id, batch_seq = h.batch_seq, kind = %h.kind,
-                    "the store refuses this batch; parked whole");
-                park(&mut letters, dead_letter(m, "store_refused", why, true));
-            }
+        match next {
+            Next::Batch(polled) => in_flight = Some(polled),
+            Next::Idle => {}
+            Next::Stop => break,
         }
-        if !letters.is_empty() {
-            // Parking must not fail silently: a dead-letter table that refuses its rows holds
-            // the batch (nothing committed) until an operator fixes it.
-            let mut delays = retry::Delays::new();
-            loop {
-                match write_retrying("dead letters", stats, &mut shutdown, || {
-                    store.write_dead_letters(&letters)
-                })
-                .await
-                {
-                    None => return,
-                    Some(Ok(n)) => {
-                        stats.dead_letters.fetch_add(n, Ordering::Relaxed);
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        stats.write_failed();
-                        let wait = delays.next_delay();
-                        error!(error = %e, retry_in = ?wait,
-                            "the dead-letter table refuses rows; holding the batch");
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.changed() => return,
-                        }
-                    }
-                }
-            }
-        }
-        clock = stats.timed(Stage::Store, clock);
-        match subscriber.commit(&messages) {
-            Ok(()) => {
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-            }
-            // Not fatal: the messages are replayed after a restart and collapse in the store.
-            Err(e) => warn!(error = %e, "commit failed; these messages may be replayed"),
-        }
-        stats.timed(Stage::Commit, clock);
     }
     info!(
         messages = Stats::get(&stats.messages),
