@@ -423,7 +423,7 @@ impl Privacy {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        if ip.is_loopback() || ip.is_unspecified() || is_pseudonym_range(ip) {
+        if ip.is_loopback() || ip.is_unspecified() || varde_core::pseudonym::is_pseudonym_ip(ip) {
             return true;
         }
         self.inner
@@ -567,13 +567,6 @@ impl Privacy {
             fix(v, &mut counts);
         }
         counts
-    }
-}
-
-fn is_pseudonym_range(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.octets()[0] & 0xf0 == 0xf0,
-        IpAddr::V6(v6) => v6.segments()[..4] == [0x0100, 0, 0, 0],
     }
 }
 

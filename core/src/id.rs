@@ -86,16 +86,9 @@ impl EventId {
         EventId(id)
     }
 
-    /// Parses the 32-character lowercase hex form.
+    /// Parses the 32-character hex form.
     pub fn parse_hex(s: &str) -> Option<EventId> {
-        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let mut id = [0u8; 16];
-        for (i, byte) in id.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(EventId(id))
+        parse_hex16(s).map(EventId)
     }
 }
 
@@ -107,7 +100,24 @@ impl EventId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AlertId(pub [u8; 16]);
 
+/// The 16 bytes written as 32 hex digits (either case), as ids and dedup keys are shown.
+pub fn parse_hex16(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
 impl AlertId {
+    /// Parses the 32-character hex form.
+    pub fn parse_hex(s: &str) -> Option<AlertId> {
+        parse_hex16(s).map(AlertId)
+    }
+
     /// The id of `rule_id` matching `event`.
     pub fn derive(rule_id: &str, event: EventId) -> AlertId {
         AlertId(digest16(

@@ -48,6 +48,7 @@ pub mod event;
 pub mod id;
 pub mod jsonl;
 pub mod kind;
+pub mod pseudonym;
 pub mod schema;
 pub mod tenant;
 pub mod time;

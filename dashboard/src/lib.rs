@@ -1,7 +1,8 @@
 //! # varde-dashboard: the web face of Varde
 //!
-//! Server-rendered pages on axum, reading through varde-store. This first slice: local accounts
-//! (argon2id hashes in an accounts file), sessions, the three roles and the **alert queue**,
+//! Server-rendered pages on axum, reading and writing through varde-store: local accounts
+//! (argon2id hashes in an accounts file), sessions, the three roles, the **alert queue**, the
+//! alert page and **triage**,
 //! with tenant isolation enforced in the store query: a municipality account's queries always
 //! carry its own kommunenummer, whatever the request says.
 //!
@@ -12,8 +13,14 @@
 //! - `GET /alerts?tenant=<kommunenummer>`: the alert queue, grouped by dedup key (count, first
 //!   and last seen, most recent group first); analysts and admins see every municipality or the
 //!   one asked for; a municipality account sees its own only.
-//! - `POST /logout`; `GET /health`.
+//! - `GET /alerts?status=<filter>`: `open` by default; see [`triage::FILTERS`].
+//! - `GET /alerts/{id}`: the alert page; `POST /alerts/triage`: triage of one or many groups
+//!   (analysts and admins, with the session's CSRF token); see the `alert` module.
+//! - `POST /logout` (with the CSRF token); `GET /health`.
 #![deny(missing_docs)]
+
+mod alert;
+pub mod triage;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -188,6 +195,8 @@ impl Default for Settings {
 struct Session {
     account: usize,
     last_seen: Instant,
+    /// The token every form of this session carries (`csrf`), compared on each change.
+    csrf: String,
 }
 
 struct Inner<St> {
@@ -239,6 +248,8 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/login", get(login_page).post(login::<St>))
             .route("/logout", post(logout::<St>))
             .route("/alerts", get(alert_queue::<St>))
+            .route("/alerts/triage", post(alert::triage::<St>))
+            .route("/alerts/{id}", get(alert::detail::<St>))
             .route("/health", get(|| async { "ok\n" }))
             .with_state(self)
     }
@@ -250,16 +261,52 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The account of the request's session, if it has a live one.
-    fn account(&self, headers: &HeaderMap) -> Option<&Account> {
+    /// The account of the request's session and the session's CSRF token, if it has a live
+    /// session.
+    fn session(&self, headers: &HeaderMap) -> Option<(Account, String)> {
         let token = session_token(headers)?;
         let mut sessions = self.sessions();
         let idle = self.inner.settings.session_idle;
         sessions.retain(|_, s| s.last_seen.elapsed() < idle);
         let s = sessions.get_mut(&token)?;
         s.last_seen = Instant::now();
-        self.inner.accounts.get(s.account)
+        let account = self.inner.accounts.get(s.account)?.clone();
+        Some((account, s.csrf.clone()))
     }
+
+    /// Who alerts can be assigned to: the analysts and admins, by name.
+    fn assignees(&self) -> Vec<&str> {
+        self.inner
+            .accounts
+            .iter()
+            .filter(|a| a.role != Role::Municipality)
+            .map(|a| a.name.as_str())
+            .collect()
+    }
+}
+
+/// `N` random bytes from the operating system, as hex; `None` if it has none to give.
+fn random_hex<const N: usize>() -> Option<String> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Compares a token sent with one held, in time independent of where they differ.
+fn same_token(sent: &str, held: &str) -> bool {
+    sent.len() == held.len()
+        && !held.is_empty()
+        && sent
+            .bytes()
+            .zip(held.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 fn session_token(headers: &HeaderMap) -> Option<String> {
@@ -375,16 +422,15 @@ async fn login<St: EventStore + Send + Sync + 'static>(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&form.name);
-    let mut token = [0u8; 32];
-    if getrandom::fill(&mut token).is_err() {
+    let (Some(token), Some(csrf)) = (random_hex::<32>(), random_hex::<32>()) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    };
     d.sessions().insert(
         token.clone(),
         Session {
             account,
             last_seen: Instant::now(),
+            csrf,
         },
     );
     tracing::info!(name = %form.name, "logged in");
@@ -401,12 +447,25 @@ async fn login<St: EventStore + Send + Sync + 'static>(
     response
 }
 
+/// `POST /logout` (form `csrf`): ends the session. A live session is ended only with its own
+/// CSRF token, so another site cannot log an analyst out.
 async fn logout<St: EventStore + Send + Sync + 'static>(
     State(d): State<Dashboard<St>>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Response {
     if let Some(token) = session_token(&headers) {
-        d.sessions().remove(&token);
+        let sent = form_urlencoded::parse(&body)
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let mut sessions = d.sessions();
+        if let Some(s) = sessions.get(&token) {
+            if !same_token(&sent, &s.csrf) {
+                return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
+            }
+            sessions.remove(&token);
+        }
     }
     let mut response = Redirect::to("/login").into_response();
     let gone = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
@@ -419,6 +478,7 @@ async fn logout<St: EventStore + Send + Sync + 'static>(
 #[derive(Deserialize)]
 struct QueueQuery {
     tenant: Option<String>,
+    status: Option<String>,
 }
 
 /// The tenant a request may see: a municipality account its own, always; others the one asked
@@ -439,7 +499,7 @@ async fn alert_queue<St: EventStore + Send + Sync + 'static>(
     headers: HeaderMap,
     Query(q): Query<QueueQuery>,
 ) -> Response {
-    let Some(account) = d.account(&headers).cloned() else {
+    let Some((account, csrf)) = d.session(&headers) else {
         return Redirect::to("/login").into_response();
     };
     let tenant = match scope(&account, q.tenant.as_deref()) {
@@ -450,9 +510,16 @@ async fn alert_queue<St: EventStore + Send + Sync + 'static>(
         // Cannot happen for a loaded account; refuse rather than show everything.
         return StatusCode::FORBIDDEN.into_response();
     }
-    let alerts = match d
-        .inner
-        .store
+    let filter = q
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("open");
+    if !triage::FILTERS.contains(&filter) {
+        return (StatusCode::BAD_REQUEST, "status: not a status filter\n").into_response();
+    }
+    let store = &d.inner.store;
+    let alerts = match store
         .recent_alerts(&AlertQuery {
             tenant,
             limit: d.inner.settings.page_size,
@@ -469,16 +536,47 @@ async fn alert_queue<St: EventStore + Send + Sync + 'static>(
                 .into_response();
         }
     };
-    queue_page(&account, tenant, &alerts).into_response()
+    let mut groups = group(&alerts);
+    let keys: Vec<[u8; 16]> = groups.iter().map(|g| g.newest.dedup_key).collect();
+    let history = match store.triage(tenant, &keys).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "alert queue: store failed on triage");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is not answering\n",
+            )
+                .into_response();
+        }
+    };
+    let now = now_us();
+    for g in &mut groups {
+        let own: Vec<&varde_store::TriageAction> = history
+            .iter()
+            .filter(|a| a.dedup_key == g.newest.dedup_key && a.tenant == g.newest.tenant)
+            .collect();
+        g.status = triage::status(&own, g.last_detect_us, now);
+    }
+    let view = QueueView {
+        account: &account,
+        csrf: &csrf,
+        tenant,
+        filter,
+        alerts: alerts.len(),
+        assignees: d.assignees(),
+    };
+    queue_page(&view, &groups).into_response()
 }
 
 /// Alerts of one dedup key (the same rule, tenant, component and host): how many, when first
-/// and last seen, and the newest of them.
+/// and last seen, the newest of them, and where triage has it.
 struct Group<'a> {
     newest: &'a Alert,
     count: usize,
     first_us: i64,
     last_us: i64,
+    last_detect_us: i64,
+    status: triage::Status,
 }
 
 /// Groups `alerts` by dedup key, the most recently seen group first.
@@ -490,9 +588,12 @@ fn group(alerts: &[Alert]) -> Vec<Group<'_>> {
             count: 0,
             first_us: a.event_time_us,
             last_us: a.event_time_us,
+            last_detect_us: a.detect_time_us,
+            status: triage::Status::New,
         });
         g.count += 1;
         g.first_us = g.first_us.min(a.event_time_us);
+        g.last_detect_us = g.last_detect_us.max(a.detect_time_us);
         if a.event_time_us >= g.last_us {
             g.last_us = a.event_time_us;
             g.newest = a;
@@ -507,41 +608,112 @@ fn group(alerts: &[Alert]) -> Vec<Group<'_>> {
     groups
 }
 
-fn queue_page(account: &Account, tenant: Option<Kommunenummer>, alerts: &[Alert]) -> Html<String> {
-    let scope = tenant.map_or_else(|| "alle kommuner".to_owned(), |t| format!("kommune {t}"));
-    let groups = group(alerts);
+/// What the queue page shows besides the groups.
+struct QueueView<'a> {
+    account: &'a Account,
+    csrf: &'a str,
+    tenant: Option<Kommunenummer>,
+    filter: &'a str,
+    alerts: usize,
+    assignees: Vec<&'a str>,
+}
+
+fn filter_label(f: &str) -> &'static str {
+    match f {
+        "open" => "Åpne (nye, kvitterte, tildelte)",
+        "new" => "Nye",
+        "acknowledged" => "Kvitterte",
+        "assigned" => "Tildelte",
+        "resolved" => "Løste",
+        "suppressed" => "Undertrykte",
+        _ => "",
+    }
+}
+
+fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
+    let scope = v
+        .tenant
+        .map_or_else(|| "alle kommuner".to_owned(), |t| format!("kommune {t}"));
+    let shown: Vec<&Group<'_>> = groups
+        .iter()
+        .filter(|g| g.status.passes(v.filter))
+        .collect();
+    let may_triage = v.account.role != Role::Municipality;
+    let tenant_param = v.tenant.map(|t| t.to_string()).unwrap_or_default();
+    let back = if tenant_param.is_empty() {
+        format!("/alerts?status={}", v.filter)
+    } else {
+        format!("/alerts?status={}&tenant={tenant_param}", v.filter)
+    };
+    let table = html! {
+        table {
+            caption {
+                (shown.len()) " av " (groups.len()) " grupper (" (v.alerts) " varsler): "
+                (filter_label(v.filter).to_lowercase()) ", sist sett først"
+            }
+            thead { tr {
+                @if may_triage { th scope="col" { "Velg" } }
+                th scope="col" { "Sist sett (UTC)" }
+                th scope="col" { "Først sett (UTC)" }
+                th scope="col" { "Antall" }
+                th scope="col" { "Status" }
+                th scope="col" { "Kommune" }
+                th scope="col" { "Nivå" }
+                th scope="col" { "Regel" }
+                th scope="col" { "Komponent" }
+                th scope="col" { "Vert" }
+            } }
+            tbody {
+                @for g in &shown {
+                    @let key = alert::hex(&g.newest.dedup_key);
+                    tr data-alert-id=(g.newest.alert_id.to_string()) data-count=(g.count)
+                        data-status=(g.status.key()) data-key=(key) {
+                        @if may_triage {
+                            td { input type="checkbox" name="key" value=(key)
+                                aria-label={ "Velg gruppen " (g.newest.rule_title) " på " (g.newest.host) }; }
+                        }
+                        td { (format_time(g.last_us)) }
+                        td { (format_time(g.first_us)) }
+                        td { (g.count) }
+                        td { (alert::status_label(&g.status)) }
+                        td { (g.newest.tenant) }
+                        td { (g.newest.rule_level) }
+                        td { a href={ "/alerts/" (g.newest.alert_id) } { (g.newest.rule_title) } }
+                        td { (g.newest.component) }
+                        td { (g.newest.host) }
+                    }
+                }
+            }
+        }
+    };
     page(
         "Varsler",
         html! {
             h1 { "Varsler – " (scope) }
-            p { "Innlogget som " (account.name) }
-            form method="post" action="/logout" { button type="submit" { "Logg ut" } }
-            table {
-                caption { (alerts.len()) " varsler i " (groups.len()) " grupper, sist sett først" }
-                thead { tr {
-                    th scope="col" { "Sist sett (UTC)" }
-                    th scope="col" { "Først sett (UTC)" }
-                    th scope="col" { "Antall" }
-                    th scope="col" { "Kommune" }
-                    th scope="col" { "Nivå" }
-                    th scope="col" { "Regel" }
-                    th scope="col" { "Komponent" }
-                    th scope="col" { "Vert" }
-                } }
-                tbody {
-                    @for g in &groups {
-                        tr data-alert-id=(g.newest.alert_id.to_string()) data-count=(g.count) {
-                            td { (format_time(g.last_us)) }
-                            td { (format_time(g.first_us)) }
-                            td { (g.count) }
-                            td { (g.newest.tenant) }
-                            td { (g.newest.rule_level) }
-                            td { (g.newest.rule_title) }
-                            td { (g.newest.component) }
-                            td { (g.newest.host) }
-                        }
+            p { "Innlogget som " (v.account.name) }
+            form method="post" action="/logout" {
+                input type="hidden" name="csrf" value=(v.csrf);
+                button type="submit" { "Logg ut" }
+            }
+            form method="get" action="/alerts" {
+                @if v.account.role != Role::Municipality && !tenant_param.is_empty() {
+                    input type="hidden" name="tenant" value=(tenant_param);
+                }
+                label for="status-filter" { "Status" }
+                select id="status-filter" name="status" {
+                    @for f in triage::FILTERS {
+                        option value=(f) selected[f == v.filter] { (filter_label(f)) }
                     }
                 }
+                button type="submit" { "Vis" }
+            }
+            @if may_triage {
+                form method="post" action="/alerts/triage" {
+                    (table)
+                    (alert::triage_controls(v.csrf, &v.assignees, &[], &back))
+                }
+            } @else {
+                (table)
             }
         },
     )

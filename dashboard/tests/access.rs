@@ -1,13 +1,14 @@
-//! The dashboard's access rules in-process (`tower::ServiceExt::oneshot`) against the real
-//! ClickHouse of `deploy/dev/services.sh up`: login, sessions, and tenant isolation of the alert
-//! queue, also under hostile requests.
+//! The dashboard in-process (`tower::ServiceExt::oneshot`) against the real ClickHouse of
+//! `deploy/dev/services.sh up`: login, sessions, tenant isolation of the alert queue and the
+//! alert page, and triage (CSRF, roles, the append-only history, statuses), also under hostile
+//! requests.
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use varde_core::{AlertId, EventId};
+use varde_core::{AlertId, BatchBuilder, CollectorId, Envelope, Event, EventId, SourceKind, Value};
 use varde_dashboard::{Account, Dashboard, Role, Settings, hash_password};
 use varde_store::{Alert, EventStore};
 use varde_testkit::TestEnv;
@@ -103,6 +104,29 @@ async fn get(app: &Router, path: &str, session: Option<&str>) -> (StatusCode, St
     (status, body)
 }
 
+/// POSTs a form; the status and the `Location` (or cookie) answered.
+async fn post(app: &Router, path: &str, session: &str, form: &str) -> (StatusCode, String) {
+    let (status, location, body) = send(
+        app,
+        Request::post(path)
+            .header(header::COOKIE, session)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form.to_owned()))
+            .expect("request"),
+    )
+    .await;
+    (status, location.unwrap_or(body))
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(page: &str) -> String {
+    let start = page
+        .find(r#"name="csrf" value=""#)
+        .unwrap_or_else(|| panic!("no CSRF field in {page}"))
+        + r#"name="csrf" value=""#.len();
+    page[start..].split('"').next().expect("token").to_owned()
+}
+
 #[tokio::test]
 async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
     let env = TestEnv::new("dashaccess");
@@ -174,7 +198,7 @@ async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
     // (times as Python's datetime.utcfromtimestamp gives them).
     let (_, page) = get(&app, "/alerts", Some(&oslo)).await;
     assert_eq!(page.matches("<tr data-alert-id").count(), 2, "{page}");
-    assert!(page.contains("3 varsler i 2 grupper"), "{page}");
+    assert!(page.contains("2 av 2 grupper (3 varsler)"), "{page}");
     let first_row = page.split("<tr data-alert-id").nth(1).expect("a row");
     assert!(first_row.contains("data-count=\"2\""), "{first_row}");
     assert!(first_row.contains("Oslo root login"), "{first_row}");
@@ -194,16 +218,13 @@ async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
     let (_, bergen) = get(&app, "/alerts?tenant=4601", Some(&analyst)).await;
     assert!(bergen.contains("Bergen") && !bergen.contains("Oslo root login"));
 
-    // After logout the cookie is dead.
-    let (status, _, _) = send(
-        &app,
-        Request::post("/logout")
-            .header(header::COOKIE, &oslo)
-            .body(Body::empty())
-            .expect("request"),
-    )
-    .await;
+    // Logout needs the session's own token (another site cannot log anyone out) ...
+    let (status, _) = post(&app, "/logout", &oslo, "csrf=00ff").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, page) = get(&app, "/alerts", Some(&oslo)).await;
+    let (status, _) = post(&app, "/logout", &oslo, &format!("csrf={}", csrf_of(&page))).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    // ... after which the cookie is dead.
     let (status, _) = get(&app, "/alerts", Some(&oslo)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     env.cleanup().await;
@@ -243,5 +264,324 @@ async fn repeated_failed_logins_of_a_name_are_refused_for_a_while() {
         login(&app, "analyst", "cert-pass").await.0,
         StatusCode::SEE_OTHER
     );
+    env.cleanup().await;
+}
+
+/// One sshd event of Oslo's, as the collector's edge leaves it: the identity number and the
+/// citizen's address already replaced by pseudonyms (shapes as `varde_collector::privacy` makes
+/// them), the server's own address kept.
+fn oslo_login_event() -> Envelope {
+    let collector = CollectorId::new("k0301-ssh").expect("collector id");
+    let oslo = varde_core::Kommunenummer::parse("0301").expect("Oslo");
+    let mut b = BatchBuilder::new(SourceKind::WebAccess, oslo, collector.clone(), 1);
+    b.push(&Event {
+        event_time_us: 1_764_000_000_000_000,
+        receive_time_us: 1_764_000_000_500_000,
+        host: Some("ssh01.oslo.kommune.no".into()),
+        severity: Some(6),
+        message: Some(
+            "Accepted password for fnr:0123abcd-ef456789 from 240.10.20.30 port 50122 ssh2".into(),
+        ),
+        typed: vec![
+            ("status", Value::UInt(200)),
+            ("client_ip", Value::Str("240.10.20.30".into())),
+        ],
+        attrs: vec![("server".into(), "10.1.2.3".into())],
+    })
+    .expect("push");
+    Envelope::new(
+        SourceKind::WebAccess,
+        oslo,
+        collector,
+        1,
+        b.finish().expect("batch"),
+    )
+    .expect("envelope")
+}
+
+#[tokio::test]
+async fn the_alert_page_shows_the_event_with_pseudonyms_marked_and_only_to_its_tenant() {
+    let env = TestEnv::new("dashdetail");
+    let store = env.store().await;
+    store
+        .write_envelopes(&[oslo_login_event()])
+        .await
+        .expect("event");
+    let oslo_alert = Alert {
+        event_id: EventId::derive("k0301-ssh", 1, 0),
+        matched: vec![("client_ip".into(), "240.10.20.30".into())],
+        rule_tags: vec!["attack.t1078".into()],
+        ..alert("0301", 1, "Oslo root login")
+    };
+    let bergen_alert = alert("4601", 3, "Bergen secret rule");
+    store
+        .write_alerts(&[oslo_alert.clone(), bergen_alert.clone()])
+        .await
+        .expect("alerts");
+    let app = app(store, Settings::default());
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+
+    let own = format!("/alerts/{}", oslo_alert.alert_id);
+    let (status, page) = get(&app, &own, Some(&oslo)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Oslo root login"));
+    assert!(page.contains("attack.t1078"));
+    // The message's two pseudonyms, the client_ip field's and the matched value's are marked;
+    // the server's own address is not.
+    assert_eq!(page.matches("(pseudonym)").count(), 4, "{page}");
+    assert!(
+        page.contains("<code>fnr:0123abcd-ef456789</code>"),
+        "{page}"
+    );
+    assert!(page.contains("10.1.2.3") && !page.contains("<code>10.1.2.3</code>"));
+    assert!(page.contains("1 av dem pseudonymer"), "{page}");
+    assert!(page.contains("Ingen har behandlet"));
+    // A municipality account gets no triage controls.
+    assert!(!page.contains("/alerts/triage"), "{page}");
+
+    // Another tenant's alert, by its id in any spelling, is not found, and tells nothing.
+    let other = bergen_alert.alert_id.to_string();
+    for path in [
+        format!("/alerts/{other}"),
+        format!("/alerts/{}", other.to_uppercase()),
+        format!("/alerts/{other}?tenant=4601"),
+        "/alerts/zz".into(),
+        "/alerts/0301'%20OR%201=1".into(),
+        format!("/alerts/{}", "0".repeat(32)),
+    ] {
+        let (status, page) = get(&app, &path, Some(&oslo)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!page.contains("Bergen"), "{path}");
+    }
+    let (status, _) = get(&app, &own, None).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "not logged in");
+
+    // The CERT sees both; the Bergen alert's event is not stored, which the page says.
+    let (status, page) = get(&app, &format!("/alerts/{other}"), Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Bergen secret rule"));
+    assert!(page.contains("ikke lenger lagret"));
+    assert!(page.contains(r#"action="/alerts/triage""#));
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn triage_is_the_analysts_append_only_and_scoped_by_the_store() {
+    let env = TestEnv::new("dashtriage");
+    let store = env.store().await;
+    store
+        .write_alerts(&[
+            alert("0301", 1, "Oslo root login"),
+            Alert {
+                alert_id: AlertId([2; 16]),
+                event_id: EventId([2; 16]),
+                ..alert("0301", 1, "Oslo root login")
+            },
+            alert("4601", 3, "Bergen path traversal"),
+        ])
+        .await
+        .expect("alerts");
+    let app = app(store.clone(), Settings::default());
+    let oslo_key = "01".repeat(16);
+    let bergen_key = "03".repeat(16);
+    let keys = [[1u8; 16], [3u8; 16]];
+
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let (_, queue) = get(&app, "/alerts", Some(&analyst)).await;
+    assert!(queue.contains("2 av 2 grupper (3 varsler)"), "{queue}");
+    let csrf = csrf_of(&queue);
+
+    // Without the session's token, or with another's, nothing is written.
+    let ack = format!("action=acknowledge&key={oslo_key}");
+    for form in [
+        ack.clone(),
+        format!("{ack}&csrf="),
+        format!("{ack}&csrf={}", "0".repeat(64)),
+    ] {
+        let (status, _) = post(&app, "/alerts/triage", &analyst, &form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{form}");
+    }
+    // A municipality account may not triage, even with its own valid token.
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    let (_, oslo_queue) = get(&app, "/alerts", Some(&oslo)).await;
+    assert!(!oslo_queue.contains("/alerts/triage"));
+    let oslo_csrf = csrf_of(&oslo_queue);
+    let (status, _) = post(
+        &app,
+        "/alerts/triage",
+        &oslo,
+        &format!("csrf={oslo_csrf}&action=acknowledge&key={oslo_key}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Not logged in: to the login page.
+    let (status, _) = post(&app, "/alerts/triage", "varde_session=00", &ack).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // Requests the dashboard cannot carry out are refused whole.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%d");
+    for form in [
+        format!("action=resolve&key={oslo_key}"),
+        format!("action=resolve&key={oslo_key}&resolution=maybe"),
+        format!("action=suppress&key={oslo_key}&until={tomorrow}"),
+        format!("action=suppress&key={oslo_key}&reason=noise&until=2020-01-01"),
+        format!("action=suppress&key={oslo_key}&reason=noise&until=2099-01-01"),
+        format!("action=assign&key={oslo_key}&assignee=oslo"),
+        format!("action=delete&key={oslo_key}"),
+        "action=acknowledge".to_owned(),
+        "action=acknowledge&key=zz".to_owned(),
+        format!("action=acknowledge&key={oslo_key}&key={}", "09".repeat(16)),
+        format!(
+            "action=acknowledge&key={oslo_key}&reason={}",
+            "x".repeat(2001)
+        ),
+    ] {
+        let (status, page) = post(
+            &app,
+            "/alerts/triage",
+            &analyst,
+            &format!("csrf={csrf}&{form}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form}: {page}");
+    }
+    assert_eq!(store.triage(None, &keys).await.expect("history"), vec![]);
+
+    // Acknowledge Oslo's group; the way back is only ever a local queue page.
+    let (status, location) = post(
+        &app,
+        "/alerts/triage",
+        &analyst,
+        &format!("csrf={csrf}&action=acknowledge&key={oslo_key}&back=https://evil.example/"),
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/alerts")
+    );
+    // Both groups resolved in one go; the tenant of each row is the store's, not the form's.
+    let (status, location) = post(
+        &app,
+        "/alerts/triage",
+        &analyst,
+        &format!(
+            "csrf={csrf}&action=resolve&resolution=false_positive&reason=test+traffic\
+             &key={oslo_key}&key={bergen_key}&tenant=9999&back=/alerts?status=resolved"
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/alerts?status=resolved")
+    );
+    let history = store.triage(None, &keys).await.expect("history");
+    let rows: Vec<(&str, &str, &str, &str)> = history
+        .iter()
+        .map(|a| {
+            (
+                a.tenant.as_str(),
+                a.kind.as_str(),
+                a.before.as_str(),
+                a.actor.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert!(
+        rows.contains(&("0301", "acknowledge", "new", "analyst")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&("0301", "resolve", "acknowledged", "analyst")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&("4601", "resolve", "new", "analyst")),
+        "{rows:?}"
+    );
+    assert!(history.iter().all(|a| a.kind.as_str() != "resolve"
+        || (a.resolution == Some(varde_store::Resolution::FalsePositive)
+            && a.reason == "test traffic")));
+
+    // The queue shows them resolved, out of the open view.
+    let (_, open) = get(&app, "/alerts", Some(&analyst)).await;
+    assert!(open.contains("0 av 2 grupper"), "{open}");
+    let (_, resolved) = get(&app, "/alerts?status=resolved", Some(&analyst)).await;
+    assert_eq!(
+        resolved.matches(r#"data-status="resolved""#).count(),
+        2,
+        "{resolved}"
+    );
+    // Oslo sees its own group's status, not Bergen's.
+    let (_, oslo_resolved) = get(&app, "/alerts?status=resolved", Some(&oslo)).await;
+    assert_eq!(
+        oslo_resolved.matches(r#"data-status="resolved""#).count(),
+        1
+    );
+    assert!(!oslo_resolved.contains("Bergen"));
+    let (status, _) = get(&app, "/alerts?status=deleted", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A new alert in Bergen's resolved group brings it back as new.
+    let later = chrono::Utc::now().timestamp_micros() + 2_000_000;
+    store
+        .write_alerts(&[Alert {
+            alert_id: AlertId([5; 16]),
+            event_id: EventId([5; 16]),
+            detect_time_us: later,
+            ..alert("4601", 3, "Bergen path traversal")
+        }])
+        .await
+        .expect("alert");
+    let (_, open) = get(&app, "/alerts", Some(&analyst)).await;
+    assert!(open.contains("1 av 2 grupper"), "{open}");
+    assert!(open.contains(r#"data-status="new""#) && open.contains("Bergen"));
+
+    // Suppressed until tomorrow: out of the open view, still counted; then reopened.
+    let (status, _) = post(
+        &app,
+        "/alerts/triage",
+        &analyst,
+        &format!(
+            "csrf={csrf}&action=suppress&key={bergen_key}&reason=planned+scan&until={tomorrow}"
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, suppressed) = get(&app, "/alerts?status=suppressed", Some(&analyst)).await;
+    assert!(
+        suppressed.contains("1 av 2 grupper (4 varsler)"),
+        "{suppressed}"
+    );
+    let (status, _) = post(
+        &app,
+        "/alerts/triage",
+        &analyst,
+        &format!("csrf={csrf}&action=assign&assignee=analyst&key={bergen_key}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, open) = get(&app, "/alerts?status=assigned", Some(&analyst)).await;
+    assert!(open.contains("Tildelt analyst"), "{open}");
+
+    // The alert page shows the group's history, with the status before each action.
+    let (_, page) = get(
+        &app,
+        &format!("/alerts/{}", AlertId([5; 16])),
+        Some(&analyst),
+    )
+    .await;
+    assert!(
+        page.contains("planned scan") && page.contains("suppressed"),
+        "{page}"
+    );
+    assert_eq!(store.triage(None, &keys).await.expect("history").len(), 5);
     env.cleanup().await;
 }

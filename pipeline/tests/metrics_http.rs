@@ -316,12 +316,12 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<Option<varde_store::StoredEvent>> {
         self.inner.event(tenant, id).await
     }
-    async fn group_tenants(
+    async fn groups(
         &self,
         tenant: Option<Kommunenummer>,
         keys: &[[u8; 16]],
-    ) -> varde_store::Result<Vec<([u8; 16], String)>> {
-        self.inner.group_tenants(tenant, keys).await
+    ) -> varde_store::Result<Vec<varde_store::GroupSeen>> {
+        self.inner.groups(tenant, keys).await
     }
     async fn write_triage(
         &self,

@@ -12,8 +12,8 @@ use varde_core::Envelope;
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
-    EventStore, Resolution, Result, StoredEvent, Table, TriageAction, TriageKind, clamp_datetime,
-    flatten,
+    EventStore, GroupSeen, Resolution, Result, StoredEvent, Table, TriageAction, TriageKind,
+    clamp_datetime, flatten,
 };
 use varde_core::{AlertId, EventId, Kommunenummer};
 
@@ -730,33 +730,43 @@ impl EventStore for ClickHouseStore {
         Ok(rows.into_iter().next().map(EventOut::into_event))
     }
 
-    async fn group_tenants(
+    async fn groups(
         &self,
         tenant: Option<Kommunenummer>,
         keys: &[[u8; 16]],
-    ) -> Result<Vec<([u8; 16], String)>> {
+    ) -> Result<Vec<GroupSeen>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
         #[derive(Row, Deserialize)]
-        struct KeyTenant {
+        struct GroupOut {
             dedup_key: [u8; 16],
             tenant: String,
+            last_detect: u32,
         }
         let mut sql = format!(
-            "SELECT DISTINCT dedup_key, tenant FROM {}.alerts WHERE dedup_key IN ({})",
+            "SELECT dedup_key, tenant, toUInt32(max(detect_time)) AS last_detect \
+             FROM {}.alerts WHERE dedup_key IN ({})",
             self.db,
             keys_in(keys)
         );
         if tenant.is_some() {
             sql.push_str(" AND tenant = ?");
         }
+        sql.push_str(" GROUP BY dedup_key, tenant ORDER BY dedup_key, tenant");
         let mut q = self.client.query(&sql);
         if let Some(t) = tenant {
             q = q.bind(t.as_str());
         }
-        let rows: Vec<KeyTenant> = q.fetch_all().await?;
-        Ok(rows.into_iter().map(|r| (r.dedup_key, r.tenant)).collect())
+        let rows: Vec<GroupOut> = q.fetch_all().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| GroupSeen {
+                dedup_key: r.dedup_key,
+                tenant: r.tenant,
+                last_detect_us: i64::from(r.last_detect) * 1_000_000,
+            })
+            .collect())
     }
 
     async fn write_triage(&self, actions: &[TriageAction]) -> Result<u64> {

@@ -8,7 +8,8 @@ use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, EventCount, EventQuery,
-    EventStore, Result, StoredEvent, Table, TriageAction, day_of_us, flatten, partition_id_of_day,
+    EventStore, GroupSeen, Result, StoredEvent, Table, TriageAction, day_of_us, flatten,
+    partition_id_of_day,
 };
 
 /// In-memory [`EventStore`].
@@ -264,22 +265,32 @@ impl EventStore for EmbeddedStore {
             .cloned())
     }
 
-    async fn group_tenants(
+    async fn groups(
         &self,
         tenant: Option<Kommunenummer>,
         keys: &[[u8; 16]],
-    ) -> Result<Vec<([u8; 16], String)>> {
+    ) -> Result<Vec<GroupSeen>> {
         let inner = self.lock();
-        let mut out: Vec<([u8; 16], String)> = inner
+        let mut last: BTreeMap<([u8; 16], String), i64> = BTreeMap::new();
+        for a in inner
             .alerts
             .values()
             .filter(|a| keys.contains(&a.dedup_key))
             .filter(|a| tenant.is_none_or(|t| a.tenant == t.as_str()))
-            .map(|a| (a.dedup_key, a.tenant.clone()))
-            .collect();
-        out.sort();
-        out.dedup();
-        Ok(out)
+        {
+            let seen = last
+                .entry((a.dedup_key, a.tenant.clone()))
+                .or_insert(i64::MIN);
+            *seen = (*seen).max(a.detect_time_us);
+        }
+        Ok(last
+            .into_iter()
+            .map(|((dedup_key, tenant), last_detect_us)| GroupSeen {
+                dedup_key,
+                tenant,
+                last_detect_us,
+            })
+            .collect())
     }
 
     async fn write_triage(&self, actions: &[TriageAction]) -> Result<u64> {

@@ -271,6 +271,17 @@ impl TriageKind {
     }
 }
 
+/// One alert group as the store sees it: whose it is and when detection last added to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSeen {
+    /// The group (see [`Alert::dedup_key`]).
+    pub dedup_key: [u8; 16],
+    /// Kommunenummer of its alerts.
+    pub tenant: String,
+    /// When its newest alert was detected, µs since the epoch (whole seconds in ClickHouse).
+    pub last_detect_us: i64,
+}
+
 /// How a resolved group of alerts ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Resolution {
@@ -501,13 +512,13 @@ pub trait EventStore: Send + Sync {
         id: EventId,
     ) -> impl Future<Output = Result<Option<StoredEvent>>> + Send;
 
-    /// The tenant of each alert group among `keys` that has alerts (of `tenant`, when given);
-    /// keys without alerts are left out.
-    fn group_tenants(
+    /// The alert groups among `keys` that have alerts (of `tenant`, when given), one per dedup
+    /// key and tenant, ordered by key and tenant; keys without alerts are left out.
+    fn groups(
         &self,
         tenant: Option<Kommunenummer>,
         keys: &[[u8; 16]],
-    ) -> impl Future<Output = Result<Vec<([u8; 16], String)>>> + Send;
+    ) -> impl Future<Output = Result<Vec<GroupSeen>>> + Send;
 
     /// Appends triage actions; returns how many. Rows are never changed or removed.
     fn write_triage(&self, actions: &[TriageAction]) -> impl Future<Output = Result<u64>> + Send;

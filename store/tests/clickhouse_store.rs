@@ -7,7 +7,8 @@ use varde_core::{
 };
 use varde_store::embedded::EmbeddedStore;
 use varde_store::{
-    Alert, AlertQuery, DeadLetter, EventQuery, EventStore, Resolution, TriageAction, TriageKind,
+    Alert, AlertQuery, DeadLetter, EventQuery, EventStore, GroupSeen, Resolution, TriageAction,
+    TriageKind,
 };
 use varde_testkit::TestEnv;
 
@@ -276,22 +277,35 @@ async fn lookups_and_triage_contract<S: EventStore>(store: &S) {
             .is_none()
     );
 
+    // Detection last added to Oslo's groups in the replay (800), to Gjøvik's in the first write.
+    let seen = |key: u8, tenant: &str, last: i64| GroupSeen {
+        dedup_key: [key; 16],
+        tenant: tenant.into(),
+        last_detect_us: last,
+    };
     let both = store
-        .group_tenants(None, &[[0; 16], [7; 16]])
+        .groups(None, &[[0; 16], [7; 16]])
         .await
-        .expect("group tenants");
+        .expect("groups");
     assert_eq!(
         both,
-        vec![([0; 16], "0301".into()), ([0; 16], "4601".into())]
+        vec![
+            seen(0, "0301", 1_714_557_800_000_000),
+            seen(0, "4601", 1_714_557_700_000_000)
+        ]
     );
     let own = store
-        .group_tenants(Some(oslo), &[[0; 16], [1; 16]])
+        .groups(Some(oslo), &[[0; 16], [1; 16]])
         .await
-        .expect("group tenants");
+        .expect("groups");
     assert_eq!(
         own,
-        vec![([0; 16], "0301".into()), ([1; 16], "0301".into())]
+        vec![
+            seen(0, "0301", 1_714_557_800_000_000),
+            seen(1, "0301", 1_714_557_800_000_000)
+        ]
     );
+    assert_eq!(store.groups(None, &[]).await.expect("groups"), vec![]);
 
     let action = |n: u8, kind: TriageKind, tenant: &str| TriageAction {
         action_id: [n; 16],

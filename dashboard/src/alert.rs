@@ -1,0 +1,504 @@
+//! The alert detail page and triage of alert groups.
+//!
+//! Both take the tenant of every store query from the account (a municipality account) or from
+//! the store itself (the group's own tenant), never from the request, so no id, key or form
+//! field reaches another municipality's data.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use varde_core::pseudonym::{is_pseudonym, split_pseudonyms};
+use varde_core::{AlertId, Kommunenummer};
+use varde_store::{Alert, EventStore, Resolution, StoredEvent, TriageAction, TriageKind};
+
+use crate::triage::{Status, status};
+use crate::{Dashboard, Role, format_time, now_us, page, random_hex};
+
+/// Longest free-text reason kept with a triage action, in characters.
+pub const REASON_MAX: usize = 2000;
+/// Longest a suppression may last, in days.
+pub const SUPPRESS_MAX_DAYS: i64 = 366;
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        page(
+            "Fant ikke varselet",
+            html! {
+                h1 { "Fant ikke varselet" }
+                p { "Varselet finnes ikke, eller du har ikke tilgang til det." }
+                p { a href="/alerts" { "Tilbake til varslene" } }
+            },
+        ),
+    )
+        .into_response()
+}
+
+fn unavailable(what: &str, e: &varde_store::Error) -> Response {
+    tracing::error!(error = %e, what, "the store failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store is not answering\n",
+    )
+        .into_response()
+}
+
+/// A value, with pseudonyms in it marked as such (screen readers hear "pseudonym").
+fn value(text: &str) -> Markup {
+    html! {
+        @for (piece, pseudonym) in split_pseudonyms(text) {
+            @if pseudonym {
+                span.pseudonym title="Pseudonym: erstattet i kommunen før data forlot den" {
+                    code { (piece) } " " span.tag { "(pseudonym)" }
+                }
+            } @else {
+                (piece)
+            }
+        }
+    }
+}
+
+/// Norwegian names of the resolutions.
+pub fn resolution_label(r: Resolution) -> &'static str {
+    match r {
+        Resolution::TruePositiveWithImpact => "Reell hendelse med konsekvens",
+        Resolution::TruePositiveWithoutImpact => "Reell hendelse uten konsekvens",
+        Resolution::FalsePositive => "Falsk positiv",
+        Resolution::Legitimate => "Legitim aktivitet",
+        Resolution::NotApplicable => "Ikke relevant",
+    }
+}
+
+/// Norwegian names of the actions.
+pub fn action_label(k: TriageKind) -> &'static str {
+    match k {
+        TriageKind::Acknowledge => "Kvitter",
+        TriageKind::Assign => "Tildel",
+        TriageKind::Resolve => "Løs",
+        TriageKind::Suppress => "Undertrykk",
+        TriageKind::Reopen => "Gjenåpne",
+    }
+}
+
+/// The status as shown.
+pub fn status_label(s: &Status) -> String {
+    match s {
+        Status::New => "Ny".into(),
+        Status::Acknowledged => "Kvittert".into(),
+        Status::Assigned(who) => format!("Tildelt {who}"),
+        Status::Resolved(r) => format!("Løst: {}", resolution_label(*r)),
+        Status::Suppressed { until_us } => format!("Undertrykt til {}", format_time(*until_us)),
+    }
+}
+
+/// The triage controls: hidden CSRF token, action, assignee, resolution, reason, expiry.
+/// `keys` are hidden fields (the detail page); the queue's checkboxes add theirs.
+pub(crate) fn triage_controls(
+    csrf: &str,
+    assignees: &[&str],
+    keys: &[String],
+    back: &str,
+) -> Markup {
+    html! {
+        input type="hidden" name="csrf" value=(csrf);
+        input type="hidden" name="back" value=(back);
+        @for k in keys { input type="hidden" name="key" value=(k); }
+        fieldset {
+            legend { "Behandle" }
+            label for="triage-action" { "Handling" }
+            select id="triage-action" name="action" {
+                @for k in TriageKind::ALL { option value=(k.as_str()) { (action_label(k)) } }
+            }
+            label for="triage-assignee" { "Tildel til" }
+            select id="triage-assignee" name="assignee" {
+                option value="" { "–" }
+                @for a in assignees { option value=(a) { (a) } }
+            }
+            label for="triage-resolution" { "Utfall (ved løsning)" }
+            select id="triage-resolution" name="resolution" {
+                option value="" { "–" }
+                @for r in Resolution::ALL { option value=(r.as_str()) { (resolution_label(r)) } }
+            }
+            label for="triage-reason" { "Begrunnelse (påkrevd ved undertrykking)" }
+            input id="triage-reason" name="reason" maxlength=(REASON_MAX);
+            label for="triage-until" { "Undertrykt til og med (UTC-dato)" }
+            input id="triage-until" name="until" type="date";
+            button type="submit" { "Utfør" }
+        }
+    }
+}
+
+/// `GET /alerts/{id}`: the alert, its event with pseudonyms marked, its group's triage history
+/// and, for analysts and admins, the triage controls.
+pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some((account, csrf)) = d.session(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let Some(id) = AlertId::parse_hex(&id) else {
+        return not_found();
+    };
+    let own = match account.role {
+        Role::Municipality => match account.tenant {
+            Some(t) => Some(t),
+            None => return StatusCode::FORBIDDEN.into_response(),
+        },
+        Role::Admin | Role::Analyst => None,
+    };
+    let store = &d.inner.store;
+    let alert = match store.alert(own, id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable("alert", &e),
+    };
+    // The alert's own tenant scopes everything else read for it.
+    let Ok(tenant) = Kommunenummer::parse(&alert.tenant) else {
+        return not_found();
+    };
+    let event = match store.event(Some(tenant), alert.event_id).await {
+        Ok(e) => e,
+        Err(e) => return unavailable("event", &e),
+    };
+    let history = match store.triage(Some(tenant), &[alert.dedup_key]).await {
+        Ok(h) => h,
+        Err(e) => return unavailable("triage", &e),
+    };
+    let last_detect = match store.groups(Some(tenant), &[alert.dedup_key]).await {
+        Ok(g) => g
+            .iter()
+            .map(|g| g.last_detect_us)
+            .max()
+            .unwrap_or(alert.detect_time_us),
+        Err(e) => return unavailable("groups", &e),
+    };
+    let refs: Vec<&TriageAction> = history.iter().collect();
+    let current = status(&refs, last_detect, now_us());
+    let may_triage = account.role != Role::Municipality;
+    let assignees = d.assignees();
+    let key = hex(&alert.dedup_key);
+    let back = format!("/alerts/{}", alert.alert_id);
+    page(
+        &alert.rule_title,
+        html! {
+            p { a href="/alerts" { "← Varslene" } }
+            h1 { (alert.rule_title) }
+            (facts(&alert, &current))
+            h2 { "Treff" }
+            @if alert.matched.is_empty() {
+                p { "Regelen oppga ingen felt." }
+            } @else {
+                table {
+                    caption { "Feltene regelen traff på" }
+                    thead { tr { th scope="col" { "Felt" } th scope="col" { "Verdi" } } }
+                    tbody { @for (k, v) in &alert.matched { tr { th scope="row" { (k) } td { (value(v)) } } } }
+                }
+            }
+            h2 { "Hendelsen" }
+            (event_section(event.as_ref()))
+            h2 { "Behandling" }
+            (history_table(&history))
+            @if may_triage {
+                form method="post" action="/alerts/triage" {
+                    (triage_controls(&csrf, &assignees, &[key], &back))
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+fn facts(a: &Alert, current: &Status) -> Markup {
+    html! {
+        dl {
+            dt { "Status" } dd data-status=(current.key()) { (status_label(current)) }
+            dt { "Kommune" } dd { (a.tenant) }
+            dt { "Komponent" } dd { @if a.component.is_empty() { "–" } @else { (a.component) } }
+            dt { "Nivå" } dd { (a.rule_level) }
+            dt { "Regel" } dd { code { (a.rule_id) } }
+            dt { "Tagger" } dd { @if a.rule_tags.is_empty() { "–" } @else { (a.rule_tags.join(", ")) } }
+            dt { "Vert" } dd { (value(&a.host)) }
+            dt { "Kilde" } dd { (a.source_kind) }
+            dt { "Hendelsestid (UTC)" } dd { (format_time(a.event_time_us)) }
+            dt { "Oppdaget (UTC)" } dd { (format_time(a.detect_time_us)) }
+            dt { "Varsel-id" } dd { code { (a.alert_id) } }
+            dt { "Gruppe" } dd { code { (hex(&a.dedup_key)) } }
+        }
+    }
+}
+
+fn event_section(event: Option<&StoredEvent>) -> Markup {
+    let Some(e) = event else {
+        return html! { p { "Hendelsen er ikke lenger lagret (oppbevaringstiden er ute)." } };
+    };
+    let pseudonyms = e.fields.iter().filter(|(_, v)| is_pseudonym(v)).count();
+    html! {
+        dl {
+            dt { "Melding" } dd { @if e.message.is_empty() { "–" } @else { (value(&e.message)) } }
+            dt { "Innsamler" } dd { code { (e.collector_id) } " batch " (e.batch_seq) ", rad " (e.batch_row) }
+            dt { "Hendelse-id" } dd { code { (e.event_id) } }
+        }
+        table {
+            caption { (e.fields.len()) " felt, " (pseudonyms) " av dem pseudonymer" }
+            thead { tr { th scope="col" { "Felt" } th scope="col" { "Verdi" } } }
+            tbody { @for (k, v) in &e.fields { tr { th scope="row" { (k) } td { (value(v)) } } } }
+        }
+    }
+}
+
+fn history_table(history: &[TriageAction]) -> Markup {
+    html! {
+        @if history.is_empty() {
+            p { "Ingen har behandlet denne gruppen ennå." }
+        } @else {
+            table {
+                caption { "Historikk for gruppen, eldste først" }
+                thead { tr {
+                    th scope="col" { "Tid (UTC)" } th scope="col" { "Hvem" } th scope="col" { "Handling" }
+                    th scope="col" { "Detaljer" } th scope="col" { "Status før" }
+                } }
+                tbody {
+                    @for a in history {
+                        tr {
+                            td { (format_time(a.at_us)) }
+                            td { (a.actor) }
+                            td { (action_label(a.kind)) }
+                            td {
+                                @if !a.assignee.is_empty() { "til " (a.assignee) " " }
+                                @if let Some(r) = a.resolution { (resolution_label(r)) " " }
+                                @if a.until_us > 0 { "til " (format_time(a.until_us)) " " }
+                                @if !a.reason.is_empty() { "«" (a.reason) "»" }
+                            }
+                            td { (a.before) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 32 lowercase hex digits.
+pub(crate) fn hex(bytes: &[u8; 16]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A triage request as sent by the form, before it is checked.
+#[derive(Debug, Default)]
+struct TriageForm {
+    csrf: String,
+    action: String,
+    keys: Vec<String>,
+    assignee: String,
+    resolution: String,
+    reason: String,
+    until: String,
+    back: String,
+}
+
+fn parse_form(body: &[u8]) -> TriageForm {
+    let mut f = TriageForm::default();
+    for (k, v) in form_urlencoded::parse(body) {
+        let v = v.into_owned();
+        match &*k {
+            "csrf" => f.csrf = v,
+            "action" => f.action = v,
+            "key" => f.keys.push(v),
+            "assignee" => f.assignee = v,
+            "resolution" => f.resolution = v,
+            "reason" => f.reason = v,
+            "until" => f.until = v,
+            "back" => f.back = v,
+            // Unknown fields (a tenant, say) are ignored: nothing is taken from them.
+            _ => {}
+        }
+    }
+    f
+}
+
+fn bad_request(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        page(
+            "Ugyldig behandling",
+            html! {
+                h1 { "Ugyldig behandling" }
+                p role="alert" { (message) }
+                p { a href="/alerts" { "Tilbake til varslene" } }
+            },
+        ),
+    )
+        .into_response()
+}
+
+/// Where to go after an action: back to the queue or an alert page, never elsewhere.
+fn safe_back(back: &str) -> &str {
+    let ok = (back == "/alerts" || back.starts_with("/alerts?") || back.starts_with("/alerts/"))
+        && !back.contains("//")
+        && !back.contains('\\')
+        && back.bytes().all(|b| b.is_ascii_graphic());
+    if ok { back } else { "/alerts" }
+}
+
+/// `POST /alerts/triage`: one action on one or more groups (`key` repeated), for analysts and
+/// admins, with the session's CSRF token. Every group must exist; its tenant comes from the
+/// store. One append-only row per group and tenant, with the status before; all or nothing.
+pub(crate) async fn triage<St: EventStore + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((account, csrf)) = d.session(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let form = parse_form(&body);
+    if !crate::same_token(&form.csrf, &csrf) {
+        tracing::warn!(name = %account.name, "triage refused: missing or wrong CSRF token");
+        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
+    }
+    if account.role == Role::Municipality {
+        tracing::warn!(name = %account.name, "triage refused: municipality account");
+        return (
+            StatusCode::FORBIDDEN,
+            "only the CERT's analysts triage alerts\n",
+        )
+            .into_response();
+    }
+    let Some(kind) = TriageKind::parse(&form.action) else {
+        return bad_request("Ukjent handling.");
+    };
+    if form.keys.is_empty() {
+        return bad_request("Velg minst én gruppe.");
+    }
+    if form.keys.len() as u64 > d.inner.settings.page_size {
+        return bad_request("For mange grupper i én handling.");
+    }
+    let mut keys: Vec<[u8; 16]> = Vec::with_capacity(form.keys.len());
+    for k in &form.keys {
+        match varde_core::id::parse_hex16(k) {
+            Some(key) if !keys.contains(&key) => keys.push(key),
+            Some(_) => {}
+            None => return bad_request("Ugyldig gruppe."),
+        }
+    }
+    let reason = form.reason.trim().to_owned();
+    if reason.chars().count() > REASON_MAX {
+        return bad_request("Begrunnelsen er for lang.");
+    }
+    let now = now_us();
+    let (mut assignee, mut resolution, mut until_us) = (String::new(), None, 0);
+    match kind {
+        TriageKind::Assign => {
+            if !d.assignees().contains(&form.assignee.as_str()) {
+                return bad_request("Velg en analytiker å tildele til.");
+            }
+            assignee = form.assignee.clone();
+        }
+        TriageKind::Resolve => match Resolution::parse(&form.resolution) {
+            Some(r) => resolution = Some(r),
+            None => return bad_request("Velg et utfall for å løse."),
+        },
+        TriageKind::Suppress => {
+            if reason.is_empty() {
+                return bad_request("En undertrykking må ha en begrunnelse.");
+            }
+            // Through the end of the chosen day, UTC.
+            let Ok(day) = chrono::NaiveDate::parse_from_str(&form.until, "%Y-%m-%d") else {
+                return bad_request("Velg en dato undertrykkingen varer til og med.");
+            };
+            let Some(end) = day.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0)) else {
+                return bad_request("Ugyldig dato.");
+            };
+            until_us = end.and_utc().timestamp_micros();
+            if until_us <= now || until_us > now + SUPPRESS_MAX_DAYS * 86_400_000_000 {
+                return bad_request("Datoen må være fra i dag og høyst ett år fram.");
+            }
+        }
+        TriageKind::Acknowledge | TriageKind::Reopen => {}
+    }
+    let store = &d.inner.store;
+    let groups = match store.groups(None, &keys).await {
+        Ok(g) => g,
+        Err(e) => return unavailable("groups", &e),
+    };
+    if keys
+        .iter()
+        .any(|k| !groups.iter().any(|g| g.dedup_key == *k))
+    {
+        return bad_request("En av gruppene finnes ikke.");
+    }
+    let history = match store.triage(None, &keys).await {
+        Ok(h) => h,
+        Err(e) => return unavailable("triage", &e),
+    };
+    let mut actions = Vec::with_capacity(groups.len());
+    for g in &groups {
+        let own: Vec<&TriageAction> = history
+            .iter()
+            .filter(|a| a.dedup_key == g.dedup_key && a.tenant == g.tenant)
+            .collect();
+        let before = status(&own, g.last_detect_us, now).audit();
+        let Some(id) = random_hex::<16>().and_then(|h| varde_core::id::parse_hex16(&h)) else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        actions.push(TriageAction {
+            action_id: id,
+            at_us: now,
+            tenant: g.tenant.clone(),
+            dedup_key: g.dedup_key,
+            kind,
+            actor: account.name.clone(),
+            assignee: assignee.clone(),
+            resolution,
+            reason: reason.clone(),
+            until_us,
+            before,
+        });
+    }
+    if let Err(e) = store.write_triage(&actions).await {
+        return unavailable("write triage", &e);
+    }
+    for a in &actions {
+        tracing::info!(actor = %a.actor, action = a.kind.as_str(), tenant = %a.tenant,
+            group = %hex(&a.dedup_key), before = %a.before, "triage");
+    }
+    Redirect::to(safe_back(&form.back)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_alert_pages_are_returned_to() {
+        assert_eq!(safe_back("/alerts"), "/alerts");
+        assert_eq!(
+            safe_back("/alerts?status=new&tenant=0301"),
+            "/alerts?status=new&tenant=0301"
+        );
+        assert_eq!(safe_back("/alerts/00ff"), "/alerts/00ff");
+        for evil in [
+            "https://evil.example/alerts",
+            "//evil.example",
+            "/alerts//evil",
+            "/alerts/\\evil",
+            "/login",
+            "",
+            "/alerts\r\nSet-Cookie: x",
+        ] {
+            assert_eq!(safe_back(evil), "/alerts", "{evil:?}");
+        }
+    }
+
+    #[test]
+    fn repeated_keys_are_all_kept() {
+        let f = parse_form(b"csrf=t&action=resolve&key=aa&key=bb&resolution=false_positive&tenant=4601&reason=a+b%26c");
+        assert_eq!(f.keys, ["aa", "bb"]);
+        assert_eq!(f.reason, "a b&c");
+        assert_eq!(f.action, "resolve");
+    }
+}
