@@ -329,6 +329,19 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<u64> {
         self.inner.write_triage(actions).await
     }
+    async fn write_incident_changes(
+        &self,
+        changes: &[varde_store::incident::IncidentChange],
+    ) -> varde_store::Result<u64> {
+        self.inner.write_incident_changes(changes).await
+    }
+    async fn incident_changes(
+        &self,
+        tenant: Option<Kommunenummer>,
+        incident: Option<[u8; 16]>,
+    ) -> varde_store::Result<Vec<varde_store::incident::IncidentChange>> {
+        self.inner.incident_changes(tenant, incident).await
+    }
     async fn triage(
         &self,
         tenant: Option<Kommunenummer>,

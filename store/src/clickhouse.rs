@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 use varde_core::Envelope;
 
+use crate::incident::{Change, IncidentChange, IncidentStatus, SHARED_FIELDS, Severity, Tlp};
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
@@ -192,6 +193,105 @@ struct TriageRow {
 
 const TRIAGE_COLUMNS: &str = "toUInt32(at) AS at, at_us, tenant, dedup_key, action_id, action, \
     actor, assignee, resolution, reason, toUInt32(until) AS until, before";
+
+#[derive(Row, Serialize, Deserialize)]
+struct IncidentRow {
+    at: u32,
+    at_us: u32,
+    incident_id: [u8; 16],
+    change_id: [u8; 16],
+    actor: String,
+    field: String,
+    value: String,
+    dedup_key: [u8; 16],
+    tenants: Vec<String>,
+    components: Vec<String>,
+}
+
+const INCIDENT_COLUMNS: &str = "toUInt32(at) AS at, at_us, incident_id, change_id, actor, field, \
+    value, dedup_key, tenants, components";
+
+impl IncidentRow {
+    fn of(c: &IncidentChange) -> Self {
+        let (at, at_us) = clamp_datetime(c.at_us);
+        let mut row = IncidentRow {
+            at,
+            at_us,
+            incident_id: c.incident_id,
+            change_id: c.change_id,
+            actor: c.actor.clone(),
+            field: c.change.field().to_owned(),
+            value: String::new(),
+            dedup_key: [0; 16],
+            tenants: Vec::new(),
+            components: Vec::new(),
+        };
+        match &c.change {
+            Change::Opened(t) | Change::Title(t) | Change::Comment(t) => row.value = t.clone(),
+            Change::Status(s) => row.value = s.as_str().to_owned(),
+            Change::Severity(s) => row.value = s.as_str().to_owned(),
+            Change::Tlp(t) => row.value = t.as_str().to_owned(),
+            Change::AwareAt(us) => row.value = us.to_string(),
+            Change::LinkGroup {
+                dedup_key,
+                tenant,
+                component,
+                rule_title,
+            } => {
+                row.dedup_key = *dedup_key;
+                row.tenants = vec![tenant.clone()];
+                if !component.is_empty() {
+                    row.components = vec![component.clone()];
+                }
+                row.value = rule_title.clone();
+            }
+            Change::Municipalities(m) => row.tenants = m.clone(),
+            Change::Components(m) => row.components = m.clone(),
+        }
+        row
+    }
+
+    fn into_change(self) -> Result<IncidentChange> {
+        let bad = |what: &str| Error::BadRow(format!("incident_changes: {what}"));
+        let change = match self.field.as_str() {
+            "opened" => Change::Opened(self.value),
+            "title" => Change::Title(self.value),
+            "comment" => Change::Comment(self.value),
+            "status" => Change::Status(
+                IncidentStatus::parse(&self.value).ok_or_else(|| bad("unknown status"))?,
+            ),
+            "severity" => Change::Severity(
+                Severity::parse(&self.value).ok_or_else(|| bad("unknown severity"))?,
+            ),
+            "tlp" => Change::Tlp(Tlp::parse(&self.value).ok_or_else(|| bad("unknown TLP"))?),
+            "aware_at" => Change::AwareAt(
+                self.value
+                    .parse()
+                    .map_err(|_| bad("awareness time is not a number"))?,
+            ),
+            "link_group" => Change::LinkGroup {
+                dedup_key: self.dedup_key,
+                tenant: self
+                    .tenants
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| bad("a link without its municipality"))?,
+                component: self.components.into_iter().next().unwrap_or_default(),
+                rule_title: self.value,
+            },
+            "municipalities" => Change::Municipalities(self.tenants),
+            "components" => Change::Components(self.components),
+            other => return Err(bad(&format!("unknown change {other:?}"))),
+        };
+        Ok(IncidentChange {
+            change_id: self.change_id,
+            incident_id: self.incident_id,
+            at_us: i64::from(self.at) * 1_000_000 + i64::from(self.at_us),
+            actor: self.actor,
+            change,
+        })
+    }
+}
 
 impl TriageRow {
     fn of(a: &TriageAction) -> Self {
@@ -797,6 +897,46 @@ impl EventStore for ClickHouseStore {
         }
         let rows: Vec<TriageRow> = q.fetch_all().await?;
         rows.into_iter().map(TriageRow::into_action).collect()
+    }
+
+    async fn write_incident_changes(&self, changes: &[IncidentChange]) -> Result<u64> {
+        self.insert_rows("incident_changes", changes.iter().map(IncidentRow::of))
+            .await
+    }
+
+    async fn incident_changes(
+        &self,
+        tenant: Option<Kommunenummer>,
+        incident: Option<[u8; 16]>,
+    ) -> Result<Vec<IncidentChange>> {
+        let db = &self.db;
+        let mut sql = format!("SELECT {INCIDENT_COLUMNS} FROM {db}.incident_changes FINAL WHERE 1");
+        if let Some(id) = incident {
+            sql.push_str(&format!(" AND incident_id = {}", keys_in(&[id])));
+        }
+        if tenant.is_some() {
+            // Incidents that concern the municipality: a linked group of its own, or named in
+            // the latest list of further municipalities; of those, the shared rows and the
+            // links of its own groups only.
+            let shared: Vec<String> = SHARED_FIELDS.iter().map(|f| format!("'{f}'")).collect();
+            sql.push_str(&format!(
+                " AND (incident_id IN (SELECT incident_id FROM {db}.incident_changes \
+                 WHERE field = 'link_group' AND has(tenants, ?)) \
+                 OR incident_id IN (SELECT incident_id FROM (SELECT incident_id, \
+                 argMax(tenants, toUInt64(at) * 1000000 + at_us) AS latest \
+                 FROM {db}.incident_changes WHERE field = 'municipalities' GROUP BY incident_id) \
+                 WHERE has(latest, ?))) \
+                 AND (field IN ({}) OR (field = 'link_group' AND has(tenants, ?)))",
+                shared.join(", ")
+            ));
+        }
+        sql.push_str(" ORDER BY at, at_us, change_id");
+        let mut q = self.client.query(&sql);
+        if let Some(t) = tenant {
+            q = q.bind(t.as_str()).bind(t.as_str()).bind(t.as_str());
+        }
+        let rows: Vec<IncidentRow> = q.fetch_all().await?;
+        rows.into_iter().map(IncidentRow::into_change).collect()
     }
 
     async fn dead_letters(&self, limit: u64) -> Result<Vec<DeadLetter>> {

@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
+use crate::incident::{Change, IncidentChange, SHARED_FIELDS};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, EventCount, EventQuery,
     EventStore, GroupSeen, Result, StoredEvent, Table, TriageAction, day_of_us, flatten,
@@ -30,6 +31,8 @@ struct Inner {
     dead_letters: BTreeMap<(String, i32, i64), DeadLetter>,
     /// Triage history by action id (a rewritten id replaces its row, as in ClickHouse).
     triage: HashMap<[u8; 16], TriageAction>,
+    /// Incident changes by change id (likewise).
+    incidents: HashMap<[u8; 16], IncidentChange>,
 }
 
 impl EmbeddedStore {
@@ -316,5 +319,57 @@ impl EventStore for EmbeddedStore {
             .collect();
         out.sort_by_key(|a| (a.at_us, a.action_id));
         Ok(out)
+    }
+
+    async fn write_incident_changes(&self, changes: &[IncidentChange]) -> Result<u64> {
+        let mut inner = self.lock();
+        for c in changes {
+            inner.incidents.insert(c.change_id, c.clone());
+        }
+        Ok(changes.len() as u64)
+    }
+
+    async fn incident_changes(
+        &self,
+        tenant: Option<Kommunenummer>,
+        incident: Option<[u8; 16]>,
+    ) -> Result<Vec<IncidentChange>> {
+        let inner = self.lock();
+        let mut rows: Vec<&IncidentChange> = inner
+            .incidents
+            .values()
+            .filter(|c| incident.is_none_or(|id| c.incident_id == id))
+            .collect();
+        rows.sort_by_key(|c| (c.at_us, c.change_id));
+        let Some(t) = tenant else {
+            return Ok(rows.into_iter().cloned().collect());
+        };
+        let t = t.as_str();
+        let own_link = |c: &IncidentChange| matches!(&c.change, Change::LinkGroup { tenant, .. } if tenant == t);
+        // The same rule as the ClickHouse query: a linked group of its own, or named in the
+        // latest list of further municipalities.
+        let mut latest: HashMap<[u8; 16], &Vec<String>> = HashMap::new();
+        for c in &rows {
+            if let Change::Municipalities(m) = &c.change {
+                latest.insert(c.incident_id, m);
+            }
+        }
+        let concerned: Vec<[u8; 16]> = rows
+            .iter()
+            .filter(|c| own_link(c))
+            .map(|c| c.incident_id)
+            .chain(
+                latest
+                    .iter()
+                    .filter(|(_, m)| m.iter().any(|x| x == t))
+                    .map(|(id, _)| *id),
+            )
+            .collect();
+        Ok(rows
+            .into_iter()
+            .filter(|c| concerned.contains(&c.incident_id))
+            .filter(|c| SHARED_FIELDS.contains(&c.change.field()) || own_link(c))
+            .cloned()
+            .collect())
     }
 }

@@ -24,6 +24,7 @@ use varde_core::{AlertId, BatchReader, Envelope, EventId, Kommunenummer};
 
 pub mod clickhouse;
 pub mod embedded;
+pub mod incident;
 pub mod schema;
 
 /// Errors of the stores.
@@ -529,6 +530,20 @@ pub trait EventStore: Send + Sync {
         tenant: Option<Kommunenummer>,
         keys: &[[u8; 16]],
     ) -> impl Future<Output = Result<Vec<TriageAction>>> + Send;
+
+    /// Appends changes to incidents; returns how many. Rows are never changed or removed.
+    fn write_incident_changes(
+        &self,
+        changes: &[incident::IncidentChange],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The changes of every incident (of `incident` alone, when given), oldest first. With a
+    /// `tenant`, only incidents that concern it and only the rows it may see ([`incident`]).
+    fn incident_changes(
+        &self,
+        tenant: Option<Kommunenummer>,
+        incident: Option<[u8; 16]>,
+    ) -> impl Future<Output = Result<Vec<incident::IncidentChange>>> + Send;
 }
 
 /// One event of an envelope, flattened for storage: the shape both stores keep.

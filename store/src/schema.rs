@@ -134,6 +134,33 @@ pub const MIGRATIONS: &[Migration] = &[
             ORDER BY (tenant, dedup_key, at, action_id)",
         ],
     },
+    Migration {
+        version: 5,
+        name: "incident_changes",
+        statements: &[
+            // Incidents as their history: one row per change (opened, title, status, severity,
+            // TLP, awareness time, a linked group of alerts, further municipalities or
+            // components, a comment), never updated or deleted; the incident is the fold of its
+            // rows. `tenants` holds the municipality of a linked group or the list of further
+            // municipalities, so a municipality's query can find what concerns it. The change
+            // id is random, so a retried insert collapses. Kept by month, never dropped by
+            // retention: it is the CERT's record.
+            "CREATE TABLE IF NOT EXISTS {db}.incident_changes (
+                at DateTime('UTC'),
+                at_us UInt32,
+                incident_id FixedString(16),
+                change_id FixedString(16),
+                actor String,
+                field String,
+                value String,
+                dedup_key FixedString(16),
+                tenants Array(String),
+                components Array(String)
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY toYYYYMM(at)
+            ORDER BY (incident_id, at, change_id)",
+        ],
+    },
 ];
 
 /// The table that records applied migrations.

@@ -6,6 +6,7 @@ use varde_core::{
     AlertId, BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
 };
 use varde_store::embedded::EmbeddedStore;
+use varde_store::incident::{Change, IncidentChange, IncidentStatus, Severity, Tlp};
 use varde_store::{
     Alert, AlertQuery, DeadLetter, EventQuery, EventStore, GroupSeen, Resolution, TriageAction,
     TriageKind,
@@ -97,7 +98,127 @@ async fn contract<S: EventStore>(store: &S) {
 
     alerts_contract(store).await;
     lookups_and_triage_contract(store).await;
+    incidents_contract(store).await;
     dead_letters_contract(store).await;
+}
+
+/// Incidents as append-only changes: every kind of change survives the round trip, a retried
+/// write is read once, and a municipality sees only the incidents that concern it and only
+/// their shared rows and its own links.
+async fn incidents_contract<S: EventStore>(store: &S) {
+    let oslo = Kommunenummer::parse("0301").expect("Oslo");
+    let bergen = Kommunenummer::parse("4601").expect("Bergen");
+    let trondheim = Kommunenummer::parse("5001").expect("Trondheim");
+    let at = 1_764_000_000_000_000;
+    let c = |incident: u8, n: u8, change: Change| IncidentChange {
+        change_id: [n; 16],
+        incident_id: [incident; 16],
+        at_us: at + i64::from(n) * 1_000_001,
+        actor: "kari".into(),
+        change,
+    };
+    let link = |key: u8, tenant: &str, component: &str| Change::LinkGroup {
+        dedup_key: [key; 16],
+        tenant: tenant.into(),
+        component: component.into(),
+        rule_title: format!("rule «{key}» 'quoted'"),
+    };
+    let first = vec![
+        c(
+            1,
+            1,
+            Change::Opened("Credential stuffing against ID-porten".into()),
+        ),
+        c(1, 2, link(7, "0301", "idporten")),
+        c(1, 3, link(8, "4601", "")),
+        c(1, 4, Change::Status(IncidentStatus::Containment)),
+        c(1, 5, Change::Severity(Severity::High)),
+        c(1, 6, Change::Tlp(Tlp::AmberStrict)),
+        c(1, 7, Change::AwareAt(at - 3_600_000_000)),
+        c(
+            1,
+            8,
+            Change::Comment("Bergen's VPN; \\ 'quotes' \"and\" newlines\nkept".into()),
+        ),
+        c(1, 9, Change::Components(vec!["altinn".into()])),
+        c(
+            1,
+            10,
+            Change::Title("Credential stuffing, two municipalities".into()),
+        ),
+        // Trondheim named, then dropped again from the further municipalities.
+        c(1, 11, Change::Municipalities(vec!["5001".into()])),
+        c(1, 12, Change::Municipalities(vec![])),
+        // A second incident, of Trondheim only by name.
+        c(2, 13, Change::Opened("Phishing wave".into())),
+        c(
+            2,
+            14,
+            Change::Municipalities(vec!["5001".into(), "1103".into()]),
+        ),
+        c(2, 15, Change::Comment("CERT only".into())),
+    ];
+    assert_eq!(
+        store.write_incident_changes(&first).await.expect("write"),
+        15
+    );
+    // A retried write collapses.
+    store
+        .write_incident_changes(&first[..3])
+        .await
+        .expect("retry");
+
+    let all = store.incident_changes(None, None).await.expect("read");
+    assert_eq!(all, first, "every change, once, oldest first");
+    let one = store
+        .incident_changes(None, Some([2; 16]))
+        .await
+        .expect("read");
+    assert_eq!(one, first[12..]);
+
+    let fields = |rows: &[IncidentChange]| -> Vec<(u8, &'static str)> {
+        rows.iter()
+            .map(|r| (r.incident_id[0], r.change.field()))
+            .collect()
+    };
+    // Oslo: incident 1 through its linked group; not Bergen's link, not the comment, not the
+    // components or municipality lists; not incident 2.
+    let seen = store
+        .incident_changes(Some(oslo), None)
+        .await
+        .expect("read");
+    assert_eq!(
+        fields(&seen),
+        [
+            (1, "opened"),
+            (1, "link_group"),
+            (1, "status"),
+            (1, "severity"),
+            (1, "tlp"),
+            (1, "aware_at"),
+            (1, "title")
+        ]
+    );
+    assert_eq!(seen[1], first[1]);
+    let bergen_seen = store
+        .incident_changes(Some(bergen), None)
+        .await
+        .expect("read");
+    assert_eq!(bergen_seen[1], first[2]);
+    assert_eq!(bergen_seen.len(), 7);
+    // Trondheim: dropped from incident 1 by the latest list, named in incident 2.
+    let trondheim_seen = store
+        .incident_changes(Some(trondheim), None)
+        .await
+        .expect("read");
+    assert_eq!(fields(&trondheim_seen), [(2, "opened")]);
+    assert_eq!(
+        store
+            .incident_changes(Some(trondheim), Some([1; 16]))
+            .await
+            .expect("read"),
+        vec![]
+    );
 }
 
 async fn dead_letters_contract<S: EventStore>(store: &S) {
