@@ -14,7 +14,7 @@ use varde_core::{AlertId, Kommunenummer};
 use varde_store::{Alert, EventStore, Resolution, StoredEvent, TriageAction, TriageKind};
 
 use crate::triage::{Status, status};
-use crate::{Dashboard, Role, format_time, now_us, page, random_hex};
+use crate::{Dashboard, Role, format_time, nav, now_us, page, random_hex};
 
 /// Longest free-text reason kept with a triage action, in characters.
 pub const REASON_MAX: usize = 2000;
@@ -179,12 +179,21 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
     let refs: Vec<&TriageAction> = history.iter().collect();
     let current = status(&refs, last_detect, now_us());
     let may_triage = account.role != Role::Municipality;
+    let open_incidents = if may_triage {
+        match crate::incident::open_incidents(&d).await {
+            Ok(o) => o,
+            Err(r) => return r,
+        }
+    } else {
+        Vec::new()
+    };
     let assignees = d.assignees();
     let key = hex(&alert.dedup_key);
     let back = format!("/alerts/{}", alert.alert_id);
     page(
         &alert.rule_title,
         html! {
+            (nav(&account, &csrf))
             p { a href="/alerts" { "← Varslene" } }
             h1 { (alert.rule_title) }
             (facts(&alert, &current))
@@ -205,6 +214,7 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
             @if may_triage {
                 form method="post" action="/alerts/triage" {
                     (triage_controls(&csrf, &assignees, &[key], &back))
+                    (crate::incident::incident_controls(&open_incidents))
                 }
             }
         },

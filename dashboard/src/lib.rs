@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod alert;
+mod incident;
 pub mod triage;
 
 use std::collections::HashMap;
@@ -250,6 +251,14 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/alerts", get(alert_queue::<St>))
             .route("/alerts/triage", post(alert::triage::<St>))
             .route("/alerts/{id}", get(alert::detail::<St>))
+            .route(
+                "/incidents",
+                get(incident::list::<St>).post(incident::create::<St>),
+            )
+            .route(
+                "/incidents/{id}",
+                get(incident::show::<St>).post(incident::change::<St>),
+            )
             .route("/health", get(|| async { "ok\n" }))
             .with_state(self)
     }
@@ -337,6 +346,25 @@ fn page(title: &str, body: Markup) -> Html<String> {
         }
         .into_string(),
     )
+}
+
+/// The top of every page behind the login: where to go, who is logged in, logout.
+fn nav(account: &Account, csrf: &str) -> Markup {
+    html! {
+        header {
+            nav aria-label="Hovedmeny" {
+                ul {
+                    li { a href="/alerts" { "Varsler" } }
+                    li { a href="/incidents" { "Hendelser" } }
+                }
+            }
+            p { "Innlogget som " (account.name) }
+            form method="post" action="/logout" {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" { "Logg ut" }
+            }
+        }
+    }
 }
 
 fn login_form(error: Option<&str>) -> Html<String> {
@@ -557,7 +585,16 @@ async fn alert_queue<St: EventStore + Send + Sync + 'static>(
             .collect();
         g.status = triage::status(&own, g.last_detect_us, now);
     }
+    let open_incidents = if account.role == Role::Municipality {
+        Vec::new()
+    } else {
+        match incident::open_incidents(&d).await {
+            Ok(o) => o,
+            Err(r) => return r,
+        }
+    };
     let view = QueueView {
+        open_incidents,
         account: &account,
         csrf: &csrf,
         tenant,
@@ -616,6 +653,7 @@ struct QueueView<'a> {
     filter: &'a str,
     alerts: usize,
     assignees: Vec<&'a str>,
+    open_incidents: Vec<varde_store::incident::Incident>,
 }
 
 fn filter_label(f: &str) -> &'static str {
@@ -689,12 +727,8 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
     page(
         "Varsler",
         html! {
+            (nav(v.account, v.csrf))
             h1 { "Varsler – " (scope) }
-            p { "Innlogget som " (v.account.name) }
-            form method="post" action="/logout" {
-                input type="hidden" name="csrf" value=(v.csrf);
-                button type="submit" { "Logg ut" }
-            }
             form method="get" action="/alerts" {
                 @if v.account.role != Role::Municipality && !tenant_param.is_empty() {
                     input type="hidden" name="tenant" value=(tenant_param);
@@ -711,6 +745,7 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
                 form method="post" action="/alerts/triage" {
                     (table)
                     (alert::triage_controls(v.csrf, &v.assignees, &[], &back))
+                    (incident::incident_controls(&v.open_incidents))
                 }
             } @else {
                 (table)

@@ -585,3 +585,269 @@ async fn triage_is_the_analysts_append_only_and_scoped_by_the_store() {
     assert_eq!(store.triage(None, &keys).await.expect("history").len(), 5);
     env.cleanup().await;
 }
+
+/// The incident id in a `/incidents/<id>` location.
+fn incident_of(location: &str) -> String {
+    location
+        .strip_prefix("/incidents/")
+        .unwrap_or_else(|| panic!("not an incident page: {location}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn incidents_are_the_certs_record_and_a_municipality_sees_only_its_part() {
+    let env = TestEnv::new("dashincident");
+    let store = env.store().await;
+    store
+        .write_alerts(&[
+            alert("0301", 1, "Oslo root login"),
+            alert("4601", 3, "Bergen path traversal"),
+        ])
+        .await
+        .expect("alerts");
+    let app = app(store.clone(), Settings::default());
+    let oslo_key = "01".repeat(16);
+    let bergen_key = "03".repeat(16);
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let (_, queue) = get(&app, "/alerts", Some(&analyst)).await;
+    let csrf = csrf_of(&queue);
+    assert!(queue.contains(r#"formaction="/incidents""#), "{queue}");
+
+    // Opened from the two groups of the queue.
+    let (status, location) = post(
+        &app,
+        "/incidents",
+        &analyst,
+        &format!(
+            "csrf={csrf}&op=create&title=Credential+stuffing&key={oslo_key}&key={bergen_key}\
+             &action=acknowledge"
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let id = incident_of(&location);
+    let page_of = |id: &str| format!("/incidents/{id}");
+    let (status, page) = get(&app, &page_of(&id), Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<h1>Credential stuffing</h1>"), "{page}");
+    // Severity from the groups' rules (level high), TLP:AMBER to begin with, the municipalities
+    // and component of the groups.
+    assert!(page.contains("Høy") && page.contains("TLP:AMBER"), "{page}");
+    assert!(
+        page.contains("0301, 4601") && page.contains("idporten"),
+        "{page}"
+    );
+
+    // Refused whole: no title, an unknown group, a wrong token, a municipality.
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    let (_, oslo_queue) = get(&app, "/alerts", Some(&oslo)).await;
+    assert!(
+        !oslo_queue.contains("formaction"),
+        "no incident controls for a municipality"
+    );
+    let oslo_csrf = csrf_of(&oslo_queue);
+    for (session, form, expected) in [
+        (
+            &analyst,
+            format!("csrf={csrf}&op=create&title=+"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &analyst,
+            format!("csrf={csrf}&op=create&title=x&key={}", "09".repeat(16)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &analyst,
+            format!("csrf={csrf}&op=link&incident={id}"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &analyst,
+            format!("csrf={csrf}&op=drop"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &analyst,
+            "csrf=00&op=create&title=x".to_owned(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &oslo,
+            format!("csrf={oslo_csrf}&op=create&title=x"),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let (status, page) = post(&app, "/incidents", session, &form).await;
+        assert_eq!(status, expected, "{form}: {page}");
+    }
+    for form in [
+        format!("csrf={oslo_csrf}&op=comment&value=hello"),
+        format!("csrf={oslo_csrf}&op=status&value=closed"),
+    ] {
+        let (status, _) = post(&app, &page_of(&id), &oslo, &form).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{form}");
+    }
+
+    // The workflow: each change one row; an unchanged value writes nothing.
+    let changes = [
+        "op=status&value=containment",
+        "op=status&value=containment",
+        "op=tlp&value=AMBER%2BSTRICT",
+        "op=comment&value=%3Cb%3EBergen%27s+VPN%3C%2Fb%3E+blocked",
+        "op=municipalities&value=5001%2C+0301",
+        "op=components&component=altinn&component=altinn",
+        "op=aware&value=2025-11-24T15%3A00",
+        "op=title&value=Credential+stuffing+against+ID-porten",
+    ];
+    for form in changes {
+        let (status, location) = post(
+            &app,
+            &page_of(&id),
+            &analyst,
+            &format!("csrf={csrf}&{form}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{form}: {location}");
+    }
+    for form in [
+        "op=status&value=done",
+        "op=tlp&value=amber",
+        "op=severity&value=huge",
+        "op=municipalities&value=9999",
+        "op=components&component=facebook",
+        "op=aware&value=2999-01-01T00%3A00",
+        "op=aware&value=yesterday",
+        "op=comment&value=+",
+        "op=title&value=",
+        "op=delete",
+    ] {
+        let (status, _) = post(
+            &app,
+            &page_of(&id),
+            &analyst,
+            &format!("csrf={csrf}&{form}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form}");
+    }
+    let (status, _) = get(&app, &page_of(&"0".repeat(32)), Some(&analyst)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let raw = varde_core::id::parse_hex16(&id).expect("id");
+    let rows = store.incident_changes(None, Some(raw)).await.expect("rows");
+    let fields: Vec<&str> = rows.iter().map(|r| r.change.field()).collect();
+    assert_eq!(
+        fields,
+        [
+            "opened",
+            "severity",
+            "tlp",
+            "link_group",
+            "link_group",
+            "status",
+            "tlp",
+            "comment",
+            "municipalities",
+            "components",
+            "aware_at",
+            "title"
+        ]
+    );
+    assert!(rows.iter().all(|r| r.actor == "analyst"));
+    let (_, page) = get(&app, &page_of(&id), Some(&analyst)).await;
+    assert!(
+        page.contains("Begrensning") && page.contains("TLP:AMBER+STRICT"),
+        "{page}"
+    );
+    assert!(
+        page.contains("&lt;b&gt;Bergen's VPN&lt;/b&gt; blocked"),
+        "{page}"
+    );
+    assert!(
+        page.contains("0301, 4601, 5001") && page.contains("altinn, idporten"),
+        "{page}"
+    );
+    assert!(page.contains("2025-11-24 15:00:00"), "{page}");
+
+    // Oslo sees the incident, its own group and the shared facts, not the CERT's comment, not
+    // Bergen's group, not who did what, and no controls.
+    let (_, list) = get(&app, "/incidents", Some(&oslo)).await;
+    assert!(
+        list.contains("Credential stuffing against ID-porten"),
+        "{list}"
+    );
+    let (status, page) = get(&app, &page_of(&id), Some(&oslo)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Begrensning") && page.contains("TLP:AMBER+STRICT"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Oslo root login") && page.contains("0301"),
+        "{page}"
+    );
+    for hidden in [
+        "Bergen",
+        "4601",
+        "VPN",
+        "analyst",
+        "5001",
+        "altinn",
+        r#"name="op""#,
+    ] {
+        assert!(!page.contains(hidden), "{hidden} shown to Oslo: {page}");
+    }
+
+    // A second incident, then Oslo's group added to it from the queue.
+    let (_, location) = post(
+        &app,
+        "/incidents",
+        &analyst,
+        &format!("csrf={csrf}&op=create&title=Phishing+wave"),
+    )
+    .await;
+    let second = incident_of(&location);
+    let (_, page) = get(&app, &page_of(&second), Some(&analyst)).await;
+    assert!(
+        page.contains("Middels") && page.contains("Ingen varselgrupper"),
+        "{page}"
+    );
+    let (_, oslo_list) = get(&app, "/incidents", Some(&oslo)).await;
+    assert!(!oslo_list.contains("Phishing wave"), "not Oslo's yet");
+    let (status, location) = post(
+        &app,
+        "/incidents",
+        &analyst,
+        &format!("csrf={csrf}&op=link&incident={second}&key={oslo_key}&key={oslo_key}"),
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, page_of(&second).as_str())
+    );
+    let (_, oslo_list) = get(&app, "/incidents", Some(&oslo)).await;
+    assert!(oslo_list.contains("Phishing wave"), "{oslo_list}");
+
+    // Closed incidents leave the default list.
+    post(
+        &app,
+        &page_of(&second),
+        &analyst,
+        &format!("csrf={csrf}&op=status&value=closed"),
+    )
+    .await;
+    let (_, open) = get(&app, "/incidents", Some(&analyst)).await;
+    assert!(
+        open.contains("1 av 2 hendelser") && !open.contains("Phishing wave"),
+        "{open}"
+    );
+    let (_, closed) = get(&app, "/incidents?status=closed", Some(&analyst)).await;
+    assert!(closed.contains("Phishing wave"));
+    let (status, _) = get(&app, "/incidents?status=deleted", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    env.cleanup().await;
+}

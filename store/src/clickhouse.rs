@@ -843,9 +843,14 @@ impl EventStore for ClickHouseStore {
             dedup_key: [u8; 16],
             tenant: String,
             last_detect: u32,
+            component: String,
+            rule_title: String,
+            rule_level: String,
         }
         let mut sql = format!(
-            "SELECT dedup_key, tenant, toUInt32(max(detect_time)) AS last_detect \
+            "SELECT dedup_key, tenant, toUInt32(max(detect_time)) AS last_detect, \
+             any(component) AS component, any(rule_title) AS rule_title, \
+             any(rule_level) AS rule_level \
              FROM {}.alerts WHERE dedup_key IN ({})",
             self.db,
             keys_in(keys)
@@ -865,6 +870,9 @@ impl EventStore for ClickHouseStore {
                 dedup_key: r.dedup_key,
                 tenant: r.tenant,
                 last_detect_us: i64::from(r.last_detect) * 1_000_000,
+                component: r.component,
+                rule_title: r.rule_title,
+                rule_level: r.rule_level,
             })
             .collect())
     }

@@ -274,26 +274,26 @@ impl EventStore for EmbeddedStore {
         keys: &[[u8; 16]],
     ) -> Result<Vec<GroupSeen>> {
         let inner = self.lock();
-        let mut last: BTreeMap<([u8; 16], String), i64> = BTreeMap::new();
+        let mut seen: BTreeMap<([u8; 16], String), GroupSeen> = BTreeMap::new();
         for a in inner
             .alerts
             .values()
             .filter(|a| keys.contains(&a.dedup_key))
             .filter(|a| tenant.is_none_or(|t| a.tenant == t.as_str()))
         {
-            let seen = last
+            let g = seen
                 .entry((a.dedup_key, a.tenant.clone()))
-                .or_insert(i64::MIN);
-            *seen = (*seen).max(a.detect_time_us);
+                .or_insert_with(|| GroupSeen {
+                    dedup_key: a.dedup_key,
+                    tenant: a.tenant.clone(),
+                    last_detect_us: i64::MIN,
+                    component: a.component.clone(),
+                    rule_title: a.rule_title.clone(),
+                    rule_level: a.rule_level.clone(),
+                });
+            g.last_detect_us = g.last_detect_us.max(a.detect_time_us);
         }
-        Ok(last
-            .into_iter()
-            .map(|((dedup_key, tenant), last_detect_us)| GroupSeen {
-                dedup_key,
-                tenant,
-                last_detect_us,
-            })
-            .collect())
+        Ok(seen.into_values().collect())
     }
 
     async fn write_triage(&self, actions: &[TriageAction]) -> Result<u64> {

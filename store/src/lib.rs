@@ -281,6 +281,12 @@ pub struct GroupSeen {
     pub tenant: String,
     /// When its newest alert was detected, µs since the epoch (whole seconds in ClickHouse).
     pub last_detect_us: i64,
+    /// Its shared component, empty when none (the same for every alert of a group).
+    pub component: String,
+    /// Its rule's title.
+    pub rule_title: String,
+    /// Its rule's level.
+    pub rule_level: String,
 }
 
 /// How a resolved group of alerts ended.

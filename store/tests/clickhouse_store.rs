@@ -403,6 +403,19 @@ async fn lookups_and_triage_contract<S: EventStore>(store: &S) {
         dedup_key: [key; 16],
         tenant: tenant.into(),
         last_detect_us: last,
+        // Even rows (key 0) are ID-porten's; titles are the rule's.
+        component: if key == 0 {
+            "idporten".into()
+        } else {
+            String::new()
+        },
+        rule_title: if tenant == "0301" {
+            "title of rule-a"
+        } else {
+            "title of rule-b"
+        }
+        .into(),
+        rule_level: "high".into(),
     };
     let both = store
         .groups(None, &[[0; 16], [7; 16]])

@@ -1,0 +1,744 @@
+//! Incidents: the list, the incident page, opening one from alert groups, and every change.
+//!
+//! Every change is a new row ([`varde_store::incident`]); the page shows the incident folded
+//! from its rows and the rows themselves as the timeline. A municipality account reads through
+//! the store's tenant filter (only incidents that concern it, only their shared rows and its own
+//! linked groups) and changes nothing.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use varde_core::Kommunenummer;
+use varde_core::component::ComponentRegistry;
+use varde_core::id::parse_hex16;
+use varde_store::EventStore;
+use varde_store::incident::{Change, Incident, IncidentChange, IncidentStatus, Severity, Tlp};
+
+use crate::alert::hex;
+use crate::{Account, Dashboard, Role, format_time, nav, now_us, page, random_hex, same_token};
+
+/// Longest title, in characters.
+pub const TITLE_MAX: usize = 200;
+/// Longest comment, in characters.
+pub const COMMENT_MAX: usize = 5000;
+
+/// Norwegian names of the statuses.
+pub fn status_label(s: IncidentStatus) -> &'static str {
+    match s {
+        IncidentStatus::New => "Ny",
+        IncidentStatus::Triage => "Vurdering",
+        IncidentStatus::Containment => "Begrensning",
+        IncidentStatus::Eradication => "Fjerning",
+        IncidentStatus::Recovery => "Gjenoppretting",
+        IncidentStatus::PostIncident => "Etterarbeid",
+        IncidentStatus::Closed => "Lukket",
+    }
+}
+
+/// Norwegian names of the severities.
+pub fn severity_label(s: Severity) -> &'static str {
+    match s {
+        Severity::Low => "Lav",
+        Severity::Medium => "Middels",
+        Severity::High => "Høy",
+        Severity::Critical => "Kritisk",
+    }
+}
+
+fn tlp_label(t: Tlp) -> String {
+    format!("TLP:{}", t.as_str())
+}
+
+/// The severity a new incident starts with: the highest rule level among its groups
+/// (Sigma's `critical`, `high`, `medium`; `low` and `informational` are low), medium without
+/// groups.
+fn severity_of_levels<'a>(levels: impl Iterator<Item = &'a str>) -> Severity {
+    levels
+        .map(|l| match l {
+            "critical" => Severity::Critical,
+            "high" => Severity::High,
+            "medium" => Severity::Medium,
+            _ => Severity::Low,
+        })
+        .max()
+        .unwrap_or(Severity::Medium)
+}
+
+fn describe(c: &Change) -> Markup {
+    html! {
+        @match c {
+            Change::Opened(t) => { "Opprettet: «" (t) "»" }
+            Change::Title(t) => { "Ny tittel: «" (t) "»" }
+            Change::Status(s) => { "Status: " (status_label(*s)) }
+            Change::Severity(s) => { "Alvorlighet: " (severity_label(*s)) }
+            Change::Tlp(t) => { "Deling: " (tlp_label(*t)) }
+            Change::AwareAt(us) => { "Kjent for CERT fra: " (format_time(*us)) " UTC" }
+            Change::LinkGroup { tenant, rule_title, .. } => { "Varselgruppe koblet: " (rule_title) " (" (tenant) ")" }
+            Change::Municipalities(m) => { "Andre berørte kommuner: " @if m.is_empty() { "ingen" } @else { (m.join(", ")) } }
+            Change::Components(m) => { "Andre berørte komponenter: " @if m.is_empty() { "ingen" } @else { (m.join(", ")) } }
+            Change::Comment(_) => { "Kommentar" }
+        }
+    }
+}
+
+fn unavailable(what: &str, e: &varde_store::Error) -> Response {
+    tracing::error!(error = %e, what, "the store failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store is not answering\n",
+    )
+        .into_response()
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        page(
+            "Fant ikke hendelsen",
+            html! {
+                h1 { "Fant ikke hendelsen" }
+                p { "Hendelsen finnes ikke, eller du har ikke tilgang til den." }
+                p { a href="/incidents" { "Til hendelsene" } }
+            },
+        ),
+    )
+        .into_response()
+}
+
+fn bad_request(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        page(
+            "Ugyldig endring",
+            html! {
+                h1 { "Ugyldig endring" }
+                p role="alert" { (message) }
+                p { a href="/incidents" { "Til hendelsene" } }
+            },
+        ),
+    )
+        .into_response()
+}
+
+/// The tenant filter of an account's reads: its own municipality, or none for the CERT.
+// The error is the early answer to the request, made at most once per request.
+#[allow(clippy::result_large_err)]
+fn reader_scope(account: &Account) -> Result<Option<Kommunenummer>, Response> {
+    match account.role {
+        Role::Municipality => account
+            .tenant
+            .map(Some)
+            .ok_or_else(|| StatusCode::FORBIDDEN.into_response()),
+        Role::Admin | Role::Analyst => Ok(None),
+    }
+}
+
+/// The incidents the account may see, folded, most recently changed first.
+async fn visible<St: EventStore>(
+    d: &Dashboard<St>,
+    scope: Option<Kommunenummer>,
+    id: Option<[u8; 16]>,
+) -> Result<(Vec<Incident>, Vec<IncidentChange>), Response> {
+    let rows = d
+        .inner
+        .store
+        .incident_changes(scope, id)
+        .await
+        .map_err(|e| unavailable("incidents", &e))?;
+    Ok((Incident::fold(&rows), rows))
+}
+
+/// The open incidents (not closed), for the queue's "add to incident" choice.
+pub(crate) async fn open_incidents<St: EventStore>(
+    d: &Dashboard<St>,
+) -> Result<Vec<Incident>, Response> {
+    let (all, _) = visible(d, None, None).await?;
+    Ok(all
+        .into_iter()
+        .filter(|i| i.status != IncidentStatus::Closed)
+        .collect())
+}
+
+/// Controls to open an incident from the chosen groups or add them to an open one; inside a
+/// form whose `key` fields are the groups.
+pub(crate) fn incident_controls(open: &[Incident]) -> Markup {
+    html! {
+        fieldset {
+            legend { "Hendelse" }
+            label for="incident-title" { "Tittel på ny hendelse" }
+            input id="incident-title" name="title" maxlength=(TITLE_MAX);
+            button type="submit" formaction="/incidents" name="op" value="create" {
+                "Opprett hendelse med valgte grupper"
+            }
+            @if !open.is_empty() {
+                label for="incident-pick" { "Åpen hendelse" }
+                select id="incident-pick" name="incident" {
+                    @for i in open { option value=(hex(&i.incident_id)) { (i.title) } }
+                }
+                button type="submit" formaction="/incidents" name="op" value="link" {
+                    "Legg valgte grupper til hendelsen"
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+}
+
+/// `GET /incidents?status=open|closed|all`: the incidents the account may see.
+pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let Some((account, csrf)) = d.session(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let scope = match reader_scope(&account) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let filter = q
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("open");
+    if !["open", "closed", "all"].contains(&filter) {
+        return (StatusCode::BAD_REQUEST, "status: open, closed or all\n").into_response();
+    }
+    let (incidents, _) = match visible(&d, scope, None).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let total = incidents.len();
+    let shown: Vec<&Incident> = incidents
+        .iter()
+        .filter(|i| match filter {
+            "open" => i.status != IncidentStatus::Closed,
+            "closed" => i.status == IncidentStatus::Closed,
+            _ => true,
+        })
+        .collect();
+    let may_change = account.role != Role::Municipality;
+    page(
+        "Hendelser",
+        html! {
+            (nav(&account, &csrf))
+            h1 { "Hendelser" }
+            form method="get" action="/incidents" {
+                label for="incident-filter" { "Vis" }
+                select id="incident-filter" name="status" {
+                    @for (value, label) in [("open", "Åpne"), ("closed", "Lukkede"), ("all", "Alle")] {
+                        option value=(value) selected[value == filter] { (label) }
+                    }
+                }
+                button type="submit" { "Vis" }
+            }
+            table {
+                caption { (shown.len()) " av " (total) " hendelser, sist endret først" }
+                thead { tr {
+                    th scope="col" { "Tittel" }
+                    th scope="col" { "Status" }
+                    th scope="col" { "Alvorlighet" }
+                    th scope="col" { "Deling" }
+                    th scope="col" { "Kommuner" }
+                    th scope="col" { "Komponenter" }
+                    th scope="col" { "Kjent fra (UTC)" }
+                    th scope="col" { "Sist endret (UTC)" }
+                } }
+                tbody {
+                    @for i in &shown {
+                        tr data-incident-id=(hex(&i.incident_id)) data-status=(i.status.as_str()) {
+                            td { a href={ "/incidents/" (hex(&i.incident_id)) } { (i.title) } }
+                            td { (status_label(i.status)) }
+                            td { (severity_label(i.severity)) }
+                            td { (tlp_label(i.tlp)) }
+                            td { (i.municipalities().join(", ")) }
+                            td { (i.components().join(", ")) }
+                            td { (format_time(i.aware_at_us)) }
+                            td { (format_time(i.changed_at_us)) }
+                        }
+                    }
+                }
+            }
+            @if may_change {
+                h2 { "Ny hendelse" }
+                form method="post" action="/incidents" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="op" value="create";
+                    label for="new-title" { "Tittel" }
+                    input id="new-title" name="title" required maxlength=(TITLE_MAX);
+                    button type="submit" { "Opprett" }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
+/// A form as sent, repeated fields kept.
+#[derive(Debug, Default)]
+struct IncidentForm {
+    csrf: String,
+    op: String,
+    title: String,
+    incident: String,
+    keys: Vec<String>,
+    value: String,
+    components: Vec<String>,
+}
+
+fn parse_form(body: &[u8]) -> IncidentForm {
+    let mut f = IncidentForm::default();
+    for (k, v) in form_urlencoded::parse(body) {
+        let v = v.into_owned();
+        match &*k {
+            "csrf" => f.csrf = v,
+            "op" => f.op = v,
+            "title" => f.title = v,
+            "incident" => f.incident = v,
+            "key" => f.keys.push(v),
+            "value" => f.value = v,
+            "component" => f.components.push(v),
+            _ => {}
+        }
+    }
+    f
+}
+
+/// The account and its checks for a change: logged in, the right token, not a municipality.
+// As for `reader_scope`.
+#[allow(clippy::result_large_err)]
+fn changer<St: EventStore + Send + Sync + 'static>(
+    d: &Dashboard<St>,
+    headers: &HeaderMap,
+    form: &IncidentForm,
+) -> Result<Account, Response> {
+    let Some((account, csrf)) = d.session(headers) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    if !same_token(&form.csrf, &csrf) {
+        tracing::warn!(name = %account.name, "incident change refused: missing or wrong CSRF token");
+        return Err((StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response());
+    }
+    if account.role == Role::Municipality {
+        tracing::warn!(name = %account.name, "incident change refused: municipality account");
+        return Err((StatusCode::FORBIDDEN, "only the CERT changes incidents\n").into_response());
+    }
+    Ok(account)
+}
+
+fn change_row(
+    incident_id: [u8; 16],
+    actor: &str,
+    at_us: i64,
+    change: Change,
+) -> Option<IncidentChange> {
+    let change_id = random_hex::<16>().and_then(|h| parse_hex16(&h))?;
+    Some(IncidentChange {
+        change_id,
+        incident_id,
+        at_us,
+        actor: actor.to_owned(),
+        change,
+    })
+}
+
+/// The links of the groups `keys` (every one must exist), leaving out those already in
+/// `incident`.
+async fn links<St: EventStore>(
+    d: &Dashboard<St>,
+    keys: &[String],
+    incident: Option<&Incident>,
+) -> Result<(Vec<Change>, Vec<String>), Response> {
+    if keys.len() as u64 > d.inner.settings.page_size {
+        return Err(bad_request("For mange grupper i én endring."));
+    }
+    let mut parsed: Vec<[u8; 16]> = Vec::new();
+    for k in keys {
+        match parse_hex16(k) {
+            Some(key) if !parsed.contains(&key) => parsed.push(key),
+            Some(_) => {}
+            None => return Err(bad_request("Ugyldig gruppe.")),
+        }
+    }
+    let groups = d
+        .inner
+        .store
+        .groups(None, &parsed)
+        .await
+        .map_err(|e| unavailable("groups", &e))?;
+    if parsed
+        .iter()
+        .any(|k| !groups.iter().any(|g| g.dedup_key == *k))
+    {
+        return Err(bad_request("En av gruppene finnes ikke."));
+    }
+    let levels: Vec<String> = groups.iter().map(|g| g.rule_level.clone()).collect();
+    let changes = groups
+        .into_iter()
+        .filter(|g| {
+            incident.is_none_or(|i| {
+                !i.groups
+                    .iter()
+                    .any(|l| l.dedup_key == g.dedup_key && l.tenant == g.tenant)
+            })
+        })
+        .map(|g| Change::LinkGroup {
+            dedup_key: g.dedup_key,
+            tenant: g.tenant,
+            component: g.component,
+            rule_title: g.rule_title,
+        })
+        .collect();
+    Ok((changes, levels))
+}
+
+/// `POST /incidents` (`op=create` with `title`, or `op=link` with `incident`; `key` per group):
+/// opens an incident from groups of alerts, or adds groups to an open one.
+pub(crate) async fn create<St: EventStore + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    let account = match changer(&d, &headers, &form) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let now = now_us();
+    let (incident_id, rows) = match form.op.as_str() {
+        "create" => {
+            let title = form.title.trim();
+            if title.is_empty() || title.chars().count() > TITLE_MAX {
+                return bad_request("En hendelse trenger en tittel (høyst 200 tegn).");
+            }
+            let (linked, levels) = match links(&d, &form.keys, None).await {
+                Ok(l) => l,
+                Err(r) => return r,
+            };
+            let Some(id) = random_hex::<16>().and_then(|h| parse_hex16(&h)) else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            let severity = severity_of_levels(levels.iter().map(String::as_str));
+            let mut changes = vec![
+                Change::Opened(title.to_owned()),
+                Change::Severity(severity),
+                Change::Tlp(Tlp::Amber),
+            ];
+            changes.extend(linked);
+            (id, changes)
+        }
+        "link" => {
+            let Some(id) = parse_hex16(&form.incident) else {
+                return bad_request("Velg en hendelse.");
+            };
+            if form.keys.is_empty() {
+                return bad_request("Velg minst én gruppe.");
+            }
+            let (incidents, _) = match visible(&d, None, Some(id)).await {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            let Some(incident) = incidents.first() else {
+                return bad_request("Hendelsen finnes ikke.");
+            };
+            let (linked, _) = match links(&d, &form.keys, Some(incident)).await {
+                Ok(l) => l,
+                Err(r) => return r,
+            };
+            (id, linked)
+        }
+        _ => return bad_request("Ukjent handling."),
+    };
+    // One change after another, a microsecond apart, so the history keeps their order.
+    let mut out = Vec::with_capacity(rows.len());
+    for (n, change) in rows.into_iter().enumerate() {
+        let Some(row) = change_row(incident_id, &account.name, now + n as i64, change) else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        out.push(row);
+    }
+    if let Err(e) = d.inner.store.write_incident_changes(&out).await {
+        return unavailable("write incident", &e);
+    }
+    for c in &out {
+        tracing::info!(actor = %c.actor, incident = %hex(&c.incident_id), change = c.change.field(), "incident");
+    }
+    Redirect::to(&format!("/incidents/{}", hex(&incident_id))).into_response()
+}
+
+/// `GET /incidents/{id}`: the incident, its groups, comments (the CERT's), timeline, and the
+/// CERT's controls.
+pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some((account, csrf)) = d.session(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let scope = match reader_scope(&account) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(id) = parse_hex16(&id) else {
+        return not_found();
+    };
+    let (incidents, rows) = match visible(&d, scope, Some(id)).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(i) = incidents.first() else {
+        return not_found();
+    };
+    let cert = account.role != Role::Municipality;
+    let action = format!("/incidents/{}", hex(&i.incident_id));
+    let registry = ComponentRegistry::builtin();
+    page(
+        &i.title,
+        html! {
+            (nav(&account, &csrf))
+            p { a href="/incidents" { "← Hendelsene" } }
+            h1 { (i.title) }
+            dl {
+                dt { "Status" } dd data-status=(i.status.as_str()) { (status_label(i.status)) }
+                dt { "Alvorlighet" } dd { (severity_label(i.severity)) }
+                dt { "Deling" } dd data-tlp=(i.tlp.as_str()) { (tlp_label(i.tlp)) }
+                dt { "Kjent for CERT fra (UTC)" } dd { (format_time(i.aware_at_us)) }
+                dt { "Opprettet (UTC)" } dd { (format_time(i.opened_at_us)) @if cert { " av " (i.opened_by) } }
+                dt { "Berørte kommuner" } dd { @if i.municipalities().is_empty() { "–" } @else { (i.municipalities().join(", ")) } }
+                dt { "Berørte komponenter" } dd { @if i.components().is_empty() { "–" } @else { (i.components().join(", ")) } }
+            }
+            h2 { "Varselgrupper" }
+            @if i.groups.is_empty() {
+                p { "Ingen varselgrupper er koblet." }
+            } @else {
+                table {
+                    caption { (i.groups.len()) " koblede varselgrupper" }
+                    thead { tr { th scope="col" { "Kommune" } th scope="col" { "Komponent" } th scope="col" { "Regel" } th scope="col" { "Gruppe" } } }
+                    tbody {
+                        @for g in &i.groups {
+                            tr data-key=(hex(&g.dedup_key)) {
+                                td { (g.tenant) } td { (g.component) } td { (g.rule_title) } td { code { (hex(&g.dedup_key)) } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if cert {
+                h2 { "Kommentarer" }
+                @if i.comments.is_empty() { p { "Ingen kommentarer." } }
+                @for (at, who, text) in &i.comments {
+                    article.comment {
+                        p { strong { (who) } " – " (format_time(*at)) " UTC" }
+                        p style="white-space: pre-wrap" { (text) }
+                    }
+                }
+            }
+            h2 { "Tidslinje" }
+            ol.timeline {
+                @for c in &rows {
+                    li {
+                        (format_time(c.at_us)) " UTC – " @if cert { (c.actor) } @else { "CERT" } ": " (describe(&c.change))
+                    }
+                }
+            }
+            @if cert {
+                h2 { "Endre" }
+                (change_form(&action, &csrf, "status", "Status", html! {
+                    select id="change-status" name="value" {
+                        @for s in IncidentStatus::ALL { option value=(s.as_str()) selected[*s == i.status] { (status_label(*s)) } }
+                    }
+                }))
+                (change_form(&action, &csrf, "severity", "Alvorlighet", html! {
+                    select id="change-severity" name="value" {
+                        @for s in Severity::ALL { option value=(s.as_str()) selected[*s == i.severity] { (severity_label(*s)) } }
+                    }
+                }))
+                (change_form(&action, &csrf, "tlp", "Deling (TLP 2.0)", html! {
+                    select id="change-tlp" name="value" {
+                        @for t in Tlp::ALL { option value=(t.as_str()) selected[*t == i.tlp] { (tlp_label(*t)) } }
+                    }
+                }))
+                (change_form(&action, &csrf, "title", "Tittel", html! {
+                    input id="change-title" name="value" value=(i.title) required maxlength=(TITLE_MAX);
+                }))
+                (change_form(&action, &csrf, "aware", "Kjent for CERT fra (UTC)", html! {
+                    input id="change-aware" name="value" type="datetime-local" required
+                        value=(chrono::DateTime::from_timestamp_micros(i.aware_at_us).map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M").to_string()));
+                }))
+                (change_form(&action, &csrf, "municipalities", "Andre berørte kommuner (kommunenumre, komma mellom)", html! {
+                    input id="change-municipalities" name="value" value=(i.extra_municipalities.join(", "));
+                }))
+                form method="post" action=(action) {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="op" value="components";
+                    fieldset {
+                        legend { "Andre berørte komponenter" }
+                        @for c in registry.components() {
+                            @let field = format!("component-{}", c.id);
+                            input type="checkbox" id=(field) name="component" value=(c.id)
+                                checked[i.extra_components.contains(&c.id)];
+                            label for=(field) { (c.name) }
+                        }
+                    }
+                    button type="submit" { "Lagre komponenter" }
+                }
+                (change_form(&action, &csrf, "comment", "Ny kommentar", html! {
+                    textarea id="change-comment" name="value" required maxlength=(COMMENT_MAX) rows="4" {}
+                }))
+            }
+        },
+    )
+    .into_response()
+}
+
+fn change_form(action: &str, csrf: &str, op: &str, label: &str, field: Markup) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="op" value=(op);
+            label for={ "change-" (op) } { (label) }
+            (field)
+            button type="submit" { "Lagre" }
+        }
+    }
+}
+
+/// `POST /incidents/{id}` (`op` and `value`, or `component` repeated): one change.
+pub(crate) async fn change<St: EventStore + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = parse_form(&body);
+    let account = match changer(&d, &headers, &form) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let Some(id) = parse_hex16(&id) else {
+        return not_found();
+    };
+    let (incidents, _) = match visible(&d, None, Some(id)).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(i) = incidents.first() else {
+        return not_found();
+    };
+    let value = form.value.trim();
+    let change = match form.op.as_str() {
+        "status" => match IncidentStatus::parse(value) {
+            Some(s) if s == i.status => None,
+            Some(s) => Some(Change::Status(s)),
+            None => return bad_request("Ukjent status."),
+        },
+        "severity" => match Severity::parse(value) {
+            Some(s) if s == i.severity => None,
+            Some(s) => Some(Change::Severity(s)),
+            None => return bad_request("Ukjent alvorlighet."),
+        },
+        "tlp" => match Tlp::parse(value) {
+            Some(t) if t == i.tlp => None,
+            Some(t) => Some(Change::Tlp(t)),
+            None => return bad_request("Ukjent TLP-merking."),
+        },
+        "title" => {
+            if value.is_empty() || value.chars().count() > TITLE_MAX {
+                return bad_request("En hendelse trenger en tittel (høyst 200 tegn).");
+            }
+            (value != i.title).then(|| Change::Title(value.to_owned()))
+        }
+        "aware" => {
+            let Ok(t) = chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M") else {
+                return bad_request("Oppgi tidspunktet som ÅÅÅÅ-MM-DDTTT:MM (UTC).");
+            };
+            let us = t.and_utc().timestamp_micros();
+            if us > now_us() {
+                return bad_request("Tidspunktet kan ikke være fram i tid.");
+            }
+            (us != i.aware_at_us).then_some(Change::AwareAt(us))
+        }
+        "municipalities" => {
+            let mut list: Vec<String> = Vec::new();
+            for part in value.split([',', ' ', ';']).filter(|p| !p.is_empty()) {
+                let Ok(k) = Kommunenummer::parse(part) else {
+                    return bad_request("Et kommunenummer er ikke gyldig.");
+                };
+                let k = k.to_string();
+                if !list.contains(&k) {
+                    list.push(k);
+                }
+            }
+            list.sort();
+            (list != i.extra_municipalities).then_some(Change::Municipalities(list))
+        }
+        "components" => {
+            let registry = ComponentRegistry::builtin();
+            let mut list: Vec<String> = Vec::new();
+            for c in &form.components {
+                if registry.get(c).is_none() {
+                    return bad_request("Ukjent komponent.");
+                }
+                if !list.contains(c) {
+                    list.push(c.clone());
+                }
+            }
+            list.sort();
+            (list != i.extra_components).then_some(Change::Components(list))
+        }
+        "comment" => {
+            let text = form.value.trim_end();
+            if text.trim().is_empty() || text.chars().count() > COMMENT_MAX {
+                return bad_request("En kommentar må ha tekst (høyst 5000 tegn).");
+            }
+            Some(Change::Comment(text.to_owned()))
+        }
+        _ => return bad_request("Ukjent endring."),
+    };
+    if let Some(change) = change {
+        let Some(row) = change_row(id, &account.name, now_us(), change) else {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        if let Err(e) = d
+            .inner
+            .store
+            .write_incident_changes(std::slice::from_ref(&row))
+            .await
+        {
+            return unavailable("write incident", &e);
+        }
+        tracing::info!(actor = %row.actor, incident = %hex(&id), change = row.change.field(), "incident");
+    }
+    Redirect::to(&format!("/incidents/{}", hex(&id))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_incident_starts_at_its_worst_rule_level() {
+        assert_eq!(
+            severity_of_levels(["low", "high", "medium"].into_iter()),
+            Severity::High
+        );
+        assert_eq!(
+            severity_of_levels(["informational"].into_iter()),
+            Severity::Low
+        );
+        assert_eq!(
+            severity_of_levels(["critical", "low"].into_iter()),
+            Severity::Critical
+        );
+        assert_eq!(severity_of_levels(std::iter::empty()), Severity::Medium);
+    }
+}
