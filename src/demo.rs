@@ -51,8 +51,9 @@ fn root_login(tenant: &str, ip: &str, t_us: i64) -> String {
     )
 }
 
-/// Runs the demo and prints what happened.
-pub async fn run() -> Result<()> {
+/// Runs the demo, prints what happened, then serves the dashboard over the demo's store on
+/// `127.0.0.1:port` until interrupted.
+pub async fn run(port: u16) -> Result<()> {
     let started = Instant::now();
     let now_us = varde_collector::sources::now_us();
     let bus = MemoryBus::new();
@@ -246,8 +247,56 @@ pub async fn run() -> Result<()> {
             "{expected} root password logins were planted but {root_alerts} alerts were raised"
         );
     }
-    println!(
-        "\nThe {expected} planted root password logins raised exactly {root_alerts} alerts. Next: the analysts' dashboard."
-    );
+    println!("\nThe {expected} planted root password logins raised exactly {root_alerts} alerts.");
+    serve_dashboard(store, port).await
+}
+
+/// The dashboard over the demo's store, with two accounts whose passwords are made for this run
+/// and printed: an analyst of the CERT and a user of Bergen municipality (where the scenario
+/// played).
+async fn serve_dashboard(store: EmbeddedStore, port: u16) -> Result<()> {
+    let analyst = varde_dashboard::new_password().map_err(anyhow::Error::msg)?;
+    let bergen = varde_dashboard::new_password().map_err(anyhow::Error::msg)?;
+    let account = |name: &str, role, tenant: Option<&str>, password: &str| -> Result<_> {
+        Ok(varde_dashboard::Account {
+            name: name.into(),
+            role,
+            tenant: tenant.map(Kommunenummer::parse).transpose()?,
+            password_hash: varde_dashboard::hash_password(password).map_err(anyhow::Error::msg)?,
+        })
+    };
+    let accounts = vec![
+        account("analytiker", varde_dashboard::Role::Analyst, None, &analyst)?,
+        account(
+            "bergen",
+            varde_dashboard::Role::Municipality,
+            Some("4601"),
+            &bergen,
+        )?,
+    ];
+    let app = varde_dashboard::Dashboard::new(
+        store,
+        accounts,
+        varde_dashboard::Settings {
+            // Plain HTTP on loopback: a Secure cookie would never come back.
+            secure_cookies: false,
+            ..varde_dashboard::Settings::default()
+        },
+    )
+    .router();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("listening on 127.0.0.1:{port} (choose another with --port)"))?;
+    let addr = listener.local_addr()?;
+    println!("\ndashboard: http://{addr}/ (Ctrl-C stops the demo)");
+    println!("  analyst of the CERT:      analytiker / {analyst}");
+    println!("  user of 4601 Bergen:      bergen / {bergen}");
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(varde_transport::shutdown_signal())
+        .await
+        .context("serving the dashboard")?;
+    println!("demo stopped");
     Ok(())
 }

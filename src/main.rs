@@ -41,8 +41,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run collectors, pipeline and store in one process on bundled sample telemetry from
-    /// several municipalities, with no external service, and print what happened.
-    Demo,
+    /// several municipalities, with no external service, print what happened, then serve the
+    /// dashboard over it on loopback until interrupted.
+    Demo {
+        /// The dashboard's port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Run the pipeline: consume envelopes from Kafka and store events in ClickHouse.
     Pipeline {
         /// The configuration file (see deploy/examples/pipeline.toml).
@@ -99,7 +104,7 @@ fn main() -> Result<()> {
     }
     // The demo prints a report on stdout; its log keeps to warnings unless VARDE_LOG says more.
     let default_level = match cli.command {
-        Command::Demo => "warn",
+        Command::Demo { .. } => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -114,7 +119,7 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Demo => runtime.block_on(demo::run()),
+        Command::Demo { port } => runtime.block_on(demo::run(port)),
         Command::Rules(_) | Command::Admin(_) => Ok(()),
         Command::Dashboard { config } => runtime.block_on(dashboard(&config)),
         Command::Pipeline { config } => runtime.block_on(pipeline(PipelineConfig::load(&config)?)),

@@ -294,6 +294,12 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
     }
 }
 
+/// A new random password (20 hex digits, 80 bits from the operating system), for accounts
+/// made by a program such as `varde demo`.
+pub fn new_password() -> Result<String, String> {
+    random_hex::<10>().ok_or_else(|| "the operating system gave no random bytes".to_owned())
+}
+
 /// `N` random bytes from the operating system, as hex; `None` if it has none to give.
 fn random_hex<const N: usize>() -> Option<String> {
     let mut bytes = [0u8; N];
