@@ -14,7 +14,7 @@ use varde_core::{AlertId, Kommunenummer};
 use varde_store::{Alert, EventStore, Resolution, StoredEvent, TriageAction, TriageKind};
 
 use crate::triage::{Status, status};
-use crate::{Dashboard, Role, format_time, nav, now_us, page, random_hex};
+use crate::{Dashboard, Role, app_page, format_time, now_us, page, random_hex};
 
 /// Longest free-text reason kept with a triage action, in characters.
 pub const REASON_MAX: usize = 2000;
@@ -27,9 +27,9 @@ fn not_found() -> Response {
         page(
             "Fant ikke varselet",
             html! {
-                h1 { "Fant ikke varselet" }
+                h1.ds-heading data-size="lg" { "Fant ikke varselet" }
                 p { "Varselet finnes ikke, eller du har ikke tilgang til det." }
-                p { a href="/alerts" { "Tilbake til varslene" } }
+                p { a.ds-link href="/alerts" { "Tilbake til varslene" } }
             },
         ),
     )
@@ -105,27 +105,27 @@ pub(crate) fn triage_controls(
         input type="hidden" name="csrf" value=(csrf);
         input type="hidden" name="back" value=(back);
         @for k in keys { input type="hidden" name="key" value=(k); }
-        fieldset {
+        fieldset.ds-fieldset {
             legend { "Behandle" }
-            label for="triage-action" { "Handling" }
-            select id="triage-action" name="action" {
+            label.ds-label for="triage-action" { "Handling" }
+            select.ds-input id="triage-action" name="action" {
                 @for k in TriageKind::ALL { option value=(k.as_str()) { (action_label(k)) } }
             }
-            label for="triage-assignee" { "Tildel til" }
-            select id="triage-assignee" name="assignee" {
+            label.ds-label for="triage-assignee" { "Tildel til" }
+            select.ds-input id="triage-assignee" name="assignee" {
                 option value="" { "–" }
                 @for a in assignees { option value=(a) { (a) } }
             }
-            label for="triage-resolution" { "Utfall (ved løsning)" }
-            select id="triage-resolution" name="resolution" {
+            label.ds-label for="triage-resolution" { "Utfall (ved løsning)" }
+            select.ds-input id="triage-resolution" name="resolution" {
                 option value="" { "–" }
                 @for r in Resolution::ALL { option value=(r.as_str()) { (resolution_label(r)) } }
             }
-            label for="triage-reason" { "Begrunnelse (påkrevd ved undertrykking)" }
-            input id="triage-reason" name="reason" maxlength=(REASON_MAX);
-            label for="triage-until" { "Undertrykt til og med (UTC-dato)" }
-            input id="triage-until" name="until" type="date";
-            button type="submit" { "Utfør" }
+            label.ds-label for="triage-reason" { "Begrunnelse (påkrevd ved undertrykking)" }
+            input.ds-input id="triage-reason" name="reason" maxlength=(REASON_MAX);
+            label.ds-label for="triage-until" { "Undertrykt til og med (UTC-dato)" }
+            input.ds-input id="triage-until" name="until" type="date";
+            button.ds-button type="submit" { "Utfør" }
         }
     }
 }
@@ -190,26 +190,27 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
     let assignees = d.assignees();
     let key = hex(&alert.dedup_key);
     let back = format!("/alerts/{}", alert.alert_id);
-    page(
+    app_page(
         &alert.rule_title,
+        &account,
+        &csrf,
         html! {
-            (nav(&account, &csrf))
-            p { a href="/alerts" { "← Varslene" } }
-            h1 { (alert.rule_title) }
+            p { a.ds-link href="/alerts" { "← Varslene" } }
+            h1.ds-heading data-size="lg" { (alert.rule_title) }
             (facts(&alert, &current))
-            h2 { "Treff" }
+            h2.ds-heading data-size="sm" { "Treff" }
             @if alert.matched.is_empty() {
                 p { "Regelen oppga ingen felt." }
             } @else {
-                table {
+                table.ds-table data-border="" data-zebra="" {
                     caption { "Feltene regelen traff på" }
                     thead { tr { th scope="col" { "Felt" } th scope="col" { "Verdi" } } }
                     tbody { @for (k, v) in &alert.matched { tr { th scope="row" { (k) } td { (value(v)) } } } }
                 }
             }
-            h2 { "Hendelsen" }
+            h2.ds-heading data-size="sm" { "Hendelsen" }
             (event_section(event.as_ref()))
-            h2 { "Behandling" }
+            h2.ds-heading data-size="sm" { "Behandling" }
             (history_table(&history))
             @if may_triage {
                 form method="post" action="/alerts/triage" {
@@ -252,7 +253,7 @@ fn event_section(event: Option<&StoredEvent>) -> Markup {
             dt { "Innsamler" } dd { code { (e.collector_id) } " batch " (e.batch_seq) ", rad " (e.batch_row) }
             dt { "Hendelse-id" } dd { code { (e.event_id) } }
         }
-        table {
+        table.ds-table data-border="" data-zebra="" {
             caption { (e.fields.len()) " felt, " (pseudonyms) " av dem pseudonymer" }
             thead { tr { th scope="col" { "Felt" } th scope="col" { "Verdi" } } }
             tbody { @for (k, v) in &e.fields { tr { th scope="row" { (k) } td { (value(v)) } } } }
@@ -265,7 +266,7 @@ fn history_table(history: &[TriageAction]) -> Markup {
         @if history.is_empty() {
             p { "Ingen har behandlet denne gruppen ennå." }
         } @else {
-            table {
+            table.ds-table data-border="" data-zebra="" {
                 caption { "Historikk for gruppen, eldste først" }
                 thead { tr {
                     th scope="col" { "Tid (UTC)" } th scope="col" { "Hvem" } th scope="col" { "Handling" }
@@ -336,9 +337,9 @@ fn bad_request(message: &str) -> Response {
         page(
             "Ugyldig behandling",
             html! {
-                h1 { "Ugyldig behandling" }
-                p role="alert" { (message) }
-                p { a href="/alerts" { "Tilbake til varslene" } }
+                h1.ds-heading data-size="lg" { "Ugyldig behandling" }
+                p.ds-alert data-color="danger" role="alert" { (message) }
+                p { a.ds-link href="/alerts" { "Tilbake til varslene" } }
             },
         ),
     )

@@ -18,7 +18,9 @@ use varde_store::EventStore;
 use varde_store::incident::{Change, Incident, IncidentChange, IncidentStatus, Severity, Tlp};
 
 use crate::alert::hex;
-use crate::{Account, Dashboard, Role, format_time, nav, now_us, page, random_hex, same_token};
+use crate::{
+    Account, Dashboard, Role, app_page, format_time, now_us, page, random_hex, same_token,
+};
 
 /// Longest title, in characters.
 pub const TITLE_MAX: usize = 200;
@@ -99,9 +101,9 @@ fn not_found() -> Response {
         page(
             "Fant ikke hendelsen",
             html! {
-                h1 { "Fant ikke hendelsen" }
+                h1.ds-heading data-size="lg" { "Fant ikke hendelsen" }
                 p { "Hendelsen finnes ikke, eller du har ikke tilgang til den." }
-                p { a href="/incidents" { "Til hendelsene" } }
+                p { a.ds-link href="/incidents" { "Til hendelsene" } }
             },
         ),
     )
@@ -114,9 +116,9 @@ fn bad_request(message: &str) -> Response {
         page(
             "Ugyldig endring",
             html! {
-                h1 { "Ugyldig endring" }
-                p role="alert" { (message) }
-                p { a href="/incidents" { "Til hendelsene" } }
+                h1.ds-heading data-size="lg" { "Ugyldig endring" }
+                p.ds-alert data-color="danger" role="alert" { (message) }
+                p { a.ds-link href="/incidents" { "Til hendelsene" } }
             },
         ),
     )
@@ -166,19 +168,19 @@ pub(crate) async fn open_incidents<St: EventStore>(
 /// form whose `key` fields are the groups.
 pub(crate) fn incident_controls(open: &[Incident]) -> Markup {
     html! {
-        fieldset {
+        fieldset.ds-fieldset {
             legend { "Hendelse" }
-            label for="incident-title" { "Tittel på ny hendelse" }
-            input id="incident-title" name="title" maxlength=(TITLE_MAX);
-            button type="submit" formaction="/incidents" name="op" value="create" {
+            label.ds-label for="incident-title" { "Tittel på ny hendelse" }
+            input.ds-input id="incident-title" name="title" maxlength=(TITLE_MAX);
+            button.ds-button type="submit" formaction="/incidents" name="op" value="create" {
                 "Opprett hendelse med valgte grupper"
             }
             @if !open.is_empty() {
-                label for="incident-pick" { "Åpen hendelse" }
-                select id="incident-pick" name="incident" {
+                label.ds-label for="incident-pick" { "Åpen hendelse" }
+                select.ds-input id="incident-pick" name="incident" {
                     @for i in open { option value=(hex(&i.incident_id)) { (i.title) } }
                 }
-                button type="submit" formaction="/incidents" name="op" value="link" {
+                button.ds-button type="submit" formaction="/incidents" name="op" value="link" {
                     "Legg valgte grupper til hendelsen"
                 }
             }
@@ -226,21 +228,22 @@ pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
         })
         .collect();
     let may_change = account.role != Role::Municipality;
-    page(
+    app_page(
         "Hendelser",
+        &account,
+        &csrf,
         html! {
-            (nav(&account, &csrf))
-            h1 { "Hendelser" }
+            h1.ds-heading data-size="lg" { "Hendelser" }
             form method="get" action="/incidents" {
-                label for="incident-filter" { "Vis" }
-                select id="incident-filter" name="status" {
+                label.ds-label for="incident-filter" { "Vis" }
+                select.ds-input id="incident-filter" name="status" {
                     @for (value, label) in [("open", "Åpne"), ("closed", "Lukkede"), ("all", "Alle")] {
                         option value=(value) selected[value == filter] { (label) }
                     }
                 }
-                button type="submit" { "Vis" }
+                button.ds-button type="submit" { "Vis" }
             }
-            table {
+            table.ds-table data-border="" data-zebra="" {
                 caption { (shown.len()) " av " (total) " hendelser, sist endret først" }
                 thead { tr {
                     th scope="col" { "Tittel" }
@@ -255,7 +258,7 @@ pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
                 tbody {
                     @for i in &shown {
                         tr data-incident-id=(hex(&i.incident_id)) data-status=(i.status.as_str()) {
-                            td { a href={ "/incidents/" (hex(&i.incident_id)) } { (i.title) } }
+                            td { a.ds-link href={ "/incidents/" (hex(&i.incident_id)) } { (i.title) } }
                             td { (status_label(i.status)) }
                             td { (severity_label(i.severity)) }
                             td { (tlp_label(i.tlp)) }
@@ -268,13 +271,13 @@ pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
                 }
             }
             @if may_change {
-                h2 { "Ny hendelse" }
+                h2.ds-heading data-size="sm" { "Ny hendelse" }
                 form method="post" action="/incidents" {
                     input type="hidden" name="csrf" value=(csrf);
                     input type="hidden" name="op" value="create";
-                    label for="new-title" { "Tittel" }
-                    input id="new-title" name="title" required maxlength=(TITLE_MAX);
-                    button type="submit" { "Opprett" }
+                    label.ds-label for="new-title" { "Tittel" }
+                    input.ds-input id="new-title" name="title" required maxlength=(TITLE_MAX);
+                    button.ds-button type="submit" { "Opprett" }
                 }
             }
         },
@@ -501,12 +504,13 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
     let cert = account.role != Role::Municipality;
     let action = format!("/incidents/{}", hex(&i.incident_id));
     let registry = ComponentRegistry::builtin();
-    page(
+    app_page(
         &i.title,
+        &account,
+        &csrf,
         html! {
-            (nav(&account, &csrf))
-            p { a href="/incidents" { "← Hendelsene" } }
-            h1 { (i.title) }
+            p { a.ds-link href="/incidents" { "← Hendelsene" } }
+            h1.ds-heading data-size="lg" { (i.title) }
             dl {
                 dt { "Status" } dd data-status=(i.status.as_str()) { (status_label(i.status)) }
                 dt { "Alvorlighet" } dd { (severity_label(i.severity)) }
@@ -516,11 +520,11 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                 dt { "Berørte kommuner" } dd { @if i.municipalities().is_empty() { "–" } @else { (i.municipalities().join(", ")) } }
                 dt { "Berørte komponenter" } dd { @if i.components().is_empty() { "–" } @else { (i.components().join(", ")) } }
             }
-            h2 { "Varselgrupper" }
+            h2.ds-heading data-size="sm" { "Varselgrupper" }
             @if i.groups.is_empty() {
                 p { "Ingen varselgrupper er koblet." }
             } @else {
-                table {
+                table.ds-table data-border="" data-zebra="" {
                     caption { (i.groups.len()) " koblede varselgrupper" }
                     thead { tr { th scope="col" { "Kommune" } th scope="col" { "Komponent" } th scope="col" { "Regel" } th scope="col" { "Gruppe" } } }
                     tbody {
@@ -533,7 +537,7 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                 }
             }
             @if cert {
-                h2 { "Kommentarer" }
+                h2.ds-heading data-size="sm" { "Kommentarer" }
                 @if i.comments.is_empty() { p { "Ingen kommentarer." } }
                 @for (at, who, text) in &i.comments {
                     article.comment {
@@ -542,7 +546,7 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                     }
                 }
             }
-            h2 { "Tidslinje" }
+            h2.ds-heading data-size="sm" { "Tidslinje" }
             ol.timeline {
                 @for c in &rows {
                     li {
@@ -551,48 +555,48 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                 }
             }
             @if cert {
-                h2 { "Endre" }
+                h2.ds-heading data-size="sm" { "Endre" }
                 (change_form(&action, &csrf, "status", "Status", html! {
-                    select id="change-status" name="value" {
+                    select.ds-input id="change-status" name="value" {
                         @for s in IncidentStatus::ALL { option value=(s.as_str()) selected[*s == i.status] { (status_label(*s)) } }
                     }
                 }))
                 (change_form(&action, &csrf, "severity", "Alvorlighet", html! {
-                    select id="change-severity" name="value" {
+                    select.ds-input id="change-severity" name="value" {
                         @for s in Severity::ALL { option value=(s.as_str()) selected[*s == i.severity] { (severity_label(*s)) } }
                     }
                 }))
                 (change_form(&action, &csrf, "tlp", "Deling (TLP 2.0)", html! {
-                    select id="change-tlp" name="value" {
+                    select.ds-input id="change-tlp" name="value" {
                         @for t in Tlp::ALL { option value=(t.as_str()) selected[*t == i.tlp] { (tlp_label(*t)) } }
                     }
                 }))
                 (change_form(&action, &csrf, "title", "Tittel", html! {
-                    input id="change-title" name="value" value=(i.title) required maxlength=(TITLE_MAX);
+                    input.ds-input id="change-title" name="value" value=(i.title) required maxlength=(TITLE_MAX);
                 }))
                 (change_form(&action, &csrf, "aware", "Kjent for CERT fra (UTC)", html! {
-                    input id="change-aware" name="value" type="datetime-local" required
+                    input.ds-input id="change-aware" name="value" type="datetime-local" required
                         value=(chrono::DateTime::from_timestamp_micros(i.aware_at_us).map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M").to_string()));
                 }))
                 (change_form(&action, &csrf, "municipalities", "Andre berørte kommuner (kommunenumre, komma mellom)", html! {
-                    input id="change-municipalities" name="value" value=(i.extra_municipalities.join(", "));
+                    input.ds-input id="change-municipalities" name="value" value=(i.extra_municipalities.join(", "));
                 }))
                 form method="post" action=(action) {
                     input type="hidden" name="csrf" value=(csrf);
                     input type="hidden" name="op" value="components";
-                    fieldset {
+                    fieldset.ds-fieldset {
                         legend { "Andre berørte komponenter" }
                         @for c in registry.components() {
                             @let field = format!("component-{}", c.id);
-                            input type="checkbox" id=(field) name="component" value=(c.id)
+                            input.ds-input type="checkbox" id=(field) name="component" value=(c.id)
                                 checked[i.extra_components.contains(&c.id)];
-                            label for=(field) { (c.name) }
+                            label.ds-label for=(field) { (c.name) }
                         }
                     }
-                    button type="submit" { "Lagre komponenter" }
+                    button.ds-button type="submit" { "Lagre komponenter" }
                 }
                 (change_form(&action, &csrf, "comment", "Ny kommentar", html! {
-                    textarea id="change-comment" name="value" required maxlength=(COMMENT_MAX) rows="4" {}
+                    textarea.ds-input id="change-comment" name="value" required maxlength=(COMMENT_MAX) rows="4" {}
                 }))
             }
         },
@@ -605,9 +609,9 @@ fn change_form(action: &str, csrf: &str, op: &str, label: &str, field: Markup) -
         form method="post" action=(action) {
             input type="hidden" name="csrf" value=(csrf);
             input type="hidden" name="op" value=(op);
-            label for={ "change-" (op) } { (label) }
+            label.ds-label for={ "change-" (op) } { (label) }
             (field)
-            button type="submit" { "Lagre" }
+            button.ds-button type="submit" { "Lagre" }
         }
     }
 }

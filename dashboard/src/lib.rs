@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod alert;
+mod assets;
 mod incident;
 pub mod triage;
 
@@ -260,6 +261,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
                 get(incident::show::<St>).post(incident::change::<St>),
             )
             .route("/health", get(|| async { "ok\n" }))
+            .route("/assets/{name}", get(assets::serve))
             .with_state(self)
     }
 
@@ -335,18 +337,33 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+/// A page without the logged-in header (login, errors).
 fn page(title: &str, body: Markup) -> Html<String> {
+    document(title, None, body)
+}
+
+/// A page behind the login: the header with the menu, the account and logout, then `body`.
+fn app_page(title: &str, account: &Account, csrf: &str, body: Markup) -> Html<String> {
+    document(title, Some(nav(account, csrf)), body)
+}
+
+fn document(title: &str, header: Option<Markup>, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
-            html lang="nb" {
+            html lang="nb" data-color-scheme="light" data-size="md" {
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (title) " – Varde" }
+                    link rel="stylesheet" href=(assets::THEME_URL);
+                    link rel="stylesheet" href=(assets::COMPONENTS_URL);
+                    link rel="stylesheet" href=(assets::VARDE_URL);
                 }
                 body {
-                    main { (body) }
+                    a.ds-skip-link href="#innhold" { "Hopp til hovedinnholdet" }
+                    @if let Some(h) = header { (h) }
+                    main id="innhold" tabindex="-1" { (body) }
                 }
             }
         }
@@ -357,17 +374,18 @@ fn page(title: &str, body: Markup) -> Html<String> {
 /// The top of every page behind the login: where to go, who is logged in, logout.
 fn nav(account: &Account, csrf: &str) -> Markup {
     html! {
-        header {
+        header.varde-header {
+            p.varde-brand { a.ds-link href="/alerts" { "Varde" } }
             nav aria-label="Hovedmeny" {
                 ul {
-                    li { a href="/alerts" { "Varsler" } }
-                    li { a href="/incidents" { "Hendelser" } }
+                    li { a.ds-link href="/alerts" { "Varsler" } }
+                    li { a.ds-link href="/incidents" { "Hendelser" } }
                 }
             }
             p { "Innlogget som " (account.name) }
             form method="post" action="/logout" {
                 input type="hidden" name="csrf" value=(csrf);
-                button type="submit" { "Logg ut" }
+                button.ds-button data-variant="secondary" type="submit" { "Logg ut" }
             }
         }
     }
@@ -377,14 +395,14 @@ fn login_form(error: Option<&str>) -> Html<String> {
     page(
         "Logg inn",
         html! {
-            h1 { "Varde" }
-            @if let Some(e) = error { p role="alert" { (e) } }
+            h1.ds-heading data-size="lg" { "Varde" }
+            @if let Some(e) = error { p.ds-alert data-color="danger" role="alert" { (e) } }
             form method="post" action="/login" {
-                label for="name" { "Brukernavn" }
-                input id="name" name="name" autocomplete="username" required;
-                label for="password" { "Passord" }
-                input id="password" name="password" type="password" autocomplete="current-password" required;
-                button type="submit" { "Logg inn" }
+                label.ds-label for="name" { "Brukernavn" }
+                input.ds-input id="name" name="name" autocomplete="username" required;
+                label.ds-label for="password" { "Passord" }
+                input.ds-input id="password" name="password" type="password" autocomplete="current-password" required;
+                button.ds-button type="submit" { "Logg inn" }
             }
         },
     )
@@ -690,7 +708,7 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
         format!("/alerts?status={}&tenant={tenant_param}", v.filter)
     };
     let table = html! {
-        table {
+        table.ds-table data-border="" data-zebra="" {
             caption {
                 (shown.len()) " av " (groups.len()) " grupper (" (v.alerts) " varsler): "
                 (filter_label(v.filter).to_lowercase()) ", sist sett først"
@@ -713,7 +731,7 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
                     tr data-alert-id=(g.newest.alert_id.to_string()) data-count=(g.count)
                         data-status=(g.status.key()) data-key=(key) {
                         @if may_triage {
-                            td { input type="checkbox" name="key" value=(key)
+                            td { input.ds-input type="checkbox" name="key" value=(key)
                                 aria-label={ "Velg gruppen " (g.newest.rule_title) " på " (g.newest.host) }; }
                         }
                         td { (format_time(g.last_us)) }
@@ -722,7 +740,7 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
                         td { (alert::status_label(&g.status)) }
                         td { (g.newest.tenant) }
                         td { (g.newest.rule_level) }
-                        td { a href={ "/alerts/" (g.newest.alert_id) } { (g.newest.rule_title) } }
+                        td { a.ds-link href={ "/alerts/" (g.newest.alert_id) } { (g.newest.rule_title) } }
                         td { (g.newest.component) }
                         td { (g.newest.host) }
                     }
@@ -730,22 +748,23 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
             }
         }
     };
-    page(
+    app_page(
         "Varsler",
+        v.account,
+        v.csrf,
         html! {
-            (nav(v.account, v.csrf))
-            h1 { "Varsler – " (scope) }
+            h1.ds-heading data-size="lg" { "Varsler – " (scope) }
             form method="get" action="/alerts" {
                 @if v.account.role != Role::Municipality && !tenant_param.is_empty() {
                     input type="hidden" name="tenant" value=(tenant_param);
                 }
-                label for="status-filter" { "Status" }
-                select id="status-filter" name="status" {
+                label.ds-label for="status-filter" { "Status" }
+                select.ds-input id="status-filter" name="status" {
                     @for f in triage::FILTERS {
                         option value=(f) selected[f == v.filter] { (filter_label(f)) }
                     }
                 }
-                button type="submit" { "Vis" }
+                button.ds-button type="submit" { "Vis" }
             }
             @if may_triage {
                 form method="post" action="/alerts/triage" {

@@ -632,7 +632,7 @@ async fn incidents_are_the_certs_record_and_a_municipality_sees_only_its_part() 
     let page_of = |id: &str| format!("/incidents/{id}");
     let (status, page) = get(&app, &page_of(&id), Some(&analyst)).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("<h1>Credential stuffing</h1>"), "{page}");
+    assert!(page.contains(">Credential stuffing</h1>"), "{page}");
     // Severity from the groups' rules (level high), TLP:AMBER to begin with, the municipalities
     // and component of the groups.
     assert!(page.contains("Høy") && page.contains("TLP:AMBER"), "{page}");
@@ -849,5 +849,36 @@ async fn incidents_are_the_certs_record_and_a_municipality_sees_only_its_part() 
     assert!(closed.contains("Phishing wave"));
     let (status, _) = get(&app, "/incidents?status=deleted", Some(&analyst)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_styles_are_served_from_the_binary() {
+    let env = TestEnv::new("dashassets");
+    let app = app(env.store().await, Settings::default());
+    let (status, css) = get(&app, "/assets/designsystemet.css", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(css.contains("@layer ds.components"));
+    let (status, theme) = get(&app, "/assets/theme.css", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(theme.contains("--ds-color-"));
+    let (status, license) = get(&app, "/assets/LICENSE.designsystemet", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(license.contains("Permission is hereby granted"));
+    for path in [
+        "/assets/../Cargo.toml",
+        "/assets/%2e%2e%2fCargo.toml",
+        "/assets/nothing.css",
+    ] {
+        assert_eq!(
+            get(&app, path, None).await.0,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    // The login page links them, with a skip link to the main content.
+    let (_, login) = get(&app, "/login", None).await;
+    assert!(login.contains(r#"href="/assets/designsystemet.css""#));
+    assert!(login.contains(r##"href="#innhold""##) && login.contains(r#"id="innhold""#));
     env.cleanup().await;
 }
