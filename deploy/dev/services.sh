@@ -89,7 +89,8 @@ up_tools() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   "$HERE/peers.sh" >/dev/null
-  log "tools ready: Debian packages, loggen and rsyslogd (deploy/dev/peers.sh)"
+  "$HERE/browser.sh" >/dev/null
+  log "tools ready: Debian packages, loggen and rsyslogd (deploy/dev/peers.sh), Chromium, playwright-core and axe-core (deploy/dev/browser.sh)"
 }
 
 # ------------------------------------------------------------ ClickHouse ---
