@@ -52,8 +52,9 @@ fn root_login(tenant: &str, ip: &str, t_us: i64) -> String {
 }
 
 /// Runs the demo, prints what happened, then serves the dashboard over the demo's store on
-/// `127.0.0.1:port` until interrupted.
-pub async fn run(port: u16) -> Result<()> {
+/// `127.0.0.1:port` until interrupted, with the path still running and a root login planted
+/// every `live_every_s` seconds (0: none).
+pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
     let started = Instant::now();
     let now_us = varde_collector::sources::now_us();
     let bus = MemoryBus::new();
@@ -248,7 +249,87 @@ pub async fn run(port: u16) -> Result<()> {
         );
     }
     println!("\nThe {expected} planted root password logins raised exactly {root_alerts} alerts.");
+    if live_every_s > 0 {
+        live(&store, detector, live_every_s);
+        println!(
+            "\nlive: collectors keep sending; a root login with a password is planted every {live_every_s} s (--live-every)"
+        );
+    }
     serve_dashboard(store, port).await
+}
+
+/// Keeps the path running while the dashboard serves: a pipeline over a bus of its own into the
+/// same store, and collectors (`k<nnnn>-demo-live`, so their event ids are new) sending a
+/// little of each municipality's everyday sample and, in turn, one planted root login every
+/// `every_s` seconds. Runs until the process ends.
+fn live(store: &EmbeddedStore, mut detector: Detector, every_s: u64) {
+    let bus = MemoryBus::new();
+    let topics: Vec<String> = SAMPLE
+        .iter()
+        .filter_map(|(t, _)| Kommunenummer::parse(t).ok())
+        .map(|t| events_topic(PREFIX, t))
+        .collect();
+    let mut subscriber = bus.subscribe("varde-pipeline-live", &topics);
+    let pipeline_store = store.clone();
+    tokio::spawn(async move {
+        let stats = PipelineStats::default();
+        let (_stop, shutdown) = watch::channel(false);
+        varde_pipeline::run(
+            &mut subscriber,
+            &pipeline_store,
+            &mut detector,
+            LoopSettings::default(),
+            &stats,
+            shutdown,
+        )
+        .await;
+    });
+    tokio::spawn(async move {
+        let edge = EdgeSource::new(Privacy::new(
+            &PrivacyKey::from_bytes(DEMO_PRIVACY_KEY),
+            PrivacyPolicy::default(),
+        ));
+        let mut shippers = Vec::new();
+        for (number, _) in SAMPLE {
+            let (Ok(tenant), Ok(collector)) = (
+                Kommunenummer::parse(number),
+                CollectorId::new(format!("k{number}-demo-live")),
+            ) else {
+                continue;
+            };
+            let shipper = Shipper::new(
+                bus.clone(),
+                ShipperSettings {
+                    collector_id: collector,
+                    tenant,
+                    topic_prefix: PREFIX.into(),
+                    max_rows: 256,
+                    max_delay: Duration::from_secs(1),
+                },
+                SequenceSource::in_memory(),
+                Arc::new(CollectorStats::default()),
+            );
+            shippers.push((*number, shipper));
+        }
+        let mut turn = 0usize;
+        loop {
+            tokio::time::sleep(Duration::from_secs(every_s)).await;
+            let now_us = varde_collector::sources::now_us();
+            let planted = turn % shippers.len().max(1);
+            for (i, (number, shipper)) in shippers.iter_mut().enumerate() {
+                let mut lines = sample_lines(number, 5, now_us);
+                if i == planted {
+                    lines.push(root_login(number, "198.51.100.99", now_us));
+                }
+                for line in lines {
+                    let (kind, event) = edge_event(&line, now_us, &edge);
+                    shipper.push(kind, &event).await;
+                }
+                shipper.flush_all().await;
+            }
+            turn += 1;
+        }
+    });
 }
 
 /// The dashboard over the demo's store, with two accounts whose passwords are made for this run

@@ -47,6 +47,10 @@ enum Command {
         /// The dashboard's port on 127.0.0.1.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// While serving, plant a root login with a password every this many seconds, so
+        /// alerts keep arriving (0: none).
+        #[arg(long, default_value_t = 20)]
+        live_every: u64,
     },
     /// Run the pipeline: consume envelopes from Kafka and store events in ClickHouse.
     Pipeline {
@@ -119,7 +123,7 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Demo { port } => runtime.block_on(demo::run(port)),
+        Command::Demo { port, live_every } => runtime.block_on(demo::run(port, live_every)),
         Command::Rules(_) | Command::Admin(_) => Ok(()),
         Command::Dashboard { config } => runtime.block_on(dashboard(&config)),
         Command::Pipeline { config } => runtime.block_on(pipeline(PipelineConfig::load(&config)?)),

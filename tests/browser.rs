@@ -1,7 +1,8 @@
 //! The dashboard in a real browser, end to end: `varde demo` runs the whole path (collectors,
-//! pipeline with detection, store) and serves the dashboard; Debian's Chromium, driven by
-//! playwright-core (`tests/browser/e2e.cjs`), logs in as the demo's analyst, finds the planted
-//! root logins in the queue, opens one, acknowledges it, opens an incident from its group,
+//! pipeline with detection, store) and serves the dashboard while planting a root login every
+//! 2 s; Debian's Chromium, driven by playwright-core (`tests/browser/e2e.cjs`), logs in as the
+//! demo's analyst, finds the planted root logins in the queue, sees new ones announced live and
+//! loads them, opens one, acknowledges it, opens an incident from its group,
 //! comments and changes its status; then logs in as the demo's Bergen user and sees only Bergen's
 //! alerts, gets 404 for Bodø's, and sees the incident without the CERT's comment. axe-core checks
 //! every page for WCAG 2.1 A and AA; screenshots go to `<target>/browser-artifacts/`.
@@ -53,7 +54,7 @@ fn the_dashboard_in_chromium_with_axe_core() {
     let port = free_port();
     let mut demo = Guard(
         Command::new(workspace_bin("varde"))
-            .args(["demo", "--port", &port.to_string()])
+            .args(["demo", "--port", &port.to_string(), "--live-every", "2"])
             .env("VARDE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -109,6 +110,7 @@ fn the_dashboard_in_chromium_with_axe_core() {
     for page in [
         "login",
         "queue",
+        "queue-live",
         "alert",
         "incident",
         "incidents",

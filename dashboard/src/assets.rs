@@ -12,6 +12,8 @@ pub const COMPONENTS: &str = include_str!("../assets/designsystemet.css");
 pub const THEME: &str = include_str!("../assets/theme.css");
 /// Varde's layout on top of the two.
 pub const VARDE: &str = include_str!("../assets/varde.css");
+/// The live queue's script (progressive enhancement).
+pub const LIVE: &str = include_str!("../assets/live.js");
 /// Designsystemet's licence (MIT), served beside its files.
 pub const LICENSE: &str = include_str!("../assets/LICENSE.designsystemet");
 /// What `vendor.sh` wrote: versions and SHA-256 of the vendored files (served, for provenance).
@@ -23,6 +25,8 @@ pub const COMPONENTS_URL: &str = "/assets/designsystemet.css";
 pub const THEME_URL: &str = "/assets/theme.css";
 /// See [`COMPONENTS_URL`].
 pub const VARDE_URL: &str = "/assets/varde.css";
+/// See [`COMPONENTS_URL`].
+pub const LIVE_URL: &str = "/assets/live.js";
 
 /// `GET /assets/{name}`: the embedded files, cached by browsers for an hour.
 pub(crate) async fn serve(Path(name): Path<String>) -> Response {
@@ -30,6 +34,7 @@ pub(crate) async fn serve(Path(name): Path<String>) -> Response {
         "designsystemet.css" => (COMPONENTS, "text/css; charset=utf-8"),
         "theme.css" => (THEME, "text/css; charset=utf-8"),
         "varde.css" => (VARDE, "text/css; charset=utf-8"),
+        "live.js" => (LIVE, "text/javascript; charset=utf-8"),
         "LICENSE.designsystemet" => (LICENSE, "text/plain; charset=utf-8"),
         "VENDORED" => (VENDORED, "text/plain; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),

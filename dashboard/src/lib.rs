@@ -22,6 +22,7 @@
 mod alert;
 mod assets;
 mod incident;
+mod live;
 pub mod triage;
 
 use std::collections::HashMap;
@@ -251,6 +252,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/logout", post(logout::<St>))
             .route("/alerts", get(alert_queue::<St>))
             .route("/alerts/triage", post(alert::triage::<St>))
+            .route("/alerts/stream", get(live::stream::<St>))
             .route("/alerts/{id}", get(alert::detail::<St>))
             .route(
                 "/incidents",
@@ -618,6 +620,7 @@ async fn alert_queue<St: EventStore + Send + Sync + 'static>(
         }
     };
     let view = QueueView {
+        now,
         open_incidents,
         account: &account,
         csrf: &csrf,
@@ -671,6 +674,8 @@ fn group(alerts: &[Alert]) -> Vec<Group<'_>> {
 
 /// What the queue page shows besides the groups.
 struct QueueView<'a> {
+    /// When the page is made, µs since the epoch: the live queue counts from here.
+    now: i64,
     account: &'a Account,
     csrf: &'a str,
     tenant: Option<Kommunenummer>,
@@ -708,7 +713,7 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
         format!("/alerts?status={}&tenant={tenant_param}", v.filter)
     };
     let table = html! {
-        table.ds-table data-border="" data-zebra="" {
+        table.ds-table data-border="" data-zebra="" data-live-since=(v.now) data-live-tenant=(tenant_param) {
             caption {
                 (shown.len()) " av " (groups.len()) " grupper (" (v.alerts) " varsler): "
                 (filter_label(v.filter).to_lowercase()) ", sist sett først"
@@ -766,6 +771,11 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
                 }
                 button.ds-button type="submit" { "Vis" }
             }
+            div.ds-alert data-color="info" id="live-notice" role="status" hidden {
+                span data-count {} " siden siden ble lastet. "
+                a.ds-link href=(back) { "Vis dem" }
+            }
+            script src=(assets::LIVE_URL) defer {}
             @if may_triage {
                 form method="post" action="/alerts/triage" {
                     (table)

@@ -882,3 +882,94 @@ async fn the_styles_are_served_from_the_binary() {
     assert!(login.contains(r##"href="#innhold""##) && login.contains(r#"id="innhold""#));
     env.cleanup().await;
 }
+
+/// The first server-sent event of `path`.
+async fn first_event(app: &Router, path: &str, session: &str) -> (StatusCode, String) {
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get(path)
+                .header(header::COOKIE, session)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = resp.status();
+    if status != StatusCode::OK {
+        return (status, String::new());
+    }
+    assert_eq!(
+        resp.headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.as_bytes()),
+        Some(&b"text/event-stream"[..])
+    );
+    let mut body = resp.into_body();
+    let frame = body
+        .frame()
+        .await
+        .expect("an event")
+        .expect("a frame")
+        .into_data()
+        .expect("data");
+    (status, String::from_utf8_lossy(&frame).into_owned())
+}
+
+#[tokio::test]
+async fn the_live_queue_counts_new_alerts_in_the_accounts_scope() {
+    let env = TestEnv::new("dashlive");
+    let store = env.store().await;
+    // Both detected at 1_764_000_001 s (see `alert`).
+    store
+        .write_alerts(&[alert("0301", 1, "Oslo"), alert("4601", 3, "Bergen")])
+        .await
+        .expect("alerts");
+    let app = app(store, Settings::default());
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let before: i64 = 1_764_000_000_500_000;
+    for (session, path, expected) in [
+        (&analyst, format!("/alerts/stream?since={before}"), 2),
+        (
+            &analyst,
+            format!("/alerts/stream?since={before}&tenant=4601"),
+            1,
+        ),
+        (&oslo, format!("/alerts/stream?since={before}"), 1),
+        // A municipality cannot widen its count with a tenant parameter.
+        (
+            &oslo,
+            format!("/alerts/stream?since={before}&tenant=4601"),
+            1,
+        ),
+        (
+            &analyst,
+            "/alerts/stream?since=1764000001000000".to_owned(),
+            0,
+        ),
+    ] {
+        let (status, event) = first_event(&app, &path, session).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(
+            event,
+            format!("event: alerts\ndata: {{\"new\":{expected}}}\n\n"),
+            "{path}"
+        );
+    }
+    let (status, _) = first_event(&app, "/alerts/stream?since=x", &analyst).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = first_event(&app, "/alerts/stream?since=0", "varde_session=00").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The queue page carries what the stream needs and loads the script.
+    let (_, page) = get(&app, "/alerts", Some(&oslo)).await;
+    assert!(page.contains("data-live-since=") && page.contains(r#"src="/assets/live.js""#));
+    assert!(
+        page.contains(r#"id="live-notice" role="status" hidden"#),
+        "{page}"
+    );
+    env.cleanup().await;
+}

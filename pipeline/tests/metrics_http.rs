@@ -329,6 +329,13 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<u64> {
         self.inner.write_triage(actions).await
     }
+    async fn alerts_detected_after(
+        &self,
+        tenant: Option<Kommunenummer>,
+        since_us: i64,
+    ) -> varde_store::Result<u64> {
+        self.inner.alerts_detected_after(tenant, since_us).await
+    }
     async fn write_incident_changes(
         &self,
         changes: &[varde_store::incident::IncidentChange],

@@ -691,6 +691,30 @@ impl EventStore for ClickHouseStore {
         Ok(rows.into_iter().map(AlertRow::into_alert).collect())
     }
 
+    async fn alerts_detected_after(
+        &self,
+        tenant: Option<Kommunenummer>,
+        since_us: i64,
+    ) -> Result<u64> {
+        #[derive(Row, Deserialize)]
+        struct Count {
+            alerts: u64,
+        }
+        let (since, _) = clamp_datetime(since_us);
+        let mut sql = format!(
+            "SELECT uniqExact(alert_id) AS alerts FROM {}.alerts WHERE detect_time > toDateTime(?)",
+            self.db
+        );
+        if tenant.is_some() {
+            sql.push_str(" AND tenant = ?");
+        }
+        let mut q = self.client.query(&sql).bind(since);
+        if let Some(t) = tenant {
+            q = q.bind(t.as_str());
+        }
+        Ok(q.fetch_one::<Count>().await?.alerts)
+    }
+
     async fn alert_counts(&self) -> Result<Vec<AlertCount>> {
         let rows: Vec<AlertCountOut> = self
             .client

@@ -2,7 +2,7 @@
 //! contract as ClickHouse holds (a replayed envelope adds no visible event) with no server.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
@@ -13,10 +13,11 @@ use crate::{
     partition_id_of_day,
 };
 
-/// In-memory [`EventStore`].
-#[derive(Default)]
+/// In-memory [`EventStore`]. Clones share the same data (the demo's pipeline writes what its
+/// dashboard reads).
+#[derive(Default, Clone)]
 pub struct EmbeddedStore {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 #[derive(Default)]
@@ -152,6 +153,21 @@ impl EventStore for EmbeddedStore {
             .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
             .cloned()
             .collect())
+    }
+
+    async fn alerts_detected_after(
+        &self,
+        tenant: Option<Kommunenummer>,
+        since_us: i64,
+    ) -> Result<u64> {
+        let second = since_us.div_euclid(1_000_000);
+        Ok(self
+            .lock()
+            .alerts
+            .values()
+            .filter(|a| tenant.is_none_or(|t| a.tenant == t.as_str()))
+            .filter(|a| a.detect_time_us.div_euclid(1_000_000) > second)
+            .count() as u64)
     }
 
     async fn alert_counts(&self) -> Result<Vec<AlertCount>> {

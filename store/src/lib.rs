@@ -480,6 +480,15 @@ pub trait EventStore: Send + Sync {
     /// first, without duplicates: the dashboard's queue.
     fn recent_alerts(&self, query: &AlertQuery) -> impl Future<Output = Result<Vec<Alert>>> + Send;
 
+    /// How many distinct alerts (of `tenant`, when given) detection added in a later second
+    /// than that of `since_us`: what the dashboard's live queue announces. Whole seconds, as
+    /// ClickHouse keeps detection times.
+    fn alerts_detected_after(
+        &self,
+        tenant: Option<Kommunenummer>,
+        since_us: i64,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
     /// Distinct alerts per tenant and rule.
     fn alert_counts(&self) -> impl Future<Output = Result<Vec<AlertCount>>> + Send;
 

@@ -300,6 +300,27 @@ async fn alerts_contract<S: EventStore>(store: &S) {
         ]
     );
     let oslo = Kommunenummer::parse("0301").expect("Oslo");
+    // Detected at 700 (Bergen's three, Oslo's ten first) and again at 800 (Oslo's replay):
+    // counted once each, by the later second only when the later second is after `since`.
+    let bergen = Kommunenummer::parse("4601").expect("Bergen");
+    for (tenant, since, expected) in [
+        (None, 1_714_557_699_999_999, 13),
+        (None, 1_714_557_700_000_000, 10),
+        (None, 1_714_557_700_999_999, 10),
+        (Some(oslo), 1_714_557_799_000_000, 10),
+        (Some(bergen), 1_714_557_700_000_000, 0),
+        (Some(bergen), 1_714_557_600_000_000, 3),
+        (None, 1_714_557_800_000_000, 0),
+    ] {
+        assert_eq!(
+            store
+                .alerts_detected_after(tenant, since)
+                .await
+                .expect("count"),
+            expected,
+            "{tenant:?} after {since}"
+        );
+    }
     let read = store
         .alerts(&AlertQuery {
             tenant: Some(oslo),

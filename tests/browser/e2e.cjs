@@ -72,6 +72,21 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     check(await rowOf(analyst, '1804', ROOT_LOGIN).count() === 1, 'the queue shows Bodø\'s root login group');
     const bodoAlert = await rowOf(analyst, '1804', ROOT_LOGIN).getAttribute('data-alert-id');
 
+    // The live queue: the demo keeps its collectors sending and plants root logins; the page
+    // says so in its live region without changing the table, and the link loads them.
+    const alertsIn = caption => Number(caption.match(/\((\d+) varsler\)/)[1]);
+    const before = alertsIn(await analyst.locator('caption').first().textContent());
+    await analyst.locator('#live-notice').waitFor({ state: 'visible', timeout: 30000 });
+    const announced = await analyst.locator('#live-notice').textContent();
+    check(/(\d+ nye varsler|1 nytt varsel) siden siden ble lastet/.test(announced),
+      `the live queue announces new alerts (${announced.trim()})`);
+    check(alertsIn(await analyst.locator('caption').first().textContent()) === before,
+      'the table does not change under the analyst');
+    await audit(analyst, 'queue-live');
+    await Promise.all([analyst.waitForURL(/\/alerts\?status=open$/), analyst.click('#live-notice a')]);
+    check(alertsIn(await analyst.locator('caption').first().textContent()) > before,
+      'the new alerts are in the queue once loaded');
+
     // Bergen's root login: the alert page, then acknowledged from it.
     await Promise.all([analyst.waitForURL(/\/alerts\/[0-9a-f]{32}$/),
       rowOf(analyst, '4601', ROOT_LOGIN).locator('a').click()]);
@@ -96,7 +111,7 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     check(await analyst.locator('dd[data-tlp="AMBER"]').count() === 1, 'a new incident is TLP:AMBER');
 
     // A comment and a status change, each one more entry of the timeline.
-    const before = await analyst.locator('ol.timeline li').count();
+    const entries = await analyst.locator('ol.timeline li').count();
     await analyst.fill('#change-comment', 'Passordet er byttet, kontoen låst.');
     await Promise.all([analyst.waitForLoadState('load'),
       analyst.locator('form', { has: analyst.locator('#change-comment') }).locator('button').click()]);
@@ -105,7 +120,7 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
       analyst.locator('form', { has: analyst.locator('#change-status') }).locator('button').click()]);
     check(await analyst.locator('dd[data-status="containment"]').count() === 1, 'the status changed to containment');
     check((await analyst.locator('main').textContent()).includes('Passordet er byttet'), 'the comment is shown');
-    check(await analyst.locator('ol.timeline li').count() === before + 2, 'the timeline grew by the two changes');
+    check(await analyst.locator('ol.timeline li').count() === entries + 2, 'the timeline grew by the two changes');
     await analyst.goto(`${url}/incidents`);
     await audit(analyst, 'incidents');
     check((await analyst.locator('tbody').textContent()).includes('Rotinnlogging med passord i Bergen'), 'the incident is listed');
