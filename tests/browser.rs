@@ -114,6 +114,7 @@ fn the_dashboard_in_chromium_with_axe_core() {
         "alert",
         "incident",
         "incidents",
+        "incidents-en",
         "municipality-queue",
         "municipality-incident",
     ] {

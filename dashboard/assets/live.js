@@ -14,8 +14,9 @@
   source.addEventListener('alerts', function (e) {
     var n = JSON.parse(e.data).new;
     if (n > 0) {
-      notice.querySelector('[data-count]').textContent =
-        n === 1 ? '1 nytt varsel' : n + ' nye varsler';
+      notice.querySelector('[data-count]').textContent = n === 1
+        ? notice.getAttribute('data-one')
+        : n + ' ' + notice.getAttribute('data-many');
       notice.hidden = false;
     }
   });

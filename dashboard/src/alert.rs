@@ -4,6 +4,7 @@
 //! the store itself (the group's own tenant), never from the request, so no id, key or form
 //! field reaches another municipality's data.
 
+use crate::i18n::t;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -25,11 +26,11 @@ fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         page(
-            "Fant ikke varselet",
+            t("Fant ikke varselet", "Alert not found"),
             html! {
-                h1.ds-heading data-size="lg" { "Fant ikke varselet" }
-                p { "Varselet finnes ikke, eller du har ikke tilgang til det." }
-                p { a.ds-link href="/alerts" { "Tilbake til varslene" } }
+                h1.ds-heading data-size="lg" { (t("Fant ikke varselet", "Alert not found")) }
+                p { (t("Varselet finnes ikke, eller du har ikke tilgang til det.", "The alert does not exist, or you have no access to it.")) }
+                p { a.ds-link href="/alerts" { (t("Tilbake til varslene", "Back to the alerts")) } }
             },
         ),
     )
@@ -50,8 +51,8 @@ fn value(text: &str) -> Markup {
     html! {
         @for (piece, pseudonym) in split_pseudonyms(text) {
             @if pseudonym {
-                span.pseudonym title="Pseudonym: erstattet i kommunen før data forlot den" {
-                    code { (piece) } " " span.tag { "(pseudonym)" }
+                span.pseudonym title=(t("Pseudonym: erstattet i kommunen før data forlot den", "Pseudonym: replaced in the municipality before the data left it")) {
+                    code { (piece) } " " span.tag { (t("(pseudonym)", "(pseudonym)")) }
                 }
             } @else {
                 (piece)
@@ -63,33 +64,42 @@ fn value(text: &str) -> Markup {
 /// Norwegian names of the resolutions.
 pub fn resolution_label(r: Resolution) -> &'static str {
     match r {
-        Resolution::TruePositiveWithImpact => "Reell hendelse med konsekvens",
-        Resolution::TruePositiveWithoutImpact => "Reell hendelse uten konsekvens",
-        Resolution::FalsePositive => "Falsk positiv",
-        Resolution::Legitimate => "Legitim aktivitet",
-        Resolution::NotApplicable => "Ikke relevant",
+        Resolution::TruePositiveWithImpact => {
+            t("Reell hendelse med konsekvens", "True positive with impact")
+        }
+        Resolution::TruePositiveWithoutImpact => t(
+            "Reell hendelse uten konsekvens",
+            "True positive without impact",
+        ),
+        Resolution::FalsePositive => t("Falsk positiv", "False positive"),
+        Resolution::Legitimate => t("Legitim aktivitet", "Legitimate activity"),
+        Resolution::NotApplicable => t("Ikke relevant", "Not applicable"),
     }
 }
 
 /// Norwegian names of the actions.
 pub fn action_label(k: TriageKind) -> &'static str {
     match k {
-        TriageKind::Acknowledge => "Kvitter",
-        TriageKind::Assign => "Tildel",
-        TriageKind::Resolve => "Løs",
-        TriageKind::Suppress => "Undertrykk",
-        TriageKind::Reopen => "Gjenåpne",
+        TriageKind::Acknowledge => t("Kvitter", "Acknowledge"),
+        TriageKind::Assign => t("Tildel", "Assign"),
+        TriageKind::Resolve => t("Løs", "Resolve"),
+        TriageKind::Suppress => t("Undertrykk", "Suppress"),
+        TriageKind::Reopen => t("Gjenåpne", "Reopen"),
     }
 }
 
 /// The status as shown.
 pub fn status_label(s: &Status) -> String {
     match s {
-        Status::New => "Ny".into(),
-        Status::Acknowledged => "Kvittert".into(),
-        Status::Assigned(who) => format!("Tildelt {who}"),
-        Status::Resolved(r) => format!("Løst: {}", resolution_label(*r)),
-        Status::Suppressed { until_us } => format!("Undertrykt til {}", format_time(*until_us)),
+        Status::New => t("Ny", "New").into(),
+        Status::Acknowledged => t("Kvittert", "Acknowledged").into(),
+        Status::Assigned(who) => format!("{} {who}", t("Tildelt", "Assigned to")),
+        Status::Resolved(r) => format!("{}: {}", t("Løst", "Resolved"), resolution_label(*r)),
+        Status::Suppressed { until_us } => format!(
+            "{} {}",
+            t("Undertrykt til", "Suppressed until"),
+            format_time(*until_us)
+        ),
     }
 }
 
@@ -106,26 +116,26 @@ pub(crate) fn triage_controls(
         input type="hidden" name="back" value=(back);
         @for k in keys { input type="hidden" name="key" value=(k); }
         fieldset.ds-fieldset {
-            legend { "Behandle" }
-            label.ds-label for="triage-action" { "Handling" }
+            legend { (t("Behandle", "Triage")) }
+            label.ds-label for="triage-action" { (t("Handling", "Action")) }
             select.ds-input id="triage-action" name="action" {
                 @for k in TriageKind::ALL { option value=(k.as_str()) { (action_label(k)) } }
             }
-            label.ds-label for="triage-assignee" { "Tildel til" }
+            label.ds-label for="triage-assignee" { (t("Tildel til", "Assign to")) }
             select.ds-input id="triage-assignee" name="assignee" {
                 option value="" { "–" }
                 @for a in assignees { option value=(a) { (a) } }
             }
-            label.ds-label for="triage-resolution" { "Utfall (ved løsning)" }
+            label.ds-label for="triage-resolution" { (t("Utfall (ved løsning)", "Outcome (to resolve)")) }
             select.ds-input id="triage-resolution" name="resolution" {
                 option value="" { "–" }
                 @for r in Resolution::ALL { option value=(r.as_str()) { (resolution_label(r)) } }
             }
-            label.ds-label for="triage-reason" { "Begrunnelse (påkrevd ved undertrykking)" }
+            label.ds-label for="triage-reason" { (t("Begrunnelse (påkrevd ved undertrykking)", "Reason (required to suppress)")) }
             input.ds-input id="triage-reason" name="reason" maxlength=(REASON_MAX);
-            label.ds-label for="triage-until" { "Undertrykt til og med (UTC-dato)" }
+            label.ds-label for="triage-until" { (t("Undertrykt til og med (UTC-dato)", "Suppressed through (UTC date)")) }
             input.ds-input id="triage-until" name="until" type="date";
-            button.ds-button type="submit" { "Utfør" }
+            button.ds-button type="submit" { (t("Utfør", "Apply")) }
         }
     }
 }
@@ -195,22 +205,22 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
         &account,
         &csrf,
         html! {
-            p { a.ds-link href="/alerts" { "← Varslene" } }
+            p { a.ds-link href="/alerts" { (t("← Varslene", "← Alerts")) } }
             h1.ds-heading data-size="lg" { (alert.rule_title) }
             (facts(&alert, &current))
-            h2.ds-heading data-size="sm" { "Treff" }
+            h2.ds-heading data-size="sm" { (t("Treff", "Matches")) }
             @if alert.matched.is_empty() {
-                p { "Regelen oppga ingen felt." }
+                p { (t("Regelen oppga ingen felt.", "The rule named no fields.")) }
             } @else {
                 table.ds-table data-border="" data-zebra="" {
-                    caption { "Feltene regelen traff på" }
-                    thead { tr { th scope="col" { "Felt" } th scope="col" { "Verdi" } } }
+                    caption { (t("Feltene regelen traff på", "The fields the rule matched")) }
+                    thead { tr { th scope="col" { (t("Felt", "Field")) } th scope="col" { (t("Verdi", "Value")) } } }
                     tbody { @for (k, v) in &alert.matched { tr { th scope="row" { (k) } td { (value(v)) } } } }
                 }
             }
-            h2.ds-heading data-size="sm" { "Hendelsen" }
+            h2.ds-heading data-size="sm" { (t("Hendelsen", "The event")) }
             (event_section(event.as_ref()))
-            h2.ds-heading data-size="sm" { "Behandling" }
+            h2.ds-heading data-size="sm" { (t("Behandling", "Triage")) }
             (history_table(&history))
             @if may_triage {
                 form method="post" action="/alerts/triage" {
@@ -226,36 +236,36 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
 fn facts(a: &Alert, current: &Status) -> Markup {
     html! {
         dl {
-            dt { "Status" } dd data-status=(current.key()) { (status_label(current)) }
-            dt { "Kommune" } dd { (a.tenant) }
-            dt { "Komponent" } dd { @if a.component.is_empty() { "–" } @else { (a.component) } }
-            dt { "Nivå" } dd { (a.rule_level) }
-            dt { "Regel" } dd { code { (a.rule_id) } }
-            dt { "Tagger" } dd { @if a.rule_tags.is_empty() { "–" } @else { (a.rule_tags.join(", ")) } }
-            dt { "Vert" } dd { (value(&a.host)) }
-            dt { "Kilde" } dd { (a.source_kind) }
-            dt { "Hendelsestid (UTC)" } dd { (format_time(a.event_time_us)) }
-            dt { "Oppdaget (UTC)" } dd { (format_time(a.detect_time_us)) }
-            dt { "Varsel-id" } dd { code { (a.alert_id) } }
-            dt { "Gruppe" } dd { code { (hex(&a.dedup_key)) } }
+            dt { (t("Status", "Status")) } dd data-status=(current.key()) { (status_label(current)) }
+            dt { (t("Kommune", "Municipality")) } dd { (a.tenant) }
+            dt { (t("Komponent", "Component")) } dd { @if a.component.is_empty() { "–" } @else { (a.component) } }
+            dt { (t("Nivå", "Level")) } dd { (a.rule_level) }
+            dt { (t("Regel", "Rule")) } dd { code { (a.rule_id) } }
+            dt { (t("Tagger", "Tags")) } dd { @if a.rule_tags.is_empty() { "–" } @else { (a.rule_tags.join(", ")) } }
+            dt { (t("Vert", "Host")) } dd { (value(&a.host)) }
+            dt { (t("Kilde", "Source")) } dd { (a.source_kind) }
+            dt { (t("Hendelsestid (UTC)", "Event time (UTC)")) } dd { (format_time(a.event_time_us)) }
+            dt { (t("Oppdaget (UTC)", "Detected (UTC)")) } dd { (format_time(a.detect_time_us)) }
+            dt { (t("Varsel-id", "Alert id")) } dd { code { (a.alert_id) } }
+            dt { (t("Gruppe", "Group")) } dd { code { (hex(&a.dedup_key)) } }
         }
     }
 }
 
 fn event_section(event: Option<&StoredEvent>) -> Markup {
     let Some(e) = event else {
-        return html! { p { "Hendelsen er ikke lenger lagret (oppbevaringstiden er ute)." } };
+        return html! { p { (t("Hendelsen er ikke lenger lagret (oppbevaringstiden er ute).", "The event is no longer stored (its retention has passed).")) } };
     };
     let pseudonyms = e.fields.iter().filter(|(_, v)| is_pseudonym(v)).count();
     html! {
         dl {
-            dt { "Melding" } dd { @if e.message.is_empty() { "–" } @else { (value(&e.message)) } }
-            dt { "Innsamler" } dd { code { (e.collector_id) } " batch " (e.batch_seq) ", rad " (e.batch_row) }
-            dt { "Hendelse-id" } dd { code { (e.event_id) } }
+            dt { (t("Melding", "Message")) } dd { @if e.message.is_empty() { "–" } @else { (value(&e.message)) } }
+            dt { (t("Innsamler", "Collector")) } dd { code { (e.collector_id) } " batch " (e.batch_seq) (t(", rad ", ", row ")) (e.batch_row) }
+            dt { (t("Hendelse-id", "Event id")) } dd { code { (e.event_id) } }
         }
         table.ds-table data-border="" data-zebra="" {
-            caption { (e.fields.len()) " felt, " (pseudonyms) " av dem pseudonymer" }
-            thead { tr { th scope="col" { "Felt" } th scope="col" { "Verdi" } } }
+            caption { (e.fields.len()) (t(" felt, ", " fields, ")) (pseudonyms) (t(" av dem pseudonymer", " of them pseudonyms")) }
+            thead { tr { th scope="col" { (t("Felt", "Field")) } th scope="col" { (t("Verdi", "Value")) } } }
             tbody { @for (k, v) in &e.fields { tr { th scope="row" { (k) } td { (value(v)) } } } }
         }
     }
@@ -264,13 +274,13 @@ fn event_section(event: Option<&StoredEvent>) -> Markup {
 fn history_table(history: &[TriageAction]) -> Markup {
     html! {
         @if history.is_empty() {
-            p { "Ingen har behandlet denne gruppen ennå." }
+            p { (t("Ingen har behandlet denne gruppen ennå.", "Nobody has triaged this group yet.")) }
         } @else {
             table.ds-table data-border="" data-zebra="" {
-                caption { "Historikk for gruppen, eldste først" }
+                caption { (t("Historikk for gruppen, eldste først", "The group's history, oldest first")) }
                 thead { tr {
-                    th scope="col" { "Tid (UTC)" } th scope="col" { "Hvem" } th scope="col" { "Handling" }
-                    th scope="col" { "Detaljer" } th scope="col" { "Status før" }
+                    th scope="col" { (t("Tid (UTC)", "Time (UTC)")) } th scope="col" { (t("Hvem", "Who")) } th scope="col" { (t("Handling", "Action")) }
+                    th scope="col" { (t("Detaljer", "Details")) } th scope="col" { (t("Status før", "Status before")) }
                 } }
                 tbody {
                     @for a in history {
@@ -279,9 +289,9 @@ fn history_table(history: &[TriageAction]) -> Markup {
                             td { (a.actor) }
                             td { (action_label(a.kind)) }
                             td {
-                                @if !a.assignee.is_empty() { "til " (a.assignee) " " }
+                                @if !a.assignee.is_empty() { (t("til ", "to ")) (a.assignee) " " }
                                 @if let Some(r) = a.resolution { (resolution_label(r)) " " }
-                                @if a.until_us > 0 { "til " (format_time(a.until_us)) " " }
+                                @if a.until_us > 0 { (t("til ", "to ")) (format_time(a.until_us)) " " }
                                 @if !a.reason.is_empty() { "«" (a.reason) "»" }
                             }
                             td { (a.before) }
@@ -335,20 +345,24 @@ fn bad_request(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         page(
-            "Ugyldig behandling",
+            t("Ugyldig behandling", "Invalid triage"),
             html! {
-                h1.ds-heading data-size="lg" { "Ugyldig behandling" }
+                h1.ds-heading data-size="lg" { (t("Ugyldig behandling", "Invalid triage")) }
                 p.ds-alert data-color="danger" role="alert" { (message) }
-                p { a.ds-link href="/alerts" { "Tilbake til varslene" } }
+                p { a.ds-link href="/alerts" { (t("Tilbake til varslene", "Back to the alerts")) } }
             },
         ),
     )
         .into_response()
 }
 
-/// Where to go after an action: back to the queue or an alert page, never elsewhere.
-fn safe_back(back: &str) -> &str {
-    let ok = (back == "/alerts" || back.starts_with("/alerts?") || back.starts_with("/alerts/"))
+/// Where to go after an action: back to a page of the dashboard's alerts or incidents, never
+/// elsewhere.
+pub(crate) fn safe_back(back: &str) -> &str {
+    let local = ["/alerts", "/incidents"].iter().any(|p| {
+        back == *p || back.starts_with(&format!("{p}?")) || back.starts_with(&format!("{p}/"))
+    });
+    let ok = local
         && !back.contains("//")
         && !back.contains('\\')
         && back.bytes().all(|b| b.is_ascii_graphic());
@@ -492,12 +506,14 @@ mod tests {
             "/alerts?status=new&tenant=0301"
         );
         assert_eq!(safe_back("/alerts/00ff"), "/alerts/00ff");
+        assert_eq!(safe_back("/incidents?status=all"), "/incidents?status=all");
         for evil in [
             "https://evil.example/alerts",
             "//evil.example",
             "/alerts//evil",
             "/alerts/\\evil",
             "/login",
+            "/incidentsx",
             "",
             "/alerts\r\nSet-Cookie: x",
         ] {

@@ -5,6 +5,7 @@
 //! the store's tenant filter (only incidents that concern it, only their shared rows and its own
 //! linked groups) and changes nothing.
 
+use crate::i18n::t;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -30,23 +31,23 @@ pub const COMMENT_MAX: usize = 5000;
 /// Norwegian names of the statuses.
 pub fn status_label(s: IncidentStatus) -> &'static str {
     match s {
-        IncidentStatus::New => "Ny",
-        IncidentStatus::Triage => "Vurdering",
-        IncidentStatus::Containment => "Begrensning",
-        IncidentStatus::Eradication => "Fjerning",
-        IncidentStatus::Recovery => "Gjenoppretting",
-        IncidentStatus::PostIncident => "Etterarbeid",
-        IncidentStatus::Closed => "Lukket",
+        IncidentStatus::New => t("Ny", "New"),
+        IncidentStatus::Triage => t("Vurdering", "Triage"),
+        IncidentStatus::Containment => t("Begrensning", "Containment"),
+        IncidentStatus::Eradication => t("Fjerning", "Eradication"),
+        IncidentStatus::Recovery => t("Gjenoppretting", "Recovery"),
+        IncidentStatus::PostIncident => t("Etterarbeid", "Post-incident"),
+        IncidentStatus::Closed => t("Lukket", "Closed"),
     }
 }
 
 /// Norwegian names of the severities.
 pub fn severity_label(s: Severity) -> &'static str {
     match s {
-        Severity::Low => "Lav",
-        Severity::Medium => "Middels",
-        Severity::High => "Høy",
-        Severity::Critical => "Kritisk",
+        Severity::Low => t("Lav", "Low"),
+        Severity::Medium => t("Middels", "Medium"),
+        Severity::High => t("Høy", "High"),
+        Severity::Critical => t("Kritisk", "Critical"),
     }
 }
 
@@ -72,16 +73,16 @@ fn severity_of_levels<'a>(levels: impl Iterator<Item = &'a str>) -> Severity {
 fn describe(c: &Change) -> Markup {
     html! {
         @match c {
-            Change::Opened(t) => { "Opprettet: «" (t) "»" }
-            Change::Title(t) => { "Ny tittel: «" (t) "»" }
-            Change::Status(s) => { "Status: " (status_label(*s)) }
-            Change::Severity(s) => { "Alvorlighet: " (severity_label(*s)) }
-            Change::Tlp(t) => { "Deling: " (tlp_label(*t)) }
-            Change::AwareAt(us) => { "Kjent for CERT fra: " (format_time(*us)) " UTC" }
-            Change::LinkGroup { tenant, rule_title, .. } => { "Varselgruppe koblet: " (rule_title) " (" (tenant) ")" }
-            Change::Municipalities(m) => { "Andre berørte kommuner: " @if m.is_empty() { "ingen" } @else { (m.join(", ")) } }
-            Change::Components(m) => { "Andre berørte komponenter: " @if m.is_empty() { "ingen" } @else { (m.join(", ")) } }
-            Change::Comment(_) => { "Kommentar" }
+            Change::Opened(title) => { (t("Opprettet: «", "Opened: «")) (title) "»" }
+            Change::Title(title) => { (t("Ny tittel: «", "New title: «")) (title) "»" }
+            Change::Status(s) => { (t("Status: ", "Status: ")) (status_label(*s)) }
+            Change::Severity(s) => { (t("Alvorlighet: ", "Severity: ")) (severity_label(*s)) }
+            Change::Tlp(label) => { (t("Deling: ", "Sharing: ")) (tlp_label(*label)) }
+            Change::AwareAt(us) => { (t("Kjent for CERT fra: ", "Known to the CERT since: ")) (format_time(*us)) " UTC" }
+            Change::LinkGroup { tenant, rule_title, .. } => { (t("Varselgruppe koblet: ", "Alert group linked: ")) (rule_title) " (" (tenant) ")" }
+            Change::Municipalities(m) => { (t("Andre berørte kommuner: ", "Further affected municipalities: ")) @if m.is_empty() { (t("ingen", "none")) } @else { (m.join(", ")) } }
+            Change::Components(m) => { (t("Andre berørte komponenter: ", "Further affected components: ")) @if m.is_empty() { (t("ingen", "none")) } @else { (m.join(", ")) } }
+            Change::Comment(_) => { (t("Kommentar", "Comment")) }
         }
     }
 }
@@ -99,11 +100,11 @@ fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         page(
-            "Fant ikke hendelsen",
+            t("Fant ikke hendelsen", "Incident not found"),
             html! {
-                h1.ds-heading data-size="lg" { "Fant ikke hendelsen" }
-                p { "Hendelsen finnes ikke, eller du har ikke tilgang til den." }
-                p { a.ds-link href="/incidents" { "Til hendelsene" } }
+                h1.ds-heading data-size="lg" { (t("Fant ikke hendelsen", "Incident not found")) }
+                p { (t("Hendelsen finnes ikke, eller du har ikke tilgang til den.", "The incident does not exist, or you have no access to it.")) }
+                p { a.ds-link href="/incidents" { (t("Til hendelsene", "To the incidents")) } }
             },
         ),
     )
@@ -114,11 +115,11 @@ fn bad_request(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         page(
-            "Ugyldig endring",
+            t("Ugyldig endring", "Invalid change"),
             html! {
-                h1.ds-heading data-size="lg" { "Ugyldig endring" }
+                h1.ds-heading data-size="lg" { (t("Ugyldig endring", "Invalid change")) }
                 p.ds-alert data-color="danger" role="alert" { (message) }
-                p { a.ds-link href="/incidents" { "Til hendelsene" } }
+                p { a.ds-link href="/incidents" { (t("Til hendelsene", "To the incidents")) } }
             },
         ),
     )
@@ -169,19 +170,19 @@ pub(crate) async fn open_incidents<St: EventStore>(
 pub(crate) fn incident_controls(open: &[Incident]) -> Markup {
     html! {
         fieldset.ds-fieldset {
-            legend { "Hendelse" }
-            label.ds-label for="incident-title" { "Tittel på ny hendelse" }
+            legend { (t("Hendelse", "Incident")) }
+            label.ds-label for="incident-title" { (t("Tittel på ny hendelse", "Title of a new incident")) }
             input.ds-input id="incident-title" name="title" maxlength=(TITLE_MAX);
             button.ds-button type="submit" formaction="/incidents" name="op" value="create" {
-                "Opprett hendelse med valgte grupper"
+                (t("Opprett hendelse med valgte grupper", "Open an incident with the chosen groups"))
             }
             @if !open.is_empty() {
-                label.ds-label for="incident-pick" { "Åpen hendelse" }
+                label.ds-label for="incident-pick" { (t("Åpen hendelse", "Open incident")) }
                 select.ds-input id="incident-pick" name="incident" {
                     @for i in open { option value=(hex(&i.incident_id)) { (i.title) } }
                 }
                 button.ds-button type="submit" formaction="/incidents" name="op" value="link" {
-                    "Legg valgte grupper til hendelsen"
+                    (t("Legg valgte grupper til hendelsen", "Add the chosen groups to the incident"))
                 }
             }
         }
@@ -229,31 +230,31 @@ pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
         .collect();
     let may_change = account.role != Role::Municipality;
     app_page(
-        "Hendelser",
+        t("Hendelser", "Incidents"),
         &account,
         &csrf,
         html! {
-            h1.ds-heading data-size="lg" { "Hendelser" }
+            h1.ds-heading data-size="lg" { (t("Hendelser", "Incidents")) }
             form method="get" action="/incidents" {
-                label.ds-label for="incident-filter" { "Vis" }
+                label.ds-label for="incident-filter" { (t("Vis", "Show")) }
                 select.ds-input id="incident-filter" name="status" {
-                    @for (value, label) in [("open", "Åpne"), ("closed", "Lukkede"), ("all", "Alle")] {
+                    @for (value, label) in [("open", t("Åpne", "Open")), ("closed", t("Lukkede", "Closed")), ("all", t("Alle", "All"))] {
                         option value=(value) selected[value == filter] { (label) }
                     }
                 }
-                button.ds-button type="submit" { "Vis" }
+                button.ds-button type="submit" { (t("Vis", "Show")) }
             }
             table.ds-table data-border="" data-zebra="" {
-                caption { (shown.len()) " av " (total) " hendelser, sist endret først" }
+                caption { (shown.len()) (t(" av ", " of ")) (total) (t(" hendelser, sist endret først", " incidents, most recently changed first")) }
                 thead { tr {
-                    th scope="col" { "Tittel" }
-                    th scope="col" { "Status" }
-                    th scope="col" { "Alvorlighet" }
-                    th scope="col" { "Deling" }
-                    th scope="col" { "Kommuner" }
-                    th scope="col" { "Komponenter" }
-                    th scope="col" { "Kjent fra (UTC)" }
-                    th scope="col" { "Sist endret (UTC)" }
+                    th scope="col" { (t("Tittel", "Title")) }
+                    th scope="col" { (t("Status", "Status")) }
+                    th scope="col" { (t("Alvorlighet", "Severity")) }
+                    th scope="col" { (t("Deling", "Sharing")) }
+                    th scope="col" { (t("Kommuner", "Municipalities")) }
+                    th scope="col" { (t("Komponenter", "Components")) }
+                    th scope="col" { (t("Kjent fra (UTC)", "Known since (UTC)")) }
+                    th scope="col" { (t("Sist endret (UTC)", "Last changed (UTC)")) }
                 } }
                 tbody {
                     @for i in &shown {
@@ -271,13 +272,13 @@ pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
                 }
             }
             @if may_change {
-                h2.ds-heading data-size="sm" { "Ny hendelse" }
+                h2.ds-heading data-size="sm" { (t("Ny hendelse", "New incident")) }
                 form method="post" action="/incidents" {
                     input type="hidden" name="csrf" value=(csrf);
                     input type="hidden" name="op" value="create";
-                    label.ds-label for="new-title" { "Tittel" }
+                    label.ds-label for="new-title" { (t("Tittel", "Title")) }
                     input.ds-input id="new-title" name="title" required maxlength=(TITLE_MAX);
-                    button.ds-button type="submit" { "Opprett" }
+                    button.ds-button type="submit" { (t("Opprett", "Open")) }
                 }
             }
         },
@@ -509,24 +510,24 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
         &account,
         &csrf,
         html! {
-            p { a.ds-link href="/incidents" { "← Hendelsene" } }
+            p { a.ds-link href="/incidents" { (t("← Hendelsene", "← Incidents")) } }
             h1.ds-heading data-size="lg" { (i.title) }
             dl {
-                dt { "Status" } dd data-status=(i.status.as_str()) { (status_label(i.status)) }
-                dt { "Alvorlighet" } dd { (severity_label(i.severity)) }
-                dt { "Deling" } dd data-tlp=(i.tlp.as_str()) { (tlp_label(i.tlp)) }
-                dt { "Kjent for CERT fra (UTC)" } dd { (format_time(i.aware_at_us)) }
-                dt { "Opprettet (UTC)" } dd { (format_time(i.opened_at_us)) @if cert { " av " (i.opened_by) } }
-                dt { "Berørte kommuner" } dd { @if i.municipalities().is_empty() { "–" } @else { (i.municipalities().join(", ")) } }
-                dt { "Berørte komponenter" } dd { @if i.components().is_empty() { "–" } @else { (i.components().join(", ")) } }
+                dt { (t("Status", "Status")) } dd data-status=(i.status.as_str()) { (status_label(i.status)) }
+                dt { (t("Alvorlighet", "Severity")) } dd { (severity_label(i.severity)) }
+                dt { (t("Deling", "Sharing")) } dd data-tlp=(i.tlp.as_str()) { (tlp_label(i.tlp)) }
+                dt { (t("Kjent for CERT fra (UTC)", "Known to the CERT since (UTC)")) } dd { (format_time(i.aware_at_us)) }
+                dt { (t("Opprettet (UTC)", "Opened (UTC)")) } dd { (format_time(i.opened_at_us)) @if cert { (t(" av ", " by ")) (i.opened_by) } }
+                dt { (t("Berørte kommuner", "Affected municipalities")) } dd { @if i.municipalities().is_empty() { "–" } @else { (i.municipalities().join(", ")) } }
+                dt { (t("Berørte komponenter", "Affected components")) } dd { @if i.components().is_empty() { "–" } @else { (i.components().join(", ")) } }
             }
-            h2.ds-heading data-size="sm" { "Varselgrupper" }
+            h2.ds-heading data-size="sm" { (t("Varselgrupper", "Alert groups")) }
             @if i.groups.is_empty() {
-                p { "Ingen varselgrupper er koblet." }
+                p { (t("Ingen varselgrupper er koblet.", "No alert groups are linked.")) }
             } @else {
                 table.ds-table data-border="" data-zebra="" {
-                    caption { (i.groups.len()) " koblede varselgrupper" }
-                    thead { tr { th scope="col" { "Kommune" } th scope="col" { "Komponent" } th scope="col" { "Regel" } th scope="col" { "Gruppe" } } }
+                    caption { (i.groups.len()) (t(" koblede varselgrupper", " linked alert groups")) }
+                    thead { tr { th scope="col" { (t("Kommune", "Municipality")) } th scope="col" { (t("Komponent", "Component")) } th scope="col" { (t("Regel", "Rule")) } th scope="col" { (t("Gruppe", "Group")) } } }
                     tbody {
                         @for g in &i.groups {
                             tr data-key=(hex(&g.dedup_key)) {
@@ -537,8 +538,8 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                 }
             }
             @if cert {
-                h2.ds-heading data-size="sm" { "Kommentarer" }
-                @if i.comments.is_empty() { p { "Ingen kommentarer." } }
+                h2.ds-heading data-size="sm" { (t("Kommentarer", "Comments")) }
+                @if i.comments.is_empty() { p { (t("Ingen kommentarer.", "No comments.")) } }
                 @for (at, who, text) in &i.comments {
                     article.comment {
                         p { strong { (who) } " – " (format_time(*at)) " UTC" }
@@ -546,7 +547,7 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                     }
                 }
             }
-            h2.ds-heading data-size="sm" { "Tidslinje" }
+            h2.ds-heading data-size="sm" { (t("Tidslinje", "Timeline")) }
             ol.timeline {
                 @for c in &rows {
                     li {
@@ -555,37 +556,37 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                 }
             }
             @if cert {
-                h2.ds-heading data-size="sm" { "Endre" }
-                (change_form(&action, &csrf, "status", "Status", html! {
+                h2.ds-heading data-size="sm" { (t("Endre", "Change")) }
+                (change_form(&action, &csrf, "status", t("Status", "Status"), html! {
                     select.ds-input id="change-status" name="value" {
                         @for s in IncidentStatus::ALL { option value=(s.as_str()) selected[*s == i.status] { (status_label(*s)) } }
                     }
                 }))
-                (change_form(&action, &csrf, "severity", "Alvorlighet", html! {
+                (change_form(&action, &csrf, "severity", t("Alvorlighet", "Severity"), html! {
                     select.ds-input id="change-severity" name="value" {
                         @for s in Severity::ALL { option value=(s.as_str()) selected[*s == i.severity] { (severity_label(*s)) } }
                     }
                 }))
-                (change_form(&action, &csrf, "tlp", "Deling (TLP 2.0)", html! {
+                (change_form(&action, &csrf, "tlp", t("Deling (TLP 2.0)", "Sharing (TLP 2.0)"), html! {
                     select.ds-input id="change-tlp" name="value" {
                         @for t in Tlp::ALL { option value=(t.as_str()) selected[*t == i.tlp] { (tlp_label(*t)) } }
                     }
                 }))
-                (change_form(&action, &csrf, "title", "Tittel", html! {
+                (change_form(&action, &csrf, "title", t("Tittel", "Title"), html! {
                     input.ds-input id="change-title" name="value" value=(i.title) required maxlength=(TITLE_MAX);
                 }))
-                (change_form(&action, &csrf, "aware", "Kjent for CERT fra (UTC)", html! {
+                (change_form(&action, &csrf, "aware", t("Kjent for CERT fra (UTC)", "Known to the CERT since (UTC)"), html! {
                     input.ds-input id="change-aware" name="value" type="datetime-local" required
                         value=(chrono::DateTime::from_timestamp_micros(i.aware_at_us).map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M").to_string()));
                 }))
-                (change_form(&action, &csrf, "municipalities", "Andre berørte kommuner (kommunenumre, komma mellom)", html! {
+                (change_form(&action, &csrf, "municipalities", t("Andre berørte kommuner (kommunenumre, komma mellom)", "Further affected municipalities (numbers, comma-separated)"), html! {
                     input.ds-input id="change-municipalities" name="value" value=(i.extra_municipalities.join(", "));
                 }))
                 form method="post" action=(action) {
                     input type="hidden" name="csrf" value=(csrf);
                     input type="hidden" name="op" value="components";
                     fieldset.ds-fieldset {
-                        legend { "Andre berørte komponenter" }
+                        legend { (t("Andre berørte komponenter", "Further affected components")) }
                         @for c in registry.components() {
                             @let field = format!("component-{}", c.id);
                             input.ds-input type="checkbox" id=(field) name="component" value=(c.id)
@@ -593,9 +594,9 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                             label.ds-label for=(field) { (c.name) }
                         }
                     }
-                    button.ds-button type="submit" { "Lagre komponenter" }
+                    button.ds-button type="submit" { (t("Lagre komponenter", "Save components")) }
                 }
-                (change_form(&action, &csrf, "comment", "Ny kommentar", html! {
+                (change_form(&action, &csrf, "comment", t("Ny kommentar", "New comment"), html! {
                     textarea.ds-input id="change-comment" name="value" required maxlength=(COMMENT_MAX) rows="4" {}
                 }))
             }
@@ -611,7 +612,7 @@ fn change_form(action: &str, csrf: &str, op: &str, label: &str, field: Markup) -
             input type="hidden" name="op" value=(op);
             label.ds-label for={ "change-" (op) } { (label) }
             (field)
-            button.ds-button type="submit" { "Lagre" }
+            button.ds-button type="submit" { (t("Lagre", "Save")) }
         }
     }
 }

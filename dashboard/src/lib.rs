@@ -21,6 +21,7 @@
 
 mod alert;
 mod assets;
+pub mod i18n;
 mod incident;
 mod live;
 pub mod triage;
@@ -38,6 +39,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
+
+use crate::i18n::t;
 use serde::Deserialize;
 use varde_core::Kommunenummer;
 use varde_store::{Alert, AlertQuery, EventStore};
@@ -264,6 +267,8 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             )
             .route("/health", get(|| async { "ok\n" }))
             .route("/assets/{name}", get(assets::serve))
+            .route("/lang/{code}", get(i18n::choose))
+            .layer(axum::middleware::from_fn(i18n::middleware))
             .with_state(self)
     }
 
@@ -353,7 +358,7 @@ fn document(title: &str, header: Option<Markup>, body: Markup) -> Html<String> {
     Html(
         html! {
             (DOCTYPE)
-            html lang="nb" data-color-scheme="light" data-size="md" {
+            html lang=(i18n::lang().code()) data-color-scheme="light" data-size="md" {
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
@@ -363,7 +368,7 @@ fn document(title: &str, header: Option<Markup>, body: Markup) -> Html<String> {
                     link rel="stylesheet" href=(assets::VARDE_URL);
                 }
                 body {
-                    a.ds-skip-link href="#innhold" { "Hopp til hovedinnholdet" }
+                    a.ds-skip-link href="#innhold" { (t("Hopp til hovedinnholdet", "Skip to main content")) }
                     @if let Some(h) = header { (h) }
                     main id="innhold" tabindex="-1" { (body) }
                 }
@@ -373,21 +378,37 @@ fn document(title: &str, header: Option<Markup>, body: Markup) -> Html<String> {
     )
 }
 
+/// A link to the other language, named in that language (and marked as such for screen
+/// readers); it comes back to the page it was on.
+fn language_switch() -> Markup {
+    let (code, name) = match i18n::lang() {
+        i18n::Lang::Nb => ("en", "English"),
+        i18n::Lang::En => ("nb", "Norsk"),
+    };
+    let back: String = form_urlencoded::byte_serialize(i18n::request_path().as_bytes()).collect();
+    html! {
+        p {
+            a.ds-link href={ "/lang/" (code) "?back=" (back) } lang=(code) data-lang-switch { (name) }
+        }
+    }
+}
+
 /// The top of every page behind the login: where to go, who is logged in, logout.
 fn nav(account: &Account, csrf: &str) -> Markup {
     html! {
         header.varde-header {
             p.varde-brand { a.ds-link href="/alerts" { "Varde" } }
-            nav aria-label="Hovedmeny" {
+            nav aria-label=(t("Hovedmeny", "Main menu")) {
                 ul {
-                    li { a.ds-link href="/alerts" { "Varsler" } }
-                    li { a.ds-link href="/incidents" { "Hendelser" } }
+                    li { a.ds-link href="/alerts" { (t("Varsler", "Alerts")) } }
+                    li { a.ds-link href="/incidents" { (t("Hendelser", "Incidents")) } }
                 }
             }
-            p { "Innlogget som " (account.name) }
+            p { (t("Innlogget som ", "Logged in as ")) (account.name) }
+            (language_switch())
             form method="post" action="/logout" {
                 input type="hidden" name="csrf" value=(csrf);
-                button.ds-button data-variant="secondary" type="submit" { "Logg ut" }
+                button.ds-button data-variant="secondary" type="submit" { (t("Logg ut", "Log out")) }
             }
         }
     }
@@ -395,16 +416,17 @@ fn nav(account: &Account, csrf: &str) -> Markup {
 
 fn login_form(error: Option<&str>) -> Html<String> {
     page(
-        "Logg inn",
+        t("Logg inn", "Log in"),
         html! {
             h1.ds-heading data-size="lg" { "Varde" }
+            (language_switch())
             @if let Some(e) = error { p.ds-alert data-color="danger" role="alert" { (e) } }
             form method="post" action="/login" {
-                label.ds-label for="name" { "Brukernavn" }
+                label.ds-label for="name" { (t("Brukernavn", "User name")) }
                 input.ds-input id="name" name="name" autocomplete="username" required;
-                label.ds-label for="password" { "Passord" }
+                label.ds-label for="password" { (t("Passord", "Password")) }
                 input.ds-input id="password" name="password" type="password" autocomplete="current-password" required;
-                button.ds-button type="submit" { "Logg inn" }
+                button.ds-button type="submit" { (t("Logg inn", "Log in")) }
             }
         },
     )
@@ -438,7 +460,10 @@ async fn login<St: EventStore + Send + Sync + 'static>(
             tracing::warn!(name = %form.name, "login refused: too many failures");
             let mut response = (
                 StatusCode::TOO_MANY_REQUESTS,
-                login_form(Some("For mange mislykkede forsøk. Prøv igjen senere.")),
+                login_form(Some(t(
+                    "For mange mislykkede forsøk. Prøv igjen senere.",
+                    "Too many failed attempts. Try again later.",
+                ))),
             )
                 .into_response();
             if let Ok(v) = HeaderValue::from_str(&window.as_secs().to_string()) {
@@ -467,7 +492,10 @@ async fn login<St: EventStore + Send + Sync + 'static>(
         tracing::warn!(name = %form.name, "login refused");
         return (
             StatusCode::UNAUTHORIZED,
-            login_form(Some("Feil brukernavn eller passord.")),
+            login_form(Some(t(
+                "Feil brukernavn eller passord.",
+                "Wrong user name or password.",
+            ))),
         )
             .into_response();
     };
@@ -687,20 +715,24 @@ struct QueueView<'a> {
 
 fn filter_label(f: &str) -> &'static str {
     match f {
-        "open" => "Åpne (nye, kvitterte, tildelte)",
-        "new" => "Nye",
-        "acknowledged" => "Kvitterte",
-        "assigned" => "Tildelte",
-        "resolved" => "Løste",
-        "suppressed" => "Undertrykte",
+        "open" => t(
+            "Åpne (nye, kvitterte, tildelte)",
+            "Open (new, acknowledged, assigned)",
+        ),
+        "new" => t("Nye", "New"),
+        "acknowledged" => t("Kvitterte", "Acknowledged"),
+        "assigned" => t("Tildelte", "Assigned"),
+        "resolved" => t("Løste", "Resolved"),
+        "suppressed" => t("Undertrykte", "Suppressed"),
         _ => "",
     }
 }
 
 fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
-    let scope = v
-        .tenant
-        .map_or_else(|| "alle kommuner".to_owned(), |t| format!("kommune {t}"));
+    let scope = v.tenant.map_or_else(
+        || t("alle kommuner", "all municipalities").to_owned(),
+        |k| format!("{} {k}", t("kommune", "municipality")),
+    );
     let shown: Vec<&Group<'_>> = groups
         .iter()
         .filter(|g| g.status.passes(v.filter))
@@ -715,20 +747,20 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
     let table = html! {
         table.ds-table data-border="" data-zebra="" data-live-since=(v.now) data-live-tenant=(tenant_param) {
             caption {
-                (shown.len()) " av " (groups.len()) " grupper (" (v.alerts) " varsler): "
-                (filter_label(v.filter).to_lowercase()) ", sist sett først"
+                (shown.len()) (t(" av ", " of ")) (groups.len()) (t(" grupper (", " groups (")) (v.alerts) (t(" varsler): ", " alerts): "))
+                (filter_label(v.filter).to_lowercase()) (t(", sist sett først", ", most recently seen first"))
             }
             thead { tr {
-                @if may_triage { th scope="col" { "Velg" } }
-                th scope="col" { "Sist sett (UTC)" }
-                th scope="col" { "Først sett (UTC)" }
-                th scope="col" { "Antall" }
-                th scope="col" { "Status" }
-                th scope="col" { "Kommune" }
-                th scope="col" { "Nivå" }
-                th scope="col" { "Regel" }
-                th scope="col" { "Komponent" }
-                th scope="col" { "Vert" }
+                @if may_triage { th scope="col" { (t("Velg", "Select")) } }
+                th scope="col" { (t("Sist sett (UTC)", "Last seen (UTC)")) }
+                th scope="col" { (t("Først sett (UTC)", "First seen (UTC)")) }
+                th scope="col" { (t("Antall", "Count")) }
+                th scope="col" { (t("Status", "Status")) }
+                th scope="col" { (t("Kommune", "Municipality")) }
+                th scope="col" { (t("Nivå", "Level")) }
+                th scope="col" { (t("Regel", "Rule")) }
+                th scope="col" { (t("Komponent", "Component")) }
+                th scope="col" { (t("Vert", "Host")) }
             } }
             tbody {
                 @for g in &shown {
@@ -737,7 +769,7 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
                         data-status=(g.status.key()) data-key=(key) {
                         @if may_triage {
                             td { input.ds-input type="checkbox" name="key" value=(key)
-                                aria-label={ "Velg gruppen " (g.newest.rule_title) " på " (g.newest.host) }; }
+                                aria-label={ (t("Velg gruppen ", "Select the group ")) (g.newest.rule_title) (t(" på ", " on ")) (g.newest.host) }; }
                         }
                         td { (format_time(g.last_us)) }
                         td { (format_time(g.first_us)) }
@@ -754,26 +786,27 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
         }
     };
     app_page(
-        "Varsler",
+        t("Varsler", "Alerts"),
         v.account,
         v.csrf,
         html! {
-            h1.ds-heading data-size="lg" { "Varsler – " (scope) }
+            h1.ds-heading data-size="lg" { (t("Varsler – ", "Alerts – ")) (scope) }
             form method="get" action="/alerts" {
                 @if v.account.role != Role::Municipality && !tenant_param.is_empty() {
                     input type="hidden" name="tenant" value=(tenant_param);
                 }
-                label.ds-label for="status-filter" { "Status" }
+                label.ds-label for="status-filter" { (t("Status", "Status")) }
                 select.ds-input id="status-filter" name="status" {
                     @for f in triage::FILTERS {
                         option value=(f) selected[f == v.filter] { (filter_label(f)) }
                     }
                 }
-                button.ds-button type="submit" { "Vis" }
+                button.ds-button type="submit" { (t("Vis", "Show")) }
             }
-            div.ds-alert data-color="info" id="live-notice" role="status" hidden {
-                span data-count {} " siden siden ble lastet. "
-                a.ds-link href=(back) { "Vis dem" }
+            div.ds-alert data-color="info" id="live-notice" role="status" hidden
+                data-one=(t("1 nytt varsel", "1 new alert")) data-many=(t("nye varsler", "new alerts")) {
+                span data-count {} (t(" siden siden ble lastet. ", " since the page was loaded. "))
+                a.ds-link href=(back) { (t("Vis dem", "Show them")) }
             }
             script src=(assets::LIVE_URL) defer {}
             @if may_triage {

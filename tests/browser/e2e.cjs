@@ -125,6 +125,16 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     await audit(analyst, 'incidents');
     check((await analyst.locator('tbody').textContent()).includes('Rotinnlogging med passord i Bergen'), 'the incident is listed');
 
+    // In English, on the same page, remembered by the next page.
+    await Promise.all([analyst.waitForURL(`${url}/incidents`), analyst.click('[data-lang-switch]')]);
+    check(await analyst.locator('html').getAttribute('lang') === 'en', 'the page says it is in English');
+    check((await analyst.locator('h1').textContent()) === 'Incidents', 'the incident list is in English');
+    await audit(analyst, 'incidents-en');
+    await analyst.goto(`${url}/alerts`);
+    check((await analyst.locator('main').textContent()).includes('Alerts – all municipalities'), 'English is remembered');
+    await Promise.all([analyst.waitForURL(`${url}/alerts`), analyst.click('[data-lang-switch]')]);
+    check(await analyst.locator('html').getAttribute('lang') === 'nb', 'back in Norwegian');
+
     // Bergen's user: only Bergen, the incident without the CERT's comment, Bodø's alert absent.
     const bergen = await login(browser, 'bergen', process.env.BERGEN_PASSWORD);
     await audit(bergen, 'municipality-queue');
