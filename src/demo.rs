@@ -332,10 +332,11 @@ fn live(store: &EmbeddedStore, mut detector: Detector, every_s: u64) {
     });
 }
 
-/// The dashboard over the demo's store, with two accounts whose passwords are made for this run
-/// and printed: an analyst of the CERT and a user of Bergen municipality (where the scenario
-/// played).
+/// The dashboard over the demo's store, with three accounts whose passwords are made for this
+/// run and printed: an analyst of the CERT, an admin (who reads the audit log) and a user of
+/// Bergen municipality (where the scenario played).
 async fn serve_dashboard(store: EmbeddedStore, port: u16) -> Result<()> {
+    let admin = varde_dashboard::new_password().map_err(anyhow::Error::msg)?;
     let analyst = varde_dashboard::new_password().map_err(anyhow::Error::msg)?;
     let bergen = varde_dashboard::new_password().map_err(anyhow::Error::msg)?;
     let account = |name: &str, role, tenant: Option<&str>, password: &str| -> Result<_> {
@@ -347,6 +348,7 @@ async fn serve_dashboard(store: EmbeddedStore, port: u16) -> Result<()> {
         })
     };
     let accounts = vec![
+        account("admin", varde_dashboard::Role::Admin, None, &admin)?,
         account("analytiker", varde_dashboard::Role::Analyst, None, &analyst)?,
         account(
             "bergen",
@@ -371,6 +373,7 @@ async fn serve_dashboard(store: EmbeddedStore, port: u16) -> Result<()> {
     let addr = listener.local_addr()?;
     println!("\ndashboard: http://{addr}/ (Ctrl-C stops the demo)");
     println!("  analyst of the CERT:      analytiker / {analyst}");
+    println!("  admin (audit log):        admin / {admin}");
     println!("  user of 4601 Bergen:      bergen / {bergen}");
     use std::io::Write as _;
     std::io::stdout().flush()?;

@@ -5,7 +5,8 @@
 //! loads them, opens one, acknowledges it, opens an incident from its group,
 //! comments and changes its status; then logs in as the demo's Bergen user and sees only Bergen's
 //! alerts, gets 404 for Bodø's, and sees the incident without the CERT's comment. axe-core checks
-//! every page for WCAG 2.1 A and AA; screenshots go to `<target>/browser-artifacts/`.
+//! every page for WCAG 2.1 A and AA; the demo's admin reads the analyst's changes in the audit
+//! log; screenshots go to `<target>/browser-artifacts/`.
 //!
 //! Chromium, Node.js and the npm packages come from `deploy/dev/browser.sh`, which
 //! `deploy/dev/services.sh up` runs; they live in `~/.cache/varde-browser` (or
@@ -63,9 +64,9 @@ fn the_dashboard_in_chromium_with_axe_core() {
     );
     let stdout = demo.0.stdout.take().expect("the demo's stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let (mut url, mut analyst, mut bergen) = (None, None, None);
+    let (mut url, mut analyst, mut bergen, mut admin) = (None, None, None, None);
     let started = Instant::now();
-    while analyst.is_none() || bergen.is_none() {
+    while analyst.is_none() || bergen.is_none() || admin.is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(300),
             "the demo did not serve its dashboard within 5 minutes"
@@ -83,6 +84,9 @@ fn the_dashboard_in_chromium_with_axe_core() {
         if let Some((_, p)) = line.split_once("bergen / ") {
             bergen = Some(p.trim().to_owned());
         }
+        if let Some((_, p)) = line.split_once(" admin / ") {
+            admin = Some(p.trim().to_owned());
+        }
     }
     let url = url.expect("the dashboard's URL");
     // Keep reading the demo's output so it never blocks on a full pipe.
@@ -95,6 +99,7 @@ fn the_dashboard_in_chromium_with_axe_core() {
         .env("VARDE_URL", &url)
         .env("ANALYST_PASSWORD", analyst.unwrap_or_default())
         .env("BERGEN_PASSWORD", bergen.unwrap_or_default())
+        .env("ADMIN_PASSWORD", admin.unwrap_or_default())
         .env("ARTIFACTS", &out)
         .env("CHROMIUM", &chromium)
         .output()
@@ -117,6 +122,7 @@ fn the_dashboard_in_chromium_with_axe_core() {
         "incidents-en",
         "municipality-queue",
         "municipality-incident",
+        "audit",
     ] {
         assert!(
             summary.contains(&format!("\"{page}\"")),

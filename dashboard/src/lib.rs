@@ -21,6 +21,7 @@
 
 mod alert;
 mod assets;
+mod audit;
 pub mod i18n;
 mod incident;
 mod live;
@@ -268,6 +269,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/health", get(|| async { "ok\n" }))
             .route("/assets/{name}", get(assets::serve))
             .route("/lang/{code}", get(i18n::choose))
+            .route("/audit", get(audit::show::<St>))
             .layer(axum::middleware::from_fn(i18n::middleware))
             .with_state(self)
     }
@@ -402,6 +404,9 @@ fn nav(account: &Account, csrf: &str) -> Markup {
                 ul {
                     li { a.ds-link href="/alerts" { (t("Varsler", "Alerts")) } }
                     li { a.ds-link href="/incidents" { (t("Hendelser", "Incidents")) } }
+                    @if account.role == Role::Admin {
+                        li { a.ds-link href="/audit" { (t("Revisjonslogg", "Audit log")) } }
+                    }
                 }
             }
             p { (t("Innlogget som ", "Logged in as ")) (account.name) }

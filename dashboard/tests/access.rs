@@ -41,14 +41,15 @@ fn account(name: &str, role: Role, tenant: Option<&str>, password: &str) -> Acco
     }
 }
 
-/// The dashboard with two accounts: `oslo` (municipality 0301, password `oslo-pass`) and
-/// `analyst` (`cert-pass`); plain-HTTP cookies.
+/// The dashboard with three accounts: `oslo` (municipality 0301, password `oslo-pass`),
+/// `analyst` (`cert-pass`) and `admin` (`admin-pass`); plain-HTTP cookies.
 fn app(store: varde_store::clickhouse::ClickHouseStore, settings: Settings) -> Router {
     Dashboard::new(
         store,
         vec![
             account("oslo", Role::Municipality, Some("0301"), "oslo-pass"),
             account("analyst", Role::Analyst, None, "cert-pass"),
+            account("admin", Role::Admin, None, "admin-pass"),
         ],
         Settings {
             secure_cookies: false,
@@ -1026,5 +1027,98 @@ async fn english_is_a_choice_that_is_remembered() {
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(location.is_some());
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_audit_log_is_for_admins_and_shows_before_and_after() {
+    let env = TestEnv::new("dashaudit");
+    let store = env.store().await;
+    store
+        .write_alerts(&[alert("0301", 1, "Oslo root login")])
+        .await
+        .expect("alerts");
+    let app = app(store, Settings::default());
+    let key = "01".repeat(16);
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let (_, queue) = get(&app, "/alerts", Some(&analyst)).await;
+    assert!(
+        !queue.contains(r#"href="/audit""#),
+        "no audit link for an analyst"
+    );
+    let csrf = csrf_of(&queue);
+    for form in [
+        format!("action=acknowledge&key={key}"),
+        format!("action=resolve&resolution=legitimate&reason=drill&key={key}"),
+    ] {
+        let (status, _) = post(
+            &app,
+            "/alerts/triage",
+            &analyst,
+            &format!("csrf={csrf}&{form}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    let (_, location) = post(
+        &app,
+        "/incidents",
+        &analyst,
+        &format!("csrf={csrf}&op=create&title=Drill&key={key}"),
+    )
+    .await;
+    for value in ["containment", "recovery"] {
+        let (status, _) = post(
+            &app,
+            &location,
+            &analyst,
+            &format!("csrf={csrf}&op=status&value={value}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    for session in [&analyst, &oslo] {
+        assert_eq!(
+            get(&app, "/audit", Some(session)).await.0,
+            StatusCode::FORBIDDEN
+        );
+    }
+    assert_eq!(get(&app, "/audit", None).await.0, StatusCode::SEE_OTHER);
+    let admin = login(&app, "admin", "admin-pass").await.1.expect("session");
+    let (status, log) = get(&app, "/audit", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        log.contains(r#"href="/audit""#),
+        "the admin's menu has the log"
+    );
+    // Two triage actions, the incident's opening, severity, TLP, link and two status changes.
+    assert!(log.contains("8 endringer, nyeste først"), "{log}");
+    let rows: Vec<&str> = log.split("<tr>").skip(2).collect();
+    // Newest first: recovery after containment, with containment as the value before.
+    assert!(
+        rows[0].contains("Begrensning") && rows[0].contains("Gjenoppretting"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("<td>new</td><td>acknowledged</td>")),
+        "{log}"
+    );
+    assert!(
+        rows.iter().any(
+            |r| r.contains("<td>acknowledged</td><td>resolved:legitimate</td>")
+                && r.contains("drill")
+        ),
+        "{log}"
+    );
+    assert!(rows.iter().all(|r| r.contains("<td>analyst</td>")));
+    let (_, nobody) = get(&app, "/audit?actor=nobody", Some(&admin)).await;
+    assert!(nobody.contains("0 endringer"), "{nobody}");
     env.cleanup().await;
 }

@@ -336,6 +336,9 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<u64> {
         self.inner.alerts_detected_after(tenant, since_us).await
     }
+    async fn triage_log(&self, limit: u64) -> varde_store::Result<Vec<varde_store::TriageAction>> {
+        self.inner.triage_log(limit).await
+    }
     async fn write_incident_changes(
         &self,
         changes: &[varde_store::incident::IncidentChange],

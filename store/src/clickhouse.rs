@@ -931,6 +931,20 @@ impl EventStore for ClickHouseStore {
         rows.into_iter().map(TriageRow::into_action).collect()
     }
 
+    async fn triage_log(&self, limit: u64) -> Result<Vec<TriageAction>> {
+        let rows: Vec<TriageRow> = self
+            .client
+            .query(&format!(
+                "SELECT {TRIAGE_COLUMNS} FROM {}.triage FINAL \
+                 ORDER BY at DESC, at_us DESC, action_id DESC LIMIT ?",
+                self.db
+            ))
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        rows.into_iter().map(TriageRow::into_action).collect()
+    }
+
     async fn write_incident_changes(&self, changes: &[IncidentChange]) -> Result<u64> {
         self.insert_rows("incident_changes", changes.iter().map(IncidentRow::of))
             .await

@@ -337,6 +337,14 @@ impl EventStore for EmbeddedStore {
         Ok(out)
     }
 
+    async fn triage_log(&self, limit: u64) -> Result<Vec<TriageAction>> {
+        let inner = self.lock();
+        let mut out: Vec<TriageAction> = inner.triage.values().cloned().collect();
+        out.sort_by_key(|a| std::cmp::Reverse((a.at_us, a.action_id)));
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
     async fn write_incident_changes(&self, changes: &[IncidentChange]) -> Result<u64> {
         let mut inner = self.lock();
         for c in changes {

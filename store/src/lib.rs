@@ -546,6 +546,9 @@ pub trait EventStore: Send + Sync {
         keys: &[[u8; 16]],
     ) -> impl Future<Output = Result<Vec<TriageAction>>> + Send;
 
+    /// Every group's triage actions, newest first, at most `limit`: the audit log.
+    fn triage_log(&self, limit: u64) -> impl Future<Output = Result<Vec<TriageAction>>> + Send;
+
     /// Appends changes to incidents; returns how many. Rows are never changed or removed.
     fn write_incident_changes(
         &self,

@@ -511,6 +511,13 @@ async fn lookups_and_triage_contract<S: EventStore>(store: &S) {
             .is_empty()
     );
     assert!(store.triage(None, &[]).await.expect("read").is_empty());
+    // The audit log: every group's actions, newest first, at most `limit`.
+    let newest: Vec<TriageAction> = history.iter().rev().cloned().collect();
+    assert_eq!(store.triage_log(10).await.expect("log"), newest);
+    assert_eq!(
+        store.triage_log(2).await.expect("log"),
+        newest[..2].to_vec()
+    );
 }
 
 #[tokio::test]

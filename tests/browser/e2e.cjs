@@ -1,7 +1,8 @@
 // The dashboard in a real browser: Debian's Chromium driven by playwright-core, every page
 // checked by axe-core for WCAG 2.1 A and AA, a screenshot of each. Run by tests/browser.rs
 // against `varde demo`, which passes the URL and the demo accounts' passwords:
-//   VARDE_URL, ANALYST_PASSWORD, BERGEN_PASSWORD, ARTIFACTS (screenshots), CHROMIUM (optional).
+//   VARDE_URL, ANALYST_PASSWORD, BERGEN_PASSWORD, ADMIN_PASSWORD, ARTIFACTS (screenshots),
+//   CHROMIUM (optional).
 // Prints one JSON line with what it checked; exits non-zero with the reason on any failure.
 'use strict';
 const fs = require('fs');
@@ -151,6 +152,16 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     check(await bergen.locator('form[action^="/incidents/"]').count() === 0, 'Bergen gets no controls');
     await Promise.all([bergen.waitForURL(`${url}/login`), bergen.click('header button[type=submit]')]);
     check(true, 'logged out');
+
+    // The admin: the audit log holds the analyst's acknowledgement and incident changes.
+    const admin = await login(browser, 'admin', process.env.ADMIN_PASSWORD);
+    await admin.goto(`${url}/audit`);
+    await audit(admin, 'audit');
+    const log = await admin.locator('tbody').textContent();
+    check(log.includes('analytiker') && log.includes('acknowledged') && log.includes('Begrensning'),
+      'the audit log shows the analyst\'s triage and incident changes');
+    const refused = await analyst.goto(`${url}/audit`);
+    check(refused.status() === 403, 'an analyst may not read the audit log');
   } finally {
     await browser.close();
   }

@@ -1,0 +1,202 @@
+//! The audit log, for admins: every change analysts made, newest first: triage actions on alert
+//! groups and changes to incidents, with who, when, and the value before and after. Both come
+//! from append-only tables, so the log is the record itself, not a copy that could drift.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use varde_store::EventStore;
+use varde_store::incident::{Change, Incident};
+use varde_store::{TriageAction, TriageKind};
+
+use crate::alert::{action_label, hex, resolution_label};
+use crate::i18n::t;
+use crate::incident::{severity_label, status_label};
+use crate::{Dashboard, Role, app_page, format_time, page};
+
+/// Most entries of each kind read for one page.
+pub const LIMIT: u64 = 1000;
+
+#[derive(Deserialize)]
+pub(crate) struct AuditQuery {
+    actor: Option<String>,
+}
+
+/// One line of the log.
+struct Entry {
+    at_us: i64,
+    actor: String,
+    what: Markup,
+    before: String,
+    after: String,
+}
+
+fn triage_after(a: &TriageAction) -> String {
+    match a.kind {
+        TriageKind::Acknowledge => "acknowledged".into(),
+        TriageKind::Assign => format!("assigned:{}", a.assignee),
+        TriageKind::Resolve => format!(
+            "resolved:{}",
+            a.resolution.map(|r| r.as_str()).unwrap_or_default()
+        ),
+        TriageKind::Suppress => format!("suppressed:{}", format_time(a.until_us)),
+        TriageKind::Reopen => "new".into(),
+    }
+}
+
+/// The value a change sets, as the log shows it.
+fn value(c: &Change) -> String {
+    match c {
+        Change::Opened(s) | Change::Title(s) | Change::Comment(s) => s.clone(),
+        Change::Status(s) => status_label(*s).to_owned(),
+        Change::Severity(s) => severity_label(*s).to_owned(),
+        Change::Tlp(l) => format!("TLP:{}", l.as_str()),
+        Change::AwareAt(us) => format!("{} UTC", format_time(*us)),
+        Change::LinkGroup {
+            tenant, rule_title, ..
+        } => format!("{rule_title} ({tenant})"),
+        Change::Municipalities(m) | Change::Components(m) => m.join(", "),
+    }
+}
+
+fn field_label(c: &Change) -> &'static str {
+    match c {
+        Change::Opened(_) => t("opprettet", "opened"),
+        Change::Title(_) => t("tittel", "title"),
+        Change::Status(_) => t("status", "status"),
+        Change::Severity(_) => t("alvorlighet", "severity"),
+        Change::Tlp(_) => t("deling", "sharing"),
+        Change::AwareAt(_) => t("kjent fra", "known since"),
+        Change::LinkGroup { .. } => t("varselgruppe koblet", "alert group linked"),
+        Change::Municipalities(_) => t("andre kommuner", "further municipalities"),
+        Change::Components(_) => t("andre komponenter", "further components"),
+        Change::Comment(_) => t("kommentar", "comment"),
+    }
+}
+
+/// `GET /audit?actor=<name>`: the log, for admins only.
+pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    let Some((account, csrf)) = d.session(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    if account.role != Role::Admin {
+        tracing::warn!(name = %account.name, "audit log refused: not an admin");
+        return (
+            StatusCode::FORBIDDEN,
+            page(
+                t("Ingen tilgang", "No access"),
+                html! { p { (t("Revisjonsloggen er for administratorer.", "The audit log is for administrators.")) } },
+            ),
+        )
+            .into_response();
+    }
+    let store = &d.inner.store;
+    let (triage, changes) = match (
+        store.triage_log(LIMIT).await,
+        store.incident_changes(None, None).await,
+    ) {
+        (Ok(a), Ok(c)) => (a, c),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "audit log: the store failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is not answering\n",
+            )
+                .into_response();
+        }
+    };
+    let mut entries: Vec<Entry> = triage
+        .iter()
+        .map(|a| Entry {
+            at_us: a.at_us,
+            actor: a.actor.clone(),
+            what: html! {
+                (action_label(a.kind)) " – " (t("gruppe", "group")) " " code { (hex(&a.dedup_key)) }
+                " (" (a.tenant) ")"
+                @if let Some(r) = a.resolution { ": " (resolution_label(r)) }
+                @if !a.reason.is_empty() { " «" (a.reason) "»" }
+            },
+            before: a.before.clone(),
+            after: triage_after(a),
+        })
+        .collect();
+    let titles: HashMap<[u8; 16], String> = Incident::fold(&changes)
+        .into_iter()
+        .map(|i| (i.incident_id, i.title))
+        .collect();
+    let mut ordered: Vec<_> = changes.iter().collect();
+    ordered.sort_by_key(|c| (c.at_us, c.change_id));
+    let mut last: HashMap<([u8; 16], &'static str), String> = HashMap::new();
+    for c in ordered {
+        let after = value(&c.change);
+        let field = c.change.field();
+        let before = match c.change {
+            // Each link and comment stands alone.
+            Change::LinkGroup { .. } | Change::Comment(_) | Change::Opened(_) => String::new(),
+            _ => last
+                .get(&(c.incident_id, field))
+                .cloned()
+                .unwrap_or_default(),
+        };
+        last.insert((c.incident_id, field), after.clone());
+        let id = hex(&c.incident_id);
+        let title = titles.get(&c.incident_id).cloned().unwrap_or_default();
+        entries.push(Entry {
+            at_us: c.at_us,
+            actor: c.actor.clone(),
+            what: html! {
+                (t("Hendelse", "Incident")) " " a.ds-link href={ "/incidents/" (id) } { (title) }
+                ": " (field_label(&c.change))
+            },
+            before,
+            after,
+        });
+    }
+    let actor = q.actor.as_deref().filter(|a| !a.is_empty());
+    entries.retain(|e| actor.is_none_or(|a| e.actor == a));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.at_us));
+    entries.truncate(usize::try_from(LIMIT).unwrap_or(usize::MAX));
+    app_page(
+        t("Revisjonslogg", "Audit log"),
+        &account,
+        &csrf,
+        html! {
+            h1.ds-heading data-size="lg" { (t("Revisjonslogg", "Audit log")) }
+            form method="get" action="/audit" {
+                label.ds-label for="audit-actor" { (t("Hvem", "Who")) }
+                input.ds-input id="audit-actor" name="actor" value=(actor.unwrap_or_default());
+                button.ds-button type="submit" { (t("Vis", "Show")) }
+            }
+            table.ds-table data-border="" data-zebra="" {
+                caption { (entries.len()) (t(" endringer, nyeste først", " changes, newest first")) }
+                thead { tr {
+                    th scope="col" { (t("Tid (UTC)", "Time (UTC)")) }
+                    th scope="col" { (t("Hvem", "Who")) }
+                    th scope="col" { (t("Hva", "What")) }
+                    th scope="col" { (t("Før", "Before")) }
+                    th scope="col" { (t("Etter", "After")) }
+                } }
+                tbody {
+                    @for e in &entries {
+                        tr {
+                            td { (format_time(e.at_us)) }
+                            td { (e.actor) }
+                            td { (e.what) }
+                            td { (e.before) }
+                            td { (e.after) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
