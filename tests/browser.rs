@@ -120,6 +120,7 @@ fn the_dashboard_in_chromium_with_axe_core() {
         "incident",
         "incidents",
         "incidents-en",
+        "hunt",
         "municipality-queue",
         "municipality-incident",
         "audit",

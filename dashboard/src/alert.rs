@@ -47,7 +47,7 @@ fn unavailable(what: &str, e: &varde_store::Error) -> Response {
 }
 
 /// A value, with pseudonyms in it marked as such (screen readers hear "pseudonym").
-fn value(text: &str) -> Markup {
+pub(crate) fn value(text: &str) -> Markup {
     html! {
         @for (piece, pseudonym) in split_pseudonyms(text) {
             @if pseudonym {

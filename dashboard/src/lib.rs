@@ -22,6 +22,7 @@
 mod alert;
 mod assets;
 mod audit;
+mod hunt;
 pub mod i18n;
 mod incident;
 mod live;
@@ -270,6 +271,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/assets/{name}", get(assets::serve))
             .route("/lang/{code}", get(i18n::choose))
             .route("/audit", get(audit::show::<St>))
+            .route("/hunt", get(hunt::show::<St>).post(hunt::run::<St>))
             .layer(axum::middleware::from_fn(i18n::middleware))
             .with_state(self)
     }
@@ -404,6 +406,7 @@ fn nav(account: &Account, csrf: &str) -> Markup {
                 ul {
                     li { a.ds-link href="/alerts" { (t("Varsler", "Alerts")) } }
                     li { a.ds-link href="/incidents" { (t("Hendelser", "Incidents")) } }
+                    li { a.ds-link href="/hunt" { (t("Jakt", "Hunt")) } }
                     @if account.role == Role::Admin {
                         li { a.ds-link href="/audit" { (t("Revisjonslogg", "Audit log")) } }
                     }

@@ -1122,3 +1122,152 @@ async fn the_audit_log_is_for_admins_and_shows_before_and_after() {
     assert!(nobody.contains("0 endringer"), "{nobody}");
     env.cleanup().await;
 }
+
+/// A Sigma rule for the hunt form, URL-encoded.
+fn rule_form(rule: &str) -> String {
+    form_urlencoded::byte_serialize(rule.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn hunting_runs_a_sigma_rule_over_the_accounts_own_events() {
+    let env = TestEnv::new("dashhunt");
+    let store = env.store().await;
+    store
+        .write_envelopes(&[oslo_login_event()])
+        .await
+        .expect("events");
+    let app = app(store, Settings::default());
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let (status, form) = get(&app, "/hunt", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = csrf_of(&form);
+    let (_, oslo_form) = get(&app, "/hunt", Some(&oslo)).await;
+    let oslo_csrf = csrf_of(&oslo_form);
+    assert!(
+        !oslo_form.contains("hunt-tenant"),
+        "no tenant field for a municipality"
+    );
+
+    let rule = |value: &str| {
+        rule_form(&format!(
+            "title: Hunt\nlogsource:\n  category: webserver\ndetection:\n  selection:\n    server: '{value}'\n  condition: selection\n"
+        ))
+    };
+    // The event is of 2025-11-24 (see `oslo_login_event`).
+    let range = "from=2025-11-24&to=2025-11-24";
+    let hunt = |session: &str, token: &str, extra: String| {
+        let app = app.clone();
+        let form = format!("csrf={token}&{range}&{extra}");
+        let session = session.to_owned();
+        async move { post(&app, "/hunt", &session, &form).await }
+    };
+    let (status, page) = hunt(&analyst, &csrf, format!("rule={}", rule("10.1.2.3"))).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(r#"data-hunt-results="1""#), "{page}");
+    assert!(
+        page.contains("<code>fnr:0123abcd-ef456789</code>"),
+        "pseudonyms marked: {page}"
+    );
+    // Oslo finds its own event; asking for Bergen changes nothing for it.
+    let (_, page) = hunt(
+        &oslo,
+        &oslo_csrf,
+        format!("rule={}&tenant=4601", rule("10.1.2.3")),
+    )
+    .await;
+    assert!(page.contains(r#"data-hunt-results="1""#), "{page}");
+    // An analyst narrowed to Bergen finds nothing.
+    let (_, page) = hunt(
+        &analyst,
+        &csrf,
+        format!("rule={}&tenant=4601", rule("10.1.2.3")),
+    )
+    .await;
+    assert!(page.contains(r#"data-hunt-results="0""#), "{page}");
+    // Outside the range: nothing.
+    let (_, page) = post(
+        &app,
+        "/hunt",
+        &analyst,
+        &format!(
+            "csrf={csrf}&from=2025-11-25&to=2025-11-30&rule={}",
+            rule("10.1.2.3")
+        ),
+    )
+    .await;
+    assert!(page.contains(r#"data-hunt-results="0""#), "{page}");
+    // Values that would break hand-made SQL are only values: no error, no match.
+    for hostile in [
+        "10.1.2.3' OR '1'='1",
+        "?",
+        "\\' OR 1=1 --",
+        "%' ; DROP TABLE events; --",
+    ] {
+        let (status, page) = hunt(
+            &analyst,
+            &csrf,
+            format!("rule={}", rule(&hostile.replace('\'', "''"))),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{hostile}: {page}");
+        assert!(
+            page.contains(r#"data-hunt-results="0""#),
+            "{hostile}: {page}"
+        );
+    }
+    // CSV of the same hunt.
+    let (status, _, csv) = send(
+        &app,
+        Request::post("/hunt")
+            .header(header::COOKIE, &analyst)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "csrf={csrf}&{range}&format=csv&rule={}",
+                rule("10.1.2.3")
+            )))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a CSV row")).collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert_eq!(&rows[0][1], "0301");
+    assert!(rows[0][5].contains("fnr:0123abcd-ef456789"));
+    // Refused with the reason: not a rule, two dates reversed, a wrong token.
+    for (form, expected) in [
+        (
+            format!("rule={}", rule_form("title: x")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("rule={}", rule_form(": : :")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("rule={}&tenant=9999", rule("x")),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, page) = hunt(&analyst, &csrf, form.clone()).await;
+        assert_eq!(status, expected, "{form}: {page}");
+    }
+    let (status, _) = post(
+        &app,
+        "/hunt",
+        &analyst,
+        &format!(
+            "csrf={csrf}&from=2025-11-30&to=2025-11-24&rule={}",
+            rule("x")
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = hunt(&analyst, "00", format!("rule={}", rule("x"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    env.cleanup().await;
+}

@@ -336,6 +336,13 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<u64> {
         self.inner.alerts_detected_after(tenant, since_us).await
     }
+    async fn hunt(
+        &self,
+        tenant: Option<Kommunenummer>,
+        hunt: &varde_store::Hunt,
+    ) -> varde_store::Result<Vec<varde_store::StoredEvent>> {
+        self.inner.hunt(tenant, hunt).await
+    }
     async fn triage_log(&self, limit: u64) -> varde_store::Result<Vec<varde_store::TriageAction>> {
         self.inner.triage_log(limit).await
     }

@@ -13,7 +13,7 @@ use crate::incident::{Change, IncidentChange, IncidentStatus, SHARED_FIELDS, Sev
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
-    EventStore, GroupSeen, Resolution, Result, StoredEvent, Table, TriageAction, TriageKind,
+    EventStore, GroupSeen, Hunt, Resolution, Result, StoredEvent, Table, TriageAction, TriageKind,
     clamp_datetime, flatten,
 };
 use varde_core::{AlertId, EventId, Kommunenummer};
@@ -655,6 +655,32 @@ impl EventStore for ClickHouseStore {
             q = q.bind(tenant.as_str());
         }
         let rows: Vec<EventOut> = q.bind(query.limit).fetch_all().await?;
+        Ok(rows.into_iter().map(EventOut::into_event).collect())
+    }
+
+    async fn hunt(&self, tenant: Option<Kommunenummer>, hunt: &Hunt) -> Result<Vec<StoredEvent>> {
+        let (from, _) = clamp_datetime(hunt.from_us);
+        let (to, _) = clamp_datetime(hunt.to_us);
+        // Every value is a number or a checked kommunenummer, written into the text; the
+        // condition's literals are quoted by varde_rules::sql, and its `?` are escaped for the
+        // client's placeholders.
+        let mut sql = format!(
+            "SELECT hex(event_id) AS event_id, tenant, toUInt32(event_time) AS event_time, \
+             event_time_us, source_kind, collector_id, batch_seq, batch_row, host, severity, \
+             message, field_keys, field_values FROM {}.events FINAL \
+             WHERE event_time >= toDateTime({from}) AND event_time < toDateTime({to})",
+            self.db
+        );
+        if let Some(t) = tenant {
+            sql.push_str(&format!(" AND tenant = '{}'", t.as_str()));
+        }
+        sql.push_str(&format!(
+            " AND ({}) ORDER BY event_time, event_time_us, event_id LIMIT {}, {}",
+            hunt.condition.replace('?', "??"),
+            hunt.offset,
+            hunt.limit
+        ));
+        let rows: Vec<EventOut> = self.client.query(&sql).fetch_all().await?;
         Ok(rows.into_iter().map(EventOut::into_event).collect())
     }
 

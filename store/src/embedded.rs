@@ -8,8 +8,8 @@ use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
 use crate::incident::{Change, IncidentChange, SHARED_FIELDS};
 use crate::{
-    Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, EventCount, EventQuery,
-    EventStore, GroupSeen, Result, StoredEvent, Table, TriageAction, day_of_us, flatten,
+    Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
+    EventStore, GroupSeen, Hunt, Result, StoredEvent, Table, TriageAction, day_of_us, flatten,
     partition_id_of_day,
 };
 
@@ -335,6 +335,12 @@ impl EventStore for EmbeddedStore {
             .collect();
         out.sort_by_key(|a| (a.at_us, a.action_id));
         Ok(out)
+    }
+
+    async fn hunt(&self, _tenant: Option<Kommunenummer>, _hunt: &Hunt) -> Result<Vec<StoredEvent>> {
+        Err(Error::Unsupported(
+            "hunting runs Sigma rules as SQL on ClickHouse; the embedded store has no SQL",
+        ))
     }
 
     async fn triage_log(&self, limit: u64) -> Result<Vec<TriageAction>> {

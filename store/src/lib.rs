@@ -45,6 +45,9 @@ pub enum Error {
     /// A stored row Varde cannot read (written by a newer version, or edited by hand).
     #[error("unreadable row: {0}")]
     BadRow(String),
+    /// What this store cannot do (the embedded store runs no SQL, so it cannot hunt).
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// A migration failed.
     #[error("migration {version} ({name}): {source}")]
     Migration {
@@ -116,6 +119,7 @@ impl Error {
             Error::BadDatabaseName(_)
             | Error::BadPartitionId(_)
             | Error::BadRow(_)
+            | Error::Unsupported(_)
             | Error::Migration { .. } => false,
         }
     }
@@ -208,6 +212,22 @@ pub struct Alert {
     pub host: String,
     /// The fields the rule tests, with the event's values (one pair per value).
     pub matched: Vec<(String, String)>,
+}
+
+/// A hunt over stored events: a `WHERE` condition that `varde_rules::sql` made from a parsed
+/// Sigma rule (never text from a request), a time range and a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hunt {
+    /// The condition over the `events` table.
+    pub condition: String,
+    /// From this event time, µs since the epoch (inclusive; whole seconds).
+    pub from_us: i64,
+    /// To this event time (exclusive; whole seconds).
+    pub to_us: i64,
+    /// At most this many events.
+    pub limit: u64,
+    /// After skipping this many (oldest first).
+    pub offset: u64,
 }
 
 /// Which alerts to read.
@@ -535,6 +555,14 @@ pub trait EventStore: Send + Sync {
         tenant: Option<Kommunenummer>,
         keys: &[[u8; 16]],
     ) -> impl Future<Output = Result<Vec<GroupSeen>>> + Send;
+
+    /// The events (of `tenant`, when given) in the hunt's time range that meet its condition,
+    /// oldest first, one page. The tenant is the query's own condition.
+    fn hunt(
+        &self,
+        tenant: Option<Kommunenummer>,
+        hunt: &Hunt,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>>> + Send;
 
     /// Appends triage actions; returns how many. Rows are never changed or removed.
     fn write_triage(&self, actions: &[TriageAction]) -> impl Future<Output = Result<u64>> + Send;

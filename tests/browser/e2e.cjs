@@ -136,6 +136,15 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     await Promise.all([analyst.waitForURL(`${url}/alerts`), analyst.click('[data-lang-switch]')]);
     check(await analyst.locator('html').getAttribute('lang') === 'nb', 'back in Norwegian');
 
+    // The hunt form (the demo's embedded store has no SQL, which the page says).
+    await analyst.goto(`${url}/hunt`);
+    await audit(analyst, 'hunt');
+    await analyst.fill('#hunt-rule', 'title: Root\nlogsource:\n  product: linux\n  service: sshd\n'
+      + 'detection:\n  selection:\n    user: root\n  condition: selection\n');
+    await Promise.all([analyst.waitForLoadState('load'), analyst.click('button[value=html]')]);
+    check((await analyst.locator('[role=alert]').textContent()).includes('ClickHouse'),
+      'a hunt on the embedded store says it needs ClickHouse');
+
     // Bergen's user: only Bergen, the incident without the CERT's comment, Bodø's alert absent.
     const bergen = await login(browser, 'bergen', process.env.BERGEN_PASSWORD);
     await audit(bergen, 'municipality-queue');
