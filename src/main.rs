@@ -87,6 +87,22 @@ enum AdminCommand {
     /// Read a password on standard input (one line) and print its argon2id hash, for the
     /// `password_hash` of an account in the dashboard's accounts file.
     HashPassword,
+    /// Add an account to the dashboard's accounts file, with the password read on standard
+    /// input (one line); the file is checked as the dashboard checks it and replaced whole.
+    CreateUser {
+        /// The accounts file (made when missing).
+        #[arg(long)]
+        accounts: PathBuf,
+        /// Login name.
+        #[arg(long)]
+        name: String,
+        /// admin, analyst or municipality.
+        #[arg(long)]
+        role: String,
+        /// The kommunenummer of a municipality account.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -94,6 +110,33 @@ fn main() -> Result<()> {
     if let Command::Rules(cmd) = cli.command {
         let code = rules_cmd::run(cmd)?;
         std::process::exit(code);
+    }
+    if let Command::Admin(AdminCommand::CreateUser {
+        accounts,
+        name,
+        role,
+        tenant,
+    }) = &cli.command
+    {
+        let role = match role.as_str() {
+            "admin" => varde_dashboard::Role::Admin,
+            "analyst" => varde_dashboard::Role::Analyst,
+            "municipality" => varde_dashboard::Role::Municipality,
+            other => anyhow::bail!("--role {other}: admin, analyst or municipality"),
+        };
+        let tenant = tenant
+            .as_deref()
+            .map(varde_core::Kommunenummer::parse)
+            .transpose()
+            .context("--tenant")?;
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        let password = line.trim_end_matches(['\n', '\r']);
+        varde_dashboard::add_account(accounts, name, role, tenant, password)?;
+        println!("account {name} added to {}", accounts.display());
+        return Ok(());
     }
     if let Command::Admin(AdminCommand::HashPassword) = cli.command {
         let mut line = String::new();

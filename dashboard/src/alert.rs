@@ -487,6 +487,7 @@ pub(crate) async fn triage<St: EventStore + Send + Sync + 'static>(
     if let Err(e) = store.write_triage(&actions).await {
         return unavailable("write triage", &e);
     }
+    crate::metrics::Counters::add(&d.inner.counters.triage_actions, actions.len() as u64);
     for a in &actions {
         tracing::info!(actor = %a.actor, action = a.kind.as_str(), tenant = %a.tenant,
             group = %hex(&a.dedup_key), before = %a.before, "triage");

@@ -254,6 +254,7 @@ pub(crate) async fn run<St: EventStore + Send + Sync + 'static>(
         limit: if f.csv { CSV_MAX } else { PAGE + 1 },
         offset: if f.csv { 0 } else { f.offset },
     };
+    crate::metrics::Counters::add(&d.inner.counters.hunts, 1);
     let events = match d.inner.store.hunt(tenant, &hunt).await {
         Ok(e) => e,
         Err(varde_store::Error::Unsupported(why)) => {

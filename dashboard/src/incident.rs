@@ -472,6 +472,7 @@ pub(crate) async fn create<St: EventStore + Send + Sync + 'static>(
     if let Err(e) = d.inner.store.write_incident_changes(&out).await {
         return unavailable("write incident", &e);
     }
+    crate::metrics::Counters::add(&d.inner.counters.incident_changes, out.len() as u64);
     for c in &out {
         tracing::info!(actor = %c.actor, incident = %hex(&c.incident_id), change = c.change.field(), "incident");
     }
@@ -721,6 +722,7 @@ pub(crate) async fn change<St: EventStore + Send + Sync + 'static>(
         {
             return unavailable("write incident", &e);
         }
+        crate::metrics::Counters::add(&d.inner.counters.incident_changes, 1);
         tracing::info!(actor = %row.actor, incident = %hex(&id), change = row.change.field(), "incident");
     }
     Redirect::to(&format!("/incidents/{}", hex(&id))).into_response()

@@ -26,6 +26,7 @@ mod hunt;
 pub mod i18n;
 mod incident;
 mod live;
+mod metrics;
 pub mod triage;
 
 use std::collections::HashMap;
@@ -126,6 +127,91 @@ pub fn load_accounts(path: &Path) -> Result<Vec<Account>, AccountsError> {
     Ok(file.accounts)
 }
 
+/// Adds an account to the accounts file at `path` (made if missing): `password` is hashed with
+/// argon2id, the whole file with the new account is checked as the dashboard checks it at start
+/// (names unique, a tenant for municipality accounts only), then written beside and renamed over
+/// the old one, owner-readable only. Nothing changes when a check fails.
+pub fn add_account(
+    path: &Path,
+    name: &str,
+    role: Role,
+    tenant: Option<Kommunenummer>,
+    password: &str,
+) -> Result<(), AccountsError> {
+    let err = |message: String| AccountsError {
+        path: path.to_owned(),
+        message,
+    };
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err(err(
+            "an account needs a name without control characters".into()
+        ));
+    }
+    if password.is_empty() {
+        return Err(err("an empty password".into()));
+    }
+    #[derive(serde::Serialize)]
+    struct New<'a> {
+        name: &'a str,
+        role: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+        password_hash: String,
+    }
+    #[derive(serde::Serialize)]
+    struct File<'a> {
+        account: Vec<New<'a>>,
+    }
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let role_name = match role {
+        Role::Admin => "admin",
+        Role::Analyst => "analyst",
+        Role::Municipality => "municipality",
+    };
+    let added = toml::to_string(&File {
+        account: vec![New {
+            name,
+            role: role_name,
+            tenant: tenant.map(|t| t.to_string()),
+            password_hash: hash_password(password).map_err(err)?,
+        }],
+    })
+    .map_err(|e| err(e.to_string()))?;
+    let mut text = existing;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(&added);
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "accounts.toml".into());
+    let temp = path.with_file_name(format!(".{file_name}.new"));
+    {
+        use std::io::Write as _;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&temp).map_err(|e| err(e.to_string()))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| err(e.to_string()))?;
+    }
+    if let Err(e) = load_accounts(&temp) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(err(e.message));
+    }
+    std::fs::rename(&temp, path).map_err(|e| err(e.to_string()))
+}
+
 /// An argon2id hash of `password` with a random salt, as a PHC string.
 pub fn hash_password(password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
@@ -217,6 +303,7 @@ struct Inner<St> {
     /// Failed logins per name within the window.
     failures: Mutex<HashMap<String, Vec<Instant>>>,
     settings: Settings,
+    counters: metrics::Counters,
 }
 
 /// The dashboard's state, shared by every request.
@@ -245,6 +332,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
                 sessions: Mutex::new(HashMap::new()),
                 failures: Mutex::new(HashMap::new()),
                 settings,
+                counters: metrics::Counters::default(),
             }),
         }
     }
@@ -267,11 +355,16 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
                 "/incidents/{id}",
                 get(incident::show::<St>).post(incident::change::<St>),
             )
-            .route("/health", get(|| async { "ok\n" }))
+            .route("/health", get(metrics::health::<St>))
+            .route("/metrics", get(metrics::metrics::<St>))
             .route("/assets/{name}", get(assets::serve))
             .route("/lang/{code}", get(i18n::choose))
             .route("/audit", get(audit::show::<St>))
             .route("/hunt", get(hunt::show::<St>).post(hunt::run::<St>))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                metrics::count::<St>,
+            ))
             .layer(axum::middleware::from_fn(i18n::middleware))
             .with_state(self)
     }
@@ -294,6 +387,15 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
         s.last_seen = Instant::now();
         let account = self.inner.accounts.get(s.account)?.clone();
         Some((account, s.csrf.clone()))
+    }
+
+    /// Sessions not yet idle for too long.
+    fn live_sessions(&self) -> usize {
+        let idle = self.inner.settings.session_idle;
+        self.sessions()
+            .values()
+            .filter(|s| s.last_seen.elapsed() < idle)
+            .count()
     }
 
     /// Who alerts can be assigned to: the analysts and admins, by name.
@@ -892,6 +994,43 @@ mod tests {
         ] {
             let err = load(&bad).expect_err(&bad).to_string();
             assert!(err.contains(word), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn accounts_are_added_checked_and_nothing_changes_on_a_refusal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("accounts.toml");
+        let oslo = Kommunenummer::parse("0301").expect("Oslo");
+        add_account(&path, "kari", Role::Analyst, None, "s3cret \"quoted\"").expect("first");
+        add_account(&path, "drift-oslo", Role::Municipality, Some(oslo), "pw").expect("second");
+        let before = std::fs::read_to_string(&path).expect("file");
+        for (name, role, tenant) in [
+            ("kari", Role::Admin, None),
+            ("x", Role::Municipality, None),
+            ("y", Role::Analyst, Some(oslo)),
+            ("", Role::Analyst, None),
+        ] {
+            assert!(
+                add_account(&path, name, role, tenant, "pw").is_err(),
+                "{name}"
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&path).expect("file"), before);
+        let accounts = load_accounts(&path).expect("loads");
+        assert_eq!(accounts.len(), 2);
+        assert_eq!(accounts[1].tenant, Some(oslo));
+        let hash = PasswordHash::new(&accounts[0].password_hash).expect("PHC");
+        assert!(
+            Argon2::default()
+                .verify_password(b"s3cret \"quoted\"", &hash)
+                .is_ok()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
         }
     }
 

@@ -1271,3 +1271,95 @@ async fn hunting_runs_a_sigma_rule_over_the_accounts_own_events() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     env.cleanup().await;
 }
+
+/// The value of `metric` with `labels` in a Prometheus text page, read by a scraper's parser.
+fn sample(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("/metrics parses as Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[tokio::test]
+async fn the_dashboard_reports_itself_in_metrics_and_health() {
+    let env = TestEnv::new("dashmetrics");
+    let store = env.store().await;
+    store
+        .write_alerts(&[alert("0301", 1, "Oslo root login")])
+        .await
+        .expect("alerts");
+    let app = app(store, Settings::default());
+    assert_eq!(
+        login(&app, "analyst", "wrong").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let (_, queue) = get(&app, "/alerts", Some(&analyst)).await;
+    let csrf = csrf_of(&queue);
+    let key = "01".repeat(16);
+    post(
+        &app,
+        "/alerts/triage",
+        &analyst,
+        &format!("csrf={csrf}&action=acknowledge&key={key}"),
+    )
+    .await;
+    post(
+        &app,
+        "/alerts/triage",
+        &analyst,
+        &format!("csrf=00&action=acknowledge&key={key}"),
+    )
+    .await;
+    get(&app, &format!("/alerts/{}", "0".repeat(32)), Some(&analyst)).await;
+
+    let (status, text) = get(&app, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let requests = "varde_dashboard_requests_total";
+    for (route, code, n) in [
+        ("/login", "401", 1.0),
+        ("/login", "303", 1.0),
+        ("/alerts", "200", 1.0),
+        ("/alerts/triage", "303", 1.0),
+        ("/alerts/triage", "403", 1.0),
+        ("/alerts/:id", "404", 1.0),
+    ] {
+        assert_eq!(
+            sample(&text, requests, &[("route", route), ("status", code)]),
+            Some(n),
+            "{route} {code}: {text}"
+        );
+    }
+    assert_eq!(
+        sample(&text, "varde_dashboard_triage_actions_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "varde_dashboard_sessions", &[]), Some(1.0));
+    assert_eq!(sample(&text, "varde_dashboard_accounts", &[]), Some(3.0));
+
+    let (status, body) = get(&app, "/health", None).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, r#"{"status":"ok"}"#)
+    );
+    // A store that does not answer: 503, saying so.
+    let mut unreachable = env.clickhouse();
+    unreachable.url = format!("http://127.0.0.1:{}", varde_testkit::free_port());
+    let down = varde_store::clickhouse::ClickHouseStore::new(&unreachable).expect("store");
+    let app = self::app(down, Settings::default());
+    let (status, body) = get(&app, "/health", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains(r#""status":"store_unreachable""#), "{body}");
+    env.cleanup().await;
+}
