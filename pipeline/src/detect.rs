@@ -312,6 +312,12 @@ pub trait Detect {
     /// Reloads the rules when they changed; `Some(report)` when it reloaded.
     fn reload_if_changed(&mut self) -> Option<LoadReport>;
 
+    /// The rules in use and the files that did not load, for the store's catalog (none by
+    /// default).
+    fn catalog(&self) -> Vec<varde_store::RuleEntry> {
+        Vec::new()
+    }
+
     /// The alerts of one envelope, detected at `detect_time_us`.
     fn detect(
         &self,
@@ -323,6 +329,10 @@ pub trait Detect {
 impl Detect for Detector {
     fn reload_if_changed(&mut self) -> Option<LoadReport> {
         Detector::reload_if_changed(self)
+    }
+
+    fn catalog(&self) -> Vec<varde_store::RuleEntry> {
+        Detector::catalog(self)
     }
 
     fn detect(
@@ -402,6 +412,57 @@ impl Detector {
     /// over batches in memory with the same matcher.
     pub fn session(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// The rules in use and the documents that did not load, with each rule's YAML (read again
+    /// from its file, or from the built-in pack; at most 64 KiB), for the store's catalog.
+    pub fn catalog(&self) -> Vec<varde_store::RuleEntry> {
+        const TEXT_MAX: usize = 64 * 1024;
+        let text_of = |source: &str| -> String {
+            let text = source
+                .strip_prefix("rules/sigma/")
+                .and_then(|name| {
+                    varde_rules::pack::PACK
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, t)| (*t).to_owned())
+                })
+                .or_else(|| std::fs::read_to_string(source).ok())
+                .unwrap_or_default();
+            if text.len() > TEXT_MAX {
+                String::new()
+            } else {
+                text
+            }
+        };
+        let set = self.rules();
+        let mut out: Vec<varde_store::RuleEntry> = set
+            .rules()
+            .iter()
+            .map(|r| varde_store::RuleEntry {
+                rule_id: varde_rules::datafusion::rule_key(r),
+                source: r.source.clone(),
+                title: r.meta.title.clone(),
+                level: r.meta.level.clone().unwrap_or_default(),
+                status: r.meta.status.clone().unwrap_or_default(),
+                tags: r.meta.tags.clone(),
+                author: r.meta.author.clone().unwrap_or_default(),
+                description: r.meta.description.clone().unwrap_or_default(),
+                references: r.meta.references.clone(),
+                falsepositives: r.meta.falsepositives.clone(),
+                kind: r.kind.to_string(),
+                text: text_of(&r.source),
+                error: String::new(),
+            })
+            .collect();
+        out.extend(set.errors().iter().map(|e| varde_store::RuleEntry {
+            rule_id: e.rule_id.clone().unwrap_or_default(),
+            source: e.source.clone(),
+            title: e.title.clone().unwrap_or_default(),
+            error: format!("{}: {}", e.class, e.reason),
+            ..varde_store::RuleEntry::default()
+        }));
+        out
     }
 
     /// Replaces the rule set (between two batches).

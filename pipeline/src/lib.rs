@@ -527,10 +527,6 @@ async fn poll_and_detect<S: Subscriber, D: Detect>(
     stats: &Stats,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Next {
-    if let Some(report) = detector.reload_if_changed() {
-        stats.record_rules(&report);
-        stats.rule_reloads.fetch_add(1, Ordering::Relaxed);
-    }
     let wait = Duration::from_millis(settings.poll_wait_ms);
     let polled = tokio::select! {
         p = subscriber.poll_batch(settings.max_messages, wait) => p,
@@ -714,6 +710,9 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
 ) {
     stats.running.store(true, Ordering::Relaxed);
     let mut in_flight: Option<Polled> = None;
+    // The rule catalog for the dashboard: written at start and after each reload; a failed
+    // write is tried again next round and never holds events back.
+    let mut catalog_pending = true;
     loop {
         stats
             .loop_heartbeat_us
@@ -721,6 +720,27 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
         if *shutdown.borrow() {
             // A detected poll not yet stored is not committed: it is replayed on restart.
             break;
+        }
+        if let Some(report) = detector.reload_if_changed() {
+            stats.record_rules(&report);
+            stats.rule_reloads.fetch_add(1, Ordering::Relaxed);
+            catalog_pending = true;
+        }
+        if catalog_pending {
+            let entries = detector.catalog();
+            if entries.is_empty() {
+                catalog_pending = false;
+            } else {
+                match store.write_rules(now_us(), &entries).await {
+                    Ok(n) => {
+                        catalog_pending = false;
+                        debug!(entries = n, "rule catalog written");
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "rule catalog not written; trying again next round")
+                    }
+                }
+            }
         }
         let mut store_shutdown = shutdown.clone();
         let batch = in_flight.take();

@@ -156,6 +156,33 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
         );
     }
 
+    // The rule catalog: every rule of Varde's pack with its YAML and author, and the two that
+    // did not load with their reason (independent expectation: the pack's files themselves).
+    let (at, catalog) = store.rules().await.expect("catalog");
+    assert!(at.is_some());
+    let loaded: Vec<&varde_store::RuleEntry> =
+        catalog.iter().filter(|e| e.error.is_empty()).collect();
+    let failed: Vec<&varde_store::RuleEntry> =
+        catalog.iter().filter(|e| !e.error.is_empty()).collect();
+    assert_eq!(loaded.len() + failed.len(), varde_rules::pack::PACK.len());
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    let root = loaded
+        .iter()
+        .find(|e| e.source == "rules/sigma/lnx_sshd_root_password_login.yml")
+        .expect("the root login rule");
+    let file = varde_rules::pack::PACK
+        .iter()
+        .find(|(n, _)| *n == "lnx_sshd_root_password_login.yml")
+        .map(|(_, t)| *t)
+        .expect("in the pack");
+    assert_eq!(root.text, file);
+    assert!(
+        file.contains(&format!("author: {}", root.author)),
+        "{}",
+        root.author
+    );
+    assert!(alerts.iter().all(|a| a.rule_id == root.rule_id));
+
     // Everything was committed: a new subscriber of the group sees nothing more.
     let mut again = bus.subscribe("g", &[oslo, bergen]);
     assert!(matches!(

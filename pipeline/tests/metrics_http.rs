@@ -343,6 +343,16 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<Vec<varde_store::StoredEvent>> {
         self.inner.hunt(tenant, hunt).await
     }
+    async fn write_rules(
+        &self,
+        loaded_at_us: i64,
+        entries: &[varde_store::RuleEntry],
+    ) -> varde_store::Result<u64> {
+        self.inner.write_rules(loaded_at_us, entries).await
+    }
+    async fn rules(&self) -> varde_store::Result<(Option<i64>, Vec<varde_store::RuleEntry>)> {
+        self.inner.rules().await
+    }
     async fn triage_log(&self, limit: u64) -> varde_store::Result<Vec<varde_store::TriageAction>> {
         self.inner.triage_log(limit).await
     }

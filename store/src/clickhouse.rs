@@ -13,8 +13,8 @@ use crate::incident::{Change, IncidentChange, IncidentStatus, SHARED_FIELDS, Sev
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
-    EventStore, GroupSeen, Hunt, Resolution, Result, StoredEvent, Table, TriageAction, TriageKind,
-    clamp_datetime, flatten,
+    EventStore, GroupSeen, Hunt, Resolution, Result, RuleEntry, StoredEvent, Table, TriageAction,
+    TriageKind, clamp_datetime, flatten,
 };
 use varde_core::{AlertId, EventId, Kommunenummer};
 
@@ -290,6 +290,69 @@ impl IncidentRow {
             actor: self.actor,
             change,
         })
+    }
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct RuleRow {
+    loaded_at: u32,
+    loaded_at_us: u32,
+    source: String,
+    rule_id: String,
+    title: String,
+    level: String,
+    status: String,
+    tags: Vec<String>,
+    author: String,
+    description: String,
+    references: Vec<String>,
+    falsepositives: Vec<String>,
+    kind: String,
+    text: String,
+    error: String,
+}
+
+const RULE_COLUMNS: &str = "toUInt32(loaded_at) AS loaded_at, loaded_at_us, source, rule_id, \
+    title, level, status, tags, author, description, references, falsepositives, kind, text, error";
+
+impl RuleRow {
+    fn of(loaded_at_us: i64, e: &RuleEntry) -> Self {
+        let (loaded_at, sub) = clamp_datetime(loaded_at_us);
+        RuleRow {
+            loaded_at,
+            loaded_at_us: sub,
+            source: e.source.clone(),
+            rule_id: e.rule_id.clone(),
+            title: e.title.clone(),
+            level: e.level.clone(),
+            status: e.status.clone(),
+            tags: e.tags.clone(),
+            author: e.author.clone(),
+            description: e.description.clone(),
+            references: e.references.clone(),
+            falsepositives: e.falsepositives.clone(),
+            kind: e.kind.clone(),
+            text: e.text.clone(),
+            error: e.error.clone(),
+        }
+    }
+
+    fn into_entry(self) -> RuleEntry {
+        RuleEntry {
+            rule_id: self.rule_id,
+            source: self.source,
+            title: self.title,
+            level: self.level,
+            status: self.status,
+            tags: self.tags,
+            author: self.author,
+            description: self.description,
+            references: self.references,
+            falsepositives: self.falsepositives,
+            kind: self.kind,
+            text: self.text,
+            error: self.error,
+        }
     }
 }
 
@@ -955,6 +1018,33 @@ impl EventStore for ClickHouseStore {
         }
         let rows: Vec<TriageRow> = q.fetch_all().await?;
         rows.into_iter().map(TriageRow::into_action).collect()
+    }
+
+    async fn write_rules(&self, loaded_at_us: i64, entries: &[RuleEntry]) -> Result<u64> {
+        self.insert_rows(
+            "rules",
+            entries.iter().map(|e| RuleRow::of(loaded_at_us, e)),
+        )
+        .await
+    }
+
+    async fn rules(&self) -> Result<(Option<i64>, Vec<RuleEntry>)> {
+        let db = &self.db;
+        // The newest load, to the microsecond; an empty table has no rows at all.
+        let rows: Vec<RuleRow> = self
+            .client
+            .query(&format!(
+                "SELECT {RULE_COLUMNS} FROM {db}.rules FINAL \
+                 WHERE (toUInt64(loaded_at) * 1000000 + loaded_at_us) = \
+                 (SELECT max(toUInt64(loaded_at) * 1000000 + loaded_at_us) FROM {db}.rules) \
+                 ORDER BY source, rule_id"
+            ))
+            .fetch_all()
+            .await?;
+        let at = rows
+            .first()
+            .map(|r| i64::from(r.loaded_at) * 1_000_000 + i64::from(r.loaded_at_us));
+        Ok((at, rows.into_iter().map(RuleRow::into_entry).collect()))
     }
 
     async fn triage_log(&self, limit: u64) -> Result<Vec<TriageAction>> {

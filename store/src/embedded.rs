@@ -9,8 +9,8 @@ use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 use crate::incident::{Change, IncidentChange, SHARED_FIELDS};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
-    EventStore, GroupSeen, Hunt, Result, StoredEvent, Table, TriageAction, day_of_us, flatten,
-    partition_id_of_day,
+    EventStore, GroupSeen, Hunt, Result, RuleEntry, StoredEvent, Table, TriageAction, day_of_us,
+    flatten, partition_id_of_day,
 };
 
 /// In-memory [`EventStore`]. Clones share the same data (the demo's pipeline writes what its
@@ -34,6 +34,8 @@ struct Inner {
     triage: HashMap<[u8; 16], TriageAction>,
     /// Incident changes by change id (likewise).
     incidents: HashMap<[u8; 16], IncidentChange>,
+    /// The newest rule catalog and when it was loaded.
+    rules: Option<(i64, Vec<RuleEntry>)>,
 }
 
 impl EmbeddedStore {
@@ -341,6 +343,34 @@ impl EventStore for EmbeddedStore {
         Err(Error::Unsupported(
             "hunting runs Sigma rules as SQL on ClickHouse; the embedded store has no SQL",
         ))
+    }
+
+    async fn write_rules(&self, loaded_at_us: i64, entries: &[RuleEntry]) -> Result<u64> {
+        let mut inner = self.lock();
+        let newer = inner
+            .rules
+            .as_ref()
+            .is_none_or(|(at, _)| *at <= loaded_at_us);
+        if newer {
+            let mut sorted = entries.to_vec();
+            sorted.sort_by(|a, b| (&a.source, &a.rule_id).cmp(&(&b.source, &b.rule_id)));
+            match &mut inner.rules {
+                // Rows of the same load (written in parts) join it.
+                Some((at, rows)) if *at == loaded_at_us => {
+                    rows.extend(sorted);
+                    rows.sort_by(|a, b| (&a.source, &a.rule_id).cmp(&(&b.source, &b.rule_id)));
+                }
+                _ => inner.rules = Some((loaded_at_us, sorted)),
+            }
+        }
+        Ok(entries.len() as u64)
+    }
+
+    async fn rules(&self) -> Result<(Option<i64>, Vec<RuleEntry>)> {
+        Ok(match &self.lock().rules {
+            Some((at, rows)) => (Some(*at), rows.clone()),
+            None => (None, Vec::new()),
+        })
     }
 
     async fn triage_log(&self, limit: u64) -> Result<Vec<TriageAction>> {

@@ -214,6 +214,39 @@ pub struct Alert {
     pub matched: Vec<(String, String)>,
 }
 
+/// One document of the rules a pipeline loaded: a rule with what the dashboard shows of it
+/// (and credits, per the Detection Rule License), or a file that did not load, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuleEntry {
+    /// The id alerts carry (the Sigma id, or `title:<title>` without one); empty for a file
+    /// that did not load before its id was read.
+    pub rule_id: String,
+    /// The file (or `rules/sigma/<file>` for Varde's built-in pack).
+    pub source: String,
+    /// Title.
+    pub title: String,
+    /// Level.
+    pub level: String,
+    /// Sigma status (stable, test, experimental, ...).
+    pub status: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Author(s), as the rule credits them.
+    pub author: String,
+    /// Description.
+    pub description: String,
+    /// References.
+    pub references: Vec<String>,
+    /// Known false positives.
+    pub falsepositives: Vec<String>,
+    /// The source kind it runs on.
+    pub kind: String,
+    /// The rule's YAML (at most 64 KiB; empty when the file could not be read again).
+    pub text: String,
+    /// Why it did not load; empty for a loaded rule.
+    pub error: String,
+}
+
 /// A hunt over stored events: a `WHERE` condition that `varde_rules::sql` made from a parsed
 /// Sigma rule (never text from a request), a time range and a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -573,6 +606,18 @@ pub trait EventStore: Send + Sync {
         tenant: Option<Kommunenummer>,
         keys: &[[u8; 16]],
     ) -> impl Future<Output = Result<Vec<TriageAction>>> + Send;
+
+    /// Records the rules a pipeline has loaded (and the files that did not load), all stamped
+    /// `loaded_at_us`: the catalog the dashboard shows.
+    fn write_rules(
+        &self,
+        loaded_at_us: i64,
+        entries: &[RuleEntry],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The most recent catalog (the entries of the latest load), by source, and when it was
+    /// loaded (`None` when no pipeline has written one).
+    fn rules(&self) -> impl Future<Output = Result<(Option<i64>, Vec<RuleEntry>)>> + Send;
 
     /// Every group's triage actions, newest first, at most `limit`: the audit log.
     fn triage_log(&self, limit: u64) -> impl Future<Output = Result<Vec<TriageAction>>> + Send;

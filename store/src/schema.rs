@@ -161,6 +161,34 @@ pub const MIGRATIONS: &[Migration] = &[
             ORDER BY (incident_id, at, change_id)",
         ],
     },
+    Migration {
+        version: 6,
+        name: "rules",
+        statements: &[
+            // The catalog of loaded rules: every pipeline (re)load writes all its rules and load
+            // errors stamped with the load time; a source keeps only its newest row after merges,
+            // and readers take the rows of the newest load, so removed files drop out. Small
+            // (one row per rule file) and not retained by day: it is overwritten, not grown.
+            "CREATE TABLE IF NOT EXISTS {db}.rules (
+                loaded_at DateTime('UTC'),
+                loaded_at_us UInt32,
+                source String,
+                rule_id String,
+                title String,
+                level String,
+                status String,
+                tags Array(String),
+                author String,
+                description String,
+                references Array(String),
+                falsepositives Array(String),
+                kind String,
+                text String,
+                error String
+            ) ENGINE = ReplacingMergeTree(loaded_at)
+            ORDER BY (source, rule_id)",
+        ],
+    },
 ];
 
 /// The table that records applied migrations.

@@ -8,8 +8,8 @@ use varde_core::{
 use varde_store::embedded::EmbeddedStore;
 use varde_store::incident::{Change, IncidentChange, IncidentStatus, Severity, Tlp};
 use varde_store::{
-    Alert, AlertQuery, DeadLetter, EventQuery, EventStore, GroupSeen, Resolution, TriageAction,
-    TriageKind,
+    Alert, AlertQuery, DeadLetter, EventQuery, EventStore, GroupSeen, Resolution, RuleEntry,
+    TriageAction, TriageKind,
 };
 use varde_testkit::TestEnv;
 
@@ -99,6 +99,7 @@ async fn contract<S: EventStore>(store: &S) {
     alerts_contract(store).await;
     lookups_and_triage_contract(store).await;
     incidents_contract(store).await;
+    rules_contract(store).await;
     dead_letters_contract(store).await;
 }
 
@@ -218,6 +219,49 @@ async fn incidents_contract<S: EventStore>(store: &S) {
             .await
             .expect("read"),
         vec![]
+    );
+}
+
+/// The rule catalog: the newest load wins whole (a rule it lacks is gone), every field kept.
+async fn rules_contract<S: EventStore>(store: &S) {
+    assert_eq!(store.rules().await.expect("empty"), (None, vec![]));
+    let rule = |source: &str, id: &str| RuleEntry {
+        rule_id: id.into(),
+        source: source.into(),
+        title: format!("title of {id}"),
+        level: "high".into(),
+        status: "test".into(),
+        tags: vec!["attack.t1078".into()],
+        author: "Florian Roth (Nextron Systems), Kari 'Quote' Nordmann".into(),
+        description: "multi\nline \\ text".into(),
+        references: vec!["https://example.org/a?b=c".into()],
+        falsepositives: vec!["Admins".into()],
+        kind: "windows_event".into(),
+        text: "title: x\ndetection:\n  sel:\n    a: '?'\n  condition: sel\n".into(),
+        error: String::new(),
+    };
+    let broken = RuleEntry {
+        source: "broken.yml".into(),
+        error: "yaml: did not find expected key".into(),
+        ..RuleEntry::default()
+    };
+    let first = vec![rule("a.yml", "id-a"), rule("b.yml", "id-b"), broken];
+    let t1 = 1_764_000_000_123_456;
+    assert_eq!(store.write_rules(t1, &first).await.expect("write"), 3);
+    let (at, read) = store.rules().await.expect("read");
+    assert_eq!(at, Some(t1));
+    let mut expected = first.clone();
+    expected.sort_by(|a, b| a.source.cmp(&b.source));
+    assert_eq!(read, expected);
+    // A reload without b.yml: b is gone from the catalog.
+    let t2 = t1 + 60_000_000;
+    store
+        .write_rules(t2, &[rule("a.yml", "id-a")])
+        .await
+        .expect("write");
+    assert_eq!(
+        store.rules().await.expect("read"),
+        (Some(t2), vec![rule("a.yml", "id-a")])
     );
 }
 
