@@ -121,6 +121,8 @@ fn the_dashboard_in_chromium_with_axe_core() {
         "incidents",
         "incidents-en",
         "hunt",
+        "rules",
+        "rule",
         "municipality-queue",
         "municipality-incident",
         "audit",

@@ -186,6 +186,10 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
             .unwrap_or(alert.detect_time_us),
         Err(e) => return unavailable("groups", &e),
     };
+    let rule = match store.rule(&alert.rule_id).await {
+        Ok(r) => r,
+        Err(e) => return unavailable("rule", &e),
+    };
     let refs: Vec<&TriageAction> = history.iter().collect();
     let current = status(&refs, last_detect, now_us());
     let may_triage = account.role != Role::Municipality;
@@ -208,6 +212,12 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
             p { a.ds-link href="/alerts" { (t("← Varslene", "← Alerts")) } }
             h1.ds-heading data-size="lg" { (alert.rule_title) }
             (facts(&alert, &current))
+            @if let Some(r) = &rule {
+                h2.ds-heading data-size="sm" { (t("Regelen", "The rule")) }
+                p { a.ds-link href=(crate::rules::rule_url(&r.rule_id)) { (r.title) } }
+                @if !r.description.is_empty() { p { (r.description) } }
+                (crate::rules::credit(r))
+            }
             h2.ds-heading data-size="sm" { (t("Treff", "Matches")) }
             @if alert.matched.is_empty() {
                 p { (t("Regelen oppga ingen felt.", "The rule named no fields.")) }

@@ -27,6 +27,7 @@ pub mod i18n;
 mod incident;
 mod live;
 mod metrics;
+mod rules;
 pub mod triage;
 
 use std::collections::HashMap;
@@ -361,6 +362,8 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/lang/{code}", get(i18n::choose))
             .route("/audit", get(audit::show::<St>))
             .route("/hunt", get(hunt::show::<St>).post(hunt::run::<St>))
+            .route("/rules", get(rules::list::<St>))
+            .route("/rules/{id}", get(rules::show::<St>))
             .route_layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 metrics::count::<St>,
@@ -509,6 +512,9 @@ fn nav(account: &Account, csrf: &str) -> Markup {
                     li { a.ds-link href="/alerts" { (t("Varsler", "Alerts")) } }
                     li { a.ds-link href="/incidents" { (t("Hendelser", "Incidents")) } }
                     li { a.ds-link href="/hunt" { (t("Jakt", "Hunt")) } }
+                    @if account.role != Role::Municipality {
+                        li { a.ds-link href="/rules" { (t("Regler", "Rules")) } }
+                    }
                     @if account.role == Role::Admin {
                         li { a.ds-link href="/audit" { (t("Revisjonslogg", "Audit log")) } }
                     }

@@ -1363,3 +1363,97 @@ async fn the_dashboard_reports_itself_in_metrics_and_health() {
     assert!(body.contains(r#""status":"store_unreachable""#), "{body}");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_rules_page_shows_the_catalog_and_credits_each_author() {
+    let env = TestEnv::new("dashrules");
+    let store = env.store().await;
+    store
+        .write_alerts(&[alert("0301", 1, "Oslo root login")])
+        .await
+        .expect("alerts");
+    let entry = |id: &str, title: &str| varde_store::RuleEntry {
+        rule_id: id.into(),
+        source: format!("{title}.yml"),
+        title: title.into(),
+        level: "high".into(),
+        status: "test".into(),
+        author: "Jane Doe <script>".into(),
+        description: "Finds root logins.".into(),
+        references: vec!["https://example.org/x".into()],
+        kind: "auth".into(),
+        text: "title: x\n".into(),
+        ..varde_store::RuleEntry::default()
+    };
+    store
+        .write_rules(
+            1_764_000_000_000_000,
+            &[
+                entry("rule-1", "Oslo root login"),
+                entry("title:Odd / id ?&", "Odd"),
+                varde_store::RuleEntry {
+                    source: "broken.yml".into(),
+                    error: "yaml: bad indentation".into(),
+                    ..varde_store::RuleEntry::default()
+                },
+            ],
+        )
+        .await
+        .expect("catalog");
+    let app = app(store, Settings::default());
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+
+    let (status, page) = get(&app, "/rules", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(r#"data-rules="2""#) && page.contains(r#"data-load-errors="1""#),
+        "{page}"
+    );
+    assert!(page.contains("yaml: bad indentation"));
+    let first = page.split("<tr data-rule-id").nth(1).expect("a row");
+    assert!(
+        first.contains("Oslo root login") && first.contains("<td>1</td>"),
+        "most hits first: {first}"
+    );
+    assert_eq!(
+        get(&app, "/rules", Some(&oslo)).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // One rule, for any role: the author credited (escaped), the DRL named.
+    for session in [&analyst, &oslo] {
+        let (status, page) = get(&app, "/rules/rule-1", Some(session)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains("Jane Doe &lt;script&gt;") && page.contains("Detection Rule License"),
+            "{page}"
+        );
+    }
+    let (status, _) = get(
+        &app,
+        "/rules/title%3AOdd%20%2F%20id%20%3F%26",
+        Some(&analyst),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "an id with /, ? and & round-trips");
+    assert_eq!(
+        get(&app, "/rules/nothing", Some(&analyst)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/rules/broken", Some(&analyst)).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // The alert page names its rule and credits its author.
+    let (_, page) = get(&app, &format!("/alerts/{}", AlertId([1; 16])), Some(&oslo)).await;
+    assert!(
+        page.contains(r#"href="/rules/rule-1""#) && page.contains("Jane Doe"),
+        "{page}"
+    );
+    env.cleanup().await;
+}

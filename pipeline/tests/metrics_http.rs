@@ -353,6 +353,9 @@ impl EventStore for FlakyStore {
     async fn rules(&self) -> varde_store::Result<(Option<i64>, Vec<varde_store::RuleEntry>)> {
         self.inner.rules().await
     }
+    async fn rule(&self, rule_id: &str) -> varde_store::Result<Option<varde_store::RuleEntry>> {
+        self.inner.rule(rule_id).await
+    }
     async fn triage_log(&self, limit: u64) -> varde_store::Result<Vec<varde_store::TriageAction>> {
         self.inner.triage_log(limit).await
     }

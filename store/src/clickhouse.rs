@@ -1047,6 +1047,22 @@ impl EventStore for ClickHouseStore {
         Ok((at, rows.into_iter().map(RuleRow::into_entry).collect()))
     }
 
+    async fn rule(&self, rule_id: &str) -> Result<Option<RuleEntry>> {
+        let db = &self.db;
+        let rows: Vec<RuleRow> = self
+            .client
+            .query(&format!(
+                "SELECT {RULE_COLUMNS} FROM {db}.rules FINAL \
+                 WHERE rule_id = ? AND error = '' AND (toUInt64(loaded_at) * 1000000 + loaded_at_us) = \
+                 (SELECT max(toUInt64(loaded_at) * 1000000 + loaded_at_us) FROM {db}.rules) \
+                 ORDER BY source LIMIT 1"
+            ))
+            .bind(rule_id)
+            .fetch_all()
+            .await?;
+        Ok(rows.into_iter().next().map(RuleRow::into_entry))
+    }
+
     async fn triage_log(&self, limit: u64) -> Result<Vec<TriageAction>> {
         let rows: Vec<TriageRow> = self
             .client

@@ -373,6 +373,14 @@ impl EventStore for EmbeddedStore {
         })
     }
 
+    async fn rule(&self, rule_id: &str) -> Result<Option<RuleEntry>> {
+        Ok(self.lock().rules.as_ref().and_then(|(_, rows)| {
+            rows.iter()
+                .find(|r| r.rule_id == rule_id && r.error.is_empty())
+                .cloned()
+        }))
+    }
+
     async fn triage_log(&self, limit: u64) -> Result<Vec<TriageAction>> {
         let inner = self.lock();
         let mut out: Vec<TriageAction> = inner.triage.values().cloned().collect();

@@ -619,6 +619,9 @@ pub trait EventStore: Send + Sync {
     /// loaded (`None` when no pipeline has written one).
     fn rules(&self) -> impl Future<Output = Result<(Option<i64>, Vec<RuleEntry>)>> + Send;
 
+    /// The rule `rule_id` of the most recent catalog, if it loaded there.
+    fn rule(&self, rule_id: &str) -> impl Future<Output = Result<Option<RuleEntry>>> + Send;
+
     /// Every group's triage actions, newest first, at most `limit`: the audit log.
     fn triage_log(&self, limit: u64) -> impl Future<Output = Result<Vec<TriageAction>>> + Send;
 

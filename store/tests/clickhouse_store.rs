@@ -263,6 +263,13 @@ async fn rules_contract<S: EventStore>(store: &S) {
         store.rules().await.expect("read"),
         (Some(t2), vec![rule("a.yml", "id-a")])
     );
+    assert_eq!(
+        store.rule("id-a").await.expect("one"),
+        Some(rule("a.yml", "id-a"))
+    );
+    // Gone with the newer load, and never a load error by its empty id.
+    assert_eq!(store.rule("id-b").await.expect("one"), None);
+    assert_eq!(store.rule("").await.expect("one"), None);
 }
 
 async fn dead_letters_contract<S: EventStore>(store: &S) {

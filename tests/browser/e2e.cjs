@@ -136,6 +136,15 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     await Promise.all([analyst.waitForURL(`${url}/alerts`), analyst.click('[data-lang-switch]')]);
     check(await analyst.locator('html').getAttribute('lang') === 'nb', 'back in Norwegian');
 
+    // The rules the demo's pipeline loaded, and one of them with its author credited.
+    await analyst.goto(`${url}/rules`);
+    await audit(analyst, 'rules');
+    await Promise.all([analyst.waitForURL(/\/rules\/.+/),
+      analyst.click(`tbody a:has-text("${ROOT_LOGIN}")`)]);
+    await audit(analyst, 'rule');
+    check((await analyst.locator('.rule-credit').textContent()).includes('Detection Rule License'),
+      'the rule page credits its author under the DRL');
+
     // The hunt form (the demo's embedded store has no SQL, which the page says).
     await analyst.goto(`${url}/hunt`);
     await audit(analyst, 'hunt');
