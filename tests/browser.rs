@@ -121,6 +121,7 @@ fn the_dashboard_in_chromium_with_axe_core() {
         "incidents",
         "incidents-en",
         "hunt",
+        "overview",
         "rules",
         "rule",
         "municipality-queue",

@@ -1,6 +1,7 @@
-//! The styles the dashboard serves, embedded in the binary so that it works air-gapped (no CDN):
-//! Digdir's Designsystemet (components and the Digdir theme, MIT, vendored from the npm registry
-//! by `assets/vendor.sh` with `assets/npm/package-lock.json`) and Varde's small layout sheet.
+//! The styles and scripts the dashboard serves, embedded in the binary so that it works
+//! air-gapped (no CDN): Digdir's Designsystemet (components and the Digdir theme) and uPlot (the
+//! charts), both MIT, vendored from the npm registry by `assets/vendor.sh` with
+//! `assets/npm/package-lock.json`; and Varde's layout sheet and small scripts.
 
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
@@ -12,6 +13,14 @@ pub const COMPONENTS: &str = include_str!("../assets/designsystemet.css");
 pub const THEME: &str = include_str!("../assets/theme.css");
 /// Varde's layout on top of the two.
 pub const VARDE: &str = include_str!("../assets/varde.css");
+/// uPlot, the overview's chart library (MIT, vendored like Designsystemet).
+pub const UPLOT_JS: &str = include_str!("../assets/uplot.js");
+/// uPlot's styles.
+pub const UPLOT_CSS: &str = include_str!("../assets/uplot.css");
+/// uPlot's licence.
+pub const UPLOT_LICENSE: &str = include_str!("../assets/LICENSE.uplot");
+/// Draws the overview's charts with uPlot.
+pub const CHARTS: &str = include_str!("../assets/charts.js");
 /// The live queue's script (progressive enhancement).
 pub const LIVE: &str = include_str!("../assets/live.js");
 /// Designsystemet's licence (MIT), served beside its files.
@@ -27,6 +36,12 @@ pub const THEME_URL: &str = "/assets/theme.css";
 pub const VARDE_URL: &str = "/assets/varde.css";
 /// See [`COMPONENTS_URL`].
 pub const LIVE_URL: &str = "/assets/live.js";
+/// See [`COMPONENTS_URL`].
+pub const UPLOT_JS_URL: &str = "/assets/uplot.js";
+/// See [`COMPONENTS_URL`].
+pub const UPLOT_CSS_URL: &str = "/assets/uplot.css";
+/// See [`COMPONENTS_URL`].
+pub const CHARTS_URL: &str = "/assets/charts.js";
 
 /// `GET /assets/{name}`: the embedded files, cached by browsers for an hour.
 pub(crate) async fn serve(Path(name): Path<String>) -> Response {
@@ -35,6 +50,10 @@ pub(crate) async fn serve(Path(name): Path<String>) -> Response {
         "theme.css" => (THEME, "text/css; charset=utf-8"),
         "varde.css" => (VARDE, "text/css; charset=utf-8"),
         "live.js" => (LIVE, "text/javascript; charset=utf-8"),
+        "uplot.js" => (UPLOT_JS, "text/javascript; charset=utf-8"),
+        "uplot.css" => (UPLOT_CSS, "text/css; charset=utf-8"),
+        "charts.js" => (CHARTS, "text/javascript; charset=utf-8"),
+        "LICENSE.uplot" => (UPLOT_LICENSE, "text/plain; charset=utf-8"),
         "LICENSE.designsystemet" => (LICENSE, "text/plain; charset=utf-8"),
         "VENDORED" => (VENDORED, "text/plain; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),
@@ -63,6 +82,9 @@ mod tests {
             ("designsystemet.css", COMPONENTS),
             ("theme.css", THEME),
             ("LICENSE.designsystemet", LICENSE),
+            ("uplot.js", UPLOT_JS),
+            ("uplot.css", UPLOT_CSS),
+            ("LICENSE.uplot", UPLOT_LICENSE),
         ] {
             let line = VENDORED
                 .lines()
@@ -74,7 +96,11 @@ mod tests {
                 .collect();
             assert_eq!(line, format!("sha256 {digest} {name}"));
         }
-        for package in ["@digdir/designsystemet-css", "@digdir/designsystemet-theme"] {
+        for package in [
+            "@digdir/designsystemet-css",
+            "@digdir/designsystemet-theme",
+            "uplot",
+        ] {
             let version = VENDORED
                 .lines()
                 .find_map(|l| l.strip_prefix(&format!("{package} ")))

@@ -27,6 +27,7 @@ pub mod i18n;
 mod incident;
 mod live;
 mod metrics;
+mod overview;
 mod rules;
 pub mod triage;
 
@@ -363,6 +364,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/audit", get(audit::show::<St>))
             .route("/hunt", get(hunt::show::<St>).post(hunt::run::<St>))
             .route("/rules", get(rules::list::<St>))
+            .route("/overview", get(overview::show::<St>))
             .route("/rules/{id}", get(rules::show::<St>))
             .route_layer(axum::middleware::from_fn_with_state(
                 self.clone(),
@@ -511,6 +513,7 @@ fn nav(account: &Account, csrf: &str) -> Markup {
                 ul {
                     li { a.ds-link href="/alerts" { (t("Varsler", "Alerts")) } }
                     li { a.ds-link href="/incidents" { (t("Hendelser", "Incidents")) } }
+                    li { a.ds-link href="/overview" { (t("Oversikt", "Overview")) } }
                     li { a.ds-link href="/hunt" { (t("Jakt", "Hunt")) } }
                     @if account.role != Role::Municipality {
                         li { a.ds-link href="/rules" { (t("Regler", "Rules")) } }

@@ -1457,3 +1457,67 @@ async fn the_rules_page_shows_the_catalog_and_credits_each_author() {
     );
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_overview_counts_alert_volume_in_the_accounts_scope() {
+    let env = TestEnv::new("dashoverview");
+    let store = env.store().await;
+    let now = chrono::Utc::now().timestamp_micros();
+    let recent = |tenant: &str, n: u8, hours_ago: i64| Alert {
+        event_time_us: now - hours_ago * 3_600_000_000,
+        ..alert(tenant, n, "recent")
+    };
+    store
+        .write_alerts(&[
+            recent("0301", 1, 1),
+            recent("0301", 2, 2),
+            recent("4601", 3, 1),
+            // Outside the last 7 days.
+            recent("4601", 4, 24 * 9),
+        ])
+        .await
+        .expect("alerts");
+    let app = app(store, Settings::default());
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+
+    let (status, page) = get(&app, "/overview", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page.matches("data-chart=").count(), 2, "{page}");
+    // The tables say what the charts draw: Oslo 2, Bergen 1; ID-porten 3 (the helper's
+    // component), most first.
+    assert!(
+        page.contains("<th scope=\"row\">0301 Oslo</th><td>2</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th scope=\"row\">4601 Bergen</th><td>1</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th scope=\"row\">ID-porten</th><td>3</td>"),
+        "{page}"
+    );
+    assert!(page.contains(r#"src="/assets/uplot.js""#));
+
+    // Oslo: its own volume only, whatever it asks for; no per-municipality chart.
+    for path in ["/overview", "/overview?tenant=4601", "/overview?days=30"] {
+        let (status, page) = get(&app, path, Some(&oslo)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!page.contains("volume-municipalities"), "{path}");
+        assert!(
+            page.contains("<th scope=\"row\">ID-porten</th><td>2</td>"),
+            "{path}: {page}"
+        );
+    }
+    assert_eq!(
+        get(&app, "/overview?days=2", Some(&analyst)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (status, _) = get(&app, "/assets/uplot.js", None).await;
+    assert_eq!(status, StatusCode::OK);
+    env.cleanup().await;
+}

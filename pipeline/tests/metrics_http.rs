@@ -356,6 +356,18 @@ impl EventStore for FlakyStore {
     async fn rule(&self, rule_id: &str) -> varde_store::Result<Option<varde_store::RuleEntry>> {
         self.inner.rule(rule_id).await
     }
+    async fn alert_volume(
+        &self,
+        tenant: Option<Kommunenummer>,
+        by: varde_store::VolumeBy,
+        from_us: i64,
+        to_us: i64,
+        bucket_s: u32,
+    ) -> varde_store::Result<Vec<varde_store::VolumePoint>> {
+        self.inner
+            .alert_volume(tenant, by, from_us, to_us, bucket_s)
+            .await
+    }
     async fn triage_log(&self, limit: u64) -> varde_store::Result<Vec<varde_store::TriageAction>> {
         self.inner.triage_log(limit).await
     }

@@ -14,7 +14,7 @@ use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
     EventStore, GroupSeen, Hunt, Resolution, Result, RuleEntry, StoredEvent, Table, TriageAction,
-    TriageKind, clamp_datetime, flatten,
+    TriageKind, VolumeBy, VolumePoint, clamp_datetime, flatten,
 };
 use varde_core::{AlertId, EventId, Kommunenummer};
 
@@ -802,6 +802,49 @@ impl EventStore for ClickHouseStore {
             q = q.bind(t.as_str());
         }
         Ok(q.fetch_one::<Count>().await?.alerts)
+    }
+
+    async fn alert_volume(
+        &self,
+        tenant: Option<Kommunenummer>,
+        by: VolumeBy,
+        from_us: i64,
+        to_us: i64,
+        bucket_s: u32,
+    ) -> Result<Vec<VolumePoint>> {
+        #[derive(Row, Deserialize)]
+        struct Point {
+            bucket: u32,
+            key: String,
+            alerts: u64,
+        }
+        let b = bucket_s.max(1);
+        let (from, _) = clamp_datetime(from_us);
+        let (to, _) = clamp_datetime(to_us);
+        let column = match by {
+            VolumeBy::Tenant => "tenant",
+            VolumeBy::Component => "component",
+        };
+        // Numbers and a checked kommunenummer only, written into the text.
+        let mut sql = format!(
+            "SELECT toUInt32(intDiv(toUInt32(event_time), {b}) * {b}) AS bucket, {column} AS key, \
+             uniqExact(alert_id) AS alerts FROM {}.alerts \
+             WHERE event_time >= toDateTime({from}) AND event_time < toDateTime({to})",
+            self.db
+        );
+        if let Some(t) = tenant {
+            sql.push_str(&format!(" AND tenant = '{}'", t.as_str()));
+        }
+        sql.push_str(" GROUP BY bucket, key ORDER BY bucket, key");
+        let rows: Vec<Point> = self.client.query(&sql).fetch_all().await?;
+        Ok(rows
+            .into_iter()
+            .map(|p| VolumePoint {
+                bucket_us: i64::from(p.bucket) * 1_000_000,
+                key: p.key,
+                alerts: p.alerts,
+            })
+            .collect())
     }
 
     async fn alert_counts(&self) -> Result<Vec<AlertCount>> {

@@ -9,8 +9,8 @@ use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 use crate::incident::{Change, IncidentChange, SHARED_FIELDS};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
-    EventStore, GroupSeen, Hunt, Result, RuleEntry, StoredEvent, Table, TriageAction, day_of_us,
-    flatten, partition_id_of_day,
+    EventStore, GroupSeen, Hunt, Result, RuleEntry, StoredEvent, Table, TriageAction, VolumeBy,
+    VolumePoint, day_of_us, flatten, partition_id_of_day,
 };
 
 /// In-memory [`EventStore`]. Clones share the same data (the demo's pipeline writes what its
@@ -170,6 +170,44 @@ impl EventStore for EmbeddedStore {
             .filter(|a| tenant.is_none_or(|t| a.tenant == t.as_str()))
             .filter(|a| a.detect_time_us.div_euclid(1_000_000) > second)
             .count() as u64)
+    }
+
+    async fn alert_volume(
+        &self,
+        tenant: Option<Kommunenummer>,
+        by: VolumeBy,
+        from_us: i64,
+        to_us: i64,
+        bucket_s: u32,
+    ) -> Result<Vec<VolumePoint>> {
+        let b = i64::from(bucket_s.max(1));
+        // Whole seconds, as ClickHouse keeps event times.
+        let (from, to) = (from_us.div_euclid(1_000_000), to_us.div_euclid(1_000_000));
+        let mut counts: BTreeMap<(i64, String), u64> = BTreeMap::new();
+        for a in self
+            .lock()
+            .alerts
+            .values()
+            .filter(|a| tenant.is_none_or(|t| a.tenant == t.as_str()))
+        {
+            let s = a.event_time_us.div_euclid(1_000_000);
+            if s < from || s >= to {
+                continue;
+            }
+            let key = match by {
+                VolumeBy::Tenant => a.tenant.clone(),
+                VolumeBy::Component => a.component.clone(),
+            };
+            *counts.entry((s.div_euclid(b) * b, key)).or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((bucket, key), alerts)| VolumePoint {
+                bucket_us: bucket * 1_000_000,
+                key,
+                alerts,
+            })
+            .collect())
     }
 
     async fn alert_counts(&self) -> Result<Vec<AlertCount>> {

@@ -247,6 +247,26 @@ pub struct RuleEntry {
     pub error: String,
 }
 
+/// What alert volume is counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeBy {
+    /// Per municipality.
+    Tenant,
+    /// Per shared component (empty: none).
+    Component,
+}
+
+/// Distinct alerts of one time bucket and one municipality or component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumePoint {
+    /// Start of the bucket, µs since the epoch (event time).
+    pub bucket_us: i64,
+    /// The municipality or component.
+    pub key: String,
+    /// Distinct alerts.
+    pub alerts: u64,
+}
+
 /// A hunt over stored events: a `WHERE` condition that `varde_rules::sql` made from a parsed
 /// Sigma rule (never text from a request), a time range and a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -541,6 +561,18 @@ pub trait EventStore: Send + Sync {
         tenant: Option<Kommunenummer>,
         since_us: i64,
     ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Distinct alerts (of `tenant`, when given) per `bucket_s` seconds of event time from
+    /// `from_us` to `to_us`, per municipality or component; buckets without alerts are left out.
+    /// Oldest bucket first, then by key.
+    fn alert_volume(
+        &self,
+        tenant: Option<Kommunenummer>,
+        by: VolumeBy,
+        from_us: i64,
+        to_us: i64,
+        bucket_s: u32,
+    ) -> impl Future<Output = Result<Vec<VolumePoint>>> + Send;
 
     /// Distinct alerts per tenant and rule.
     fn alert_counts(&self) -> impl Future<Output = Result<Vec<AlertCount>>> + Send;

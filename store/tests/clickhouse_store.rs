@@ -9,7 +9,7 @@ use varde_store::embedded::EmbeddedStore;
 use varde_store::incident::{Change, IncidentChange, IncidentStatus, Severity, Tlp};
 use varde_store::{
     Alert, AlertQuery, DeadLetter, EventQuery, EventStore, GroupSeen, Resolution, RuleEntry,
-    TriageAction, TriageKind,
+    TriageAction, TriageKind, VolumeBy, VolumePoint,
 };
 use varde_testkit::TestEnv;
 
@@ -372,6 +372,45 @@ async fn alerts_contract<S: EventStore>(store: &S) {
             "{tenant:?} after {since}"
         );
     }
+    // Volume per 10 s of event time (rows 1.5 s apart from a whole ten seconds): rows 0–6 in
+    // the first bucket, 7–9 in the second; ID-porten's are the even rows.
+    let at = |s: i64| 1_714_557_600_000_000 + s * 1_000_000;
+    let point = |s: i64, key: &str, alerts: u64| VolumePoint {
+        bucket_us: at(s),
+        key: key.into(),
+        alerts,
+    };
+    let (from, to) = (at(0), at(60));
+    assert_eq!(
+        store
+            .alert_volume(None, VolumeBy::Tenant, from, to, 10)
+            .await
+            .expect("volume"),
+        vec![
+            point(0, "0301", 7),
+            point(0, "4601", 3),
+            point(10, "0301", 3)
+        ]
+    );
+    assert_eq!(
+        store
+            .alert_volume(None, VolumeBy::Component, from, to, 10)
+            .await
+            .expect("volume"),
+        vec![
+            point(0, "", 4),
+            point(0, "idporten", 6),
+            point(10, "", 2),
+            point(10, "idporten", 1)
+        ]
+    );
+    assert_eq!(
+        store
+            .alert_volume(Some(bergen), VolumeBy::Component, from, at(5), 10)
+            .await
+            .expect("volume"),
+        vec![point(0, "", 1), point(0, "idporten", 2)]
+    );
     let read = store
         .alerts(&AlertQuery {
             tenant: Some(oslo),

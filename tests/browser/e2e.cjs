@@ -136,6 +136,13 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     await Promise.all([analyst.waitForURL(`${url}/alerts`), analyst.click('[data-lang-switch]')]);
     check(await analyst.locator('html').getAttribute('lang') === 'nb', 'back in Norwegian');
 
+    // The overview: uPlot draws the charts, the tables say the same in text.
+    await analyst.goto(`${url}/overview`);
+    await analyst.locator('.uplot').first().waitFor({ state: 'attached', timeout: 10000 });
+    check(await analyst.locator('.uplot').count() === 2, 'both charts are drawn');
+    check(await analyst.locator('[data-chart-table]').count() === 2, 'each chart has its table');
+    await audit(analyst, 'overview');
+
     // The rules the demo's pipeline loaded, and one of them with its author credited.
     await analyst.goto(`${url}/rules`);
     await audit(analyst, 'rules');
