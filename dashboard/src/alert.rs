@@ -15,7 +15,7 @@ use varde_core::{AlertId, Kommunenummer};
 use varde_store::{Alert, EventStore, Resolution, StoredEvent, TriageAction, TriageKind};
 
 use crate::triage::{Status, status};
-use crate::{Dashboard, Role, app_page, format_time, now_us, page, random_hex};
+use crate::{Dashboard, Role, app_page, format_time, now_us, random_hex, refusal, unavailable};
 
 /// Longest free-text reason kept with a triage action, in characters.
 pub const REASON_MAX: usize = 2000;
@@ -23,27 +23,16 @@ pub const REASON_MAX: usize = 2000;
 pub const SUPPRESS_MAX_DAYS: i64 = 366;
 
 fn not_found() -> Response {
-    (
+    refusal(
         StatusCode::NOT_FOUND,
-        page(
-            t("Fant ikke varselet", "Alert not found"),
-            html! {
-                h1.ds-heading data-size="lg" { (t("Fant ikke varselet", "Alert not found")) }
-                p { (t("Varselet finnes ikke, eller du har ikke tilgang til det.", "The alert does not exist, or you have no access to it.")) }
-                p { a.ds-link href="/alerts" { (t("Tilbake til varslene", "Back to the alerts")) } }
-            },
+        t("Fant ikke varselet", "Alert not found"),
+        t(
+            "Varselet finnes ikke, eller du har ikke tilgang til det.",
+            "The alert does not exist, or you have no access to it.",
         ),
+        "/alerts",
+        t("Tilbake til varslene", "Back to the alerts"),
     )
-        .into_response()
-}
-
-fn unavailable(what: &str, e: &varde_store::Error) -> Response {
-    tracing::error!(error = %e, what, "the store failed");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the store is not answering\n",
-    )
-        .into_response()
 }
 
 /// A value, with pseudonyms in it marked as such (screen readers hear "pseudonym").
@@ -352,18 +341,13 @@ fn parse_form(body: &[u8]) -> TriageForm {
 }
 
 fn bad_request(message: &str) -> Response {
-    (
+    refusal(
         StatusCode::BAD_REQUEST,
-        page(
-            t("Ugyldig behandling", "Invalid triage"),
-            html! {
-                h1.ds-heading data-size="lg" { (t("Ugyldig behandling", "Invalid triage")) }
-                p.ds-alert data-color="danger" role="alert" { (message) }
-                p { a.ds-link href="/alerts" { (t("Tilbake til varslene", "Back to the alerts")) } }
-            },
-        ),
+        t("Ugyldig behandling", "Invalid triage"),
+        message,
+        "/alerts",
+        t("Tilbake til varslene", "Back to the alerts"),
     )
-        .into_response()
 }
 
 /// Where to go after an action: back to a page of the dashboard's alerts or incidents, never

@@ -104,14 +104,7 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
         store.incident_changes(None, None).await,
     ) {
         (Ok(a), Ok(c)) => (a, c),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "audit log: the store failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the store is not answering\n",
-            )
-                .into_response();
-        }
+        (Err(e), _) | (_, Err(e)) => return crate::unavailable("audit log", &e),
     };
     let mut entries: Vec<Entry> = triage
         .iter()

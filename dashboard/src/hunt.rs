@@ -269,14 +269,7 @@ pub(crate) async fn run<St: EventStore + Send + Sync + 'static>(
             *response.status_mut() = StatusCode::NOT_IMPLEMENTED;
             return response;
         }
-        Err(e) => {
-            tracing::error!(error = %e, "hunt: the store failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the store is not answering\n",
-            )
-                .into_response();
-        }
+        Err(e) => return crate::unavailable("hunt", &e),
     };
     tracing::info!(actor = %account.name, tenant = ?tenant.map(|t| t.to_string()), events = events.len(),
         csv = f.csv, "hunt");

@@ -29,15 +29,7 @@ impl Lang {
 
     /// The language of a request: its `varde_lang` cookie, else bokmål.
     pub fn of(headers: &HeaderMap) -> Lang {
-        let chosen = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(k, _)| *k == COOKIE)
-            .map(|(_, v)| v);
-        match chosen {
+        match crate::cookie(headers, COOKIE) {
             Some("en") => Lang::En,
             _ => Lang::Nb,
         }

@@ -20,7 +20,8 @@ use varde_store::incident::{Change, Incident, IncidentChange, IncidentStatus, Se
 
 use crate::alert::hex;
 use crate::{
-    Account, Dashboard, Role, app_page, format_time, now_us, page, random_hex, same_token,
+    Account, Dashboard, Role, app_page, format_time, now_us, random_hex, refusal, same_token,
+    unavailable,
 };
 
 /// Longest title, in characters.
@@ -87,43 +88,27 @@ fn describe(c: &Change) -> Markup {
     }
 }
 
-fn unavailable(what: &str, e: &varde_store::Error) -> Response {
-    tracing::error!(error = %e, what, "the store failed");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the store is not answering\n",
-    )
-        .into_response()
-}
-
 fn not_found() -> Response {
-    (
+    refusal(
         StatusCode::NOT_FOUND,
-        page(
-            t("Fant ikke hendelsen", "Incident not found"),
-            html! {
-                h1.ds-heading data-size="lg" { (t("Fant ikke hendelsen", "Incident not found")) }
-                p { (t("Hendelsen finnes ikke, eller du har ikke tilgang til den.", "The incident does not exist, or you have no access to it.")) }
-                p { a.ds-link href="/incidents" { (t("Til hendelsene", "To the incidents")) } }
-            },
+        t("Fant ikke hendelsen", "Incident not found"),
+        t(
+            "Hendelsen finnes ikke, eller du har ikke tilgang til den.",
+            "The incident does not exist, or you have no access to it.",
         ),
+        "/incidents",
+        t("Til hendelsene", "To the incidents"),
     )
-        .into_response()
 }
 
 fn bad_request(message: &str) -> Response {
-    (
+    refusal(
         StatusCode::BAD_REQUEST,
-        page(
-            t("Ugyldig endring", "Invalid change"),
-            html! {
-                h1.ds-heading data-size="lg" { (t("Ugyldig endring", "Invalid change")) }
-                p.ds-alert data-color="danger" role="alert" { (message) }
-                p { a.ds-link href="/incidents" { (t("Til hendelsene", "To the incidents")) } }
-            },
-        ),
+        t("Ugyldig endring", "Invalid change"),
+        message,
+        "/incidents",
+        t("Til hendelsene", "To the incidents"),
     )
-        .into_response()
 }
 
 /// The tenant filter of an account's reads: its own municipality, or none for the CERT.

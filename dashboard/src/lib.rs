@@ -394,6 +394,28 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
         Some((account, s.csrf.clone()))
     }
 
+    /// The account of the request, its CSRF token and the tenant its reads are limited to
+    /// ([`scope`]), or the answer to give instead: the login page without a session, 400 for a
+    /// tenant that is not a kommunenummer, 403 for a municipality account without its tenant.
+    // The error is the early answer to the request, made at most once per request.
+    #[allow(clippy::result_large_err)]
+    fn scoped(
+        &self,
+        headers: &HeaderMap,
+        asked: Option<&str>,
+    ) -> Result<(Account, String, Option<Kommunenummer>), Response> {
+        let Some((account, csrf)) = self.session(headers) else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        let tenant = scope(&account, asked)
+            .map_err(|code| (code, "tenant: not a kommunenummer\n").into_response())?;
+        if account.role == Role::Municipality && tenant.is_none() {
+            // Cannot happen for a loaded account; refuse rather than show everything.
+            return Err(StatusCode::FORBIDDEN.into_response());
+        }
+        Ok((account, csrf, tenant))
+    }
+
     /// Sessions not yet idle for too long.
     fn live_sessions(&self) -> usize {
         let idle = self.inner.settings.session_idle;
@@ -445,14 +467,51 @@ fn now_us() -> i64 {
 }
 
 fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE).map(str::to_owned)
+}
+
+/// The store did not answer: logged with what was asked, 503 to the browser.
+pub(crate) fn unavailable(what: &str, e: &varde_store::Error) -> Response {
+    tracing::error!(error = %e, what, "the store failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store is not answering\n",
+    )
+        .into_response()
+}
+
+/// A page that says why a request was not carried out, with `status`, and the way back.
+pub(crate) fn refusal(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    back: &str,
+    back_label: &str,
+) -> Response {
+    (
+        status,
+        page(
+            title,
+            html! {
+                h1.ds-heading data-size="lg" { (title) }
+                p.ds-alert data-color="danger" role="alert" { (message) }
+                p { a.ds-link href=(back) { (back_label) } }
+            },
+        ),
+    )
+        .into_response()
+}
+
+/// The value of cookie `name` of a request.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// A page without the logged-in header (login, errors).
@@ -700,17 +759,10 @@ async fn alert_queue<St: EventStore + Send + Sync + 'static>(
     headers: HeaderMap,
     Query(q): Query<QueueQuery>,
 ) -> Response {
-    let Some((account, csrf)) = d.session(&headers) else {
-        return Redirect::to("/login").into_response();
+    let (account, csrf, tenant) = match d.scoped(&headers, q.tenant.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    let tenant = match scope(&account, q.tenant.as_deref()) {
-        Ok(t) => t,
-        Err(code) => return (code, "tenant: not a kommunenummer\n").into_response(),
-    };
-    if account.role == Role::Municipality && tenant.is_none() {
-        // Cannot happen for a loaded account; refuse rather than show everything.
-        return StatusCode::FORBIDDEN.into_response();
-    }
     let filter = q
         .status
         .as_deref()
@@ -728,27 +780,13 @@ async fn alert_queue<St: EventStore + Send + Sync + 'static>(
         .await
     {
         Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "alert queue: store failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the store is not answering\n",
-            )
-                .into_response();
-        }
+        Err(e) => return unavailable("alert queue", &e),
     };
     let mut groups = group(&alerts);
     let keys: Vec<[u8; 16]> = groups.iter().map(|g| g.newest.dedup_key).collect();
     let history = match store.triage(tenant, &keys).await {
         Ok(h) => h,
-        Err(e) => {
-            tracing::error!(error = %e, "alert queue: store failed on triage");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the store is not answering\n",
-            )
-                .into_response();
-        }
+        Err(e) => return unavailable("alert queue: triage", &e),
     };
     let now = now_us();
     for g in &mut groups {

@@ -7,14 +7,14 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream};
 use serde::Deserialize;
 use varde_store::EventStore;
 
-use crate::{Dashboard, Role, scope};
+use crate::Dashboard;
 
 /// How often the stream asks the store.
 pub const POLL: Duration = Duration::from_secs(2);
@@ -34,16 +34,10 @@ pub(crate) async fn stream<St: EventStore + Send + Sync + 'static>(
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> Response {
-    let Some((account, _)) = d.session(&headers) else {
-        return Redirect::to("/login").into_response();
+    let (_, _, tenant) = match d.scoped(&headers, q.tenant.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    let tenant = match scope(&account, q.tenant.as_deref()) {
-        Ok(t) => t,
-        Err(code) => return (code, "tenant: not a kommunenummer\n").into_response(),
-    };
-    if account.role == Role::Municipality && tenant.is_none() {
-        return StatusCode::FORBIDDEN.into_response();
-    }
     let events = updates(d, headers, tenant, q.since);
     Sse::new(events)
         .keep_alive(KeepAlive::default())

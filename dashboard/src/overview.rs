@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use varde_core::component::ComponentRegistry;
 use varde_store::{EventStore, VolumeBy, VolumePoint};
 
 use crate::i18n::t;
-use crate::{Dashboard, Role, app_page, assets, format_time, now_us, scope};
+use crate::{Dashboard, Role, app_page, assets, format_time, now_us};
 
 /// Series drawn per chart; the rest are summed as one.
 pub const TOP: usize = 8;
@@ -131,16 +131,10 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
     headers: HeaderMap,
     Query(q): Query<OverviewQuery>,
 ) -> Response {
-    let Some((account, csrf)) = d.session(&headers) else {
-        return Redirect::to("/login").into_response();
+    let (account, csrf, tenant) = match d.scoped(&headers, q.tenant.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    let tenant = match scope(&account, q.tenant.as_deref()) {
-        Ok(t) => t,
-        Err(code) => return (code, "tenant: not a kommunenummer\n").into_response(),
-    };
-    if account.role == Role::Municipality && tenant.is_none() {
-        return StatusCode::FORBIDDEN.into_response();
-    }
     let days = q.days.unwrap_or(7);
     let bucket_s: i64 = match days {
         1 => 3600,
@@ -164,14 +158,7 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
             .await,
     ) {
         (Ok(a), Ok(c)) => (a, c),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "overview: the store failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the store is not answering\n",
-            )
-                .into_response();
-        }
+        (Err(e), _) | (_, Err(e)) => return crate::unavailable("overview", &e),
     };
     let registry = ComponentRegistry::builtin();
     let component_name = |id: &str| -> String {

@@ -19,15 +19,6 @@ pub(crate) fn rule_url(rule_id: &str) -> String {
     format!("/rules/{id}")
 }
 
-fn unavailable(e: &varde_store::Error) -> Response {
-    tracing::error!(error = %e, "rules: the store failed");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the store is not answering\n",
-    )
-        .into_response()
-}
-
 /// The author's credit, as the Detection Rule License (SigmaHQ's rules) asks for it.
 pub(crate) fn credit(rule: &RuleEntry) -> Markup {
     html! {
@@ -66,7 +57,7 @@ pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
     let store = &d.inner.store;
     let (at, entries) = match store.rules().await {
         Ok(r) => r,
-        Err(e) => return unavailable(&e),
+        Err(e) => return crate::unavailable("rules", &e),
     };
     let mut hits: HashMap<String, u64> = HashMap::new();
     match store.alert_counts().await {
@@ -75,7 +66,7 @@ pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
                 *hits.entry(c.rule_id).or_default() += c.alerts;
             }
         }
-        Err(e) => return unavailable(&e),
+        Err(e) => return crate::unavailable("rules", &e),
     }
     let (loaded, failed): (Vec<&RuleEntry>, Vec<&RuleEntry>) =
         entries.iter().partition(|e| e.error.is_empty());
@@ -154,7 +145,7 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
     };
     let found = match d.inner.store.rule(&id).await {
         Ok(r) => r,
-        Err(e) => return unavailable(&e),
+        Err(e) => return crate::unavailable("rules", &e),
     };
     let Some(rule) = found.as_ref() else {
         return (
