@@ -175,6 +175,25 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
             .unwrap_or(alert.detect_time_us),
         Err(e) => return unavailable("groups", &e),
     };
+    let group = match store
+        .group_alerts(Some(tenant), alert.dedup_key, RELATED_MAX + 1)
+        .await
+    {
+        Ok(g) => g,
+        Err(e) => return unavailable("group alerts", &e),
+    };
+    // Where the same rule fired in the last week, across municipalities: for the CERT only.
+    let spread = if account.role == Role::Municipality {
+        Vec::new()
+    } else {
+        match store
+            .rule_spread(&alert.rule_id, now_us() - 7 * 86_400_000_000)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return unavailable("rule spread", &e),
+        }
+    };
     let rule = match store.rule(&alert.rule_id).await {
         Ok(r) => r,
         Err(e) => return unavailable("rule", &e),
@@ -219,6 +238,7 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
             }
             h2.ds-heading data-size="sm" { (t("Hendelsen", "The event")) }
             (event_section(event.as_ref()))
+            (related(&alert, &group, &spread))
             h2.ds-heading data-size="sm" { (t("Behandling", "Triage")) }
             (history_table(&history))
             @if may_triage {
@@ -230,6 +250,63 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
         },
     )
     .into_response()
+}
+
+/// Most alerts of the group shown on an alert's page.
+pub const RELATED_MAX: u64 = 20;
+
+/// The other alerts of the group, and (for the CERT) where the same rule fired lately.
+fn related(a: &Alert, group: &[Alert], spread: &[(String, u64)]) -> Markup {
+    let others: Vec<&Alert> = group
+        .iter()
+        .filter(|g| g.alert_id != a.alert_id)
+        .take(usize::try_from(RELATED_MAX).unwrap_or(usize::MAX))
+        .collect();
+    html! {
+        h2.ds-heading data-size="sm" { (t("Relaterte varsler", "Related alerts")) }
+        @if others.is_empty() {
+            p { (t("Ingen andre varsler i gruppen.", "No other alerts in the group.")) }
+        } @else {
+            table.ds-table data-border="" data-group-alerts=(others.len()) {
+                caption { (t("De nyeste andre varslene i gruppen", "The newest other alerts of the group")) }
+                thead { tr {
+                    th scope="col" { (t("Hendelsestid (UTC)", "Event time (UTC)")) }
+                    th scope="col" { (t("Vert", "Host")) }
+                    th scope="col" { (t("Varsel", "Alert")) }
+                } }
+                tbody {
+                    @for g in &others {
+                        tr {
+                            td { (format_time(g.event_time_us)) }
+                            td { (value(&g.host)) }
+                            td { a.ds-link href={ "/alerts/" (g.alert_id) } { code { (g.alert_id) } } }
+                        }
+                    }
+                }
+            }
+        }
+        @if !spread.is_empty() {
+            table.ds-table data-border="" data-rule-spread=(spread.len()) {
+                caption { (t("Samme regel i kommunene siste 7 døgn", "The same rule in the municipalities, last 7 days")) }
+                thead { tr {
+                    th scope="col" { (t("Kommune", "Municipality")) }
+                    th scope="col" { (t("Varsler", "Alerts")) }
+                } }
+                tbody {
+                    @for (k, n) in spread {
+                        tr {
+                            th scope="row" {
+                                a.ds-link href={ "/alerts?tenant=" (k) } {
+                                    (k) " " (varde_core::Kommunenummer::parse(k).map_or("", |m| m.name()))
+                                }
+                            }
+                            td { (n) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn facts(a: &Alert, current: &Status) -> Markup {

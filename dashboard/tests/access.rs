@@ -1521,3 +1521,47 @@ async fn the_overview_counts_alert_volume_in_the_accounts_scope() {
     assert_eq!(status, StatusCode::OK);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_alert_page_shows_its_group_and_where_the_rule_fired_to_the_cert_only() {
+    let env = TestEnv::new("dashrelated");
+    let store = env.store().await;
+    let now = chrono::Utc::now().timestamp_micros();
+    let fired = |tenant: &str, n: u8, key: u8| Alert {
+        dedup_key: [key; 16],
+        rule_id: "rule-1".into(),
+        event_time_us: now - i64::from(n) * 60_000_000,
+        ..alert(tenant, n, "Root login")
+    };
+    store
+        .write_alerts(&[
+            fired("0301", 1, 1),
+            fired("0301", 2, 1),
+            fired("4601", 3, 3),
+            fired("4601", 4, 3),
+        ])
+        .await
+        .expect("alerts");
+    let app = app(store, Settings::default());
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    let path = format!("/alerts/{}", AlertId([1; 16]));
+
+    let (_, page) = get(&app, &path, Some(&analyst)).await;
+    assert!(page.contains(r#"data-group-alerts="1""#), "{page}");
+    assert!(page.contains(&format!(r#"href="/alerts/{}""#, AlertId([2; 16]))));
+    assert!(page.contains(r#"data-rule-spread="2""#), "{page}");
+    assert!(page.contains("0301 Oslo") && page.contains("4601 Bergen"));
+
+    // Oslo sees its group, not where else the rule fired.
+    let (_, page) = get(&app, &path, Some(&oslo)).await;
+    assert!(page.contains(r#"data-group-alerts="1""#), "{page}");
+    assert!(
+        !page.contains("data-rule-spread") && !page.contains("4601"),
+        "{page}"
+    );
+    env.cleanup().await;
+}

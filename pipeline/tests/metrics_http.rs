@@ -368,6 +368,21 @@ impl EventStore for FlakyStore {
             .alert_volume(tenant, by, from_us, to_us, bucket_s)
             .await
     }
+    async fn group_alerts(
+        &self,
+        tenant: Option<Kommunenummer>,
+        dedup_key: [u8; 16],
+        limit: u64,
+    ) -> varde_store::Result<Vec<varde_store::Alert>> {
+        self.inner.group_alerts(tenant, dedup_key, limit).await
+    }
+    async fn rule_spread(
+        &self,
+        rule_id: &str,
+        since_us: i64,
+    ) -> varde_store::Result<Vec<(String, u64)>> {
+        self.inner.rule_spread(rule_id, since_us).await
+    }
     async fn triage_log(&self, limit: u64) -> varde_store::Result<Vec<varde_store::TriageAction>> {
         self.inner.triage_log(limit).await
     }

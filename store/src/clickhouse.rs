@@ -780,6 +780,51 @@ impl EventStore for ClickHouseStore {
         Ok(rows.into_iter().map(AlertRow::into_alert).collect())
     }
 
+    async fn group_alerts(
+        &self,
+        tenant: Option<Kommunenummer>,
+        dedup_key: [u8; 16],
+        limit: u64,
+    ) -> Result<Vec<Alert>> {
+        let mut sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM {}.alerts FINAL WHERE dedup_key = {}",
+            self.db,
+            keys_in(&[dedup_key])
+        );
+        if tenant.is_some() {
+            sql.push_str(" AND tenant = ?");
+        }
+        sql.push_str(" ORDER BY event_time DESC, event_time_us DESC, alert_id DESC LIMIT ?");
+        let mut q = self.client.query(&sql);
+        if let Some(t) = tenant {
+            q = q.bind(t.as_str());
+        }
+        let rows: Vec<AlertRow> = q.bind(limit).fetch_all().await?;
+        Ok(rows.into_iter().map(AlertRow::into_alert).collect())
+    }
+
+    async fn rule_spread(&self, rule_id: &str, since_us: i64) -> Result<Vec<(String, u64)>> {
+        #[derive(Row, Deserialize)]
+        struct Spread {
+            tenant: String,
+            alerts: u64,
+        }
+        let (since, _) = clamp_datetime(since_us);
+        let rows: Vec<Spread> = self
+            .client
+            .query(&format!(
+                "SELECT tenant, uniqExact(alert_id) AS alerts FROM {}.alerts \
+                 WHERE rule_id = ? AND event_time >= toDateTime(?) \
+                 GROUP BY tenant ORDER BY alerts DESC, tenant",
+                self.db
+            ))
+            .bind(rule_id)
+            .bind(since)
+            .fetch_all()
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.tenant, r.alerts)).collect())
+    }
+
     async fn alerts_detected_after(
         &self,
         tenant: Option<Kommunenummer>,

@@ -157,6 +157,37 @@ impl EventStore for EmbeddedStore {
             .collect())
     }
 
+    async fn group_alerts(
+        &self,
+        tenant: Option<Kommunenummer>,
+        dedup_key: [u8; 16],
+        limit: u64,
+    ) -> Result<Vec<Alert>> {
+        Ok(self
+            .lock()
+            .alerts
+            .values()
+            .rev()
+            .filter(|a| a.dedup_key == dedup_key)
+            .filter(|a| tenant.is_none_or(|t| a.tenant == t.as_str()))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn rule_spread(&self, rule_id: &str, since_us: i64) -> Result<Vec<(String, u64)>> {
+        let since = since_us.div_euclid(1_000_000);
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for a in self.lock().alerts.values() {
+            if a.rule_id == rule_id && a.event_time_us.div_euclid(1_000_000) >= since {
+                *counts.entry(a.tenant.clone()).or_default() += 1;
+            }
+        }
+        let mut out: Vec<(String, u64)> = counts.into_iter().collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
     async fn alerts_detected_after(
         &self,
         tenant: Option<Kommunenummer>,

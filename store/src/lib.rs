@@ -574,6 +574,23 @@ pub trait EventStore: Send + Sync {
         bucket_s: u32,
     ) -> impl Future<Output = Result<Vec<VolumePoint>>> + Send;
 
+    /// The newest alerts of the group `dedup_key` (of `tenant`, when given), newest event
+    /// first, at most `limit`.
+    fn group_alerts(
+        &self,
+        tenant: Option<Kommunenummer>,
+        dedup_key: [u8; 16],
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<Alert>>> + Send;
+
+    /// Where rule `rule_id` fired from event time `since_us` on: distinct alerts per
+    /// municipality, most first (then by kommunenummer). For the CERT: it spans municipalities.
+    fn rule_spread(
+        &self,
+        rule_id: &str,
+        since_us: i64,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>>> + Send;
+
     /// Distinct alerts per tenant and rule.
     fn alert_counts(&self) -> impl Future<Output = Result<Vec<AlertCount>>> + Send;
 

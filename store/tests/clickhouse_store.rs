@@ -372,6 +372,39 @@ async fn alerts_contract<S: EventStore>(store: &S) {
             "{tenant:?} after {since}"
         );
     }
+    // One group's alerts, newest first: Oslo's key-0 group is its even rows.
+    let group: Vec<u32> = store
+        .group_alerts(Some(oslo), [0; 16], 3)
+        .await
+        .expect("group")
+        .iter()
+        .map(|a| ((a.event_time_us - 1_714_557_600_000_007) / 1_500_000) as u32)
+        .collect();
+    assert_eq!(group, [8, 6, 4]);
+    assert!(
+        store
+            .group_alerts(Some(bergen), [1; 16], 10)
+            .await
+            .expect("group")
+            .iter()
+            .all(|a| a.tenant == "4601" && a.dedup_key == [1; 16])
+    );
+    // Where a rule fired: rule-a in Oslo only (10), rule-b in Bergen (3); from row 7 on, 3.
+    assert_eq!(
+        store.rule_spread("rule-a", 0).await.expect("spread"),
+        vec![("0301".to_owned(), 10)]
+    );
+    assert_eq!(
+        store
+            .rule_spread("rule-a", 1_714_557_610_000_000)
+            .await
+            .expect("spread"),
+        vec![("0301".to_owned(), 3)]
+    );
+    assert_eq!(
+        store.rule_spread("nothing", 0).await.expect("spread"),
+        vec![]
+    );
     // Volume per 10 s of event time (rows 1.5 s apart from a whole ten seconds): rows 0–6 in
     // the first bucket, 7–9 in the second; ID-porten's are the even rows.
     let at = |s: i64| 1_714_557_600_000_000 + s * 1_000_000;
