@@ -383,6 +383,13 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<Vec<(String, u64)>> {
         self.inner.rule_spread(rule_id, since_us).await
     }
+    async fn collectors(
+        &self,
+        tenant: Option<Kommunenummer>,
+        now_us: i64,
+    ) -> varde_store::Result<Vec<varde_store::CollectorSeen>> {
+        self.inner.collectors(tenant, now_us).await
+    }
     async fn triage_log(&self, limit: u64) -> varde_store::Result<Vec<varde_store::TriageAction>> {
         self.inner.triage_log(limit).await
     }

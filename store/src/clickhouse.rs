@@ -12,9 +12,9 @@ use varde_core::Envelope;
 use crate::incident::{Change, IncidentChange, IncidentStatus, SHARED_FIELDS, Severity, Tlp};
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
-    Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
-    EventStore, GroupSeen, Hunt, Resolution, Result, RuleEntry, StoredEvent, Table, TriageAction,
-    TriageKind, VolumeBy, VolumePoint, clamp_datetime, flatten,
+    Alert, AlertCount, AlertQuery, CollectorSeen, DeadLetter, DroppedPartition, Error, EventCount,
+    EventQuery, EventStore, GroupSeen, Hunt, Resolution, Result, RuleEntry, StoredEvent, Table,
+    TriageAction, TriageKind, VolumeBy, VolumePoint, clamp_datetime, flatten,
 };
 use varde_core::{AlertId, EventId, Kommunenummer};
 
@@ -83,6 +83,7 @@ struct EventOut {
     tenant: String,
     event_time: u32,
     event_time_us: u32,
+    receive_time: u32,
     source_kind: String,
     collector_id: String,
     batch_seq: u64,
@@ -412,12 +413,18 @@ fn keys_in(keys: &[[u8; 16]]) -> String {
     items.join(", ")
 }
 
+/// What every read of events selects, in [`EventOut`]'s order.
+const EVENT_COLUMNS: &str = "hex(event_id) AS event_id, tenant, toUInt32(event_time) AS event_time, \
+    event_time_us, toUInt32(receive_time) AS receive_time, source_kind, collector_id, batch_seq, \
+    batch_row, host, severity, message, field_keys, field_values";
+
 impl EventOut {
     fn into_event(self) -> StoredEvent {
         StoredEvent {
             event_id: self.event_id.to_ascii_lowercase(),
             tenant: self.tenant,
             event_time_us: i64::from(self.event_time) * 1_000_000 + i64::from(self.event_time_us),
+            receive_time_us: i64::from(self.receive_time) * 1_000_000,
             source_kind: self.source_kind,
             collector_id: self.collector_id,
             batch_seq: self.batch_seq,
@@ -703,12 +710,7 @@ impl EventStore for ClickHouseStore {
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<StoredEvent>> {
-        let mut sql = format!(
-            "SELECT hex(event_id) AS event_id, tenant, toUInt32(event_time) AS event_time, \
-             event_time_us, source_kind, collector_id, batch_seq, batch_row, host, severity, \
-             message, field_keys, field_values FROM {}.events FINAL",
-            self.db
-        );
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM {}.events FINAL", self.db);
         if query.tenant.is_some() {
             sql.push_str(" WHERE tenant = ?");
         }
@@ -728,9 +730,7 @@ impl EventStore for ClickHouseStore {
         // condition's literals are quoted by varde_rules::sql, and its `?` are escaped for the
         // client's placeholders.
         let mut sql = format!(
-            "SELECT hex(event_id) AS event_id, tenant, toUInt32(event_time) AS event_time, \
-             event_time_us, source_kind, collector_id, batch_seq, batch_row, host, severity, \
-             message, field_keys, field_values FROM {}.events FINAL \
+            "SELECT {EVENT_COLUMNS} FROM {}.events FINAL \
              WHERE event_time >= toDateTime({from}) AND event_time < toDateTime({to})",
             self.db
         );
@@ -823,6 +823,47 @@ impl EventStore for ClickHouseStore {
             .fetch_all()
             .await?;
         Ok(rows.into_iter().map(|r| (r.tenant, r.alerts)).collect())
+    }
+
+    async fn collectors(
+        &self,
+        tenant: Option<Kommunenummer>,
+        now_us: i64,
+    ) -> Result<Vec<CollectorSeen>> {
+        #[derive(Row, Deserialize)]
+        struct Seen {
+            collector_id: String,
+            tenant: String,
+            last_receive: u32,
+            events_last_hour: u64,
+            kinds: Vec<String>,
+        }
+        let (now, _) = clamp_datetime(now_us);
+        let hour_ago = now.saturating_sub(3600);
+        let week_ago_day = now.saturating_sub(7 * 86_400) / 86_400;
+        // The day partitions of the last week only; numbers and a checked kommunenummer inline.
+        let mut sql = format!(
+            "SELECT collector_id, tenant, toUInt32(max(receive_time)) AS last_receive, \
+             uniqExactIf(event_id, receive_time >= toDateTime({hour_ago})) AS events_last_hour, \
+             arraySort(groupUniqArray(source_kind)) AS kinds FROM {}.events \
+             WHERE event_date >= toDate({week_ago_day})",
+            self.db
+        );
+        if let Some(t) = tenant {
+            sql.push_str(&format!(" AND tenant = '{}'", t.as_str()));
+        }
+        sql.push_str(" GROUP BY collector_id, tenant ORDER BY tenant, collector_id");
+        let rows: Vec<Seen> = self.client.query(&sql).fetch_all().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| CollectorSeen {
+                collector_id: r.collector_id,
+                tenant: r.tenant,
+                last_receive_us: i64::from(r.last_receive) * 1_000_000,
+                events_last_hour: r.events_last_hour,
+                kinds: r.kinds,
+            })
+            .collect())
     }
 
     async fn alerts_detected_after(
@@ -1009,9 +1050,7 @@ impl EventStore for ClickHouseStore {
         id: EventId,
     ) -> Result<Option<StoredEvent>> {
         let mut sql = format!(
-            "SELECT hex(event_id) AS event_id, tenant, toUInt32(event_time) AS event_time, \
-             event_time_us, source_kind, collector_id, batch_seq, batch_row, host, severity, \
-             message, field_keys, field_values FROM {}.events FINAL WHERE event_id = ?",
+            "SELECT {EVENT_COLUMNS} FROM {}.events FINAL WHERE event_id = ?",
             self.db
         );
         if tenant.is_some() {

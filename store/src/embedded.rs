@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
+use crate::CollectorSeen;
 use crate::incident::{Change, IncidentChange, SHARED_FIELDS};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
@@ -76,6 +77,8 @@ impl EventStore for EmbeddedStore {
                 event_id: r.event_id.to_string(),
                 tenant: r.tenant.to_owned(),
                 event_time_us: r.event_time_us,
+                // Whole seconds, as ClickHouse keeps it.
+                receive_time_us: r.receive_time_us.div_euclid(1_000_000) * 1_000_000,
                 source_kind: r.source_kind.to_owned(),
                 collector_id: r.collector_id.to_owned(),
                 batch_seq: r.batch_seq,
@@ -186,6 +189,41 @@ impl EventStore for EmbeddedStore {
         let mut out: Vec<(String, u64)> = counts.into_iter().collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(out)
+    }
+
+    async fn collectors(
+        &self,
+        tenant: Option<Kommunenummer>,
+        now_us: i64,
+    ) -> Result<Vec<CollectorSeen>> {
+        let now = now_us.div_euclid(1_000_000);
+        let week_ago_day = (now - 7 * 86_400).div_euclid(86_400);
+        let mut seen: BTreeMap<(String, String), CollectorSeen> = BTreeMap::new();
+        for e in self.lock().events.values() {
+            if tenant.is_some_and(|t| e.tenant != t.as_str())
+                || e.event_time_us.div_euclid(86_400_000_000) < week_ago_day
+            {
+                continue;
+            }
+            let c = seen
+                .entry((e.tenant.clone(), e.collector_id.clone()))
+                .or_insert_with(|| CollectorSeen {
+                    collector_id: e.collector_id.clone(),
+                    tenant: e.tenant.clone(),
+                    last_receive_us: i64::MIN,
+                    events_last_hour: 0,
+                    kinds: Vec::new(),
+                });
+            c.last_receive_us = c.last_receive_us.max(e.receive_time_us);
+            if e.receive_time_us.div_euclid(1_000_000) >= now - 3600 {
+                c.events_last_hour += 1;
+            }
+            if !c.kinds.contains(&e.source_kind) {
+                c.kinds.push(e.source_kind.clone());
+                c.kinds.sort();
+            }
+        }
+        Ok(seen.into_values().collect())
     }
 
     async fn alerts_detected_after(

@@ -154,6 +154,8 @@ pub struct StoredEvent {
     pub tenant: String,
     /// Event time, µs since the epoch.
     pub event_time_us: i64,
+    /// When the collector received it, µs since the epoch (whole seconds).
+    pub receive_time_us: i64,
     /// Source kind name.
     pub source_kind: String,
     /// Collector id.
@@ -245,6 +247,21 @@ pub struct RuleEntry {
     pub text: String,
     /// Why it did not load; empty for a loaded rule.
     pub error: String,
+}
+
+/// A collector as the events it delivered show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorSeen {
+    /// Its id.
+    pub collector_id: String,
+    /// Its municipality.
+    pub tenant: String,
+    /// When the pipeline last received an event of it, µs since the epoch (whole seconds).
+    pub last_receive_us: i64,
+    /// Distinct events received in the hour before `now`.
+    pub events_last_hour: u64,
+    /// The source kinds it sent, sorted.
+    pub kinds: Vec<String>,
 }
 
 /// What alert volume is counted by.
@@ -590,6 +607,14 @@ pub trait EventStore: Send + Sync {
         rule_id: &str,
         since_us: i64,
     ) -> impl Future<Output = Result<Vec<(String, u64)>>> + Send;
+
+    /// The collectors (of `tenant`, when given) that delivered events with event dates in the
+    /// week before `now_us`, by municipality and id.
+    fn collectors(
+        &self,
+        tenant: Option<Kommunenummer>,
+        now_us: i64,
+    ) -> impl Future<Output = Result<Vec<CollectorSeen>>> + Send;
 
     /// Distinct alerts per tenant and rule.
     fn alert_counts(&self) -> impl Future<Output = Result<Vec<AlertCount>>> + Send;

@@ -96,6 +96,67 @@ async fn contract<S: EventStore>(store: &S) {
         .expect("events");
     assert_eq!(limited.len(), 7);
 
+    // Collectors as their events show them: received at 1_714_557_601 s, events in the hour
+    // before `now` counted once (the replay is not counted again).
+    let now = 1_714_557_601_000_000 + 1_800_000_000;
+    let seen: Vec<(String, String, i64, u64, Vec<String>)> = store
+        .collectors(None, now)
+        .await
+        .expect("collectors")
+        .into_iter()
+        .map(|c| {
+            (
+                c.tenant,
+                c.collector_id,
+                c.last_receive_us,
+                c.events_last_hour,
+                c.kinds,
+            )
+        })
+        .collect();
+    let web = vec!["web_access".to_owned()];
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "0301".into(),
+                "k0301-web".into(),
+                1_714_557_601_000_000,
+                100,
+                web.clone()
+            ),
+            (
+                "4601".into(),
+                "k4601-web".into(),
+                1_714_557_601_000_000,
+                40,
+                web.clone()
+            ),
+        ]
+    );
+    let bergen = Kommunenummer::parse("4601").expect("Bergen");
+    assert_eq!(
+        store
+            .collectors(Some(bergen), now)
+            .await
+            .expect("collectors")
+            .len(),
+        1
+    );
+    // Two hours later: seen, but nothing in the last hour; nine days later: not seen.
+    let later = store
+        .collectors(Some(bergen), now + 7_200_000_000)
+        .await
+        .expect("collectors");
+    assert_eq!(later[0].events_last_hour, 0);
+    assert!(
+        store
+            .collectors(None, now + 9 * 86_400_000_000)
+            .await
+            .expect("collectors")
+            .is_empty()
+    );
+
     alerts_contract(store).await;
     lookups_and_triage_contract(store).await;
     incidents_contract(store).await;
