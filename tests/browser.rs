@@ -126,6 +126,7 @@ fn the_dashboard_in_chromium_with_axe_core() {
         "rule",
         "municipality-queue",
         "municipality-incident",
+        "municipality",
         "audit",
     ] {
         assert!(

@@ -27,6 +27,7 @@ pub mod i18n;
 mod incident;
 mod live;
 mod metrics;
+mod municipality;
 mod overview;
 mod rules;
 pub mod triage;
@@ -365,6 +366,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/hunt", get(hunt::show::<St>).post(hunt::run::<St>))
             .route("/rules", get(rules::list::<St>))
             .route("/overview", get(overview::show::<St>))
+            .route("/municipalities/{number}", get(municipality::show::<St>))
             .route("/rules/{id}", get(rules::show::<St>))
             .route_layer(axum::middleware::from_fn_with_state(
                 self.clone(),
@@ -573,6 +575,9 @@ fn nav(account: &Account, csrf: &str) -> Markup {
                     li { a.ds-link href="/alerts" { (t("Varsler", "Alerts")) } }
                     li { a.ds-link href="/incidents" { (t("Hendelser", "Incidents")) } }
                     li { a.ds-link href="/overview" { (t("Oversikt", "Overview")) } }
+                    @if let Some(k) = account.tenant {
+                        li { a.ds-link href=(municipality::municipality_url(k.as_str())) { (t("Min kommune", "My municipality")) } }
+                    }
                     li { a.ds-link href="/hunt" { (t("Jakt", "Hunt")) } }
                     @if account.role != Role::Municipality {
                         li { a.ds-link href="/rules" { (t("Regler", "Rules")) } }
@@ -932,7 +937,7 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
                         td { (format_time(g.first_us)) }
                         td { (g.count) }
                         td { (alert::status_label(&g.status)) }
-                        td { (g.newest.tenant) }
+                        td { a.ds-link href=(municipality::municipality_url(&g.newest.tenant)) { (g.newest.tenant) } }
                         td { (g.newest.rule_level) }
                         td { a.ds-link href={ "/alerts/" (g.newest.alert_id) } { (g.newest.rule_title) } }
                         td { (g.newest.component) }

@@ -1565,3 +1565,90 @@ async fn the_alert_page_shows_its_group_and_where_the_rule_fired_to_the_cert_onl
     );
     env.cleanup().await;
 }
+
+/// One web access event of `tenant` from collector `collector`, received at `at_us`.
+fn event_at(tenant: &str, collector: &str, at_us: i64) -> Envelope {
+    let id = CollectorId::new(collector).expect("collector id");
+    let k = varde_core::Kommunenummer::parse(tenant).expect("kommunenummer");
+    let mut b = BatchBuilder::new(SourceKind::WebAccess, k, id.clone(), 1);
+    b.push(&Event {
+        event_time_us: at_us,
+        receive_time_us: at_us,
+        host: Some(format!("web.{collector}")),
+        severity: None,
+        message: Some("GET / HTTP/1.1".into()),
+        typed: vec![("status", Value::UInt(200))],
+        attrs: vec![],
+    })
+    .expect("push");
+    Envelope::new(SourceKind::WebAccess, k, id, 1, b.finish().expect("batch")).expect("envelope")
+}
+
+#[tokio::test]
+async fn a_municipality_page_shows_its_collectors_alerts_and_incidents_to_it_and_the_cert() {
+    let env = TestEnv::new("dashmunicipality");
+    let store = env.store().await;
+    let now = chrono::Utc::now().timestamp_micros();
+    store
+        .write_envelopes(&[
+            event_at("0301", "k0301-web", now - 60_000_000),
+            // Silent for an hour.
+            event_at("0301", "k0301-ssh", now - 3_600_000_000),
+            event_at("4601", "k4601-web", now - 60_000_000),
+        ])
+        .await
+        .expect("events");
+    store
+        .write_alerts(&[Alert {
+            event_time_us: now - 120_000_000,
+            ..alert("0301", 1, "Oslo root login")
+        }])
+        .await
+        .expect("alerts");
+    let app = app(store, Settings::default());
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+
+    let (status, page) = get(&app, "/municipalities/0301", Some(&oslo)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("0301 Oslo") && page.contains(r#"data-alerts-week="1""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"data-collectors="2""#), "{page}");
+    assert!(
+        page.contains(r#"data-collector="k0301-ssh" data-silent="true""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"data-collector="k0301-web" data-silent="false""#),
+        "{page}"
+    );
+    assert!(
+        !page.contains("k4601"),
+        "another municipality's collector: {page}"
+    );
+    // The menu leads there.
+    assert!(page.contains(r#"href="/municipalities/0301""#));
+    // Another municipality's page, or a made-up one: not found, for Oslo.
+    for path in [
+        "/municipalities/4601",
+        "/municipalities/9999",
+        "/municipalities/0301'--",
+    ] {
+        let (status, page) = get(&app, path, Some(&oslo)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!page.contains("k4601"));
+    }
+    // The CERT sees Bergen's.
+    let (status, page) = get(&app, "/municipalities/4601", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(r#"data-collector="k4601-web""#) && !page.contains("k0301"),
+        "{page}"
+    );
+    env.cleanup().await;
+}

@@ -90,7 +90,7 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
 
     // Bergen's root login: the alert page, then acknowledged from it.
     await Promise.all([analyst.waitForURL(/\/alerts\/[0-9a-f]{32}$/),
-      rowOf(analyst, '4601', ROOT_LOGIN).locator('a').click()]);
+      rowOf(analyst, '4601', ROOT_LOGIN).locator('a[href^="/alerts/"]').click()]);
     await audit(analyst, 'alert');
     check((await analyst.locator('h1').textContent()).includes(ROOT_LOGIN), 'the alert page names the rule');
     await analyst.selectOption('#triage-action', 'acknowledge');
@@ -175,6 +175,10 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     check(seen.includes('Rotinnlogging med passord i Bergen') && !seen.includes('Passordet er byttet')
       && !seen.includes('analytiker'), 'Bergen sees the incident, not the CERT\'s comment or analyst');
     check(await bergen.locator('form[action^="/incidents/"]').count() === 0, 'Bergen gets no controls');
+    await Promise.all([bergen.waitForURL(`${url}/municipalities/4601`), bergen.click('text=Min kommune')]);
+    await audit(bergen, 'municipality');
+    check(await bergen.locator('[data-collector="k4601-demo-01"]').count() === 1,
+      'Bergen\'s page lists its demo collector');
     await Promise.all([bergen.waitForURL(`${url}/login`), bergen.click('header button[type=submit]')]);
     check(true, 'logged out');
 

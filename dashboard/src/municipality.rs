@@ -1,0 +1,169 @@
+//! One municipality's page: its alerts of the last week, the incidents that concern it, and its
+//! collectors as their events show them. A municipality account reaches its own page only; every
+//! read carries the page's municipality as the store query's tenant.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use varde_core::Kommunenummer;
+use varde_store::incident::{Incident, IncidentStatus};
+use varde_store::{AlertQuery, EventStore, VolumeBy};
+
+use crate::alert::hex;
+use crate::i18n::t;
+use crate::incident::{severity_label, status_label};
+use crate::{Dashboard, Role, app_page, format_time, now_us, refusal, unavailable};
+
+/// A collector that has sent nothing for this long is shown as silent.
+pub const SILENT_AFTER_S: i64 = 15 * 60;
+
+/// The path of a municipality's page.
+pub(crate) fn municipality_url(k: &str) -> String {
+    format!("/municipalities/{k}")
+}
+
+fn not_found() -> Response {
+    refusal(
+        StatusCode::NOT_FOUND,
+        t("Fant ikke kommunen", "Municipality not found"),
+        t(
+            "Kommunen finnes ikke, eller du har ikke tilgang til den.",
+            "The municipality does not exist, or you have no access to it.",
+        ),
+        "/alerts",
+        t("Tilbake til varslene", "Back to the alerts"),
+    )
+}
+
+/// `GET /municipalities/{kommunenummer}`.
+pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+) -> Response {
+    let Some((account, csrf)) = d.session(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let Ok(k) = Kommunenummer::parse(&number) else {
+        return not_found();
+    };
+    if account.role == Role::Municipality && account.tenant != Some(k) {
+        return not_found();
+    }
+    let store = &d.inner.store;
+    let now = now_us();
+    let week_ago = now - 7 * 86_400_000_000;
+    let volume = match store
+        .alert_volume(
+            Some(k),
+            VolumeBy::Component,
+            week_ago,
+            now + 1_000_000,
+            86_400,
+        )
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return unavailable("municipality: volume", &e),
+    };
+    let alerts_week: u64 = volume.iter().map(|p| p.alerts).sum();
+    let recent = match store
+        .recent_alerts(&AlertQuery {
+            tenant: Some(k),
+            limit: 1,
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return unavailable("municipality: recent alerts", &e),
+    };
+    let incidents = match store.incident_changes(Some(k), None).await {
+        Ok(rows) => Incident::fold(&rows),
+        Err(e) => return unavailable("municipality: incidents", &e),
+    };
+    let collectors = match store.collectors(Some(k), now).await {
+        Ok(c) => c,
+        Err(e) => return unavailable("municipality: collectors", &e),
+    };
+    let open: Vec<&Incident> = incidents
+        .iter()
+        .filter(|i| i.status != IncidentStatus::Closed)
+        .collect();
+    let title = format!("{k} {}", k.name());
+    app_page(
+        &title,
+        &account,
+        &csrf,
+        html! {
+            h1.ds-heading data-size="lg" { (title) }
+            dl {
+                dt { (t("Varsler siste 7 døgn", "Alerts, last 7 days")) } dd data-alerts-week=(alerts_week) { (alerts_week) }
+                dt { (t("Siste varsel (UTC)", "Latest alert (UTC)")) }
+                dd { @match recent.first() { Some(a) => (format_time(a.event_time_us)), None => "–" } }
+                dt { (t("Åpne hendelser", "Open incidents")) } dd { (open.len()) }
+            }
+            p { a.ds-link href={ "/alerts?tenant=" (k) } { (t("Kommunens varsler", "The municipality's alerts")) } }
+            h2.ds-heading data-size="sm" { (t("Innsamlere", "Collectors")) }
+            @if collectors.is_empty() {
+                p { (t("Ingen innsamler har levert hendelser den siste uken.", "No collector has delivered events in the last week.")) }
+            } @else {
+                table.ds-table data-border="" data-collectors=(collectors.len()) {
+                    caption { (t("Innsamlere som har levert hendelser den siste uken", "Collectors that delivered events in the last week")) }
+                    thead { tr {
+                        th scope="col" { (t("Innsamler", "Collector")) }
+                        th scope="col" { (t("Sist mottatt (UTC)", "Last received (UTC)")) }
+                        th scope="col" { (t("Hendelser siste time", "Events, last hour")) }
+                        th scope="col" { (t("Per sekund", "Per second")) }
+                        th scope="col" { (t("Kilder", "Sources")) }
+                        th scope="col" { (t("Tilstand", "State")) }
+                    } }
+                    tbody {
+                        @for c in &collectors {
+                            @let silent = now - c.last_receive_us > SILENT_AFTER_S * 1_000_000;
+                            tr data-collector=(c.collector_id) data-silent=(silent) {
+                                td { code { (c.collector_id) } }
+                                td { (format_time(c.last_receive_us)) }
+                                td { (c.events_last_hour) }
+                                td { (format!("{:.2}", c.events_last_hour as f64 / 3600.0)) }
+                                td { (c.kinds.join(", ")) }
+                                td {
+                                    @if silent { strong { (t("Stille", "Silent")) } } @else { (t("Leverer", "Delivering")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            p.tag { (t(
+                "Spoolens dybde og tap rapporteres av hver innsamlers egen /metrics; de sendes ikke til CERT ennå.",
+                "Spool depth and drops are reported by each collector's own /metrics; they are not sent to the CERT yet."
+            )) }
+            h2.ds-heading data-size="sm" { (t("Hendelser som gjelder kommunen", "Incidents that concern the municipality")) }
+            @if incidents.is_empty() {
+                p { (t("Ingen.", "None.")) }
+            } @else {
+                table.ds-table data-border="" data-incidents=(incidents.len()) {
+                    caption { (t("Sist endret først", "Most recently changed first")) }
+                    thead { tr {
+                        th scope="col" { (t("Tittel", "Title")) }
+                        th scope="col" { (t("Status", "Status")) }
+                        th scope="col" { (t("Alvorlighet", "Severity")) }
+                        th scope="col" { (t("Deling", "Sharing")) }
+                    } }
+                    tbody {
+                        @for i in &incidents {
+                            tr {
+                                td { a.ds-link href={ "/incidents/" (hex(&i.incident_id)) } { (i.title) } }
+                                td { (status_label(i.status)) }
+                                td { (severity_label(i.severity)) }
+                                td { "TLP:" (i.tlp.as_str()) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response()
+}
