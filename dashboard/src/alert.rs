@@ -314,7 +314,7 @@ fn facts(a: &Alert, current: &Status) -> Markup {
         dl {
             dt { (t("Status", "Status")) } dd data-status=(current.key()) { (status_label(current)) }
             dt { (t("Kommune", "Municipality")) } dd { (a.tenant) }
-            dt { (t("Komponent", "Component")) } dd { @if a.component.is_empty() { "–" } @else { (a.component) } }
+            dt { (t("Komponent", "Component")) } dd { @if a.component.is_empty() { "–" } @else { a.ds-link href=(crate::component::component_url(&a.component)) { (a.component) } } }
             dt { (t("Nivå", "Level")) } dd { (a.rule_level) }
             dt { (t("Regel", "Rule")) } dd { code { (a.rule_id) } }
             dt { (t("Tagger", "Tags")) } dd { @if a.rule_tags.is_empty() { "–" } @else { (a.rule_tags.join(", ")) } }

@@ -22,6 +22,7 @@
 mod alert;
 mod assets;
 mod audit;
+mod component;
 mod hunt;
 pub mod i18n;
 mod incident;
@@ -367,6 +368,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/rules", get(rules::list::<St>))
             .route("/overview", get(overview::show::<St>))
             .route("/municipalities/{number}", get(municipality::show::<St>))
+            .route("/components/{id}", get(component::show::<St>))
             .route("/rules/{id}", get(rules::show::<St>))
             .route_layer(axum::middleware::from_fn_with_state(
                 self.clone(),
@@ -940,7 +942,11 @@ fn queue_page(v: &QueueView<'_>, groups: &[Group<'_>]) -> Html<String> {
                         td { a.ds-link href=(municipality::municipality_url(&g.newest.tenant)) { (g.newest.tenant) } }
                         td { (g.newest.rule_level) }
                         td { a.ds-link href={ "/alerts/" (g.newest.alert_id) } { (g.newest.rule_title) } }
-                        td { (g.newest.component) }
+                        td {
+                            @if !g.newest.component.is_empty() {
+                                a.ds-link href=(component::component_url(&g.newest.component)) { (g.newest.component) }
+                            }
+                        }
                         td { (g.newest.host) }
                     }
                 }

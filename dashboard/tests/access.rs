@@ -1652,3 +1652,67 @@ async fn a_municipality_page_shows_its_collectors_alerts_and_incidents_to_it_and
     );
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_component_page_shows_where_its_alerts_came_from_within_the_accounts_scope() {
+    let env = TestEnv::new("dashcomponent");
+    let store = env.store().await;
+    let now = chrono::Utc::now().timestamp_micros();
+    let recent = |tenant: &str, n: u8| Alert {
+        event_time_us: now - i64::from(n) * 60_000_000,
+        ..alert(tenant, n, "ID-porten login")
+    };
+    store
+        .write_alerts(&[recent("0301", 1), recent("0301", 2), recent("4601", 3)])
+        .await
+        .expect("alerts");
+    let app = app(store, Settings::default());
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    // An incident with Oslo's group: its ID-porten component makes it the component's.
+    let (_, queue) = get(&app, "/alerts", Some(&analyst)).await;
+    let csrf = csrf_of(&queue);
+    assert!(
+        queue.contains(r#"href="/components/idporten""#),
+        "the queue links the component"
+    );
+    let (status, _) = post(
+        &app,
+        "/incidents",
+        &analyst,
+        &format!(
+            "csrf={csrf}&op=create&title=ID-porten+wave&key={}",
+            "01".repeat(16)
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    let (status, page) = get(&app, "/components/idporten", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("ID-porten") && page.contains(r#"data-alerts-week="3""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"data-component-spread="2""#) && page.contains("ID-porten wave"),
+        "{page}"
+    );
+    let (_, page) = get(&app, "/components/idporten", Some(&oslo)).await;
+    assert!(
+        page.contains(r#"data-alerts-week="2""#) && page.contains(r#"data-component-spread="1""#),
+        "{page}"
+    );
+    assert!(
+        !page.contains("4601") && page.contains("ID-porten wave"),
+        "{page}"
+    );
+    assert_eq!(
+        get(&app, "/components/nothing", Some(&analyst)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    env.cleanup().await;
+}

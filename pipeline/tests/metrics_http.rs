@@ -376,6 +376,16 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<Vec<varde_store::Alert>> {
         self.inner.group_alerts(tenant, dedup_key, limit).await
     }
+    async fn component_spread(
+        &self,
+        tenant: Option<Kommunenummer>,
+        component: &str,
+        since_us: i64,
+    ) -> varde_store::Result<Vec<(String, u64)>> {
+        self.inner
+            .component_spread(tenant, component, since_us)
+            .await
+    }
     async fn rule_spread(
         &self,
         rule_id: &str,

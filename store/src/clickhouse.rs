@@ -803,6 +803,35 @@ impl EventStore for ClickHouseStore {
         Ok(rows.into_iter().map(AlertRow::into_alert).collect())
     }
 
+    async fn component_spread(
+        &self,
+        tenant: Option<Kommunenummer>,
+        component: &str,
+        since_us: i64,
+    ) -> Result<Vec<(String, u64)>> {
+        #[derive(Row, Deserialize)]
+        struct Spread {
+            tenant: String,
+            alerts: u64,
+        }
+        let (since, _) = clamp_datetime(since_us);
+        let mut sql = format!(
+            "SELECT tenant, uniqExact(alert_id) AS alerts FROM {}.alerts \
+             WHERE component = ? AND event_time >= toDateTime(?)",
+            self.db
+        );
+        if tenant.is_some() {
+            sql.push_str(" AND tenant = ?");
+        }
+        sql.push_str(" GROUP BY tenant ORDER BY alerts DESC, tenant");
+        let mut q = self.client.query(&sql).bind(component).bind(since);
+        if let Some(t) = tenant {
+            q = q.bind(t.as_str());
+        }
+        let rows: Vec<Spread> = q.fetch_all().await?;
+        Ok(rows.into_iter().map(|r| (r.tenant, r.alerts)).collect())
+    }
+
     async fn rule_spread(&self, rule_id: &str, since_us: i64) -> Result<Vec<(String, u64)>> {
         #[derive(Row, Deserialize)]
         struct Spread {

@@ -178,6 +178,27 @@ impl EventStore for EmbeddedStore {
             .collect())
     }
 
+    async fn component_spread(
+        &self,
+        tenant: Option<Kommunenummer>,
+        component: &str,
+        since_us: i64,
+    ) -> Result<Vec<(String, u64)>> {
+        let since = since_us.div_euclid(1_000_000);
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for a in self.lock().alerts.values() {
+            if a.component == component
+                && tenant.is_none_or(|t| a.tenant == t.as_str())
+                && a.event_time_us.div_euclid(1_000_000) >= since
+            {
+                *counts.entry(a.tenant.clone()).or_default() += 1;
+            }
+        }
+        let mut out: Vec<(String, u64)> = counts.into_iter().collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
     async fn rule_spread(&self, rule_id: &str, since_us: i64) -> Result<Vec<(String, u64)>> {
         let since = since_us.div_euclid(1_000_000);
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();

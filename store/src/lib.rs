@@ -616,6 +616,15 @@ pub trait EventStore: Send + Sync {
         now_us: i64,
     ) -> impl Future<Output = Result<Vec<CollectorSeen>>> + Send;
 
+    /// Where alerts on shared component `component` came from from event time `since_us` on
+    /// (of `tenant`, when given): distinct alerts per municipality, most first.
+    fn component_spread(
+        &self,
+        tenant: Option<Kommunenummer>,
+        component: &str,
+        since_us: i64,
+    ) -> impl Future<Output = Result<Vec<(String, u64)>>> + Send;
+
     /// Distinct alerts per tenant and rule.
     fn alert_counts(&self) -> impl Future<Output = Result<Vec<AlertCount>>> + Send;
 

@@ -466,6 +466,21 @@ async fn alerts_contract<S: EventStore>(store: &S) {
         store.rule_spread("nothing", 0).await.expect("spread"),
         vec![]
     );
+    // Where ID-porten's alerts came from (even rows): Oslo 5, Bergen 2; Bergen's own only.
+    assert_eq!(
+        store
+            .component_spread(None, "idporten", 0)
+            .await
+            .expect("spread"),
+        vec![("0301".to_owned(), 5), ("4601".to_owned(), 2)]
+    );
+    assert_eq!(
+        store
+            .component_spread(Some(bergen), "idporten", 0)
+            .await
+            .expect("spread"),
+        vec![("4601".to_owned(), 2)]
+    );
     // Volume per 10 s of event time (rows 1.5 s apart from a whole ten seconds): rows 0–6 in
     // the first bucket, 7–9 in the second; ID-porten's are the even rows.
     let at = |s: i64| 1_714_557_600_000_000 + s * 1_000_000;
