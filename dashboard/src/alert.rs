@@ -286,25 +286,11 @@ fn related(a: &Alert, group: &[Alert], spread: &[(String, u64)]) -> Markup {
             }
         }
         @if !spread.is_empty() {
-            table.ds-table data-border="" data-rule-spread=(spread.len()) {
-                caption { (t("Samme regel i kommunene siste 7 døgn", "The same rule in the municipalities, last 7 days")) }
-                thead { tr {
-                    th scope="col" { (t("Kommune", "Municipality")) }
-                    th scope="col" { (t("Varsler", "Alerts")) }
-                } }
-                tbody {
-                    @for (k, n) in spread {
-                        tr {
-                            th scope="row" {
-                                a.ds-link href={ "/alerts?tenant=" (k) } {
-                                    (k) " " (varde_core::Kommunenummer::parse(k).map_or("", |m| m.name()))
-                                }
-                            }
-                            td { (n) }
-                        }
-                    }
-                }
-            }
+            (crate::municipality::spread_table(
+                spread,
+                t("Samme regel i kommunene siste 7 døgn", "The same rule in the municipalities, last 7 days"),
+                "rule",
+            ))
         }
     }
 }

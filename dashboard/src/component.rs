@@ -10,10 +10,9 @@ use varde_core::component::ComponentRegistry;
 use varde_store::EventStore;
 use varde_store::incident::Incident;
 
-use crate::alert::hex;
 use crate::i18n::t;
-use crate::incident::{severity_label, status_label};
-use crate::municipality::municipality_url;
+use crate::incident::incidents_table;
+use crate::municipality::spread_table;
 use crate::{Dashboard, Role, app_page, now_us, refusal, unavailable};
 
 /// The path of a component's page.
@@ -82,48 +81,10 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
             @if spread.is_empty() {
                 p { (t("Ingen varsler mot komponenten den siste uken.", "No alerts on the component in the last week.")) }
             } @else {
-                table.ds-table data-border="" data-component-spread=(spread.len()) {
-                    caption { (t("Siste 7 døgn, flest først", "Last 7 days, most first")) }
-                    thead { tr {
-                        th scope="col" { (t("Kommune", "Municipality")) }
-                        th scope="col" { (t("Varsler", "Alerts")) }
-                    } }
-                    tbody {
-                        @for (k, n) in &spread {
-                            tr {
-                                th scope="row" {
-                                    a.ds-link href=(municipality_url(k)) {
-                                        (k) " " (varde_core::Kommunenummer::parse(k).map_or("", |m| m.name()))
-                                    }
-                                }
-                                td { (n) }
-                            }
-                        }
-                    }
-                }
+                (spread_table(&spread, t("Siste 7 døgn, flest først", "Last 7 days, most first"), "component"))
             }
             h2.ds-heading data-size="sm" { (t("Hendelser som berører komponenten", "Incidents that touch the component")) }
-            @if incidents.is_empty() {
-                p { (t("Ingen.", "None.")) }
-            } @else {
-                table.ds-table data-border="" data-incidents=(incidents.len()) {
-                    caption { (t("Sist endret først", "Most recently changed first")) }
-                    thead { tr {
-                        th scope="col" { (t("Tittel", "Title")) }
-                        th scope="col" { (t("Status", "Status")) }
-                        th scope="col" { (t("Alvorlighet", "Severity")) }
-                    } }
-                    tbody {
-                        @for i in &incidents {
-                            tr {
-                                td { a.ds-link href={ "/incidents/" (hex(&i.incident_id)) } { (i.title) } }
-                                td { (status_label(i.status)) }
-                                td { (severity_label(i.severity)) }
-                            }
-                        }
-                    }
-                }
-            }
+            (incidents_table(&incidents.iter().collect::<Vec<_>>()))
         },
     )
     .into_response()

@@ -174,6 +174,35 @@ pub(crate) fn incident_controls(open: &[Incident]) -> Markup {
     }
 }
 
+/// A short table of incidents (title linked, status, severity, TLP), or "none".
+pub(crate) fn incidents_table(incidents: &[&Incident]) -> Markup {
+    html! {
+        @if incidents.is_empty() {
+            p { (t("Ingen.", "None.")) }
+        } @else {
+            table.ds-table data-border="" data-incidents=(incidents.len()) {
+                caption { (t("Sist endret først", "Most recently changed first")) }
+                thead { tr {
+                    th scope="col" { (t("Tittel", "Title")) }
+                    th scope="col" { (t("Status", "Status")) }
+                    th scope="col" { (t("Alvorlighet", "Severity")) }
+                    th scope="col" { (t("Deling", "Sharing")) }
+                } }
+                tbody {
+                    @for i in incidents {
+                        tr {
+                            td { a.ds-link href={ "/incidents/" (hex(&i.incident_id)) } { (i.title) } }
+                            td { (status_label(i.status)) }
+                            td { (severity_label(i.severity)) }
+                            td { (tlp_label(i.tlp)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub(crate) struct ListQuery {
     status: Option<String>,

@@ -5,18 +5,43 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::html;
+use maud::{Markup, html};
 use varde_core::Kommunenummer;
 use varde_store::incident::{Incident, IncidentStatus};
 use varde_store::{AlertQuery, EventStore, VolumeBy};
 
-use crate::alert::hex;
 use crate::i18n::t;
-use crate::incident::{severity_label, status_label};
+use crate::incident::incidents_table;
 use crate::{Dashboard, Role, app_page, format_time, now_us, refusal, unavailable};
 
 /// A collector that has sent nothing for this long is shown as silent.
 pub const SILENT_AFTER_S: i64 = 15 * 60;
+
+/// Alerts per municipality (linked to its page), most first, with `caption`; `attr` names the
+/// table for tests and scripts.
+pub(crate) fn spread_table(spread: &[(String, u64)], caption: &str, attr: &str) -> Markup {
+    html! {
+        table.ds-table data-border="" data-spread=(attr) data-rows=(spread.len()) {
+            caption { (caption) }
+            thead { tr {
+                th scope="col" { (t("Kommune", "Municipality")) }
+                th scope="col" { (t("Varsler", "Alerts")) }
+            } }
+            tbody {
+                @for (k, n) in spread {
+                    tr {
+                        th scope="row" {
+                            a.ds-link href=(municipality_url(k)) {
+                                (k) " " (Kommunenummer::parse(k).map_or("", |m| m.name()))
+                            }
+                        }
+                        td { (n) }
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// The path of a municipality's page.
 pub(crate) fn municipality_url(k: &str) -> String {
@@ -140,29 +165,7 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                 "Spool depth and drops are reported by each collector's own /metrics; they are not sent to the CERT yet."
             )) }
             h2.ds-heading data-size="sm" { (t("Hendelser som gjelder kommunen", "Incidents that concern the municipality")) }
-            @if incidents.is_empty() {
-                p { (t("Ingen.", "None.")) }
-            } @else {
-                table.ds-table data-border="" data-incidents=(incidents.len()) {
-                    caption { (t("Sist endret først", "Most recently changed first")) }
-                    thead { tr {
-                        th scope="col" { (t("Tittel", "Title")) }
-                        th scope="col" { (t("Status", "Status")) }
-                        th scope="col" { (t("Alvorlighet", "Severity")) }
-                        th scope="col" { (t("Deling", "Sharing")) }
-                    } }
-                    tbody {
-                        @for i in &incidents {
-                            tr {
-                                td { a.ds-link href={ "/incidents/" (hex(&i.incident_id)) } { (i.title) } }
-                                td { (status_label(i.status)) }
-                                td { (severity_label(i.severity)) }
-                                td { "TLP:" (i.tlp.as_str()) }
-                            }
-                        }
-                    }
-                }
-            }
+            (incidents_table(&incidents.iter().collect::<Vec<_>>()))
         },
     )
     .into_response()

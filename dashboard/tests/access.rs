@@ -1553,14 +1553,17 @@ async fn the_alert_page_shows_its_group_and_where_the_rule_fired_to_the_cert_onl
     let (_, page) = get(&app, &path, Some(&analyst)).await;
     assert!(page.contains(r#"data-group-alerts="1""#), "{page}");
     assert!(page.contains(&format!(r#"href="/alerts/{}""#, AlertId([2; 16]))));
-    assert!(page.contains(r#"data-rule-spread="2""#), "{page}");
+    assert!(
+        page.contains(r#"data-spread="rule" data-rows="2""#),
+        "{page}"
+    );
     assert!(page.contains("0301 Oslo") && page.contains("4601 Bergen"));
 
     // Oslo sees its group, not where else the rule fired.
     let (_, page) = get(&app, &path, Some(&oslo)).await;
     assert!(page.contains(r#"data-group-alerts="1""#), "{page}");
     assert!(
-        !page.contains("data-rule-spread") && !page.contains("4601"),
+        !page.contains(r#"data-spread="rule""#) && !page.contains("4601"),
         "{page}"
     );
     env.cleanup().await;
@@ -1698,12 +1701,14 @@ async fn a_component_page_shows_where_its_alerts_came_from_within_the_accounts_s
         "{page}"
     );
     assert!(
-        page.contains(r#"data-component-spread="2""#) && page.contains("ID-porten wave"),
+        page.contains(r#"data-spread="component" data-rows="2""#)
+            && page.contains("ID-porten wave"),
         "{page}"
     );
     let (_, page) = get(&app, "/components/idporten", Some(&oslo)).await;
     assert!(
-        page.contains(r#"data-alerts-week="2""#) && page.contains(r#"data-component-spread="1""#),
+        page.contains(r#"data-alerts-week="2""#)
+            && page.contains(r#"data-spread="component" data-rows="1""#),
         "{page}"
     );
     assert!(
