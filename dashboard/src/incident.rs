@@ -558,7 +558,7 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                 @for (at, who, text) in &i.comments {
                     article.comment {
                         p { strong { (who) } " – " (format_time(*at)) " UTC" }
-                        p style="white-space: pre-wrap" { (text) }
+                        p.comment-text { (text) }
                     }
                 }
             }

@@ -1721,3 +1721,47 @@ async fn a_component_page_shows_where_its_alerts_came_from_within_the_accounts_s
     );
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_content_security_policy() {
+    let env = TestEnv::new("dashcsp");
+    let app = app(env.store().await, Settings::default());
+    for path in ["/login", "/alerts", "/assets/theme.css", "/nothing"] {
+        let resp = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let h = resp.headers();
+        let csp = h
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(
+            h.get(header::X_CONTENT_TYPE_OPTIONS).map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..])
+        );
+        assert_eq!(
+            h.get(header::X_FRAME_OPTIONS).map(|v| v.as_bytes()),
+            Some(&b"DENY"[..])
+        );
+    }
+    // No page carries an inline script or style attribute for the policy to refuse.
+    let session = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    for path in ["/alerts", "/incidents", "/overview", "/hunt", "/rules"] {
+        let (_, page) = get(&app, path, Some(&session)).await;
+        assert!(
+            !page.contains("<script>") && !page.contains(" style=\""),
+            "{path}"
+        );
+    }
+    env.cleanup().await;
+}
