@@ -139,6 +139,19 @@ async fn visible<St: EventStore>(
     Ok((Incident::fold(&rows), rows))
 }
 
+/// The incident of the id in a path, folded, with its rows (as `scope` may see them); the
+/// same 404 for a malformed id, an unknown one and one the account may not see.
+async fn one<St: EventStore>(
+    d: &Dashboard<St>,
+    scope: Option<Kommunenummer>,
+    id: &str,
+) -> Result<(Incident, Vec<IncidentChange>), Response> {
+    let id = parse_hex16(id).ok_or_else(not_found)?;
+    let (incidents, rows) = visible(d, scope, Some(id)).await?;
+    let incident = incidents.into_iter().next().ok_or_else(not_found)?;
+    Ok((incident, rows))
+}
+
 /// The open incidents (not closed), for the queue's "add to incident" choice.
 pub(crate) async fn open_incidents<St: EventStore>(
     d: &Dashboard<St>,
@@ -507,16 +520,11 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Some(id) = parse_hex16(&id) else {
-        return not_found();
-    };
-    let (incidents, rows) = match visible(&d, scope, Some(id)).await {
+    let (i, rows) = match one(&d, scope, &id).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(i) = incidents.first() else {
-        return not_found();
-    };
+    let i = &i;
     let cert = account.role != Role::Municipality;
     let action = format!("/incidents/{}", hex(&i.incident_id));
     let registry = ComponentRegistry::builtin();
@@ -644,16 +652,11 @@ pub(crate) async fn change<St: EventStore + Send + Sync + 'static>(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let Some(id) = parse_hex16(&id) else {
-        return not_found();
-    };
-    let (incidents, _) = match visible(&d, None, Some(id)).await {
+    let (i, _) = match one(&d, None, &id).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(i) = incidents.first() else {
-        return not_found();
-    };
+    let (i, id) = (&i, i.incident_id);
     let value = form.value.trim();
     let change = match form.op.as_str() {
         "status" => match IncidentStatus::parse(value) {
