@@ -120,6 +120,30 @@ pub struct CollectorConfig {
     /// `/metrics` and `/health`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The collector's report on itself to the CERT (see [`crate::status`]).
+    #[serde(default)]
+    pub status: StatusConfig,
+}
+
+/// The `[status]` section.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    /// Seconds between two reports of spool depth and drops to the CERT (default 60; 0: none).
+    #[serde(default = "default_status_interval_s")]
+    pub interval_s: u64,
+}
+
+fn default_status_interval_s() -> u64 {
+    60
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig {
+            interval_s: default_status_interval_s(),
+        }
+    }
 }
 
 /// The `[privacy]` section: how personal data is pseudonymised before anything leaves the

@@ -23,6 +23,7 @@
 //! - [`spool`]: the disk spool between the batcher and Kafka (write-ahead, checksummed,
 //!   bounded); records leave it only once Kafka acknowledged them.
 //! - [`metrics`]: `/metrics` (Prometheus text) and `/health` on a local port.
+//! - [`status`]: the collector's report on itself (spool depth, drops) to the CERT, as an event.
 //! - [`sample`]: synthetic municipal syslog (and edge input: access logs, IIS, JSON logins,
 //!   lines with identity numbers) for the demo, the tests and the benchmarks.
 //!
@@ -42,4 +43,5 @@ pub mod sample;
 pub mod shipper;
 pub mod sources;
 pub mod spool;
+pub mod status;
 pub mod syslog;

@@ -190,6 +190,75 @@ fn broker_down_for_a_while_and_a_kill_meanwhile_lose_nothing() {
 }
 
 #[test]
+fn reports_made_while_the_broker_is_down_tell_the_cert_how_deep_the_spool_was() {
+    let mut broker = PrivateBroker::stopped();
+    let mut kafka = varde_transport::kafka::KafkaSettings::new(broker.brokers());
+    kafka.topic_prefix = unique_prefix("status");
+    let tenant = varde_core::Kommunenummer::parse("3201").expect("Bærum");
+    let topic = events_topic(&kafka.topic_prefix, tenant);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    append_lines(&log, lines(0..300));
+    let config = dir.path().join("collector.toml");
+    let metrics_port = free_port();
+    std::fs::write(
+        &config,
+        config_text(
+            "k3201-status",
+            "3201",
+            &dir.path().join("state"),
+            &kafka,
+            metrics_port,
+            &format!(
+                "[status]\ninterval_s = 1\n\n[batch]\nmax_rows = 100\nmax_delay_ms = 20\npublish_timeout_ms = 1000\n\n[[sources]]\ntype = \"file\"\npath = \"{}\"\n",
+                log.display()
+            ),
+        ),
+    )
+    .expect("config");
+    let metrics = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let mut collector = Collector::start(&config, dir.path());
+    // /metrics sees the 300 lines wait in the spool, then a few reports made meanwhile.
+    eventually("300 lines and two reports in the spool", || {
+        let (_, page) = http_get(metrics, "/metrics")?;
+        (metric(&page, "varde_collector_spool_events")? >= 302.0).then_some(())
+    });
+    collector.assert_running();
+
+    broker.restart();
+    create_topic(&kafka, &topic);
+    let mut reader = Reader::new(&kafka, &topic);
+    let report = |a: &Arrived| {
+        let (keys, values): (Vec<String>, Vec<String>) = a.attrs.iter().cloned().unzip();
+        varde_core::status::CollectorStatus::from_fields(0, &keys, &values)
+    };
+    // Every line arrives, and a report made during the outage says the 300 lines were waiting;
+    // one made after it says the spool emptied.
+    reader.until("the lines and a report after the spool emptied", |e| {
+        distinct(e) >= 300 && e.iter().filter_map(report).any(|r| r.spool_events == 0)
+    });
+    let reports: Vec<_> = reader.events.iter().filter_map(report).collect();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.spool_events >= 300 && r.spool_records >= 3),
+        "{reports:?}"
+    );
+    for r in &reports {
+        assert_eq!(r.lost(), 0, "{r:?}");
+        assert_eq!(r.version, env!("CARGO_PKG_VERSION"));
+        assert!(r.spool_max_bytes > 0);
+    }
+    let lines_arrived = reader
+        .events
+        .iter()
+        .filter(|a| a.message != varde_core::status::MESSAGE)
+        .count();
+    assert!(lines_arrived >= 300, "{lines_arrived}");
+    collector.terminate();
+}
+
+#[test]
 fn a_full_spool_with_drop_oldest_counts_exactly_what_it_dropped() {
     // The broker is down from the start: everything goes to the spool, which overflows.
     let mut broker = PrivateBroker::stopped();

@@ -17,6 +17,7 @@
 //!   replayed batch collapses in the store.
 //! - [`Kommunenummer`]: tenants are municipalities, validated against SSB's list.
 //! - [`windows`]: Windows event log records (evtx JSON) into `windows_event` events.
+//! - [`status`]: a collector's report on itself (spool depth, drops), sent as an event.
 //! - [`ComponentRegistry`]: the shared public components (ID-porten, Altinn, …) and the names
 //!   and networks that identify their traffic.
 //!
@@ -50,6 +51,7 @@ pub mod jsonl;
 pub mod kind;
 pub mod pseudonym;
 pub mod schema;
+pub mod status;
 pub mod tenant;
 pub mod time;
 pub mod windows;

@@ -1,6 +1,7 @@
 //! The audit log, for admins: every change analysts made, newest first: triage actions on alert
-//! groups and changes to incidents, with who, when, and the value before and after. Both come
-//! from append-only tables, so the log is the record itself, not a copy that could drift.
+//! groups, changes to incidents and rules turned off or on, with who, when, and the value before
+//! and after. All come from append-only tables, so the log is the record itself, not a copy that
+//! could drift.
 
 use std::collections::HashMap;
 
@@ -99,12 +100,15 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
             .into_response();
     }
     let store = &d.inner.store;
-    let (triage, changes) = match (
+    let (triage, changes, switches) = match (
         store.triage_log(LIMIT).await,
         store.incident_changes(None, None).await,
+        store.rule_switches().await,
     ) {
-        (Ok(a), Ok(c)) => (a, c),
-        (Err(e), _) | (_, Err(e)) => return crate::unavailable("audit log", &e),
+        (Ok(a), Ok(c), Ok(s)) => (a, c, s),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return crate::unavailable("audit log", &e);
+        }
     };
     let mut entries: Vec<Entry> = triage
         .iter()
@@ -151,6 +155,21 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
             },
             before,
             after,
+        });
+    }
+    // Switches come oldest first: each one's before is the rule's previous state (on, when none).
+    let mut state: HashMap<&str, bool> = HashMap::new();
+    for s in &switches {
+        let before = state.insert(s.rule_id.as_str(), s.enabled).unwrap_or(true);
+        entries.push(Entry {
+            at_us: s.at_us,
+            actor: s.actor.clone(),
+            what: html! {
+                (t("Regel", "Rule")) " " a.ds-link href=(crate::rules::rule_url(&s.rule_id)) { code { (s.rule_id) } }
+                " «" (s.reason) "»"
+            },
+            before: if before { "on" } else { "off" }.into(),
+            after: if s.enabled { "on" } else { "off" }.into(),
         });
     }
     let actor = q.actor.as_deref().filter(|a| !a.is_empty());

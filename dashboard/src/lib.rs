@@ -370,6 +370,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/municipalities/{number}", get(municipality::show::<St>))
             .route("/components/{id}", get(component::show::<St>))
             .route("/rules/{id}", get(rules::show::<St>))
+            .route("/rules/{id}/switch", post(rules::switch::<St>))
             .route_layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 metrics::count::<St>,

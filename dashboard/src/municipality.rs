@@ -1,5 +1,5 @@
 //! One municipality's page: its alerts of the last week, the incidents that concern it, and its
-//! collectors as their events show them. A municipality account reaches its own page only; every
+//! collectors as their events and their own newest reports (spool depth, drops) show them. A municipality account reaches its own page only; every
 //! read carries the page's municipality as the store query's tenant.
 
 use axum::extract::{Path, State};
@@ -141,6 +141,9 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                         th scope="col" { (t("Hendelser siste time", "Events, last hour")) }
                         th scope="col" { (t("Per sekund", "Per second")) }
                         th scope="col" { (t("Kilder", "Sources")) }
+                        th scope="col" { (t("I spoolen", "In the spool")) }
+                        th scope="col" { (t("Tapt", "Lost")) }
+                        th scope="col" { (t("Rapport (UTC)", "Report (UTC)")) }
                         th scope="col" { (t("Tilstand", "State")) }
                     } }
                     tbody {
@@ -152,6 +155,28 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                                 td { (c.events_last_hour) }
                                 td { (format!("{:.2}", c.events_last_hour as f64 / 3600.0)) }
                                 td { (c.kinds.join(", ")) }
+                                @match &c.status {
+                                    Some(r) => {
+                                        td data-spool-events=(r.spool_events) {
+                                            (r.spool_events) (t(" hendelser, ", " events, "))
+                                            (format!("{:.1}", r.spool_bytes as f64 / 1_048_576.0)) " MiB"
+                                            @if r.spool_max_bytes > 0 {
+                                                (format!(" ({:.0} %)", r.spool_bytes as f64 * 100.0 / r.spool_max_bytes as f64))
+                                            }
+                                            @if r.oldest_unsent_s > 0 {
+                                                br; (t("eldste venter ", "oldest waiting ")) (r.oldest_unsent_s) " s"
+                                            }
+                                        }
+                                        td data-lost=(r.lost()) title=(t(
+                                            "Siden innsamleren startet: forkastet fordi spoolen var full, datagrammer kjernen forkastet, hendelser som ikke passet i en batch",
+                                            "Since the collector started: dropped by a full spool, datagrams the kernel dropped, events that did not fit a batch"
+                                        )) {
+                                            @if r.lost() == 0 { "0" } @else { strong { (r.lost()) } }
+                                        }
+                                        td { (format_time(r.at_us)) }
+                                    }
+                                    None => { td { "–" } td { "–" } td { (t("ingen", "none")) } }
+                                }
                                 td {
                                     @if silent { strong { (t("Stille", "Silent")) } } @else { (t("Leverer", "Delivering")) }
                                 }
@@ -160,9 +185,9 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                     }
                 }
             }
-            p.tag { (t(
-                "Spoolens dybde og tap rapporteres av hver innsamlers egen /metrics; de sendes ikke til CERT ennå.",
-                "Spool depth and drops are reported by each collector's own /metrics; they are not sent to the CERT yet."
+            p { (t(
+                "Hver innsamler rapporterer spoolens dybde og hva den har mistet en gang i minuttet (standard); en rapport gjort mens Kafka var borte, kommer når forbindelsen er tilbake.",
+                "Each collector reports its spool depth and what it lost once a minute (by default); a report made while Kafka was away arrives when it is back."
             )) }
             h2.ds-heading data-size="sm" { (t("Hendelser som gjelder kommunen", "Incidents that concern the municipality")) }
             (incidents_table(&incidents.iter().collect::<Vec<_>>()))

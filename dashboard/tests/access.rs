@@ -1459,6 +1459,112 @@ async fn the_rules_page_shows_the_catalog_and_credits_each_author() {
 }
 
 #[tokio::test]
+async fn analysts_turn_rules_off_and_on_with_a_reason_and_the_admin_sees_it() {
+    let env = TestEnv::new("dashswitch");
+    let store = env.store().await;
+    store
+        .write_rules(
+            1_764_000_000_000_000,
+            &[varde_store::RuleEntry {
+                rule_id: "rule-1".into(),
+                source: "a.yml".into(),
+                title: "Root login".into(),
+                ..varde_store::RuleEntry::default()
+            }],
+        )
+        .await
+        .expect("catalog");
+    let app = app(store.clone(), Settings::default());
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    let admin = login(&app, "admin", "admin-pass").await.1.expect("session");
+
+    let (_, page) = get(&app, "/rules/rule-1", Some(&analyst)).await;
+    assert!(page.contains(r#"data-rule-state="on""#), "{page}");
+    let token = csrf_of(&page);
+    let off = format!("csrf={token}&enabled=false&reason=Noisy+%3Cb%3E+in+Bergen");
+    // Refused: no CSRF token, no reason, a value that is neither off nor on, a rule not loaded.
+    let refused = [
+        (
+            "/rules/rule-1/switch",
+            "enabled=false&reason=x".to_owned(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/rules/rule-1/switch",
+            format!("csrf={token}&enabled=false&reason=+"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/rules/rule-1/switch",
+            format!("csrf={token}&enabled=maybe&reason=x"),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/rules/nothing/switch", off.clone(), StatusCode::NOT_FOUND),
+    ];
+    for (path, form, expected) in refused {
+        assert_eq!(
+            post(&app, path, &analyst, &form).await.0,
+            expected,
+            "{form}"
+        );
+    }
+    assert!(store.rule_switches().await.expect("read").is_empty());
+
+    // A municipality account is refused, whatever token it brings.
+    let (_, own_page) = get(&app, "/rules/rule-1", Some(&oslo)).await;
+    assert!(!own_page.contains("data-rule-state"), "{own_page}");
+    let oslo_off = format!("csrf={}&enabled=false&reason=x", csrf_of(&own_page));
+    assert_eq!(
+        post(&app, "/rules/rule-1/switch", &oslo, &oslo_off).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert!(store.rule_switches().await.expect("read").is_empty());
+
+    // The analyst turns it off: one row, in the list and on the page, reason escaped.
+    let (status, location) = post(&app, "/rules/rule-1/switch", &analyst, &off).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/rules/rule-1")
+    );
+    let rows = store.rule_switches().await.expect("read");
+    assert_eq!(rows.len(), 1);
+    assert!(
+        !rows[0].enabled && rows[0].actor == "analyst" && rows[0].reason == "Noisy <b> in Bergen"
+    );
+    let (_, page) = get(&app, "/rules/rule-1", Some(&analyst)).await;
+    assert!(page.contains(r#"data-rule-state="off""#), "{page}");
+    assert!(page.contains("Noisy &lt;b&gt; in Bergen"), "{page}");
+    let (_, list) = get(&app, "/rules", Some(&analyst)).await;
+    assert!(list.contains(r#"data-rule-id="rule-1" data-off"#), "{list}");
+
+    // And on again; the admin's audit log shows both with before and after.
+    let on = format!("csrf={token}&enabled=true&reason=Tuned");
+    assert_eq!(
+        post(&app, "/rules/rule-1/switch", &analyst, &on).await.0,
+        StatusCode::SEE_OTHER
+    );
+    let (_, page) = get(&app, "/rules/rule-1", Some(&analyst)).await;
+    assert!(page.contains(r#"data-rule-state="on""#), "{page}");
+    assert!(varde_store::disabled_rules(&store.rule_switches().await.expect("read")).is_empty());
+    let (_, audit) = get(&app, "/audit", Some(&admin)).await;
+    let tuned = audit
+        .split("<tr>")
+        .find(|r| r.contains("Tuned"))
+        .expect("the switch on");
+    assert!(tuned.contains("<td>off</td><td>on</td>"), "{tuned}");
+    let noisy = audit
+        .split("<tr>")
+        .find(|r| r.contains("Noisy"))
+        .expect("the switch off");
+    assert!(noisy.contains("<td>on</td><td>off</td>"), "{noisy}");
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn the_overview_counts_alert_volume_in_the_accounts_scope() {
     let env = TestEnv::new("dashoverview");
     let store = env.store().await;
@@ -1587,6 +1693,32 @@ fn event_at(tenant: &str, collector: &str, at_us: i64) -> Envelope {
     Envelope::new(SourceKind::WebAccess, k, id, 1, b.finish().expect("batch")).expect("envelope")
 }
 
+/// A collector's report on itself, as the collector sends it.
+fn report_at(tenant: &str, collector: &str, at_us: i64) -> Envelope {
+    let id = CollectorId::new(collector).expect("collector id");
+    let k = varde_core::Kommunenummer::parse(tenant).expect("kommunenummer");
+    let mut b = BatchBuilder::new(SourceKind::GenericJson, k, id.clone(), 1);
+    let report = varde_core::status::CollectorStatus {
+        at_us,
+        spool_bytes: 2 << 20,
+        spool_max_bytes: 1 << 30,
+        spool_records: 3,
+        spool_events: 1234,
+        dropped_spool_full_events: 10,
+        dropped_receive_buffer_datagrams: 7,
+        ..Default::default()
+    };
+    b.push(&report.event()).expect("push");
+    Envelope::new(
+        SourceKind::GenericJson,
+        k,
+        id,
+        2,
+        b.finish().expect("batch"),
+    )
+    .expect("envelope")
+}
+
 #[tokio::test]
 async fn a_municipality_page_shows_its_collectors_alerts_and_incidents_to_it_and_the_cert() {
     let env = TestEnv::new("dashmunicipality");
@@ -1598,6 +1730,7 @@ async fn a_municipality_page_shows_its_collectors_alerts_and_incidents_to_it_and
             // Silent for an hour.
             event_at("0301", "k0301-ssh", now - 3_600_000_000),
             event_at("4601", "k4601-web", now - 60_000_000),
+            report_at("0301", "k0301-web", now - 30_000_000),
         ])
         .await
         .expect("events");
@@ -1629,6 +1762,20 @@ async fn a_municipality_page_shows_its_collectors_alerts_and_incidents_to_it_and
     assert!(
         page.contains(r#"data-collector="k0301-web" data-silent="false""#),
         "{page}"
+    );
+    // The web collector's own report: 1,234 events waiting, 17 lost; the ssh one sent none.
+    let web = page
+        .split("<tr data-collector=\"k0301-web\"")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("the web collector's row");
+    assert!(
+        web.contains(r#"data-spool-events="1234""#) && web.contains(r#"data-lost="17""#),
+        "{web}"
+    );
+    assert!(
+        web.contains("<td>1</td>"),
+        "its report is not one of its events: {web}"
     );
     assert!(
         !page.contains("k4601"),

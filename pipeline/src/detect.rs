@@ -15,7 +15,7 @@
 //! event is matched against half a rule set and none is skipped. Rules that fail to load are
 //! logged with file and reason and counted; the rules beside them still load.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -253,6 +253,8 @@ pub struct Detector {
     explainer: Explainer,
     by_key: HashMap<String, usize>,
     source: Option<RuleSource>,
+    /// Rules turned off from the dashboard: still matched, their alerts not raised.
+    disabled: BTreeSet<String>,
 }
 
 struct RuleSource {
@@ -318,6 +320,9 @@ pub trait Detect {
         Vec::new()
     }
 
+    /// Turns rules off (by catalog id) until the next call: their alerts are not raised.
+    fn set_disabled(&mut self, disabled: BTreeSet<String>);
+
     /// The alerts of one envelope, detected at `detect_time_us`.
     fn detect(
         &self,
@@ -333,6 +338,10 @@ impl Detect for Detector {
 
     fn catalog(&self) -> Vec<varde_store::RuleEntry> {
         Detector::catalog(self)
+    }
+
+    fn set_disabled(&mut self, disabled: BTreeSet<String>) {
+        Detector::set_disabled(self, disabled);
     }
 
     fn detect(
@@ -363,6 +372,7 @@ impl Detector {
             explainer,
             by_key,
             source: None,
+            disabled: BTreeSet::new(),
         }
     }
 
@@ -465,6 +475,19 @@ impl Detector {
         out
     }
 
+    /// Turns rules off (by catalog id, as alerts carry it) until the next call: they are still
+    /// matched, but their alerts are not raised. Switches of rules not loaded are kept, so a
+    /// rule stays off across reloads.
+    pub fn set_disabled(&mut self, disabled: BTreeSet<String>) {
+        if disabled != self.disabled {
+            info!(
+                disabled = disabled.len(),
+                "rules turned off from the dashboard"
+            );
+            self.disabled = disabled;
+        }
+    }
+
     /// Replaces the rule set (between two batches).
     pub fn replace_rules(&mut self, rules: RuleSet) {
         self.explainer = Explainer::new(&rules);
@@ -564,6 +587,9 @@ impl Detector {
                         let Some(&r) = by_key.get(rule_id) else {
                             continue;
                         };
+                        if self.disabled.contains(rule_id) {
+                            continue;
+                        }
                         let meta = &rules.rules()[r].meta;
                         alerts.push(Alert {
                             alert_id: AlertId::derive(rule_id, event_id),

@@ -94,6 +94,8 @@ pub struct Stats {
     pub rule_errors: AtomicU64,
     /// Rule set reloads.
     pub rule_reloads: AtomicU64,
+    /// Rules turned off from the dashboard, as last read from the store (a gauge).
+    pub rules_disabled: AtomicU64,
     /// Refused messages parked in the dead-letter table.
     pub dead_letters: AtomicU64,
     /// Whether [`run`] is running (a gauge).
@@ -250,6 +252,14 @@ pub struct LoopSettings {
     /// Largest uncompressed envelope accepted, in bytes (default 64 MiB).
     #[serde(default = "default_max_payload")]
     pub max_payload_bytes: usize,
+    /// How often the rules turned off and on from the dashboard are read from the store, in
+    /// seconds (default 10): the longest a switch takes to apply.
+    #[serde(default = "default_switch_interval_s")]
+    pub rule_switch_interval_s: u64,
+}
+
+fn default_switch_interval_s() -> u64 {
+    10
 }
 
 fn default_max_messages() -> usize {
@@ -268,6 +278,7 @@ impl Default for LoopSettings {
             max_messages: default_max_messages(),
             poll_wait_ms: default_poll_wait_ms(),
             max_payload_bytes: default_max_payload(),
+            rule_switch_interval_s: default_switch_interval_s(),
         }
     }
 }
@@ -713,6 +724,10 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
     // The rule catalog for the dashboard: written at start and after each reload; a failed
     // write is tried again next round and never holds events back.
     let mut catalog_pending = true;
+    // Rules turned off from the dashboard: read at start and every `rule_switch_interval_s`; a
+    // failed read keeps the switches in force and is tried again next round.
+    let switch_every = Duration::from_secs(settings.rule_switch_interval_s);
+    let mut switches_read: Option<std::time::Instant> = None;
     loop {
         stats
             .loop_heartbeat_us
@@ -740,6 +755,19 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
                         warn!(error = %e, "rule catalog not written; trying again next round")
                     }
                 }
+            }
+        }
+        if switches_read.is_none_or(|at| at.elapsed() >= switch_every) {
+            match store.rule_switches().await {
+                Ok(switches) => {
+                    switches_read = Some(std::time::Instant::now());
+                    let disabled = varde_store::disabled_rules(&switches);
+                    stats
+                        .rules_disabled
+                        .store(disabled.len() as u64, Ordering::Relaxed);
+                    detector.set_disabled(disabled);
+                }
+                Err(e) => warn!(error = %e, "rule switches not read; trying again next round"),
             }
         }
         let mut store_shutdown = shutdown.clone();

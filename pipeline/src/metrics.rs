@@ -291,6 +291,13 @@ pub fn families(state: &MetricsState) -> Vec<Family> {
     );
     out.push(
         Family::gauge(
+            p("rules_disabled"),
+            "Rules turned off from the dashboard (their alerts are not raised).",
+        )
+        .value(Value::Int(get(&s.rules_disabled))),
+    );
+    out.push(
+        Family::gauge(
             p("rule_errors"),
             "Rule documents that did not load at the last (re)load.",
         )

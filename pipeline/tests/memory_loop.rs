@@ -190,3 +190,96 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
         Err(varde_transport::Error::Closed)
     ));
 }
+
+#[tokio::test]
+async fn a_rule_switched_off_in_the_store_raises_no_alerts_until_it_is_switched_on() {
+    let store = EmbeddedStore::new();
+    let config = DetectionConfig {
+        reload_interval_s: 0,
+        ..DetectionConfig::default()
+    };
+    let (mut detector, _) = Detector::from_config(&config).expect("pack");
+    let root = detector
+        .catalog()
+        .into_iter()
+        .find(|e| e.source == "rules/sigma/lnx_sshd_root_password_login.yml")
+        .expect("the root login rule")
+        .rule_id;
+    let switch = |n: u8, enabled: bool| varde_store::RuleSwitch {
+        switch_id: [n; 16],
+        at_us: i64::from(n),
+        rule_id: root.clone(),
+        enabled,
+        actor: "kari".into(),
+        reason: "test".into(),
+    };
+    let oslo = events_topic("varde.", Kommunenummer::parse("0301").expect("Oslo"));
+    // One run of the loop over one batch of 10 lines (2 root logins), with the store as it is.
+    let run_once = |seq: u64| {
+        let bus = MemoryBus::new();
+        let topic = oslo.clone();
+        async move {
+            bus.publish(&topic, b"", &envelope_bytes("0301", seq, 10))
+                .await
+                .expect("publish");
+            bus.close();
+            bus.subscribe("g", &[topic])
+        }
+    };
+
+    store
+        .write_rule_switches(&[switch(1, false)])
+        .await
+        .expect("switch off");
+    let stats = Stats::default();
+    let (_stop, shutdown) = watch::channel(false);
+    let mut sub = run_once(1).await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        run(
+            &mut sub,
+            &store,
+            &mut detector,
+            LoopSettings::default(),
+            &stats,
+            shutdown,
+        ),
+    )
+    .await
+    .expect("loop ends when the bus closes");
+    assert_eq!(store.len(), 10, "the events are stored all the same");
+    assert_eq!(Stats::get(&stats.alerts_written), 0);
+    assert_eq!(Stats::get(&stats.rules_disabled), 1);
+
+    // Switched on again: the next batch raises the rule's alerts.
+    store
+        .write_rule_switches(&[switch(2, true)])
+        .await
+        .expect("switch on");
+    let stats = Stats::default();
+    let (_stop, shutdown) = watch::channel(false);
+    let mut sub = run_once(2).await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        run(
+            &mut sub,
+            &store,
+            &mut detector,
+            LoopSettings::default(),
+            &stats,
+            shutdown,
+        ),
+    )
+    .await
+    .expect("loop ends when the bus closes");
+    assert_eq!(Stats::get(&stats.rules_disabled), 0);
+    assert_eq!(Stats::get(&stats.alerts_written), 2);
+    let alerts = store
+        .alerts(&varde_store::AlertQuery {
+            tenant: None,
+            limit: 100,
+        })
+        .await
+        .expect("alerts");
+    assert!(alerts.iter().all(|a| a.rule_id == root), "{alerts:?}");
+}

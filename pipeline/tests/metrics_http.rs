@@ -416,6 +416,15 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<Vec<varde_store::incident::IncidentChange>> {
         self.inner.incident_changes(tenant, incident).await
     }
+    async fn write_rule_switches(
+        &self,
+        switches: &[varde_store::RuleSwitch],
+    ) -> varde_store::Result<u64> {
+        self.inner.write_rule_switches(switches).await
+    }
+    async fn rule_switches(&self) -> varde_store::Result<Vec<varde_store::RuleSwitch>> {
+        self.inner.rule_switches().await
+    }
     async fn triage(
         &self,
         tenant: Option<Kommunenummer>,

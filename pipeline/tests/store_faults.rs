@@ -181,6 +181,10 @@ impl Detect for FailingFor {
         None
     }
 
+    fn set_disabled(&mut self, disabled: std::collections::BTreeSet<String>) {
+        self.inner.set_disabled(disabled);
+    }
+
     async fn detect(&self, envelope: &Envelope, at: i64) -> Result<Vec<Alert>, DetectError> {
         if envelope.header.collector_id.as_str() == self.collector {
             self.attempts

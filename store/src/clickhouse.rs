@@ -2,6 +2,7 @@
 //! ClickHouse 18.16, which lacks `RowBinaryWithNamesAndTypes`, works as well as current releases).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use clickhouse::{Client, Row, RowWrite};
@@ -13,9 +14,10 @@ use crate::incident::{Change, IncidentChange, IncidentStatus, SHARED_FIELDS, Sev
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
     Alert, AlertCount, AlertQuery, CollectorSeen, DeadLetter, DroppedPartition, Error, EventCount,
-    EventQuery, EventStore, GroupSeen, Hunt, Resolution, Result, RuleEntry, StoredEvent, Table,
-    TriageAction, TriageKind, VolumeBy, VolumePoint, clamp_datetime, flatten,
+    EventQuery, EventStore, GroupSeen, Hunt, Resolution, Result, RuleEntry, RuleSwitch,
+    StoredEvent, Table, TriageAction, TriageKind, VolumeBy, VolumePoint, clamp_datetime, flatten,
 };
+use varde_core::status::CollectorStatus;
 use varde_core::{AlertId, EventId, Kommunenummer};
 
 /// Where the ClickHouse store lives.
@@ -190,6 +192,46 @@ struct TriageRow {
     reason: String,
     until: u32,
     before: String,
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct SwitchRow {
+    at: u32,
+    at_us: u32,
+    switch_id: [u8; 16],
+    rule_id: String,
+    enabled: u8,
+    actor: String,
+    reason: String,
+}
+
+const SWITCH_COLUMNS: &str =
+    "toUInt32(at) AS at, at_us, switch_id, rule_id, enabled, actor, reason";
+
+impl SwitchRow {
+    fn of(s: &RuleSwitch) -> Self {
+        let (at, at_us) = clamp_datetime(s.at_us);
+        SwitchRow {
+            at,
+            at_us,
+            switch_id: s.switch_id,
+            rule_id: s.rule_id.clone(),
+            enabled: u8::from(s.enabled),
+            actor: s.actor.clone(),
+            reason: s.reason.clone(),
+        }
+    }
+
+    fn into_switch(self) -> RuleSwitch {
+        RuleSwitch {
+            switch_id: self.switch_id,
+            at_us: i64::from(self.at) * 1_000_000 + i64::from(self.at_us),
+            rule_id: self.rule_id,
+            enabled: self.enabled != 0,
+            actor: self.actor,
+            reason: self.reason,
+        }
+    }
 }
 
 const TRIAGE_COLUMNS: &str = "toUInt32(at) AS at, at_us, tenant, dedup_key, action_id, action, \
@@ -867,25 +909,62 @@ impl EventStore for ClickHouseStore {
             events_last_hour: u64,
             kinds: Vec<String>,
         }
+        #[derive(Row, Deserialize)]
+        struct Report {
+            collector_id: String,
+            tenant: String,
+            at: u64,
+            keys: Vec<String>,
+            values: Vec<String>,
+        }
         let (now, _) = clamp_datetime(now_us);
         let hour_ago = now.saturating_sub(3600);
         let week_ago_day = now.saturating_sub(7 * 86_400) / 86_400;
+        let own = format!("has(field_keys, '{}')", varde_core::status::MARKER);
         // The day partitions of the last week only; numbers and a checked kommunenummer inline.
-        let mut sql = format!(
-            "SELECT collector_id, tenant, toUInt32(max(receive_time)) AS last_receive, \
-             uniqExactIf(event_id, receive_time >= toDateTime({hour_ago})) AS events_last_hour, \
-             arraySort(groupUniqArray(source_kind)) AS kinds FROM {}.events \
-             WHERE event_date >= toDate({week_ago_day})",
-            self.db
-        );
-        if let Some(t) = tenant {
-            sql.push_str(&format!(" AND tenant = '{}'", t.as_str()));
-        }
-        sql.push_str(" GROUP BY collector_id, tenant ORDER BY tenant, collector_id");
-        let rows: Vec<Seen> = self.client.query(&sql).fetch_all().await?;
+        let scope = match tenant {
+            Some(t) => format!(
+                "event_date >= toDate({week_ago_day}) AND tenant = '{}'",
+                t.as_str()
+            ),
+            None => format!("event_date >= toDate({week_ago_day})"),
+        };
+        let db = &self.db;
+        let rows: Vec<Seen> = self
+            .client
+            .query(&format!(
+                "SELECT collector_id, tenant, toUInt32(max(receive_time)) AS last_receive, \
+                 uniqExactIf(event_id, receive_time >= toDateTime({hour_ago}) AND NOT {own}) \
+                 AS events_last_hour, \
+                 arraySort(groupUniqArrayIf(source_kind, NOT {own})) AS kinds FROM {db}.events \
+                 WHERE {scope} GROUP BY collector_id, tenant ORDER BY tenant, collector_id"
+            ))
+            .fetch_all()
+            .await?;
+        let reports: Vec<Report> = self
+            .client
+            .query(&format!(
+                "SELECT collector_id, tenant, \
+                 max(toUInt64(event_time) * 1000000 + event_time_us) AS at, \
+                 argMax(field_keys, toUInt64(event_time) * 1000000 + event_time_us) AS keys, \
+                 argMax(field_values, toUInt64(event_time) * 1000000 + event_time_us) AS values \
+                 FROM {db}.events WHERE {scope} AND source_kind = 'generic_json' AND {own} \
+                 GROUP BY collector_id, tenant"
+            ))
+            .fetch_all()
+            .await?;
+        let mut reports: HashMap<(String, String), CollectorStatus> = reports
+            .into_iter()
+            .filter_map(|r| {
+                let at = i64::try_from(r.at).unwrap_or(i64::MAX);
+                let status = CollectorStatus::from_fields(at, &r.keys, &r.values)?;
+                Some(((r.tenant, r.collector_id), status))
+            })
+            .collect();
         Ok(rows
             .into_iter()
             .map(|r| CollectorSeen {
+                status: reports.remove(&(r.tenant.clone(), r.collector_id.clone())),
                 collector_id: r.collector_id,
                 tenant: r.tenant,
                 last_receive_us: i64::from(r.last_receive) * 1_000_000,
@@ -1231,6 +1310,24 @@ impl EventStore for ClickHouseStore {
             .fetch_all()
             .await?;
         rows.into_iter().map(TriageRow::into_action).collect()
+    }
+
+    async fn write_rule_switches(&self, switches: &[RuleSwitch]) -> Result<u64> {
+        self.insert_rows("rule_switches", switches.iter().map(SwitchRow::of))
+            .await
+    }
+
+    async fn rule_switches(&self) -> Result<Vec<RuleSwitch>> {
+        let rows: Vec<SwitchRow> = self
+            .client
+            .query(&format!(
+                "SELECT {SWITCH_COLUMNS} FROM {}.rule_switches FINAL \
+                 ORDER BY at, at_us, switch_id",
+                self.db
+            ))
+            .fetch_all()
+            .await?;
+        Ok(rows.into_iter().map(SwitchRow::into_switch).collect())
     }
 
     async fn write_incident_changes(&self, changes: &[IncidentChange]) -> Result<u64> {

@@ -4,14 +4,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use varde_core::status::CollectorStatus;
 use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
 use crate::CollectorSeen;
 use crate::incident::{Change, IncidentChange, SHARED_FIELDS};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
-    EventStore, GroupSeen, Hunt, Result, RuleEntry, StoredEvent, Table, TriageAction, VolumeBy,
-    VolumePoint, day_of_us, flatten, partition_id_of_day,
+    EventStore, GroupSeen, Hunt, Result, RuleEntry, RuleSwitch, StoredEvent, Table, TriageAction,
+    VolumeBy, VolumePoint, day_of_us, flatten, partition_id_of_day,
 };
 
 /// In-memory [`EventStore`]. Clones share the same data (the demo's pipeline writes what its
@@ -33,6 +34,8 @@ struct Inner {
     dead_letters: BTreeMap<(String, i32, i64), DeadLetter>,
     /// Triage history by action id (a rewritten id replaces its row, as in ClickHouse).
     triage: HashMap<[u8; 16], TriageAction>,
+    /// Rule switches by id.
+    switches: HashMap<[u8; 16], RuleSwitch>,
     /// Incident changes by change id (likewise).
     incidents: HashMap<[u8; 16], IncidentChange>,
     /// The newest rule catalog and when it was loaded.
@@ -234,8 +237,22 @@ impl EventStore for EmbeddedStore {
                     last_receive_us: i64::MIN,
                     events_last_hour: 0,
                     kinds: Vec::new(),
+                    status: None,
                 });
             c.last_receive_us = c.last_receive_us.max(e.receive_time_us);
+            if e.fields
+                .iter()
+                .any(|(k, _)| k == varde_core::status::MARKER)
+            {
+                if e.source_kind == "generic_json"
+                    && c.status.as_ref().is_none_or(|s| s.at_us < e.event_time_us)
+                {
+                    let (keys, values): (Vec<String>, Vec<String>) =
+                        e.fields.iter().cloned().unzip();
+                    c.status = CollectorStatus::from_fields(e.event_time_us, &keys, &values);
+                }
+                continue;
+            }
             if e.receive_time_us.div_euclid(1_000_000) >= now - 3600 {
                 c.events_last_hour += 1;
             }
@@ -514,6 +531,21 @@ impl EventStore for EmbeddedStore {
         let mut out: Vec<TriageAction> = inner.triage.values().cloned().collect();
         out.sort_by_key(|a| std::cmp::Reverse((a.at_us, a.action_id)));
         out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
+    async fn write_rule_switches(&self, switches: &[RuleSwitch]) -> Result<u64> {
+        let mut inner = self.lock();
+        for s in switches {
+            inner.switches.insert(s.switch_id, s.clone());
+        }
+        Ok(switches.len() as u64)
+    }
+
+    async fn rule_switches(&self) -> Result<Vec<RuleSwitch>> {
+        let inner = self.lock();
+        let mut out: Vec<RuleSwitch> = inner.switches.values().cloned().collect();
+        out.sort_by_key(|s| (s.at_us, s.switch_id));
         Ok(out)
     }
 

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
 
 use varde_core::time::split_micros;
@@ -258,10 +259,12 @@ pub struct CollectorSeen {
     pub tenant: String,
     /// When the pipeline last received an event of it, µs since the epoch (whole seconds).
     pub last_receive_us: i64,
-    /// Distinct events received in the hour before `now`.
+    /// Distinct events received in the hour before `now` (its own reports not counted).
     pub events_last_hour: u64,
-    /// The source kinds it sent, sorted.
+    /// The source kinds it sent, sorted (its own reports not counted).
     pub kinds: Vec<String>,
+    /// Its newest report on itself in the last week (spool depth, drops), if it sent one.
+    pub status: Option<varde_core::status::CollectorStatus>,
 }
 
 /// What alert volume is counted by.
@@ -721,6 +724,49 @@ pub trait EventStore: Send + Sync {
         tenant: Option<Kommunenummer>,
         incident: Option<[u8; 16]>,
     ) -> impl Future<Output = Result<Vec<incident::IncidentChange>>> + Send;
+
+    /// Appends rule switches; returns how many. Rows are never changed or removed.
+    fn write_rule_switches(
+        &self,
+        switches: &[RuleSwitch],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Every rule switch, oldest first: the history [`disabled_rules`] reads the state from.
+    fn rule_switches(&self) -> impl Future<Output = Result<Vec<RuleSwitch>>> + Send;
+}
+
+/// An analyst turning a rule off or on again from the dashboard: one append-only row; the
+/// newest row of a rule is its state, and a rule with no row is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSwitch {
+    /// Random id of the switch: a retried write collapses into one row.
+    pub switch_id: [u8; 16],
+    /// When, µs since the epoch.
+    pub at_us: i64,
+    /// The rule (its catalog id, as alerts carry it).
+    pub rule_id: String,
+    /// `false` turns the rule off: the pipeline stops raising its alerts.
+    pub enabled: bool,
+    /// The account that switched it.
+    pub actor: String,
+    /// Why (required by the dashboard).
+    pub reason: String,
+}
+
+/// The rules whose newest switch turned them off, from switches in any order.
+pub fn disabled_rules(switches: &[RuleSwitch]) -> std::collections::BTreeSet<String> {
+    let mut newest: HashMap<&str, &RuleSwitch> = HashMap::new();
+    for s in switches {
+        let e = newest.entry(s.rule_id.as_str()).or_insert(s);
+        if (s.at_us, s.switch_id) > (e.at_us, e.switch_id) {
+            *e = s;
+        }
+    }
+    newest
+        .into_values()
+        .filter(|s| !s.enabled)
+        .map(|s| s.rule_id.clone())
+        .collect()
 }
 
 /// One event of an envelope, flattened for storage: the shape both stores keep.

@@ -189,6 +189,25 @@ pub const MIGRATIONS: &[Migration] = &[
             ORDER BY (source, rule_id)",
         ],
     },
+    Migration {
+        version: 7,
+        name: "rule_switches",
+        statements: &[
+            // Rules turned off and on again from the dashboard: append-only, one row per
+            // switch, the newest row of a rule is its state (no row: on). The pipeline reads it
+            // between batches. Never dropped by retention: it is part of the audit trail.
+            "CREATE TABLE IF NOT EXISTS {db}.rule_switches (
+                at DateTime('UTC'),
+                at_us UInt32,
+                switch_id FixedString(16),
+                rule_id String,
+                enabled UInt8,
+                actor String,
+                reason String
+            ) ENGINE = ReplacingMergeTree()
+            ORDER BY (rule_id, at, at_us, switch_id)",
+        ],
+    },
 ];
 
 /// The table that records applied migrations.

@@ -9,7 +9,7 @@ use varde_store::embedded::EmbeddedStore;
 use varde_store::incident::{Change, IncidentChange, IncidentStatus, Severity, Tlp};
 use varde_store::{
     Alert, AlertQuery, DeadLetter, EventQuery, EventStore, GroupSeen, Resolution, RuleEntry,
-    TriageAction, TriageKind, VolumeBy, VolumePoint,
+    RuleSwitch, TriageAction, TriageKind, VolumeBy, VolumePoint,
 };
 use varde_testkit::TestEnv;
 
@@ -162,6 +162,61 @@ async fn contract<S: EventStore>(store: &S) {
     incidents_contract(store).await;
     rules_contract(store).await;
     dead_letters_contract(store).await;
+    collector_reports_contract(store).await;
+}
+
+/// A collector's reports on itself: the newest one in the last week is its status; reports are
+/// not counted as its events or kinds.
+async fn collector_reports_contract<S: EventStore>(store: &S) {
+    use varde_core::status::CollectorStatus;
+    let trondheim = Kommunenummer::parse("5001").expect("Trondheim");
+    let collector = CollectorId::new("k5001-a").expect("id");
+    let t0 = 1_714_557_600_000_000;
+    let report = |at_us: i64, spool_events: u64| CollectorStatus {
+        at_us,
+        spool_bytes: spool_events * 100,
+        spool_max_bytes: 1 << 30,
+        spool_records: spool_events / 50,
+        spool_events,
+        oldest_unsent_s: 12,
+        dropped_spool_full_events: 3,
+        dropped_receive_buffer_datagrams: 4,
+        rejected_events: 0,
+        journal_errors: 1,
+        publish_errors: 9,
+        version: "0.1.0".into(),
+    };
+    // Written newest first: the store picks by time, not by order.
+    let (old, new) = (report(t0, 500), report(t0 + 60_000_000, 250));
+    let mut b = BatchBuilder::new(SourceKind::GenericJson, trondheim, collector.clone(), 2);
+    for r in [&new, &old] {
+        b.push(&r.event()).expect("push");
+    }
+    let reports = Envelope::new(
+        SourceKind::GenericJson,
+        trondheim,
+        collector.clone(),
+        1,
+        b.finish().expect("batch"),
+    )
+    .expect("envelope");
+    let web = envelope("5001", "k5001-a", 2, 5);
+    store.write_envelopes(&[reports, web]).await.expect("write");
+    let seen = store
+        .collectors(Some(trondheim), t0 + 1_800_000_000)
+        .await
+        .expect("collectors");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].events_last_hour, 5);
+    assert_eq!(seen[0].kinds, vec!["web_access".to_owned()]);
+    assert_eq!(seen[0].status, Some(new));
+    // Another municipality's collectors carry no report of Trondheim's.
+    let oslo = Kommunenummer::parse("0301").expect("Oslo");
+    let others = store
+        .collectors(Some(oslo), t0 + 1_800_000_000)
+        .await
+        .expect("collectors");
+    assert!(others.iter().all(|c| c.status.is_none()), "{others:?}");
 }
 
 /// Incidents as append-only changes: every kind of change survives the round trip, a retried
@@ -331,6 +386,40 @@ async fn rules_contract<S: EventStore>(store: &S) {
     // Gone with the newer load, and never a load error by its empty id.
     assert_eq!(store.rule("id-b").await.expect("one"), None);
     assert_eq!(store.rule("").await.expect("one"), None);
+
+    // Switches: append-only, read back oldest first with every field, a retried write once;
+    // the newest switch of a rule is its state, whatever order they were written in.
+    assert!(store.rule_switches().await.expect("none").is_empty());
+    let switch = |n: u8, rule: &str, enabled: bool| RuleSwitch {
+        switch_id: [n; 16],
+        at_us: t1 + i64::from(n) * 1_000_001,
+        rule_id: rule.into(),
+        enabled,
+        actor: "kari".into(),
+        reason: format!("noisy in '{rule}' \\ \"quoted\""),
+    };
+    let history = vec![
+        switch(1, "id-a", false),
+        switch(2, "id-b", false),
+        switch(3, "id-a", true),
+        switch(4, "id-c", false),
+        switch(5, "id-c", false),
+    ];
+    let mut shuffled = history.clone();
+    shuffled.reverse();
+    shuffled.push(history[0].clone());
+    assert_eq!(
+        store.write_rule_switches(&shuffled).await.expect("write"),
+        6
+    );
+    let read = store.rule_switches().await.expect("read");
+    assert_eq!(read, history);
+    assert_eq!(
+        varde_store::disabled_rules(&read)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec!["id-b".to_owned(), "id-c".to_owned()]
+    );
 }
 
 async fn dead_letters_contract<S: EventStore>(store: &S) {

@@ -461,22 +461,30 @@ async fn run(config: CollectorConfig) -> Result<()> {
             shutdown.clone(),
         )));
     }
+    let state = Arc::new(MetricsState {
+        collector_id: config.collector_id.to_string(),
+        tenant: config.tenant.to_string(),
+        stats: running.stats.clone(),
+        spool: Some(spool_stats.clone()),
+        spool_max_bytes: config.spool.max_bytes,
+        sources: labelled,
+        started: std::time::Instant::now(),
+    });
     if let Some(listen) = config.metrics.listen {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("metrics: listening on {listen}"))?;
-        let state = Arc::new(MetricsState {
-            collector_id: config.collector_id.to_string(),
-            tenant: config.tenant.to_string(),
-            stats: running.stats.clone(),
-            spool: Some(spool_stats.clone()),
-            spool_max_bytes: config.spool.max_bytes,
-            sources: labelled,
-            started: std::time::Instant::now(),
-        });
         tasks.push(tokio::spawn(metrics::serve(
             listener,
+            state.clone(),
+            shutdown.clone(),
+        )));
+    }
+    if config.status.interval_s > 0 {
+        tasks.push(tokio::spawn(varde_collector::status::report(
+            running.tx.clone(),
             state,
+            Duration::from_secs(config.status.interval_s),
             shutdown.clone(),
         )));
     }
