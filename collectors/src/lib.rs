@@ -11,6 +11,8 @@
 //!   in every text field, before anything leaves the municipality.
 //! - [`parse`]: edge parsers from text into the typed columns of `web_access`, `auth`,
 //!   `oidc_login`, `windows_event` (evtx, Winlogbeat and NXLog JSON) and `generic_json`.
+//! - [`flow`]: network flows: packets decoded and aggregated into bidirectional flows with DNS,
+//!   TLS SNI and HTTP Host metadata, attributed to the shared components; `.pcap`/`.pcapng`.
 //! - [`import`]: files of events for offline analysis (`.evtx`, `.json`, `.jsonl`).
 //! - [`edge`]: the one entry point of the delivery side, [`edge::edge_event`]: syslog parsing →
 //!   format detection → privacy, with per-source counters.
@@ -33,6 +35,7 @@
 
 pub mod config;
 pub mod edge;
+pub mod flow;
 pub mod import;
 pub mod journal;
 pub mod metrics;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real syslog senders for the collector's tests (collectors/tests/peers.rs): syslog-ng's
-# `loggen` and `rsyslogd`, from Debian's own packages, without installing the daemons.
+# `loggen` and `rsyslogd`, from Debian's own packages, without installing the daemons; and the
+# packet tools of the flow tests (collectors/tests/flows.rs): tcpdump, tshark, openssl, curl.
 #
 #   deploy/dev/peers.sh          install when missing, check, print the paths
 #   eval "$(deploy/dev/peers.sh)"   ... and export VARDE_LOGGEN / VARDE_RSYSLOGD
@@ -107,7 +108,7 @@ unpack rsyslog-kafka "$RSK_ROOT" usr/lib
 unpack rsyslog-relp "$RSR_ROOT" usr/lib
 
 missing=()
-for p in $(lib_depends "$RS_ROOT") $(lib_depends "$SN_ROOT") $(lib_depends "$RSK_ROOT") $(lib_depends "$RSR_ROOT") make gcc; do
+for p in $(lib_depends "$RS_ROOT") $(lib_depends "$SN_ROOT") $(lib_depends "$RSK_ROOT") $(lib_depends "$RSR_ROOT") make gcc tcpdump tshark openssl curl; do
   installed "$p" || case " ${missing[*]-} " in *" $p "*) ;; *) missing+=("$p") ;; esac
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -4,6 +4,7 @@
 //! varde-collector check-config <file>          validate a configuration file
 //! varde-collector run --config <file>          run the configured sources until SIGINT/SIGTERM
 //! varde-collector send --config <file> <log>…  ship files of syslog lines once, then exit
+//! varde-collector pcap <file.pcap|.pcapng>      print the flows of a capture file (no service)
 //! ```
 //!
 //! Both `run` and `send` go through the disk spool (`<state_dir>/spool`): a batch is deleted
@@ -68,6 +69,31 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the network flows of a `.pcap` or `.pcapng` file, one per line, and a summary;
+    /// needs no configuration and no service.
+    Pcap {
+        /// The capture file.
+        file: PathBuf,
+        /// `jsonl`: one JSON object per flow on stdout, the summary as JSON on stderr;
+        /// `table`: aligned columns and a summary line, all on stdout.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: PcapFormat,
+        /// More shared components (the registry's TOML format) besides the built-in ones.
+        #[arg(long)]
+        components: Option<PathBuf>,
+        /// Seconds without a packet after which a flow ends.
+        #[arg(long, default_value_t = 300)]
+        idle_timeout: u64,
+        /// Seconds after which a long flow is reported and starts again.
+        #[arg(long, default_value_t = 1800)]
+        active_timeout: u64,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PcapFormat {
+    Jsonl,
+    Table,
 }
 
 fn main() -> Result<()> {
@@ -85,7 +111,137 @@ fn main() -> Result<()> {
         Command::Send { config, files } => {
             runtime()?.block_on(send(CollectorConfig::load(&config)?, files))
         }
+        Command::Pcap {
+            file,
+            format,
+            components,
+            idle_timeout,
+            active_timeout,
+        } => pcap(
+            &file,
+            format,
+            components.as_deref(),
+            idle_timeout,
+            active_timeout,
+        ),
     }
+}
+
+fn pcap(
+    file: &std::path::Path,
+    format: PcapFormat,
+    components: Option<&std::path::Path>,
+    idle_timeout_s: u64,
+    active_timeout_s: u64,
+) -> Result<()> {
+    use std::io::Write;
+    use varde_collector::flow::{Attribution, format_us, pcap::read_file, table::FlowSettings};
+    let mut registry = varde_core::ComponentRegistry::builtin();
+    if let Some(path) = components {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        registry
+            .extend_from_toml(&text)
+            .with_context(|| format!("{}", path.display()))?;
+    }
+    let settings = FlowSettings {
+        idle_timeout_s,
+        active_timeout_s,
+        ..FlowSettings::default()
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut failed: Option<std::io::Error> = None;
+    if matches!(format, PcapFormat::Table) {
+        writeln!(
+            out,
+            "{:<27} {:>10} {:<5} {:>41} {:>41} {:>8} {:>10} {:>8} {:>10}  component",
+            "first seen (UTC)",
+            "duration",
+            "proto",
+            "src",
+            "dst",
+            "out pkts",
+            "out bytes",
+            "in pkts",
+            "in bytes"
+        )?;
+    }
+    let summary = read_file(file, settings, &mut Attribution::new(registry), |f| {
+        if failed.is_some() {
+            return;
+        }
+        let written = match format {
+            PcapFormat::Jsonl => serde_json::to_writer(&mut out, &f)
+                .map_err(std::io::Error::other)
+                .and_then(|()| out.write_all(b"\n")),
+            PcapFormat::Table => {
+                let proto = match f.protocol {
+                    6 => "TCP".to_owned(),
+                    17 => "UDP".to_owned(),
+                    1 => "ICMP".to_owned(),
+                    58 => "ICMP6".to_owned(),
+                    n => n.to_string(),
+                };
+                let end = |ip: std::net::IpAddr, port: u16| match ip {
+                    std::net::IpAddr::V4(_) => format!("{ip}:{port}"),
+                    std::net::IpAddr::V6(_) => format!("[{ip}]:{port}"),
+                };
+                writeln!(
+                    out,
+                    "{:<27} {:>10.3} {:<5} {:>41} {:>41} {:>8} {:>10} {:>8} {:>10}  {}",
+                    format_us(f.first_us),
+                    (f.last_us - f.first_us) as f64 / 1e6,
+                    proto,
+                    end(f.src_ip, f.src_port),
+                    end(f.dst_ip, f.dst_port),
+                    f.packets_out,
+                    f.bytes_out,
+                    f.packets_in,
+                    f.bytes_in,
+                    f.component.as_deref().unwrap_or("-")
+                )
+            }
+        };
+        if let Err(e) = written {
+            failed = Some(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        // A closed pipe (`| head`) ends the listing quietly; anything else is an error.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Ok(());
+        }
+        return Err(e).context("writing the flows");
+    }
+    let malformed: u64 = summary.malformed.values().sum();
+    match format {
+        PcapFormat::Jsonl => {
+            out.flush()?;
+            eprintln!("{}", serde_json::json!({ "summary": summary }));
+        }
+        PcapFormat::Table => {
+            writeln!(
+                out,
+                "Summary: {} flows, {} packets, {} IP bytes; {} frames, {} not IP, {} malformed, {} flows evicted",
+                summary.table.flows,
+                summary.packets,
+                summary.bytes,
+                summary.frames,
+                summary.not_ip,
+                malformed,
+                summary.table.evicted
+            )?;
+            out.flush()?;
+        }
+    }
+    if let Some(stopped) = &summary.stopped {
+        anyhow::bail!(
+            "{}: damaged or cut short; the flows above are those of the frames before: {stopped}",
+            file.display()
+        );
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

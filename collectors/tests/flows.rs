@@ -1,0 +1,359 @@
+//! `varde-collector pcap` against real traffic and a real peer: on the loopback interface,
+//! curl fetches pages from Python's `http.server` (one with the Host of Altinn) and OpenSSL's
+//! `s_client` makes a TLS handshake with `s_server` naming ID-porten; Debian's `tcpdump`
+//! captures it all to a file. Varde's flows of that file must be exactly the conversations
+//! `tshark -z conv,tcp` finds in it: the same endpoints, packets each way, and bytes each way
+//! (tshark counts frames: Varde counts IP bytes, as NetFlow does, so each frame's 14-byte
+//! Ethernet header is taken off tshark's figure). The HTTP Host and the TLS server name, and the
+//! shared components they name, must be found; the same capture as pcapng must give the same
+//! flows; a capture cut short must give the flows before the cut and fail saying so.
+//!
+//! Capturing needs `CAP_NET_RAW` (CI runs as root): without it the test says so and skips.
+//! `tcpdump` and `tshark` come from Debian (`.ci/run` installs them).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn collector() -> &'static str {
+    env!("CARGO_BIN_EXE_varde-collector")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One flow as `varde-collector pcap` printed it.
+#[derive(Debug, serde::Deserialize)]
+struct Flow {
+    src_ip: String,
+    src_port: u16,
+    dst_ip: String,
+    dst_port: u16,
+    protocol: u8,
+    packets_out: u64,
+    bytes_out: u64,
+    packets_in: u64,
+    bytes_in: u64,
+    tls_sni: Option<String>,
+    http_host: Option<String>,
+    component: Option<String>,
+}
+
+fn flows_of(file: &Path) -> (Vec<Flow>, String, bool) {
+    let out = Command::new(collector())
+        .args(["pcap", "--format", "jsonl"])
+        .arg(file)
+        .output()
+        .expect("varde-collector runs");
+    let flows = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (
+        flows,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// tshark's TCP conversations: (A, B) → ((frames, bytes) A→B, (frames, bytes) B→A).
+type Conversations = BTreeMap<(String, String), ((u64, u64), (u64, u64))>;
+
+fn tshark_conversations(file: &Path) -> Conversations {
+    let out = Command::new("tshark")
+        .args(["-n", "-q", "-z", "conv,tcp", "-r"])
+        .arg(file)
+        .output()
+        .expect("tshark runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut convs = Conversations::new();
+    for line in text.lines().filter(|l| l.contains("<->")) {
+        // A <-> B  frames(B→A) n bytes  frames(A→B) n bytes  total …
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            words.len() > 8 && words[5] == "bytes" && words[8] == "bytes",
+            "tshark printed a size in other units than bytes; keep the test's traffic under 10 kB a way: {line}"
+        );
+        let n = |i: usize| words[i].parse::<u64>().unwrap_or_else(|_| panic!("{line}"));
+        convs.insert(
+            (words[0].to_owned(), words[2].to_owned()),
+            ((n(6), n(7)), (n(3), n(4))),
+        );
+    }
+    convs
+}
+
+#[test]
+fn flows_of_a_capture_are_the_conversations_tshark_sees() {
+    for tool in ["tcpdump", "tshark", "curl", "openssl", "python3"] {
+        assert!(
+            have(tool),
+            "{tool} is missing: .ci/run installs it (apt-get install tcpdump tshark curl openssl)"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (http, tls) = (free_port(), free_port());
+    let capture = dir.path().join("lo.pcap");
+    let mut tcpdump = Killed(
+        Command::new("tcpdump")
+            .args(["-i", "lo", "-U", "--immediate-mode", "-n", "-w"])
+            .arg(&capture)
+            .arg(format!("tcp port {http} or tcp port {tls}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump starts"),
+    );
+    // tcpdump says "listening on lo" once it captures, or why it cannot.
+    let mut stderr = tcpdump.0.stderr.take().expect("stderr");
+    let mut said = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&said).contains("listening on") {
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(&mut stderr, &mut byte) {
+            Ok(1) => said.push(byte[0]),
+            _ => {
+                let why = String::from_utf8_lossy(&said);
+                if why.contains("ermission") || why.contains("not permitted") {
+                    eprintln!("SKIPPED: tcpdump cannot capture here (needs CAP_NET_RAW): {why}");
+                    return;
+                }
+                panic!("tcpdump stopped: {why}");
+            }
+        }
+        assert!(Instant::now() < deadline, "tcpdump did not start");
+    }
+    // tcpdump's further messages go nowhere, so it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).expect("www");
+    std::fs::write(www.join("index.html"), "<p>Hei fra Varde</p>\n").expect("page");
+    let _server = Killed(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &http.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("http.server starts"),
+    );
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=login.idporten.no",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl req");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let _tls_server = Killed(
+        Command::new("openssl")
+            .args(["s_server", "-quiet", "-accept", &tls.to_string(), "-cert"])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s_server starts"),
+    );
+    wait_for_port(http);
+    wait_for_port(tls);
+    // The waits above opened and closed connections too: they are conversations like any other.
+    for host in ["www.altinn.no", "127.0.0.1"] {
+        let got = Command::new("curl")
+            .args(["-s", "-H", &format!("Host: {host}")])
+            .arg(format!("http://127.0.0.1:{http}/"))
+            .output()
+            .expect("curl");
+        assert!(String::from_utf8_lossy(&got.stdout).contains("Hei fra Varde"));
+    }
+    let handshake = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{tls}")])
+        .args(["-servername", "login.idporten.no"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("s_client");
+    assert!(
+        String::from_utf8_lossy(&handshake.stdout).contains("BEGIN CERTIFICATE"),
+        "{}",
+        String::from_utf8_lossy(&handshake.stderr)
+    );
+    // Let the last FINs be captured, then stop tcpdump so that it writes everything out.
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = Command::new("kill")
+        .args(["-INT", &tcpdump.0.id().to_string()])
+        .status();
+    let _ = tcpdump.0.wait();
+
+    let convs = tshark_conversations(&capture);
+    assert!(convs.len() >= 5, "tshark saw {convs:?}");
+    let (flows, summary, ok) = flows_of(&capture);
+    assert!(ok, "{summary}");
+    assert_eq!(
+        flows.len(),
+        convs.len(),
+        "{flows:#?}\n{convs:#?}\n{summary}"
+    );
+    for f in &flows {
+        assert_eq!(f.protocol, 6);
+        let a = format!("{}:{}", f.src_ip, f.src_port);
+        let b = format!("{}:{}", f.dst_ip, f.dst_port);
+        let (forward, backward) = match (
+            convs.get(&(a.clone(), b.clone())),
+            convs.get(&(b.clone(), a.clone())),
+        ) {
+            (Some(&(ab, ba)), _) => (ab, ba),
+            (None, Some(&(ba, ab))) => (ab, ba),
+            (None, None) => panic!("tshark has no conversation {a} <-> {b}: {convs:#?}"),
+        };
+        assert_eq!(
+            (f.packets_out, f.bytes_out + 14 * f.packets_out),
+            forward,
+            "{a} -> {b}"
+        );
+        assert_eq!(
+            (f.packets_in, f.bytes_in + 14 * f.packets_in),
+            backward,
+            "{b} -> {a}"
+        );
+        // The opener is the client: the servers' ports are the destination.
+        assert!(f.dst_port == http || f.dst_port == tls, "{f:?}");
+    }
+    let altinn = flows
+        .iter()
+        .find(|f| f.http_host.as_deref() == Some("www.altinn.no"))
+        .expect("the request to Altinn's host");
+    assert_eq!(altinn.component.as_deref(), Some("altinn"));
+    let plain = flows
+        .iter()
+        .find(|f| f.http_host.as_deref() == Some("127.0.0.1"))
+        .expect("the other request");
+    assert_eq!(plain.component, None);
+    let idporten = flows
+        .iter()
+        .find(|f| f.tls_sni.is_some())
+        .expect("the TLS handshake");
+    assert_eq!(idporten.tls_sni.as_deref(), Some("login.idporten.no"));
+    assert_eq!(idporten.component.as_deref(), Some("idporten"));
+    assert!(summary.contains("\"malformed\":{}"), "{summary}");
+
+    // The same capture as pcapng (written by tshark): the same flows.
+    let ng = dir.path().join("lo.pcapng");
+    let converted = Command::new("tshark")
+        .args(["-F", "pcapng", "-r"])
+        .arg(&capture)
+        .arg("-w")
+        .arg(&ng)
+        .output()
+        .expect("tshark converts");
+    assert!(converted.status.success());
+    let (ng_flows, ng_summary, ok) = flows_of(&ng);
+    assert!(ok, "{ng_summary}");
+    let key = |f: &Flow| {
+        (
+            f.src_port,
+            f.dst_port,
+            f.packets_out,
+            f.bytes_out,
+            f.packets_in,
+            f.bytes_in,
+        )
+    };
+    let mut expected: Vec<_> = flows.iter().map(key).collect();
+    let mut got: Vec<_> = ng_flows.iter().map(key).collect();
+    expected.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, expected);
+
+    // Cut short in the middle of its last packet: the flows before the cut, and an error.
+    let bytes = std::fs::read(&capture).expect("read");
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).expect("write");
+    let (cut_flows, cut_summary, ok) = flows_of(&cut);
+    assert!(!ok, "a file cut short is an error");
+    assert!(cut_summary.contains("cut short"), "{cut_summary}");
+    assert_eq!(cut_flows.len(), flows.len(), "{cut_summary}");
+    let packets = |fs: &[Flow]| fs.iter().map(|f| f.packets_out + f.packets_in).sum::<u64>();
+    assert_eq!(packets(&cut_flows) + 1, packets(&flows));
+}
+
+#[test]
+fn what_is_not_a_capture_file_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junk = dir.path().join("junk.pcap");
+    std::fs::write(&junk, b"GET / HTTP/1.1\r\n").expect("write");
+    let out = Command::new(collector())
+        .arg("pcap")
+        .arg(&junk)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a pcap or pcapng file"), "{err}");
+    assert!(out.stdout.is_empty());
+}
