@@ -123,6 +123,72 @@ pub struct CollectorConfig {
     /// The collector's report on itself to the CERT (see [`crate::status`]).
     #[serde(default)]
     pub status: StatusConfig,
+    /// Network flows: how they end, and the components they are attributed to.
+    #[serde(default)]
+    pub flows: FlowsConfig,
+}
+
+/// The `[flows]` section (see [`crate::flow`]; defaults in `docs/flows.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsConfig {
+    /// Seconds without a packet after which a flow ends (default 300).
+    #[serde(default = "FlowsConfig::default_idle")]
+    pub idle_timeout_s: u64,
+    /// Seconds after which a long flow is reported and starts again (default 1800).
+    #[serde(default = "FlowsConfig::default_active")]
+    pub active_timeout_s: u64,
+    /// Most flows held at once (default 1,000,000).
+    #[serde(default = "FlowsConfig::default_max_flows")]
+    pub max_flows: usize,
+    /// More shared components (the registry's TOML format) besides the built-in ones.
+    #[serde(default)]
+    pub components: Option<PathBuf>,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        FlowsConfig {
+            idle_timeout_s: Self::default_idle(),
+            active_timeout_s: Self::default_active(),
+            max_flows: Self::default_max_flows(),
+            components: None,
+        }
+    }
+}
+
+impl FlowsConfig {
+    fn default_idle() -> u64 {
+        crate::flow::table::FlowSettings::default().idle_timeout_s
+    }
+    fn default_active() -> u64 {
+        crate::flow::table::FlowSettings::default().active_timeout_s
+    }
+    fn default_max_flows() -> usize {
+        crate::flow::table::FlowSettings::default().max_flows
+    }
+
+    /// The flow table's settings.
+    pub fn table(&self) -> crate::flow::table::FlowSettings {
+        crate::flow::table::FlowSettings {
+            idle_timeout_s: self.idle_timeout_s,
+            active_timeout_s: self.active_timeout_s,
+            max_flows: self.max_flows,
+        }
+    }
+
+    /// The component registry: the built-in one and `components`.
+    pub fn registry(&self) -> Result<varde_core::ComponentRegistry, String> {
+        let mut registry = varde_core::ComponentRegistry::builtin();
+        if let Some(path) = &self.components {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            registry
+                .extend_from_toml(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(registry)
+    }
 }
 
 /// The `[status]` section.

@@ -11,8 +11,9 @@
 //! Capturing needs `CAP_NET_RAW` (CI runs as root): without it the test says so and skips.
 //! `tcpdump` and `tshark` come from Debian (`.ci/run` installs them).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,10 +23,7 @@ fn collector() -> &'static str {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    common::free_port()
 }
 
 fn have(program: &str) -> bool {
@@ -120,17 +118,19 @@ fn tshark_conversations(file: &Path) -> Conversations {
     convs
 }
 
-#[test]
-fn flows_of_a_capture_are_the_conversations_tshark_sees() {
+/// Real traffic on the loopback interface captured by tcpdump into `<dir>/lo.pcap`: two curl
+/// requests to Python's `http.server` (one with Altinn's Host), a TLS handshake naming
+/// ID-porten between OpenSSL's `s_client` and `s_server`. `None` (said on stderr) when this
+/// process may not capture. Returns the file and the servers' ports.
+fn capture_traffic(dir: &Path) -> Option<(std::path::PathBuf, u16, u16)> {
     for tool in ["tcpdump", "tshark", "curl", "openssl", "python3"] {
         assert!(
             have(tool),
             "{tool} is missing: .ci/run installs it (apt-get install tcpdump tshark curl openssl)"
         );
     }
-    let dir = tempfile::tempdir().expect("tempdir");
     let (http, tls) = (free_port(), free_port());
-    let capture = dir.path().join("lo.pcap");
+    let capture = dir.join("lo.pcap");
     let mut tcpdump = Killed(
         Command::new("tcpdump")
             .args(["-i", "lo", "-U", "--immediate-mode", "-n", "-w"])
@@ -153,7 +153,7 @@ fn flows_of_a_capture_are_the_conversations_tshark_sees() {
                 let why = String::from_utf8_lossy(&said);
                 if why.contains("ermission") || why.contains("not permitted") {
                     eprintln!("SKIPPED: tcpdump cannot capture here (needs CAP_NET_RAW): {why}");
-                    return;
+                    return None;
                 }
                 panic!("tcpdump stopped: {why}");
             }
@@ -163,7 +163,7 @@ fn flows_of_a_capture_are_the_conversations_tshark_sees() {
     // tcpdump's further messages go nowhere, so it never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
 
-    let www = dir.path().join("www");
+    let www = dir.join("www");
     std::fs::create_dir(&www).expect("www");
     std::fs::write(www.join("index.html"), "<p>Hei fra Varde</p>\n").expect("page");
     let _server = Killed(
@@ -181,7 +181,7 @@ fn flows_of_a_capture_are_the_conversations_tshark_sees() {
             .spawn()
             .expect("http.server starts"),
     );
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let made = Command::new("openssl")
         .args([
             "req",
@@ -250,6 +250,15 @@ fn flows_of_a_capture_are_the_conversations_tshark_sees() {
         .status();
     let _ = tcpdump.0.wait();
 
+    Some((capture, http, tls))
+}
+
+#[test]
+fn flows_of_a_capture_are_the_conversations_tshark_sees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((capture, http, tls)) = capture_traffic(dir.path()) else {
+        return;
+    };
     let convs = tshark_conversations(&capture);
     assert!(convs.len() >= 5, "tshark saw {convs:?}");
     let (flows, summary, ok) = flows_of(&capture);
@@ -356,4 +365,85 @@ fn what_is_not_a_capture_file_is_refused_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a pcap or pcapng file"), "{err}");
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn flows_sent_to_kafka_arrive_as_flow_events_with_tshark_s_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((capture, http, tls)) = capture_traffic(dir.path()) else {
+        return;
+    };
+    let convs = tshark_conversations(&capture);
+    let kafka = common::dev_kafka("flows");
+    let tenant = varde_core::Kommunenummer::parse("0301").expect("Oslo");
+    let topic = varde_transport::events_topic(&kafka.topic_prefix, tenant);
+    common::create_topic(&kafka, &topic);
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        common::config_text(
+            "k0301-flows",
+            "0301",
+            &dir.path().join("state"),
+            &kafka,
+            free_port(),
+            "[flows]\nidle_timeout_s = 60\n",
+        ),
+    )
+    .expect("config");
+    let sent = Command::new(collector())
+        .args(["send", "--config"])
+        .arg(&config)
+        .arg(&capture)
+        .output()
+        .expect("varde-collector send");
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let mut reader = common::Reader::new(&kafka, &topic);
+    reader.until("every flow", |e| e.len() >= convs.len());
+    assert_eq!(reader.events.len(), convs.len());
+    let mut components = Vec::new();
+    for e in &reader.events {
+        assert_eq!(e.kind, varde_core::SourceKind::Flow);
+        let get = |name: &str| {
+            e.typed
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let n = |name: &str| -> u64 {
+            get(name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in {:?}", e.typed))
+        };
+        let a = format!("{}:{}", get("src_ip").unwrap_or_default(), n("src_port"));
+        let b = format!("{}:{}", get("dst_ip").unwrap_or_default(), n("dst_port"));
+        let (forward, backward) = match (
+            convs.get(&(a.clone(), b.clone())),
+            convs.get(&(b.clone(), a.clone())),
+        ) {
+            (Some(&(ab, ba)), _) => (ab, ba),
+            (None, Some(&(ba, ab))) => (ab, ba),
+            (None, None) => panic!("tshark has no conversation {a} <-> {b}: {convs:#?}"),
+        };
+        assert_eq!(
+            (n("packets_out"), n("bytes_out") + 14 * n("packets_out")),
+            forward
+        );
+        assert_eq!(
+            (n("packets_in"), n("bytes_in") + 14 * n("packets_in")),
+            backward
+        );
+        assert_eq!(n("protocol"), 6);
+        let dst_port = n("dst_port");
+        assert!(dst_port == u64::from(http) || dst_port == u64::from(tls));
+        if let Some(c) = get("component") {
+            components.push(c);
+        }
+    }
+    components.sort();
+    assert_eq!(components, vec!["altinn".to_owned(), "idporten".to_owned()]);
 }

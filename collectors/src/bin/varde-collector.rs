@@ -65,7 +65,8 @@ enum Command {
         config: PathBuf,
         /// Files to ship once: files of lines (syslog, access logs, JSON lines, …), each line
         /// through the edge; `.evtx` Windows event logs and `.json` files of concatenated
-        /// documents, each record as an event (pseudonymised like every line).
+        /// documents, each record as an event (pseudonymised like every line); `.pcap` and
+        /// `.pcapng` captures (told by their first bytes), each flow as a `flow` event.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -255,6 +256,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn check_config(file: &std::path::Path) -> Result<()> {
     let config = CollectorConfig::load(file)?;
+    config
+        .flows
+        .registry()
+        .map_err(|e| anyhow::anyhow!("[flows] components: {e}"))?;
     for source in &config.sources {
         if let SourceConfig::SyslogTls {
             cert,
@@ -410,6 +415,16 @@ async fn send(config: CollectorConfig, files: Vec<PathBuf>) -> Result<()> {
     let spool_stats = running.spool.stats().clone();
     for file in &files {
         let ext = file.extension().and_then(|e| e.to_str());
+        if varde_collector::flow::pcap::is_capture(file) {
+            let summary = ship_capture(file, &config, &running.tx, &privacy).await?;
+            info!(file = %file.display(), flows = summary.table.flows, packets = summary.packets,
+                frames = summary.frames, not_ip = summary.not_ip,
+                malformed = summary.malformed.values().sum::<u64>(), "capture file read");
+            if let Some(stopped) = summary.stopped {
+                warn!(file = %file.display(), %stopped, "capture file damaged or cut short; its flows up to there are shipped");
+            }
+            continue;
+        }
         if matches!(ext, Some("evtx" | "json")) {
             // Whole documents (Windows event logs, concatenated JSON), not lines.
             let imported = import::read_events(file, sources::now_us(), &json)
@@ -438,6 +453,47 @@ async fn send(config: CollectorConfig, files: Vec<PathBuf>) -> Result<()> {
     let stats = running.finish(None).await?;
     println!("{}", summary(&stats, &spool_stats));
     Ok(())
+}
+
+/// Ships the flows of a capture file as `flow` events (attributed to components on the real
+/// addresses, then pseudonymised by the privacy policy like every event).
+async fn ship_capture(
+    file: &std::path::Path,
+    config: &CollectorConfig,
+    tx: &mpsc::Sender<Input>,
+    privacy: &Privacy,
+) -> Result<varde_collector::flow::pcap::FileSummary> {
+    use varde_collector::flow::{Attribution, pcap::read_file};
+    let registry = config
+        .flows
+        .registry()
+        .map_err(|e| anyhow::anyhow!("[flows] components: {e}"))?;
+    let (file, tx, privacy, settings) = (
+        file.to_owned(),
+        tx.clone(),
+        privacy.clone(),
+        config.flows.table(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut attribution = Attribution::new(registry);
+        let mut shipper_gone = false;
+        let summary = read_file(&file, settings, &mut attribution, |flow| {
+            if shipper_gone {
+                return;
+            }
+            let mut event = flow.event(sources::now_us());
+            privacy.scrub_event(&mut event);
+            shipper_gone = tx
+                .blocking_send(Input::Event(varde_core::SourceKind::Flow, event))
+                .is_err();
+        })?;
+        if shipper_gone {
+            anyhow::bail!("the shipper stopped while reading {}", file.display());
+        }
+        Ok(summary)
+    })
+    .await
+    .context("the capture reader panicked")?
 }
 
 /// How often the journals are `fsync`ed: the spool's policy (`batch`: as often as a batch may

@@ -66,6 +66,27 @@ pub enum PcapFileError {
     },
 }
 
+/// Whether `path` starts like a `.pcap` or `.pcapng` file (by its first four bytes, whatever
+/// its name).
+pub fn is_capture(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && is_capture_magic(magic)
+}
+
+fn is_capture_magic(magic: [u8; 4]) -> bool {
+    matches!(
+        magic,
+        [0xd4, 0xc3, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0xc3, 0xd4]
+            | [0x4d, 0x3c, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0x3c, 0x4d]
+            | [0x0a, 0x0d, 0x0d, 0x0a]
+    )
+}
+
 /// Reads `path`, hands every flow to `emit` as it ends (and the rest at the end of the file,
 /// oldest first), attributed by `attribution`; returns the counts.
 pub fn read_file(

@@ -11,19 +11,15 @@ use super::meta::{self, Meta};
 /// How flows end. The defaults follow Suricata's `flow-timeouts` for established flows (300 s
 /// idle) and the usual NetFlow exporter active timeout (30 min, as Cisco IOS and softflowd's
 /// `maxlife` guidance); see `docs/flows.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowSettings {
     /// A flow with no packet for this long ends, in seconds (default 300).
-    #[serde(default = "default_idle_s")]
     pub idle_timeout_s: u64,
     /// A flow longer than this is reported and starts again, in seconds (default 1800), so
     /// long connections show up while they last.
-    #[serde(default = "default_active_s")]
     pub active_timeout_s: u64,
     /// Most flows held at once (default 1,000,000); when full, the least recently seen flow is
     /// reported early (evicted, counted).
-    #[serde(default = "default_max_flows")]
     pub max_flows: usize,
 }
 

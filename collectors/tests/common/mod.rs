@@ -287,6 +287,10 @@ pub struct Arrived {
     pub message: String,
     /// The event's remaining fields.
     pub attrs: Vec<(String, String)>,
+    /// The source kind of its batch.
+    pub kind: varde_core::SourceKind,
+    /// Its typed columns that are set, as text.
+    pub typed: Vec<(&'static str, String)>,
 }
 
 /// Reads a topic from the start, collecting every event, until `done(events)` holds.
@@ -339,6 +343,8 @@ impl Reader {
                         .attrs(row)
                         .map(|(k, v)| (k.to_owned(), v.to_owned()))
                         .collect(),
+                    kind: env.header.kind,
+                    typed: reader.typed_fields(row),
                 });
             }
         }
