@@ -389,6 +389,12 @@ pub enum SourceConfig {
         #[serde(default)]
         client_ca: Option<PathBuf>,
     },
+    /// NetFlow v5, v9 and IPFIX export datagrams (UDP) from the municipality's routers and
+    /// firewalls, each record a `flow` event (see `docs/flows.md`).
+    Netflow {
+        /// Address to listen on, e.g. `0.0.0.0:2055`.
+        listen: SocketAddr,
+    },
     /// A file of syslog lines, read from its checkpoint (or beginning) and followed as it grows,
     /// through rotation by rename and copytruncate.
     File {
@@ -426,6 +432,7 @@ impl SourceConfig {
             SourceConfig::SyslogUdp { listen, .. } => format!("syslog_udp:{listen}"),
             SourceConfig::SyslogTls { listen, .. } => format!("syslog_tls:{listen}"),
             SourceConfig::File { path, .. } => format!("file:{}", path.display()),
+            SourceConfig::Netflow { listen } => format!("netflow:{listen}"),
         }
     }
 }

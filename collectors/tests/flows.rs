@@ -447,3 +447,186 @@ fn flows_sent_to_kafka_arrive_as_flow_events_with_tshark_s_counts() {
     components.sort();
     assert_eq!(components, vec!["altinn".to_owned(), "idporten".to_owned()]);
 }
+
+/// nfdump's reading of the flows in `dir` (written by nfcapd): (src, src port, dst, dst port,
+/// protocol, packets, bytes) per flow.
+fn nfdump_flows(dir: &Path) -> Vec<(String, u16, String, u16, String, u64, u64)> {
+    let out = Command::new("nfdump")
+        .arg("-R")
+        .arg(dir)
+        .args(["-o", "csv"])
+        .output()
+        .expect("nfdump runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} in nfdump's header {header:?}"))
+    };
+    let (sa, da, sp, dp, pr, pkt, byt) = (
+        col("sa"),
+        col("da"),
+        col("sp"),
+        col("dp"),
+        col("pr"),
+        col("ipkt"),
+        col("ibyt"),
+    );
+    lines
+        .map(|l| l.split(',').map(str::trim).collect::<Vec<_>>())
+        .filter(|w| w.len() == header.len())
+        .map(|w| {
+            let n = |i: usize| w[i].parse::<u64>().unwrap_or_else(|_| panic!("{w:?}"));
+            (
+                w[sa].to_owned(),
+                n(sp) as u16,
+                w[da].to_owned(),
+                n(dp) as u16,
+                w[pr].to_owned(),
+                n(pkt),
+                n(byt),
+            )
+        })
+        .collect()
+}
+
+fn udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// softflowd reads the capture and exports its flows as NetFlow `version` to `port`.
+fn softflowd_export(capture: &Path, version: u8, port: u16) {
+    let out = Command::new("softflowd")
+        .arg("-r")
+        .arg(capture)
+        .args([
+            "-n",
+            &format!("127.0.0.1:{port}"),
+            "-v",
+            &version.to_string(),
+            "-d",
+        ])
+        .output()
+        .expect("softflowd runs");
+    assert!(
+        out.status.success(),
+        "softflowd -v {version}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn netflow_v5_v9_and_ipfix_from_softflowd_are_the_flows_nfdump_reads() {
+    for tool in ["softflowd", "nfcapd", "nfdump"] {
+        assert!(
+            Command::new(tool).arg("-h").output().is_ok(),
+            "{tool} is missing: .ci/run installs it (apt-get install softflowd nfdump)"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((capture, _, _)) = capture_traffic(dir.path()) else {
+        return;
+    };
+    // The peers' reading: softflowd's export of each version into nfcapd, read by nfdump.
+    let mut expected = Vec::new();
+    for version in [5u8, 9, 10] {
+        let store = dir.path().join(format!("nfcapd-v{version}"));
+        std::fs::create_dir(&store).expect("nfcapd dir");
+        let port = udp_port();
+        let mut nfcapd = Killed(
+            Command::new("nfcapd")
+                .arg("-w")
+                .arg(&store)
+                .args(["-p", &port.to_string(), "-b", "127.0.0.1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nfcapd starts"),
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        softflowd_export(&capture, version, port);
+        std::thread::sleep(Duration::from_millis(500));
+        // nfcapd writes its file out when it stops.
+        let _ = Command::new("kill")
+            .args(["-TERM", &nfcapd.0.id().to_string()])
+            .status();
+        let _ = nfcapd.0.wait();
+        let flows = nfdump_flows(&store);
+        assert!(flows.len() >= 10, "v{version}: nfdump read {flows:?}");
+        expected.extend(flows);
+    }
+
+    // Varde's: the same exports into a collector's netflow source, read back from Kafka.
+    let kafka = common::dev_kafka("netflow");
+    let tenant = varde_core::Kommunenummer::parse("1103").expect("Stavanger");
+    let topic = varde_transport::events_topic(&kafka.topic_prefix, tenant);
+    common::create_topic(&kafka, &topic);
+    let listen = udp_port();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        common::config_text(
+            "k1103-netflow",
+            "1103",
+            &dir.path().join("state"),
+            &kafka,
+            free_port(),
+            &format!(
+                "[batch]\nmax_delay_ms = 50\n\n[[sources]]\ntype = \"netflow\"\nlisten = \"127.0.0.1:{listen}\"\n"
+            ),
+        ),
+    )
+    .expect("config");
+    let mut collector = common::Collector::start(&config, dir.path());
+    std::thread::sleep(Duration::from_millis(500));
+    for version in [5u8, 9, 10] {
+        softflowd_export(&capture, version, listen);
+    }
+    let mut reader = common::Reader::new(&kafka, &topic);
+    reader.until("every exported flow", |e| e.len() >= expected.len());
+    collector.assert_running();
+    let mut got: Vec<_> = reader
+        .events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.kind, varde_core::SourceKind::Flow);
+            let get = |name: &str| {
+                e.typed
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| panic!("{name} in {:?}", e.typed))
+            };
+            let n = |name: &str| get(name).parse::<u64>().expect("a number");
+            assert_eq!(get("exporter"), "127.0.0.1");
+            assert_eq!(n("packets_in"), 0, "exported flows are one-way");
+            (
+                get("src_ip"),
+                n("src_port") as u16,
+                get("dst_ip"),
+                n("dst_port") as u16,
+                match n("protocol") {
+                    6 => "TCP".to_owned(),
+                    other => other.to_string(),
+                },
+                n("packets_out"),
+                n("bytes_out"),
+            )
+        })
+        .collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    collector.terminate();
+}

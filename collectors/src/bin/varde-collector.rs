@@ -588,8 +588,12 @@ async fn run(config: CollectorConfig) -> Result<()> {
         )
         .with_json_fields(json.clone());
         // Network sources journal what they accept (the journal replays, after a crash, the
-        // lines that never reached the spool); files are their own journal.
-        let ctx = if matches!(source, SourceConfig::File { .. }) {
+        // lines that never reached the spool); files are their own journal; export datagrams
+        // are not journalled (see docs/flows.md).
+        let ctx = if matches!(
+            source,
+            SourceConfig::File { .. } | SourceConfig::Netflow { .. }
+        ) {
             ctx
         } else {
             let label = source.label();
@@ -641,6 +645,23 @@ async fn run(config: CollectorConfig) -> Result<()> {
                     .await
                     .with_context(|| format!("listening on {listen} (tls)"))?;
                 tasks.push(tokio::spawn(sources::syslog_tls(listener, acceptor, ctx)));
+            }
+            SourceConfig::Netflow { listen } => {
+                let socket = tokio::net::UdpSocket::bind(listen)
+                    .await
+                    .with_context(|| format!("listening on {listen} (netflow)"))?;
+                let registry = config
+                    .flows
+                    .registry()
+                    .map_err(|e| anyhow::anyhow!("[flows] components: {e}"))?;
+                tasks.push(tokio::spawn(
+                    varde_collector::flow::netflow::netflow_source(
+                        socket,
+                        ctx,
+                        varde_collector::flow::Attribution::new(registry),
+                        privacy.clone(),
+                    ),
+                ));
             }
             SourceConfig::File { path, start_at } if sources::is_glob(path) => {
                 tasks.push(tokio::spawn(sources::follow_glob(

@@ -9,6 +9,7 @@
 
 pub mod decode;
 pub mod meta;
+pub mod netflow;
 pub mod pcap;
 pub mod table;
 
@@ -68,6 +69,13 @@ pub struct FlowRecord {
     /// The shared component the flow concerns (see [`Attribution`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// The NetFlow/IPFIX exporter's address, for exported flows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exporter: Option<String>,
+    /// The exporter's sampling interval (1 in N packets) when it samples; the counts are
+    /// already multiplied by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampling_rate: Option<u32>,
 }
 
 fn rfc3339<S: serde::Serializer>(us: &i64, s: S) -> Result<S::Ok, S::Error> {
@@ -118,6 +126,11 @@ impl FlowRecord {
         opt("tls_sni", self.tls_sni.clone().map(Value::Str));
         opt("http_host", self.http_host.clone().map(Value::Str));
         opt("component", self.component.clone().map(Value::Str));
+        opt("exporter", self.exporter.clone().map(Value::Str));
+        opt(
+            "sampling_rate",
+            self.sampling_rate.map(|r| Value::UInt(u64::from(r))),
+        );
         let attrs = if self.dns_answers.is_empty() {
             Vec::new()
         } else {

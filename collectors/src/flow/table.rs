@@ -290,6 +290,8 @@ impl FlowTable {
             tls_sni: f.meta.tls_sni,
             http_host: f.meta.http_host,
             component: None,
+            exporter: None,
+            sampling_rate: None,
         });
     }
 }
