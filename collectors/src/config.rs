@@ -389,6 +389,16 @@ pub enum SourceConfig {
         #[serde(default)]
         client_ca: Option<PathBuf>,
     },
+    /// Live capture on a network interface (`AF_PACKET`; needs `CAP_NET_RAW`), each flow a
+    /// `flow` event (see `docs/flows.md`).
+    Capture {
+        /// The interface, e.g. `eth1` (a mirror or SPAN port). Not the loopback interface.
+        interface: String,
+        /// Whether to capture frames not addressed to this host (default true: a mirror port
+        /// carries other hosts' traffic).
+        #[serde(default = "default_true")]
+        promiscuous: bool,
+    },
     /// NetFlow v5, v9 and IPFIX export datagrams (UDP) from the municipality's routers and
     /// firewalls, each record a `flow` event (see `docs/flows.md`).
     Netflow {
@@ -433,6 +443,7 @@ impl SourceConfig {
             SourceConfig::SyslogTls { listen, .. } => format!("syslog_tls:{listen}"),
             SourceConfig::File { path, .. } => format!("file:{}", path.display()),
             SourceConfig::Netflow { listen } => format!("netflow:{listen}"),
+            SourceConfig::Capture { interface, .. } => format!("capture:{interface}"),
         }
     }
 }

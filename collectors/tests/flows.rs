@@ -630,3 +630,252 @@ fn netflow_v5_v9_and_ipfix_from_softflowd_are_the_flows_nfdump_reads() {
     assert_eq!(got, expected);
     collector.terminate();
 }
+
+/// A veth pair with one end in a network namespace of its own: traffic between the namespace
+/// and this one crosses `host_end` once each way. Removed on drop.
+struct Veth {
+    ns: String,
+    host_end: String,
+    host_ip: String,
+}
+
+impl Veth {
+    fn create(tag: u16) -> Option<Veth> {
+        let ns = format!("varde-{tag}");
+        let (host_end, ns_end) = (format!("vh{tag}"), format!("vn{tag}"));
+        let net = format!("10.{}.{}", 200 + (tag % 50), tag % 250);
+        let host_ip = format!("{net}.1");
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), ns.clone()],
+            vec![
+                "link".into(),
+                "add".into(),
+                host_end.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                ns_end.clone(),
+            ],
+            vec![
+                "link".into(),
+                "set".into(),
+                ns_end.clone(),
+                "netns".into(),
+                ns.clone(),
+            ],
+            vec![
+                "addr".into(),
+                "add".into(),
+                format!("{host_ip}/24"),
+                "dev".into(),
+                host_end.clone(),
+            ],
+            vec!["link".into(), "set".into(), host_end.clone(), "up".into()],
+            vec![
+                "-n".into(),
+                ns.clone(),
+                "addr".into(),
+                "add".into(),
+                format!("{net}.2/24"),
+                "dev".into(),
+                ns_end.clone(),
+            ],
+            vec![
+                "-n".into(),
+                ns.clone(),
+                "link".into(),
+                "set".into(),
+                ns_end.clone(),
+                "up".into(),
+            ],
+        ];
+        let veth = Veth {
+            ns,
+            host_end,
+            host_ip,
+        };
+        for step in steps {
+            let out = Command::new("ip").args(&step).output().ok()?;
+            if !out.status.success() {
+                eprintln!(
+                    "SKIPPED: `ip {}` failed (a network namespace and a veth pair need root): {}",
+                    step.join(" "),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return None;
+            }
+        }
+        Some(veth)
+    }
+
+    /// Runs `program args` inside the namespace.
+    fn exec(&self, program: &str, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, program])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_end])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+#[test]
+fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
+    let tag = (std::process::id() % 10_000) as u16;
+    let Some(veth) = Veth::create(tag) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = free_port();
+    let www = dir.path().join("www");
+    std::fs::create_dir(&www).expect("www");
+    std::fs::write(www.join("index.html"), "<p>Hei fra Varde</p>\n").expect("page");
+    let _server = Killed(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &http.to_string(),
+                "--bind",
+                &veth.host_ip,
+            ])
+            .current_dir(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("http.server starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect((veth.host_ip.as_str(), http)).is_err() {
+        assert!(Instant::now() < deadline, "http.server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The reference: tcpdump on the same interface.
+    let capture = dir.path().join("veth.pcap");
+    let mut tcpdump = Killed(
+        Command::new("tcpdump")
+            .args(["-i", &veth.host_end, "-U", "--immediate-mode", "-n", "-w"])
+            .arg(&capture)
+            .arg(format!("tcp port {http}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump starts"),
+    );
+    // Varde: a collector capturing the same interface, flows ending after 1 s idle.
+    let kafka = common::dev_kafka("capture");
+    let tenant = varde_core::Kommunenummer::parse("4203").expect("Arendal");
+    let topic = varde_transport::events_topic(&kafka.topic_prefix, tenant);
+    common::create_topic(&kafka, &topic);
+    let metrics_port = free_port();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        common::config_text(
+            "k4203-capture",
+            "4203",
+            &dir.path().join("state"),
+            &kafka,
+            metrics_port,
+            &format!(
+                "[batch]\nmax_delay_ms = 50\n\n[flows]\nidle_timeout_s = 1\n\n[[sources]]\ntype = \"capture\"\ninterface = \"{}\"\n",
+                veth.host_end
+            ),
+        ),
+    )
+    .expect("config");
+    let mut collector = common::Collector::start(&config, dir.path());
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    common::eventually("the collector serving /metrics", || {
+        common::http_get(metrics, "/health")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    for page in ["/", "/index.html", "/nothing"] {
+        let got = veth.exec(
+            "curl",
+            &[
+                "-s",
+                "-o",
+                "/dev/null",
+                &format!("http://{}:{http}{page}", veth.host_ip),
+            ],
+        );
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let _ = Command::new("kill")
+        .args(["-INT", &tcpdump.0.id().to_string()])
+        .status();
+    let _ = tcpdump.0.wait();
+    let convs = tshark_conversations(&capture);
+    assert_eq!(convs.len(), 3, "{convs:#?}");
+
+    let mut reader = common::Reader::new(&kafka, &topic);
+    reader.until("the three flows", |e| {
+        e.iter()
+            .filter(|a| a.kind == varde_core::SourceKind::Flow)
+            .filter(|a| {
+                a.typed
+                    .iter()
+                    .any(|(k, v)| *k == "dst_port" && *v == http.to_string())
+            })
+            .count()
+            >= 3
+    });
+    collector.assert_running();
+    let flows: Vec<_> = reader
+        .events
+        .iter()
+        .filter(|a| a.kind == varde_core::SourceKind::Flow)
+        .filter(|a| {
+            a.typed
+                .iter()
+                .any(|(k, v)| *k == "dst_port" && *v == http.to_string())
+        })
+        .collect();
+    assert_eq!(flows.len(), 3);
+    for e in flows {
+        let get = |name: &str| {
+            e.typed
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{name} in {:?}", e.typed))
+        };
+        let n = |name: &str| get(name).parse::<u64>().expect("a number");
+        let a = format!("{}:{}", get("src_ip"), n("src_port"));
+        let b = format!("{}:{}", get("dst_ip"), n("dst_port"));
+        let (forward, backward) = match (
+            convs.get(&(a.clone(), b.clone())),
+            convs.get(&(b.clone(), a.clone())),
+        ) {
+            (Some(&(ab, ba)), _) => (ab, ba),
+            (None, Some(&(ba, ab))) => (ab, ba),
+            (None, None) => panic!("tshark has no conversation {a} <-> {b}: {convs:#?}"),
+        };
+        assert_eq!(
+            (n("packets_out"), n("bytes_out") + 14 * n("packets_out")),
+            forward,
+            "{a} -> {b}"
+        );
+        assert_eq!(
+            (n("packets_in"), n("bytes_in") + 14 * n("packets_in")),
+            backward,
+            "{b} -> {a}"
+        );
+    }
+    collector.terminate();
+}

@@ -592,7 +592,7 @@ async fn run(config: CollectorConfig) -> Result<()> {
         // are not journalled (see docs/flows.md).
         let ctx = if matches!(
             source,
-            SourceConfig::File { .. } | SourceConfig::Netflow { .. }
+            SourceConfig::File { .. } | SourceConfig::Netflow { .. } | SourceConfig::Capture { .. }
         ) {
             ctx
         } else {
@@ -645,6 +645,26 @@ async fn run(config: CollectorConfig) -> Result<()> {
                     .await
                     .with_context(|| format!("listening on {listen} (tls)"))?;
                 tasks.push(tokio::spawn(sources::syslog_tls(listener, acceptor, ctx)));
+            }
+            SourceConfig::Capture {
+                interface,
+                promiscuous,
+            } => {
+                let capture =
+                    varde_collector::flow::capture::Capture::open(interface, *promiscuous)?;
+                let registry = config
+                    .flows
+                    .registry()
+                    .map_err(|e| anyhow::anyhow!("[flows] components: {e}"))?;
+                let (settings, privacy) = (config.flows.table(), privacy.clone());
+                tasks.push(tokio::task::spawn_blocking(move || {
+                    capture.run(
+                        ctx,
+                        settings,
+                        varde_collector::flow::Attribution::new(registry),
+                        privacy,
+                    )
+                }));
             }
             SourceConfig::Netflow { listen } => {
                 let socket = tokio::net::UdpSocket::bind(listen)

@@ -1,12 +1,14 @@
 //! Network flows at the edge: packets decoded ([`decode`]), aggregated into bidirectional flows
 //! ([`table`]) with the metadata a CERT uses and nothing of the payload ([`meta`]: DNS
 //! questions and answers, TLS SNI, HTTP Host), attributed to the shared components, and read
-//! from `.pcap`/`.pcapng` files ([`pcap`]) for offline analysis and tests.
+//! from `.pcap`/`.pcapng` files ([`pcap`]) for offline analysis and tests, captured live on an
+//! interface ([`capture`]), or received as NetFlow/IPFIX exports ([`netflow`]).
 //!
 //! A flow's `src` is the side that opened it (the first packet seen, or the client of a TCP
 //! handshake first seen at its SYN-ACK); `out` counts what `src` sent, `in` what it received.
 //! Bytes are IP bytes (header and payload, as NetFlow counts them), not link-layer frames.
 
+pub mod capture;
 pub mod decode;
 pub mod meta;
 pub mod netflow;
