@@ -4,6 +4,7 @@
 //! cargo run --release -p varde-benches -- edge [--lines N] [--batch ROWS]
 //! cargo run --release -p varde-benches -- sigma --corpus ../shared/corpus/sigmahq [--dump events.jsonl]
 //! cargo run --release -p varde-benches -- pipeline --varde target/release/varde [--rates 10000,50000,100000]
+//! cargo run --release -p varde-benches -- flows --collector target/release/varde-collector [--packets N --flows N]
 //! ```
 //!
 //! `edge`: the collector's hot path, each stage timed alone over the same synthetic municipal
@@ -12,9 +13,10 @@
 //! (`varde_collector::sample::edge_sample_lines`: syslog, access logs, IIS, JSON logins, lines with
 //! identity numbers), the privacy scan alone (identity numbers; identity numbers and addresses)
 //! and the whole edge (`edge_event`: syslog → format detection → privacy). `sigma`: see [`sigma`];
-//! `pipeline`: see [`pipeline`].
+//! `pipeline`: see [`pipeline`]; `flows`: see [`flows`].
 //! Single-threaded; wall-clock time.
 
+mod flows;
 mod pipeline;
 mod sigma;
 
@@ -51,6 +53,8 @@ enum Command {
     Sigma(sigma::Options),
     /// The central path under load: broker → `varde pipeline` → ClickHouse, with latency.
     Pipeline(pipeline::Options),
+    /// Capture replay into flows, beside softflowd and pmacctd on the same file.
+    Flows(flows::Options),
 }
 
 fn rate(n: usize, secs: f64) -> String {
@@ -62,6 +66,7 @@ fn main() -> Result<()> {
         Command::Edge { lines, batch } => edge(lines, batch),
         Command::Sigma(options) => sigma::run(&options),
         Command::Pipeline(options) => pipeline::run(&options),
+        Command::Flows(options) => flows::run(&options),
     }
 }
 

@@ -135,6 +135,26 @@ pub fn families(state: &MetricsState) -> Vec<Family> {
         "Journal writes that failed, per network source (their lines went on unjournalled).",
         &|c| &c.journal_errors,
     ));
+    out.push(per_source(
+        "source_flow_packets",
+        "Packets that joined a flow, per capture source.",
+        &|c| &c.flow_packets,
+    ));
+    out.push(per_source(
+        "source_flows_evicted",
+        "Flows reported early because the flow table was full, per capture source.",
+        &|c| &c.flows_evicted,
+    ));
+    out.push(per_source(
+        "source_netflow_templates",
+        "NetFlow v9 and IPFIX templates received, per netflow source.",
+        &|c| &c.netflow_templates,
+    ));
+    out.push(per_source(
+        "source_netflow_exporters",
+        "Distinct exporters seen, per netflow source.",
+        &|c| &c.netflow_exporters,
+    ));
     let s = &state.stats;
     out.push(
         Family::counter(

@@ -67,6 +67,14 @@ pub struct SourceCounters {
     pub tls_handshake_errors: AtomicU64,
     /// Journal appends that failed (their lines went on unjournalled).
     pub journal_errors: AtomicU64,
+    /// Flow sources: packets that joined a flow (capture).
+    pub flow_packets: AtomicU64,
+    /// Flow sources: flows reported early because the flow table was full (capture).
+    pub flows_evicted: AtomicU64,
+    /// Flow sources: templates received (NetFlow v9, IPFIX).
+    pub netflow_templates: AtomicU64,
+    /// Flow sources: distinct exporters seen (NetFlow, IPFIX).
+    pub netflow_exporters: AtomicU64,
 }
 
 /// What every source task needs: the shipper's channel, the counters, the shutdown signal.

@@ -573,6 +573,7 @@ fn netflow_v5_v9_and_ipfix_from_softflowd_are_the_flows_nfdump_reads() {
     let topic = varde_transport::events_topic(&kafka.topic_prefix, tenant);
     common::create_topic(&kafka, &topic);
     let listen = udp_port();
+    let metrics_port = free_port();
     let config = dir.path().join("collector.toml");
     std::fs::write(
         &config,
@@ -581,7 +582,7 @@ fn netflow_v5_v9_and_ipfix_from_softflowd_are_the_flows_nfdump_reads() {
             "1103",
             &dir.path().join("state"),
             &kafka,
-            free_port(),
+            metrics_port,
             &format!(
                 "[batch]\nmax_delay_ms = 50\n\n[[sources]]\ntype = \"netflow\"\nlisten = \"127.0.0.1:{listen}\"\n"
             ),
@@ -589,7 +590,10 @@ fn netflow_v5_v9_and_ipfix_from_softflowd_are_the_flows_nfdump_reads() {
     )
     .expect("config");
     let mut collector = common::Collector::start(&config, dir.path());
-    std::thread::sleep(Duration::from_millis(500));
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    common::eventually("the collector serving /metrics", || {
+        common::http_get(metrics, "/health")
+    });
     for version in [5u8, 9, 10] {
         softflowd_export(&capture, version, listen);
     }
@@ -628,6 +632,17 @@ fn netflow_v5_v9_and_ipfix_from_softflowd_are_the_flows_nfdump_reads() {
     got.sort();
     expected.sort();
     assert_eq!(got, expected);
+    // One exporter; v9 and IPFIX sent their templates; no datagram refused.
+    let (_, page) = common::http_get(metrics, "/metrics").expect("metrics");
+    let source = format!("{{source=\"netflow:127.0.0.1:{listen}\"}}");
+    let m = |name: &str| {
+        common::metric(&page, &format!("varde_collector_{name}{source}"))
+            .unwrap_or_else(|| panic!("{name} in {page}"))
+    };
+    assert_eq!(m("source_netflow_exporters_total"), 1.0);
+    assert!(m("source_netflow_templates_total") >= 2.0);
+    assert_eq!(m("source_parse_errors_total"), 0.0);
+    assert_eq!(m("source_events_total") as usize, expected.len());
     collector.terminate();
 }
 
@@ -847,6 +862,7 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
         })
         .collect();
     assert_eq!(flows.len(), 3);
+    let mut packets = 0;
     for e in flows {
         let get = |name: &str| {
             e.typed
@@ -876,6 +892,17 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
             backward,
             "{b} -> {a}"
         );
+        packets += n("packets_out") + n("packets_in");
     }
+    let (_, page) = common::http_get(metrics, "/metrics").expect("metrics");
+    let counted = common::metric(
+        &page,
+        &format!(
+            "varde_collector_source_flow_packets_total{{source=\"capture:{}\"}}",
+            veth.host_end
+        ),
+    )
+    .unwrap_or_else(|| panic!("flow packets in {page}"));
+    assert!(counted >= packets as f64, "{counted} < {packets}");
     collector.terminate();
 }

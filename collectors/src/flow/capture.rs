@@ -137,6 +137,13 @@ impl Capture {
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
+            let stats = table.stats();
+            ctx.counters
+                .flow_packets
+                .store(stats.packets, Ordering::Relaxed);
+            ctx.counters
+                .flows_evicted
+                .store(stats.evicted, Ordering::Relaxed);
             let now = crate::sources::now_us();
             if now - last_expiry >= 500_000 {
                 table.expire(now, &mut out);

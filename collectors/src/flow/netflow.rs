@@ -388,6 +388,12 @@ pub async fn netflow_source(
         ctx.counters.bytes.fetch_add(len as u64, Ordering::Relaxed);
         let flows = receiver.datagram(from, &buf[..len]);
         let stats = receiver.stats();
+        ctx.counters
+            .netflow_templates
+            .store(stats.templates, Ordering::Relaxed);
+        ctx.counters
+            .netflow_exporters
+            .store(stats.exporters.len() as u64, Ordering::Relaxed);
         if stats.errors > errors {
             errors = stats.errors;
             ctx.counters.parse_errors.fetch_add(1, Ordering::Relaxed);

@@ -56,30 +56,45 @@ pub struct TableStats {
     pub active_expired: u64,
 }
 
-/// A flow's key, initiator first.
+/// A flow's key, the same both ways: the lower endpoint (address, port) first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
-    src: IpAddr,
-    dst: IpAddr,
-    src_port: u16,
-    dst_port: u16,
+    a: IpAddr,
+    b: IpAddr,
+    a_port: u16,
+    b_port: u16,
     protocol: u8,
 }
 
 impl Key {
-    fn reversed(self) -> Key {
-        Key {
-            src: self.dst,
-            dst: self.src,
-            src_port: self.dst_port,
-            dst_port: self.src_port,
-            protocol: self.protocol,
-        }
+    /// The key of a packet, and whether the packet goes from `a` to `b`.
+    fn of(p: &Packet<'_>) -> (Key, bool) {
+        let forward = (p.src, p.src_port) <= (p.dst, p.dst_port);
+        let key = if forward {
+            Key {
+                a: p.src,
+                b: p.dst,
+                a_port: p.src_port,
+                b_port: p.dst_port,
+                protocol: p.protocol,
+            }
+        } else {
+            Key {
+                a: p.dst,
+                b: p.src,
+                a_port: p.dst_port,
+                b_port: p.src_port,
+                protocol: p.protocol,
+            }
+        };
+        (key, forward)
     }
 }
 
 #[derive(Debug, Clone)]
 struct Flow {
+    /// Whether `a` of the key opened the flow.
+    opened_by_a: bool,
     first_us: i64,
     last_us: i64,
     packets_out: u64,
@@ -88,17 +103,41 @@ struct Flow {
     bytes_in: u64,
     tcp_flags: u8,
     icmp: Option<(u8, u8)>,
-    meta: Meta,
+    /// Boxed, and only once something was found: most flows carry none, and the table's size
+    /// is its memory.
+    meta: Option<Box<Meta>>,
+}
+
+impl Flow {
+    fn new(opened_by_a: bool, ts_us: i64) -> Flow {
+        Flow {
+            opened_by_a,
+            first_us: ts_us,
+            last_us: ts_us,
+            packets_out: 0,
+            bytes_out: 0,
+            packets_in: 0,
+            bytes_in: 0,
+            tcp_flags: 0,
+            icmp: None,
+            meta: None,
+        }
+    }
 }
 
 /// Payload packets of a flow looked at for DNS, TLS SNI and HTTP Host, each way.
 const META_PACKETS: u64 = 8;
 
+/// The table's hasher: `foldhash`, seeded at random per table (the keys come from the network,
+/// so the seed must not be guessable), several times faster than the standard SipHash on
+/// these small keys, which the flow benchmark spends most of its time hashing.
+type Hasher = foldhash::fast::RandomState;
+
 /// Packets into flows; flows out as [`FlowRecord`]s.
 #[derive(Debug)]
 pub struct FlowTable {
     settings: FlowSettings,
-    flows: HashMap<Key, Flow>,
+    flows: HashMap<Key, Flow, Hasher>,
     /// Packet time of the last sweep for timeouts.
     swept_us: i64,
     stats: TableStats,
@@ -109,7 +148,7 @@ impl FlowTable {
     pub fn new(settings: FlowSettings) -> Self {
         FlowTable {
             settings,
-            flows: HashMap::new(),
+            flows: HashMap::with_hasher(Hasher::default()),
             swept_us: i64::MIN,
             stats: TableStats::default(),
         }
@@ -133,93 +172,63 @@ impl FlowTable {
     /// Adds a packet; flows that ended by then (timeouts by packet time, eviction) are pushed
     /// to `out`.
     pub fn push(&mut self, p: &Packet<'_>, out: &mut Vec<FlowRecord>) {
-        let active_us = secs_us(self.settings.active_timeout_s);
         // Timeouts are checked once a second of packet time: a sweep costs the table's size.
         if p.ts_us.saturating_sub(self.swept_us) >= 1_000_000 {
             self.expire(p.ts_us, out);
             self.swept_us = p.ts_us;
         }
-        let key = Key {
-            src: p.src,
-            dst: p.dst,
-            src_port: p.src_port,
-            dst_port: p.dst_port,
-            protocol: p.protocol,
-        };
-        let (key, outbound) = if self.flows.contains_key(&key) {
-            (key, true)
-        } else if self.flows.contains_key(&key.reversed()) {
-            (key.reversed(), false)
-        } else {
-            // A new flow. A TCP flow first seen at its SYN-ACK was opened by the other side.
-            let key = if p.protocol == 6 && p.tcp_flags & 0x12 == 0x12 {
-                key.reversed()
-            } else {
-                key
-            };
-            if self.flows.len() >= self.settings.max_flows.max(1) {
-                self.evict_one(out);
+        let (key, forward) = Key::of(p);
+        let active_us = secs_us(self.settings.active_timeout_s);
+        let mut outlived = None;
+        let flow = match self.flows.get_mut(&key) {
+            Some(f) => {
+                // Active timeout: report what the flow did so far and go on as a new one.
+                if p.ts_us.saturating_sub(f.first_us) >= active_us {
+                    let fresh = Flow::new(f.opened_by_a, p.ts_us);
+                    outlived = Some(std::mem::replace(f, fresh));
+                }
+                f
             }
-            self.flows.insert(
-                key,
-                Flow {
-                    first_us: p.ts_us,
-                    last_us: p.ts_us,
-                    packets_out: 0,
-                    bytes_out: 0,
-                    packets_in: 0,
-                    bytes_in: 0,
-                    tcp_flags: 0,
-                    icmp: None,
-                    meta: Meta::default(),
-                },
-            );
-            (key, key.src == p.src && key.src_port == p.src_port)
+            None => {
+                if self.flows.len() >= self.settings.max_flows.max(1) {
+                    self.evict_one(out);
+                }
+                // The sender of the first packet opened it, except a TCP handshake first
+                // seen at its SYN-ACK, which the other side opened.
+                let syn_ack = p.protocol == 6 && p.tcp_flags & 0x12 == 0x12;
+                self.flows
+                    .entry(key)
+                    .or_insert_with(|| Flow::new(forward != syn_ack, p.ts_us))
+            }
         };
-        // Active timeout: report what the flow did so far and go on as a new one.
-        if let Some(f) = self.flows.get(&key)
-            && p.ts_us.saturating_sub(f.first_us) >= active_us
-            && let Some(f) = self.flows.remove(&key)
-        {
-            self.stats.active_expired += 1;
-            self.report(key, f, out);
-            self.flows.insert(
-                key,
-                Flow {
-                    first_us: p.ts_us,
-                    last_us: p.ts_us,
-                    packets_out: 0,
-                    bytes_out: 0,
-                    packets_in: 0,
-                    bytes_in: 0,
-                    tcp_flags: 0,
-                    icmp: None,
-                    meta: Meta::default(),
-                },
-            );
-        }
-        let Some(f) = self.flows.get_mut(&key) else {
-            return;
-        };
-        f.last_us = f.last_us.max(p.ts_us);
-        f.first_us = f.first_us.min(p.ts_us);
+        let outbound = forward == flow.opened_by_a;
+        flow.last_us = flow.last_us.max(p.ts_us);
+        flow.first_us = flow.first_us.min(p.ts_us);
         let payload_packets = if outbound {
-            f.packets_out += 1;
-            f.bytes_out += u64::from(p.ip_len);
-            f.packets_out
+            flow.packets_out += 1;
+            flow.bytes_out += u64::from(p.ip_len);
+            flow.packets_out
         } else {
-            f.packets_in += 1;
-            f.bytes_in += u64::from(p.ip_len);
-            f.packets_in
+            flow.packets_in += 1;
+            flow.bytes_in += u64::from(p.ip_len);
+            flow.packets_in
         };
-        f.tcp_flags |= p.tcp_flags;
-        if f.icmp.is_none() {
-            f.icmp = p.icmp;
+        flow.tcp_flags |= p.tcp_flags;
+        if flow.icmp.is_none() {
+            flow.icmp = p.icmp;
         }
         if !p.payload.is_empty() && payload_packets <= META_PACKETS {
-            meta::inspect(p, &mut f.meta);
+            let mut found = flow.meta.take().map(|m| *m).unwrap_or_default();
+            meta::inspect(p, &mut found);
+            if found != Meta::default() {
+                flow.meta = Some(Box::new(found));
+            }
         }
         self.stats.packets += 1;
+        if let Some(old) = outlived {
+            self.stats.active_expired += 1;
+            self.report(key, old, out);
+        }
     }
 
     /// Reports the flows idle for the idle timeout at packet time `now_us`.
@@ -270,11 +279,17 @@ impl FlowTable {
             Some((t, c)) => (Some(t), Some(c)),
             None => (None, None),
         };
+        let meta = f.meta.map(|m| *m).unwrap_or_default();
+        let ((src_ip, src_port), (dst_ip, dst_port)) = if f.opened_by_a {
+            ((k.a, k.a_port), (k.b, k.b_port))
+        } else {
+            ((k.b, k.b_port), (k.a, k.a_port))
+        };
         out.push(FlowRecord {
-            src_ip: k.src,
-            src_port: k.src_port,
-            dst_ip: k.dst,
-            dst_port: k.dst_port,
+            src_ip,
+            src_port,
+            dst_ip,
+            dst_port,
             protocol: k.protocol,
             first_us: f.first_us,
             last_us: f.last_us,
@@ -285,10 +300,10 @@ impl FlowTable {
             tcp_flags: (k.protocol == 6).then_some(f.tcp_flags),
             icmp_type,
             icmp_code,
-            dns_query: f.meta.dns_query,
-            dns_answers: f.meta.dns_answers,
-            tls_sni: f.meta.tls_sni,
-            http_host: f.meta.http_host,
+            dns_query: meta.dns_query,
+            dns_answers: meta.dns_answers,
+            tls_sni: meta.tls_sni,
+            http_host: meta.http_host,
             component: None,
             exporter: None,
             sampling_rate: None,
