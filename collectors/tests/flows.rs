@@ -90,8 +90,13 @@ fn flows_of(file: &Path) -> (Vec<Flow>, String, bool) {
 type Conversations = BTreeMap<(String, String), ((u64, u64), (u64, u64))>;
 
 fn tshark_conversations(file: &Path) -> Conversations {
+    tshark_conversations_of(file, "tcp")
+}
+
+/// tshark's conversations of `proto` (`tcp` or `udp`).
+fn tshark_conversations_of(file: &Path, proto: &str) -> Conversations {
     let out = Command::new("tshark")
-        .args(["-n", "-q", "-z", "conv,tcp", "-r"])
+        .args(["-n", "-q", "-z", &format!("conv,{proto}"), "-r"])
         .arg(file)
         .output()
         .expect("tshark runs");
@@ -780,11 +785,28 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
         Command::new("tcpdump")
             .args(["-i", &veth.host_end, "-U", "--immediate-mode", "-n", "-w"])
             .arg(&capture)
-            .arg(format!("tcp port {http}"))
+            .arg(format!("tcp port {http} or udp port 53"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("tcpdump starts"),
+    );
+    // A resolver on this side: dnsmasq answering for ID-porten's login name only.
+    let _resolver = Killed(
+        Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+            ])
+            .args(["--bind-interfaces", "--port=53", "--user=root"])
+            .arg(format!("--listen-address={}", veth.host_ip))
+            .arg("--address=/login.idporten.no/192.0.2.77")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq starts (apt-get install dnsmasq-base)"),
     );
     // Varde: a collector capturing the same interface, flows ending after 1 s idle.
     let kafka = common::dev_kafka("capture");
@@ -830,6 +852,28 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
             String::from_utf8_lossy(&got.stderr)
         );
     }
+    // And one DNS question from the namespace, with dig.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = veth.exec(
+            "dig",
+            &[
+                "+short",
+                "+tries=1",
+                "+time=1",
+                &format!("@{}", veth.host_ip),
+                "login.idporten.no",
+            ],
+        );
+        if String::from_utf8_lossy(&answer.stdout).trim() == "192.0.2.77" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dnsmasq did not answer: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     std::thread::sleep(Duration::from_millis(1000));
     let _ = Command::new("kill")
         .args(["-INT", &tcpdump.0.id().to_string()])
@@ -837,6 +881,8 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
     let _ = tcpdump.0.wait();
     let convs = tshark_conversations(&capture);
     assert_eq!(convs.len(), 3, "{convs:#?}");
+    let dns_convs = tshark_conversations_of(&capture, "udp");
+    assert!(!dns_convs.is_empty(), "tshark saw no DNS exchange");
 
     let mut reader = common::Reader::new(&kafka, &topic);
     reader.until("the three flows", |e| {
@@ -893,6 +939,57 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
             "{b} -> {a}"
         );
         packets += n("packets_out") + n("packets_in");
+    }
+    // The DNS exchanges (dig may have asked more than once): each one flow with tshark's
+    // counts, the question, the answer and the component it names.
+    reader.until("the DNS flows", |e| {
+        e.iter()
+            .filter(|a| a.typed.iter().any(|(k, v)| *k == "dst_port" && v == "53"))
+            .count()
+            >= dns_convs.len()
+    });
+    let dns: Vec<_> = reader
+        .events
+        .iter()
+        .filter(|a| a.typed.iter().any(|(k, v)| *k == "dst_port" && v == "53"))
+        .collect();
+    assert_eq!(dns.len(), dns_convs.len());
+    for e in dns {
+        let get = |name: &str| {
+            e.typed
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{name} in {:?}", e.typed))
+        };
+        let n = |name: &str| get(name).parse::<u64>().expect("a number");
+        let a = format!("{}:{}", get("src_ip"), n("src_port"));
+        let b = format!("{}:{}", get("dst_ip"), n("dst_port"));
+        let (forward, backward) = dns_convs
+            .get(&(a.clone(), b.clone()))
+            .copied()
+            .or_else(|| {
+                dns_convs
+                    .get(&(b.clone(), a.clone()))
+                    .map(|&(ba, ab)| (ab, ba))
+            })
+            .unwrap_or_else(|| panic!("tshark has no UDP conversation {a} <-> {b}"));
+        assert_eq!(
+            (n("packets_out"), n("bytes_out") + 14 * n("packets_out")),
+            forward
+        );
+        assert_eq!(
+            (n("packets_in"), n("bytes_in") + 14 * n("packets_in")),
+            backward
+        );
+        assert_eq!(get("dns_query"), "login.idporten.no");
+        assert_eq!(get("component"), "idporten");
+        assert!(
+            e.attrs
+                .contains(&("dns_answers".to_owned(), "192.0.2.77".to_owned())),
+            "{:?}",
+            e.attrs
+        );
     }
     let (_, page) = common::http_get(metrics, "/metrics").expect("metrics");
     let counted = common::metric(

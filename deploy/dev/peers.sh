@@ -2,7 +2,7 @@
 # Real syslog senders for the collector's tests (collectors/tests/peers.rs): syslog-ng's
 # `loggen` and `rsyslogd`, from Debian's own packages, without installing the daemons; and the
 # packet and flow tools of the flow tests (collectors/tests/flows.rs): tcpdump, tshark, openssl,
-# curl, softflowd and nfdump.
+# curl, softflowd, nfdump, dnsmasq (a resolver) and dig.
 #
 #   deploy/dev/peers.sh          install when missing, check, print the paths
 #   eval "$(deploy/dev/peers.sh)"   ... and export VARDE_LOGGEN / VARDE_RSYSLOGD
@@ -109,7 +109,7 @@ unpack rsyslog-kafka "$RSK_ROOT" usr/lib
 unpack rsyslog-relp "$RSR_ROOT" usr/lib
 
 missing=()
-for p in $(lib_depends "$RS_ROOT") $(lib_depends "$SN_ROOT") $(lib_depends "$RSK_ROOT") $(lib_depends "$RSR_ROOT") make gcc tcpdump tshark openssl curl softflowd nfdump; do
+for p in $(lib_depends "$RS_ROOT") $(lib_depends "$SN_ROOT") $(lib_depends "$RSK_ROOT") $(lib_depends "$RSR_ROOT") make gcc tcpdump tshark openssl curl softflowd nfdump dnsmasq-base bind9-dnsutils; do
   installed "$p" || case " ${missing[*]-} " in *" $p "*) ;; *) missing+=("$p") ;; esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
