@@ -213,6 +213,29 @@ fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Resul
     for r in set.rules() {
         *per_kind.entry(r.kind.to_string()).or_default() += 1;
     }
+    // Correlation rules parse and are checked, but the pipeline does not evaluate them yet:
+    // say so for each, so that nobody believes one is watching.
+    for (source, c) in set.correlations() {
+        if json {
+            println!(
+                "{{\"file\":{},\"rule_id\":{},\"title\":{},\"correlation\":{},\"note\":{}}}",
+                json_str(source),
+                json_str(&c.id),
+                json_str(&c.title),
+                json_str(&format!("{:?}", c.kind)),
+                json_str("checked; not evaluated by the pipeline yet")
+            );
+        } else {
+            println!(
+                "{source}: '{}': correlation {:?} over {} rule(s), group-by [{}], timespan {} s: checked; not evaluated by the pipeline yet",
+                c.title,
+                c.kind,
+                c.rules.len(),
+                c.group_by.join(", "),
+                c.timespan_us / 1_000_000
+            );
+        }
+    }
     if json {
         let classes: Vec<String> = by_class
             .iter()
@@ -223,16 +246,18 @@ fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Resul
             .map(|(k, v)| format!("{}:{v}", json_str(k)))
             .collect();
         println!(
-            "{{\"summary\":{{\"files\":{files},\"loaded\":{},\"rejected\":{},\"rejected_by_class\":{{{}}},\"loaded_by_kind\":{{{}}},\"warnings\":{warnings}}}}}",
+            "{{\"summary\":{{\"files\":{files},\"loaded\":{},\"correlations\":{},\"rejected\":{},\"rejected_by_class\":{{{}}},\"loaded_by_kind\":{{{}}},\"warnings\":{warnings}}}}}",
             set.rules().len(),
+            set.correlations().len(),
             set.errors().len(),
             classes.join(","),
             kinds.join(",")
         );
     } else {
         println!(
-            "{files} files: {} rules loaded, {} rejected {:?}; by source kind {:?}; {warnings} with unmapped fields",
+            "{files} files: {} rules loaded, {} correlation rules checked (not evaluated yet), {} rejected {:?}; by source kind {:?}; {warnings} with unmapped fields",
             set.rules().len(),
+            set.correlations().len(),
             set.errors().len(),
             by_class,
             per_kind

@@ -465,6 +465,15 @@ impl Detector {
                 error: String::new(),
             })
             .collect();
+        // Correlation rules are checked but not evaluated yet: listed with that reason, so the
+        // dashboard never shows one as watching.
+        out.extend(set.correlations().iter().map(|(source, c)| varde_store::RuleEntry {
+            rule_id: c.id.clone(),
+            source: source.clone(),
+            title: c.title.clone(),
+            error: "correlation rule: checked, but the pipeline does not evaluate correlation rules yet".into(),
+            ..varde_store::RuleEntry::default()
+        }));
         out.extend(set.errors().iter().map(|e| varde_store::RuleEntry {
             rule_id: e.rule_id.clone().unwrap_or_default(),
             source: e.source.clone(),

@@ -115,6 +115,8 @@ pub struct Meta {
     pub references: Vec<String>,
     /// `falsepositives`.
     pub falsepositives: Vec<String>,
+    /// `name`: how correlation rules may reference the rule (besides its id).
+    pub name: Option<String>,
 }
 
 /// A Sigma detection rule.
@@ -148,6 +150,8 @@ pub enum Document {
     Rule(Rule),
     /// A meta filter.
     Filter(Filter),
+    /// A correlation rule.
+    Correlation(crate::correlation::Correlation),
 }
 
 fn key<'a>(map: &'a serde_yaml::Mapping, k: &str) -> Option<&'a Yaml> {
@@ -310,11 +314,11 @@ fn meta(map: &serde_yaml::Mapping) -> Meta {
         description: string(key(map, "description")),
         references: strings(key(map, "references")),
         falsepositives: strings(key(map, "falsepositives")),
+        name: string(key(map, "name")),
     }
 }
 
-/// Parses every YAML document in `text`: rules and meta filters. Correlation rules are refused
-/// with [`Error::Unsupported`] for now.
+/// Parses every YAML document in `text`: rules, meta filters and correlation rules.
 pub fn parse_documents(text: &str) -> Vec<Result<Document>> {
     let mut out = Vec::new();
     for de in serde_yaml::Deserializer::from_str(text) {
@@ -340,9 +344,7 @@ fn parse_document(doc: &Yaml) -> Result<Document> {
         .ok_or_else(|| Error::invalid("the document is not a map"))?;
     let meta = meta(map);
     if key(map, "correlation").is_some() {
-        return Err(Error::Unsupported(
-            "correlation rules are not supported yet".into(),
-        ));
+        return crate::correlation::parse(map).map(Document::Correlation);
     }
     if let Some(filter) = key(map, "filter") {
         let rules = strings(filter.as_mapping().and_then(|m| key(m, "rules")));

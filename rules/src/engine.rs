@@ -931,6 +931,7 @@ pub struct RuleSet {
     rules: Vec<LoadedRule>,
     errors: Vec<LoadError>,
     kinds: BTreeMap<SourceKind, KindEngine>,
+    correlations: Vec<(String, crate::correlation::Correlation)>,
 }
 
 /// Builds a [`RuleSet`].
@@ -940,6 +941,7 @@ pub struct RuleSetBuilder {
     rules: Vec<(String, Rule)>,
     filters: Vec<Filter>,
     errors: Vec<LoadError>,
+    correlations: Vec<(String, crate::correlation::Correlation)>,
 }
 
 fn load_error(source: &str, meta: Option<&Meta>, e: &Error) -> LoadError {
@@ -1018,6 +1020,7 @@ impl RuleSetBuilder {
             rules: Vec::new(),
             filters: Vec::new(),
             errors: Vec::new(),
+            correlations: Vec::new(),
         })
     }
 
@@ -1027,6 +1030,7 @@ impl RuleSetBuilder {
             match doc {
                 Ok(Document::Rule(r)) => self.rules.push((source.to_owned(), r)),
                 Ok(Document::Filter(f)) => self.filters.push(f),
+                Ok(Document::Correlation(c)) => self.correlations.push((source.to_owned(), c)),
                 Err(e) => self.errors.push(load_error(source, None, &e)),
             }
         }
@@ -1051,6 +1055,7 @@ impl RuleSetBuilder {
             rules,
             filters,
             mut errors,
+            correlations,
         } = self;
         let mut kinds: BTreeMap<SourceKind, KindEngine> = BTreeMap::new();
         let mut loaded = Vec::new();
@@ -1149,10 +1154,44 @@ impl RuleSetBuilder {
         for engine in kinds.values_mut() {
             engine.finish()?;
         }
+        // Correlations reference loaded rules or other correlations, by name or id; one that
+        // names anything else is refused with the names it could not find.
+        let known = |r: &str| {
+            loaded
+                .iter()
+                .any(|l: &LoadedRule| l.meta.id == r || l.meta.name.as_deref() == Some(r))
+                || correlations
+                    .iter()
+                    .any(|(_, c)| c.id == r || c.name.as_deref() == Some(r))
+        };
+        let mut kept = Vec::new();
+        for (source, c) in &correlations {
+            let missing: Vec<&str> = c
+                .rules
+                .iter()
+                .map(String::as_str)
+                .filter(|r| !known(r))
+                .collect();
+            if missing.is_empty() {
+                kept.push((source.clone(), c.clone()));
+            } else {
+                errors.push(LoadError {
+                    source: source.clone(),
+                    rule_id: Some(c.id.clone()).filter(|s| !s.is_empty()),
+                    title: Some(c.title.clone()),
+                    class: "invalid",
+                    reason: format!(
+                        "correlation references rules that did not load: {}",
+                        missing.join(", ")
+                    ),
+                });
+            }
+        }
         Ok(RuleSet {
             rules: loaded,
             errors,
             kinds,
+            correlations: kept,
         })
     }
 }
@@ -1166,6 +1205,12 @@ impl RuleSet {
     /// Documents that did not load.
     pub fn errors(&self) -> &[LoadError] {
         &self.errors
+    }
+
+    /// The correlation rules that parsed and whose references all loaded, with their files.
+    /// The pipeline does not evaluate them yet.
+    pub fn correlations(&self) -> &[(String, crate::correlation::Correlation)] {
+        &self.correlations
     }
 
     /// A loaded rule's compiled expression (routing included), with the atoms it indexes and the

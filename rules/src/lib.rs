@@ -5,6 +5,7 @@
 //!
 //! - [`ast`]: YAML documents → rules and meta filters.
 //! - [`condition`]: the condition language.
+//! - [`correlation`]: Sigma correlation rules, checked, and their sliding windows.
 //! - [`string`]: Sigma strings with wildcards and escaping.
 //! - [`compile`]: modifiers and conditions → boolean expressions over shared atoms.
 //! - [`mapping`]: field mappings and logsource routing (data in `rules/mappings/`).
@@ -56,6 +57,7 @@
 pub mod ast;
 pub mod compile;
 pub mod condition;
+pub mod correlation;
 #[cfg(feature = "datafusion")]
 pub mod datafusion;
 pub mod engine;
