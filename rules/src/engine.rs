@@ -1208,7 +1208,6 @@ impl RuleSet {
     }
 
     /// The correlation rules that parsed and whose references all loaded, with their files.
-    /// The pipeline does not evaluate them yet.
     pub fn correlations(&self) -> &[(String, crate::correlation::Correlation)] {
         &self.correlations
     }
