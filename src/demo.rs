@@ -42,6 +42,22 @@ const DEMO_PRIVACY_KEY: [u8; 32] = [0x44; 32];
 /// Municipalities where the scenario plays, with how many root password logins succeed.
 const SCENARIO: &[(&str, usize)] = &[("4601", 2), ("1804", 1)];
 
+/// Municipalities whose web servers get the same known exploited path from one address within
+/// a minute: a campaign (the pack's `web_exploit_campaign` correlation fires once, on the third).
+const CAMPAIGN: &[&str] = &["0301", "4601", "5001"];
+
+/// The pack's campaign correlation (`rules/sigma/web_exploit_campaign.yml`).
+const CAMPAIGN_RULE: &str = "9c4e1b27-5d3a-4f6e-8b2c-1a7d0e5f3c08";
+
+/// An nginx access line requesting Fortinet's exploited `fgt_lang` path, at `t_us`.
+fn exploit_request(t_us: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(t_us).unwrap_or_default();
+    format!(
+        "203.0.113.66 - - [{}] \"GET /remote/fgt_lang?lang=/../../../..//////////dev/cmdb/sslvpn_websession HTTP/1.1\" 404 153 \"-\" \"python-requests/2.31.0\"",
+        t.format("%d/%b/%Y:%H:%M:%S +0000")
+    )
+}
+
 /// The sshd line of a successful root login with a password, from `ip`.
 fn root_login(tenant: &str, ip: &str, t_us: i64) -> String {
     let t = chrono::DateTime::from_timestamp_micros(t_us).unwrap_or_default();
@@ -96,6 +112,9 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
                 &format!("198.51.100.{}", 10 + i),
                 now_us - 60_000_000,
             ));
+        }
+        if let Some(i) = CAMPAIGN.iter().position(|t| t == number) {
+            lines.push(exploit_request(now_us - 50_000_000 + i as i64 * 1_000_000));
         }
         let n = &lines.len();
         // The collector's edge: syslog parsing, typed columns (web access, sshd/sudo, ID-porten
@@ -216,7 +235,16 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
             .rules()
             .iter()
             .find(|r| r.meta.id == c.rule_id)
-            .map_or(c.rule_id.clone(), |r| r.meta.title.clone());
+            .map(|r| r.meta.title.clone())
+            .or_else(|| {
+                detector
+                    .rules()
+                    .correlations()
+                    .iter()
+                    .find(|(_, k)| k.id == c.rule_id)
+                    .map(|(_, k)| k.title.clone())
+            })
+            .unwrap_or_else(|| c.rule_id.clone());
         println!("  {} {:<24} {:<52} {:>4}", c.tenant, name, title, c.alerts);
         if c.rule_id == root_rule {
             root_alerts += c.alerts;
@@ -249,6 +277,28 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
         );
     }
     println!("\nThe {expected} planted root password logins raised exactly {root_alerts} alerts.");
+    // The campaign: one correlation alert when the third municipality is hit.
+    let campaign: Vec<_> = store
+        .alerts(&AlertQuery {
+            tenant: None,
+            limit: 10_000,
+        })
+        .await?
+        .into_iter()
+        .filter(|a| a.rule_id == CAMPAIGN_RULE)
+        .collect();
+    if campaign.len() != 1 {
+        anyhow::bail!(
+            "the planted exploit requests in {} municipalities raised {} campaign alerts, not 1",
+            CAMPAIGN.len(),
+            campaign.len()
+        );
+    }
+    println!(
+        "The same exploited path requested in {} municipalities raised one campaign alert: {}.",
+        CAMPAIGN.len(),
+        campaign[0].rule_title
+    );
     if live_every_s > 0 {
         live(&store, detector, live_every_s);
         println!(

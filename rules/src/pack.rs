@@ -21,6 +21,10 @@ pub const PACK: &[(&str, &str)] = &[
         include_str!("../sigma/oidc_idporten_unexpected_client.yml"),
     ),
     (
+        "web_exploit_campaign.yml",
+        include_str!("../sigma/web_exploit_campaign.yml"),
+    ),
+    (
         "web_jndi_injection.yml",
         include_str!("../sigma/web_jndi_injection.yml"),
     ),
