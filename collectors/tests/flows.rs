@@ -123,6 +123,47 @@ fn tshark_conversations_of(file: &Path, proto: &str) -> Conversations {
     convs
 }
 
+/// A typed field of a flow event read back from Kafka, if set.
+fn field(e: &common::Arrived, name: &str) -> Option<String> {
+    e.typed
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// A numeric typed field of a flow event.
+fn number(e: &common::Arrived, name: &str) -> u64 {
+    field(e, name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {:?}", e.typed))
+}
+
+/// Checks a flow event against tshark's conversations: the same endpoints (either way round),
+/// and packets and bytes each way (tshark's frame bytes less the 14-byte Ethernet header of
+/// each frame). Returns the flow's packets.
+fn assert_is_a_conversation(e: &common::Arrived, convs: &Conversations) -> u64 {
+    let end =
+        |ip: &str, port: &str| format!("{}:{}", field(e, ip).unwrap_or_default(), number(e, port));
+    let (a, b) = (end("src_ip", "src_port"), end("dst_ip", "dst_port"));
+    let (forward, backward) = convs
+        .get(&(a.clone(), b.clone()))
+        .copied()
+        .or_else(|| convs.get(&(b.clone(), a.clone())).map(|&(ba, ab)| (ab, ba)))
+        .unwrap_or_else(|| panic!("tshark has no conversation {a} <-> {b}: {convs:#?}"));
+    let (po, pi) = (number(e, "packets_out"), number(e, "packets_in"));
+    assert_eq!(
+        (po, number(e, "bytes_out") + 14 * po),
+        forward,
+        "{a} -> {b}"
+    );
+    assert_eq!(
+        (pi, number(e, "bytes_in") + 14 * pi),
+        backward,
+        "{b} -> {a}"
+    );
+    po + pi
+}
+
 /// Real traffic on the loopback interface captured by tcpdump into `<dir>/lo.pcap`: two curl
 /// requests to Python's `http.server` (one with Altinn's Host), a TLS handshake naming
 /// ID-porten between OpenSSL's `s_client` and `s_server`. `None` (said on stderr) when this
@@ -413,39 +454,11 @@ fn flows_sent_to_kafka_arrive_as_flow_events_with_tshark_s_counts() {
     let mut components = Vec::new();
     for e in &reader.events {
         assert_eq!(e.kind, varde_core::SourceKind::Flow);
-        let get = |name: &str| {
-            e.typed
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let n = |name: &str| -> u64 {
-            get(name)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{name} in {:?}", e.typed))
-        };
-        let a = format!("{}:{}", get("src_ip").unwrap_or_default(), n("src_port"));
-        let b = format!("{}:{}", get("dst_ip").unwrap_or_default(), n("dst_port"));
-        let (forward, backward) = match (
-            convs.get(&(a.clone(), b.clone())),
-            convs.get(&(b.clone(), a.clone())),
-        ) {
-            (Some(&(ab, ba)), _) => (ab, ba),
-            (None, Some(&(ba, ab))) => (ab, ba),
-            (None, None) => panic!("tshark has no conversation {a} <-> {b}: {convs:#?}"),
-        };
-        assert_eq!(
-            (n("packets_out"), n("bytes_out") + 14 * n("packets_out")),
-            forward
-        );
-        assert_eq!(
-            (n("packets_in"), n("bytes_in") + 14 * n("packets_in")),
-            backward
-        );
-        assert_eq!(n("protocol"), 6);
-        let dst_port = n("dst_port");
+        assert_is_a_conversation(e, &convs);
+        assert_eq!(number(e, "protocol"), 6);
+        let dst_port = number(e, "dst_port");
         assert!(dst_port == u64::from(http) || dst_port == u64::from(tls));
-        if let Some(c) = get("component") {
+        if let Some(c) = field(e, "component") {
             components.push(c);
         }
     }
@@ -610,27 +623,19 @@ fn netflow_v5_v9_and_ipfix_from_softflowd_are_the_flows_nfdump_reads() {
         .iter()
         .map(|e| {
             assert_eq!(e.kind, varde_core::SourceKind::Flow);
-            let get = |name: &str| {
-                e.typed
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| panic!("{name} in {:?}", e.typed))
-            };
-            let n = |name: &str| get(name).parse::<u64>().expect("a number");
-            assert_eq!(get("exporter"), "127.0.0.1");
-            assert_eq!(n("packets_in"), 0, "exported flows are one-way");
+            assert_eq!(field(e, "exporter").as_deref(), Some("127.0.0.1"));
+            assert_eq!(number(e, "packets_in"), 0, "exported flows are one-way");
             (
-                get("src_ip"),
-                n("src_port") as u16,
-                get("dst_ip"),
-                n("dst_port") as u16,
-                match n("protocol") {
+                field(e, "src_ip").unwrap_or_default(),
+                number(e, "src_port") as u16,
+                field(e, "dst_ip").unwrap_or_default(),
+                number(e, "dst_port") as u16,
+                match number(e, "protocol") {
                     6 => "TCP".to_owned(),
                     other => other.to_string(),
                 },
-                n("packets_out"),
-                n("bytes_out"),
+                number(e, "packets_out"),
+                number(e, "bytes_out"),
             )
         })
         .collect();
@@ -910,35 +915,7 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
     assert_eq!(flows.len(), 3);
     let mut packets = 0;
     for e in flows {
-        let get = |name: &str| {
-            e.typed
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("{name} in {:?}", e.typed))
-        };
-        let n = |name: &str| get(name).parse::<u64>().expect("a number");
-        let a = format!("{}:{}", get("src_ip"), n("src_port"));
-        let b = format!("{}:{}", get("dst_ip"), n("dst_port"));
-        let (forward, backward) = match (
-            convs.get(&(a.clone(), b.clone())),
-            convs.get(&(b.clone(), a.clone())),
-        ) {
-            (Some(&(ab, ba)), _) => (ab, ba),
-            (None, Some(&(ba, ab))) => (ab, ba),
-            (None, None) => panic!("tshark has no conversation {a} <-> {b}: {convs:#?}"),
-        };
-        assert_eq!(
-            (n("packets_out"), n("bytes_out") + 14 * n("packets_out")),
-            forward,
-            "{a} -> {b}"
-        );
-        assert_eq!(
-            (n("packets_in"), n("bytes_in") + 14 * n("packets_in")),
-            backward,
-            "{b} -> {a}"
-        );
-        packets += n("packets_out") + n("packets_in");
+        packets += assert_is_a_conversation(e, &convs);
     }
     // The DNS exchanges (dig may have asked more than once): each one flow with tshark's
     // counts, the question, the answer and the component it names.
@@ -955,35 +932,9 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
         .collect();
     assert_eq!(dns.len(), dns_convs.len());
     for e in dns {
-        let get = |name: &str| {
-            e.typed
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("{name} in {:?}", e.typed))
-        };
-        let n = |name: &str| get(name).parse::<u64>().expect("a number");
-        let a = format!("{}:{}", get("src_ip"), n("src_port"));
-        let b = format!("{}:{}", get("dst_ip"), n("dst_port"));
-        let (forward, backward) = dns_convs
-            .get(&(a.clone(), b.clone()))
-            .copied()
-            .or_else(|| {
-                dns_convs
-                    .get(&(b.clone(), a.clone()))
-                    .map(|&(ba, ab)| (ab, ba))
-            })
-            .unwrap_or_else(|| panic!("tshark has no UDP conversation {a} <-> {b}"));
-        assert_eq!(
-            (n("packets_out"), n("bytes_out") + 14 * n("packets_out")),
-            forward
-        );
-        assert_eq!(
-            (n("packets_in"), n("bytes_in") + 14 * n("packets_in")),
-            backward
-        );
-        assert_eq!(get("dns_query"), "login.idporten.no");
-        assert_eq!(get("component"), "idporten");
+        assert_is_a_conversation(e, &dns_convs);
+        assert_eq!(field(e, "dns_query").as_deref(), Some("login.idporten.no"));
+        assert_eq!(field(e, "component").as_deref(), Some("idporten"));
         assert!(
             e.attrs
                 .contains(&("dns_answers".to_owned(), "192.0.2.77".to_owned())),

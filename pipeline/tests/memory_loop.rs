@@ -191,6 +191,30 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
     ));
 }
 
+/// Runs the loop with default settings until the bus is closed and drained; its counts.
+async fn run_to_end(
+    sub: &mut varde_transport::memory::MemorySubscriber,
+    store: &EmbeddedStore,
+    detector: &mut Detector,
+) -> Stats {
+    let stats = Stats::default();
+    let (_stop, shutdown) = watch::channel(false);
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        run(
+            sub,
+            store,
+            detector,
+            LoopSettings::default(),
+            &stats,
+            shutdown,
+        ),
+    )
+    .await
+    .expect("loop ends when the bus closes");
+    stats
+}
+
 #[tokio::test]
 async fn a_rule_switched_off_in_the_store_raises_no_alerts_until_it_is_switched_on() {
     let store = EmbeddedStore::new();
@@ -231,22 +255,8 @@ async fn a_rule_switched_off_in_the_store_raises_no_alerts_until_it_is_switched_
         .write_rule_switches(&[switch(1, false)])
         .await
         .expect("switch off");
-    let stats = Stats::default();
-    let (_stop, shutdown) = watch::channel(false);
     let mut sub = run_once(1).await;
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        run(
-            &mut sub,
-            &store,
-            &mut detector,
-            LoopSettings::default(),
-            &stats,
-            shutdown,
-        ),
-    )
-    .await
-    .expect("loop ends when the bus closes");
+    let stats = run_to_end(&mut sub, &store, &mut detector).await;
     assert_eq!(store.len(), 10, "the events are stored all the same");
     assert_eq!(Stats::get(&stats.alerts_written), 0);
     assert_eq!(Stats::get(&stats.rules_disabled), 1);
@@ -256,22 +266,8 @@ async fn a_rule_switched_off_in_the_store_raises_no_alerts_until_it_is_switched_
         .write_rule_switches(&[switch(2, true)])
         .await
         .expect("switch on");
-    let stats = Stats::default();
-    let (_stop, shutdown) = watch::channel(false);
     let mut sub = run_once(2).await;
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        run(
-            &mut sub,
-            &store,
-            &mut detector,
-            LoopSettings::default(),
-            &stats,
-            shutdown,
-        ),
-    )
-    .await
-    .expect("loop ends when the bus closes");
+    let stats = run_to_end(&mut sub, &store, &mut detector).await;
     assert_eq!(Stats::get(&stats.rules_disabled), 0);
     assert_eq!(Stats::get(&stats.alerts_written), 2);
     let alerts = store
@@ -333,22 +329,8 @@ async fn a_correlation_over_a_packs_rule_fires_once_per_window_as_an_alert() {
     }
     bus.close();
     let store = EmbeddedStore::new();
-    let stats = Stats::default();
-    let (_stop, shutdown) = watch::channel(false);
     let mut sub = bus.subscribe("g", &[oslo]);
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        run(
-            &mut sub,
-            &store,
-            &mut detector,
-            LoopSettings::default(),
-            &stats,
-            shutdown,
-        ),
-    )
-    .await
-    .expect("loop ends when the bus closes");
+    run_to_end(&mut sub, &store, &mut detector).await;
     let alerts = store
         .alerts(&varde_store::AlertQuery {
             tenant: None,

@@ -168,7 +168,9 @@ fn pcap(
             "in bytes"
         )?;
     }
-    let summary = read_file(file, settings, &mut Attribution::new(registry), |f| {
+    let mut attribution = Attribution::new(registry);
+    let summary = read_file(file, settings, |mut f| {
+        attribution.attribute(&mut f);
         if failed.is_some() {
             return;
         }
@@ -477,15 +479,12 @@ async fn ship_capture(
     tokio::task::spawn_blocking(move || {
         let mut attribution = Attribution::new(registry);
         let mut shipper_gone = false;
-        let summary = read_file(&file, settings, &mut attribution, |flow| {
+        let summary = read_file(&file, settings, |flow| {
             if shipper_gone {
                 return;
             }
-            let mut event = flow.event(sources::now_us());
-            privacy.scrub_event(&mut event);
-            shipper_gone = tx
-                .blocking_send(Input::Event(varde_core::SourceKind::Flow, event))
-                .is_err();
+            let input = varde_collector::flow::shipper_input(flow, &mut attribution, &privacy);
+            shipper_gone = tx.blocking_send(input).is_err();
         })?;
         if shipper_gone {
             anyhow::bail!("the shipper stopped while reading {}", file.display());

@@ -15,7 +15,6 @@ use pnet_datalink::{Channel, Config};
 use super::decode::{DecodeError, decode, linktype};
 use super::table::{FlowSettings, FlowTable};
 use super::{Attribution, FlowRecord};
-use crate::shipper::Input;
 use crate::sources::SourceContext;
 
 /// Why capture could not start.
@@ -98,16 +97,10 @@ impl Capture {
         let mut out: Vec<FlowRecord> = Vec::new();
         let mut last_expiry = crate::sources::now_us();
         let send = |out: &mut Vec<FlowRecord>, attribution: &mut Attribution| -> bool {
-            for mut flow in out.drain(..) {
-                attribution.attribute(&mut flow);
-                let mut event = flow.event(crate::sources::now_us());
-                privacy.scrub_event(&mut event);
+            for flow in out.drain(..) {
                 ctx.counters.events.fetch_add(1, Ordering::Relaxed);
-                if ctx
-                    .tx
-                    .blocking_send(Input::Event(varde_core::SourceKind::Flow, event))
-                    .is_err()
-                {
+                let input = super::shipper_input(flow, attribution, &privacy);
+                if ctx.tx.blocking_send(input).is_err() {
                     return false;
                 }
             }

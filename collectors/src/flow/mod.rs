@@ -149,6 +149,19 @@ impl FlowRecord {
     }
 }
 
+/// A flow as the shipper's input: attributed to a component on its real addresses, then
+/// pseudonymised by `privacy` like every event, as a `flow` event received now.
+pub fn shipper_input(
+    mut flow: FlowRecord,
+    attribution: &mut Attribution,
+    privacy: &crate::privacy::Privacy,
+) -> crate::shipper::Input {
+    attribution.attribute(&mut flow);
+    let mut event = flow.event(crate::sources::now_us());
+    privacy.scrub_event(&mut event);
+    crate::shipper::Input::Event(varde_core::SourceKind::Flow, event)
+}
+
 /// Which shared component a flow concerns: by the names in it (TLS SNI, HTTP Host, DNS
 /// question) against the registry's host names, by its far end against the registry's networks,
 /// and by addresses DNS answers gave for a component's names (learned as flows pass, at most

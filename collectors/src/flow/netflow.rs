@@ -403,20 +403,10 @@ pub async fn netflow_source(
             exporters = stats.exporters.len();
             tracing::info!(exporter = %from.ip(), "netflow: new exporter");
         }
-        for mut flow in flows {
-            attribution.attribute(&mut flow);
-            let mut event = flow.event(crate::sources::now_us());
-            privacy.scrub_event(&mut event);
+        for flow in flows {
             ctx.counters.events.fetch_add(1, Ordering::Relaxed);
-            if ctx
-                .tx
-                .send(crate::shipper::Input::Event(
-                    varde_core::SourceKind::Flow,
-                    event,
-                ))
-                .await
-                .is_err()
-            {
+            let input = super::shipper_input(flow, &mut attribution, &privacy);
+            if ctx.tx.send(input).await.is_err() {
                 return;
             }
         }

@@ -13,9 +13,9 @@ use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption
 use pcap_file::pcapng::{Block, PcapNgReader};
 use serde::Serialize;
 
+use super::FlowRecord;
 use super::decode::{DecodeError, decode};
 use super::table::{FlowSettings, FlowTable, TableStats};
-use super::{Attribution, FlowRecord};
 
 /// What reading one file counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -88,11 +88,10 @@ fn is_capture_magic(magic: [u8; 4]) -> bool {
 }
 
 /// Reads `path`, hands every flow to `emit` as it ends (and the rest at the end of the file,
-/// oldest first), attributed by `attribution`; returns the counts.
+/// oldest first), not yet attributed to components; returns the counts.
 pub fn read_file(
     path: &Path,
     settings: FlowSettings,
-    attribution: &mut Attribution,
     mut emit: impl FnMut(FlowRecord),
 ) -> Result<FileSummary, PcapFileError> {
     let shown = path.display().to_string();
@@ -107,9 +106,8 @@ pub fn read_file(
     let mut table = FlowTable::new(settings);
     let mut summary = FileSummary::default();
     let mut out = Vec::new();
-    let mut flush = |out: &mut Vec<FlowRecord>, attribution: &mut Attribution| {
-        for mut f in out.drain(..) {
-            attribution.attribute(&mut f);
+    let mut flush = |out: &mut Vec<FlowRecord>| {
+        for f in out.drain(..) {
             emit(f);
         }
     };
@@ -145,7 +143,7 @@ pub fn read_file(
                     Ok(p) => {
                         let ts = i64::try_from(p.timestamp.as_micros()).unwrap_or(i64::MAX);
                         frame(&mut summary, &mut table, &mut out, linktype, &p.data, ts);
-                        flush(&mut out, attribution);
+                        flush(&mut out);
                     }
                     Err(e) => {
                         summary.stopped = Some(format!("after frame {}: {e}", summary.frames));
@@ -185,14 +183,14 @@ pub fn read_file(
                         };
                         let ts = units_to_us(epb.timestamp.as_nanos(), tsresol);
                         frame(&mut summary, &mut table, &mut out, linktype, &epb.data, ts);
-                        flush(&mut out, attribution);
+                        flush(&mut out);
                     }
                     Ok(Block::SimplePacket(spb)) => {
                         // No timestamp: they join flows at time 0 of the file's first
                         // interface.
                         let linktype = interfaces.first().map_or(0, |i| i.0);
                         frame(&mut summary, &mut table, &mut out, linktype, &spb.data, 0);
-                        flush(&mut out, attribution);
+                        flush(&mut out);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -210,7 +208,7 @@ pub fn read_file(
         }
     }
     table.drain(&mut out);
-    flush(&mut out, attribution);
+    flush(&mut out);
     summary.table = table.stats();
     Ok(summary)
 }
