@@ -123,6 +123,22 @@ fn tshark_conversations_of(file: &Path, proto: &str) -> Conversations {
     convs
 }
 
+/// Python's `http.server` on `ip:port`, serving one small page from `<dir>/www`.
+fn serve_page(dir: &Path, ip: &str, port: u16) -> Killed {
+    let www = dir.join("www");
+    std::fs::create_dir(&www).expect("www");
+    std::fs::write(www.join("index.html"), "<p>Hei fra Varde</p>\n").expect("page");
+    Killed(
+        Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", ip])
+            .current_dir(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("http.server starts"),
+    )
+}
+
 /// A typed field of a flow event read back from Kafka, if set.
 fn field(e: &common::Arrived, name: &str) -> Option<String> {
     e.typed
@@ -209,24 +225,7 @@ fn capture_traffic(dir: &Path) -> Option<(std::path::PathBuf, u16, u16)> {
     // tcpdump's further messages go nowhere, so it never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
 
-    let www = dir.join("www");
-    std::fs::create_dir(&www).expect("www");
-    std::fs::write(www.join("index.html"), "<p>Hei fra Varde</p>\n").expect("page");
-    let _server = Killed(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &http.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .current_dir(&www)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("http.server starts"),
-    );
+    let _server = serve_page(dir, "127.0.0.1", http);
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let made = Command::new("openssl")
         .args([
@@ -761,24 +760,7 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let http = free_port();
-    let www = dir.path().join("www");
-    std::fs::create_dir(&www).expect("www");
-    std::fs::write(www.join("index.html"), "<p>Hei fra Varde</p>\n").expect("page");
-    let _server = Killed(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                &http.to_string(),
-                "--bind",
-                &veth.host_ip,
-            ])
-            .current_dir(&www)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("http.server starts"),
-    );
+    let _server = serve_page(dir.path(), &veth.host_ip, http);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect((veth.host_ip.as_str(), http)).is_err() {
         assert!(Instant::now() < deadline, "http.server did not start");
