@@ -1027,10 +1027,14 @@ mod tests {
         let m = config.metrics.expect("the example serves /metrics");
         assert_eq!(m.listen.to_string(), "127.0.0.1:9465");
         assert_eq!(config.retention, retention::RetentionSettings::default());
-        let (_, report) =
+        let (detector, report) =
             detect::Detector::from_config(&config.detection).expect("detection from the example");
         assert!(report.errors.is_empty(), "{:?}", report.errors);
-        assert_eq!(report.loaded, varde_rules::pack::PACK.len());
+        // Every file of the pack: a detection rule or a correlation.
+        assert_eq!(
+            report.loaded + detector.rules().correlations().len(),
+            varde_rules::pack::PACK.len()
+        );
     }
 
     #[test]
