@@ -7,8 +7,9 @@
 //!   column or an attribute of that name, or through `aliases` the field the hit's rule names),
 //!   plus Varde's own `tenant`, `host` and `component`. Groups are held in memory, at most
 //!   `max_groups` (the one seen longest ago is evicted and counted).
-//! - **Identity**: a correlation alert's id is derived from the correlation, the group and the
-//!   window's first hit, so the same window fires the same alert id however often it is
+//! - **Identity**: a hit is its event and rule: the same event delivered twice (a collector's
+//!   retry) is one hit. A correlation alert's id is derived from the correlation, the group and
+//!   the window's first hit, so the same window fires the same alert id however often it is
 //!   replayed.
 //! - **Not yet**: the windows live in memory, so a restart forgets open windows (a replay after
 //!   a restart re-fills them from the replayed hits only); correlations of correlations
@@ -194,6 +195,7 @@ impl Correlator {
                 .and_then(|cond| cond.field.as_deref())
                 .map(value_of);
             let hit = Hit {
+                id: alert.event_id.0,
                 time_us: alert.event_time_us,
                 rule: pos,
                 value,
@@ -213,7 +215,7 @@ impl Correlator {
             }
             let window = self.windows.entry(gkey.clone()).or_default();
             match window.add(c, hit, self.allowed_lateness_us) {
-                Outcome::Held => {}
+                Outcome::Held | Outcome::Repeat => {}
                 Outcome::Late => self.stats.late += 1,
                 Outcome::Fired {
                     value,

@@ -374,6 +374,9 @@ pub struct Hit {
     pub rule: usize,
     /// The value of the condition's `field`, if the correlation has one.
     pub value: Option<String>,
+    /// The hit's identity (its event's id): the same event and rule again (a batch delivered
+    /// twice) is not counted twice.
+    pub id: [u8; 16],
 }
 
 /// What adding a hit did.
@@ -396,6 +399,8 @@ pub enum Outcome {
     },
     /// Older than the newest hit seen by more than the allowed lateness: not taken in.
     Late,
+    /// The same event and rule is already in the window (a repeat delivery): not counted.
+    Repeat,
 }
 
 /// One group's sliding window for one correlation.
@@ -435,6 +440,13 @@ impl Window {
     pub fn add(&mut self, c: &Correlation, hit: Hit, allowed_lateness_us: i64) -> Outcome {
         if hit.time_us < self.newest_us.saturating_sub(allowed_lateness_us) {
             return Outcome::Late;
+        }
+        if self
+            .hits
+            .iter()
+            .any(|h| h.id == hit.id && h.rule == hit.rule)
+        {
+            return Outcome::Repeat;
         }
         self.newest_us = self.newest_us.max(hit.time_us);
         // Kept in event-time order, so a late hit lands where it belongs.

@@ -203,8 +203,12 @@ detection:
 
 const MIN: i64 = 60_000_000;
 
+/// A hit at `minute` of rule `rule`; each call a different event.
 fn hit(minute: i64, rule: usize, value: Option<&str>) -> Hit {
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Hit {
+        id: [n; 16],
         time_us: minute * MIN,
         rule,
         value: value.map(str::to_owned),
@@ -257,6 +261,19 @@ fn late_hits_are_refused_beyond_the_allowed_lateness_and_placed_in_time_within_i
     assert_eq!(w.add(&c, hit(8, 0, None), MIN), Outcome::Late);
     assert_eq!(w.add(&c, hit(9, 0, None), MIN), Outcome::Held);
     assert_eq!(fired(&w.add(&c, hit(11, 0, None), MIN)), Some(3.0));
+}
+
+#[test]
+fn the_same_event_delivered_twice_is_one_hit() {
+    let c = one(&EVENT_COUNT
+        .replace("gte: 100", "gte: 2")
+        .replace("timespan: 1h", "timespan: 5m"));
+    let mut w = Window::default();
+    let first = hit(0, 0, None);
+    assert_eq!(w.add(&c, first.clone(), 0), Outcome::Held);
+    assert_eq!(w.add(&c, first, 0), Outcome::Repeat);
+    assert_eq!(w.len(), 1);
+    assert_eq!(fired(&w.add(&c, hit(1, 0, None), 0)), Some(2.0));
 }
 
 #[test]
