@@ -13,8 +13,11 @@
 //!   replayed.
 //! - **Not yet**: the windows live in memory, so a restart forgets open windows (a replay after
 //!   a restart re-fills them from the replayed hits only); correlations of correlations
-//!   (chaining) are listed as not evaluated; `generate` is parsed but the referenced rules'
-//!   own alerts are always raised; a correlation alert belongs to the tenant of its last hit.
+//!   (chaining) are listed as not evaluated; a correlation alert belongs to the tenant of its
+//!   last hit.
+//! - **`generate`**: as the specification says, a rule referenced only by correlations with
+//!   `generate: false` (the default) raises no alert of its own: its matches only feed the
+//!   correlations. One `generate: true` correlation keeps its own alerts.
 
 use std::collections::HashMap;
 
@@ -63,6 +66,8 @@ pub struct Correlator {
     stats: CorrelatorStats,
     /// Correlations not evaluated, with why (for the catalog).
     skipped: Vec<(String, String)>,
+    /// Rules whose own alerts are not raised (`generate: false` everywhere they are referenced).
+    hidden: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Correlator {
@@ -113,6 +118,11 @@ impl Correlator {
                 by_rule.entry(k.clone()).or_default().push((i, pos));
             }
         }
+        let hidden = by_rule
+            .iter()
+            .filter(|(_, uses)| uses.iter().all(|(i, _)| !compiled[*i].correlation.generate))
+            .map(|(k, _)| k.clone())
+            .collect();
         Correlator {
             compiled,
             by_rule,
@@ -121,6 +131,7 @@ impl Correlator {
             allowed_lateness_us,
             stats: CorrelatorStats::default(),
             skipped,
+            hidden,
         }
     }
 
@@ -132,6 +143,11 @@ impl Correlator {
     /// Whether no correlation is evaluated.
     pub fn is_empty(&self) -> bool {
         self.compiled.is_empty()
+    }
+
+    /// Whether `rule_key`'s own alerts are not raised (`generate: false`).
+    pub fn hides(&self, rule_key: &str) -> bool {
+        self.hidden.contains(rule_key)
     }
 
     /// Whether an alert of `rule_key` is a hit of some correlation.

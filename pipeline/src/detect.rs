@@ -676,10 +676,14 @@ impl Detector {
                         });
                         if let Some(correlator) = correlator.as_mut()
                             && correlator.wants(rule_id)
-                            && let Some(hit) = alerts.last()
+                            && let Some(hit) = alerts.pop()
                         {
                             let field = |name: &str| field_of(&reader, row, name);
-                            let fired = correlator.observe(hit, &field, detect_time_us);
+                            let fired = correlator.observe(&hit, &field, detect_time_us);
+                            // `generate: false`: the rule's match only feeds its correlations.
+                            if !correlator.hides(rule_id) {
+                                alerts.push(hit);
+                            }
                             alerts.extend(
                                 fired
                                     .into_iter()

@@ -282,6 +282,14 @@ async fn a_rule_switched_off_in_the_store_raises_no_alerts_until_it_is_switched_
 
 #[tokio::test]
 async fn a_correlation_over_a_packs_rule_fires_once_per_window_as_an_alert() {
+    // `generate: true` keeps the root logins' own alerts; false (the default) leaves only the
+    // correlation's.
+    for generate in [true, false] {
+        correlation_over_root_logins(generate).await;
+    }
+}
+
+async fn correlation_over_root_logins(generate: bool) {
     // The root login rule's id, from the pack's own file.
     let file = varde_rules::pack::PACK
         .iter()
@@ -297,7 +305,7 @@ async fn a_correlation_over_a_packs_rule_fires_once_per_window_as_an_alert() {
     std::fs::write(
         dir.path().join("burst.yml"),
         format!(
-            "title: Three root logins within a minute\nid: 33333333-3333-3333-3333-333333333333\nlevel: critical\ncorrelation:\n  type: event_count\n  rules: [{root_id}]\n  group-by: [tenant]\n  timespan: 1m\n  condition:\n    gte: 3\n"
+            "title: Three root logins within a minute\nid: 33333333-3333-3333-3333-333333333333\nlevel: critical\ncorrelation:\n  type: event_count\n  rules: [{root_id}]\n  group-by: [tenant]\n  timespan: 1m\n  condition:\n    gte: 3\n  generate: {generate}\n"
         ),
     )
     .expect("write");
@@ -357,6 +365,7 @@ async fn a_correlation_over_a_packs_rule_fires_once_per_window_as_an_alert() {
         c.matched
             .contains(&("tenant".to_owned(), "0301".to_owned()))
     );
-    // The four root logins are alerts of their own as well.
-    assert_eq!(alerts.iter().filter(|a| a.rule_id == root_id).count(), 4);
+    // The four root logins are alerts of their own as well, with `generate: true` only.
+    let own = alerts.iter().filter(|a| a.rule_id == root_id).count();
+    assert_eq!(own, if generate { 4 } else { 0 }, "generate: {generate}");
 }

@@ -13,6 +13,14 @@ pub const PACK: &[(&str, &str)] = &[
         include_str!("../sigma/oidc_idporten_assurance_downgrade.yml"),
     ),
     (
+        "oidc_idporten_login_failure.yml",
+        include_str!("../sigma/oidc_idporten_login_failure.yml"),
+    ),
+    (
+        "oidc_idporten_spray_campaign.yml",
+        include_str!("../sigma/oidc_idporten_spray_campaign.yml"),
+    ),
+    (
         "oidc_idporten_scripted_user_agent.yml",
         include_str!("../sigma/oidc_idporten_scripted_user_agent.yml"),
     ),
