@@ -46,6 +46,22 @@ const SCENARIO: &[(&str, usize)] = &[("4601", 2), ("1804", 1)];
 /// a minute: a campaign (the pack's `web_exploit_campaign` correlation fires once, on the third).
 const CAMPAIGN: &[&str] = &["0301", "4601", "5001"];
 
+/// Municipalities whose citizen portal sees a failed ID-porten login from one address within a
+/// minute: a spray (the pack's `idporten_spray_campaign` fires once, on the third).
+const SPRAY: &[&str] = &["1508", "1804", "3403"];
+
+/// The pack's spray correlation (`rules/sigma/oidc_idporten_spray_campaign.yml`).
+const SPRAY_RULE: &str = "8f3a6d12-7b4e-4c1a-9e5d-2c6b0a8f4e10";
+
+/// A failed ID-porten login to `tenant`'s citizen portal from the spraying address, at `t_us`.
+fn failed_login(tenant: &str, t_us: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(t_us).unwrap_or_default();
+    format!(
+        "{{\"time\":\"{}\",\"client_id\":\"k{tenant}-innbyggerportal\",\"service\":\"byggesak\",\"acr\":\"idporten-loa-substantial\",\"outcome\":\"failure\",\"ip\":\"192.0.2.200\"}}",
+        t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    )
+}
+
 /// The pack's campaign correlation (`rules/sigma/web_exploit_campaign.yml`).
 const CAMPAIGN_RULE: &str = "9c4e1b27-5d3a-4f6e-8b2c-1a7d0e5f3c08";
 
@@ -115,6 +131,12 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
         }
         if let Some(i) = CAMPAIGN.iter().position(|t| t == number) {
             lines.push(exploit_request(now_us - 50_000_000 + i as i64 * 1_000_000));
+        }
+        if let Some(i) = SPRAY.iter().position(|t| t == number) {
+            lines.push(failed_login(
+                number,
+                now_us - 40_000_000 + i as i64 * 1_000_000,
+            ));
         }
         let n = &lines.len();
         // The collector's edge: syslog parsing, typed columns (web access, sshd/sudo, ID-porten
@@ -278,15 +300,14 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
     }
     println!("\nThe {expected} planted root password logins raised exactly {root_alerts} alerts.");
     // The campaign: one correlation alert when the third municipality is hit.
-    let campaign: Vec<_> = store
+    let all = store
         .alerts(&AlertQuery {
             tenant: None,
             limit: 10_000,
         })
-        .await?
-        .into_iter()
-        .filter(|a| a.rule_id == CAMPAIGN_RULE)
-        .collect();
+        .await?;
+    let campaign: Vec<_> = all.iter().filter(|a| a.rule_id == CAMPAIGN_RULE).collect();
+    let spray: Vec<_> = all.iter().filter(|a| a.rule_id == SPRAY_RULE).collect();
     if campaign.len() != 1 {
         anyhow::bail!(
             "the planted exploit requests in {} municipalities raised {} campaign alerts, not 1",
@@ -298,6 +319,18 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
         "The same exploited path requested in {} municipalities raised one campaign alert: {}.",
         CAMPAIGN.len(),
         campaign[0].rule_title
+    );
+    if spray.len() != 1 {
+        anyhow::bail!(
+            "failed ID-porten logins from one address in {} municipalities raised {} spray alerts, not 1",
+            SPRAY.len(),
+            spray.len()
+        );
+    }
+    println!(
+        "Failed ID-porten logins from one address in {} municipalities raised one spray alert: {}.",
+        SPRAY.len(),
+        spray[0].rule_title
     );
     if live_every_s > 0 {
         live(&store, detector, live_every_s);
