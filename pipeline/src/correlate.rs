@@ -95,11 +95,7 @@ impl Correlator {
                         .map(rule_key)
                 })
                 .collect();
-            let key = if c.id.is_empty() {
-                format!("title:{}", c.title)
-            } else {
-                c.id.clone()
-            };
+            let key = c.key();
             match keys {
                 Some(rule_keys) => compiled.push(Compiled {
                     correlation: c.clone(),

@@ -493,11 +493,7 @@ impl Detector {
             .map(|c| c.skipped().iter().cloned().collect())
             .unwrap_or_default();
         out.extend(set.correlations().iter().map(|(source, c)| {
-            let key = if c.id.is_empty() {
-                format!("title:{}", c.title)
-            } else {
-                c.id.clone()
-            };
+            let key = c.key();
             varde_store::RuleEntry {
                 error: skipped.get(&key).cloned().unwrap_or_default(),
                 rule_id: key,
@@ -702,11 +698,11 @@ impl Detector {
 /// The value of field `name` of row `row`, as text: a typed column of that name, else an
 /// attribute.
 fn field_of(reader: &BatchReader<'_>, row: usize, name: &str) -> Option<String> {
-    reader
-        .typed_fields(row)
-        .into_iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    varde_core::schema::typed_columns(reader.kind())
+        .iter()
+        .position(|c| c.name == name)
+        .and_then(|i| reader.typed(i, row))
+        .map(|v| v.to_string())
         .or_else(|| {
             reader
                 .attrs(row)

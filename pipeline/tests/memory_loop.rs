@@ -137,13 +137,7 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
             .collect::<Vec<_>>(),
         vec![("0301", 2), ("4601", 2)]
     );
-    let alerts = store
-        .alerts(&varde_store::AlertQuery {
-            tenant: None,
-            limit: 100,
-        })
-        .await
-        .expect("alerts");
+    let alerts = all_alerts(&store).await;
     assert_eq!(alerts.len(), 4);
     for a in &alerts {
         assert_eq!(a.rule_level, "high");
@@ -189,6 +183,17 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
         varde_transport::Subscriber::poll_batch(&mut again, 10, Duration::from_millis(10)).await,
         Err(varde_transport::Error::Closed)
     ));
+}
+
+/// Every alert in the store (at most 100).
+async fn all_alerts(store: &EmbeddedStore) -> Vec<varde_store::Alert> {
+    store
+        .alerts(&varde_store::AlertQuery {
+            tenant: None,
+            limit: 100,
+        })
+        .await
+        .expect("alerts")
 }
 
 /// Runs the loop with default settings until the bus is closed and drained; its counts.
@@ -270,13 +275,7 @@ async fn a_rule_switched_off_in_the_store_raises_no_alerts_until_it_is_switched_
     let stats = run_to_end(&mut sub, &store, &mut detector).await;
     assert_eq!(Stats::get(&stats.rules_disabled), 0);
     assert_eq!(Stats::get(&stats.alerts_written), 2);
-    let alerts = store
-        .alerts(&varde_store::AlertQuery {
-            tenant: None,
-            limit: 100,
-        })
-        .await
-        .expect("alerts");
+    let alerts = all_alerts(&store).await;
     assert!(alerts.iter().all(|a| a.rule_id == root), "{alerts:?}");
 }
 
@@ -340,13 +339,7 @@ async fn correlation_over_root_logins(generate: bool) {
     let store = EmbeddedStore::new();
     let mut sub = bus.subscribe("g", &[oslo]);
     run_to_end(&mut sub, &store, &mut detector).await;
-    let alerts = store
-        .alerts(&varde_store::AlertQuery {
-            tenant: None,
-            limit: 100,
-        })
-        .await
-        .expect("alerts");
+    let alerts = all_alerts(&store).await;
     let correlated: Vec<_> = alerts
         .iter()
         .filter(|a| a.rule_id == "33333333-3333-3333-3333-333333333333")

@@ -152,6 +152,17 @@ pub struct Correlation {
     pub generate: bool,
 }
 
+impl Correlation {
+    /// The id alerts and the catalog carry: `id`, or `title:<title>` without one (as for rules).
+    pub fn key(&self) -> String {
+        if self.id.is_empty() {
+            format!("title:{}", self.title)
+        } else {
+            self.id.clone()
+        }
+    }
+}
+
 fn key<'a>(map: &'a serde_yaml::Mapping, k: &str) -> Option<&'a Yaml> {
     map.get(Yaml::String(k.to_owned()))
 }
