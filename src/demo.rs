@@ -62,6 +62,22 @@ fn failed_login(tenant: &str, t_us: i64) -> String {
     )
 }
 
+/// The municipality one of whose servers sees a burst of failed root logins: twelve within
+/// twelve seconds (the pack's `sshd_admin_login_burst` fires once, on the tenth).
+const BURST: (&str, usize) = ("5001", 12);
+
+/// The pack's burst correlation (`rules/sigma/lnx_sshd_admin_login_burst.yml`).
+const BURST_RULE: &str = "9b4e1f73-2c8d-4a6e-b5f0-1d3a7c9e2b68";
+
+/// A failed root password login on `tenant`'s SSH server, at `t_us`.
+fn failed_root_login(tenant: &str, t_us: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(t_us).unwrap_or_default();
+    format!(
+        "<38>1 {} ssh01.k{tenant}.kommune.no sshd 4243 - - Failed password for root from 198.51.100.99 port 50200 ssh2",
+        t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    )
+}
+
 /// The pack's campaign correlation (`rules/sigma/web_exploit_campaign.yml`).
 const CAMPAIGN_RULE: &str = "9c4e1b27-5d3a-4f6e-8b2c-1a7d0e5f3c08";
 
@@ -137,6 +153,14 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
                 number,
                 now_us - 40_000_000 + i as i64 * 1_000_000,
             ));
+        }
+        if *number == BURST.0 {
+            for i in 0..BURST.1 {
+                lines.push(failed_root_login(
+                    number,
+                    now_us - 30_000_000 + i as i64 * 1_000_000,
+                ));
+            }
         }
         let n = &lines.len();
         // The collector's edge: syslog parsing, typed columns (web access, sshd/sudo, ID-porten
@@ -306,32 +330,45 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
             limit: 10_000,
         })
         .await?;
-    let campaign: Vec<_> = all.iter().filter(|a| a.rule_id == CAMPAIGN_RULE).collect();
-    let spray: Vec<_> = all.iter().filter(|a| a.rule_id == SPRAY_RULE).collect();
-    if campaign.len() != 1 {
-        anyhow::bail!(
-            "the planted exploit requests in {} municipalities raised {} campaign alerts, not 1",
-            CAMPAIGN.len(),
-            campaign.len()
+    let planted = [
+        (
+            CAMPAIGN_RULE,
+            format!(
+                "The same exploited path requested in {} municipalities",
+                CAMPAIGN.len()
+            ),
+        ),
+        (
+            SPRAY_RULE,
+            format!(
+                "Failed ID-porten logins from one address in {} municipalities",
+                SPRAY.len()
+            ),
+        ),
+        (
+            BURST_RULE,
+            format!(
+                "{} failed root logins on one server of {}",
+                BURST.1,
+                Kommunenummer::parse(BURST.0).map_or("?", |k| k.name())
+            ),
+        ),
+    ];
+    for (rule, what) in planted {
+        let raised: Vec<_> = all.iter().filter(|a| a.rule_id == rule).collect();
+        let [alert] = raised.as_slice() else {
+            anyhow::bail!("{what} raised {} correlation alerts, not 1", raised.len());
+        };
+        let touched = alert
+            .matched
+            .iter()
+            .find(|(k, _)| k == "correlation.tenants")
+            .map_or("", |(_, v)| v.as_str());
+        println!(
+            "{what} raised one correlation alert: {} (events per municipality: {touched}).",
+            alert.rule_title
         );
     }
-    println!(
-        "The same exploited path requested in {} municipalities raised one campaign alert: {}.",
-        CAMPAIGN.len(),
-        campaign[0].rule_title
-    );
-    if spray.len() != 1 {
-        anyhow::bail!(
-            "failed ID-porten logins from one address in {} municipalities raised {} spray alerts, not 1",
-            SPRAY.len(),
-            spray.len()
-        );
-    }
-    println!(
-        "Failed ID-porten logins from one address in {} municipalities raised one spray alert: {}.",
-        SPRAY.len(),
-        spray[0].rule_title
-    );
     if live_every_s > 0 {
         live(&store, detector, live_every_s);
         println!(

@@ -60,6 +60,10 @@ pub struct DetectionConfig {
     /// the built-in registry.
     #[serde(default)]
     pub components: Option<PathBuf>,
+    /// Correlation windows: bounds, lateness and the replay at start
+    /// (`[detection.correlation]`).
+    #[serde(default)]
+    pub correlation: crate::correlate::CorrelationSettings,
 }
 
 fn default_reload() -> u64 {
@@ -78,6 +82,7 @@ impl Default for DetectionConfig {
             placeholders: BTreeMap::new(),
             reload_interval_s: default_reload(),
             components: None,
+            correlation: Default::default(),
         }
     }
 }
@@ -257,6 +262,7 @@ pub struct Detector {
     disabled: BTreeSet<String>,
     /// The rule set's correlations and their open windows (see [`crate::correlate`]).
     correlator: std::sync::Mutex<crate::correlate::Correlator>,
+    correlation_settings: crate::correlate::CorrelationSettings,
 }
 
 struct RuleSource {
@@ -330,6 +336,25 @@ pub trait Detect {
         crate::correlate::CorrelatorStats::default()
     }
 
+    /// How far back the correlation hit log is replayed at start (µs); `None`: not at all.
+    fn correlation_restore_horizon_us(&self) -> Option<i64> {
+        None
+    }
+
+    /// Replays the correlation hit log into the windows (see
+    /// [`crate::correlate::Correlator::restore`]).
+    fn restore_correlations(
+        &mut self,
+        _hits: &[varde_store::CorrelationHit],
+    ) -> crate::correlate::RestoreReport {
+        crate::correlate::RestoreReport::default()
+    }
+
+    /// The correlation hits taken since the last call, to be logged with their batch.
+    fn take_correlation_log(&self) -> Vec<varde_store::CorrelationHit> {
+        Vec::new()
+    }
+
     /// The alerts of one envelope, detected at `detect_time_us`.
     fn detect(
         &self,
@@ -358,6 +383,30 @@ impl Detect for Detector {
             .unwrap_or_default()
     }
 
+    fn correlation_restore_horizon_us(&self) -> Option<i64> {
+        self.correlator
+            .lock()
+            .ok()
+            .and_then(|c| c.restore_horizon_us())
+    }
+
+    fn restore_correlations(
+        &mut self,
+        hits: &[varde_store::CorrelationHit],
+    ) -> crate::correlate::RestoreReport {
+        self.correlator
+            .get_mut()
+            .map(|c| c.restore(hits))
+            .unwrap_or_default()
+    }
+
+    fn take_correlation_log(&self) -> Vec<varde_store::CorrelationHit> {
+        self.correlator
+            .lock()
+            .map(|mut c| c.take_log())
+            .unwrap_or_default()
+    }
+
     fn detect(
         &self,
         envelope: &Envelope,
@@ -370,11 +419,17 @@ impl Detect for Detector {
 impl Detector {
     /// A detector over an already built rule set (no reloading) and component registry.
     pub fn new(rules: RuleSet, components: ComponentRegistry) -> Self {
-        let correlator = std::sync::Mutex::new(crate::correlate::Correlator::new(
-            &rules,
-            crate::correlate::DEFAULT_MAX_GROUPS,
-            crate::correlate::DEFAULT_ALLOWED_LATENESS_US,
-        ));
+        Detector::with_correlation(rules, components, Default::default())
+    }
+
+    /// A detector over an already built rule set, with correlation windows as `settings` say.
+    pub fn with_correlation(
+        rules: RuleSet,
+        components: ComponentRegistry,
+        settings: crate::correlate::CorrelationSettings,
+    ) -> Self {
+        let correlator =
+            std::sync::Mutex::new(crate::correlate::Correlator::new(&rules, &settings));
         let explainer = Explainer::new(&rules);
         let by_key = rule_index(&rules);
         let handle = RuleSetHandle::new(rules);
@@ -393,6 +448,7 @@ impl Detector {
             source: None,
             disabled: BTreeSet::new(),
             correlator,
+            correlation_settings: settings,
         }
     }
 
@@ -419,7 +475,7 @@ impl Detector {
         let fingerprint = fingerprint(&config.rules)?;
         let rules = build_rules(config.builtin_pack, &config.rules, &placeholders)?;
         let report = report_of(&rules);
-        let mut detector = Detector::new(rules, components);
+        let mut detector = Detector::with_correlation(rules, components, config.correlation);
         if config.reload_interval_s > 0 {
             detector.source = Some(RuleSource {
                 builtin_pack: config.builtin_pack,
@@ -530,18 +586,12 @@ impl Detector {
 
     /// Replaces the rule set (between two batches).
     pub fn replace_rules(&mut self, rules: RuleSet) {
-        // Open correlation windows start again with the new rule set; the counts go on.
-        let prev = self
-            .correlator
-            .lock()
-            .map(|c| c.stats())
-            .unwrap_or_default();
-        let mut correlator = crate::correlate::Correlator::new(
-            &rules,
-            crate::correlate::DEFAULT_MAX_GROUPS,
-            crate::correlate::DEFAULT_ALLOWED_LATENESS_US,
-        );
-        correlator.carry(prev);
+        // Correlations whose definition did not change keep their open windows; the counts
+        // go on.
+        let mut correlator = crate::correlate::Correlator::new(&rules, &self.correlation_settings);
+        if let Ok(prev) = self.correlator.get_mut() {
+            correlator.carry(prev);
+        }
         self.correlator = std::sync::Mutex::new(correlator);
         self.explainer = Explainer::new(&rules);
         self.by_key = rule_index(&rules);

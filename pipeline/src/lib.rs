@@ -105,6 +105,10 @@ pub struct Stats {
     pub correlation_evicted: AtomicU64,
     /// Correlation groups open (a gauge).
     pub correlation_groups: AtomicU64,
+    /// Logged correlation hits replayed into the windows at start.
+    pub correlation_restored: AtomicU64,
+    /// Correlation hits written to the store's log.
+    pub correlation_logged: AtomicU64,
     /// Refused messages parked in the dead-letter table.
     pub dead_letters: AtomicU64,
     /// Whether [`run`] is running (a gauge).
@@ -392,6 +396,8 @@ where
 struct Detected {
     envelopes: Vec<Envelope>,
     alerts: Vec<Vec<Alert>>,
+    /// Per envelope: the correlation hits its alerts were, for the log.
+    hits: Vec<Vec<varde_store::CorrelationHit>>,
     message: Vec<usize>,
 }
 
@@ -426,6 +432,26 @@ async fn store_detected<St: EventStore>(
                     write_retrying("alerts", stats, shutdown, || store.write_alerts(&alerts))
                         .await?
                 };
+                let hits: Vec<varde_store::CorrelationHit> = batch.hits[range.clone()].concat();
+                let written = match written {
+                    Ok(n) if !hits.is_empty() => {
+                        match write_retrying("correlation hits", stats, shutdown, || {
+                            store.write_correlation_hits(&hits)
+                        })
+                        .await?
+                        {
+                            Ok(h) => {
+                                stats.correlation_logged.fetch_add(h, Ordering::Relaxed);
+                                Ok(n)
+                            }
+                            Err(e) => Err(format!(
+                                "correlation hits refused (events and alerts stored): {e}"
+                            )),
+                        }
+                    }
+                    Ok(n) => Ok(n),
+                    Err(e) => Err(format!("alerts refused (events stored): {e}")),
+                };
                 match written {
                     Ok(n) => {
                         stats.rows_written.fetch_add(rows, Ordering::Relaxed);
@@ -440,7 +466,7 @@ async fn store_detected<St: EventStore>(
                         debug!(rows, alerts = n, envelopes = envelopes.len(), "stored");
                         Ok(())
                     }
-                    Err(e) => Err(format!("alerts refused (events stored): {e}")),
+                    Err(e) => Err(e),
                 }
             }
         };
@@ -612,6 +638,7 @@ async fn poll_and_detect<S: Subscriber, D: Detect>(
     let mut detected = Detected {
         envelopes: Vec::with_capacity(accepted.len()),
         alerts: Vec::with_capacity(accepted.len()),
+        hits: Vec::with_capacity(accepted.len()),
         message: Vec::with_capacity(accepted.len()),
     };
     for (i, envelope) in accepted {
@@ -627,6 +654,7 @@ async fn poll_and_detect<S: Subscriber, D: Detect>(
             Ok(found) => {
                 detected.envelopes.push(envelope);
                 detected.alerts.push(found);
+                detected.hits.push(detector.take_correlation_log());
                 detected.message.push(i);
             }
             Err(e) => {
@@ -737,6 +765,43 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
     // failed read keeps the switches in force and is tried again next round.
     let switch_every = Duration::from_secs(settings.rule_switch_interval_s);
     let mut switches_read: Option<std::time::Instant> = None;
+    // Open correlation windows are rebuilt from the hit log before the first poll is
+    // detected; until the store answers nothing is polled (it could not be stored anyway).
+    if let Some(horizon) = detector.correlation_restore_horizon_us() {
+        let mut delays = retry::Delays::new();
+        loop {
+            match store
+                .correlation_hits(now_us().saturating_sub(horizon))
+                .await
+            {
+                Ok(hits) => {
+                    let r = detector.restore_correlations(&hits);
+                    stats
+                        .correlation_restored
+                        .store(r.replayed, Ordering::Relaxed);
+                    info!(
+                        replayed = r.replayed,
+                        skipped = r.skipped,
+                        groups = r.groups,
+                        "correlation windows restored from the hit log"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    let wait = delays.next_delay();
+                    warn!(error = %e, retry_in = ?wait,
+                        "correlation hit log not read; waiting before the first poll");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {
+                            stats.running.store(false, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
     loop {
         stats
             .loop_heartbeat_us

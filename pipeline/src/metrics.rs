@@ -305,6 +305,16 @@ pub fn families(state: &MetricsState) -> Vec<Family> {
             "Correlation groups evicted because too many were open.",
             &s.correlation_evicted,
         ),
+        (
+            "correlation_hits_logged",
+            "Correlation hits written to the store's log.",
+            &s.correlation_logged,
+        ),
+        (
+            "correlation_hits_restored",
+            "Logged correlation hits replayed into the windows at start.",
+            &s.correlation_restored,
+        ),
     ] {
         out.push(Family::counter(p(name), help).value(Value::Int(get(c))));
     }

@@ -31,6 +31,10 @@ pub struct RetentionSettings {
     /// Days of dead letters to keep, by the day they were refused (default 30).
     #[serde(default = "default_dead_letters_days")]
     pub dead_letters_days: u16,
+    /// Days of the correlations' hit log to keep, by the day a hit was observed (default 7; a
+    /// starting pipeline replays `detection.correlation.restore_hours` of it).
+    #[serde(default = "default_correlation_hits_days")]
+    pub correlation_hits_days: u16,
     /// Seconds between retention runs (default 3600; the first run is at start). 0 turns
     /// retention off altogether.
     #[serde(default = "default_check_interval_s")]
@@ -46,6 +50,9 @@ fn default_alerts_days() -> u16 {
 fn default_dead_letters_days() -> u16 {
     30
 }
+fn default_correlation_hits_days() -> u16 {
+    7
+}
 fn default_check_interval_s() -> u64 {
     3600
 }
@@ -56,6 +63,7 @@ impl Default for RetentionSettings {
             events_days: default_events_days(),
             alerts_days: default_alerts_days(),
             dead_letters_days: default_dead_letters_days(),
+            correlation_hits_days: default_correlation_hits_days(),
             check_interval_s: default_check_interval_s(),
         }
     }
@@ -68,6 +76,7 @@ impl RetentionSettings {
             Table::Events => self.events_days,
             Table::Alerts => self.alerts_days,
             Table::DeadLetters => self.dead_letters_days,
+            Table::CorrelationHits => self.correlation_hits_days,
         }
     }
 
@@ -85,9 +94,9 @@ impl RetentionSettings {
 #[derive(Debug, Default)]
 pub struct RetentionStats {
     /// Partitions dropped, per table.
-    pub dropped_partitions: [AtomicU64; 3],
+    pub dropped_partitions: [AtomicU64; 4],
     /// Rows in the dropped partitions, per table.
-    pub dropped_rows: [AtomicU64; 3],
+    pub dropped_rows: [AtomicU64; 4],
     /// Runs completed (whether or not they dropped anything).
     pub runs: AtomicU64,
     /// Tables whose run failed (the store refused or was down; retried at the next run).

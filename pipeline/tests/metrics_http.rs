@@ -425,6 +425,18 @@ impl EventStore for FlakyStore {
     async fn rule_switches(&self) -> varde_store::Result<Vec<varde_store::RuleSwitch>> {
         self.inner.rule_switches().await
     }
+    async fn write_correlation_hits(
+        &self,
+        hits: &[varde_store::CorrelationHit],
+    ) -> varde_store::Result<u64> {
+        self.inner.write_correlation_hits(hits).await
+    }
+    async fn correlation_hits(
+        &self,
+        since_us: i64,
+    ) -> varde_store::Result<Vec<varde_store::CorrelationHit>> {
+        self.inner.correlation_hits(since_us).await
+    }
     async fn triage(
         &self,
         tenant: Option<Kommunenummer>,

@@ -388,6 +388,9 @@ pub struct Hit {
     /// The hit's identity (its event's id): the same event and rule again (a batch delivered
     /// twice) is not counted twice.
     pub id: [u8; 16],
+    /// Where the hit's event came from (for Varde, the municipality), handed back with the
+    /// fired window so an alert can say whom it touched.
+    pub origin: String,
 }
 
 /// What adding a hit did.
@@ -396,7 +399,7 @@ pub enum Outcome {
     /// Taken in; the condition does not hold (yet).
     Held,
     /// The condition holds: fired with this aggregate over the window `[first_us, last_us]`
-    /// of these many hits; the window is empty again.
+    /// of these hits; the window is empty again.
     Fired {
         /// The aggregate the condition was tested on (count, distinct values, sum, …; for
         /// the temporal types the number of rules seen).
@@ -405,8 +408,8 @@ pub enum Outcome {
         first_us: i64,
         /// The newest.
         last_us: i64,
-        /// Hits in the window.
-        hits: usize,
+        /// The hits in the window, oldest first.
+        hits: Vec<Hit>,
     },
     /// Older than the newest hit seen by more than the allowed lateness: not taken in.
     Late,
@@ -480,14 +483,12 @@ impl Window {
         if !fires {
             return Outcome::Held;
         }
-        let out = Outcome::Fired {
+        Outcome::Fired {
             value,
             first_us: self.hits.front().map_or(0, |h| h.time_us),
             last_us: self.hits.back().map_or(0, |h| h.time_us),
-            hits: self.hits.len(),
-        };
-        self.hits.clear();
-        out
+            hits: std::mem::take(&mut self.hits).into(),
+        }
     }
 }
 

@@ -5,6 +5,14 @@
 /// Every rule file of the pack: (file name, YAML text).
 pub const PACK: &[(&str, &str)] = &[
     (
+        "lnx_sshd_admin_login_burst.yml",
+        include_str!("../sigma/lnx_sshd_admin_login_burst.yml"),
+    ),
+    (
+        "lnx_sshd_failed_admin_login.yml",
+        include_str!("../sigma/lnx_sshd_failed_admin_login.yml"),
+    ),
+    (
         "lnx_sshd_root_password_login.yml",
         include_str!("../sigma/lnx_sshd_root_password_login.yml"),
     ),

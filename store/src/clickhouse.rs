@@ -13,9 +13,10 @@ use varde_core::Envelope;
 use crate::incident::{Change, IncidentChange, IncidentStatus, SHARED_FIELDS, Severity, Tlp};
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
-    Alert, AlertCount, AlertQuery, CollectorSeen, DeadLetter, DroppedPartition, Error, EventCount,
-    EventQuery, EventStore, GroupSeen, Hunt, Resolution, Result, RuleEntry, RuleSwitch,
-    StoredEvent, Table, TriageAction, TriageKind, VolumeBy, VolumePoint, clamp_datetime, flatten,
+    Alert, AlertCount, AlertQuery, CollectorSeen, CorrelationHit, DeadLetter, DroppedPartition,
+    Error, EventCount, EventQuery, EventStore, GroupSeen, Hunt, Resolution, Result, RuleEntry,
+    RuleSwitch, StoredEvent, Table, TriageAction, TriageKind, VolumeBy, VolumePoint,
+    clamp_datetime, flatten,
 };
 use varde_core::status::CollectorStatus;
 use varde_core::{AlertId, EventId, Kommunenummer};
@@ -475,6 +476,63 @@ impl EventOut {
             severity: self.severity,
             message: self.message,
             fields: self.field_keys.into_iter().zip(self.field_values).collect(),
+        }
+    }
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct CorrelationHitRow {
+    observed_date: u16,
+    observed: u32,
+    observed_us: u32,
+    seq: u64,
+    correlation: String,
+    definition: [u8; 16],
+    group_values: Vec<String>,
+    rule_pos: u16,
+    event_id: [u8; 16],
+    event_time_us: i64,
+    tenant: String,
+    has_value: u8,
+    value: String,
+}
+
+const CORRELATION_HIT_COLUMNS: &str = "toUInt16(observed_date) AS observed_date, \
+    toUInt32(observed) AS observed, observed_us, seq, correlation, definition, group_values, \
+    rule_pos, event_id, event_time_us, tenant, has_value, value";
+
+impl CorrelationHitRow {
+    fn of(h: &CorrelationHit) -> Self {
+        let (observed, observed_us) = clamp_datetime(h.observed_us);
+        CorrelationHitRow {
+            observed_date: crate::day_of_us(h.observed_us),
+            observed,
+            observed_us,
+            seq: h.seq,
+            correlation: h.correlation.clone(),
+            definition: h.definition,
+            group_values: h.group.clone(),
+            rule_pos: h.rule_pos,
+            event_id: h.event_id.0,
+            event_time_us: h.event_time_us,
+            tenant: h.tenant.clone(),
+            has_value: u8::from(h.value.is_some()),
+            value: h.value.clone().unwrap_or_default(),
+        }
+    }
+
+    fn into_hit(self) -> CorrelationHit {
+        CorrelationHit {
+            seq: self.seq,
+            observed_us: i64::from(self.observed) * 1_000_000 + i64::from(self.observed_us),
+            correlation: self.correlation,
+            definition: self.definition,
+            group: self.group_values,
+            rule_pos: self.rule_pos,
+            event_id: EventId(self.event_id),
+            event_time_us: self.event_time_us,
+            tenant: self.tenant,
+            value: (self.has_value != 0).then_some(self.value),
         }
     }
 }
@@ -1328,6 +1386,26 @@ impl EventStore for ClickHouseStore {
             .fetch_all()
             .await?;
         Ok(rows.into_iter().map(SwitchRow::into_switch).collect())
+    }
+
+    async fn write_correlation_hits(&self, hits: &[CorrelationHit]) -> Result<u64> {
+        self.insert_rows("correlation_hits", hits.iter().map(CorrelationHitRow::of))
+            .await
+    }
+
+    async fn correlation_hits(&self, observed_since_us: i64) -> Result<Vec<CorrelationHit>> {
+        let (since, _) = clamp_datetime(observed_since_us);
+        let rows: Vec<CorrelationHitRow> = self
+            .client
+            .query(&format!(
+                "SELECT {CORRELATION_HIT_COLUMNS} FROM {}.correlation_hits FINAL \
+                 WHERE observed >= toDateTime(?, 'UTC') ORDER BY seq, correlation, event_id, rule_pos",
+                self.db
+            ))
+            .bind(since)
+            .fetch_all()
+            .await?;
+        Ok(rows.into_iter().map(CorrelationHitRow::into_hit).collect())
     }
 
     async fn write_incident_changes(&self, changes: &[IncidentChange]) -> Result<u64> {

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use varde_core::status::CollectorStatus;
 use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
-use crate::CollectorSeen;
 use crate::incident::{Change, IncidentChange, SHARED_FIELDS};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
     EventStore, GroupSeen, Hunt, Result, RuleEntry, RuleSwitch, StoredEvent, Table, TriageAction,
     VolumeBy, VolumePoint, day_of_us, flatten, partition_id_of_day,
 };
+use crate::{CollectorSeen, CorrelationHit};
 
 /// In-memory [`EventStore`]. Clones share the same data (the demo's pipeline writes what its
 /// dashboard reads).
@@ -36,6 +36,8 @@ struct Inner {
     triage: HashMap<[u8; 16], TriageAction>,
     /// Rule switches by id.
     switches: HashMap<[u8; 16], RuleSwitch>,
+    /// The correlations' hit log by (seq, correlation, event, rule), as ClickHouse orders it.
+    correlation_hits: BTreeMap<(u64, String, EventId, u16), CorrelationHit>,
     /// Incident changes by change id (likewise).
     incidents: HashMap<[u8; 16], IncidentChange>,
     /// The newest rule catalog and when it was loaded.
@@ -383,6 +385,14 @@ impl EventStore for EmbeddedStore {
                 }
                 keep
             }),
+            Table::CorrelationHits => inner.correlation_hits.retain(|_, h| {
+                let day = day_of_us(h.observed_us);
+                let keep = day >= cutoff_day;
+                if !keep {
+                    *days.entry(day).or_default() += 1;
+                }
+                keep
+            }),
         }
         Ok(days
             .into_iter()
@@ -547,6 +557,29 @@ impl EventStore for EmbeddedStore {
         let mut out: Vec<RuleSwitch> = inner.switches.values().cloned().collect();
         out.sort_by_key(|s| (s.at_us, s.switch_id));
         Ok(out)
+    }
+
+    async fn write_correlation_hits(&self, hits: &[CorrelationHit]) -> Result<u64> {
+        let mut inner = self.lock();
+        for h in hits {
+            inner.correlation_hits.insert(
+                (h.seq, h.correlation.clone(), h.event_id, h.rule_pos),
+                h.clone(),
+            );
+        }
+        Ok(hits.len() as u64)
+    }
+
+    async fn correlation_hits(&self, observed_since_us: i64) -> Result<Vec<CorrelationHit>> {
+        // Whole seconds, as ClickHouse compares them.
+        let since = observed_since_us.div_euclid(1_000_000) * 1_000_000;
+        let inner = self.lock();
+        Ok(inner
+            .correlation_hits
+            .values()
+            .filter(|h| h.observed_us >= since)
+            .cloned()
+            .collect())
     }
 
     async fn write_incident_changes(&self, changes: &[IncidentChange]) -> Result<u64> {

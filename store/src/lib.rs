@@ -487,11 +487,18 @@ pub enum Table {
     Alerts,
     /// `dead_letters`, partitioned by the day the message was refused (`received_date`).
     DeadLetters,
+    /// `correlation_hits`, partitioned by the day the hit was observed (`observed_date`).
+    CorrelationHits,
 }
 
 impl Table {
     /// Every table retention applies to.
-    pub const ALL: [Table; 3] = [Table::Events, Table::Alerts, Table::DeadLetters];
+    pub const ALL: [Table; 4] = [
+        Table::Events,
+        Table::Alerts,
+        Table::DeadLetters,
+        Table::CorrelationHits,
+    ];
 
     /// The table's name in the database (also the `table` label of metrics).
     pub fn name(self) -> &'static str {
@@ -499,6 +506,7 @@ impl Table {
             Table::Events => "events",
             Table::Alerts => "alerts",
             Table::DeadLetters => "dead_letters",
+            Table::CorrelationHits => "correlation_hits",
         }
     }
 }
@@ -733,6 +741,49 @@ pub trait EventStore: Send + Sync {
 
     /// Every rule switch, oldest first: the history [`disabled_rules`] reads the state from.
     fn rule_switches(&self) -> impl Future<Output = Result<Vec<RuleSwitch>>> + Send;
+
+    /// Appends correlation hits to the log; returns how many. Rows are never changed.
+    fn write_correlation_hits(
+        &self,
+        hits: &[CorrelationHit],
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// The logged correlation hits observed at or after `observed_since_us`, in `seq` order
+    /// (a hit written twice comes back once).
+    fn correlation_hits(
+        &self,
+        observed_since_us: i64,
+    ) -> impl Future<Output = Result<Vec<CorrelationHit>>> + Send;
+}
+
+/// One hit a correlation took into a group's window, as the pipeline logs it
+/// (`correlation_hits`) with the alerts of the same batch, before the batch is committed.
+/// Replayed in `seq` order when a pipeline starts, the log rebuilds the windows a restart or a
+/// crash would otherwise forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrelationHit {
+    /// Order of observation: strictly increasing within a pipeline, and past the newest
+    /// logged one after a restart.
+    pub seq: u64,
+    /// When the pipeline took the hit, µs since the epoch (the log's day partition).
+    pub observed_us: i64,
+    /// The correlation (its catalog id, as its alerts carry it).
+    pub correlation: String,
+    /// A digest of the correlation's definition: a hit logged under another definition of the
+    /// same id (the rule was edited) is not replayed into the new one.
+    pub definition: [u8; 16],
+    /// The group: the values of the correlation's `group-by` fields, in order.
+    pub group: Vec<String>,
+    /// Which of the correlation's rules hit (its position in `rules`).
+    pub rule_pos: u16,
+    /// The event that hit.
+    pub event_id: EventId,
+    /// The event's time, µs since the epoch.
+    pub event_time_us: i64,
+    /// The municipality the event came from.
+    pub tenant: String,
+    /// The value of the condition's field, for the value types.
+    pub value: Option<String>,
 }
 
 /// An analyst turning a rule off or on again from the dashboard: one append-only row; the

@@ -208,6 +208,34 @@ pub const MIGRATIONS: &[Migration] = &[
             ORDER BY (rule_id, at, at_us, switch_id)",
         ],
     },
+    Migration {
+        version: 8,
+        name: "correlation_hits",
+        statements: &[
+            // The correlations' hits, one row per hit a correlation took into a group's window,
+            // written with the batch's alerts before its offset is committed. A starting
+            // pipeline replays the newest hours in `seq` order to rebuild its open windows. A
+            // hit written twice (a retried insert) has the same key and collapses; readers use
+            // FINAL. Dropped by retention by the day it was observed.
+            "CREATE TABLE IF NOT EXISTS {db}.correlation_hits (
+                observed_date Date,
+                observed DateTime('UTC'),
+                observed_us UInt32,
+                seq UInt64,
+                correlation String,
+                definition FixedString(16),
+                group_values Array(String),
+                rule_pos UInt16,
+                event_id FixedString(16),
+                event_time_us Int64,
+                tenant String,
+                has_value UInt8,
+                value String
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY observed_date
+            ORDER BY (seq, correlation, event_id, rule_pos)",
+        ],
+    },
 ];
 
 /// The table that records applied migrations.
