@@ -330,13 +330,15 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
             limit: 10_000,
         })
         .await?;
-    let planted = [
+    // Each planted pattern: one correlation alert per municipality it touched.
+    let planted: [(&str, String, &[&str]); 3] = [
         (
             CAMPAIGN_RULE,
             format!(
                 "The same exploited path requested in {} municipalities",
                 CAMPAIGN.len()
             ),
+            CAMPAIGN,
         ),
         (
             SPRAY_RULE,
@@ -344,6 +346,7 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
                 "Failed ID-porten logins from one address in {} municipalities",
                 SPRAY.len()
             ),
+            SPRAY,
         ),
         (
             BURST_RULE,
@@ -352,21 +355,28 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
                 BURST.1,
                 Kommunenummer::parse(BURST.0).map_or("?", |k| k.name())
             ),
+            &[BURST.0],
         ),
     ];
-    for (rule, what) in planted {
-        let raised: Vec<_> = all.iter().filter(|a| a.rule_id == rule).collect();
-        let [alert] = raised.as_slice() else {
-            anyhow::bail!("{what} raised {} correlation alerts, not 1", raised.len());
-        };
-        let touched = alert
-            .matched
+    for (rule, what, touched) in planted {
+        let mut raised: Vec<&str> = all
             .iter()
-            .find(|(k, _)| k == "correlation.tenants")
-            .map_or("", |(_, v)| v.as_str());
+            .filter(|a| a.rule_id == rule)
+            .map(|a| a.tenant.as_str())
+            .collect();
+        raised.sort_unstable();
+        if raised != touched {
+            anyhow::bail!(
+                "{what} raised correlation alerts for {raised:?}, not one for each of {touched:?}"
+            );
+        }
+        let title = all
+            .iter()
+            .find(|a| a.rule_id == rule)
+            .map_or("", |a| a.rule_title.as_str());
         println!(
-            "{what} raised one correlation alert: {} (events per municipality: {touched}).",
-            alert.rule_title
+            "{what} raised one correlation alert per municipality touched ({}): {title}.",
+            touched.join(", ")
         );
     }
     if live_every_s > 0 {

@@ -151,7 +151,10 @@ async fn a_window_open_at_kill_9_fires_once_after_the_restart() {
             .map(|(_, v)| v.clone())
     };
     assert_eq!(field("correlation.hits").as_deref(), Some("10"));
-    assert_eq!(field("correlation.tenants").as_deref(), Some("0301:10"));
+    assert_eq!(
+        field("correlation.scope").as_deref(),
+        Some("one municipality")
+    );
     assert_eq!(field("host").as_deref(), Some("app01.oslo.kommune.no"));
     // The window's first hit is the first login, second 0 of 10:00.
     assert_eq!(

@@ -17,11 +17,13 @@
 //!   ([`Correlator::restore`]), so a window open when the pipeline stopped, or was killed, is
 //!   open again with the same hits, and fires once. A rule reload keeps the windows of every
 //!   correlation whose definition did not change.
-//! - **Campaigns**: a correlation alert lists the municipalities its window's hits came from,
-//!   with a count each (`correlation.tenants`), and the number of them
-//!   (`correlation.tenant_count`).
-//! - **Not yet**: correlations of correlations (chaining) are listed as not evaluated; a
-//!   correlation alert belongs to the tenant of its last hit.
+//! - **Campaigns**: a fired window raises one alert per municipality its hits came from, each
+//!   with that municipality's own hits and newest event only; `correlation.scope` says whether
+//!   others were hit too, never which. The rows share `correlation.window` (the window's id),
+//!   so the CERT sees the whole campaign and each municipality its own part.
+//! - **Chaining**: a correlation may reference correlations; a fired window is then one hit of
+//!   the referencing correlation (identity: the window; time: its last hit; fields: its group),
+//!   followed at most [`MAX_CHAIN_DEPTH`] deep. Correlations in a cycle are not evaluated.
 //! - **`generate`**: as the specification says, a rule referenced only by correlations with
 //!   `generate: false` (the default) raises no alert of its own: its matches only feed the
 //!   correlations. One `generate: true` correlation keeps its own alerts.
@@ -150,33 +152,66 @@ impl std::fmt::Debug for Correlator {
 impl Correlator {
     /// The correlations of `set` whose references are all loaded detection rules.
     pub fn new(set: &RuleSet, settings: &CorrelationSettings) -> Self {
-        let mut compiled = Vec::new();
-        let mut skipped = Vec::new();
-        for (_, c) in set.correlations() {
-            let keys: Option<Vec<String>> = c
-                .rules
+        // A reference names a loaded detection rule, or a correlation (chaining). A
+        // correlation is evaluated once all it references is: detection rules, or
+        // correlations evaluated before it (so a cycle is never evaluated).
+        let all: Vec<&Correlation> = set.correlations().iter().map(|(_, c)| c).collect();
+        let of_rule = |r: &str| {
+            set.rules()
                 .iter()
-                .map(|r| {
-                    set.rules()
-                        .iter()
-                        .find(|l| l.meta.id == *r || l.meta.name.as_deref() == Some(r))
-                        .map(rule_key)
-                })
-                .collect();
-            let key = c.key();
-            match keys {
-                Some(rule_keys) => compiled.push(Compiled {
-                    definition: definition_of(c),
-                    correlation: c.clone(),
-                    key,
-                    rule_keys,
-                }),
-                None => skipped.push((
-                    key,
-                    "a correlation of correlations (chaining) is not evaluated yet".to_owned(),
-                )),
+                .find(|l| l.meta.id == *r || l.meta.name.as_deref() == Some(r))
+                .map(rule_key)
+        };
+        let of_correlation = |r: &str| {
+            all.iter()
+                .position(|c| c.id == *r || c.name.as_deref() == Some(r))
+        };
+        let mut compiled: Vec<Compiled> = Vec::new();
+        let mut done = vec![false; all.len()];
+        loop {
+            let mut progressed = false;
+            for (i, c) in all.iter().enumerate() {
+                if done[i] {
+                    continue;
+                }
+                let keys: Option<Vec<String>> = c
+                    .rules
+                    .iter()
+                    .map(|r| match of_rule(r) {
+                        Some(k) => Some(k),
+                        None => of_correlation(r)
+                            .filter(|&j| j != i && done[j])
+                            .map(|j| all[j].key()),
+                    })
+                    .collect();
+                if let Some(rule_keys) = keys {
+                    done[i] = true;
+                    progressed = true;
+                    compiled.push(Compiled {
+                        definition: definition_of(c),
+                        correlation: (*c).clone(),
+                        key: c.key(),
+                        rule_keys,
+                    });
+                }
+            }
+            if !progressed {
+                break;
             }
         }
+        let skipped = all
+            .iter()
+            .zip(&done)
+            .filter(|(_, done)| !**done)
+            .map(|(c, _)| {
+                (
+                    c.key(),
+                    "references a correlation that is not evaluated (a cycle of correlations, \
+                     or one whose rules are not loaded)"
+                        .to_owned(),
+                )
+            })
+            .collect();
         let mut by_rule: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         for (i, c) in compiled.iter().enumerate() {
             for (pos, k) in c.rule_keys.iter().enumerate() {
@@ -343,17 +378,52 @@ impl Correlator {
     }
 
     /// Feeds one alert (a hit when its rule is referenced); `field` gives the value of a field
-    /// of the alert's event by name. Returns the correlation alerts it completes.
+    /// of the alert's event by name. Returns the correlation alerts it completes: one per
+    /// municipality the fired window's hits came from, and those of correlations that
+    /// reference a fired one (chaining, at most [`MAX_CHAIN_DEPTH`] deep).
     pub fn observe(
         &mut self,
         alert: &Alert,
         field: &dyn Fn(&str) -> Option<String>,
         detect_time_us: i64,
     ) -> Vec<Alert> {
+        let (mut out, mut pending) = self.observe_one(alert, field, detect_time_us);
+        let mut depth = 0;
+        while !pending.is_empty() && depth < MAX_CHAIN_DEPTH {
+            depth += 1;
+            let mut next = Vec::new();
+            for fired in &pending {
+                // A fired correlation's fields are its group (and Varde's own fields).
+                let field = |name: &str| {
+                    fired
+                        .matched
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                };
+                let (rows, chained) = self.observe_one(fired, &field, detect_time_us);
+                out.extend(rows);
+                next.extend(chained);
+            }
+            pending = next;
+        }
+        out
+    }
+
+    /// One alert into the windows of the correlations that reference its rule: the alert
+    /// rows of the windows it fired, and per fired window the hit it is for correlations
+    /// that reference this one.
+    fn observe_one(
+        &mut self,
+        alert: &Alert,
+        field: &dyn Fn(&str) -> Option<String>,
+        detect_time_us: i64,
+    ) -> (Vec<Alert>, Vec<Alert>) {
         let Some(targets) = self.by_rule.get(&alert.rule_id).cloned() else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
-        let mut out = Vec::new();
+        let mut rows = Vec::new();
+        let mut chained = Vec::new();
         for (ci, pos) in targets {
             let compiled = &self.compiled[ci];
             let c = &compiled.correlation;
@@ -412,96 +482,331 @@ impl Correlator {
             } = outcome
             {
                 self.stats.fired += 1;
-                out.push(correlation_alert(
-                    &self.compiled[ci],
-                    &group,
-                    alert,
-                    FiredWindow {
-                        value,
-                        first_us,
-                        last_us,
-                        hits: &hits,
-                    },
-                    detect_time_us,
-                ));
+                let fired = FiredWindow {
+                    compiled: &self.compiled[ci],
+                    group: &group,
+                    value,
+                    first_us,
+                    last_us,
+                    hits: &hits,
+                };
+                rows.extend(fired.alerts(alert, detect_time_us));
+                if self.by_rule.contains_key(&self.compiled[ci].key) {
+                    chained.push(fired.chain_hit(alert, detect_time_us));
+                }
             }
         }
-        out
+        (rows, chained)
     }
 }
 
-/// A fired window, as the alert reports it.
+/// How deep correlations of correlations are followed from one hit.
+pub const MAX_CHAIN_DEPTH: usize = 10;
+
+/// A fired window of one correlation and group.
 struct FiredWindow<'a> {
+    compiled: &'a Compiled,
+    group: &'a [String],
     value: f64,
     first_us: i64,
     last_us: i64,
+    /// The window's hits, oldest first.
     hits: &'a [Hit],
 }
 
-fn correlation_alert(
-    compiled: &Compiled,
-    group: &[String],
-    last: &Alert,
-    FiredWindow {
-        value,
-        first_us,
-        last_us,
-        hits,
-    }: FiredWindow<'_>,
-    detect_time_us: i64,
-) -> Alert {
-    let c = &compiled.correlation;
-    let mut parts: Vec<&[u8]> = vec![compiled.key.as_bytes()];
-    for g in group {
-        parts.push(g.as_bytes());
+impl FiredWindow<'_> {
+    /// The window's identity: correlation, group, first hit. The same window replayed is
+    /// the same id.
+    fn id(&self) -> [u8; 16] {
+        let mut parts: Vec<&[u8]> = vec![self.compiled.key.as_bytes()];
+        for g in self.group {
+            parts.push(g.as_bytes());
+        }
+        let first = self.first_us.to_be_bytes();
+        parts.push(&first);
+        digest16(b"varde/correlation/v1\0", &parts)
     }
-    let first = first_us.to_be_bytes();
-    parts.push(&first);
-    // The window's identity stands in for an event id: rule, group, first hit.
-    let window_id = EventId(digest16(b"varde/correlation/v1\0", &parts));
-    let mut dedup_parts: Vec<&[u8]> = vec![compiled.key.as_bytes(), last.tenant.as_bytes()];
-    for g in group {
-        dedup_parts.push(g.as_bytes());
-    }
-    let mut matched: Vec<(String, String)> = c
-        .group_by
-        .iter()
-        .cloned()
-        .zip(group.iter().cloned())
-        .collect();
-    matched.push(("correlation.type".into(), format!("{:?}", c.kind)));
-    matched.push(("correlation.value".into(), value.to_string()));
-    matched.push(("correlation.hits".into(), hits.len().to_string()));
-    // The municipalities the window's hits came from, with a count each (sorted by number).
-    let mut tenants: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for h in hits {
-        *tenants.entry(h.origin.as_str()).or_default() += 1;
-    }
-    matched.push(("correlation.tenant_count".into(), tenants.len().to_string()));
-    matched.push((
-        "correlation.tenants".into(),
-        tenants
+
+    /// The fields every row of the window carries: the group and the aggregate.
+    fn matched(&self) -> Vec<(String, String)> {
+        let c = &self.compiled.correlation;
+        let mut matched: Vec<(String, String)> = c
+            .group_by
             .iter()
-            .map(|(t, n)| format!("{t}:{n}"))
-            .collect::<Vec<_>>()
-            .join(","),
-    ));
-    matched.push(("correlation.first_us".into(), first_us.to_string()));
-    matched.push(("correlation.last_us".into(), last_us.to_string()));
-    Alert {
-        alert_id: AlertId::derive(&compiled.key, window_id),
-        dedup_key: digest16(b"varde/dedup/v1\0", &dedup_parts),
-        tenant: last.tenant.clone(),
-        component: last.component.clone(),
-        rule_id: compiled.key.clone(),
-        rule_title: c.title.clone(),
-        rule_level: c.level.clone().unwrap_or_else(|| "high".to_owned()),
-        rule_tags: Vec::new(),
-        event_id: last.event_id,
-        event_time_us: last_us,
-        detect_time_us,
-        source_kind: last.source_kind.clone(),
-        host: last.host.clone(),
-        matched,
+            .cloned()
+            .zip(self.group.iter().cloned())
+            .collect();
+        matched.push(("correlation.type".into(), format!("{:?}", c.kind)));
+        matched.push(("correlation.value".into(), self.value.to_string()));
+        matched.push(("correlation.first_us".into(), self.first_us.to_string()));
+        matched.push(("correlation.last_us".into(), self.last_us.to_string()));
+        matched.push(("correlation.window".into(), EventId(self.id()).to_string()));
+        matched
+    }
+
+    /// One alert per municipality the window's hits came from, each about that
+    /// municipality only: its own hits (`correlation.hits`) and its newest event, with
+    /// `correlation.scope` saying whether others were hit too, never which. The rows of one
+    /// window share `correlation.window`, by which the CERT sees the whole campaign.
+    fn alerts(&self, last: &Alert, detect_time_us: i64) -> Vec<Alert> {
+        let c = &self.compiled.correlation;
+        // Per municipality: hits and the newest hit (the window is in event-time order).
+        let mut per: std::collections::BTreeMap<&str, (usize, &Hit)> =
+            std::collections::BTreeMap::new();
+        for h in self.hits {
+            // A chained hit (a fired window) came from every municipality of its window.
+            for origin in h.origin.split(',') {
+                let e = per.entry(origin).or_insert((0, h));
+                e.0 += 1;
+                e.1 = h;
+            }
+        }
+        let window = self.id();
+        let scope = if per.len() > 1 {
+            "several municipalities"
+        } else {
+            "one municipality"
+        };
+        per.into_iter()
+            .map(|(tenant, (n, newest))| {
+                let is_last = tenant == last.tenant;
+                let mut dedup_parts: Vec<&[u8]> =
+                    vec![self.compiled.key.as_bytes(), tenant.as_bytes()];
+                for g in self.group {
+                    dedup_parts.push(g.as_bytes());
+                }
+                let mut matched = self.matched();
+                // A `tenant` group of a chained correlation lists its window's
+                // municipalities: each row names its own only.
+                for (k, v) in &mut matched {
+                    if k == "tenant" {
+                        *v = tenant.to_owned();
+                    }
+                }
+                matched.push(("correlation.hits".into(), n.to_string()));
+                matched.push(("correlation.scope".into(), scope.to_owned()));
+                let row_id = digest16(b"varde/correlation-row/v1\0", &[&window, tenant.as_bytes()]);
+                Alert {
+                    alert_id: AlertId::derive(&self.compiled.key, EventId(row_id)),
+                    dedup_key: digest16(b"varde/dedup/v1\0", &dedup_parts),
+                    tenant: tenant.to_owned(),
+                    component: if is_last {
+                        last.component.clone()
+                    } else {
+                        String::new()
+                    },
+                    rule_id: self.compiled.key.clone(),
+                    rule_title: c.title.clone(),
+                    rule_level: c.level.clone().unwrap_or_else(|| "high".to_owned()),
+                    rule_tags: Vec::new(),
+                    event_id: EventId(newest.id),
+                    event_time_us: newest.time_us,
+                    detect_time_us,
+                    source_kind: last.source_kind.clone(),
+                    host: if is_last {
+                        last.host.clone()
+                    } else {
+                        String::new()
+                    },
+                    matched,
+                }
+            })
+            .collect()
+    }
+
+    /// The window as one hit of the correlations that reference this one: its identity is
+    /// the window's, its time the window's last hit, its fields the group.
+    /// Its tenant is every municipality of the window, comma-separated, so the referencing
+    /// correlation's alerts go to each of them.
+    fn chain_hit(&self, last: &Alert, detect_time_us: i64) -> Alert {
+        let window = EventId(self.id());
+        let tenants: std::collections::BTreeSet<&str> =
+            self.hits.iter().flat_map(|h| h.origin.split(',')).collect();
+        Alert {
+            alert_id: AlertId::derive(&self.compiled.key, window),
+            dedup_key: [0; 16],
+            tenant: tenants.into_iter().collect::<Vec<_>>().join(","),
+            component: last.component.clone(),
+            rule_id: self.compiled.key.clone(),
+            rule_title: self.compiled.correlation.title.clone(),
+            rule_level: String::new(),
+            rule_tags: Vec::new(),
+            event_id: window,
+            event_time_us: self.last_us,
+            detect_time_us,
+            source_kind: last.source_kind.clone(),
+            host: last.host.clone(),
+            matched: self.matched(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use varde_rules::RuleSetBuilder;
+
+    const BASE: &str = "title: Failed login\nid: 11111111-1111-1111-1111-111111111111\nname: failed\nlogsource:\n  product: linux\n  service: sshd\ndetection:\n  selection:\n    message|contains: Failed\n  condition: selection\nlevel: low\n";
+
+    fn correlator(docs: &[&str]) -> Correlator {
+        let mut b = RuleSetBuilder::new(Default::default()).expect("builder");
+        b.add_yaml("base.yml", BASE);
+        for (i, d) in docs.iter().enumerate() {
+            b.add_yaml(&format!("c{i}.yml"), d);
+        }
+        let set = b.build().expect("rule set");
+        Correlator::new(&set, &CorrelationSettings::default())
+    }
+
+    /// An alert of the base rule for `tenant`'s event number `n` at `second`.
+    fn hit(tenant: &str, n: u8, second: i64, src: &str) -> (Alert, String) {
+        let alert = Alert {
+            alert_id: AlertId([n; 16]),
+            dedup_key: [0; 16],
+            tenant: tenant.to_owned(),
+            component: String::new(),
+            rule_id: "11111111-1111-1111-1111-111111111111".to_owned(),
+            rule_title: "Failed login".to_owned(),
+            rule_level: "low".to_owned(),
+            rule_tags: Vec::new(),
+            event_id: EventId([n; 16]),
+            event_time_us: second * 1_000_000,
+            detect_time_us: 0,
+            source_kind: "auth".to_owned(),
+            host: format!("ssh01.k{tenant}.kommune.no"),
+            matched: Vec::new(),
+        };
+        (alert, src.to_owned())
+    }
+
+    fn feed(c: &mut Correlator, hits: &[(Alert, String)]) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for (a, src) in hits {
+            let field = |name: &str| (name == "src_ip").then(|| src.clone());
+            out.extend(c.observe(a, &field, 1_000));
+        }
+        out
+    }
+
+    fn field<'a>(a: &'a Alert, name: &str) -> Option<&'a str> {
+        a.matched
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    const SPRAY: &str = "title: Spray\nid: 22222222-2222-2222-2222-222222222222\nname: spray\ncorrelation:\n  type: value_count\n  rules: [failed]\n  group-by: [src_ip]\n  timespan: 1h\n  condition:\n    field: tenant\n    gte: 3\nlevel: high\n";
+
+    #[test]
+    fn a_campaign_raises_one_row_per_municipality_with_its_own_part_only() {
+        let mut c = correlator(&[SPRAY]);
+        let out = feed(
+            &mut c,
+            &[
+                hit("0301", 1, 0, "192.0.2.9"),
+                hit("4601", 2, 10, "192.0.2.9"),
+                hit("4601", 3, 20, "192.0.2.9"),
+                hit("5001", 4, 30, "192.0.2.9"),
+            ],
+        );
+        let tenants: Vec<&str> = out.iter().map(|a| a.tenant.as_str()).collect();
+        assert_eq!(tenants, ["0301", "4601", "5001"]);
+        let hits: Vec<Option<&str>> = out.iter().map(|a| field(a, "correlation.hits")).collect();
+        assert_eq!(hits, [Some("1"), Some("2"), Some("1")]);
+        // Each row points at its own municipality's newest event.
+        let events: Vec<EventId> = out.iter().map(|a| a.event_id).collect();
+        assert_eq!(
+            events,
+            [EventId([1; 16]), EventId([3; 16]), EventId([4; 16])]
+        );
+        // One campaign: the same window on every row, and different alerts.
+        let window = field(&out[0], "correlation.window");
+        assert!(window.is_some());
+        assert!(out.iter().all(|a| field(a, "correlation.window") == window));
+        assert!(
+            out.iter()
+                .all(|a| field(a, "correlation.scope") == Some("several municipalities"))
+        );
+        let ids: std::collections::BTreeSet<AlertId> = out.iter().map(|a| a.alert_id).collect();
+        assert_eq!(ids.len(), 3);
+        // No row names another municipality.
+        for a in &out {
+            for (_, v) in &a.matched {
+                for other in ["0301", "4601", "5001"].iter().filter(|t| **t != a.tenant) {
+                    assert!(!v.contains(other), "{a:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_correlation_of_a_correlation_counts_its_firings() {
+        // Two sprays from one address within a day: the second firing of the spray
+        // completes the outer correlation (grouped by the same field).
+        let outer = "title: Repeated spray\nid: 33333333-3333-3333-3333-333333333333\ncorrelation:\n  type: event_count\n  rules: [spray]\n  group-by: [src_ip]\n  timespan: 1d\n  condition:\n    gte: 2\nlevel: critical\n";
+        let mut c = correlator(&[SPRAY, outer]);
+        assert!(c.skipped().is_empty(), "{:?}", c.skipped());
+        assert_eq!(c.len(), 2);
+        assert!(c.hides("22222222-2222-2222-2222-222222222222"));
+        let mut hits = Vec::new();
+        for round in 0..2u8 {
+            for (i, t) in ["0301", "4601", "5001"].iter().enumerate() {
+                let n = round * 3 + i as u8 + 1;
+                hits.push(hit(t, n, i64::from(n) * 60, "192.0.2.9"));
+            }
+        }
+        let out = feed(&mut c, &hits);
+        let per_rule = |id: &str| out.iter().filter(|a| a.rule_id == id).count();
+        assert_eq!(per_rule("22222222-2222-2222-2222-222222222222"), 6);
+        // One row for each municipality of the sprays, each with its two sprays.
+        let outer: Vec<&Alert> = out
+            .iter()
+            .filter(|a| a.rule_id == "33333333-3333-3333-3333-333333333333")
+            .collect();
+        let tenants: Vec<&str> = outer.iter().map(|a| a.tenant.as_str()).collect();
+        assert_eq!(tenants, ["0301", "4601", "5001"]);
+        for a in outer {
+            assert_eq!(field(a, "src_ip"), Some("192.0.2.9"));
+            assert_eq!(field(a, "correlation.value"), Some("2"));
+            assert_eq!(field(a, "correlation.hits"), Some("2"));
+        }
+    }
+
+    #[test]
+    fn correlations_in_a_cycle_are_not_evaluated() {
+        let a = "title: A\nid: 44444444-4444-4444-4444-444444444444\nname: a\ncorrelation:\n  type: event_count\n  rules: [b]\n  timespan: 1h\n  condition:\n    gte: 2\n";
+        let b = "title: B\nid: 55555555-5555-5555-5555-555555555555\nname: b\ncorrelation:\n  type: event_count\n  rules: [a]\n  timespan: 1h\n  condition:\n    gte: 2\n";
+        let c = correlator(&[a, b]);
+        assert_eq!(c.len(), 0);
+        assert_eq!(c.skipped().len(), 2, "{:?}", c.skipped());
+    }
+
+    #[test]
+    fn the_log_replayed_into_a_new_correlator_completes_the_window_once() {
+        let mut first = correlator(&[SPRAY]);
+        let two = [
+            hit("0301", 1, 0, "192.0.2.9"),
+            hit("4601", 2, 10, "192.0.2.9"),
+        ];
+        assert!(feed(&mut first, &two).is_empty());
+        let log = first.take_log();
+        assert_eq!(log.len(), 2);
+        assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
+
+        let mut second = correlator(&[SPRAY]);
+        let r = second.restore(&log);
+        assert_eq!((r.replayed, r.skipped, r.groups), (2, 0, 1));
+        // A replayed delivery of the same events is not counted again.
+        assert!(feed(&mut second, &two).is_empty());
+        let out = feed(&mut second, &[hit("5001", 3, 20, "192.0.2.9")]);
+        assert_eq!(out.len(), 3);
+        // The log goes on after the restored sequence numbers.
+        let next = second.take_log();
+        assert!(next.iter().all(|h| h.seq > log[1].seq), "{next:?}");
+
+        // An edited correlation does not take the old definition's hits.
+        let mut edited = correlator(&[&SPRAY.replace("gte: 3", "gte: 4")]);
+        let r = edited.restore(&log);
+        assert_eq!((r.replayed, r.skipped, r.groups), (0, 2, 0));
     }
 }

@@ -730,11 +730,9 @@ impl Detector {
                             if !correlator.hides(rule_id) {
                                 alerts.push(hit);
                             }
-                            alerts.extend(
-                                fired
-                                    .into_iter()
-                                    .filter(|a| !self.disabled.contains(&a.rule_id)),
-                            );
+                            alerts.extend(fired.into_iter().filter(|a| {
+                                !self.disabled.contains(&a.rule_id) && !correlator.hides(&a.rule_id)
+                            }));
                         }
                     }
                 }
