@@ -515,8 +515,8 @@ struct FiredWindow<'a> {
 }
 
 impl FiredWindow<'_> {
-    /// The window's identity: correlation, group, first hit. The same window replayed is
-    /// the same id.
+    /// The window's identity: correlation, group, first hit (time and event). The same window
+    /// replayed is the same id.
     fn id(&self) -> [u8; 16] {
         let mut parts: Vec<&[u8]> = vec![self.compiled.key.as_bytes()];
         for g in self.group {
@@ -524,6 +524,10 @@ impl FiredWindow<'_> {
         }
         let first = self.first_us.to_be_bytes();
         parts.push(&first);
+        // Two windows of a group may begin in the same second; their first hits differ.
+        if let Some(h) = self.hits.first() {
+            parts.push(&h.id);
+        }
         digest16(b"varde/correlation/v1\0", &parts)
     }
 

@@ -745,7 +745,7 @@ impl Detector {
 
 /// The value of field `name` of row `row`, as text: a typed column of that name, else an
 /// attribute.
-fn field_of(reader: &BatchReader<'_>, row: usize, name: &str) -> Option<String> {
+pub fn field_of(reader: &BatchReader<'_>, row: usize, name: &str) -> Option<String> {
     varde_core::schema::typed_columns(reader.kind())
         .iter()
         .position(|c| c.name == name)

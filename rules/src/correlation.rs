@@ -513,14 +513,19 @@ fn aggregate(c: &Correlation, hits: &VecDeque<Hit>) -> Option<f64> {
             seen.len() as f64
         }
         CorrelationType::TemporalOrdered => {
-            // The longest prefix of the rule list seen in order within the window.
+            // The longest prefix of the rule list found in event-time order within the window.
+            // Hits of the same instant count in either order (which came first is unknown), as
+            // rsigma counts them.
             let mut next = 0;
-            for h in hits {
-                if h.rule == next {
-                    next += 1;
-                    if next == c.rules.len() {
-                        break;
+            let mut at = i64::MIN;
+            while next < c.rules.len() {
+                // The window is in event-time order: the first such hit is the earliest.
+                match hits.iter().find(|h| h.rule == next && h.time_us >= at) {
+                    Some(h) => {
+                        at = h.time_us;
+                        next += 1;
                     }
+                    None => break,
                 }
             }
             next as f64

@@ -314,6 +314,12 @@ fn temporal_needs_every_rule_and_ordered_needs_their_order() {
     );
     assert_eq!(w.add(&ordered, hit(3, 1, None), 0), Outcome::Held);
     assert_eq!(fired(&w.add(&ordered, hit(4, 2, None), 0)), Some(3.0));
+    // Hits of the same instant count in either order: b arriving before a in the same
+    // minute is still a, b (their order is unknown), then c.
+    let mut w = Window::default();
+    w.add(&ordered, hit(0, 1, None), 0);
+    w.add(&ordered, hit(0, 0, None), 0);
+    assert_eq!(fired(&w.add(&ordered, hit(1, 2, None), 0)), Some(3.0));
 }
 
 #[test]

@@ -1,0 +1,73 @@
+//! `rsigma-correlate`: rsigma-eval 0.23's correlation engine over a JSON-lines event stream, for
+//! the differential test of Varde's correlations (`tests/correlation_rsigma.rs`).
+//!
+//! ```text
+//! cargo run --manifest-path benches/peers/Cargo.toml --bin rsigma-correlate -- RULE_DIR EVENTS.jsonl
+//! ```
+//!
+//! Every event is processed in file order at the time of its `ts` field (seconds since the epoch, which Varde reads too;
+//! the same field); a window is cleared when it fires (`CorrelationAction::Reset`, Varde's semantics).
+//! Prints one JSON object per fired correlation: `{"correlation", "group", "value"}`, the group
+//! as `[name, value]` pairs in the correlation's `group-by` order.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rsigma_eval::result::ResultBody;
+use rsigma_eval::{CorrelationAction, CorrelationConfig, CorrelationEngine, JsonEvent};
+use serde_json::{Value as Json, json};
+
+fn rule_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = entry?.path();
+        if p.is_dir() {
+            rule_files(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [dir, events] = args.as_slice() else {
+        anyhow::bail!("usage: rsigma-correlate RULE_DIR EVENTS.jsonl");
+    };
+    let mut files = Vec::new();
+    rule_files(Path::new(dir), &mut files)?;
+    files.sort();
+    let mut engine = CorrelationEngine::new(CorrelationConfig {
+        action_on_match: CorrelationAction::Reset,
+        ..CorrelationConfig::default()
+    });
+    for f in &files {
+        let text = std::fs::read_to_string(f)?;
+        let collection = rsigma_parser::parse_sigma_yaml(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        engine
+            .add_collection(&collection)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    }
+    let text = std::fs::read_to_string(events)?;
+    for (i, line) in text.lines().enumerate() {
+        let event: Json =
+            serde_json::from_str(line).with_context(|| format!("{events}: line {}", i + 1))?;
+        let ts = event["ts"]
+            .as_i64()
+            .with_context(|| format!("{events}: line {} has no ts", i + 1))?;
+        for r in engine.process_event_at(&JsonEvent::borrow(&event), ts) {
+            if let ResultBody::Correlation(body) = &r.body {
+                println!(
+                    "{}",
+                    json!({
+                        "correlation": r.header.rule_id.clone().unwrap_or(r.header.rule_title.clone()),
+                        "group": body.group_key,
+                        "value": body.aggregated_value,
+                    })
+                );
+            }
+        }
+    }
+    Ok(())
+}
