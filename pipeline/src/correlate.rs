@@ -46,8 +46,9 @@ pub struct CorrelationSettings {
     /// ago is evicted and counted.
     #[serde(default = "default_max_groups")]
     pub max_groups: usize,
-    /// Seconds a hit may be behind its group's newest and still count (default 60); later
-    /// ones are counted as late.
+    /// Seconds a hit may be behind its group's newest and still count (default 300: the
+    /// municipalities' collectors deliver with different delays, and a campaign's group
+    /// spans them); later ones are counted as late (the retro-hunt still finds them).
     #[serde(default = "default_allowed_lateness_s")]
     pub allowed_lateness_s: u64,
     /// Hours of the hit log a starting pipeline replays to rebuild its windows (default 24;
@@ -60,7 +61,7 @@ fn default_max_groups() -> usize {
     100_000
 }
 fn default_allowed_lateness_s() -> u64 {
-    60
+    300
 }
 fn default_restore_hours() -> u64 {
     24

@@ -42,6 +42,7 @@ use std::time::Duration;
 
 pub mod correlate;
 pub mod detect;
+pub mod hunt;
 pub mod jsonl;
 pub mod metrics;
 pub mod retention;

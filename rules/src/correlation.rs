@@ -463,8 +463,11 @@ impl Window {
             return Outcome::Repeat;
         }
         self.newest_us = self.newest_us.max(hit.time_us);
-        // Kept in event-time order, so a late hit lands where it belongs.
-        let at = self.hits.partition_point(|h| h.time_us <= hit.time_us);
+        // Kept in event-time order (then by event, so hits of one instant have the same
+        // order however they arrived), and a late hit lands where it belongs.
+        let at = self
+            .hits
+            .partition_point(|h| (h.time_us, h.id) <= (hit.time_us, hit.id));
         self.hits.insert(at, hit);
         let cutoff = self.newest_us.saturating_sub(c.timespan_us);
         while self.hits.front().is_some_and(|h| h.time_us < cutoff) {
