@@ -16,6 +16,7 @@
 //! `pipeline`: see [`pipeline`]; `flows`: see [`flows`].
 //! Single-threaded; wall-clock time.
 
+mod correlate;
 mod flows;
 mod pipeline;
 mod sigma;
@@ -55,6 +56,8 @@ enum Command {
     Pipeline(pipeline::Options),
     /// Capture replay into flows, beside softflowd and pmacctd on the same file.
     Flows(flows::Options),
+    /// Sigma correlations beside rsigma's on the same stream, and the cost of open groups.
+    Correlate(correlate::Options),
 }
 
 fn rate(n: usize, secs: f64) -> String {
@@ -67,6 +70,7 @@ fn main() -> Result<()> {
         Command::Sigma(options) => sigma::run(&options),
         Command::Pipeline(options) => pipeline::run(&options),
         Command::Flows(options) => flows::run(&options),
+        Command::Correlate(options) => correlate::run(&options),
     }
 }
 

@@ -12,7 +12,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use varde_core::pseudonym::{is_pseudonym, split_pseudonyms};
 use varde_core::{AlertId, Kommunenummer};
-use varde_store::{Alert, EventStore, Resolution, StoredEvent, TriageAction, TriageKind};
+use varde_store::{
+    Alert, CorrelationHit, EventStore, Resolution, StoredEvent, TriageAction, TriageKind,
+    WindowQuery,
+};
 
 use crate::triage::{Status, status};
 use crate::{Dashboard, Role, app_page, format_time, now_us, random_hex, refusal, unavailable};
@@ -198,6 +201,14 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
         Ok(r) => r,
         Err(e) => return unavailable("rule", &e),
     };
+    // A correlation alert: the hits of its window, a municipality's own only.
+    let window = match window_of(&alert) {
+        Some(w) => match store.window_hits(own, &w, WINDOW_HITS_MAX + 1).await {
+            Ok(h) => Some(h),
+            Err(e) => return unavailable("window hits", &e),
+        },
+        None => None,
+    };
     let refs: Vec<&TriageAction> = history.iter().collect();
     let current = status(&refs, last_detect, now_us());
     let may_triage = account.role != Role::Municipality;
@@ -236,6 +247,9 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
                     tbody { @for (k, v) in &alert.matched { tr { th scope="row" { (k) } td { (value(v)) } } } }
                 }
             }
+            @if let Some(hits) = &window {
+                (window_section(hits, own.is_none()))
+            }
             h2.ds-heading data-size="sm" { (t("Hendelsen", "The event")) }
             (event_section(event.as_ref()))
             (related(&alert, &group, &spread))
@@ -254,6 +268,71 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
 
 /// Most alerts of the group shown on an alert's page.
 pub const RELATED_MAX: u64 = 20;
+
+/// Most hits of a correlation window shown on its alert's page.
+pub const WINDOW_HITS_MAX: u64 = 200;
+
+/// The window a correlation alert fired on (its group, first and last hit), from its matched
+/// fields; `None` for other alerts.
+fn window_of(a: &Alert) -> Option<WindowQuery> {
+    let get = |name: &str| {
+        a.matched
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    get("correlation.window")?;
+    Some(WindowQuery {
+        correlation: a.rule_id.clone(),
+        group: a
+            .matched
+            .iter()
+            .filter(|(k, _)| !k.starts_with("correlation."))
+            .map(|(_, v)| v.clone())
+            .collect(),
+        first_us: get("correlation.first_us")?.parse().ok()?,
+        last_us: get("correlation.last_us")?.parse().ok()?,
+    })
+}
+
+/// The hits of a correlation alert's window: its events, with their municipality for the CERT.
+fn window_section(hits: &[CorrelationHit], cert: bool) -> Markup {
+    let shown = &hits[..hits
+        .len()
+        .min(usize::try_from(WINDOW_HITS_MAX).unwrap_or(usize::MAX))];
+    html! {
+        h2.ds-heading data-size="sm" { (t("Hendelsene i vinduet", "The events of the window")) }
+        @if hits.is_empty() {
+            p { (t("Ingen av vinduets hendelser er lagret her.", "None of the window's events is stored here.")) }
+        } @else {
+            table.ds-table data-border="" data-window-hits=(shown.len()) {
+                caption { (t(
+                    "Hendelsene korrelasjonen talte, eldste først",
+                    "The events the correlation counted, oldest first"
+                )) }
+                thead { tr {
+                    th scope="col" { (t("Hendelsestid (UTC)", "Event time (UTC)")) }
+                    @if cert { th scope="col" { (t("Kommune", "Municipality")) } }
+                    th scope="col" { (t("Hendelse", "Event")) }
+                    th scope="col" { (t("Verdi", "Value")) }
+                } }
+                tbody {
+                    @for h in shown {
+                        tr {
+                            td { (format_time(h.event_time_us)) }
+                            @if cert { td { (value(&h.tenant)) } }
+                            td { code { (h.event_id) } }
+                            td { (value(h.value.as_deref().unwrap_or(""))) }
+                        }
+                    }
+                }
+            }
+            @if hits.len() > shown.len() {
+                p { (t("Flere hendelser enn vist.", "More events than shown.")) }
+            }
+        }
+    }
+}
 
 /// The other alerts of the group, and (for the CERT) where the same rule fired lately.
 fn related(a: &Alert, group: &[Alert], spread: &[(String, u64)]) -> Markup {

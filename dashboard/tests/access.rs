@@ -1675,6 +1675,79 @@ async fn the_alert_page_shows_its_group_and_where_the_rule_fired_to_the_cert_onl
     env.cleanup().await;
 }
 
+/// A campaign's window: two hits in Oslo, one in Bergen, and the correlation alert's row for
+/// each. The CERT sees all three hits on either row; Oslo sees its own two and nothing of Bergen.
+#[tokio::test]
+async fn a_correlation_alert_shows_its_windows_events_and_a_municipality_only_its_own() {
+    let env = TestEnv::new("dashwindow");
+    let store = env.store().await;
+    let t0 = 1_796_119_200_000_000_i64;
+    let hit = |tenant: &str, n: u8, seq: u64| varde_store::CorrelationHit {
+        seq,
+        observed_us: t0,
+        correlation: "corr-1".into(),
+        definition: [7; 16],
+        group: vec!["192.0.2.200".into()],
+        rule_pos: 0,
+        event_id: EventId([n; 16]),
+        event_time_us: t0 + i64::from(n) * 1_000_000,
+        tenant: tenant.into(),
+        value: Some(tenant.into()),
+    };
+    store
+        .write_correlation_hits(&[
+            hit("0301", 1, 1),
+            hit("4601", 2, 2),
+            hit("0301", 3, 3),
+            // Outside the window's span: not shown.
+            hit("0301", 9, 4),
+        ])
+        .await
+        .expect("hits");
+    let row = |tenant: &str, n: u8| Alert {
+        rule_id: "corr-1".into(),
+        rule_title: "Spray".into(),
+        event_id: EventId([n; 16]),
+        matched: vec![
+            ("src_ip".into(), "192.0.2.200".into()),
+            ("correlation.first_us".into(), (t0 + 1_000_000).to_string()),
+            ("correlation.last_us".into(), (t0 + 3_000_000).to_string()),
+            ("correlation.window".into(), "ab".repeat(16)),
+            ("correlation.scope".into(), "several municipalities".into()),
+        ],
+        ..alert(tenant, n, "Spray")
+    };
+    store
+        .write_alerts(&[row("0301", 3), row("4601", 2)])
+        .await
+        .expect("alerts");
+    let app = app(store, Settings::default());
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    let path = format!("/alerts/{}", AlertId([3; 16]));
+
+    let (status, page) = get(&app, &path, Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"data-window-hits="3""#), "{page}");
+    assert!(page.contains(&EventId([2; 16]).to_string()) && page.contains("4601"));
+    assert!(!page.contains(&EventId([9; 16]).to_string()), "{page}");
+
+    let (status, page) = get(&app, &path, Some(&oslo)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"data-window-hits="2""#), "{page}");
+    assert!(
+        !page.contains("4601") && !page.contains(&EventId([2; 16]).to_string()),
+        "{page}"
+    );
+    // Bergen's row is not Oslo's to open.
+    let (status, _) = get(&app, &format!("/alerts/{}", AlertId([2; 16])), Some(&oslo)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    env.cleanup().await;
+}
+
 /// One web access event of `tenant` from collector `collector`, received at `at_us`.
 fn event_at(tenant: &str, collector: &str, at_us: i64) -> Envelope {
     let id = CollectorId::new(collector).expect("collector id");

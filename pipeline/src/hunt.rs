@@ -150,6 +150,8 @@ pub async fn correlate_stored<St: EventStore>(
         report
             .alerts
             .extend(correlator.observe(&alert, &field, crate::now_us()));
+        // The hit log is the stream's (for restarts); the hunt keeps none.
+        drop(correlator.take_log());
     }
     Ok(report)
 }

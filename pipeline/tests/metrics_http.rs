@@ -437,6 +437,14 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<Vec<varde_store::CorrelationHit>> {
         self.inner.correlation_hits(since_us).await
     }
+    async fn window_hits(
+        &self,
+        tenant: Option<Kommunenummer>,
+        window: &varde_store::WindowQuery,
+        limit: u64,
+    ) -> varde_store::Result<Vec<varde_store::CorrelationHit>> {
+        self.inner.window_hits(tenant, window, limit).await
+    }
     async fn triage(
         &self,
         tenant: Option<Kommunenummer>,

@@ -15,7 +15,7 @@ use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
     Alert, AlertCount, AlertQuery, CollectorSeen, CorrelationHit, DeadLetter, DroppedPartition,
     Error, EventCount, EventQuery, EventStore, GroupSeen, Hunt, Resolution, Result, RuleEntry,
-    RuleSwitch, StoredEvent, Table, TriageAction, TriageKind, VolumeBy, VolumePoint,
+    RuleSwitch, StoredEvent, Table, TriageAction, TriageKind, VolumeBy, VolumePoint, WindowQuery,
     clamp_datetime, flatten,
 };
 use varde_core::status::CollectorStatus;
@@ -1405,6 +1405,37 @@ impl EventStore for ClickHouseStore {
             .bind(since)
             .fetch_all()
             .await?;
+        Ok(rows.into_iter().map(CorrelationHitRow::into_hit).collect())
+    }
+
+    async fn window_hits(
+        &self,
+        tenant: Option<Kommunenummer>,
+        window: &WindowQuery,
+        limit: u64,
+    ) -> Result<Vec<CorrelationHit>> {
+        let mut sql = format!(
+            "SELECT {CORRELATION_HIT_COLUMNS} FROM {}.correlation_hits FINAL \
+             WHERE correlation = ? AND group_values = ? AND event_time_us >= ? \
+             AND event_time_us <= ?",
+            self.db
+        );
+        if tenant.is_some() {
+            sql.push_str(" AND tenant = ?");
+        }
+        // A hit taken again after a restart is the same event: one row per event and rule.
+        sql.push_str(" ORDER BY event_time_us, event_id, rule_pos, seq LIMIT 1 BY event_id, rule_pos LIMIT ?");
+        let mut q = self
+            .client
+            .query(&sql)
+            .bind(window.correlation.as_str())
+            .bind(&window.group)
+            .bind(window.first_us)
+            .bind(window.last_us);
+        if let Some(t) = tenant {
+            q = q.bind(t.as_str());
+        }
+        let rows: Vec<CorrelationHitRow> = q.bind(limit).fetch_all().await?;
         Ok(rows.into_iter().map(CorrelationHitRow::into_hit).collect())
     }
 

@@ -13,7 +13,7 @@ use crate::{
     EventStore, GroupSeen, Hunt, Result, RuleEntry, RuleSwitch, StoredEvent, Table, TriageAction,
     VolumeBy, VolumePoint, day_of_us, flatten, partition_id_of_day,
 };
-use crate::{CollectorSeen, CorrelationHit};
+use crate::{CollectorSeen, CorrelationHit, WindowQuery};
 
 /// In-memory [`EventStore`]. Clones share the same data (the demo's pipeline writes what its
 /// dashboard reads).
@@ -580,6 +580,37 @@ impl EventStore for EmbeddedStore {
             .filter(|h| h.observed_us >= since)
             .cloned()
             .collect())
+    }
+
+    async fn window_hits(
+        &self,
+        tenant: Option<Kommunenummer>,
+        window: &WindowQuery,
+        limit: u64,
+    ) -> Result<Vec<CorrelationHit>> {
+        let inner = self.lock();
+        let mut out: Vec<CorrelationHit> = inner
+            .correlation_hits
+            .values()
+            .filter(|h| {
+                h.correlation == window.correlation
+                    && h.group == window.group
+                    && (window.first_us..=window.last_us).contains(&h.event_time_us)
+                    && tenant.is_none_or(|t| h.tenant == t.as_str())
+            })
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            (a.event_time_us, a.event_id, a.rule_pos, a.seq).cmp(&(
+                b.event_time_us,
+                b.event_id,
+                b.rule_pos,
+                b.seq,
+            ))
+        });
+        out.dedup_by(|a, b| (a.event_id, a.rule_pos) == (b.event_id, b.rule_pos));
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
     }
 
     async fn write_incident_changes(&self, changes: &[IncidentChange]) -> Result<u64> {

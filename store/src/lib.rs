@@ -754,6 +754,29 @@ pub trait EventStore: Send + Sync {
         &self,
         observed_since_us: i64,
     ) -> impl Future<Output = Result<Vec<CorrelationHit>>> + Send;
+
+    /// The hits of one group of a correlation with event times in `[first_us, last_us]` (a
+    /// fired window's span), oldest first, at most `limit`; of `tenant`'s events only, when
+    /// given (a municipality sees its own part of a campaign).
+    fn window_hits(
+        &self,
+        tenant: Option<Kommunenummer>,
+        window: &WindowQuery,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<CorrelationHit>>> + Send;
+}
+
+/// A fired correlation window, to read its hits back ([`EventStore::window_hits`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowQuery {
+    /// The correlation (its catalog id).
+    pub correlation: String,
+    /// The group: the values of its `group-by` fields, in order.
+    pub group: Vec<String>,
+    /// The window's first hit's event time, µs.
+    pub first_us: i64,
+    /// Its last hit's.
+    pub last_us: i64,
 }
 
 /// One hit a correlation took into a group's window, as the pipeline logs it

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub mod clickhouse;
+pub mod correlation;
 pub mod process;
 pub mod sigma;
 
