@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use varde_core::Kommunenummer;
 use varde_store::{AlertQuery, EventStore};
-use varde_testkit::process::{collector_config, collector_send, pipeline_config, start_pipeline};
+use varde_testkit::process::{
+    collector_config, collector_send, pipeline_config, start_pipeline, static_assignment,
+};
 use varde_testkit::{TestEnv, eventually};
 use varde_transport::events_topic;
 use varde_transport::kafka::ensure_topics;
@@ -50,17 +52,9 @@ async fn a_window_open_at_kill_9_fires_once_after_the_restart() {
     let collector = collector_config(dir.path(), "k0301-burst", "0301", &kafka, 100);
     let group = format!("{}pipeline", kafka.topic_prefix);
 
-    // Static assignment: the restarted instance takes the partition at once, from the offsets
-    // the killed one committed (the development broker's group coordinator is slow to hand a
-    // killed member's partitions on; see DEVELOPERS.md).
+    // Static assignment: the restarted instance resumes from the killed one's commits at once.
     let config = pipeline_config(dir.path(), &kafka, &clickhouse, 4);
-    let text = std::fs::read_to_string(&config).expect("read pipeline config");
-    let text = text.replacen(
-        "\n\n[kafka]",
-        "\nassignment = \"static\"\ntenants = [\"0301\"]\n\n[kafka]",
-        1,
-    );
-    std::fs::write(&config, &text).expect("write pipeline config");
+    let text = static_assignment(&config, "0301");
 
     let first_lines = dir.path().join("first.log");
     failed_root_logins(&first_lines, 0, 6);

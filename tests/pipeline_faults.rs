@@ -13,7 +13,8 @@ use varde_core::Kommunenummer;
 use varde_store::clickhouse::ClickHouseStore;
 use varde_store::{AlertQuery, EventStore};
 use varde_testkit::process::{
-    Guard, collector_config, collector_send, pipeline_config, start_pipeline, write_syslog_lines,
+    Guard, collector_config, collector_send, pipeline_config, start_pipeline, static_assignment,
+    write_syslog_lines,
 };
 use varde_testkit::{TestEnv, eventually};
 use varde_transport::events_topic;
@@ -183,13 +184,7 @@ async fn kill_9_then_restart_in_the_same_group_resumes_from_the_committed_offset
     let group = format!("{}pipeline", kafka.topic_prefix);
 
     let config = pipeline_config(dir.path(), &kafka, &clickhouse, 4);
-    let text = std::fs::read_to_string(&config).expect("read pipeline config");
-    let text = text.replacen(
-        "\n\n[kafka]",
-        "\nassignment = \"static\"\ntenants = [\"4601\"]\n\n[kafka]",
-        1,
-    );
-    std::fs::write(&config, &text).expect("write pipeline config");
+    let text = static_assignment(&config, "4601");
     let mut first = start_pipeline(varde(), &config, Some(&dir.path().join("first.log")));
     eventually("a first commit", Duration::from_secs(120), || async {
         let sum: i64 = varde_testkit::committed_offsets(&kafka, &group, &topic)

@@ -177,18 +177,6 @@ pub fn run(o: &Options) -> Result<()> {
     Ok(())
 }
 
-/// A `/proc/self/status` figure in KiB (0 when unreadable).
-fn status_kib(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Resident memory (KiB) grown while Varde's correlator takes `--groups` failed logins of
 /// `users` users, one second apart (the hits `failed_logins` writes, as the pipeline hands them
 /// over), with room for every group.
@@ -216,7 +204,7 @@ fn varde_state_kib(o: &Options, users: usize) -> Result<u64> {
             ..CorrelationSettings::default()
         },
     );
-    let before = status_kib("VmRSS:");
+    let before = crate::pipeline::status_kib_of("self", "VmRSS:");
     for i in 0..o.groups {
         let row = u32::try_from(i)?;
         let event_id = EventId::derive("bench", 0, row);
@@ -246,7 +234,7 @@ fn varde_state_kib(o: &Options, users: usize) -> Result<u64> {
         drop(correlator.observe(&alert, &field, 0));
         drop(correlator.take_log());
     }
-    let grown = status_kib("VmRSS:").saturating_sub(before);
+    let grown = crate::pipeline::status_kib_of("self", "VmRSS:").saturating_sub(before);
     drop(correlator);
     Ok(grown)
 }

@@ -341,11 +341,17 @@ fn clock_ticks() -> f64 {
 
 /// Peak resident set (`VmHWM`) of a process (`"self"` or a pid), in KiB.
 pub(crate) fn peak_rss_kib_of(pid: &str) -> u64 {
+    status_kib_of(pid, "VmHWM:")
+}
+
+/// A memory figure (`VmHWM:`, `VmRSS:`, …) of a process's `/proc/<pid>/status`, in KiB (0 when
+/// unreadable).
+pub(crate) fn status_kib_of(pid: &str, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)

@@ -8,23 +8,14 @@
 //! Events are given to rsigma as flat JSON objects (EventData keys plus EventID, Channel,
 //! Computer), built before timing, so JSON parsing is excluded as it is for Varde's match figure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value as Json};
 
-fn rule_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = entry?.path();
-        if p.is_dir() {
-            rule_files(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
+mod rule_files;
+use rule_files::rule_files;
 
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();

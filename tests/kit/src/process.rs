@@ -82,6 +82,21 @@ pub fn pipeline_config(
     path
 }
 
+/// Rewrites a [`pipeline_config`] file to take every partition of `tenant`'s topic itself
+/// (`assignment = "static"`), resuming from the group's committed offsets; returns the new
+/// text. A restarted instance then has its partition at once (the development broker's group
+/// coordinator is slow to hand a killed member's partitions on; see DEVELOPERS.md).
+pub fn static_assignment(config: &Path, tenant: &str) -> String {
+    let text = std::fs::read_to_string(config).expect("read pipeline config");
+    let text = text.replacen(
+        "\n\n[kafka]",
+        &format!("\nassignment = \"static\"\ntenants = [\"{tenant}\"]\n\n[kafka]"),
+        1,
+    );
+    std::fs::write(config, &text).expect("write pipeline config");
+    text
+}
+
 /// Starts `varde pipeline --config <config>` (the binary of the root package, `varde_bin`),
 /// its log going to `log` (or nowhere).
 pub fn start_pipeline(varde_bin: &Path, config: &Path, log: Option<&Path>) -> Guard {

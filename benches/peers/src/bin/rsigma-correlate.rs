@@ -14,24 +14,16 @@
 //! while processing (the engine's state), for `varde-bench correlate`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use rsigma_eval::result::ResultBody;
 use rsigma_eval::{CorrelationAction, CorrelationConfig, CorrelationEngine, JsonEvent};
 use serde_json::{Value as Json, json};
 
-fn rule_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = entry?.path();
-        if p.is_dir() {
-            rule_files(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
+#[path = "../rule_files.rs"]
+mod rule_files;
+use rule_files::rule_files;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
