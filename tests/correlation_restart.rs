@@ -11,7 +11,8 @@ use std::time::Duration;
 use varde_core::Kommunenummer;
 use varde_store::{AlertQuery, EventStore};
 use varde_testkit::process::{
-    collector_config, collector_send, pipeline_config, start_pipeline, static_assignment,
+    collector_config, collector_send, pipeline_config, start_pipeline,
+    start_second_pipeline_with_metrics, static_assignment,
 };
 use varde_testkit::{TestEnv, eventually};
 use varde_transport::events_topic;
@@ -100,17 +101,11 @@ async fn a_window_open_at_kill_9_fires_once_after_the_restart() {
     let second_lines = dir.path().join("second.log");
     failed_root_logins(&second_lines, 6, 10);
     collector_send(&collector, &second_lines);
-    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], varde_testkit::free_port()));
-    let second_config = dir.path().join("second.toml");
-    std::fs::write(
-        &second_config,
-        format!("{text}\n[metrics]\nlisten = \"{metrics}\"\n"),
-    )
-    .expect("write pipeline config");
-    let _second = start_pipeline(
+    let (_second, metrics) = start_second_pipeline_with_metrics(
         varde(),
-        &second_config,
-        Some(&dir.path().join("pipeline2.log")),
+        dir.path(),
+        &text,
+        &dir.path().join("pipeline2.log"),
     );
     let fired = eventually(
         "the burst correlation fired",

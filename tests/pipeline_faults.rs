@@ -13,8 +13,8 @@ use varde_core::Kommunenummer;
 use varde_store::clickhouse::ClickHouseStore;
 use varde_store::{AlertQuery, EventStore};
 use varde_testkit::process::{
-    Guard, collector_config, collector_send, pipeline_config, start_pipeline, static_assignment,
-    write_syslog_lines,
+    Guard, collector_config, collector_send, pipeline_config, start_pipeline,
+    start_second_pipeline_with_metrics, static_assignment, write_syslog_lines,
 };
 use varde_testkit::{TestEnv, eventually};
 use varde_transport::events_topic;
@@ -205,17 +205,11 @@ async fn kill_9_then_restart_in_the_same_group_resumes_from_the_committed_offset
         "the pipeline finished before the kill; the test proves nothing"
     );
 
-    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], varde_testkit::free_port()));
-    let second_config = dir.path().join("second.toml");
-    std::fs::write(
-        &second_config,
-        format!("{text}\n[metrics]\nlisten = \"{metrics}\"\n"),
-    )
-    .expect("write pipeline config");
-    let _second = start_pipeline(
+    let (_second, metrics) = start_second_pipeline_with_metrics(
         varde(),
-        &second_config,
-        Some(&dir.path().join("second.log")),
+        dir.path(),
+        &text,
+        &dir.path().join("second.log"),
     );
     assert_exact(&store, events).await;
     // Read by the second instance = committed at the end − committed at the kill.

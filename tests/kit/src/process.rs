@@ -97,6 +97,25 @@ pub fn static_assignment(config: &Path, tenant: &str) -> String {
     text
 }
 
+/// Starts a second `varde pipeline` on the configuration `text` plus a `/metrics` listener on
+/// a free loopback port (written to `second.toml` in `dir`), its log going to `log`; returns
+/// the process and the listener's address.
+pub fn start_second_pipeline_with_metrics(
+    varde_bin: &Path,
+    dir: &Path,
+    text: &str,
+    log: &Path,
+) -> (Guard, std::net::SocketAddr) {
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+    let config = dir.join("second.toml");
+    std::fs::write(
+        &config,
+        format!("{text}\n[metrics]\nlisten = \"{metrics}\"\n"),
+    )
+    .expect("write pipeline config");
+    (start_pipeline(varde_bin, &config, Some(log)), metrics)
+}
+
 /// Starts `varde pipeline --config <config>` (the binary of the root package, `varde_bin`),
 /// its log going to `log` (or nowhere).
 pub fn start_pipeline(varde_bin: &Path, config: &Path, log: Option<&Path>) -> Guard {
