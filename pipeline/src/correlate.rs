@@ -21,6 +21,10 @@
 //!   with that municipality's own hits and newest event only; `correlation.scope` says whether
 //!   others were hit too, never which. The rows share `correlation.window` (the window's id),
 //!   so the CERT sees the whole campaign and each municipality its own part.
+//! - **Campaigns grow**: after a window of a correlation not grouped by `tenant` fired, a
+//!   municipality it had not touched that hits the same group within the timespan after the
+//!   window's last hit joins it: one more row of the same `correlation.window` for that
+//!   municipality (`correlation.joined_us`), and the hit is not counted again in a new window.
 //! - **Chaining**: a correlation may reference correlations; a fired window is then one hit of
 //!   the referencing correlation (identity: the window; time: its last hit; fields: its group),
 //!   followed at most [`MAX_CHAIN_DEPTH`] deep. Correlations in a cycle are not evaluated.
@@ -87,6 +91,23 @@ struct Compiled {
     definition: [u8; 16],
 }
 
+/// A fired window of a correlation not grouped by `tenant`, kept for its timespan after its
+/// last hit: a municipality it has not touched that hits the same group then joins it.
+#[derive(Debug, Clone)]
+struct Campaign {
+    /// The fired window's id.
+    id: [u8; 16],
+    value: f64,
+    first_us: i64,
+    last_us: i64,
+    /// Hits after this event time start afresh.
+    until_us: i64,
+    /// The municipalities touched so far.
+    tenants: std::collections::BTreeSet<String>,
+    /// Its hits (event, rule): one delivered again is not a new hit.
+    hits: std::collections::BTreeSet<([u8; 16], usize)>,
+}
+
 /// A digest of everything a correlation's windows depend on.
 fn definition_of(c: &Correlation) -> [u8; 16] {
     digest16(
@@ -133,6 +154,8 @@ pub struct Correlator {
     stats: CorrelatorStats,
     /// Hits taken since the last [`Correlator::take_log`].
     log: Vec<CorrelationHit>,
+    /// Fired campaigns still open to municipalities joining, by (correlation, group).
+    campaigns: HashMap<(usize, Vec<String>), Campaign>,
     /// The next log sequence number (at least the detection time in µs).
     next_seq: u64,
     /// Correlations not evaluated, with why (for the catalog).
@@ -235,6 +258,7 @@ impl Correlator {
             restore_hours: settings.restore_hours,
             stats: CorrelatorStats::default(),
             log: Vec::new(),
+            campaigns: HashMap::new(),
             next_seq: 0,
             skipped,
             hidden,
@@ -292,6 +316,12 @@ impl Correlator {
                 self.windows.insert((new, group), window);
             }
         }
+        for ((old, group), campaign) in prev.campaigns.drain() {
+            let c = &prev.compiled[old];
+            if let Some(&new) = now.get(&(c.definition, c.key.as_str())) {
+                self.campaigns.insert((new, group), campaign);
+            }
+        }
     }
 
     /// How far back a starting pipeline replays the log (µs); `None` when nothing is to be
@@ -328,7 +358,7 @@ impl Correlator {
                 value: h.value.clone(),
                 origin: h.tenant.clone(),
             };
-            self.take(ci, h.group.clone(), hit);
+            self.step(ci, &h.group, hit);
             report.replayed += 1;
         }
         self.stats = counters;
@@ -371,6 +401,78 @@ impl Correlator {
             Outcome::Held | Outcome::Repeat => {}
         }
         outcome
+    }
+
+    /// One hit into (`ci`, `group`): a campaign it joins (a municipality the group's fired
+    /// campaign has not touched; the hit is then counted there only), or what its window did. A
+    /// fired window of a correlation not grouped by `tenant` is kept as a campaign for its
+    /// timespan after its last hit.
+    fn step(&mut self, ci: usize, group: &[String], hit: Hit) -> (Option<Campaign>, Outcome) {
+        let key = (ci, group.to_vec());
+        let mut joined = None;
+        if let Some(c) = self.campaigns.get_mut(&key) {
+            if hit.time_us > c.until_us {
+                self.campaigns.remove(&key);
+            } else if c.hits.contains(&(hit.id, hit.rule)) {
+                return (None, Outcome::Repeat);
+            } else if !hit.origin.is_empty()
+                && !hit.origin.contains(',')
+                && c.tenants.insert(hit.origin.clone())
+            {
+                c.hits.insert((hit.id, hit.rule));
+                joined = Some(c.clone());
+            }
+        }
+        if joined.is_some() {
+            // Counted in the campaign it joined, not again in a new window.
+            return (joined, Outcome::Held);
+        }
+        let outcome = self.take(ci, key.1.clone(), hit);
+        let compiled = &self.compiled[ci];
+        if let Outcome::Fired {
+            value,
+            first_us,
+            last_us,
+            hits,
+        } = &outcome
+            && !compiled.correlation.group_by.iter().any(|g| g == "tenant")
+        {
+            let fired = FiredWindow {
+                compiled,
+                group,
+                value: *value,
+                first_us: *first_us,
+                last_us: *last_us,
+                hits,
+                joined_us: None,
+            };
+            let campaign = Campaign {
+                id: fired.id(),
+                value: *value,
+                first_us: *first_us,
+                last_us: *last_us,
+                until_us: last_us.saturating_add(compiled.correlation.timespan_us),
+                tenants: hits
+                    .iter()
+                    .flat_map(|h| h.origin.split(','))
+                    .map(str::to_owned)
+                    .collect(),
+                hits: hits.iter().map(|h| (h.id, h.rule)).collect(),
+            };
+            // Bounded as the windows are: the campaign open the shortest goes.
+            if !self.campaigns.contains_key(&key)
+                && self.campaigns.len() >= self.max_groups
+                && let Some(old) = self
+                    .campaigns
+                    .iter()
+                    .min_by_key(|(_, c)| c.until_us)
+                    .map(|(k, _)| k.clone())
+            {
+                self.campaigns.remove(&old);
+            }
+            self.campaigns.insert(key, campaign);
+        }
+        (joined, outcome)
     }
 
     /// Correlations not evaluated and why, by correlation key.
@@ -467,7 +569,21 @@ impl Correlator {
                 tenant: alert.tenant.clone(),
                 value: hit.value.clone(),
             };
-            let outcome = self.take(ci, group.clone(), hit);
+            let joining = hit.clone();
+            let (joined, outcome) = self.step(ci, &group, hit);
+            if let Some(c) = joined {
+                // A municipality joins a fired campaign: its own row of the same window.
+                let row = FiredWindow {
+                    compiled: &self.compiled[ci],
+                    group: &group,
+                    value: c.value,
+                    first_us: c.first_us,
+                    last_us: c.last_us,
+                    hits: std::slice::from_ref(&joining),
+                    joined_us: Some((c.id, joining.time_us)),
+                };
+                rows.extend(row.alerts(alert, detect_time_us));
+            }
             if matches!(outcome, Outcome::Held | Outcome::Fired { .. }) {
                 let seq = self
                     .next_seq
@@ -490,6 +606,7 @@ impl Correlator {
                     first_us,
                     last_us,
                     hits: &hits,
+                    joined_us: None,
                 };
                 rows.extend(fired.alerts(alert, detect_time_us));
                 if self.by_rule.contains_key(&self.compiled[ci].key) {
@@ -511,14 +628,19 @@ struct FiredWindow<'a> {
     value: f64,
     first_us: i64,
     last_us: i64,
-    /// The window's hits, oldest first.
+    /// The window's hits, oldest first (for a municipality joining a fired campaign, its hit).
     hits: &'a [Hit],
+    /// A municipality joining the fired campaign of this id at this event time.
+    joined_us: Option<([u8; 16], i64)>,
 }
 
 impl FiredWindow<'_> {
     /// The window's identity: correlation, group, first hit (time and event). The same window
     /// replayed is the same id.
     fn id(&self) -> [u8; 16] {
+        if let Some((id, _)) = self.joined_us {
+            return id;
+        }
         let mut parts: Vec<&[u8]> = vec![self.compiled.key.as_bytes()];
         for g in self.group {
             parts.push(g.as_bytes());
@@ -567,7 +689,7 @@ impl FiredWindow<'_> {
             }
         }
         let window = self.id();
-        let scope = if per.len() > 1 {
+        let scope = if per.len() > 1 || self.joined_us.is_some() {
             "several municipalities"
         } else {
             "one municipality"
@@ -590,6 +712,9 @@ impl FiredWindow<'_> {
                 }
                 matched.push(("correlation.hits".into(), n.to_string()));
                 matched.push(("correlation.scope".into(), scope.to_owned()));
+                if let Some((_, at)) = self.joined_us {
+                    matched.push(("correlation.joined_us".into(), at.to_string()));
+                }
                 let row_id = digest16(b"varde/correlation-row/v1\0", &[&window, tenant.as_bytes()]);
                 Alert {
                     alert_id: AlertId::derive(&self.compiled.key, EventId(row_id)),
@@ -742,6 +867,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_municipality_hit_after_the_campaign_fired_joins_it_once_also_after_a_restart() {
+        let mut c = correlator(&[SPRAY]);
+        let fired = feed(
+            &mut c,
+            &[
+                hit("0301", 1, 0, "192.0.2.9"),
+                hit("4601", 2, 10, "192.0.2.9"),
+                hit("5001", 3, 20, "192.0.2.9"),
+            ],
+        );
+        assert_eq!(fired.len(), 3);
+        let window = field(&fired[0], "correlation.window").map(str::to_owned);
+        // A fourth municipality within the hour: its own row of the same campaign.
+        let joined = feed(&mut c, &[hit("1508", 4, 600, "192.0.2.9")]);
+        assert_eq!(joined.len(), 1, "{joined:?}");
+        let row = &joined[0];
+        assert_eq!(row.tenant, "1508");
+        assert_eq!(row.event_id, EventId([4; 16]));
+        assert_eq!(field(row, "correlation.window"), window.as_deref());
+        assert_eq!(field(row, "correlation.hits"), Some("1"));
+        assert_eq!(field(row, "correlation.joined_us"), Some("600000000"));
+        assert_eq!(
+            field(row, "correlation.scope"),
+            Some("several municipalities")
+        );
+        assert!(fired.iter().all(|a| a.alert_id != row.alert_id));
+        // Again from a municipality already in it (a hit of a new window), or an event of the
+        // campaign delivered again (not a hit at all): nothing.
+        assert!(feed(&mut c, &[hit("4601", 5, 700, "192.0.2.9")]).is_empty());
+        assert!(feed(&mut c, &[hit("1508", 4, 600, "192.0.2.9")]).is_empty());
+        assert!(feed(&mut c, &[hit("0301", 1, 0, "192.0.2.9")]).is_empty());
+
+        // The campaign outlives a restart: the log replayed, the next municipality joins it.
+        let log = c.take_log();
+        let mut again = correlator(&[SPRAY]);
+        again.restore(&log);
+        let joined = feed(&mut again, &[hit("1804", 6, 800, "192.0.2.9")]);
+        assert_eq!(joined.len(), 1, "{joined:?}");
+        assert_eq!(field(&joined[0], "correlation.window"), window.as_deref());
+        // An hour after the campaign's last hit a municipality starts afresh.
+        assert!(feed(&mut again, &[hit("3403", 7, 20 + 3_601, "192.0.2.9")]).is_empty());
     }
 
     #[test]
