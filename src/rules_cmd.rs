@@ -268,8 +268,18 @@ fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Resul
     for r in set.rules() {
         *per_kind.entry(r.kind.to_string()).or_default() += 1;
     }
-    // Correlation rules: what each one aggregates, so a reader can see it is what they meant.
+    // Correlation rules: what each one aggregates, so a reader can see it is what they meant,
+    // and whether the pipeline evaluates it (and why not).
+    let correlator = varde_pipeline::correlate::Correlator::new(&set, &Default::default());
+    let mut not_evaluated = 0;
     for (source, c) in set.correlations() {
+        let note = match correlator.skipped().iter().find(|(k, _)| *k == c.key()) {
+            Some((_, why)) => {
+                not_evaluated += 1;
+                format!("not evaluated: {why}")
+            }
+            None => "evaluated".to_owned(),
+        };
         if json {
             println!(
                 "{{\"file\":{},\"rule_id\":{},\"title\":{},\"correlation\":{},\"note\":{}}}",
@@ -277,11 +287,11 @@ fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Resul
                 json_str(&c.id),
                 json_str(&c.title),
                 json_str(&format!("{:?}", c.kind)),
-                json_str("checked")
+                json_str(&note)
             );
         } else {
             println!(
-                "{source}: '{}': correlation {:?} over {} rule(s), group-by [{}], timespan {} s: checked",
+                "{source}: '{}': correlation {:?} over {} rule(s), group-by [{}], timespan {} s: {note}",
                 c.title,
                 c.kind,
                 c.rules.len(),
@@ -300,7 +310,7 @@ fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Resul
             .map(|(k, v)| format!("{}:{v}", json_str(k)))
             .collect();
         println!(
-            "{{\"summary\":{{\"files\":{files},\"loaded\":{},\"correlations\":{},\"rejected\":{},\"rejected_by_class\":{{{}}},\"loaded_by_kind\":{{{}}},\"warnings\":{warnings}}}}}",
+            "{{\"summary\":{{\"files\":{files},\"loaded\":{},\"correlations\":{},\"not_evaluated\":{not_evaluated},\"rejected\":{},\"rejected_by_class\":{{{}}},\"loaded_by_kind\":{{{}}},\"warnings\":{warnings}}}}}",
             set.rules().len(),
             set.correlations().len(),
             set.errors().len(),
@@ -309,7 +319,7 @@ fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Resul
         );
     } else {
         println!(
-            "{files} files: {} rules loaded, {} correlation rules checked, {} rejected {:?}; by source kind {:?}; {warnings} with unmapped fields",
+            "{files} files: {} rules loaded, {} correlation rules checked ({not_evaluated} not evaluated), {} rejected {:?}; by source kind {:?}; {warnings} with unmapped fields",
             set.rules().len(),
             set.correlations().len(),
             set.errors().len(),
@@ -317,7 +327,11 @@ fn check(paths: &[PathBuf], json: bool, placeholders: &PlaceholderArgs) -> Resul
             per_kind
         );
     }
-    Ok(if set.errors().is_empty() { 0 } else { 1 })
+    Ok(if set.errors().is_empty() && not_evaluated == 0 {
+        0
+    } else {
+        1
+    })
 }
 
 /// Events of a file as one batch per kind, with each row's index in the file.
