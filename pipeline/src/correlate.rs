@@ -358,7 +358,7 @@ impl Correlator {
                 value: h.value.clone(),
                 origin: h.tenant.clone(),
             };
-            self.step(ci, &h.group, hit);
+            self.step(&(ci, h.group.clone()), hit);
             report.replayed += 1;
         }
         self.stats = counters;
@@ -372,62 +372,64 @@ impl Correlator {
         std::mem::take(&mut self.log)
     }
 
-    /// Puts `hit` into the window of (`ci`, `group`), evicting the stalest group when full.
-    fn take(&mut self, ci: usize, group: Vec<String>, hit: Hit) -> Outcome {
-        let gkey = (ci, group);
-        if !self.windows.contains_key(&gkey) && self.windows.len() >= self.max_groups {
-            // Full: the group whose newest hit is oldest goes.
-            if let Some(old) = self
-                .windows
-                .iter()
-                .min_by_key(|(_, w)| w.newest_us())
-                .map(|(k, _)| k.clone())
-            {
-                self.windows.remove(&old);
-                self.stats.evicted += 1;
+    /// Puts `hit` into the window of `key` (correlation, group), evicting the stalest group
+    /// when a new one does not fit. The key is copied only for a new group.
+    fn take(&mut self, key: &(usize, Vec<String>), hit: Hit) -> Outcome {
+        let c = &self.compiled[key.0].correlation;
+        let outcome = match self.windows.get_mut(key) {
+            Some(window) => window.add(c, hit, self.allowed_lateness_us),
+            None => {
+                let mut window = Window::default();
+                let outcome = window.add(c, hit, self.allowed_lateness_us);
+                if !matches!(outcome, Outcome::Fired { .. }) {
+                    if self.windows.len() >= self.max_groups
+                        && let Some(old) = self
+                            .windows
+                            .iter()
+                            .min_by_key(|(_, w)| w.newest_us())
+                            .map(|(k, _)| k.clone())
+                    {
+                        // Full: the group whose newest hit is oldest goes.
+                        self.windows.remove(&old);
+                        self.stats.evicted += 1;
+                    }
+                    self.windows.insert(key.clone(), window);
+                }
+                return outcome;
             }
-        }
-        let window = self.windows.entry(gkey.clone()).or_default();
-        let outcome = window.add(
-            &self.compiled[ci].correlation,
-            hit,
-            self.allowed_lateness_us,
-        );
+        };
         match &outcome {
             Outcome::Late => self.stats.late += 1,
             Outcome::Fired { .. } => {
-                self.windows.remove(&gkey);
+                self.windows.remove(key);
             }
             Outcome::Held | Outcome::Repeat => {}
         }
         outcome
     }
 
-    /// One hit into (`ci`, `group`): a campaign it joins (a municipality the group's fired
-    /// campaign has not touched; the hit is then counted there only), or what its window did. A
-    /// fired window of a correlation not grouped by `tenant` is kept as a campaign for its
-    /// timespan after its last hit.
-    fn step(&mut self, ci: usize, group: &[String], hit: Hit) -> (Option<Campaign>, Outcome) {
-        let key = (ci, group.to_vec());
-        let mut joined = None;
-        if let Some(c) = self.campaigns.get_mut(&key) {
+    /// One hit into `key` (correlation, group): the campaign it joins, with the hit (a
+    /// municipality the group's fired campaign has not touched; the hit is then counted there
+    /// only), or what its window did. A fired window of a correlation not grouped by `tenant`
+    /// is kept as a campaign for its timespan after its last hit.
+    fn step(&mut self, key: &(usize, Vec<String>), hit: Hit) -> (Option<(Campaign, Hit)>, Outcome) {
+        if let Some(c) = self.campaigns.get_mut(key) {
             if hit.time_us > c.until_us {
-                self.campaigns.remove(&key);
+                self.campaigns.remove(key);
             } else if c.hits.contains(&(hit.id, hit.rule)) {
                 return (None, Outcome::Repeat);
             } else if !hit.origin.is_empty()
                 && !hit.origin.contains(',')
                 && c.tenants.insert(hit.origin.clone())
             {
+                // Counted in the campaign it joined, not again in a new window.
                 c.hits.insert((hit.id, hit.rule));
-                joined = Some(c.clone());
+                return (Some((c.clone(), hit)), Outcome::Held);
             }
         }
-        if joined.is_some() {
-            // Counted in the campaign it joined, not again in a new window.
-            return (joined, Outcome::Held);
-        }
-        let outcome = self.take(ci, key.1.clone(), hit);
+        let ci = key.0;
+        let group = &key.1;
+        let outcome = self.take(key, hit);
         let compiled = &self.compiled[ci];
         if let Outcome::Fired {
             value,
@@ -460,7 +462,7 @@ impl Correlator {
                 hits: hits.iter().map(|h| (h.id, h.rule)).collect(),
             };
             // Bounded as the windows are: the campaign open the shortest goes.
-            if !self.campaigns.contains_key(&key)
+            if !self.campaigns.contains_key(key)
                 && self.campaigns.len() >= self.max_groups
                 && let Some(old) = self
                     .campaigns
@@ -470,9 +472,9 @@ impl Correlator {
             {
                 self.campaigns.remove(&old);
             }
-            self.campaigns.insert(key, campaign);
+            self.campaigns.insert(key.clone(), campaign);
         }
-        (joined, outcome)
+        (None, outcome)
     }
 
     /// Correlations not evaluated and why, by correlation key.
@@ -544,7 +546,10 @@ impl Correlator {
                     other => field(other).unwrap_or_default(),
                 }
             };
-            let group: Vec<String> = c.group_by.iter().map(|g| value_of(g)).collect();
+            let key = (
+                ci,
+                c.group_by.iter().map(|g| value_of(g)).collect::<Vec<_>>(),
+            );
             let value = c
                 .condition
                 .as_ref()
@@ -557,29 +562,19 @@ impl Correlator {
                 value,
                 origin: alert.tenant.clone(),
             };
-            let logged = CorrelationHit {
-                seq: 0,
-                observed_us: detect_time_us,
-                correlation: compiled.key.clone(),
-                definition: compiled.definition,
-                group: group.clone(),
-                rule_pos: u16::try_from(pos).unwrap_or(u16::MAX),
-                event_id: alert.event_id,
-                event_time_us: hit.time_us,
-                tenant: alert.tenant.clone(),
-                value: hit.value.clone(),
-            };
-            let joining = hit.clone();
-            let (joined, outcome) = self.step(ci, &group, hit);
-            if let Some(c) = joined {
+            // The hit-log row's parts not moved into the window.
+            let (event_time_us, value) = (hit.time_us, hit.value.clone());
+            let (joined, outcome) = self.step(&key, hit);
+            let group = &key.1;
+            if let Some((c, joining)) = &joined {
                 // A municipality joins a fired campaign: its own row of the same window.
                 let row = FiredWindow {
                     compiled: &self.compiled[ci],
-                    group: &group,
+                    group,
                     value: c.value,
                     first_us: c.first_us,
                     last_us: c.last_us,
-                    hits: std::slice::from_ref(&joining),
+                    hits: std::slice::from_ref(joining),
                     joined_us: Some((c.id, joining.time_us)),
                 };
                 rows.extend(row.alerts(alert, detect_time_us));
@@ -589,7 +584,19 @@ impl Correlator {
                     .next_seq
                     .max(u64::try_from(detect_time_us).unwrap_or(0));
                 self.next_seq = seq + 1;
-                self.log.push(CorrelationHit { seq, ..logged });
+                let compiled = &self.compiled[ci];
+                self.log.push(CorrelationHit {
+                    seq,
+                    observed_us: detect_time_us,
+                    correlation: compiled.key.clone(),
+                    definition: compiled.definition,
+                    group: group.clone(),
+                    rule_pos: u16::try_from(pos).unwrap_or(u16::MAX),
+                    event_id: alert.event_id,
+                    event_time_us,
+                    tenant: alert.tenant.clone(),
+                    value,
+                });
             }
             if let Outcome::Fired {
                 value,
@@ -601,7 +608,7 @@ impl Correlator {
                 self.stats.fired += 1;
                 let fired = FiredWindow {
                     compiled: &self.compiled[ci],
-                    group: &group,
+                    group,
                     value,
                     first_us,
                     last_us,
