@@ -370,10 +370,32 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
                 "{what} raised correlation alerts for {raised:?}, not one for each of {touched:?}"
             );
         }
-        let title = all
-            .iter()
-            .find(|a| a.rule_id == rule)
-            .map_or("", |a| a.rule_title.as_str());
+        let first = all.iter().find(|a| a.rule_id == rule);
+        let title = first.map_or("", |a| a.rule_title.as_str());
+        // A campaign is read back as one: every row of its window, as its page shows them.
+        if touched.len() > 1 {
+            let window = first.and_then(|a| {
+                Some((
+                    a.matched_field("correlation.window")?.to_owned(),
+                    a.matched_field("correlation.first_us")?
+                        .parse::<i64>()
+                        .ok()?,
+                ))
+            });
+            let Some((window, first_us)) = window else {
+                anyhow::bail!("{what}: its correlation alert names no window");
+            };
+            let mut rows: Vec<String> = store
+                .campaign_alerts(rule, &window, first_us, 1_000)
+                .await?
+                .into_iter()
+                .map(|a| a.tenant)
+                .collect();
+            rows.sort_unstable();
+            if rows != touched {
+                anyhow::bail!("{what}: its campaign reads back as {rows:?}, not {touched:?}");
+            }
+        }
         println!(
             "{what} raised one correlation alert per municipality touched ({}): {title}.",
             touched.join(", ")

@@ -472,13 +472,7 @@ fn correlate(
             drop(correlator.take_log());
             for fired in fired {
                 fired_windows += 1;
-                let get = |name: &str| {
-                    fired
-                        .matched
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map_or("", |(_, v)| v.as_str())
-                };
+                let get = |name: &str| fired.matched_field(name).unwrap_or("");
                 let group: Vec<serde_json::Value> = fired
                     .matched
                     .iter()

@@ -132,13 +132,7 @@ async fn a_window_open_at_kill_9_fires_once_after_the_restart() {
     let after = burst_alerts().await;
     assert_eq!(after.len(), 1, "fired once: {after:?}");
     assert_eq!(fired[0].alert_id, after[0].alert_id);
-    let field = |name: &str| {
-        after[0]
-            .matched
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |name: &str| after[0].matched_field(name).map(str::to_owned);
     assert_eq!(field("correlation.hits").as_deref(), Some("10"));
     assert_eq!(
         field("correlation.scope").as_deref(),

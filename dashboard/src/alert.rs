@@ -209,6 +209,19 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
         },
         None => None,
     };
+    // A campaign (a window that touched several municipalities): its rows, for the CERT only.
+    let campaign = match (&own, campaign_of(&alert)) {
+        (None, Some((id, first_us))) => {
+            match store
+                .campaign_alerts(&alert.rule_id, id, first_us, CAMPAIGN_ROWS_MAX)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(e) => return unavailable("campaign", &e),
+            }
+        }
+        _ => Vec::new(),
+    };
     let refs: Vec<&TriageAction> = history.iter().collect();
     let current = status(&refs, last_detect, now_us());
     let may_triage = account.role != Role::Municipality;
@@ -247,6 +260,9 @@ pub(crate) async fn detail<St: EventStore + Send + Sync + 'static>(
                     tbody { @for (k, v) in &alert.matched { tr { th scope="row" { (k) } td { (value(v)) } } } }
                 }
             }
+            @if !campaign.is_empty() {
+                (campaign_section(&alert, &campaign))
+            }
             @if let Some(hits) = &window {
                 (window_section(hits, own.is_none()))
             }
@@ -272,15 +288,95 @@ pub const RELATED_MAX: u64 = 20;
 /// Most hits of a correlation window shown on its alert's page.
 pub const WINDOW_HITS_MAX: u64 = 200;
 
+/// Most rows of a campaign (municipalities) shown on its alert's page.
+pub const CAMPAIGN_ROWS_MAX: u64 = 400;
+
+/// The campaign a correlation alert belongs to (its window id and first hit), when its window
+/// touched several municipalities; `None` for other alerts.
+fn campaign_of(a: &Alert) -> Option<(&str, i64)> {
+    if a.matched_field("correlation.scope")? != "several municipalities" {
+        return None;
+    }
+    Some((
+        a.matched_field("correlation.window")?,
+        a.matched_field("correlation.first_us")?.parse().ok()?,
+    ))
+}
+
+/// A campaign as the CERT sees it: every municipality it touched, with its hits and newest
+/// event, those that joined after it fired marked, and the totals.
+fn campaign_section(a: &Alert, rows: &[Alert]) -> Markup {
+    let hits = |r: &Alert| -> u64 {
+        r.matched_field("correlation.hits")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let total: u64 = rows.iter().map(hits).sum();
+    let first = a
+        .matched_field("correlation.first_us")
+        .and_then(|v| v.parse::<i64>().ok());
+    let newest = rows.iter().map(|r| r.event_time_us).max();
+    let component = rows
+        .iter()
+        .map(|r| r.component.as_str())
+        .chain(a.matched_field("component"))
+        .find(|c| !c.is_empty());
+    html! {
+        h2.ds-heading data-size="sm" { (t("Kampanjen", "The campaign")) }
+        p data-campaign-municipalities=(rows.len()) data-campaign-hits=(total) {
+            (t("Kommuner", "Municipalities")) ": " strong { (rows.len()) } ", "
+            (t("treff", "hits")) ": " strong { (total) }
+            @if let Some(f) = first { ", " (t("første", "first")) ": " (format_time(f)) }
+            @if let Some(l) = newest { ", " (t("siste", "last")) ": " (format_time(l)) }
+            @if let Some(c) = component { ", " (t("komponent", "component")) ": " (c) }
+        }
+        p { (t(
+            "Hver kommune ser bare sin egen rad; hvilke andre kommuner som er rammet, er CERTs informasjon.",
+            "Each municipality sees its own row only; which others were hit is the CERT's information."
+        )) }
+        table.ds-table data-border="" data-zebra="" data-campaign-rows=(rows.len()) {
+            caption { (t("Kommunene kampanjen rammet", "The municipalities the campaign hit")) }
+            thead { tr {
+                th scope="col" { (t("Kommune", "Municipality")) }
+                th scope="col" { (t("Treff", "Hits")) }
+                th scope="col" { (t("Siste hendelse (UTC)", "Last event (UTC)")) }
+                th scope="col" { (t("Kom med", "Joined")) }
+                th scope="col" { (t("Varsel", "Alert")) }
+            } }
+            tbody {
+                @for r in rows {
+                    tr {
+                        th scope="row" {
+                            a.ds-link href=(crate::municipality::municipality_url(&r.tenant)) {
+                                (r.tenant) " " (Kommunenummer::parse(&r.tenant).map_or("", |m| m.name()))
+                            }
+                        }
+                        td { (hits(r)) }
+                        td { (format_time(r.event_time_us)) }
+                        td {
+                            @match r.matched_field("correlation.joined_us").and_then(|v| v.parse::<i64>().ok()) {
+                                Some(at) => { (t("etter utløsning, ", "after it fired, ")) (format_time(at)) }
+                                None => { (t("da den ble utløst", "when it fired")) }
+                            }
+                        }
+                        td {
+                            @if r.alert_id == a.alert_id { (t("denne", "this one")) }
+                            @else { a.ds-link href=(format!("/alerts/{}", r.alert_id)) { (t("åpne", "open")) } }
+                        }
+                    }
+                }
+            }
+        }
+        @if u64::try_from(rows.len()).unwrap_or(u64::MAX) >= CAMPAIGN_ROWS_MAX {
+            p { (t("Flere kommuner enn vist.", "More municipalities than shown.")) }
+        }
+    }
+}
+
 /// The window a correlation alert fired on (its group, first and last hit), from its matched
 /// fields; `None` for other alerts.
 fn window_of(a: &Alert) -> Option<WindowQuery> {
-    let get = |name: &str| {
-        a.matched
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| a.matched_field(name);
     get("correlation.window")?;
     Some(WindowQuery {
         correlation: a.rule_id.clone(),

@@ -1676,7 +1676,8 @@ async fn the_alert_page_shows_its_group_and_where_the_rule_fired_to_the_cert_onl
 }
 
 /// A campaign's window: two hits in Oslo, one in Bergen, and the correlation alert's row for
-/// each. The CERT sees all three hits on either row; Oslo sees its own two and nothing of Bergen.
+/// each, and Trondheim's row for joining later. The CERT sees all three hits on either row and
+/// the campaign's municipalities; Oslo sees its own two hits and nothing of the others.
 #[tokio::test]
 async fn a_correlation_alert_shows_its_windows_events_and_a_municipality_only_its_own() {
     let env = TestEnv::new("dashwindow");
@@ -1704,21 +1705,41 @@ async fn a_correlation_alert_shows_its_windows_events_and_a_municipality_only_it
         ])
         .await
         .expect("hits");
-    let row = |tenant: &str, n: u8| Alert {
-        rule_id: "corr-1".into(),
-        rule_title: "Spray".into(),
-        event_id: EventId([n; 16]),
-        matched: vec![
+    // As the pipeline writes a campaign's rows: the window's fields, each municipality's hits
+    // and newest event; `joined` for a municipality that hit the group after it fired.
+    let row = |tenant: &str, n: u8, hits: u32, window: &str, joined: bool| {
+        let mut matched: Vec<(String, String)> = vec![
             ("src_ip".into(), "192.0.2.200".into()),
             ("correlation.first_us".into(), (t0 + 1_000_000).to_string()),
             ("correlation.last_us".into(), (t0 + 3_000_000).to_string()),
-            ("correlation.window".into(), "ab".repeat(16)),
+            ("correlation.window".into(), window.repeat(16)),
+            ("correlation.hits".into(), hits.to_string()),
             ("correlation.scope".into(), "several municipalities".into()),
-        ],
-        ..alert(tenant, n, "Spray")
+        ];
+        if joined {
+            matched.push((
+                "correlation.joined_us".into(),
+                (t0 + i64::from(n) * 1_000_000).to_string(),
+            ));
+        }
+        Alert {
+            rule_id: "corr-1".into(),
+            rule_title: "Spray".into(),
+            event_id: EventId([n; 16]),
+            event_time_us: t0 + i64::from(n) * 1_000_000,
+            matched,
+            ..alert(tenant, n, "Spray")
+        }
     };
     store
-        .write_alerts(&[row("0301", 3), row("4601", 2)])
+        .write_alerts(&[
+            row("0301", 3, 2, "ab", false),
+            row("4601", 2, 1, "ab", false),
+            // Trondheim joined the campaign after it fired.
+            row("5001", 5, 1, "ab", true),
+            // Another window of the same correlation: another campaign.
+            row("1103", 6, 4, "cd", false),
+        ])
         .await
         .expect("alerts");
     let app = app(store, Settings::default());
@@ -1734,10 +1755,26 @@ async fn a_correlation_alert_shows_its_windows_events_and_a_municipality_only_it
     assert!(page.contains(r#"data-window-hits="3""#), "{page}");
     assert!(page.contains(&EventId([2; 16]).to_string()) && page.contains("4601"));
     assert!(!page.contains(&EventId([9; 16]).to_string()), "{page}");
+    // The campaign: three municipalities (one joined late), four hits, not the other window's.
+    assert!(page.contains(r#"data-campaign-rows="3""#), "{page}");
+    assert!(page.contains(r#"data-campaign-hits="4""#), "{page}");
+    let campaign = page
+        .split(r#"data-campaign-rows="3""#)
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_default();
+    assert!(campaign.contains("5001 Trondheim") && campaign.contains("4601 Bergen"));
+    assert!(campaign.contains(&format!(r#"href="/alerts/{}""#, AlertId([5; 16]))));
+    assert!(campaign.contains("etter utløsning"), "{campaign}");
+    assert!(!campaign.contains("1103"), "{campaign}");
 
     let (status, page) = get(&app, &path, Some(&oslo)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains(r#"data-window-hits="2""#), "{page}");
+    assert!(
+        !page.contains("data-campaign") && !page.contains("5001"),
+        "{page}"
+    );
     assert!(
         !page.contains("4601") && !page.contains(&EventId([2; 16]).to_string()),
         "{page}"

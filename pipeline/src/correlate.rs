@@ -499,13 +499,7 @@ impl Correlator {
             let mut next = Vec::new();
             for fired in &pending {
                 // A fired correlation's fields are its group (and Varde's own fields).
-                let field = |name: &str| {
-                    fired
-                        .matched
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.clone())
-                };
+                let field = |name: &str| fired.matched_field(name).map(str::to_owned);
                 let (rows, chained) = self.observe_one(fired, &field, detect_time_us);
                 out.extend(rows);
                 next.extend(chained);
@@ -826,10 +820,7 @@ mod tests {
     }
 
     fn field<'a>(a: &'a Alert, name: &str) -> Option<&'a str> {
-        a.matched
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        a.matched_field(name)
     }
 
     const SPRAY: &str = "title: Spray\nid: 22222222-2222-2222-2222-222222222222\nname: spray\ncorrelation:\n  type: value_count\n  rules: [failed]\n  group-by: [src_ip]\n  timespan: 1h\n  condition:\n    field: tenant\n    gte: 3\nlevel: high\n";

@@ -437,6 +437,17 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<Vec<varde_store::CorrelationHit>> {
         self.inner.correlation_hits(since_us).await
     }
+    async fn campaign_alerts(
+        &self,
+        rule_id: &str,
+        window: &str,
+        since_us: i64,
+        limit: u64,
+    ) -> varde_store::Result<Vec<varde_store::Alert>> {
+        self.inner
+            .campaign_alerts(rule_id, window, since_us, limit)
+            .await
+    }
     async fn window_hits(
         &self,
         tenant: Option<Kommunenummer>,

@@ -903,6 +903,35 @@ impl EventStore for ClickHouseStore {
         Ok(rows.into_iter().map(AlertRow::into_alert).collect())
     }
 
+    async fn campaign_alerts(
+        &self,
+        rule_id: &str,
+        window: &str,
+        since_us: i64,
+        limit: u64,
+    ) -> Result<Vec<Alert>> {
+        let (since, _) = clamp_datetime(since_us);
+        // The window id is a 32-digit hex digest: found among the values, it is the campaign's.
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM {}.alerts FINAL WHERE rule_id = ? \
+             AND event_date >= toDate(toDateTime(?)) AND event_time >= toDateTime(?) \
+             AND arrayExists((k, v) -> k = 'correlation.window' AND v = ?, matched_keys, matched_values) \
+             ORDER BY tenant, alert_id LIMIT ?",
+            self.db
+        );
+        let rows: Vec<AlertRow> = self
+            .client
+            .query(&sql)
+            .bind(rule_id)
+            .bind(since)
+            .bind(since)
+            .bind(window)
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        Ok(rows.into_iter().map(AlertRow::into_alert).collect())
+    }
+
     async fn component_spread(
         &self,
         tenant: Option<Kommunenummer>,

@@ -183,6 +183,32 @@ impl EventStore for EmbeddedStore {
             .collect())
     }
 
+    async fn campaign_alerts(
+        &self,
+        rule_id: &str,
+        window: &str,
+        since_us: i64,
+        limit: u64,
+    ) -> Result<Vec<Alert>> {
+        let since = since_us.div_euclid(1_000_000);
+        let mut rows: Vec<Alert> = self
+            .lock()
+            .alerts
+            .values()
+            .filter(|a| {
+                a.rule_id == rule_id
+                    && a.event_time_us.div_euclid(1_000_000) >= since
+                    && a.matched
+                        .iter()
+                        .any(|(k, v)| k == "correlation.window" && v == window)
+            })
+            .cloned()
+            .collect();
+        rows.sort_by(|a, b| (&a.tenant, a.alert_id).cmp(&(&b.tenant, b.alert_id)));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(rows)
+    }
+
     async fn component_spread(
         &self,
         tenant: Option<Kommunenummer>,

@@ -217,6 +217,16 @@ pub struct Alert {
     pub matched: Vec<(String, String)>,
 }
 
+impl Alert {
+    /// The value of the matched field `name` (a correlation alert's `correlation.window`, …).
+    pub fn matched_field(&self, name: &str) -> Option<&str> {
+        self.matched
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// One document of the rules a pipeline loaded: a rule with what the dashboard shows of it
 /// (and credits, per the Detection Rule License), or a file that did not load, with why.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -618,6 +628,18 @@ pub trait EventStore: Send + Sync {
         rule_id: &str,
         since_us: i64,
     ) -> impl Future<Output = Result<Vec<(String, u64)>>> + Send;
+
+    /// The rows of one campaign: the alerts of correlation `rule_id` that carry
+    /// `correlation.window = window` (one per municipality it touched, those that joined after
+    /// it fired included), with event times from `since_us` (the window's first hit) on, by
+    /// kommunenummer, at most `limit`. For the CERT only: it names every municipality.
+    fn campaign_alerts(
+        &self,
+        rule_id: &str,
+        window: &str,
+        since_us: i64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<Alert>>> + Send;
 
     /// The collectors (of `tenant`, when given) that delivered events with event dates in the
     /// week before `now_us`, by municipality and id.
