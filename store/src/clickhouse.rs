@@ -11,6 +11,7 @@ use tracing::info;
 use varde_core::Envelope;
 
 use crate::incident::{Change, IncidentChange, IncidentStatus, SHARED_FIELDS, Severity, Tlp};
+use crate::outbox::{Attempt, Channel, Notification, Outbox, OutboxEntry, Outcome};
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
     Alert, AlertCount, AlertQuery, CollectorSeen, CorrelationHit, DeadLetter, DroppedPartition,
@@ -1533,5 +1534,198 @@ impl EventStore for ClickHouseStore {
                 payload: r.payload,
             })
             .collect())
+    }
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct NotificationRow {
+    created_date: u16,
+    created: u32,
+    created_us: u32,
+    notification_id: [u8; 16],
+    contact: String,
+    tenant: String,
+    channel: String,
+    target: String,
+    kind: String,
+    tlp: String,
+    subject: String,
+    text: String,
+    html: String,
+    payload: String,
+}
+
+const NOTIFICATION_COLUMNS: &str = "created_date, toUInt32(created) AS created, created_us, \
+    notification_id, contact, tenant, channel, target, kind, tlp, subject, text, html, payload";
+
+impl NotificationRow {
+    fn of(n: &Notification) -> Self {
+        let (created, created_us) = clamp_datetime(n.created_us);
+        NotificationRow {
+            created_date: u16::try_from(created / 86_400).unwrap_or(u16::MAX),
+            created,
+            created_us,
+            notification_id: n.notification_id,
+            contact: n.contact.clone(),
+            tenant: n.tenant.clone(),
+            channel: n.channel.as_str().to_owned(),
+            target: n.target.clone(),
+            kind: n.kind.clone(),
+            tlp: n.tlp.clone(),
+            subject: n.subject.clone(),
+            text: n.text.clone(),
+            html: n.html.clone(),
+            payload: n.payload.clone(),
+        }
+    }
+
+    fn into_notification(self) -> Notification {
+        Notification {
+            notification_id: self.notification_id,
+            created_us: i64::from(self.created) * 1_000_000 + i64::from(self.created_us),
+            contact: self.contact,
+            tenant: self.tenant,
+            // Only Varde writes the table; an unknown name would be a newer Varde's channel.
+            channel: Channel::parse(&self.channel).unwrap_or(Channel::Webhook),
+            target: self.target,
+            kind: self.kind,
+            tlp: self.tlp,
+            subject: self.subject,
+            text: self.text,
+            html: self.html,
+            payload: self.payload,
+        }
+    }
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct AttemptRow {
+    at_date: u16,
+    at: u32,
+    at_us: u32,
+    notification_id: [u8; 16],
+    attempt: u32,
+    outcome: String,
+    error: String,
+    next_us: i64,
+}
+
+const ATTEMPT_COLUMNS: &str = "at_date, toUInt32(at) AS at, at_us, notification_id, attempt, \
+    outcome, error, next_us";
+
+impl AttemptRow {
+    fn of(a: &Attempt) -> Self {
+        let (at, at_us) = clamp_datetime(a.at_us);
+        AttemptRow {
+            at_date: u16::try_from(at / 86_400).unwrap_or(u16::MAX),
+            at,
+            at_us,
+            notification_id: a.notification_id,
+            attempt: a.attempt,
+            outcome: a.outcome.as_str().to_owned(),
+            error: a.error.clone(),
+            next_us: a.next_us,
+        }
+    }
+
+    fn into_attempt(self) -> Attempt {
+        Attempt {
+            notification_id: self.notification_id,
+            attempt: self.attempt,
+            at_us: i64::from(self.at) * 1_000_000 + i64::from(self.at_us),
+            outcome: Outcome::parse(&self.outcome).unwrap_or(Outcome::Retry),
+            error: self.error,
+            next_us: self.next_us,
+        }
+    }
+}
+
+impl Outbox for ClickHouseStore {
+    async fn write_notifications(&self, notifications: &[Notification]) -> Result<u64> {
+        self.insert_rows(
+            "notifications",
+            notifications.iter().map(NotificationRow::of),
+        )
+        .await
+    }
+
+    async fn write_attempts(&self, attempts: &[Attempt]) -> Result<u64> {
+        self.insert_rows("notification_attempts", attempts.iter().map(AttemptRow::of))
+            .await
+    }
+
+    async fn outbox(&self, since_us: i64, limit: u64) -> Result<Vec<OutboxEntry>> {
+        let (since, _) = clamp_datetime(since_us);
+        let rows: Vec<NotificationRow> = self
+            .client
+            .query(&format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM {}.notifications FINAL \
+                 WHERE created >= toDateTime(?) \
+                 ORDER BY created DESC, created_us DESC, notification_id LIMIT 1 BY notification_id LIMIT ?",
+                self.db
+            ))
+            .bind(since)
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        let mut entries: Vec<OutboxEntry> = rows
+            .into_iter()
+            .map(|r| OutboxEntry {
+                notification: r.into_notification(),
+                attempts: Vec::new(),
+            })
+            .collect();
+        if entries.is_empty() {
+            return Ok(entries);
+        }
+        let ids: Vec<[u8; 16]> = entries
+            .iter()
+            .map(|e| e.notification.notification_id)
+            .collect();
+        let mut by_id: HashMap<[u8; 16], Vec<Attempt>> = HashMap::new();
+        for chunk in ids.chunks(1_000) {
+            let rows: Vec<AttemptRow> = self
+                .client
+                .query(&format!(
+                    "SELECT {ATTEMPT_COLUMNS} FROM {}.notification_attempts FINAL \
+                     WHERE notification_id IN ({}) ORDER BY attempt, at, at_us",
+                    self.db,
+                    keys_in(chunk)
+                ))
+                .fetch_all()
+                .await?;
+            for r in rows {
+                let a = r.into_attempt();
+                by_id.entry(a.notification_id).or_default().push(a);
+            }
+        }
+        for e in &mut entries {
+            if let Some(a) = by_id.remove(&e.notification.notification_id) {
+                e.attempts = a;
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn queued_ids(&self, ids: &[[u8; 16]]) -> Result<Vec<[u8; 16]>> {
+        #[derive(Row, Deserialize)]
+        struct Id {
+            notification_id: [u8; 16],
+        }
+        let mut out = Vec::new();
+        for chunk in ids.chunks(1_000) {
+            let rows: Vec<Id> = self
+                .client
+                .query(&format!(
+                    "SELECT DISTINCT notification_id FROM {}.notifications \
+                     WHERE notification_id IN ({})",
+                    self.db,
+                    keys_in(chunk)
+                ))
+                .fetch_all()
+                .await?;
+            out.extend(rows.into_iter().map(|r| r.notification_id));
+        }
+        Ok(out)
     }
 }

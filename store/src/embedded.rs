@@ -8,6 +8,7 @@ use varde_core::status::CollectorStatus;
 use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
 use crate::incident::{Change, IncidentChange, SHARED_FIELDS};
+use crate::outbox::{Attempt, Notification, Outbox, OutboxEntry};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
     EventStore, GroupSeen, Hunt, Result, RuleEntry, RuleSwitch, StoredEvent, Table, TriageAction,
@@ -42,6 +43,10 @@ struct Inner {
     incidents: HashMap<[u8; 16], IncidentChange>,
     /// The newest rule catalog and when it was loaded.
     rules: Option<(i64, Vec<RuleEntry>)>,
+    /// The outbox: notifications by id (the first write of an id stays), and their tries.
+    notifications: HashMap<[u8; 16], Notification>,
+    /// Tries by (notification, attempt, outcome), as ClickHouse orders them.
+    attempts: BTreeMap<([u8; 16], u32, &'static str), Attempt>,
 }
 
 impl EmbeddedStore {
@@ -688,6 +693,64 @@ impl EventStore for EmbeddedStore {
             .filter(|c| concerned.contains(&c.incident_id))
             .filter(|c| SHARED_FIELDS.contains(&c.change.field()) || own_link(c))
             .cloned()
+            .collect())
+    }
+}
+
+impl Outbox for EmbeddedStore {
+    async fn write_notifications(&self, notifications: &[Notification]) -> Result<u64> {
+        let mut inner = self.lock();
+        for n in notifications {
+            inner
+                .notifications
+                .entry(n.notification_id)
+                .or_insert_with(|| n.clone());
+        }
+        Ok(notifications.len() as u64)
+    }
+
+    async fn write_attempts(&self, attempts: &[Attempt]) -> Result<u64> {
+        let mut inner = self.lock();
+        for a in attempts {
+            inner.attempts.insert(
+                (a.notification_id, a.attempt, a.outcome.as_str()),
+                a.clone(),
+            );
+        }
+        Ok(attempts.len() as u64)
+    }
+
+    async fn outbox(&self, since_us: i64, limit: u64) -> Result<Vec<OutboxEntry>> {
+        let since = since_us.div_euclid(1_000_000) * 1_000_000;
+        let inner = self.lock();
+        let mut rows: Vec<&Notification> = inner
+            .notifications
+            .values()
+            .filter(|n| n.created_us >= since)
+            .collect();
+        rows.sort_by(|a, b| {
+            (b.created_us, a.notification_id).cmp(&(a.created_us, b.notification_id))
+        });
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(rows
+            .into_iter()
+            .map(|n| OutboxEntry {
+                notification: n.clone(),
+                attempts: inner
+                    .attempts
+                    .range((n.notification_id, 0, "")..=(n.notification_id, u32::MAX, "~"))
+                    .map(|(_, a)| a.clone())
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn queued_ids(&self, ids: &[[u8; 16]]) -> Result<Vec<[u8; 16]>> {
+        let inner = self.lock();
+        Ok(ids
+            .iter()
+            .filter(|id| inner.notifications.contains_key(*id))
+            .copied()
             .collect())
     }
 }

@@ -26,6 +26,7 @@ use varde_core::{AlertId, BatchReader, Envelope, EventId, Kommunenummer};
 pub mod clickhouse;
 pub mod embedded;
 pub mod incident;
+pub mod outbox;
 pub mod schema;
 
 /// Errors of the stores.

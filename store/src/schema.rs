@@ -236,6 +236,47 @@ pub const MIGRATIONS: &[Migration] = &[
             ORDER BY (seq, correlation, event_id, rule_pos)",
         ],
     },
+    Migration {
+        version: 9,
+        name: "notification_outbox",
+        statements: &[
+            // Every notification to a municipality's contact, as rendered when queued. Its id
+            // is derived from what it is about, so a producer that queues it again (after a
+            // restart) writes the same key and it collapses; readers use FINAL. Kept like the
+            // audit trail (not dropped by retention): what the CERT told whom, and when.
+            "CREATE TABLE IF NOT EXISTS {db}.notifications (
+                created_date Date,
+                created DateTime('UTC'),
+                created_us UInt32,
+                notification_id FixedString(16),
+                contact String,
+                tenant String,
+                channel String,
+                target String,
+                kind String,
+                tlp String,
+                subject String,
+                text String,
+                html String,
+                payload String
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY created_date
+            ORDER BY (notification_id)",
+            // One row per try to send one; the newest decides its state.
+            "CREATE TABLE IF NOT EXISTS {db}.notification_attempts (
+                at_date Date,
+                at DateTime('UTC'),
+                at_us UInt32,
+                notification_id FixedString(16),
+                attempt UInt32,
+                outcome String,
+                error String,
+                next_us Int64
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY at_date
+            ORDER BY (notification_id, attempt, outcome)",
+        ],
+    },
 ];
 
 /// The table that records applied migrations.

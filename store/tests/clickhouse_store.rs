@@ -7,6 +7,7 @@ use varde_core::{
 };
 use varde_store::embedded::EmbeddedStore;
 use varde_store::incident::{Change, IncidentChange, IncidentStatus, Severity, Tlp};
+use varde_store::outbox::{Attempt, Channel, Notification, Outbox, Outcome, State};
 use varde_store::{
     Alert, AlertQuery, DeadLetter, EventQuery, EventStore, GroupSeen, Resolution, RuleEntry,
     RuleSwitch, TriageAction, TriageKind, VolumeBy, VolumePoint,
@@ -817,12 +818,111 @@ async fn clickhouse_store_keeps_the_contract() {
     // Migrations are idempotent: a second run applies nothing.
     assert!(store.migrate().await.expect("migrate again").is_empty());
     contract(&store).await;
+    outbox_contract(&store).await;
     env.cleanup().await;
 }
 
 #[tokio::test]
 async fn embedded_store_keeps_the_contract() {
-    contract(&EmbeddedStore::new()).await;
+    let store = EmbeddedStore::new();
+    contract(&store).await;
+    outbox_contract(&store).await;
+}
+
+/// The outbox: a notification queued twice is one row, kept as first written; its tries come
+/// back in order; the newest try decides its state; `since` and `limit` bound the read.
+async fn outbox_contract<S: Outbox>(store: &S) {
+    let t0 = 1_796_119_200_000_000_i64;
+    let note = |n: u8, subject: &str| Notification {
+        notification_id: [n; 16],
+        created_us: t0 + i64::from(n) * 1_000_001,
+        contact: "Oslo IT-vakt".into(),
+        tenant: "0301".into(),
+        channel: if n.is_multiple_of(2) {
+            Channel::Email
+        } else {
+            Channel::Webhook
+        },
+        target: "it-vakt@oslo.example".into(),
+        kind: "digest".into(),
+        tlp: "TLP:AMBER".into(),
+        subject: subject.into(),
+        text: "æøå 'quoted' \\ \"x\"\n2 alerts".into(),
+        html: "<p>2 alerts</p>".into(),
+        payload: String::new(),
+    };
+    assert!(store.outbox(0, 100).await.expect("empty").is_empty());
+    let first = vec![note(1, "one"), note(2, "two"), note(3, "three")];
+    store.write_notifications(&first).await.expect("queue");
+    // Queued again after a restart: the same id, the same row.
+    store
+        .write_notifications(&[note(2, "two")])
+        .await
+        .expect("queue again");
+    assert_eq!(
+        store
+            .queued_ids(&[[2; 16], [9; 16], [3; 16]])
+            .await
+            .expect("ids")
+            .len(),
+        2
+    );
+    let attempt = |n: u8, attempt: u32, outcome: Outcome| Attempt {
+        notification_id: [n; 16],
+        attempt,
+        at_us: t0 + 60_000_000 + i64::from(attempt) * 1_000_003,
+        outcome,
+        error: if outcome == Outcome::Sent {
+            String::new()
+        } else {
+            "451 4.3.0 try again later".into()
+        },
+        next_us: t0 + 120_000_000,
+    };
+    store
+        .write_attempts(&[
+            attempt(1, 1, Outcome::Retry),
+            attempt(1, 2, Outcome::Sent),
+            attempt(3, 1, Outcome::Failed),
+            // A retried write of the same try.
+            attempt(1, 1, Outcome::Retry),
+        ])
+        .await
+        .expect("tries");
+    let read = store.outbox(0, 100).await.expect("read");
+    let ids: Vec<u8> = read
+        .iter()
+        .map(|e| e.notification.notification_id[0])
+        .collect();
+    assert_eq!(ids, vec![3, 2, 1], "newest first");
+    assert_eq!(read[2].notification, first[0]);
+    assert_eq!(
+        read[2].attempts,
+        vec![attempt(1, 1, Outcome::Retry), attempt(1, 2, Outcome::Sent)]
+    );
+    assert_eq!(
+        read[2].state(),
+        State::Sent {
+            at_us: attempt(1, 2, Outcome::Sent).at_us
+        }
+    );
+    assert_eq!(
+        read[1].state(),
+        State::Queued {
+            due_us: first[1].created_us,
+            tries: 0
+        }
+    );
+    assert_eq!(
+        read[0].state(),
+        State::Failed {
+            at_us: attempt(3, 1, Outcome::Failed).at_us
+        }
+    );
+    // Bounded by time and count.
+    let since = store.outbox(first[1].created_us, 100).await.expect("since");
+    assert_eq!(since.len(), 2);
+    assert_eq!(store.outbox(0, 1).await.expect("limit").len(), 1);
 }
 
 #[tokio::test]
