@@ -90,7 +90,10 @@ up_tools() {
   fi
   "$HERE/peers.sh" >/dev/null
   "$HERE/browser.sh" >/dev/null
-  log "tools ready: Debian packages, loggen and rsyslogd (deploy/dev/peers.sh), Chromium, playwright-core and axe-core (deploy/dev/browser.sh)"
+  # The notification tests' SMTP server (a real one, with STARTTLS, implicit TLS and AUTH).
+  python3 -c "import aiosmtpd" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check "aiosmtpd==1.4.6"
+  log "tools ready: Debian packages, loggen and rsyslogd (deploy/dev/peers.sh), Chromium, playwright-core and axe-core (deploy/dev/browser.sh), aiosmtpd (PyPI)"
 }
 
 # ------------------------------------------------------------ ClickHouse ---

@@ -437,6 +437,14 @@ impl EventStore for FlakyStore {
     ) -> varde_store::Result<Vec<varde_store::CorrelationHit>> {
         self.inner.correlation_hits(since_us).await
     }
+    async fn alerts_detected(
+        &self,
+        from_us: i64,
+        to_us: i64,
+        limit: u64,
+    ) -> varde_store::Result<Vec<varde_store::Alert>> {
+        self.inner.alerts_detected(from_us, to_us, limit).await
+    }
     async fn campaign_alerts(
         &self,
         rule_id: &str,

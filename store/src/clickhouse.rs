@@ -1062,6 +1062,25 @@ impl EventStore for ClickHouseStore {
             .collect())
     }
 
+    async fn alerts_detected(&self, from_us: i64, to_us: i64, limit: u64) -> Result<Vec<Alert>> {
+        let (from, _) = clamp_datetime(from_us);
+        let (to, _) = clamp_datetime(to_us);
+        let rows: Vec<AlertRow> = self
+            .client
+            .query(&format!(
+                "SELECT {ALERT_COLUMNS} FROM {}.alerts FINAL \
+                 WHERE detect_time >= toDateTime(?) AND detect_time < toDateTime(?) \
+                 ORDER BY detect_time, alert_id LIMIT ?",
+                self.db
+            ))
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        Ok(rows.into_iter().map(AlertRow::into_alert).collect())
+    }
+
     async fn alerts_detected_after(
         &self,
         tenant: Option<Kommunenummer>,

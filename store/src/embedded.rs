@@ -214,6 +214,20 @@ impl EventStore for EmbeddedStore {
         Ok(rows)
     }
 
+    async fn alerts_detected(&self, from_us: i64, to_us: i64, limit: u64) -> Result<Vec<Alert>> {
+        let (from, to) = (from_us.div_euclid(1_000_000), to_us.div_euclid(1_000_000));
+        let mut rows: Vec<Alert> = self
+            .lock()
+            .alerts
+            .values()
+            .filter(|a| (from..to).contains(&a.detect_time_us.div_euclid(1_000_000)))
+            .cloned()
+            .collect();
+        rows.sort_by_key(|a| (a.detect_time_us.div_euclid(1_000_000), a.alert_id));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(rows)
+    }
+
     async fn component_spread(
         &self,
         tenant: Option<Kommunenummer>,

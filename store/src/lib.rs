@@ -592,6 +592,16 @@ pub trait EventStore: Send + Sync {
     /// first, without duplicates: the dashboard's queue.
     fn recent_alerts(&self, query: &AlertQuery) -> impl Future<Output = Result<Vec<Alert>>> + Send;
 
+    /// The alerts of every municipality detected in `[from_us, to_us)`, oldest detection first
+    /// (then by id), at most `limit`: what the notifier puts into a digest. Whole seconds, as
+    /// ClickHouse keeps detection times.
+    fn alerts_detected(
+        &self,
+        from_us: i64,
+        to_us: i64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<Alert>>> + Send;
+
     /// How many distinct alerts (of `tenant`, when given) detection added in a later second
     /// than that of `since_us`: what the dashboard's live queue announces. Whole seconds, as
     /// ClickHouse keeps detection times.

@@ -523,6 +523,35 @@ async fn alerts_contract<S: EventStore>(store: &S) {
             "{tenant:?} after {since}"
         );
     }
+    // By detection time, for the notifier: a replayed alert counts at its newest detection.
+    let detected = |from: i64, to: i64, limit: u64| async move {
+        store
+            .alerts_detected(from, to, limit)
+            .await
+            .expect("detected")
+            .iter()
+            .map(|a| a.tenant.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        detected(1_714_557_700_000_000, 1_714_557_701_000_000, 100).await,
+        vec!["4601"; 3]
+    );
+    assert_eq!(
+        detected(1_714_557_700_000_000, 1_714_557_900_000_000, 100).await,
+        [vec!["4601"; 3], vec!["0301"; 10]].concat()
+    );
+    assert_eq!(
+        detected(1_714_557_800_000_000, 1_714_557_900_000_000, 4)
+            .await
+            .len(),
+        4
+    );
+    assert!(
+        detected(1_714_557_801_000_000, 1_714_557_900_000_000, 100)
+            .await
+            .is_empty()
+    );
     // One group's alerts, newest first: Oslo's key-0 group is its even rows.
     let group: Vec<u32> = store
         .group_alerts(Some(oslo), [0; 16], 3)

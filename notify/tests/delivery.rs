@@ -1,0 +1,538 @@
+//! Notifications delivered to real servers on loopback: aiosmtpd (PyPI) with STARTTLS, implicit
+//! TLS and AUTH from a CA made in the test, one that defers and one that rejects; and a webhook
+//! receiver in Python that verifies the signature and the replay window as docs/notifications.md
+//! tells a municipality to, one that fails with 500 and one that hangs. Messages are parsed by
+//! Python's e-mail parser, not by Varde. The store is the embedded one (the outbox's contract on
+//! ClickHouse is `store/tests/clickhouse_store.rs`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use varde_core::{AlertId, EventId, Kommunenummer};
+use varde_notify::config::{
+    Contact, Language, Level, Scope, SmtpSettings, SmtpTls, Target, WebhookFormat,
+};
+use varde_notify::{Notifier, Settings};
+use varde_store::embedded::EmbeddedStore;
+use varde_store::outbox::{Outbox, OutboxEntry, State};
+use varde_store::{Alert, EventStore};
+use varde_testkit::process::Guard;
+use varde_testkit::{free_port, workspace_root};
+
+fn peer(name: &str) -> PathBuf {
+    workspace_root().join("notify/tests/peers").join(name)
+}
+
+/// Starts a Python peer and waits for its "ready".
+fn start(script: &str, args: &[String]) -> Guard {
+    let mut child = Command::new("python3")
+        .arg(peer(script))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 (deploy/dev/services.sh up tools installs aiosmtpd)");
+    let out = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("ready line");
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "{script} did not start (is aiosmtpd installed? deploy/dev/services.sh up tools)"
+    );
+    Guard(child)
+}
+
+/// A throwaway CA and a certificate for localhost/127.0.0.1 signed by it.
+fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Varde notification test CA");
+    let ca_key = KeyPair::generate().expect("key");
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+    let (ca_path, cert_path, key_path) = (
+        dir.join("ca.pem"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&ca_path, ca.pem()).expect("ca");
+    std::fs::write(&cert_path, cert.pem()).expect("cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("key");
+    (ca_path, cert_path, key_path)
+}
+
+fn settings(smtp: Option<SmtpSettings>) -> Settings {
+    let mut s = Settings::new(
+        "https://varde.cert.example/".parse().expect("url"),
+        "Varde CERT <varde@cert.example>".parse().expect("from"),
+    );
+    s.smtp = smtp;
+    s.grace = Duration::ZERO;
+    s.retry_min = Duration::from_secs(1);
+    s.retry_max = Duration::from_secs(2);
+    s.webhook_timeout = Duration::from_secs(2);
+    s
+}
+
+fn email_contact(name: &str, tenant: &str, address: &str, named: bool) -> Contact {
+    Contact {
+        name: name.into(),
+        scope: Scope::Municipality(Kommunenummer::parse(tenant).expect("k")),
+        target: Target::Email(address.parse().expect("address")),
+        language: Language::En,
+        named,
+        alerts: Some(Level::High),
+        incidents: true,
+        campaigns: true,
+        collector_silent: None,
+    }
+}
+
+fn webhook_contact(name: &str, port: u16, format: WebhookFormat, secret: &str) -> Contact {
+    Contact {
+        name: name.into(),
+        scope: Scope::Municipality(Kommunenummer::parse("0301").expect("k")),
+        target: Target::Webhook {
+            url: format!("http://127.0.0.1:{port}/varde")
+                .parse()
+                .expect("url"),
+            format,
+            secret: Some(secret.as_bytes().to_vec()),
+        },
+        language: Language::Nb,
+        named: true,
+        alerts: Some(Level::High),
+        incidents: true,
+        campaigns: true,
+        collector_silent: None,
+    }
+}
+
+/// Alert `n` of `tenant`, detected at `detect_us`.
+fn alert(tenant: &str, n: u8, title: &str, detect_us: i64) -> Alert {
+    Alert {
+        alert_id: AlertId([n; 16]),
+        dedup_key: [n; 16],
+        tenant: tenant.into(),
+        component: "idporten".into(),
+        rule_id: format!("rule-{}", title.len()),
+        rule_title: title.into(),
+        rule_level: "high".into(),
+        rule_tags: vec![],
+        event_id: EventId([n; 16]),
+        event_time_us: detect_us - 5_000_000,
+        detect_time_us: detect_us,
+        source_kind: "auth".into(),
+        host: format!("srv.{tenant}"),
+        matched: vec![],
+    }
+}
+
+/// Oslo's three alerts and Bergen's one, detected in the digest interval before `now`.
+async fn planted(store: &EmbeddedStore, now: i64) {
+    let interval = 900_000_000;
+    let t = (now.div_euclid(interval) - 1) * interval + 60_000_000;
+    store
+        .write_alerts(&[
+            alert("0301", 1, "Failed ID-porten logins from one address", t),
+            alert("0301", 2, "Failed ID-porten logins from one address", t + 1),
+            alert("0301", 3, "Root login with a password", t + 2),
+            alert("4601", 4, "Bergen's own rule", t + 3),
+        ])
+        .await
+        .expect("alerts");
+}
+
+fn received(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(ext))
+        .collect();
+    files.sort();
+    files
+}
+
+fn parse_eml(files: &[PathBuf]) -> Vec<serde_json::Value> {
+    let out = Command::new("python3")
+        .arg(peer("parse_eml.py"))
+        .args(files)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+async fn outbox(store: &EmbeddedStore) -> Vec<OutboxEntry> {
+    store.outbox(0, 1000).await.expect("outbox")
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn digests_go_out_over_starttls_with_auth_each_municipality_its_own_within_tlp() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mail = dir.path().join("mail");
+    std::fs::create_dir(&mail).expect("mail dir");
+    let (ca, cert, key) = test_ca(dir.path());
+    let port = free_port();
+    let _smtp = start(
+        "smtp_sink.py",
+        &[
+            "--port".into(),
+            port.to_string(),
+            "--dir".into(),
+            mail.display().to_string(),
+            "--tls".into(),
+            "starttls".into(),
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+            "--auth".into(),
+            "varde:s3cret-pass".into(),
+        ],
+    );
+    let password = dir.path().join("smtp-password");
+    std::fs::write(&password, "s3cret-pass\n").expect("password");
+    let smtp = SmtpSettings {
+        host: "localhost".into(),
+        port: Some(port),
+        tls: SmtpTls::Starttls,
+        username: Some("varde".into()),
+        password_env: None,
+        password_file: Some(password),
+        ca_file: Some(ca),
+        timeout_s: 10,
+    };
+    let store = EmbeddedStore::new();
+    let now = varde_notify::run::now_us();
+    planted(&store, now).await;
+    let notifier = Notifier::new(
+        store.clone(),
+        settings(Some(smtp)),
+        vec![
+            email_contact("Oslo IT-vakt", "0301", "Kari <it-vakt@oslo.example>", true),
+            // Bergen's shared mailbox is not a named recipient: TLP:AMBER content is withheld.
+            email_contact("Bergen postmottak", "4601", "post@bergen.example", false),
+        ],
+    )
+    .expect("notifier");
+    assert_eq!(notifier.produce(now).await.expect("produce"), 2);
+    // Queued again (a restart): nothing new.
+    assert_eq!(notifier.produce(now).await.expect("produce"), 0);
+    let report = notifier.send_due(now).await.expect("send");
+    assert_eq!((report.sent, report.retried, report.failed), (2, 0, 0));
+    // Sent ones are not sent again.
+    let again = notifier.send_due(now + 3_600_000_000).await.expect("send");
+    assert_eq!(again.sent, 0);
+
+    let files = received(&mail, "eml");
+    assert_eq!(files.len(), 2, "{files:?}");
+    let envelopes: Vec<serde_json::Value> = received(&mail, "json")
+        .iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json"))
+        .collect();
+    assert!(
+        envelopes
+            .iter()
+            .all(|e| e["tls"] == true && e["auth"] == true),
+        "{envelopes:?}"
+    );
+    let mails = parse_eml(&files);
+    let entries = outbox(&store).await;
+    for m in &mails {
+        let to = m["to"].as_str().expect("to");
+        let subject = m["subject"].as_str().expect("subject");
+        let text = m["text"].as_str().expect("a text part");
+        let html = m["html"].as_str().expect("an HTML part");
+        assert!(subject.starts_with("[TLP:AMBER] Varde: "), "{subject}");
+        assert!(text.starts_with("TLP:AMBER"), "{text}");
+        assert!(html.contains("TLP:AMBER"));
+        // The Message-ID is the outbox row's id: the idempotency key.
+        let row = entries
+            .iter()
+            .find(|e| to.contains(&e.notification.target.replace("Kari <", "").replace('>', "")))
+            .expect("its outbox row");
+        assert_eq!(
+            m["message_id"].as_str(),
+            Some(format!("<{}@cert.example>", hex(&row.notification.notification_id)).as_str())
+        );
+        if to.contains("oslo") {
+            assert!(text.contains("Root login with a password"), "{text}");
+            assert!(text.contains("2 × Failed ID-porten logins"), "{text}");
+            assert!(text.contains("What to do first"));
+            assert!(!text.contains("Bergen") && !text.contains("4601"), "{text}");
+        } else {
+            assert!(to.contains("post@bergen.example"), "{to}");
+            assert!(text.contains("Log in to Varde"), "{text}");
+            assert!(!text.contains("Bergen's own rule") && !html.contains("Bergen's own rule"));
+            assert!(!text.contains("Oslo"), "{text}");
+        }
+    }
+    assert!(
+        entries
+            .iter()
+            .all(|e| matches!(e.state(), State::Sent { .. }))
+    );
+}
+
+#[tokio::test]
+async fn implicit_tls_works_a_deferring_server_is_retried_and_a_rejecting_one_fails_at_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (ca, cert, key) = test_ca(dir.path());
+    let smtp = |port: u16| SmtpSettings {
+        host: "localhost".into(),
+        port: Some(port),
+        tls: SmtpTls::Implicit,
+        username: None,
+        password_env: None,
+        password_file: None,
+        ca_file: Some(ca.clone()),
+        timeout_s: 10,
+    };
+    let sink = |extra: &[&str]| {
+        let mail = tempfile::tempdir_in(dir.path()).expect("mail");
+        let port = free_port();
+        let mut args = vec![
+            "--port".to_owned(),
+            port.to_string(),
+            "--dir".into(),
+            mail.path().display().to_string(),
+            "--tls".into(),
+            "implicit".into(),
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        (start("smtp_sink.py", &args), mail, port)
+    };
+
+    // Deferred twice (451), then accepted: three tries, one message.
+    let (_guard, mail, port) = sink(&["--defer", "2"]);
+    let store = EmbeddedStore::new();
+    let now = varde_notify::run::now_us();
+    planted(&store, now).await;
+    let notifier = Notifier::new(
+        store.clone(),
+        settings(Some(smtp(port))),
+        vec![email_contact("Oslo", "0301", "it@oslo.example", true)],
+    )
+    .expect("notifier");
+    notifier.produce(now).await.expect("produce");
+    let r1 = notifier.send_due(now).await.expect("try 1");
+    assert_eq!((r1.sent, r1.retried), (0, 1));
+    // Not due again before its wait.
+    assert_eq!(notifier.send_due(now).await.expect("early").retried, 0);
+    let later = now + 3_600_000_000;
+    assert_eq!(notifier.send_due(later).await.expect("try 2").retried, 1);
+    assert_eq!(
+        notifier
+            .send_due(later + 3_600_000_000)
+            .await
+            .expect("try 3")
+            .sent,
+        1
+    );
+    let entry = &outbox(&store).await[0];
+    assert_eq!(entry.attempts.len(), 3);
+    assert!(entry.attempts[0].error.contains("451"), "{entry:?}");
+    assert!(entry.attempts[0].next_us > entry.attempts[0].at_us);
+    assert_eq!(received(mail.path(), "eml").len(), 1);
+
+    // Rejected (550): failed at the first try, with the server's words.
+    let (_guard, mail, port) = sink(&["--reject"]);
+    let store = EmbeddedStore::new();
+    planted(&store, now).await;
+    let notifier = Notifier::new(
+        store.clone(),
+        settings(Some(smtp(port))),
+        vec![email_contact("Oslo", "0301", "nobody@oslo.example", true)],
+    )
+    .expect("notifier");
+    notifier.produce(now).await.expect("produce");
+    assert_eq!(notifier.send_due(now).await.expect("try").failed, 1);
+    let entry = &outbox(&store).await[0];
+    assert!(matches!(entry.state(), State::Failed { .. }));
+    assert!(entry.attempts[0].error.contains("550"), "{entry:?}");
+    assert!(received(mail.path(), "eml").is_empty());
+
+    // Deferred for ever: failed after max_attempts.
+    let (_guard, _mail, port) = sink(&["--defer", "100"]);
+    let store = EmbeddedStore::new();
+    planted(&store, now).await;
+    let mut s = settings(Some(smtp(port)));
+    s.max_attempts = 2;
+    let notifier = Notifier::new(
+        store.clone(),
+        s,
+        vec![email_contact("Oslo", "0301", "it@oslo.example", true)],
+    )
+    .expect("notifier");
+    notifier.produce(now).await.expect("produce");
+    assert_eq!(notifier.send_due(now).await.expect("1").retried, 1);
+    assert_eq!(notifier.send_due(later).await.expect("2").failed, 1);
+    let entry = &outbox(&store).await[0];
+    assert!(
+        entry.attempts[1].error.contains("after 2 tries"),
+        "{entry:?}"
+    );
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_verified_by_the_receiver_and_retried_through_500_and_timeouts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = "municipal-webhook-secret-0301";
+    let receiver = |extra: &[&str]| {
+        let got = tempfile::tempdir_in(dir.path()).expect("dir");
+        let port = free_port();
+        let mut args = vec![
+            "--port".to_owned(),
+            port.to_string(),
+            "--dir".into(),
+            got.path().display().to_string(),
+            "--secret".into(),
+            secret.into(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        (start("webhook_receiver.py", &args), got, port)
+    };
+    let now = varde_notify::run::now_us();
+    let later = now + 3_600_000_000;
+
+    // Fails twice with 500, hangs once past the sender's timeout, then accepts.
+    let (_guard, got, port) = receiver(&["--fail", "2", "--hang", "1"]);
+    let store = EmbeddedStore::new();
+    planted(&store, now).await;
+    let notifier = Notifier::new(
+        store.clone(),
+        settings(None),
+        vec![webhook_contact(
+            "Oslo hook",
+            port,
+            WebhookFormat::Varde,
+            secret,
+        )],
+    )
+    .expect("notifier");
+    assert_eq!(notifier.produce(now).await.expect("produce"), 1);
+    assert_eq!(notifier.send_due(now).await.expect("1 hangs").retried, 1);
+    assert_eq!(notifier.send_due(later).await.expect("2: 500").retried, 1);
+    assert_eq!(
+        notifier
+            .send_due(later + 3_600_000_000)
+            .await
+            .expect("3: 500")
+            .retried,
+        1
+    );
+    assert_eq!(
+        notifier
+            .send_due(later + 7_200_000_000)
+            .await
+            .expect("4")
+            .sent,
+        1
+    );
+    let entry = &outbox(&store).await[0];
+    let errors: Vec<&str> = entry.attempts.iter().map(|a| a.error.as_str()).collect();
+    assert!(
+        errors[1].contains("500") && errors[2].contains("500"),
+        "{errors:?}"
+    );
+    let files = received(got.path(), "json");
+    assert_eq!(files.len(), 1);
+    let delivery: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).expect("read")).expect("json");
+    assert_eq!(
+        delivery["delivery"].as_str(),
+        Some(hex(&entry.notification.notification_id).as_str())
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(delivery["body"].as_str().expect("body")).expect("body json");
+    assert_eq!(body["schema"], "varde.notification/v1");
+    assert_eq!(body["tlp"], "TLP:AMBER");
+    assert_eq!(body["municipality"]["number"], "0301");
+    assert_eq!(body["counts"].as_array().map(Vec::len), Some(2));
+    assert!(!body.to_string().contains("4601"));
+
+    // A wrong secret: the receiver refuses (401) and the notification fails at once.
+    let (_guard, got, port) = receiver(&[]);
+    let store = EmbeddedStore::new();
+    planted(&store, now).await;
+    let notifier = Notifier::new(
+        store.clone(),
+        settings(None),
+        vec![webhook_contact(
+            "Oslo hook",
+            port,
+            WebhookFormat::Varde,
+            "not-the-municipality-secret",
+        )],
+    )
+    .expect("notifier");
+    notifier.produce(now).await.expect("produce");
+    assert_eq!(notifier.send_due(now).await.expect("try").failed, 1);
+    assert!(
+        outbox(&store).await[0].attempts[0].error.contains("401"),
+        "{:?}",
+        outbox(&store).await
+    );
+    assert_eq!(
+        std::fs::read_to_string(got.path().join("refused"))
+            .expect("refused")
+            .trim(),
+        "1"
+    );
+
+    // Chat tools: Mattermost/Slack and Teams shapes.
+    let (_guard, got, port) = receiver(&[]);
+    let store = EmbeddedStore::new();
+    planted(&store, now).await;
+    let mut slack = webhook_contact("Oslo Mattermost", port, WebhookFormat::Slack, secret);
+    slack.language = Language::En;
+    let teams = webhook_contact("Oslo Teams", port, WebhookFormat::Teams, secret);
+    let notifier =
+        Notifier::new(store.clone(), settings(None), vec![slack, teams]).expect("notifier");
+    notifier.produce(now).await.expect("produce");
+    assert_eq!(notifier.send_due(now).await.expect("send").sent, 2);
+    let bodies: Vec<serde_json::Value> = received(got.path(), "json")
+        .iter()
+        .map(|p| {
+            let d: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json");
+            serde_json::from_str(d["body"].as_str().expect("body")).expect("body json")
+        })
+        .collect();
+    assert!(bodies.iter().any(|b| {
+        b["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("[TLP:AMBER]"))
+    }));
+    assert!(bodies.iter().any(|b| {
+        b["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
+            && b["attachments"][0]["content"]["body"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("[TLP:AMBER]"))
+    }));
+}
