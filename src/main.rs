@@ -77,6 +77,20 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Tell municipalities about their alerts, incidents and silent collectors by e-mail and
+    /// webhook: queue into the outbox in ClickHouse and send from it (docs/notifications.md).
+    Notify {
+        /// The configuration file (see deploy/examples/notify.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Check the configuration and the contacts, print them, and exit.
+        #[arg(long, conflicts_with = "test")]
+        check: bool,
+        /// Queue a test message to the contact of this name and exit (the running notifier
+        /// sends it).
+        #[arg(long, value_name = "CONTACT")]
+        test: Option<String>,
+    },
     /// Administration.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -169,6 +183,11 @@ fn main() -> Result<()> {
         Command::Demo { port, live_every } => runtime.block_on(demo::run(port, live_every)),
         Command::Rules(_) | Command::Admin(_) => Ok(()),
         Command::Dashboard { config } => runtime.block_on(dashboard(&config)),
+        Command::Notify {
+            config,
+            check,
+            test,
+        } => runtime.block_on(notify(&config, check, test.as_deref())),
         Command::Pipeline { config } => runtime.block_on(pipeline(PipelineConfig::load(&config)?)),
         Command::Migrate {
             print_sql: Some(db),
@@ -231,6 +250,49 @@ async fn dashboard(path: &std::path::Path) -> Result<()> {
         .with_graceful_shutdown(varde_transport::shutdown_signal())
         .await
         .context("serving the dashboard")
+}
+
+async fn notify(path: &std::path::Path, check: bool, test: Option<&str>) -> Result<()> {
+    let config = varde_notify::NotifyConfig::load(path)?;
+    if check {
+        println!(
+            "{}: {} contact(s) in {}",
+            path.display(),
+            config.contacts.len(),
+            config.contacts_path.display()
+        );
+        for c in &config.contacts {
+            println!("  {}", varde_notify::run::describe(c));
+        }
+        return Ok(());
+    }
+    let store = ClickHouseStore::new(&config.clickhouse)?;
+    store
+        .ping()
+        .await
+        .with_context(|| format!("connecting to ClickHouse at {}", config.clickhouse.url))?;
+    store.migrate().await.context("migrating ClickHouse")?;
+    let notifier = varde_notify::Notifier::new(store, config.settings, config.contacts)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(name) = test {
+        let id = notifier
+            .queue_test(name, varde_notify::run::now_us())
+            .await
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "test message {} queued for {name}; the running notifier sends it",
+            varde_core::EventId(id)
+        );
+        return Ok(());
+    }
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        varde_transport::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    notifier.run(shutdown).await;
+    info!("notifier stopped");
+    Ok(())
 }
 
 async fn pipeline(config: PipelineConfig) -> Result<()> {

@@ -469,12 +469,51 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
     }
 }
 
-/// Whose data a contact is about, for the outbox's readers.
-pub fn scope_label(c: &Contact) -> String {
-    match &c.scope {
+/// One line about a contact: name, whose data, where, what it wants.
+pub fn describe(c: &Contact) -> String {
+    let whose = match &c.scope {
         Scope::Municipality(k) => format!("{} {}", k.as_str(), k.name()),
-        Scope::Component(id) => id.clone(),
+        Scope::Component(id) => format!("owner of {id}"),
+    };
+    let target = match &c.target {
+        Target::Email(m) => format!("e-mail {m}"),
+        Target::Webhook {
+            url,
+            format,
+            secret,
+        } => format!(
+            "webhook {url} ({format:?}, {})",
+            if secret.is_some() {
+                "signed"
+            } else {
+                "unsigned"
+            }
+        ),
+    };
+    let mut wants = Vec::new();
+    if let Some(l) = c.alerts {
+        wants.push(format!("alerts ≥ {}", l.as_str()));
     }
+    if c.campaigns {
+        wants.push("campaigns".into());
+    }
+    if c.incidents {
+        wants.push("incidents".into());
+    }
+    if let Some(d) = c.collector_silent {
+        wants.push(format!("collectors silent ≥ {} min", d.as_secs() / 60));
+    }
+    format!(
+        "{:?}: {whose}, {target}, {}, {:?}, {}",
+        c.name,
+        if c.named {
+            "named (TLP:AMBER content)"
+        } else {
+            "not named (no TLP:AMBER content)"
+        },
+        c.language,
+        wants.join(", ")
+    )
 }
 
 #[cfg(test)]

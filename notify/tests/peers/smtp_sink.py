@@ -8,6 +8,7 @@ Each accepted message is written to DIR/NNNN.eml (the bytes received) and DIR/NN
   --auth USER:PASS               AUTH PLAIN/LOGIN required
   --defer N                      answer the first N messages with 451 (a transient refusal)
   --reject                       answer every recipient with 550 (a permanent refusal)
+  --delay S                      take S seconds over each message (a slow server)
 Prints "ready" on standard output when it listens; runs until killed.
 """
 import argparse
@@ -22,7 +23,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Sink:
-    def __init__(self, directory, defer, reject):
+    def __init__(self, directory, defer, reject, delay=0.0):
+        self.delay = delay
         self.directory = directory
         self.defer = defer
         self.reject = reject
@@ -38,6 +40,8 @@ class Sink:
         if self.defer > 0:
             self.defer -= 1
             return "451 4.3.0 try again later"
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.count += 1
         base = os.path.join(self.directory, "%04d" % self.count)
         with open(base + ".eml.tmp", "wb") as f:
@@ -60,6 +64,7 @@ def main():
     p.add_argument("--auth")
     p.add_argument("--defer", type=int, default=0)
     p.add_argument("--reject", action="store_true")
+    p.add_argument("--delay", type=float, default=0.0)
     a = p.parse_args()
 
     kwargs = {}
@@ -84,7 +89,7 @@ def main():
         # Implicit TLS is TLS too; aiosmtpd only knows STARTTLS, so allow AUTH there.
         kwargs["auth_require_tls"] = a.tls == "starttls"
     controller = Controller(
-        Sink(a.dir, a.defer, a.reject),
+        Sink(a.dir, a.defer, a.reject, a.delay),
         hostname="127.0.0.1",
         port=a.port,
         ssl_context=ctx if a.tls == "implicit" else None,
