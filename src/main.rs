@@ -233,11 +233,22 @@ async fn dashboard(path: &std::path::Path) -> Result<()> {
         .await
         .with_context(|| format!("connecting to ClickHouse at {}", config.clickhouse.url))?;
     store.migrate().await.context("migrating ClickHouse")?;
+    let notify = match &config.notify {
+        Some(path) => {
+            let n = varde_notify::NotifyConfig::load(path)?;
+            Some(varde_dashboard::NotifySetup {
+                settings: n.settings,
+                contacts: n.contacts,
+            })
+        }
+        None => None,
+    };
     let app = varde_dashboard::Dashboard::new(
         store,
         accounts,
         varde_dashboard::Settings {
             secure_cookies: config.secure_cookies,
+            notify,
             ..varde_dashboard::Settings::default()
         },
     )

@@ -29,6 +29,8 @@ mod incident;
 mod live;
 mod metrics;
 mod municipality;
+mod outbox;
+pub use outbox::NotifySetup;
 mod overview;
 mod rules;
 pub mod triage;
@@ -241,6 +243,10 @@ pub struct DashboardConfig {
     pub secure_cookies: bool,
     /// ClickHouse.
     pub clickhouse: varde_store::clickhouse::ClickHouseSettings,
+    /// The notifier's configuration (`notify.toml`): its contacts on the outbox page, each with
+    /// "send test". Without it the outbox is still shown.
+    #[serde(default)]
+    pub notify: Option<PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -275,6 +281,9 @@ pub struct Settings {
     pub login_attempts: usize,
     /// See `login_attempts`.
     pub login_window: Duration,
+    /// The notifier's contacts and settings (the outbox page's contacts and "send test");
+    /// `None`: the outbox is shown without them.
+    pub notify: Option<NotifySetup>,
 }
 
 impl Default for Settings {
@@ -285,6 +294,7 @@ impl Default for Settings {
             page_size: 500,
             login_attempts: 5,
             login_window: Duration::from_secs(15 * 60),
+            notify: None,
         }
     }
 }
@@ -340,7 +350,9 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             }),
         }
     }
+}
 
+impl<St: EventStore + varde_store::outbox::Outbox + Send + Sync + 'static> Dashboard<St> {
     /// The routes.
     pub fn router(self) -> Router {
         Router::new()
@@ -367,6 +379,9 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .route("/hunt", get(hunt::show::<St>).post(hunt::run::<St>))
             .route("/rules", get(rules::list::<St>))
             .route("/overview", get(overview::show::<St>))
+            .route("/outbox", get(outbox::list::<St>))
+            .route("/outbox/test", post(outbox::test::<St>))
+            .route("/outbox/{id}", get(outbox::show::<St>))
             .route("/municipalities/{number}", get(municipality::show::<St>))
             .route("/components/{id}", get(component::show::<St>))
             .route("/rules/{id}", get(rules::show::<St>))
@@ -379,7 +394,9 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
             .layer(axum::middleware::from_fn(security_headers))
             .with_state(self)
     }
+}
 
+impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.inner
             .sessions
@@ -609,6 +626,9 @@ fn nav(account: &Account, csrf: &str) -> Markup {
                     li { a.ds-link href="/hunt" { (t("Jakt", "Hunt")) } }
                     @if account.role != Role::Municipality {
                         li { a.ds-link href="/rules" { (t("Regler", "Rules")) } }
+                    }
+                    @if account.role != Role::Municipality {
+                        li { a.ds-link href="/outbox" { (t("Utboks", "Outbox")) } }
                     }
                     @if account.role == Role::Admin {
                         li { a.ds-link href="/audit" { (t("Revisjonslogg", "Audit log")) } }

@@ -2022,3 +2022,149 @@ async fn every_answer_carries_a_content_security_policy() {
     }
     env.cleanup().await;
 }
+
+/// The outbox: the CERT sees every message with its state and tries, a failed one with the
+/// server's words; a municipality account is refused; "send test" queues a test message to a
+/// contact of the notifier's file (CSRF-checked), rendered as the notifier renders it.
+#[tokio::test]
+async fn the_outbox_shows_the_cert_what_was_sent_and_failed_and_queues_tests() {
+    use varde_store::outbox::{Attempt, Channel, Notification, Outbox, Outcome};
+    let env = TestEnv::new("dashoutbox");
+    let store = env.store().await;
+    let now = chrono::Utc::now().timestamp_micros();
+    let note = |n: u8, tenant: &str, subject: &str| Notification {
+        notification_id: [n; 16],
+        created_us: now - i64::from(n) * 60_000_000,
+        contact: format!("IT {tenant}"),
+        tenant: tenant.into(),
+        channel: Channel::Email,
+        target: format!("it@k{tenant}.example"),
+        kind: "digest".into(),
+        tlp: "TLP:AMBER".into(),
+        subject: subject.into(),
+        text: format!("TLP:AMBER\n\n{subject} <script>alert(1)</script>"),
+        html: String::new(),
+        payload: String::new(),
+    };
+    store
+        .write_notifications(&[
+            note(1, "0301", "[TLP:AMBER] Varde: Alerts, 0301 Oslo (3)"),
+            note(2, "4601", "[TLP:AMBER] Varde: Alerts, 4601 Bergen (1)"),
+        ])
+        .await
+        .expect("queue");
+    store
+        .write_attempts(&[
+            Attempt {
+                notification_id: [1; 16],
+                attempt: 1,
+                at_us: now,
+                outcome: Outcome::Sent,
+                error: String::new(),
+                next_us: 0,
+            },
+            Attempt {
+                notification_id: [2; 16],
+                attempt: 1,
+                at_us: now,
+                outcome: Outcome::Failed,
+                error: "SMTP: permanent error (550): 5.1.1 no such mailbox".into(),
+                next_us: 0,
+            },
+        ])
+        .await
+        .expect("tries");
+    let contacts = varde_notify::config::parse_contacts(
+        "[[contact]]\nname = \"IT 0301\"\ntenant = \"0301\"\nemail = \"it@k0301.example\"\nnamed = true\n",
+        std::path::Path::new("contacts.toml"),
+    )
+    .expect("contacts");
+    let notify = varde_dashboard::NotifySetup {
+        settings: varde_notify::Settings::new(
+            "http://127.0.0.1:8080/".parse().expect("url"),
+            "Varde <varde@cert.example>".parse().expect("from"),
+        ),
+        contacts,
+    };
+    let app = app(
+        store.clone(),
+        Settings {
+            notify: Some(notify),
+            ..Settings::default()
+        },
+    );
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+
+    let (status, page) = get(&app, "/outbox", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"data-outbox-failed="1""#), "{page}");
+    assert!(page.contains(r#"data-outbox-rows="2""#), "{page}");
+    assert!(page.contains("5.1.1 no such mailbox"));
+    assert!(page.contains(r#"data-contacts="1""#));
+    let (_, failed) = get(&app, "/outbox?state=failed", Some(&analyst)).await;
+    assert!(failed.contains(r#"data-outbox-rows="1""#) && failed.contains("4601 Bergen"));
+    let path = format!("/outbox/{}", "01".repeat(16));
+    let (status, one) = get(&app, &path, Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(one.contains(r#"data-attempts="1""#), "{one}");
+    // The message is shown as text, never as markup.
+    assert!(one.contains("&lt;script&gt;") && !one.contains("<script>alert"));
+    let (status, _) = get(&app, "/outbox/zz", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Municipalities never see the outbox: it names every municipality.
+    for path in ["/outbox", path.as_str()] {
+        let (status, page) = get(&app, path, Some(&oslo)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert!(!page.contains("Bergen"), "{page}");
+    }
+    let (_, page) = get(&app, "/alerts", Some(&oslo)).await;
+    assert!(!page.contains(r#"href="/outbox""#));
+
+    // Send test: refused without the CSRF token, queued with it.
+    let (status, _) = post(&app, "/outbox/test", &analyst, "contact=IT+0301&csrf=00").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let csrf = csrf_of(&page_of(&app, &analyst).await);
+    let (status, location) = post(
+        &app,
+        "/outbox/test",
+        &analyst,
+        &format!("contact=IT+0301&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    assert!(location.starts_with("/outbox/"), "{location}");
+    let rows = store.outbox(0, 100).await.expect("outbox");
+    let test = rows
+        .iter()
+        .find(|e| e.notification.kind == "test")
+        .expect("a test message queued");
+    assert_eq!(test.notification.target, "it@k0301.example");
+    assert!(test.notification.subject.starts_with("[TLP:CLEAR] "));
+    let (status, _) = post(
+        &app,
+        "/outbox/test",
+        &analyst,
+        &format!("contact=Nobody&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = post(
+        &app,
+        "/outbox/test",
+        &oslo,
+        &format!("contact=IT+0301&csrf={}", csrf_of(&page)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    env.cleanup().await;
+}
+
+/// A page of the analyst's session, for its CSRF token.
+async fn page_of(app: &Router, session: &str) -> String {
+    get(app, "/outbox", Some(session)).await.1
+}

@@ -133,45 +133,8 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
         &self.contacts
     }
 
-    /// The outbox row of `m` for `contact`.
     fn row(&self, id: [u8; 16], created_us: i64, contact: &Contact, m: &Message) -> Notification {
-        let (channel, target, html, payload) = match &contact.target {
-            Target::Email(mailbox) => (
-                Channel::Email,
-                mailbox.to_string(),
-                m.html.clone(),
-                String::new(),
-            ),
-            Target::Webhook { url, format, .. } => (
-                Channel::Webhook,
-                url.to_string(),
-                String::new(),
-                match format {
-                    WebhookFormat::Varde => {
-                        compose::varde_payload(&hex(&id), created_us, contact, m)
-                    }
-                    WebhookFormat::Slack => compose::slack_payload(m),
-                    WebhookFormat::Teams => compose::teams_payload(m),
-                },
-            ),
-        };
-        Notification {
-            notification_id: id,
-            created_us,
-            contact: contact.name.clone(),
-            tenant: contact
-                .tenant()
-                .map(|k| k.as_str().to_owned())
-                .unwrap_or_default(),
-            channel,
-            target,
-            kind: m.kind.to_owned(),
-            tlp: compose::label(m.tlp),
-            subject: m.subject.clone(),
-            text: m.text.clone(),
-            html,
-            payload,
-        }
+        outbox_row(id, created_us, contact, m)
     }
 
     /// Queues a test message to the contact named `name` (the dashboard's "send test");
@@ -182,15 +145,13 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
             .iter()
             .find(|c| c.name == name)
             .ok_or_else(|| format!("no contact is named {name:?}"))?;
-        let id = notification_id(&[contact.name.as_bytes(), b"test", &now_us.to_be_bytes()]);
-        let m = compose::test_message(&self.settings, contact, now_us);
-        let row = self.row(id, now_us, contact, &m);
+        let row = test_notification(&self.settings, contact, now_us);
         self.store
-            .write_notifications(&[row])
+            .write_notifications(std::slice::from_ref(&row))
             .await
             .map_err(|e| format!("queuing the test message: {e}"))?;
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        Ok(id)
+        Ok(row.notification_id)
     }
 
     /// Queues every notification that is due at `now_us` and not queued yet; returns how many.
@@ -467,6 +428,54 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
             }
         }
     }
+}
+
+/// The outbox row of message `m` for `contact`: its channel and target, and for a webhook
+/// the body in the contact's format.
+pub fn outbox_row(id: [u8; 16], created_us: i64, contact: &Contact, m: &Message) -> Notification {
+    let (channel, target, html, payload) = match &contact.target {
+        Target::Email(mailbox) => (
+            Channel::Email,
+            mailbox.to_string(),
+            m.html.clone(),
+            String::new(),
+        ),
+        Target::Webhook { url, format, .. } => (
+            Channel::Webhook,
+            url.to_string(),
+            String::new(),
+            match format {
+                WebhookFormat::Varde => compose::varde_payload(&hex(&id), created_us, contact, m),
+                WebhookFormat::Slack => compose::slack_payload(m),
+                WebhookFormat::Teams => compose::teams_payload(m),
+            },
+        ),
+    };
+    Notification {
+        notification_id: id,
+        created_us,
+        contact: contact.name.clone(),
+        tenant: contact
+            .tenant()
+            .map(|k| k.as_str().to_owned())
+            .unwrap_or_default(),
+        channel,
+        target,
+        kind: m.kind.to_owned(),
+        tlp: compose::label(m.tlp),
+        subject: m.subject.clone(),
+        text: m.text.clone(),
+        html,
+        payload,
+    }
+}
+
+/// A test message to `contact` queued at `now_us` (the dashboard's "send test", `varde notify
+/// --test`).
+pub fn test_notification(settings: &Settings, contact: &Contact, now_us: i64) -> Notification {
+    let id = notification_id(&[contact.name.as_bytes(), b"test", &now_us.to_be_bytes()]);
+    let m = compose::test_message(settings, contact, now_us);
+    outbox_row(id, now_us, contact, &m)
 }
 
 /// One line about a contact: name, whose data, where, what it wants.
