@@ -401,13 +401,40 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
             touched.join(", ")
         );
     }
+    // Notifications: an incident for each municipality of the scenario, digests of the alerts,
+    // all through the outbox to a webhook sink on loopback.
+    let mut root: Vec<&varde_store::Alert> = Vec::new();
+    for (tenant, _) in SCENARIO {
+        if let Some(a) = all
+            .iter()
+            .find(|a| a.rule_id == root_rule && a.tenant == *tenant)
+        {
+            root.push(a);
+        }
+    }
+    let numbers: Vec<&str> = SAMPLE.iter().map(|(n, _)| *n).collect();
+    let (notify, notifier) = crate::demo_notify::run(
+        &store,
+        &numbers,
+        &root,
+        port,
+        varde_collector::sources::now_us(),
+    )
+    .await?;
+    // The notifier keeps running beside the dashboard: live alerts reach the sink in one-minute
+    // digests. Its stop signal is never sent: it ends with the process.
+    let (keep, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        let _keep = keep;
+        notifier.run(shutdown).await;
+    });
     if live_every_s > 0 {
         live(&store, detector, live_every_s);
         println!(
             "\nlive: collectors keep sending; a root login with a password is planted every {live_every_s} s (--live-every)"
         );
     }
-    serve_dashboard(store, port).await
+    serve_dashboard(store, port, notify).await
 }
 
 /// Keeps the path running while the dashboard serves: a pipeline over a bus of its own into the
@@ -487,7 +514,11 @@ fn live(store: &EmbeddedStore, mut detector: Detector, every_s: u64) {
 /// The dashboard over the demo's store, with three accounts whose passwords are made for this
 /// run and printed: an analyst of the CERT, an admin (who reads the audit log) and a user of
 /// Bergen municipality (where the scenario played).
-async fn serve_dashboard(store: EmbeddedStore, port: u16) -> Result<()> {
+async fn serve_dashboard(
+    store: EmbeddedStore,
+    port: u16,
+    notify: varde_dashboard::NotifySetup,
+) -> Result<()> {
     let admin = varde_dashboard::new_password().map_err(anyhow::Error::msg)?;
     let analyst = varde_dashboard::new_password().map_err(anyhow::Error::msg)?;
     let bergen = varde_dashboard::new_password().map_err(anyhow::Error::msg)?;
@@ -515,6 +546,7 @@ async fn serve_dashboard(store: EmbeddedStore, port: u16) -> Result<()> {
         varde_dashboard::Settings {
             // Plain HTTP on loopback: a Secure cookie would never come back.
             secure_cookies: false,
+            notify: Some(notify),
             ..varde_dashboard::Settings::default()
         },
     )

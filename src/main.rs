@@ -8,6 +8,7 @@
 //! ```
 
 mod demo;
+mod demo_notify;
 mod events;
 mod rules_cmd;
 

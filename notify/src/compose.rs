@@ -290,8 +290,9 @@ pub fn digest(
     let span = format!("{} – {}", time(from_us), time(to_us));
     let first = first_steps(lang, &counts, campaign);
     let mut text = format!(
-        "{l}\n\n{head} {} {span}: {total}\n\n",
-        tr(lang, "for", "for")
+        "{l}\n\n{head} {} {}, {span}: {total}\n\n",
+        tr(lang, "for", "for"),
+        whose(contact)
     );
     text.push_str(tr(
         lang,

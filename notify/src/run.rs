@@ -156,14 +156,23 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
 
     /// Queues every notification that is due at `now_us` and not queued yet; returns how many.
     pub async fn produce(&self, now_us: i64) -> Result<u64, varde_store::Error> {
+        let grace = i64::try_from(self.settings.grace.as_micros()).unwrap_or(i64::MAX);
+        self.produce_until(now_us, now_us - grace).await
+    }
+
+    /// As [`Notifier::produce`], with the intervals that end at or before `closed_until` taken
+    /// as closed (`varde demo` closes the current ones at once rather than wait for their end).
+    pub async fn produce_until(
+        &self,
+        now_us: i64,
+        closed_until: i64,
+    ) -> Result<u64, varde_store::Error> {
         let s = &self.settings;
-        let grace = i64::try_from(s.grace.as_micros()).unwrap_or(i64::MAX);
         let horizon = now_us - i64::try_from(s.catch_up.as_micros()).unwrap_or(i64::MAX);
         let digest_us = i64::try_from(s.digest_interval.as_micros()).unwrap_or(i64::MAX);
         let immediate_us = i64::try_from(s.immediate_interval.as_micros()).unwrap_or(i64::MAX);
         // Everything detected from the first digest interval after the horizon to the end of
         // the last closed interval of either cadence.
-        let closed_until = now_us - grace;
         let from = horizon.div_euclid(immediate_us) * immediate_us;
         let to = closed_until.div_euclid(immediate_us) * immediate_us;
         let alerts = if to > from
@@ -184,7 +193,8 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
                 "more alerts in the catch-up span than one round reads: the digests count the first ones"
             );
         }
-        let mut candidates: Vec<([u8; 16], i64, &Contact, Message)> = Vec::new();
+        // Each row is stamped with the round's time: when it was queued.
+        let mut candidates: Vec<([u8; 16], &Contact, Message)> = Vec::new();
         for contact in &self.contacts {
             // Alert digests of both cadences.
             let mut buckets: BTreeMap<(bool, i64), Vec<&Alert>> = BTreeMap::new();
@@ -204,7 +214,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
                 let kind: &[u8] = if immediate { b"immediate" } else { b"digest" };
                 let id = notification_id(&[contact.name.as_bytes(), kind, &k.to_be_bytes()]);
                 let m = compose::digest(s, contact, &list, (k * span, (k + 1) * span), immediate);
-                candidates.push((id, (k + 1) * span, contact, m));
+                candidates.push((id, contact, m));
             }
         }
         // Incidents and silent collectors, per municipality that has contacts for them.
@@ -252,7 +262,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
                         &k.to_be_bytes(),
                     ]);
                     let m = compose::incident(s, contact, inc, news);
-                    candidates.push((id, (k + 1) * immediate_us, contact, m));
+                    candidates.push((id, contact, m));
                 }
             }
             if let Some(limit) = contact.collector_silent {
@@ -269,7 +279,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
                     ]);
                     let m =
                         compose::collector_silent(s, contact, &c.collector_id, c.last_receive_us);
-                    candidates.push((id, c.last_receive_us + limit, contact, m));
+                    candidates.push((id, contact, m));
                 }
             }
         }
@@ -282,7 +292,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
         let rows: Vec<Notification> = candidates
             .iter()
             .filter(|(id, ..)| !queued.contains(id))
-            .map(|(id, created, contact, m)| self.row(*id, *created, contact, m))
+            .map(|(id, contact, m)| self.row(*id, now_us, contact, m))
             .collect();
         if rows.is_empty() {
             return Ok(0);
