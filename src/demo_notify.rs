@@ -245,7 +245,11 @@ pub async fn run(
         "{queued} notifications queued in the outbox and delivered; the sink accepted all {accepted} signatures."
     );
     Ok((
-        varde_dashboard::NotifySetup { settings, contacts },
+        varde_dashboard::NotifySetup {
+            settings,
+            contacts,
+            contacts_path: None,
+        },
         notifier,
     ))
 }

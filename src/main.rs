@@ -240,6 +240,7 @@ async fn dashboard(path: &std::path::Path) -> Result<()> {
             Some(varde_dashboard::NotifySetup {
                 settings: n.settings,
                 contacts: n.contacts,
+                contacts_path: Some(n.contacts_path),
             })
         }
         None => None,
@@ -285,7 +286,8 @@ async fn notify(path: &std::path::Path, check: bool, test: Option<&str>) -> Resu
         .with_context(|| format!("connecting to ClickHouse at {}", config.clickhouse.url))?;
     store.migrate().await.context("migrating ClickHouse")?;
     let notifier = varde_notify::Notifier::new(store, config.settings, config.contacts)
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)?
+        .with_contacts_file(config.contacts_path);
     if let Some(name) = test {
         let id = notifier
             .queue_test(name, varde_notify::run::now_us())

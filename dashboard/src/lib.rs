@@ -381,6 +381,7 @@ impl<St: EventStore + varde_store::outbox::Outbox + Send + Sync + 'static> Dashb
             .route("/overview", get(overview::show::<St>))
             .route("/outbox", get(outbox::list::<St>))
             .route("/outbox/test", post(outbox::test::<St>))
+            .route("/outbox/contacts", post(outbox::contacts::<St>))
             .route("/outbox/{id}", get(outbox::show::<St>))
             .route("/municipalities/{number}", get(municipality::show::<St>))
             .route("/components/{id}", get(component::show::<St>))

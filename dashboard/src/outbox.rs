@@ -5,13 +5,15 @@
 //! for the running notifier to send. Municipality accounts see none of it (403): the outbox
 //! names every municipality.
 
+use std::path::PathBuf;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-use varde_notify::config::{Contact, Target};
+use varde_notify::config::{Contact, ContactEntry, Language, Target, WebhookFormat};
 use varde_store::EventStore;
 use varde_store::outbox::{Outbox, OutboxEntry, State as Sent};
 
@@ -24,8 +26,21 @@ use crate::{Account, Dashboard, Role, app_page, format_time, now_us, refusal};
 pub struct NotifySetup {
     /// Rendering (the dashboard's address, the sender).
     pub settings: varde_notify::Settings,
-    /// The contacts.
+    /// The contacts, when there is no file to read them from.
     pub contacts: Vec<Contact>,
+    /// The contacts file: read on every page, and edited by admins (the notifier rereads it
+    /// when it changes). `None`: `contacts` as given, not editable.
+    pub contacts_path: Option<PathBuf>,
+}
+
+impl NotifySetup {
+    /// The contacts as they are now.
+    fn current(&self) -> Result<Vec<Contact>, String> {
+        match &self.contacts_path {
+            Some(p) => varde_notify::config::load_contacts(p).map_err(|e| e.to_string()),
+            None => Ok(self.contacts.clone()),
+        }
+    }
 }
 
 /// Most rows on the outbox page.
@@ -100,7 +115,13 @@ pub(crate) async fn list<St: EventStore + Outbox + Send + Sync + 'static>(
         .iter()
         .filter(|e| wanted.is_none_or(|w| state_label(e.state()).0 == w))
         .collect();
-    let notify = d.inner.settings.notify.as_ref();
+    let contacts = d.inner.settings.notify.as_ref().map(NotifySetup::current);
+    let editable = account.role == Role::Admin
+        && d.inner
+            .settings
+            .notify
+            .as_ref()
+            .is_some_and(|n| n.contacts_path.is_some());
     app_page(
         t("Utboks", "Outbox"),
         &account,
@@ -141,7 +162,11 @@ pub(crate) async fn list<St: EventStore + Outbox + Send + Sync + 'static>(
                     }
                 }
             }
-            @if let Some(n) = notify { (contacts_section(&csrf, &n.contacts)) }
+            @match &contacts {
+                Some(Ok(c)) => { (contacts_section(&csrf, c, editable)) }
+                Some(Err(e)) => { p.ds-paragraph { (t("Kontaktfilen kan ikke leses: ", "The contacts file cannot be read: ")) (e) } }
+                None => {}
+            }
         },
     )
     .into_response()
@@ -158,9 +183,9 @@ fn state_cell(e: &OutboxEntry) -> Markup {
     }
 }
 
-fn contacts_section(csrf: &str, contacts: &[Contact]) -> Markup {
+fn contacts_section(csrf: &str, contacts: &[Contact], editable: bool) -> Markup {
     html! {
-        h2.ds-heading data-size="md" { (t("Kontakter", "Contacts")) }
+        h2.ds-heading data-size="md" id="contacts" { (t("Kontakter", "Contacts")) }
         table.ds-table data-border="" data-contacts=(contacts.len()) {
             caption { (t("Fra varslerens kontaktfil", "From the notifier's contacts file")) }
             thead { tr {
@@ -184,12 +209,214 @@ fn contacts_section(csrf: &str, contacts: &[Contact]) -> Markup {
                                 input type="hidden" name="contact" value=(c.name);
                                 button.ds-button data-variant="secondary" type="submit" { (t("Send test", "Send test")) }
                             }
+                            @if editable {
+                                form method="post" action="/outbox/contacts" {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    input type="hidden" name="action" value="remove";
+                                    input type="hidden" name="name" value=(c.name);
+                                    button.ds-button data-variant="tertiary" type="submit" { (t("Fjern", "Remove")) }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
+        @if editable { (add_form(csrf)) }
     }
+}
+
+/// The admins' form for a new contact.
+fn add_form(csrf: &str) -> Markup {
+    html! {
+        form method="post" action="/outbox/contacts" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="action" value="add";
+            fieldset.ds-fieldset {
+                legend { (t("Ny kontakt", "New contact")) }
+                label.ds-label for="c-name" { (t("Navn", "Name")) }
+                input.ds-input id="c-name" name="name" required maxlength=(varde_notify::config::NAME_MAX);
+                label.ds-label for="c-tenant" { (t("Kommunenummer (eller komponent under)", "Kommunenummer (or component below)")) }
+                input.ds-input id="c-tenant" name="tenant" maxlength="4" inputmode="numeric";
+                label.ds-label for="c-component" { (t("Felleskomponent (for eieren)", "Shared component (for its owner)")) }
+                input.ds-input id="c-component" name="component" maxlength="64";
+                label.ds-label for="c-email" { (t("E-post (eller webhook under)", "E-mail (or webhook below)")) }
+                input.ds-input id="c-email" name="email" type="email" maxlength="320";
+                label.ds-label for="c-webhook" { "Webhook (https)" }
+                input.ds-input id="c-webhook" name="webhook" type="url" maxlength="2000";
+                label.ds-label for="c-format" { (t("Webhook-format", "Webhook format")) }
+                select.ds-input id="c-format" name="webhook_format" {
+                    option value="varde" { "Varde (signert JSON)" }
+                    option value="slack" { "Mattermost / Slack" }
+                    option value="teams" { "Microsoft Teams" }
+                }
+                label.ds-label for="c-secret" { (t("Miljøvariabel med webhook-hemmeligheten", "Environment variable holding the webhook secret")) }
+                input.ds-input id="c-secret" name="webhook_secret_env" maxlength="128";
+                label.ds-label for="c-alerts" { (t("Varsler fra nivå", "Alerts from level")) }
+                select.ds-input id="c-alerts" name="alerts" {
+                    @for l in ["critical", "high", "medium", "low", "informational", "none"] {
+                        option value=(l) selected[l == "high"] { (l) }
+                    }
+                }
+                label.ds-label for="c-language" { (t("Språk", "Language")) }
+                select.ds-input id="c-language" name="language" {
+                    option value="nb" { "Norsk bokmål" }
+                    option value="en" { "English" }
+                }
+                label.ds-label for="c-silent" { (t("Stille innsamler etter minutter (0: aldri)", "Silent collector after minutes (0: never)")) }
+                input.ds-input id="c-silent" name="collector_silent_min" type="number" min="0" max="10080" value="0";
+                div {
+                    input.ds-input type="checkbox" id="c-named" name="named" value="true";
+                    label.ds-label for="c-named" { (t("Navngitt mottaker (får TLP:AMBER-innhold)", "Named recipient (receives TLP:AMBER content)")) }
+                }
+                div {
+                    input.ds-input type="checkbox" id="c-incidents" name="incidents" value="true" checked;
+                    label.ds-label for="c-incidents" { (t("Hendelser", "Incidents")) }
+                }
+                div {
+                    input.ds-input type="checkbox" id="c-campaigns" name="campaigns" value="true" checked;
+                    label.ds-label for="c-campaigns" { (t("Kampanjer", "Campaigns")) }
+                }
+                button.ds-button type="submit" { (t("Legg til", "Add")) }
+            }
+        }
+    }
+}
+
+/// Longest form body `POST /outbox/contacts` reads.
+const FORM_MAX: usize = 16 * 1024;
+
+/// `POST /outbox/contacts` (admins; `csrf`, `action` = `add` with the contact's fields, or
+/// `remove` with `name`): edits the contacts file, after checking the whole new file as the
+/// notifier will. A contact that does not check out is refused with the reason; the file is
+/// unchanged.
+pub(crate) async fn contacts<St: EventStore + Outbox + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((account, csrf)) = d.session(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let refused = |status: StatusCode, why: String| {
+        refusal(
+            status,
+            t(
+                "Kontaktene ble ikke endret",
+                "The contacts were not changed",
+            ),
+            &why,
+            "/outbox#contacts",
+            t("Til kontaktene", "To the contacts"),
+        )
+    };
+    if body.len() > FORM_MAX {
+        return refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the form is larger than {FORM_MAX} bytes"),
+        );
+    }
+    let mut form: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for (k, v) in form_urlencoded::parse(&body) {
+        form.insert(k.into_owned(), v.into_owned());
+    }
+    let field = |k: &str| form.get(k).map(|v| v.trim().to_owned()).unwrap_or_default();
+    if !crate::same_token(&field("csrf"), &csrf) {
+        tracing::warn!(name = %account.name, "contact change refused: missing or wrong CSRF token");
+        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
+    }
+    if account.role != Role::Admin {
+        tracing::warn!(name = %account.name, "contact change refused: not an admin");
+        return refused(
+            StatusCode::FORBIDDEN,
+            t(
+                "Bare administratorer endrer kontaktene.",
+                "Only administrators change the contacts.",
+            )
+            .into(),
+        );
+    }
+    let Some(path) = d
+        .inner
+        .settings
+        .notify
+        .as_ref()
+        .and_then(|n| n.contacts_path.clone())
+    else {
+        return refused(
+            StatusCode::NOT_FOUND,
+            t(
+                "Dashbordet har ingen kontaktfil å endre.",
+                "The dashboard has no contacts file to change.",
+            )
+            .into(),
+        );
+    };
+    let mut entries = match varde_notify::config::read_entries(&path) {
+        Ok(e) => e,
+        Err(e) => return refused(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let opt = |k: &str| Some(field(k)).filter(|v| !v.is_empty());
+    let name = field("name");
+    match field("action").as_str() {
+        "add" => {
+            let entry = ContactEntry {
+                name: form.get("name").cloned().unwrap_or_default(),
+                tenant: opt("tenant"),
+                component: opt("component"),
+                email: form.get("email").cloned().filter(|v| !v.is_empty()),
+                webhook: opt("webhook"),
+                webhook_format: match field("webhook_format").as_str() {
+                    "slack" => WebhookFormat::Slack,
+                    "teams" => WebhookFormat::Teams,
+                    _ => WebhookFormat::Varde,
+                },
+                webhook_secret_env: opt("webhook_secret_env"),
+                webhook_secret_file: None,
+                language: if field("language") == "en" {
+                    Language::En
+                } else {
+                    Language::Nb
+                },
+                named: field("named") == "true",
+                alerts: opt("alerts").unwrap_or_else(|| "high".into()),
+                incidents: field("incidents") == "true",
+                campaigns: field("campaigns") == "true",
+                collector_silent_min: match field("collector_silent_min").as_str() {
+                    "" => 0,
+                    n => match n.parse() {
+                        Ok(n) => n,
+                        Err(_) => {
+                            return refused(
+                                StatusCode::BAD_REQUEST,
+                                format!("collector_silent_min {n:?} is not a number of minutes"),
+                            );
+                        }
+                    },
+                },
+            };
+            entries.push(entry);
+        }
+        "remove" => {
+            let before = entries.len();
+            entries.retain(|e| e.name != name);
+            if entries.len() == before {
+                return refused(
+                    StatusCode::NOT_FOUND,
+                    format!("no contact is named {name:?}"),
+                );
+            }
+        }
+        other => {
+            return refused(StatusCode::BAD_REQUEST, format!("unknown action {other:?}"));
+        }
+    }
+    if let Err(e) = varde_notify::config::write_contacts(&path, &entries) {
+        tracing::warn!(name = %account.name, error = %e, "contact change refused");
+        return refused(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    tracing::info!(name = %account.name, action = %field("action"), contact = %name, "contacts changed");
+    Redirect::to("/outbox#contacts").into_response()
 }
 
 /// `GET /outbox/{id}`: one message as sent, and its tries.
@@ -324,7 +551,22 @@ pub(crate) async fn test<St: EventStore + Outbox + Send + Sync + 'static>(
             t("Til utboksen", "To the outbox"),
         );
     };
-    let Some(contact) = setup.contacts.iter().find(|c| c.name == name) else {
+    let contacts = match setup.current() {
+        Ok(c) => c,
+        Err(e) => {
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                t(
+                    "Kontaktfilen kan ikke leses",
+                    "The contacts file cannot be read",
+                ),
+                &e,
+                "/outbox",
+                t("Til utboksen", "To the outbox"),
+            );
+        }
+    };
+    let Some(contact) = contacts.iter().find(|c| c.name == name) else {
         return refusal(
             StatusCode::NOT_FOUND,
             t("Fant ikke kontakten", "Contact not found"),

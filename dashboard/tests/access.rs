@@ -2085,6 +2085,7 @@ async fn the_outbox_shows_the_cert_what_was_sent_and_failed_and_queues_tests() {
             "Varde <varde@cert.example>".parse().expect("from"),
         ),
         contacts,
+        contacts_path: None,
     };
     let app = app(
         store.clone(),
@@ -2167,4 +2168,125 @@ async fn the_outbox_shows_the_cert_what_was_sent_and_failed_and_queues_tests() {
 /// A page of the analyst's session, for its CSRF token.
 async fn page_of(app: &Router, session: &str) -> String {
     get(app, "/outbox", Some(session)).await.1
+}
+
+/// Admins edit the contacts file from the outbox page: a contact is added and removed, a
+/// hostile or broken one is refused with the reason and the file stays as it was; analysts and
+/// municipality accounts cannot change it.
+#[tokio::test]
+async fn admins_edit_the_contacts_file_and_bad_contacts_change_nothing() {
+    let env = TestEnv::new("dashcontacts");
+    let store = env.store().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("contacts.toml");
+    std::fs::write(
+        &path,
+        "[[contact]]\nname = \"IT 0301\"\ntenant = \"0301\"\nemail = \"it@k0301.example\"\n",
+    )
+    .expect("contacts");
+    let notify = varde_dashboard::NotifySetup {
+        settings: varde_notify::Settings::new(
+            "http://127.0.0.1:8080/".parse().expect("url"),
+            "Varde <varde@cert.example>".parse().expect("from"),
+        ),
+        contacts: Vec::new(),
+        contacts_path: Some(path.clone()),
+    };
+    let app = app(
+        store,
+        Settings {
+            notify: Some(notify),
+            ..Settings::default()
+        },
+    );
+    let admin = login(&app, "admin", "admin-pass").await.1.expect("session");
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let (_, page) = get(&app, "/outbox", Some(&admin)).await;
+    assert!(page.contains(r#"data-contacts="1""#), "{page}");
+    assert!(page.contains(r#"name="action" value="add""#));
+    let csrf = csrf_of(&page);
+    let form = |fields: &str| format!("csrf={csrf}&{fields}");
+
+    let (status, location) = post(
+        &app,
+        "/outbox/contacts",
+        &admin,
+        &form("action=add&name=Bergen+SOC&tenant=4601&webhook=https%3A%2F%2Fsoc.bergen.example%2Fhook&webhook_format=slack&alerts=critical&language=en&named=true&incidents=true"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    let (_, page) = get(&app, "/outbox", Some(&admin)).await;
+    assert!(page.contains(r#"data-contacts="2""#), "{page}");
+    let contacts = varde_notify::config::load_contacts(&path).expect("the file checks out");
+    assert_eq!(contacts[1].name, "Bergen SOC");
+    assert_eq!(
+        contacts[1].alerts,
+        Some(varde_notify::config::Level::Critical)
+    );
+    assert!(contacts[1].named && !contacts[1].campaigns);
+
+    let before = std::fs::read_to_string(&path).expect("read");
+    for (fields, why) in [
+        (
+            "action=add&name=x%0D%0ABcc%3A+evil%40example.com&tenant=0301&email=a%40b.no",
+            "control character",
+        ),
+        (
+            "action=add&name=Bad&tenant=0301&email=not+an+address",
+            "not an e-mail address",
+        ),
+        (
+            "action=add&name=IT+0301&tenant=0301&email=a%40b.no",
+            "used twice",
+        ),
+        (
+            "action=add&name=Plain&tenant=0301&webhook=http%3A%2F%2Fexample.com%2F&webhook_format=slack",
+            "plain http",
+        ),
+        ("action=remove&name=Nobody", "no contact is named"),
+    ] {
+        let (status, page) = post(&app, "/outbox/contacts", &admin, &form(fields)).await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{fields}: {status}"
+        );
+        assert!(page.contains(why), "{fields}: {page}");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            before,
+            "{fields}"
+        );
+    }
+    let big = form(&format!("action=add&name={}", "a".repeat(20_000)));
+    let (status, _) = post(&app, "/outbox/contacts", &admin, &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Analysts send tests but do not edit contacts.
+    let (_, page) = get(&app, "/outbox", Some(&analyst)).await;
+    assert!(!page.contains(r#"name="action" value="add""#));
+    let (status, _) = post(
+        &app,
+        "/outbox/contacts",
+        &analyst,
+        &format!("csrf={}&action=remove&name=IT+0301", csrf_of(&page)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), before);
+
+    let (status, _) = post(
+        &app,
+        "/outbox/contacts",
+        &admin,
+        &form("action=remove&name=IT+0301"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let left = varde_notify::config::load_contacts(&path).expect("contacts");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].name, "Bergen SOC");
+    env.cleanup().await;
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lettre::message::Mailbox;
 use reqwest::Url;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use varde_core::Kommunenummer;
 use varde_store::incident::Tlp;
 
@@ -70,7 +70,7 @@ impl Level {
 }
 
 /// The language a contact reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     /// Norwegian bokmål.
@@ -81,7 +81,7 @@ pub enum Language {
 }
 
 /// What a webhook's body looks like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookFormat {
     /// Varde's own, versioned JSON (`varde.notification/v1`, docs/notifications.md).
@@ -152,7 +152,7 @@ impl Contact {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ContactsFile {
     #[serde(default)]
@@ -160,31 +160,31 @@ struct ContactsFile {
 }
 
 /// One `[[contact]]` of the contacts file, as written.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ContactEntry {
     /// Unique name.
     pub name: String,
     /// The municipality's kommunenummer (or `component`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// A shared component's id, for its owner (or `tenant`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
     /// An e-mail address (or `webhook`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// A webhook URL (or `email`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
     /// `varde` (default), `slack` or `teams`.
     #[serde(default)]
     pub webhook_format: WebhookFormat,
     /// The environment variable holding the webhook's signing secret.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret_env: Option<String>,
     /// A file holding the webhook's signing secret (one line).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret_file: Option<PathBuf>,
     /// `nb` (default) or `en`.
     #[serde(default)]
@@ -371,6 +371,31 @@ impl ContactEntry {
                 .then(|| Duration::from_secs(self.collector_silent_min * 60)),
         })
     }
+}
+
+/// The entries of a contacts file as written (for the dashboard's admins to edit).
+pub fn read_entries(path: &Path) -> Result<Vec<ContactEntry>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| err(path, e.to_string()))?;
+    let file: ContactsFile = toml::from_str(&text).map_err(|e| err(path, e.to_string()))?;
+    Ok(file.contact)
+}
+
+/// Replaces the contacts file with `entries`, after checking them all as the notifier will
+/// (nothing is written when one does not check out); written to a temporary file beside it and
+/// renamed over it, so a reader sees the old file or the new one. Comments are not kept.
+pub fn write_contacts(path: &Path, entries: &[ContactEntry]) -> Result<Vec<Contact>, ConfigError> {
+    let text = toml::to_string(&ContactsFile {
+        contact: entries.to_vec(),
+    })
+    .map_err(|e| err(path, e.to_string()))?;
+    let text = format!(
+        "# Varde's notification contacts (docs/notifications.md); written by the dashboard.\n{text}"
+    );
+    let contacts = parse_contacts(&text, path)?;
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, &text).map_err(|e| err(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(path, e.to_string()))?;
+    Ok(contacts)
 }
 
 /// Reads and checks a contacts file (`[[contact]]` tables); names must be unique.
@@ -814,6 +839,46 @@ mod tests {
             assert!(e.contains(expected), "{e} (wanted {expected:?})");
             assert!(e.starts_with("/etc/varde/contacts.toml: "), "{e}");
         }
+    }
+
+    #[test]
+    fn a_written_contacts_file_reads_back_the_same_and_a_bad_entry_writes_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("contacts.toml");
+        let original = "[[contact]]\nname = \"Oslo\"\ntenant = \"0301\"\nemail = \"it@oslo.example\"\nnamed = true\nlanguage = \"en\"\nalerts = \"critical\"\ncollector_silent_min = 30\n";
+        std::fs::write(&path, original).expect("write");
+        let mut entries = read_entries(&path).expect("entries");
+        let before = load_contacts(&path).expect("contacts");
+        entries.push(ContactEntry {
+            name: "Bergen".into(),
+            tenant: Some("4601".into()),
+            component: None,
+            email: None,
+            webhook: Some("https://hooks.bergen.example/x".into()),
+            webhook_format: WebhookFormat::Slack,
+            webhook_secret_env: None,
+            webhook_secret_file: None,
+            language: Language::Nb,
+            named: false,
+            alerts: "high".into(),
+            incidents: true,
+            campaigns: false,
+            collector_silent_min: 0,
+        });
+        let written = write_contacts(&path, &entries).expect("write");
+        assert_eq!(
+            written[0], before[0],
+            "the first contact reads back the same"
+        );
+        assert_eq!(load_contacts(&path).expect("reload"), written);
+        assert_eq!(read_entries(&path).expect("entries"), entries);
+        // A hostile entry: refused, and the file is as it was.
+        let text = std::fs::read_to_string(&path).expect("read");
+        let mut bad = entries.clone();
+        bad[1].name = "x\nBcc: evil@example.com".into();
+        let e = write_contacts(&path, &bad).expect_err("refused");
+        assert!(e.to_string().contains("control character"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
     }
 
     #[test]

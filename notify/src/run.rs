@@ -16,9 +16,10 @@
 //! detects again (a replayed batch) counts in the interval of its newest detection.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use sha2::{Digest, Sha256};
@@ -70,7 +71,10 @@ pub struct SendReport {
 pub struct Notifier<S> {
     store: S,
     settings: Settings,
-    contacts: Vec<Contact>,
+    /// The contacts in use; replaced whole when the contacts file changes.
+    contacts: RwLock<Arc<Vec<Contact>>>,
+    /// The contacts file and the modification time it was read at, to reload it on change.
+    contacts_file: Option<(PathBuf, Mutex<Option<SystemTime>>)>,
     mailer: Option<Mailer>,
     webhooks: Webhooks,
     stats: Arc<Stats>,
@@ -88,6 +92,10 @@ pub fn notification_id(parts: &[&[u8]]) -> [u8; 16] {
     let mut id = [0u8; 16];
     id.copy_from_slice(&d[..16]);
     id
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// The time now, µs since the epoch.
@@ -111,7 +119,8 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
         Ok(Notifier {
             store,
             settings,
-            contacts,
+            contacts: RwLock::new(Arc::new(contacts)),
+            contacts_file: None,
             mailer,
             webhooks,
             stats: Arc::new(Stats::default()),
@@ -128,9 +137,43 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
         &self.store
     }
 
-    /// The contacts.
-    pub fn contacts(&self) -> &[Contact] {
-        &self.contacts
+    /// Reloads the contacts from `path` whenever its modification time changes (the
+    /// dashboard's admins edit it); a file that no longer checks out is logged and the contacts
+    /// in use are kept.
+    pub fn with_contacts_file(mut self, path: PathBuf) -> Self {
+        let seen = modified(&path);
+        self.contacts_file = Some((path, Mutex::new(seen)));
+        self
+    }
+
+    /// The contacts in use.
+    pub fn contacts(&self) -> Arc<Vec<Contact>> {
+        self.contacts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Rereads the contacts file when it changed since it was last read.
+    pub fn reload_contacts(&self) {
+        let Some((path, seen)) = &self.contacts_file else {
+            return;
+        };
+        let now = modified(path);
+        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        if now == *seen {
+            return;
+        }
+        *seen = now;
+        match crate::config::load_contacts(path) {
+            Ok(c) => {
+                info!(contacts = c.len(), file = %path.display(), "contacts reloaded");
+                *self.contacts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+            }
+            Err(e) => {
+                warn!(error = %e, "the contacts file changed but does not check out; the contacts in use are kept");
+            }
+        }
     }
 
     fn row(&self, id: [u8; 16], created_us: i64, contact: &Contact, m: &Message) -> Notification {
@@ -140,8 +183,8 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
     /// Queues a test message to the contact named `name` (the dashboard's "send test");
     /// returns its id.
     pub async fn queue_test(&self, name: &str, now_us: i64) -> Result<[u8; 16], String> {
-        let contact = self
-            .contacts
+        let contacts = self.contacts();
+        let contact = contacts
             .iter()
             .find(|c| c.name == name)
             .ok_or_else(|| format!("no contact is named {name:?}"))?;
@@ -168,6 +211,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
         closed_until: i64,
     ) -> Result<u64, varde_store::Error> {
         let s = &self.settings;
+        let contacts = self.contacts();
         let horizon = now_us - i64::try_from(s.catch_up.as_micros()).unwrap_or(i64::MAX);
         let digest_us = i64::try_from(s.digest_interval.as_micros()).unwrap_or(i64::MAX);
         let immediate_us = i64::try_from(s.immediate_interval.as_micros()).unwrap_or(i64::MAX);
@@ -175,12 +219,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
         // the last closed interval of either cadence.
         let from = horizon.div_euclid(immediate_us) * immediate_us;
         let to = closed_until.div_euclid(immediate_us) * immediate_us;
-        let alerts = if to > from
-            && self
-                .contacts
-                .iter()
-                .any(|c| c.alerts.is_some() || c.campaigns)
-        {
+        let alerts = if to > from && contacts.iter().any(|c| c.alerts.is_some() || c.campaigns) {
             self.store
                 .alerts_detected(from, to, ROUND_ALERTS_MAX)
                 .await?
@@ -195,7 +234,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
         }
         // Each row is stamped with the round's time: when it was queued.
         let mut candidates: Vec<([u8; 16], &Contact, Message)> = Vec::new();
-        for contact in &self.contacts {
+        for contact in contacts.iter() {
             // Alert digests of both cadences.
             let mut buckets: BTreeMap<(bool, i64), Vec<&Alert>> = BTreeMap::new();
             for a in alerts.iter().filter(|a| compose::wants(contact, a)) {
@@ -218,8 +257,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
             }
         }
         // Incidents and silent collectors, per municipality that has contacts for them.
-        let mut tenants: Vec<Kommunenummer> = self
-            .contacts
+        let mut tenants: Vec<Kommunenummer> = contacts
             .iter()
             .filter(|c| c.incidents || c.collector_silent.is_some())
             .filter_map(Contact::tenant)
@@ -230,7 +268,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
         let mut collectors: HashMap<Kommunenummer, Vec<varde_store::CollectorSeen>> =
             HashMap::new();
         for t in tenants {
-            let own = self.contacts.iter().filter(|c| c.tenant() == Some(t));
+            let own = contacts.iter().filter(|c| c.tenant() == Some(t));
             if own.clone().any(|c| c.incidents) {
                 let changes = self.store.incident_changes(Some(t), None).await?;
                 incidents.insert(t, Incident::fold(&changes));
@@ -239,7 +277,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
                 collectors.insert(t, self.store.collectors(Some(t), now_us).await?);
             }
         }
-        for contact in &self.contacts {
+        for contact in contacts.iter() {
             let Some(t) = contact.tenant() else { continue };
             if contact.incidents {
                 for inc in incidents.get(&t).into_iter().flatten() {
@@ -320,7 +358,8 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
 
     /// Sends one queued notification now and records the try.
     async fn send_one(&self, n: &Notification, tries: u32) -> Result<Outcome, varde_store::Error> {
-        let contact = self.contacts.iter().find(|c| c.name == n.contact);
+        let contacts = self.contacts();
+        let contact = contacts.iter().find(|c| c.name == n.contact);
         let result = match (contact, n.channel) {
             (None, _) => Err(DeliveryError::Permanent(format!(
                 "no contact is named {:?} any more",
@@ -410,8 +449,9 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
         Ok(report)
     }
 
-    /// One round: queue, then send.
+    /// One round: reload the contacts if their file changed, queue, then send.
     pub async fn round(&self, now_us: i64) -> Result<SendReport, varde_store::Error> {
+        self.reload_contacts();
         self.produce(now_us).await?;
         self.send_due(now_us).await
     }
@@ -420,7 +460,7 @@ impl<S: EventStore + Outbox + Sync> Notifier<S> {
     /// store is counted, logged and tried again at the next.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         info!(
-            contacts = self.contacts.len(),
+            contacts = self.contacts().len(),
             digest_interval_s = self.settings.digest_interval.as_secs(),
             "notifier running"
         );

@@ -536,3 +536,171 @@ async fn webhooks_are_signed_verified_by_the_receiver_and_retried_through_500_an
                 .is_some_and(|t| t.starts_with("[TLP:AMBER]"))
     }));
 }
+
+/// One web access event of collector `collector` of `tenant`, received at `at_us`.
+fn event_at(tenant: &str, collector: &str, at_us: i64) -> varde_core::Envelope {
+    use varde_core::{BatchBuilder, CollectorId, Envelope, Event, SourceKind};
+    let id = CollectorId::new(collector).expect("collector id");
+    let k = Kommunenummer::parse(tenant).expect("kommunenummer");
+    let mut b = BatchBuilder::new(SourceKind::WebAccess, k, id.clone(), 1);
+    b.push(&Event {
+        event_time_us: at_us,
+        receive_time_us: at_us,
+        host: Some("web".into()),
+        severity: None,
+        message: Some("GET / HTTP/1.1".into()),
+        typed: vec![],
+        attrs: vec![],
+    })
+    .expect("push");
+    Envelope::new(SourceKind::WebAccess, k, id, 1, b.finish().expect("batch")).expect("envelope")
+}
+
+/// Incidents, silent collectors and contacts edited while the notifier runs: a shared mailbox
+/// (not named) gets a TLP:GREEN incident's content and only a notice of a TLP:RED one; a
+/// collector silent past the contact's limit is told once; a contact added to the file is used
+/// from the next round on, and a file that no longer checks out changes nothing.
+#[tokio::test]
+async fn incidents_silent_collectors_and_an_edited_contacts_file() {
+    use varde_store::incident::{Change, IncidentChange, Severity, Tlp};
+    let dir = tempfile::tempdir().expect("dir");
+    let store = EmbeddedStore::new();
+    let now = varde_notify::run::now_us();
+    let minute = 60_000_000;
+    // Oslo's web collector sent last two hours ago; Bergen's a minute ago.
+    store
+        .write_envelopes(&[
+            event_at("0301", "k0301-web", now - 120 * minute),
+            event_at("4601", "k4601-web", now - minute),
+        ])
+        .await
+        .expect("events");
+    let incident = |n: u8, title: &str, tlp: Tlp| -> Vec<IncidentChange> {
+        [
+            Change::Opened(title.into()),
+            Change::Severity(Severity::High),
+            Change::Tlp(tlp),
+            Change::LinkGroup {
+                dedup_key: [n; 16],
+                tenant: "0301".into(),
+                component: String::new(),
+                rule_title: "Root login".into(),
+            },
+            // The CERT's list of further municipalities: never shown to Oslo.
+            Change::Municipalities(vec!["4601".into()]),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, change)| IncidentChange {
+            change_id: [
+                n,
+                u8::try_from(i).expect("small"),
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                1,
+            ],
+            incident_id: [n; 16],
+            at_us: now - 5 * minute,
+            actor: "kari".into(),
+            change,
+        })
+        .collect()
+    };
+    store
+        .write_incident_changes(
+            &[
+                incident(1, "Phishing wave against the city's staff", Tlp::Green),
+                incident(2, "Ransomware on the file servers", Tlp::Red),
+            ]
+            .concat(),
+        )
+        .await
+        .expect("incidents");
+    let path = dir.path().join("contacts.toml");
+    std::fs::write(
+        &path,
+        "[[contact]]\nname = \"Oslo postmottak\"\ntenant = \"0301\"\nemail = \"post@oslo.example\"\nlanguage = \"en\"\ncollector_silent_min = 60\n",
+    )
+    .expect("contacts");
+    let contacts = varde_notify::config::load_contacts(&path).expect("contacts");
+    let notifier = Notifier::new(store.clone(), settings(None), contacts)
+        .expect("notifier")
+        .with_contacts_file(path.clone());
+    assert_eq!(notifier.produce(now).await.expect("produce"), 3);
+    let rows = outbox(&store).await;
+    let text_of = |kind: &str, needle: &str| {
+        rows.iter()
+            .find(|e| e.notification.kind == kind && e.notification.text.contains(needle))
+            .map(|e| e.notification.clone())
+    };
+    let green = text_of("incident", "Phishing wave").expect("the TLP:GREEN incident");
+    assert!(
+        green.subject.starts_with("[TLP:GREEN] Varde: New incident"),
+        "{}",
+        green.subject
+    );
+    assert!(
+        !green.text.contains("4601") && !green.text.contains("Bergen"),
+        "{}",
+        green.text
+    );
+    let red = text_of("incident", "An incident needs your attention").expect("a notice");
+    assert!(red.subject.starts_with("[TLP:RED] "));
+    assert!(
+        rows.iter()
+            .all(|e| !e.notification.text.contains("Ransomware"))
+    );
+    let silent = text_of("collector_silent", "k0301-web").expect("Oslo's silent collector");
+    assert!(silent.subject.starts_with("[TLP:GREEN] "));
+    assert!(
+        rows.iter()
+            .all(|e| !e.notification.text.contains("k4601-web"))
+    );
+    // Nothing new while nothing changed.
+    assert_eq!(notifier.produce(now + 1).await.expect("again"), 0);
+
+    // A second contact in the file: used from the next round on.
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n[[contact]]\nname = \"Oslo IT\"\ntenant = \"0301\"\nemail = \"it@oslo.example\"\nnamed = true\n",
+            std::fs::read_to_string(&path).expect("read")
+        ),
+    )
+    .expect("contacts");
+    bump_mtime(&path);
+    notifier.reload_contacts();
+    assert_eq!(notifier.contacts().len(), 2);
+    assert_eq!(
+        notifier.produce(now + 2).await.expect("new contact"),
+        2,
+        "its two incidents"
+    );
+    // A broken file: the contacts in use stay.
+    std::fs::write(&path, "[[contact]]\nname = \"x\"\n").expect("broken");
+    bump_mtime(&path);
+    notifier.reload_contacts();
+    assert_eq!(notifier.contacts().len(), 2);
+}
+
+/// Moves a file's modification time on, so a change within the same second is seen.
+fn bump_mtime(path: &Path) {
+    let f = std::fs::File::options()
+        .append(true)
+        .open(path)
+        .expect("open");
+    let written = f.metadata().and_then(|m| m.modified()).expect("mtime");
+    f.set_modified(written + Duration::from_secs(1))
+        .expect("set mtime");
+}
