@@ -377,6 +377,24 @@ async fn implicit_tls_works_a_deferring_server_is_retried_and_a_rejecting_one_fa
     assert!(entry.attempts[0].error.contains("550"), "{entry:?}");
     assert!(received(mail.path(), "eml").is_empty());
 
+    // Nobody listening (the connection is refused): tried again later.
+    let closed = free_port();
+    let store = EmbeddedStore::new();
+    planted(&store, now).await;
+    let notifier = Notifier::new(
+        store.clone(),
+        settings(Some(smtp(closed))),
+        vec![email_contact("Oslo", "0301", "it@oslo.example", true)],
+    )
+    .expect("notifier");
+    notifier.produce(now).await.expect("produce");
+    assert_eq!(notifier.send_due(now).await.expect("try").retried, 1);
+    let entry = &outbox(&store).await[0];
+    assert!(
+        matches!(entry.state(), State::Queued { tries: 1, .. }),
+        "{entry:?}"
+    );
+
     // Deferred for ever: failed after max_attempts.
     let (_guard, _mail, port) = sink(&["--defer", "100"]);
     let store = EmbeddedStore::new();

@@ -172,12 +172,25 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     check((await analyst.locator('[role=alert]').textContent()).includes('ClickHouse'),
       'a hunt on the embedded store says it needs ClickHouse');
 
+    // The outbox: the demo's notifications, all sent, and one message as it went out.
+    await analyst.goto(`${url}/outbox`);
+    await audit(analyst, 'outbox');
+    check(await analyst.locator('[data-outbox-failed="0"]').count() === 1
+      && await analyst.locator('[data-state="sent"]').count() > 0,
+      'the outbox shows the demo\'s notifications sent, none failed');
+    await Promise.all([analyst.waitForURL(/\/outbox\/[0-9a-f]{32}$/),
+      analyst.click('tbody a[href^="/outbox/"] >> nth=0')]);
+    await audit(analyst, 'outbox-message');
+    check((await analyst.locator('[data-message="text"]').textContent()).startsWith('TLP:'),
+      'a message as sent starts with its TLP label');
+
     // Bergen's user: only Bergen, the incident without the CERT's comment, Bodø's alert absent.
     const bergen = await login(browser, 'bergen', process.env.BERGEN_PASSWORD);
     await audit(bergen, 'municipality-queue');
     const tenants = await bergen.locator('tbody tr').evaluateAll(rows =>
       rows.map(r => r.querySelector('td:nth-child(5)').textContent));
     check(tenants.length > 0 && tenants.every(t => t === '4601'), 'Bergen\'s queue holds Bergen\'s alerts only');
+    check((await bergen.goto(`${url}/outbox`)).status() === 403, 'Bergen may not read the outbox');
     const foreign = await bergen.goto(`${url}/alerts/${bodoAlert}`);
     check(foreign.status() === 404, 'Bodø\'s alert is not found for Bergen');
     await bergen.goto(incidentUrl);
