@@ -52,7 +52,11 @@ fn triage_after(a: &TriageAction) -> String {
 /// The value a change sets, as the log shows it.
 fn value(c: &Change) -> String {
     match c {
-        Change::Opened(s) | Change::Title(s) | Change::Comment(s) => s.clone(),
+        Change::Opened(s)
+        | Change::Title(s)
+        | Change::Comment(s)
+        | Change::Category(s)
+        | Change::RootCause(s) => s.clone(),
         Change::Status(s) => status_label(*s).to_owned(),
         Change::Severity(s) => severity_label(*s).to_owned(),
         Change::Tlp(l) => format!("TLP:{}", l.as_str()),
@@ -76,6 +80,8 @@ fn field_label(c: &Change) -> &'static str {
         Change::Municipalities(_) => t("andre kommuner", "further municipalities"),
         Change::Components(_) => t("andre komponenter", "further components"),
         Change::Comment(_) => t("kommentar", "comment"),
+        Change::Category(_) => t("klassifisering (RSIT)", "classification (RSIT)"),
+        Change::RootCause(_) => t("grunnårsak", "root cause"),
     }
 }
 

@@ -84,6 +84,8 @@ fn describe(c: &Change) -> Markup {
             Change::Municipalities(m) => { (t("Andre berørte kommuner: ", "Further affected municipalities: ")) @if m.is_empty() { (t("ingen", "none")) } @else { (m.join(", ")) } }
             Change::Components(m) => { (t("Andre berørte komponenter: ", "Further affected components: ")) @if m.is_empty() { (t("ingen", "none")) } @else { (m.join(", ")) } }
             Change::Comment(_) => { (t("Kommentar", "Comment")) }
+            Change::Category(k) => { (t("Klassifisering (RSIT): ", "Classification (RSIT): ")) (varde_report::taxonomy::classify(k).map_or_else(|| k.clone(), |c| format!("{} – {}", c.category_name, c.kind_name))) }
+            Change::RootCause(k) => { (t("Grunnårsak: ", "Root cause: ")) (varde_report::taxonomy::root_cause(k).unwrap_or_else(|| k.clone())) }
         }
     }
 }
@@ -595,6 +597,27 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                         @for t in Tlp::ALL { option value=(t.as_str()) selected[*t == i.tlp] { (tlp_label(*t)) } }
                     }
                 }))
+                (change_form(&action, &csrf, "category", t("Klassifisering (ENISA RSIT)", "Classification (ENISA RSIT)"), html! {
+                    select.ds-input id="change-category" name="value" {
+                        option value="" { "–" }
+                        @for c in &varde_report::taxonomy::rsit().categories {
+                            optgroup label=(c.name) {
+                                @for (k, name) in &c.types {
+                                    @let key = format!("{}/{}", c.id, k);
+                                    option value=(key) selected[key == i.category] { (name) }
+                                }
+                            }
+                        }
+                    }
+                }))
+                (change_form(&action, &csrf, "root_cause", t("Grunnårsak (NIS-samarbeidsgruppen)", "Root cause (NIS Cooperation Group)"), html! {
+                    select.ds-input id="change-root_cause" name="value" {
+                        option value="" { "–" }
+                        @for (k, name) in &varde_report::taxonomy::root_causes().root_causes {
+                            option value=(k) selected[*k == i.root_cause] { (name) }
+                        }
+                    }
+                }))
                 (change_form(&action, &csrf, "title", t("Tittel", "Title"), html! {
                     input.ds-input id="change-title" name="value" value=(i.title) required maxlength=(TITLE_MAX);
                 }))
@@ -717,6 +740,18 @@ pub(crate) async fn change<St: EventStore + Send + Sync + 'static>(
             }
             list.sort();
             (list != i.extra_components).then_some(Change::Components(list))
+        }
+        "category" => {
+            if !value.is_empty() && varde_report::taxonomy::classify(value).is_none() {
+                return bad_request("Ukjent klassifisering.");
+            }
+            (value != i.category).then(|| Change::Category(value.to_owned()))
+        }
+        "root_cause" => {
+            if !value.is_empty() && varde_report::taxonomy::root_cause(value).is_none() {
+                return bad_request("Ukjent grunnårsak.");
+            }
+            (value != i.root_cause).then(|| Change::RootCause(value.to_owned()))
         }
         "comment" => {
             let text = form.value.trim_end();

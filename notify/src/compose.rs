@@ -786,6 +786,8 @@ mod tests {
             extra_municipalities: vec![],
             extra_components: vec![],
             comments: vec![],
+            category: String::new(),
+            root_cause: String::new(),
         };
         let m = incident(&s, &contact("0301", true), &inc, IncidentNews::Opened);
         assert!(m.subject.starts_with("[TLP:RED] "));

@@ -272,7 +272,11 @@ impl IncidentRow {
             components: Vec::new(),
         };
         match &c.change {
-            Change::Opened(t) | Change::Title(t) | Change::Comment(t) => row.value = t.clone(),
+            Change::Opened(t)
+            | Change::Title(t)
+            | Change::Comment(t)
+            | Change::Category(t)
+            | Change::RootCause(t) => row.value = t.clone(),
             Change::Status(s) => row.value = s.as_str().to_owned(),
             Change::Severity(s) => row.value = s.as_str().to_owned(),
             Change::Tlp(t) => row.value = t.as_str().to_owned(),
@@ -302,6 +306,8 @@ impl IncidentRow {
             "opened" => Change::Opened(self.value),
             "title" => Change::Title(self.value),
             "comment" => Change::Comment(self.value),
+            "category" => Change::Category(self.value),
+            "root_cause" => Change::RootCause(self.value),
             "status" => Change::Status(
                 IncidentStatus::parse(&self.value).ok_or_else(|| bad("unknown status"))?,
             ),

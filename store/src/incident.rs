@@ -138,6 +138,11 @@ pub enum Change {
     Components(Vec<String>),
     /// A comment.
     Comment(String),
+    /// The classification, ENISA's RSIT `category/type` (`varde_report::taxonomy`); empty:
+    /// none.
+    Category(String),
+    /// The root cause, one of the NIS Cooperation Group's categories; empty: none.
+    RootCause(String),
 }
 
 impl Change {
@@ -154,6 +159,8 @@ impl Change {
             Change::Municipalities(_) => "municipalities",
             Change::Components(_) => "components",
             Change::Comment(_) => "comment",
+            Change::Category(_) => "category",
+            Change::RootCause(_) => "root_cause",
         }
     }
 }
@@ -215,6 +222,10 @@ pub struct Incident {
     pub extra_components: Vec<String>,
     /// Comments: (when, who, text), oldest first.
     pub comments: Vec<(i64, String, String)>,
+    /// The RSIT classification `category/type`, empty when none.
+    pub category: String,
+    /// The root cause (NIS Cooperation Group), empty when none.
+    pub root_cause: String,
 }
 
 impl Incident {
@@ -242,6 +253,8 @@ impl Incident {
                         extra_municipalities: Vec::new(),
                         extra_components: Vec::new(),
                         comments: Vec::new(),
+                        category: String::new(),
+                        root_cause: String::new(),
                     });
                 }
                 continue;
@@ -279,6 +292,8 @@ impl Incident {
                 Change::Municipalities(m) => i.extra_municipalities = m.clone(),
                 Change::Components(m) => i.extra_components = m.clone(),
                 Change::Comment(text) => i.comments.push((c.at_us, c.actor.clone(), text.clone())),
+                Change::Category(k) => i.category = k.clone(),
+                Change::RootCause(k) => i.root_cause = k.clone(),
             }
         }
         out.sort_by(|a, b| {
@@ -311,7 +326,16 @@ impl Incident {
 
 /// The kinds of change a municipality sees of an incident that concerns it (besides the links
 /// of its own groups).
-pub const SHARED_FIELDS: [&str; 6] = ["opened", "title", "status", "severity", "tlp", "aware_at"];
+pub const SHARED_FIELDS: [&str; 8] = [
+    "opened",
+    "title",
+    "status",
+    "severity",
+    "tlp",
+    "aware_at",
+    "category",
+    "root_cause",
+];
 
 #[cfg(test)]
 mod tests {

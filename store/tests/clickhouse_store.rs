@@ -6,7 +6,7 @@ use varde_core::{
     AlertId, BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
 };
 use varde_store::embedded::EmbeddedStore;
-use varde_store::incident::{Change, IncidentChange, IncidentStatus, Severity, Tlp};
+use varde_store::incident::{Change, Incident, IncidentChange, IncidentStatus, Severity, Tlp};
 use varde_store::outbox::{Attempt, Channel, Notification, Outbox, Outcome, State};
 use varde_store::{
     Alert, AlertQuery, DeadLetter, EventQuery, EventStore, GroupSeen, Resolution, RuleEntry,
@@ -337,6 +337,31 @@ async fn incidents_contract<S: EventStore>(store: &S) {
             .expect("read"),
         vec![]
     );
+    // The classification and root cause: kept, and shared with the municipality.
+    let classified = [
+        c(
+            1,
+            16,
+            Change::Category("intrusion-attempts/brute-force".into()),
+        ),
+        c(1, 17, Change::RootCause("malicious-actions".into())),
+    ];
+    store
+        .write_incident_changes(&classified)
+        .await
+        .expect("classify");
+    for tenant in [None, Some(oslo)] {
+        let rows = store
+            .incident_changes(tenant, Some([1; 16]))
+            .await
+            .expect("read");
+        let folded = Incident::fold(&rows);
+        assert_eq!(
+            folded[0].category, "intrusion-attempts/brute-force",
+            "{tenant:?}"
+        );
+        assert_eq!(folded[0].root_cause, "malicious-actions", "{tenant:?}");
+    }
 }
 
 /// The rule catalog: the newest load wins whole (a rule it lacks is gone), every field kept.

@@ -1,0 +1,2 @@
+//! Varde's reports (work in progress: the taxonomies).
+pub mod taxonomy;
