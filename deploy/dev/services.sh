@@ -93,7 +93,10 @@ up_tools() {
   # The notification tests' SMTP server (a real one, with STARTTLS, implicit TLS and AUTH).
   python3 -c "import aiosmtpd" 2>/dev/null \
     || python3 -m pip install --quiet --disable-pip-version-check "aiosmtpd==1.4.6"
-  log "tools ready: Debian packages, loggen and rsyslogd (deploy/dev/peers.sh), Chromium, playwright-core and axe-core (deploy/dev/browser.sh), aiosmtpd (PyPI)"
+  # The report tests' validators: OASIS's STIX validator and MISP's own library.
+  python3 -c "import stix2validator, pymisp" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check "stix2-validator==3.3.2" "pymisp==2.5.34.4"
+  log "tools ready: Debian packages, loggen and rsyslogd (deploy/dev/peers.sh), Chromium, playwright-core and axe-core (deploy/dev/browser.sh), aiosmtpd, stix2-validator and pymisp (PyPI)"
 }
 
 # ------------------------------------------------------------ ClickHouse ---

@@ -1,2 +1,80 @@
-//! Varde's reports (work in progress: the taxonomies).
+//! Varde's reports on incidents, shared by the CLI (`varde report`) and the dashboard; no web
+//! code here. An [`model::IncidentReport`] is built from an incident (as the reader may see
+//! it) and the alerts of its linked groups, and written as:
+//!
+//! - [`stix::bundle`]: STIX 2.1, with TLP 2.0 marking definitions on every object;
+//! - [`misp::event`]: a MISP event, with `tlp:` and `rsit:` tags;
+//! - [`table::csv`]: CSV of indicators and alerts, safe against formula injection;
+//! - [`html::page`]: a printable page (PDF through headless Chromium, in the CLI).
+//!
+//! Every format is deterministic for the same input (ids are UUIDv5 of what things are, output
+//! is sorted), so exports diff cleanly and are tested against golden files
+//! (`report/tests/golden/`, `VARDE_BLESS=1` rewrites them). The taxonomies are
+//! [`taxonomy`]. Deadlines follow NIS2 Article 23 ([`model::Deadlines`]).
+
+pub mod html;
+pub mod misp;
+pub mod model;
+pub mod stix;
+pub mod table;
 pub mod taxonomy;
+
+pub use model::{Deadlines, IncidentReport, Issuer, Stage};
+
+/// The formats `varde report` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// STIX 2.1 bundle (`.stix.json`).
+    Stix,
+    /// MISP event (`.misp.json`).
+    Misp,
+    /// CSV (`.csv`).
+    Csv,
+    /// Printable HTML (`.html`).
+    Html,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Format; 4] = [Format::Stix, Format::Misp, Format::Csv, Format::Html];
+
+    /// The format of a name (`stix`, `misp`, `csv`, `html`).
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "stix" => Some(Format::Stix),
+            "misp" => Some(Format::Misp),
+            "csv" => Some(Format::Csv),
+            "html" => Some(Format::Html),
+            _ => None,
+        }
+    }
+
+    /// The file name ending.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Stix => "stix.json",
+            Format::Misp => "misp.json",
+            Format::Csv => "csv",
+            Format::Html => "html",
+        }
+    }
+
+    /// The media type (downloads).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Stix | Format::Misp => "application/json",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Html => "text/html; charset=utf-8",
+        }
+    }
+
+    /// The report in this format.
+    pub fn render(self, r: &IncidentReport) -> String {
+        match self {
+            Format::Stix => stix::bundle(r),
+            Format::Misp => misp::event(r),
+            Format::Csv => table::csv(r),
+            Format::Html => html::page(r),
+        }
+    }
+}
