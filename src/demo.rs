@@ -421,6 +421,17 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
         varde_collector::sources::now_us(),
     )
     .await?;
+    // The reports of the planted incidents, in every format, where the user can open them.
+    let reports_dir =
+        std::env::temp_dir().join(format!("varde-demo-reports-{}", std::process::id()));
+    let files =
+        crate::demo_notify::write_reports(&store, &reports_dir, varde_collector::sources::now_us())
+            .await?;
+    println!(
+        "\nreports: {} files of the incidents' notification-stage reports (STIX 2.1, MISP, CSV, HTML, PDF) in {}",
+        files.len(),
+        reports_dir.display()
+    );
     // The notifier keeps running beside the dashboard: live alerts reach the sink in one-minute
     // digests. Its stop signal is never sent: it ends with the process.
     let (keep, shutdown) = watch::channel(false);

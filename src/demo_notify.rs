@@ -108,6 +108,8 @@ fn incident(alert: &Alert, title: &str, tlp: Tlp, n: u8, now_us: i64) -> Vec<Inc
         Change::Opened(title.into()),
         Change::Severity(varde_store::incident::Severity::High),
         Change::Tlp(tlp),
+        Change::Category("intrusions/privileged-account-compromise".into()),
+        Change::RootCause("malicious-actions".into()),
         Change::LinkGroup {
             dedup_key: alert.dedup_key,
             tenant: alert.tenant.clone(),
@@ -252,4 +254,47 @@ pub async fn run(
         },
         notifier,
     ))
+}
+
+/// Writes the notification-stage report of every incident in `store` to `dir` in every format
+/// (and PDF when Chromium is at hand); returns the files written.
+pub async fn write_reports(
+    store: &EmbeddedStore,
+    dir: &std::path::Path,
+    now_us: i64,
+) -> Result<Vec<std::path::PathBuf>> {
+    use varde_report::{Format, Issuer, Stage};
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let changes = varde_store::EventStore::incident_changes(store, None, None).await?;
+    let mut written = Vec::new();
+    for i in varde_store::incident::Incident::fold(&changes) {
+        let Some(report) = varde_report::assemble(
+            store,
+            None,
+            i.incident_id,
+            Stage::Notification,
+            now_us,
+            Issuer {
+                name: "Varde demo CERT".into(),
+                contact: "cert@demo.invalid".into(),
+            },
+        )
+        .await?
+        else {
+            continue;
+        };
+        let id: String = i.incident_id.iter().map(|b| format!("{b:02x}")).collect();
+        for f in Format::ALL {
+            let path = dir.join(format!("{id}.notification.{}", f.extension()));
+            std::fs::write(&path, f.render(&report))
+                .with_context(|| format!("writing {}", path.display()))?;
+            written.push(path);
+        }
+        let pdf = dir.join(format!("{id}.notification.pdf"));
+        match crate::report_cmd::pdf(&Format::Html.render(&report), &pdf) {
+            Ok(()) => written.push(pdf),
+            Err(e) => println!("  (no PDF: {e})"),
+        }
+    }
+    Ok(written)
 }

@@ -10,6 +10,7 @@
 mod demo;
 mod demo_notify;
 mod events;
+mod report_cmd;
 mod rules_cmd;
 
 use std::path::PathBuf;
@@ -92,6 +93,9 @@ enum Command {
         #[arg(long, value_name = "CONTACT")]
         test: Option<String>,
     },
+    /// Incident reports: STIX 2.1, MISP, CSV, printable HTML and PDF (docs/reports.md).
+    #[command(subcommand)]
+    Report(report_cmd::ReportCommand),
     /// Administration.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -184,6 +188,7 @@ fn main() -> Result<()> {
         Command::Demo { port, live_every } => runtime.block_on(demo::run(port, live_every)),
         Command::Rules(_) | Command::Admin(_) => Ok(()),
         Command::Dashboard { config } => runtime.block_on(dashboard(&config)),
+        Command::Report(cmd) => runtime.block_on(report_cmd::run(cmd)),
         Command::Notify {
             config,
             check,

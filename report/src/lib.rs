@@ -78,3 +78,49 @@ impl Format {
         }
     }
 }
+
+/// The report of `stage` on incident `incident_id` as `tenant` may see it (`None`: the CERT,
+/// everything), with the alerts of its linked groups, made at `generated_us` by `issuer`.
+/// `Ok(None)` when the incident does not exist or is not the reader's to see. A municipality
+/// gets its own part only (the store's filter: its linked groups, never the CERT's comments or
+/// the other municipalities' groups) and nothing of a TLP:RED incident.
+pub async fn assemble<S: varde_store::EventStore>(
+    store: &S,
+    tenant: Option<varde_core::Kommunenummer>,
+    incident_id: [u8; 16],
+    stage: Stage,
+    generated_us: i64,
+    issuer: Issuer,
+) -> Result<Option<IncidentReport>, varde_store::Error> {
+    let changes = store.incident_changes(tenant, Some(incident_id)).await?;
+    let Some(incident) = varde_store::incident::Incident::fold(&changes)
+        .into_iter()
+        .find(|i| i.incident_id == incident_id)
+    else {
+        return Ok(None);
+    };
+    if tenant.is_some() && incident.tlp == varde_store::incident::Tlp::Red {
+        return Ok(None);
+    }
+    let mut alerts = Vec::new();
+    for g in &incident.groups {
+        let Ok(k) = varde_core::Kommunenummer::parse(&g.tenant) else {
+            continue;
+        };
+        if tenant.is_some_and(|t| t != k) {
+            continue;
+        }
+        alerts.extend(store.group_alerts(Some(k), g.dedup_key, ALERTS_MAX).await?);
+    }
+    Ok(Some(IncidentReport::new(
+        stage,
+        incident,
+        alerts,
+        None,
+        generated_us,
+        issuer,
+    )))
+}
+
+/// Most alerts of one linked group a report includes.
+pub const ALERTS_MAX: u64 = 10_000;

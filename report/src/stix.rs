@@ -161,7 +161,7 @@ pub fn bundle(r: &IncidentReport) -> String {
     if let Some(c) = &r.classification {
         labels.push(c.misp_tag());
     }
-    objects.push(json!({
+    let mut incident = json!({
         "type": "incident",
         "spec_version": "2.1",
         "id": incident_id,
@@ -169,14 +169,18 @@ pub fn bundle(r: &IncidentReport) -> String {
         "modified": modified,
         "name": r.incident.title,
         "description": description,
-        "labels": labels,
         "created_by_ref": cert_id,
         "object_marking_refs": marks,
         "external_references": [{
             "source_name": "varde",
             "external_id": inc_hex,
         }],
-    }));
+    });
+    // STIX forbids empty lists.
+    if !labels.is_empty() {
+        incident["labels"] = json!(labels);
+    }
+    objects.push(incident);
     refs.push(incident_id.clone());
     for i in &r.indicators {
         let id = stix_id("indicator", &[i.kind.as_str(), &i.value]);
