@@ -21,6 +21,27 @@ pub mod taxonomy;
 
 pub use model::{Deadlines, IncidentReport, Issuer, Stage};
 
+/// `v` with the keys of every object sorted, whatever map serde_json was built with (the
+/// workspace may enable its `preserve_order`), so JSON exports are canonical.
+pub fn canonical(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut entries: Vec<(String, serde_json::Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(canonical).collect())
+        }
+        other => other,
+    }
+}
+
 /// The formats `varde report` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

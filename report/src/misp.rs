@@ -132,5 +132,5 @@ pub fn event(r: &IncidentReport) -> String {
             "Attribute": attributes,
         }
     });
-    serde_json::to_string_pretty(&event).unwrap_or_default() + "\n"
+    serde_json::to_string_pretty(&crate::canonical(event)).unwrap_or_default() + "\n"
 }

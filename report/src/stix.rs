@@ -266,6 +266,5 @@ pub fn bundle(r: &IncidentReport) -> String {
         "id": stix_id("bundle", &[&inc_hex, r.stage.as_str(), &stix_time(r.generated_us)]),
         "objects": objects,
     });
-    // serde_json's map keeps keys sorted (no `preserve_order`): the output is canonical.
-    serde_json::to_string_pretty(&bundle).unwrap_or_default() + "\n"
+    serde_json::to_string_pretty(&crate::canonical(bundle)).unwrap_or_default() + "\n"
 }
