@@ -256,6 +256,10 @@ async fn dashboard(path: &std::path::Path) -> Result<()> {
         varde_dashboard::Settings {
             secure_cookies: config.secure_cookies,
             notify,
+            issuer: varde_report::Issuer {
+                name: config.issuer.clone().unwrap_or_else(|| "CERT".into()),
+                contact: config.issuer_contact.clone().unwrap_or_default(),
+            },
             ..varde_dashboard::Settings::default()
         },
     )

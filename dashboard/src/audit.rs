@@ -86,7 +86,9 @@ fn field_label(c: &Change) -> &'static str {
 }
 
 /// `GET /audit?actor=<name>`: the log, for admins only.
-pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
+pub(crate) async fn show<
+    St: EventStore + varde_store::reports::ReportLog + Send + Sync + 'static,
+>(
     State(d): State<Dashboard<St>>,
     headers: HeaderMap,
     Query(q): Query<AuditQuery>,
@@ -115,6 +117,10 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             return crate::unavailable("audit log", &e);
         }
+    };
+    let (exports, reports) = match (store.exports(LIMIT).await, store.reports(None).await) {
+        (Ok(x), Ok(r)) => (x, r),
+        (Err(e), _) | (_, Err(e)) => return crate::unavailable("audit log", &e),
     };
     let mut entries: Vec<Entry> = triage
         .iter()
@@ -176,6 +182,34 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
             },
             before: if before { "on" } else { "off" }.into(),
             after: if s.enabled { "on" } else { "off" }.into(),
+        });
+    }
+    // Exports and submitted reports: what left Varde, and what was reported, by whom.
+    for x in &exports {
+        let id = hex(&x.incident_id);
+        entries.push(Entry {
+            at_us: x.at_us,
+            actor: x.actor.clone(),
+            what: html! {
+                (t("Eksport av hendelse", "Export of incident")) " " a.ds-link href={ "/incidents/" (id) } { code { (id) } }
+                ": " (x.stage) ", " (x.format)
+                @if !x.tenant.is_empty() { " (" (x.tenant) ")" }
+            },
+            before: String::new(),
+            after: x.format.clone(),
+        });
+    }
+    for r in &reports {
+        let id = hex(&r.incident_id);
+        entries.push(Entry {
+            at_us: r.at_us,
+            actor: r.actor.clone(),
+            what: html! {
+                (t("Rapport registrert for hendelse", "Report recorded for incident")) " " a.ds-link href={ "/incidents/" (id) } { code { (id) } }
+                ": " (r.stage)
+            },
+            before: String::new(),
+            after: format!("v{}", r.version),
         });
     }
     let actor = q.actor.as_deref().filter(|a| !a.is_empty());

@@ -224,7 +224,9 @@ pub(crate) struct ListQuery {
 }
 
 /// `GET /incidents?status=open|closed|all`: the incidents the account may see.
-pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
+pub(crate) async fn list<
+    St: EventStore + varde_store::reports::ReportLog + Send + Sync + 'static,
+>(
     State(d): State<Dashboard<St>>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
@@ -258,6 +260,16 @@ pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
         })
         .collect();
     let may_change = account.role != Role::Municipality;
+    // The CERT sees which report is due next; a municipality has no reports to make.
+    let submitted = if may_change {
+        match d.inner.store.reports(None).await {
+            Ok(r) => r,
+            Err(e) => return unavailable("reports", &e),
+        }
+    } else {
+        Vec::new()
+    };
+    let now = now_us();
     app_page(
         t("Hendelser", "Incidents"),
         &account,
@@ -284,6 +296,7 @@ pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
                     th scope="col" { (t("Komponenter", "Components")) }
                     th scope="col" { (t("Kjent fra (UTC)", "Known since (UTC)")) }
                     th scope="col" { (t("Sist endret (UTC)", "Last changed (UTC)")) }
+                    @if may_change { th scope="col" { (t("Neste rapport (UTC)", "Next report (UTC)")) } }
                 } }
                 tbody {
                     @for i in &shown {
@@ -296,6 +309,7 @@ pub(crate) async fn list<St: EventStore + Send + Sync + 'static>(
                             td { (i.components().join(", ")) }
                             td { (format_time(i.aware_at_us)) }
                             td { (format_time(i.changed_at_us)) }
+                            @if may_change { td { (crate::reports::due_cell(crate::reports::next_due(i, &submitted), now)) } }
                         }
                     }
                 }
@@ -510,7 +524,9 @@ pub(crate) async fn create<St: EventStore + Send + Sync + 'static>(
 
 /// `GET /incidents/{id}`: the incident, its groups, comments (the CERT's), timeline, and the
 /// CERT's controls.
-pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
+pub(crate) async fn show<
+    St: EventStore + varde_store::reports::ReportLog + Send + Sync + 'static,
+>(
     State(d): State<Dashboard<St>>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -529,6 +545,14 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
     let i = &i;
     let cert = account.role != Role::Municipality;
     let action = format!("/incidents/{}", hex(&i.incident_id));
+    let submitted = if cert {
+        match d.inner.store.reports(Some(i.incident_id)).await {
+            Ok(r) => r,
+            Err(e) => return unavailable("reports", &e),
+        }
+    } else {
+        Vec::new()
+    };
     let registry = ComponentRegistry::builtin();
     app_page(
         &i.title,
@@ -546,6 +570,7 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                 dt { (t("Berørte kommuner", "Affected municipalities")) } dd { @if i.municipalities().is_empty() { "–" } @else { (i.municipalities().join(", ")) } }
                 dt { (t("Berørte komponenter", "Affected components")) } dd { @if i.components().is_empty() { "–" } @else { (i.components().join(", ")) } }
             }
+            (crate::reports::section(i, &submitted, &csrf, cert, now_us()))
             h2.ds-heading data-size="sm" { (t("Varselgrupper", "Alert groups")) }
             @if i.groups.is_empty() {
                 p { (t("Ingen varselgrupper er koblet.", "No alert groups are linked.")) }

@@ -32,6 +32,7 @@ mod municipality;
 mod outbox;
 pub use outbox::NotifySetup;
 mod overview;
+mod reports;
 mod rules;
 pub mod triage;
 
@@ -247,6 +248,12 @@ pub struct DashboardConfig {
     /// "send test". Without it the outbox is still shown.
     #[serde(default)]
     pub notify: Option<PathBuf>,
+    /// The CERT's name as the issuer of reports (default "CERT").
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The CERT's contact in reports.
+    #[serde(default)]
+    pub issuer_contact: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -284,6 +291,8 @@ pub struct Settings {
     /// The notifier's contacts and settings (the outbox page's contacts and "send test");
     /// `None`: the outbox is shown without them.
     pub notify: Option<NotifySetup>,
+    /// The CERT named as the issuer of reports and exports.
+    pub issuer: varde_report::Issuer,
 }
 
 impl Default for Settings {
@@ -295,6 +304,10 @@ impl Default for Settings {
             login_attempts: 5,
             login_window: Duration::from_secs(15 * 60),
             notify: None,
+            issuer: varde_report::Issuer {
+                name: "CERT".into(),
+                contact: String::new(),
+            },
         }
     }
 }
@@ -352,7 +365,15 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
     }
 }
 
-impl<St: EventStore + varde_store::outbox::Outbox + Send + Sync + 'static> Dashboard<St> {
+impl<
+    St: EventStore
+        + varde_store::outbox::Outbox
+        + varde_store::reports::ReportLog
+        + Send
+        + Sync
+        + 'static,
+> Dashboard<St>
+{
     /// The routes.
     pub fn router(self) -> Router {
         Router::new()
@@ -379,6 +400,12 @@ impl<St: EventStore + varde_store::outbox::Outbox + Send + Sync + 'static> Dashb
             .route("/hunt", get(hunt::show::<St>).post(hunt::run::<St>))
             .route("/rules", get(rules::list::<St>))
             .route("/overview", get(overview::show::<St>))
+            .route("/incidents/{id}/export", get(reports::export::<St>))
+            .route("/incidents/{id}/reports", post(reports::record::<St>))
+            .route(
+                "/incidents/{id}/reports/{report}",
+                get(reports::submitted::<St>),
+            )
             .route("/outbox", get(outbox::list::<St>))
             .route("/outbox/test", post(outbox::test::<St>))
             .route("/outbox/contacts", post(outbox::contacts::<St>))

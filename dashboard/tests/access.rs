@@ -2293,3 +2293,194 @@ async fn admins_edit_the_contacts_file_and_bad_contacts_change_nothing() {
     assert_eq!(left[0].name, "Bergen SOC");
     env.cleanup().await;
 }
+
+/// Reports: deadlines with overdue marked, a submitted report recorded as version 1 and 2 with
+/// its STIX bundle, exports as downloads recorded in the audit log; a municipality exports its
+/// own part only, nothing of a TLP:RED incident, and records nothing.
+#[tokio::test]
+async fn incident_reports_are_recorded_exported_within_tlp_and_audited() {
+    use varde_store::incident::{Change, IncidentChange, Tlp};
+    let env = TestEnv::new("dashreports");
+    let store = env.store().await;
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut oslo_alert = alert("0301", 1, "Failed logins");
+    oslo_alert.matched = vec![("src_ip".into(), "203.0.113.9".into())];
+    let mut bergen_alert = alert("4601", 2, "Failed logins");
+    bergen_alert.matched = vec![("src_ip".into(), "198.51.100.77".into())];
+    store
+        .write_alerts(&[oslo_alert, bergen_alert])
+        .await
+        .expect("alerts");
+    let incident = |n: u8, tlp: Tlp| -> Vec<IncidentChange> {
+        [
+            Change::Opened(format!("Spray {n}")),
+            Change::Tlp(tlp),
+            // Aware four days ago: the early warning and the notification are overdue.
+            Change::AwareAt(now - 4 * 86_400_000_000),
+            Change::LinkGroup {
+                dedup_key: [1; 16],
+                tenant: "0301".into(),
+                component: "idporten".into(),
+                rule_title: "Failed logins".into(),
+            },
+            Change::LinkGroup {
+                dedup_key: [2; 16],
+                tenant: "4601".into(),
+                component: "idporten".into(),
+                rule_title: "Failed logins".into(),
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(k, change)| IncidentChange {
+            change_id: [
+                n,
+                u8::try_from(k).expect("small"),
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                7,
+            ],
+            incident_id: [n; 16],
+            at_us: now - 1_000_000 + i64::try_from(k).expect("small"),
+            actor: "kari".into(),
+            change,
+        })
+        .collect()
+    };
+    store
+        .write_incident_changes(&[incident(0xa1, Tlp::Amber), incident(0xa2, Tlp::Red)].concat())
+        .await
+        .expect("incidents");
+    let app = app(store.clone(), Settings::default());
+    let analyst = login(&app, "analyst", "cert-pass")
+        .await
+        .1
+        .expect("session");
+    let oslo = login(&app, "oslo", "oslo-pass").await.1.expect("session");
+    let admin = login(&app, "admin", "admin-pass").await.1.expect("session");
+    let amber = format!("/incidents/{}", "a1".repeat(16));
+    let red = format!("/incidents/{}", "a2".repeat(16));
+
+    let (_, list) = get(&app, "/incidents", Some(&analyst)).await;
+    assert!(list.contains(r#"data-overdue="early-warning""#), "{list}");
+    let (_, page) = get(&app, &amber, Some(&analyst)).await;
+    assert!(page.contains("data-deadlines") && page.contains(r#"data-overdue="notification""#));
+    let csrf = csrf_of(&page);
+    let form = format!(
+        "csrf={csrf}&stage=early-warning&summary=Spray+from+one+address&impact=2+municipalities&mitigation=&cross_border="
+    );
+    for _ in 0..2 {
+        let (status, location) = post(&app, &format!("{amber}/reports"), &analyst, &form).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+    }
+    let (_, page) = get(&app, &amber, Some(&analyst)).await;
+    assert!(page.contains(r#"data-submitted="2""#), "{page}");
+    assert!(
+        !page.contains(r#"data-overdue="early-warning""#),
+        "submitted: {page}"
+    );
+    // The form is pre-filled from the previous report.
+    assert!(page.contains(">2 municipalities</textarea>"), "{page}");
+    let submitted = varde_store::reports::ReportLog::reports(&store, Some([0xa1; 16]))
+        .await
+        .expect("reports");
+    assert_eq!(
+        submitted.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    let (status, stix) = get(
+        &app,
+        &format!(
+            "{amber}/reports/{}",
+            varde_report_hex(&submitted[0].report_id)
+        ),
+        Some(&analyst),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(stix.contains("\"type\": \"bundle\"") && stix.contains("203.0.113.9"));
+    // Hostile input: no assessment, or too long.
+    let (status, _) = post(
+        &app,
+        &format!("{amber}/reports"),
+        &analyst,
+        &format!("csrf={csrf}&stage=final&summary="),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post(
+        &app,
+        &format!("{amber}/reports"),
+        &analyst,
+        &format!("csrf={csrf}&stage=soon&summary=x"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Exports: the CERT gets the whole incident.
+    let (status, cert_stix) =
+        get(&app, &format!("{amber}/export?format=stix"), Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(cert_stix.contains("203.0.113.9") && cert_stix.contains("198.51.100.77"));
+    let (status, misp) = get(
+        &app,
+        &format!("{amber}/export?format=misp&stage=final"),
+        Some(&analyst),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(misp.contains("tlp:amber"), "{misp}");
+    // Oslo: its own part only; nothing of the TLP:RED incident; records nothing.
+    let (status, own) = get(&app, &format!("{amber}/export?format=csv"), Some(&oslo)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        own.contains("203.0.113.9") && !own.contains("198.51.100.77"),
+        "{own}"
+    );
+    let (status, _) = get(&app, &format!("{red}/export?format=stix"), Some(&oslo)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, oslo_page) = get(&app, &amber, Some(&oslo)).await;
+    assert!(!oslo_page.contains("data-deadlines"), "{oslo_page}");
+    let (status, _) = post(
+        &app,
+        &format!("{amber}/reports"),
+        &oslo,
+        &format!("csrf={}&stage=final&summary=x", csrf_of(&oslo_page)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = get(&app, &format!("{amber}/export?format=docx"), Some(&analyst)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Every export is in the audit log, with who and whose part.
+    let exports = varde_store::reports::ReportLog::exports(&store, 100)
+        .await
+        .expect("exports");
+    assert_eq!(exports.len(), 4, "{exports:?}");
+    assert!(
+        exports
+            .iter()
+            .any(|x| x.actor == "oslo" && x.tenant == "0301")
+    );
+    let (_, log) = get(&app, "/audit", Some(&admin)).await;
+    assert!(
+        log.contains("Eksport av hendelse") || log.contains("Export of incident"),
+        "{log}"
+    );
+    env.cleanup().await;
+}
+
+fn varde_report_hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}

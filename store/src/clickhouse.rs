@@ -12,6 +12,7 @@ use varde_core::Envelope;
 
 use crate::incident::{Change, IncidentChange, IncidentStatus, SHARED_FIELDS, Severity, Tlp};
 use crate::outbox::{Attempt, Channel, Notification, Outbox, OutboxEntry, Outcome};
+use crate::reports::{ExportRecord, ReportLog, SubmittedReport};
 use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
 use crate::{
     Alert, AlertCount, AlertQuery, CollectorSeen, CorrelationHit, DeadLetter, DroppedPartition,
@@ -1752,5 +1753,147 @@ impl Outbox for ClickHouseStore {
             out.extend(rows.into_iter().map(|r| r.notification_id));
         }
         Ok(out)
+    }
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct ReportRow {
+    at_date: u16,
+    at: u32,
+    at_us: u32,
+    report_id: [u8; 16],
+    incident_id: [u8; 16],
+    stage: String,
+    version: u32,
+    actor: String,
+    tlp: String,
+    summary: String,
+    impact: String,
+    mitigation: String,
+    cross_border: String,
+    stix: String,
+}
+
+const REPORT_COLUMNS: &str = "at_date, toUInt32(at) AS at, at_us, report_id, incident_id, stage, \
+    version, actor, tlp, summary, impact, mitigation, cross_border, stix";
+
+#[derive(Row, Serialize, Deserialize)]
+struct ExportRow {
+    at_date: u16,
+    at: u32,
+    at_us: u32,
+    export_id: [u8; 16],
+    actor: String,
+    tenant: String,
+    incident_id: [u8; 16],
+    stage: String,
+    format: String,
+}
+
+const EXPORT_COLUMNS: &str = "at_date, toUInt32(at) AS at, at_us, export_id, actor, tenant, \
+    incident_id, stage, format";
+
+impl ReportLog for ClickHouseStore {
+    async fn write_reports(&self, reports: &[SubmittedReport]) -> Result<u64> {
+        self.insert_rows(
+            "incident_reports",
+            reports.iter().map(|r| {
+                let (at, at_us) = clamp_datetime(r.at_us);
+                ReportRow {
+                    at_date: u16::try_from(at / 86_400).unwrap_or(u16::MAX),
+                    at,
+                    at_us,
+                    report_id: r.report_id,
+                    incident_id: r.incident_id,
+                    stage: r.stage.clone(),
+                    version: r.version,
+                    actor: r.actor.clone(),
+                    tlp: r.tlp.as_str().to_owned(),
+                    summary: r.summary.clone(),
+                    impact: r.impact.clone(),
+                    mitigation: r.mitigation.clone(),
+                    cross_border: r.cross_border.clone(),
+                    stix: r.stix.clone(),
+                }
+            }),
+        )
+        .await
+    }
+
+    async fn reports(&self, incident: Option<[u8; 16]>) -> Result<Vec<SubmittedReport>> {
+        let mut sql = format!(
+            "SELECT {REPORT_COLUMNS} FROM {}.incident_reports FINAL WHERE 1",
+            self.db
+        );
+        if let Some(id) = incident {
+            sql.push_str(&format!(" AND incident_id = {}", keys_in(&[id])));
+        }
+        sql.push_str(" ORDER BY at, at_us, report_id");
+        let rows: Vec<ReportRow> = self.client.query(&sql).fetch_all().await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(SubmittedReport {
+                    report_id: r.report_id,
+                    incident_id: r.incident_id,
+                    stage: r.stage,
+                    version: r.version,
+                    at_us: i64::from(r.at) * 1_000_000 + i64::from(r.at_us),
+                    actor: r.actor,
+                    tlp: Tlp::parse(&r.tlp)
+                        .ok_or_else(|| Error::BadRow("incident_reports: unknown TLP".into()))?,
+                    summary: r.summary,
+                    impact: r.impact,
+                    mitigation: r.mitigation,
+                    cross_border: r.cross_border,
+                    stix: r.stix,
+                })
+            })
+            .collect()
+    }
+
+    async fn write_exports(&self, exports: &[ExportRecord]) -> Result<u64> {
+        self.insert_rows(
+            "exports",
+            exports.iter().map(|e| {
+                let (at, at_us) = clamp_datetime(e.at_us);
+                ExportRow {
+                    at_date: u16::try_from(at / 86_400).unwrap_or(u16::MAX),
+                    at,
+                    at_us,
+                    export_id: e.export_id,
+                    actor: e.actor.clone(),
+                    tenant: e.tenant.clone(),
+                    incident_id: e.incident_id,
+                    stage: e.stage.clone(),
+                    format: e.format.clone(),
+                }
+            }),
+        )
+        .await
+    }
+
+    async fn exports(&self, limit: u64) -> Result<Vec<ExportRecord>> {
+        let rows: Vec<ExportRow> = self
+            .client
+            .query(&format!(
+                "SELECT {EXPORT_COLUMNS} FROM {}.exports FINAL \
+                 ORDER BY at DESC, at_us DESC, export_id LIMIT ?",
+                self.db
+            ))
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ExportRecord {
+                export_id: r.export_id,
+                at_us: i64::from(r.at) * 1_000_000 + i64::from(r.at_us),
+                actor: r.actor,
+                tenant: r.tenant,
+                incident_id: r.incident_id,
+                stage: r.stage,
+                format: r.format,
+            })
+            .collect())
     }
 }

@@ -9,6 +9,7 @@ use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
 use crate::incident::{Change, IncidentChange, SHARED_FIELDS};
 use crate::outbox::{Attempt, Notification, Outbox, OutboxEntry};
+use crate::reports::{ExportRecord, ReportLog, SubmittedReport};
 use crate::{
     Alert, AlertCount, AlertQuery, DeadLetter, DroppedPartition, Error, EventCount, EventQuery,
     EventStore, GroupSeen, Hunt, Result, RuleEntry, RuleSwitch, StoredEvent, Table, TriageAction,
@@ -47,6 +48,10 @@ struct Inner {
     notifications: HashMap<[u8; 16], Notification>,
     /// Tries by (notification, attempt, outcome), as ClickHouse orders them.
     attempts: BTreeMap<([u8; 16], u32, &'static str), Attempt>,
+    /// Submitted incident reports by id.
+    reports: HashMap<[u8; 16], SubmittedReport>,
+    /// Export records by id.
+    exports: HashMap<[u8; 16], ExportRecord>,
 }
 
 impl EmbeddedStore {
@@ -708,6 +713,43 @@ impl EventStore for EmbeddedStore {
             .filter(|c| SHARED_FIELDS.contains(&c.change.field()) || own_link(c))
             .cloned()
             .collect())
+    }
+}
+
+impl ReportLog for EmbeddedStore {
+    async fn write_reports(&self, reports: &[SubmittedReport]) -> Result<u64> {
+        let mut inner = self.lock();
+        for r in reports {
+            inner.reports.insert(r.report_id, r.clone());
+        }
+        Ok(reports.len() as u64)
+    }
+
+    async fn reports(&self, incident: Option<[u8; 16]>) -> Result<Vec<SubmittedReport>> {
+        let mut out: Vec<SubmittedReport> = self
+            .lock()
+            .reports
+            .values()
+            .filter(|r| incident.is_none_or(|i| r.incident_id == i))
+            .cloned()
+            .collect();
+        out.sort_by_key(|r| (r.at_us, r.report_id));
+        Ok(out)
+    }
+
+    async fn write_exports(&self, exports: &[ExportRecord]) -> Result<u64> {
+        let mut inner = self.lock();
+        for e in exports {
+            inner.exports.insert(e.export_id, e.clone());
+        }
+        Ok(exports.len() as u64)
+    }
+
+    async fn exports(&self, limit: u64) -> Result<Vec<ExportRecord>> {
+        let mut out: Vec<ExportRecord> = self.lock().exports.values().cloned().collect();
+        out.sort_by_key(|e| (std::cmp::Reverse(e.at_us), e.export_id));
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
     }
 }
 

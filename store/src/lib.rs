@@ -27,6 +27,7 @@ pub mod clickhouse;
 pub mod embedded;
 pub mod incident;
 pub mod outbox;
+pub mod reports;
 pub mod schema;
 
 /// Errors of the stores.

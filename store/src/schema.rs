@@ -277,6 +277,46 @@ pub const MIGRATIONS: &[Migration] = &[
             ORDER BY (notification_id, attempt, outcome)",
         ],
     },
+    Migration {
+        version: 10,
+        name: "incident_reports_and_exports",
+        statements: &[
+            // Every report of an incident as submitted to the authority: never changed, a new
+            // report of the same stage is a new version. Kept like the audit trail.
+            "CREATE TABLE IF NOT EXISTS {db}.incident_reports (
+                at_date Date,
+                at DateTime('UTC'),
+                at_us UInt32,
+                report_id FixedString(16),
+                incident_id FixedString(16),
+                stage String,
+                version UInt32,
+                actor String,
+                tlp String,
+                summary String,
+                impact String,
+                mitigation String,
+                cross_border String,
+                stix String
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY at_date
+            ORDER BY (incident_id, stage, version, report_id)",
+            // Every export of an incident (who took which format), for the audit log.
+            "CREATE TABLE IF NOT EXISTS {db}.exports (
+                at_date Date,
+                at DateTime('UTC'),
+                at_us UInt32,
+                export_id FixedString(16),
+                actor String,
+                tenant String,
+                incident_id FixedString(16),
+                stage String,
+                format String
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY at_date
+            ORDER BY (at, export_id)",
+        ],
+    },
 ];
 
 /// The table that records applied migrations.

@@ -8,6 +8,7 @@ use varde_core::{
 use varde_store::embedded::EmbeddedStore;
 use varde_store::incident::{Change, Incident, IncidentChange, IncidentStatus, Severity, Tlp};
 use varde_store::outbox::{Attempt, Channel, Notification, Outbox, Outcome, State};
+use varde_store::reports::{ExportRecord, ReportLog, SubmittedReport};
 use varde_store::{
     Alert, AlertQuery, DeadLetter, EventQuery, EventStore, GroupSeen, Resolution, RuleEntry,
     RuleSwitch, TriageAction, TriageKind, VolumeBy, VolumePoint,
@@ -873,6 +874,7 @@ async fn clickhouse_store_keeps_the_contract() {
     assert!(store.migrate().await.expect("migrate again").is_empty());
     contract(&store).await;
     outbox_contract(&store).await;
+    report_log_contract(&store).await;
     env.cleanup().await;
 }
 
@@ -881,6 +883,54 @@ async fn embedded_store_keeps_the_contract() {
     let store = EmbeddedStore::new();
     contract(&store).await;
     outbox_contract(&store).await;
+    report_log_contract(&store).await;
+}
+
+/// Submitted reports and exports: kept as written (a retried write once), reports oldest
+/// first and by incident, exports newest first.
+async fn report_log_contract<S: ReportLog>(store: &S) {
+    let t0 = 1_796_119_200_000_000_i64;
+    let report = |n: u8, incident: u8, stage: &str, version: u32| SubmittedReport {
+        report_id: [n; 16],
+        incident_id: [incident; 16],
+        stage: stage.into(),
+        version,
+        at_us: t0 + i64::from(n) * 1_000_001,
+        actor: "kari".into(),
+        tlp: Tlp::AmberStrict,
+        summary: "Spray against 'ID-porten' \\ \"quoted\"\nsecond line".into(),
+        impact: "3 municipalities".into(),
+        mitigation: "blocked at the edge".into(),
+        cross_border: "none known".into(),
+        stix: "{\"type\": \"bundle\"}".into(),
+    };
+    let written = vec![
+        report(1, 7, "early-warning", 1),
+        report(2, 7, "notification", 1),
+        report(3, 8, "early-warning", 1),
+        report(4, 7, "notification", 2),
+    ];
+    store.write_reports(&written).await.expect("reports");
+    store.write_reports(&written[..1]).await.expect("retry");
+    assert_eq!(store.reports(None).await.expect("all"), written);
+    let seven = store.reports(Some([7; 16])).await.expect("one incident");
+    assert_eq!(seven.len(), 3);
+    assert_eq!(seven[2].version, 2);
+    let export = |n: u8| ExportRecord {
+        export_id: [n; 16],
+        at_us: t0 + i64::from(n) * 1_000_001,
+        actor: if n == 2 { "oslo".into() } else { "kari".into() },
+        tenant: if n == 2 { "0301".into() } else { String::new() },
+        incident_id: [7; 16],
+        stage: "notification".into(),
+        format: "stix".into(),
+    };
+    store
+        .write_exports(&[export(1), export(2), export(3)])
+        .await
+        .expect("exports");
+    let newest = store.exports(2).await.expect("exports");
+    assert_eq!(newest, vec![export(3), export(2)]);
 }
 
 /// The outbox: a notification queued twice is one row, kept as first written; its tries come
