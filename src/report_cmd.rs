@@ -36,6 +36,24 @@ pub enum ReportCommand {
         #[arg(long, default_value = "")]
         contact: String,
     },
+    /// Write the month's report: incidents by classification, municipality and component, open
+    /// and closed, alert volume, time to acknowledge and to resolve.
+    Month {
+        /// The month, YYYY-MM.
+        month: String,
+        /// A Varde configuration file with a [clickhouse] table.
+        #[arg(long)]
+        config: PathBuf,
+        /// html, csv or pdf (headless Chromium).
+        #[arg(long, default_value = "html")]
+        format: String,
+        /// Where to write it (default: standard output; required for pdf).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The issuing CERT's name.
+        #[arg(long, default_value = "KommuneCERT")]
+        issuer: String,
+    },
     /// List the incidents with the deadlines of their reports.
     List {
         /// A Varde configuration file with a [clickhouse] table.
@@ -145,6 +163,44 @@ pub async fn run(cmd: ReportCommand) -> Result<()> {
                 (Some(out), false) => std::fs::write(&out, text)
                     .with_context(|| format!("writing {}", out.display()))?,
                 (None, false) => print!("{text}"),
+            }
+            Ok(())
+        }
+        ReportCommand::Month {
+            month,
+            config,
+            format,
+            out,
+            issuer,
+        } => {
+            if !matches!(format.as_str(), "html" | "csv" | "pdf") {
+                bail!("--format {format}: html, csv or pdf");
+            }
+            let store = ClickHouseStore::new(&clickhouse_of(&config)?)?;
+            let Some(report) = varde_report::month::assemble_month(
+                &store,
+                &month,
+                chrono::Utc::now().timestamp_micros(),
+                Issuer {
+                    name: issuer,
+                    contact: String::new(),
+                },
+            )
+            .await?
+            else {
+                bail!("{month:?} is not a month (YYYY-MM)");
+            };
+            let text = if format == "csv" {
+                report.csv()
+            } else {
+                report.html()
+            };
+            match (out, format.as_str()) {
+                (Some(out), "pdf") => pdf(&text, &out)?,
+                (None, "pdf") => bail!("--format pdf needs --out"),
+                (Some(out), _) => std::fs::write(&out, text)
+                    .with_context(|| format!("writing {}", out.display()))?,
+                (None, _) => print!("{text}"),
             }
             Ok(())
         }

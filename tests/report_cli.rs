@@ -93,6 +93,38 @@ async fn an_incident_is_written_in_every_format_and_listed_with_its_deadlines() 
     assert!(out.status.success(), "{out:?}");
     assert!(std::fs::read(&pdf).expect("pdf").starts_with(b"%PDF-"));
 
+    // The month's report of the month the CERT became aware of it: the incident counted.
+    let month = chrono::DateTime::from_timestamp_micros(now - 4 * 86_400_000_000)
+        .expect("time")
+        .format("%Y-%m")
+        .to_string();
+    let out = varde(&["report", "month", &month, "--format", "csv"]);
+    assert!(out.status.success(), "{out:?}");
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.contains("incidents,total,1")
+            && csv.contains("incidents_by_category,Intrusion Attempts / Login attempts,1"),
+        "{csv}"
+    );
+    let month_pdf = dir.path().join("month.pdf");
+    let out = varde(&[
+        "report",
+        "month",
+        &month,
+        "--format",
+        "pdf",
+        "--out",
+        month_pdf.to_str().expect("path"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        std::fs::read(&month_pdf)
+            .expect("pdf")
+            .starts_with(b"%PDF-")
+    );
+    let out = varde(&["report", "month", "2026-13"]);
+    assert!(!out.status.success());
+
     let out = varde(&["report", "list"]);
     assert!(out.status.success(), "{out:?}");
     let list = String::from_utf8_lossy(&out.stdout);

@@ -5,7 +5,8 @@
 //! - [`stix::bundle`]: STIX 2.1, with TLP 2.0 marking definitions on every object;
 //! - [`misp::event`]: a MISP event, with `tlp:` and `rsit:` tags;
 //! - [`table::csv`]: CSV of indicators and alerts, safe against formula injection;
-//! - [`html::page`]: a printable page (PDF through headless Chromium, in the CLI).
+//! - [`html::page`]: a printable page (PDF through headless Chromium, in the CLI);
+//! - [`month`]: the month's report (incidents, alert volume, response times) as HTML and CSV.
 //!
 //! Every format is deterministic for the same input (ids are UUIDv5 of what things are, output
 //! is sorted), so exports diff cleanly and are tested against golden files
@@ -15,6 +16,7 @@
 pub mod html;
 pub mod misp;
 pub mod model;
+pub mod month;
 pub mod stix;
 pub mod table;
 pub mod taxonomy;
