@@ -230,15 +230,23 @@ fn main() -> Result<()> {
     }
 }
 
-async fn dashboard(path: &std::path::Path) -> Result<()> {
-    let config = varde_dashboard::DashboardConfig::load(path)?;
-    let accounts = varde_dashboard::load_accounts(&config.accounts)?;
-    let store = ClickHouseStore::new(&config.clickhouse)?;
+/// The store of `settings`, reached and migrated.
+async fn migrated_store(
+    settings: &varde_store::clickhouse::ClickHouseSettings,
+) -> Result<ClickHouseStore> {
+    let store = ClickHouseStore::new(settings)?;
     store
         .ping()
         .await
-        .with_context(|| format!("connecting to ClickHouse at {}", config.clickhouse.url))?;
+        .with_context(|| format!("connecting to ClickHouse at {}", settings.url))?;
     store.migrate().await.context("migrating ClickHouse")?;
+    Ok(store)
+}
+
+async fn dashboard(path: &std::path::Path) -> Result<()> {
+    let config = varde_dashboard::DashboardConfig::load(path)?;
+    let accounts = varde_dashboard::load_accounts(&config.accounts)?;
+    let store = migrated_store(&config.clickhouse).await?;
     let notify = match &config.notify {
         Some(path) => {
             let n = varde_notify::NotifyConfig::load(path)?;
@@ -288,12 +296,7 @@ async fn notify(path: &std::path::Path, check: bool, test: Option<&str>) -> Resu
         }
         return Ok(());
     }
-    let store = ClickHouseStore::new(&config.clickhouse)?;
-    store
-        .ping()
-        .await
-        .with_context(|| format!("connecting to ClickHouse at {}", config.clickhouse.url))?;
-    store.migrate().await.context("migrating ClickHouse")?;
+    let store = migrated_store(&config.clickhouse).await?;
     let notifier = varde_notify::Notifier::new(store, config.settings, config.contacts)
         .map_err(anyhow::Error::msg)?
         .with_contacts_file(config.contacts_path);

@@ -236,6 +236,33 @@ fn new_id() -> Option<[u8; 16]> {
     crate::random_hex::<16>().and_then(|h| parse_hex16(&h))
 }
 
+/// Records one export for the audit log (`tenant` empty for the CERT's whole incident); the
+/// export is not served when this fails.
+async fn audit_export<St: ReportLog>(
+    store: &St,
+    actor: &str,
+    tenant: &str,
+    incident_id: [u8; 16],
+    stage: &str,
+    format: &str,
+) -> Result<(), Response> {
+    let export_id = new_id().ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+    let record = ExportRecord {
+        export_id,
+        at_us: now_us(),
+        actor: actor.to_owned(),
+        tenant: tenant.to_owned(),
+        incident_id,
+        stage: stage.to_owned(),
+        format: format.to_owned(),
+    };
+    store
+        .write_exports(&[record])
+        .await
+        .map(|_| ())
+        .map_err(|e| unavailable("audit log", &e))
+}
+
 fn attachment(media_type: &str, name: &str, body: String) -> Response {
     (
         [
@@ -293,21 +320,18 @@ pub(crate) async fn export<St: EventStore + ReportLog + Send + Sync + 'static>(
         Ok(None) => return not_found(),
         Err(e) => return unavailable("incident", &e),
     };
-    let Some(export_id) = new_id() else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    let record = ExportRecord {
-        export_id,
-        at_us: now_us(),
-        actor: account.name.clone(),
-        tenant: scope.map(|k| k.as_str().to_owned()).unwrap_or_default(),
-        incident_id,
-        stage: stage.as_str().to_owned(),
-        format: format.extension().to_owned(),
-    };
     // No export without its audit record.
-    if let Err(e) = store.write_exports(&[record]).await {
-        return unavailable("audit log", &e);
+    if let Err(r) = audit_export(
+        store,
+        &account.name,
+        scope.as_ref().map_or("", |k| k.as_str()),
+        incident_id,
+        stage.as_str(),
+        format.extension(),
+    )
+    .await
+    {
+        return r;
     }
     tracing::info!(name = %account.name, incident = %id, stage = stage.as_str(), format = format.extension(), "incident exported");
     attachment(
@@ -448,20 +472,9 @@ pub(crate) async fn submitted<St: EventStore + ReportLog + Send + Sync + 'static
     }) else {
         return not_found();
     };
-    let Some(export_id) = new_id() else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    let record = ExportRecord {
-        export_id,
-        at_us: now_us(),
-        actor: account.name.clone(),
-        tenant: String::new(),
-        incident_id,
-        stage: r.stage.clone(),
-        format: "submitted".into(),
-    };
-    if let Err(e) = store.write_exports(&[record]).await {
-        return unavailable("audit log", &e);
+    if let Err(r) = audit_export(store, &account.name, "", incident_id, &r.stage, "submitted").await
+    {
+        return r;
     }
     attachment(
         Format::Stix.media_type(),

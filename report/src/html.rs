@@ -56,7 +56,7 @@ fn deadlines(r: &IncidentReport) -> Markup {
 pub fn page(r: &IncidentReport) -> String {
     let label = format!("TLP:{}", r.tlp().as_str());
     let i = &r.incident;
-    let id: String = i.incident_id.iter().map(|b| format!("{b:02x}")).collect();
+    let id = r.incident_hex();
     html! {
         (DOCTYPE)
         html lang="en" {

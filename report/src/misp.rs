@@ -50,12 +50,7 @@ fn seconds(us: i64) -> String {
 
 /// The event of `r`, pretty-printed.
 pub fn event(r: &IncidentReport) -> String {
-    let inc_hex: String = r
-        .incident
-        .incident_id
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let inc_hex = r.incident_hex();
     let timestamp = seconds(r.incident.changed_at_us.max(r.incident.opened_at_us));
     let mut tags = vec![json!({"name": tlp_tag(r.tlp())})];
     if let Some(c) = &r.classification {

@@ -336,6 +336,15 @@ impl IncidentReport {
         }
     }
 
+    /// The incident's id as 32 lowercase hex digits (as the dashboard shows it).
+    pub fn incident_hex(&self) -> String {
+        self.incident
+            .incident_id
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The report's TLP label (the incident's).
     pub fn tlp(&self) -> Tlp {
         self.incident.tlp

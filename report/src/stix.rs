@@ -82,12 +82,7 @@ fn severity_word(s: Severity) -> &'static str {
 pub fn bundle(r: &IncidentReport) -> String {
     let (marking_id, tlp_value) = tlp_marking(r.tlp());
     let marks = json!([marking_id]);
-    let inc_hex: String = r
-        .incident
-        .incident_id
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let inc_hex = r.incident_hex();
     let created = stix_time(r.incident.opened_at_us);
     let modified = stix_time(r.incident.changed_at_us.max(r.incident.opened_at_us));
     let cert_id = stix_id("identity", &["cert", &r.issuer.name]);
