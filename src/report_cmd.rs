@@ -75,6 +75,33 @@ fn clickhouse_of(path: &Path) -> Result<ClickHouseSettings> {
     Ok(only.clickhouse)
 }
 
+/// Records a CLI export for the audit log (actor `cli:<user>`); the report is not written when
+/// this fails. A month's report has no incident: its id is all zeros, its stage `month YYYY-MM`.
+async fn audit(
+    store: &ClickHouseStore,
+    incident_id: [u8; 16],
+    stage: &str,
+    format: &str,
+) -> Result<()> {
+    use varde_store::reports::{ExportRecord, ReportLog};
+    let mut export_id = [0u8; 16];
+    getrandom::fill(&mut export_id).map_err(|e| anyhow::anyhow!("random id: {e}"))?;
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    store
+        .write_exports(&[ExportRecord {
+            export_id,
+            at_us: chrono::Utc::now().timestamp_micros(),
+            actor: format!("cli:{user}"),
+            tenant: String::new(),
+            incident_id,
+            stage: stage.to_owned(),
+            format: format.to_owned(),
+        }])
+        .await
+        .context("recording the export in the audit log")?;
+    Ok(())
+}
+
 /// Prints `html` to a PDF at `out` with headless Chromium.
 pub fn pdf(html: &str, out: &Path) -> Result<()> {
     let dir = tempfile::tempdir().context("a temporary directory")?;
@@ -157,6 +184,13 @@ pub async fn run(cmd: ReportCommand) -> Result<()> {
                 bail!("no incident {id}");
             };
             let text = format.render(&report);
+            audit(
+                &store,
+                incident_id,
+                stage.as_str(),
+                if to_pdf { "pdf" } else { format.extension() },
+            )
+            .await?;
             match (out, to_pdf) {
                 (Some(out), true) => pdf(&text, &out)?,
                 (None, true) => bail!("--format pdf needs --out"),
@@ -195,6 +229,7 @@ pub async fn run(cmd: ReportCommand) -> Result<()> {
             } else {
                 report.html()
             };
+            audit(&store, [0; 16], &format!("month {month}"), &format).await?;
             match (out, format.as_str()) {
                 (Some(out), "pdf") => pdf(&text, &out)?,
                 (None, "pdf") => bail!("--format pdf needs --out"),

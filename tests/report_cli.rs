@@ -125,6 +125,18 @@ async fn an_incident_is_written_in_every_format_and_listed_with_its_deadlines() 
     let out = varde(&["report", "month", "2026-13"]);
     assert!(!out.status.success());
 
+    // Every CLI export is in the audit log.
+    let exports = varde_store::reports::ReportLog::exports(&store, 100)
+        .await
+        .expect("exports");
+    assert_eq!(exports.len(), 7, "{exports:?}");
+    assert!(exports.iter().all(|x| x.actor.starts_with("cli:")));
+    assert!(
+        exports
+            .iter()
+            .any(|x| x.format == "pdf" && x.incident_id == id)
+    );
+
     let out = varde(&["report", "list"]);
     assert!(out.status.success(), "{out:?}");
     let list = String::from_utf8_lossy(&out.stdout);

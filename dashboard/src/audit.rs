@@ -191,9 +191,13 @@ pub(crate) async fn show<
             at_us: x.at_us,
             actor: x.actor.clone(),
             what: html! {
-                (t("Eksport av hendelse", "Export of incident")) " " a.ds-link href={ "/incidents/" (id) } { code { (id) } }
-                ": " (x.stage) ", " (x.format)
-                @if !x.tenant.is_empty() { " (" (x.tenant) ")" }
+                @if x.incident_id == [0; 16] {
+                    (t("Eksport: ", "Export: ")) (x.stage) ", " (x.format)
+                } @else {
+                    (t("Eksport av hendelse", "Export of incident")) " " a.ds-link href={ "/incidents/" (id) } { code { (id) } }
+                    ": " (x.stage) ", " (x.format)
+                    @if !x.tenant.is_empty() { " (" (x.tenant) ")" }
+                }
             },
             before: String::new(),
             after: x.format.clone(),

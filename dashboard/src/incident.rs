@@ -276,6 +276,19 @@ pub(crate) async fn list<
         &csrf,
         html! {
             h1.ds-heading data-size="lg" { (t("Hendelser", "Incidents")) }
+            @if may_change {
+                form method="get" action="/reports/month" {
+                    label.ds-label for="month-report" { (t("Månedsrapport (ÅÅÅÅ-MM)", "Month report (YYYY-MM)")) }
+                    input.ds-input id="month-report" name="month" required pattern="[0-9]{4}-[0-9]{2}"
+                        value=(chrono::DateTime::from_timestamp_micros(now).map_or_else(String::new, |t| t.format("%Y-%m").to_string()));
+                    label.ds-label for="month-format" { (t("Format", "Format")) }
+                    select.ds-input id="month-format" name="format" {
+                        option value="html" { (t("Utskriftsvennlig (HTML)", "Printable (HTML)")) }
+                        option value="csv" { "CSV" }
+                    }
+                    button.ds-button data-variant="secondary" type="submit" { (t("Last ned", "Download")) }
+                }
+            }
             form method="get" action="/incidents" {
                 label.ds-label for="incident-filter" { (t("Vis", "Show")) }
                 select.ds-input id="incident-filter" name="status" {

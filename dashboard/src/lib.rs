@@ -401,6 +401,7 @@ impl<
             .route("/rules", get(rules::list::<St>))
             .route("/overview", get(overview::show::<St>))
             .route("/incidents/{id}/export", get(reports::export::<St>))
+            .route("/reports/month", get(reports::month::<St>))
             .route("/incidents/{id}/reports", post(reports::record::<St>))
             .route(
                 "/incidents/{id}/reports/{report}",

@@ -204,6 +204,85 @@ pub(crate) fn section(
 }
 
 #[derive(Deserialize)]
+pub(crate) struct MonthQuery {
+    month: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /reports/month?month=YYYY-MM&format=html|csv` (analysts and admins): the month's
+/// report as a download, recorded in the audit log (incident id all zeros, stage
+/// `month YYYY-MM`).
+pub(crate) async fn month<St: EventStore + ReportLog + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    headers: HeaderMap,
+    Query(q): Query<MonthQuery>,
+) -> Response {
+    let Some((account, _)) = d.session(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    if account.role == Role::Municipality {
+        return refusal(
+            StatusCode::FORBIDDEN,
+            t("Ingen tilgang", "No access"),
+            t(
+                "Månedsrapporten gjelder alle kommuner og er for CERT-et.",
+                "The month's report covers every municipality and is for the CERT.",
+            ),
+            "/incidents",
+            t("Til hendelsene", "To the incidents"),
+        );
+    }
+    let format = q.format.as_deref().unwrap_or("html");
+    if !matches!(format, "html" | "csv") {
+        return bad_request(t("Ukjent format.", "Unknown format."));
+    }
+    let month = q.month.unwrap_or_default();
+    let store = &d.inner.store;
+    let report = match varde_report::month::assemble_month(
+        store,
+        &month,
+        now_us(),
+        d.inner.settings.issuer.clone(),
+    )
+    .await
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return bad_request(t(
+                "Oppgi måneden som ÅÅÅÅ-MM.",
+                "Give the month as YYYY-MM.",
+            ));
+        }
+        Err(e) => return unavailable("month report", &e),
+    };
+    if let Err(r) = audit_export(
+        store,
+        &account.name,
+        "",
+        [0; 16],
+        &format!("month {month}"),
+        format,
+    )
+    .await
+    {
+        return r;
+    }
+    if format == "csv" {
+        attachment(
+            Format::Csv.media_type(),
+            &format!("varde-{month}.csv"),
+            report.csv(),
+        )
+    } else {
+        attachment(
+            Format::Html.media_type(),
+            &format!("varde-{month}.html"),
+            report.html(),
+        )
+    }
+}
+
+#[derive(Deserialize)]
 pub(crate) struct ExportQuery {
     stage: Option<String>,
     format: Option<String>,

@@ -2463,11 +2463,30 @@ async fn incident_reports_are_recorded_exported_within_tlp_and_audited() {
     let (status, _) = get(&app, &format!("{amber}/export?format=docx"), Some(&analyst)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // The month's report: for the CERT only, as a download.
+    let month = chrono::DateTime::from_timestamp_micros(now - 4 * 86_400_000_000)
+        .expect("time")
+        .format("%Y-%m")
+        .to_string();
+    let (status, csv) = get(
+        &app,
+        &format!("/reports/month?month={month}&format=csv"),
+        Some(&analyst),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(csv.contains("incidents,total,2"), "{csv}");
+    let (status, _) = get(&app, &format!("/reports/month?month={month}"), Some(&oslo)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = get(&app, "/reports/month?month=2026-13", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     // Every export is in the audit log, with who and whose part.
     let exports = varde_store::reports::ReportLog::exports(&store, 100)
         .await
         .expect("exports");
-    assert_eq!(exports.len(), 4, "{exports:?}");
+    assert_eq!(exports.len(), 5, "{exports:?}");
+    assert!(exports.iter().any(|x| x.stage == format!("month {month}")));
     assert!(
         exports
             .iter()
