@@ -104,40 +104,7 @@ async fn audit(
 
 /// Prints `html` to a PDF at `out` with headless Chromium.
 pub fn pdf(html: &str, out: &Path) -> Result<()> {
-    let dir = tempfile::tempdir().context("a temporary directory")?;
-    let page = dir.path().join("report.html");
-    std::fs::write(&page, html).context("writing the page")?;
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|c| {
-            std::process::Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .context("no Chromium found (Debian: apt-get install chromium) for --format pdf")?;
-    let status = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-pdf-header-footer",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.path().join("profile").display()
-        ))
-        .arg(format!("--print-to-pdf={}", out.display()))
-        .arg(format!("file://{}", page.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .context("running Chromium")?;
-    let ok = std::fs::read(out).is_ok_and(|b| b.starts_with(b"%PDF-"));
-    if !status.success() || !ok {
-        bail!("Chromium did not print {} ({status})", out.display());
-    }
-    Ok(())
+    varde_report::pdf::print(html, out).map_err(anyhow::Error::msg)
 }
 
 pub async fn run(cmd: ReportCommand) -> Result<()> {

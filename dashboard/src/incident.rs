@@ -285,6 +285,7 @@ pub(crate) async fn list<
                     select.ds-input id="month-format" name="format" {
                         option value="html" { (t("Utskriftsvennlig (HTML)", "Printable (HTML)")) }
                         option value="csv" { "CSV" }
+                        option value="pdf" { "PDF" }
                     }
                     button.ds-button data-variant="secondary" type="submit" { (t("Last ned", "Download")) }
                 }

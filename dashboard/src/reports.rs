@@ -89,6 +89,7 @@ fn downloads(id: &str) -> Markup {
                     }
                 }
             }
+            li { a.ds-link href=(format!("/incidents/{id}/export?stage=notification&format=pdf")) download { "PDF" } }
         }
     }
 }
@@ -233,7 +234,7 @@ pub(crate) async fn month<St: EventStore + ReportLog + Send + Sync + 'static>(
         );
     }
     let format = q.format.as_deref().unwrap_or("html");
-    if !matches!(format, "html" | "csv") {
+    if !matches!(format, "html" | "csv" | "pdf") {
         return bad_request(t("Ukjent format.", "Unknown format."));
     }
     let month = q.month.unwrap_or_default();
@@ -267,18 +268,18 @@ pub(crate) async fn month<St: EventStore + ReportLog + Send + Sync + 'static>(
     {
         return r;
     }
-    if format == "csv" {
-        attachment(
+    match format {
+        "csv" => attachment(
             Format::Csv.media_type(),
             &format!("varde-{month}.csv"),
             report.csv(),
-        )
-    } else {
-        attachment(
+        ),
+        "pdf" => pdf_attachment(&format!("varde-{month}.pdf"), report.html()).await,
+        _ => attachment(
             Format::Html.media_type(),
             &format!("varde-{month}.html"),
             report.html(),
-        )
+        ),
     }
 }
 
@@ -342,6 +343,32 @@ async fn audit_export<St: ReportLog>(
         .map_err(|e| unavailable("audit log", &e))
 }
 
+/// The page printed to PDF by headless Chromium on the dashboard's host (off the async
+/// threads); 503 with the reason when it cannot print.
+async fn pdf_attachment(name: &str, html: String) -> Response {
+    match tokio::task::spawn_blocking(move || varde_report::pdf::bytes(&html)).await {
+        Ok(Ok(pdf)) => (
+            [
+                (header::CONTENT_TYPE, "application/pdf".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{name}\""),
+                ),
+            ],
+            pdf,
+        )
+            .into_response(),
+        Ok(Err(why)) => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            t("Ingen PDF", "No PDF"),
+            &why,
+            "/incidents",
+            t("Til hendelsene", "To the incidents"),
+        ),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 fn attachment(media_type: &str, name: &str, body: String) -> Response {
     (
         [
@@ -377,7 +404,13 @@ pub(crate) async fn export<St: EventStore + ReportLog + Send + Sync + 'static>(
     let Some(stage) = Stage::parse(q.stage.as_deref().unwrap_or("notification")) else {
         return bad_request(t("Ukjent rapporttype.", "Unknown report stage."));
     };
-    let Some(format) = Format::parse(q.format.as_deref().unwrap_or("stix")) else {
+    let wanted = q.format.as_deref().unwrap_or("stix");
+    let to_pdf = wanted == "pdf";
+    let Some(format) = (if to_pdf {
+        Some(Format::Html)
+    } else {
+        Format::parse(wanted)
+    }) else {
         return bad_request(t("Ukjent format.", "Unknown format."));
     };
     let Some(incident_id) = parse_hex16(&id) else {
@@ -406,13 +439,20 @@ pub(crate) async fn export<St: EventStore + ReportLog + Send + Sync + 'static>(
         scope.as_ref().map_or("", |k| k.as_str()),
         incident_id,
         stage.as_str(),
-        format.extension(),
+        if to_pdf { "pdf" } else { format.extension() },
     )
     .await
     {
         return r;
     }
     tracing::info!(name = %account.name, incident = %id, stage = stage.as_str(), format = format.extension(), "incident exported");
+    if to_pdf {
+        return pdf_attachment(
+            &format!("{}.{}.pdf", hex(&incident_id), stage.as_str()),
+            format.render(&report),
+        )
+        .await;
+    }
     attachment(
         format.media_type(),
         &format!(

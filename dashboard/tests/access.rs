@@ -2478,6 +2478,18 @@ async fn incident_reports_are_recorded_exported_within_tlp_and_audited() {
     assert!(csv.contains("incidents,total,2"), "{csv}");
     let (status, _) = get(&app, &format!("/reports/month?month={month}"), Some(&oslo)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // PDF, printed by Chromium on the dashboard's host: the same audit.
+    let (status, pdf) = get(&app, &format!("{amber}/export?format=pdf"), Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(pdf.starts_with("%PDF-"));
+    let (status, pdf) = get(
+        &app,
+        &format!("/reports/month?month={month}&format=pdf"),
+        Some(&analyst),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(pdf.starts_with("%PDF-"));
     let (status, _) = get(&app, "/reports/month?month=2026-13", Some(&analyst)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
@@ -2485,7 +2497,8 @@ async fn incident_reports_are_recorded_exported_within_tlp_and_audited() {
     let exports = varde_store::reports::ReportLog::exports(&store, 100)
         .await
         .expect("exports");
-    assert_eq!(exports.len(), 5, "{exports:?}");
+    assert_eq!(exports.len(), 7, "{exports:?}");
+    assert!(exports.iter().any(|x| x.format == "pdf"));
     assert!(exports.iter().any(|x| x.stage == format!("month {month}")));
     assert!(
         exports

@@ -17,6 +17,7 @@ pub mod html;
 pub mod misp;
 pub mod model;
 pub mod month;
+pub mod pdf;
 pub mod stix;
 pub mod table;
 pub mod taxonomy;
