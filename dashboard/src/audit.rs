@@ -57,6 +57,7 @@ fn value(c: &Change) -> String {
         | Change::Comment(s)
         | Change::Category(s)
         | Change::RootCause(s) => s.clone(),
+        Change::UsersAffected(n) => n.map(|n| n.to_string()).unwrap_or_default(),
         Change::Status(s) => status_label(*s).to_owned(),
         Change::Severity(s) => severity_label(*s).to_owned(),
         Change::Tlp(l) => format!("TLP:{}", l.as_str()),
@@ -82,6 +83,7 @@ fn field_label(c: &Change) -> &'static str {
         Change::Comment(_) => t("kommentar", "comment"),
         Change::Category(_) => t("klassifisering (RSIT)", "classification (RSIT)"),
         Change::RootCause(_) => t("grunnårsak", "root cause"),
+        Change::UsersAffected(_) => t("berørte brukere", "users affected"),
     }
 }
 

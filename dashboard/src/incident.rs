@@ -86,6 +86,7 @@ fn describe(c: &Change) -> Markup {
             Change::Comment(_) => { (t("Kommentar", "Comment")) }
             Change::Category(k) => { (t("Klassifisering (RSIT): ", "Classification (RSIT): ")) (varde_report::taxonomy::classify(k).map_or_else(|| k.clone(), |c| format!("{} – {}", c.category_name, c.kind_name))) }
             Change::RootCause(k) => { (t("Grunnårsak: ", "Root cause: ")) (varde_report::taxonomy::root_cause(k).unwrap_or_else(|| k.clone())) }
+            Change::UsersAffected(n) => { (t("Berørte brukere: ", "Users affected: ")) @match n { Some(n) => { (n) } None => { (t("ukjent", "unknown")) } } }
         }
     }
 }
@@ -583,6 +584,7 @@ pub(crate) async fn show<
                 dt { (t("Opprettet (UTC)", "Opened (UTC)")) } dd { (format_time(i.opened_at_us)) @if cert { (t(" av ", " by ")) (i.opened_by) } }
                 dt { (t("Berørte kommuner", "Affected municipalities")) } dd { @if i.municipalities().is_empty() { "–" } @else { (i.municipalities().join(", ")) } }
                 dt { (t("Berørte komponenter", "Affected components")) } dd { @if i.components().is_empty() { "–" } @else { (i.components().join(", ")) } }
+                dt { (t("Berørte brukere", "Users affected")) } dd data-users=(i.users_affected.map(|n| n.to_string()).unwrap_or_default()) { @match i.users_affected { Some(n) => { (n) } None => { (t("ukjent", "unknown")) } } }
             }
             (crate::reports::section(i, &submitted, &csrf, cert, now_us()))
             h2.ds-heading data-size="sm" { (t("Varselgrupper", "Alert groups")) }
@@ -656,6 +658,10 @@ pub(crate) async fn show<
                             option value=(k) selected[*k == i.root_cause] { (name) }
                         }
                     }
+                }))
+                (change_form(&action, &csrf, "users", t("Berørte brukere (tomt: ukjent)", "Users affected (empty: unknown)"), html! {
+                    input.ds-input id="change-users" name="value" type="number" min="0"
+                        value=(i.users_affected.map(|n| n.to_string()).unwrap_or_default());
                 }))
                 (change_form(&action, &csrf, "title", t("Tittel", "Title"), html! {
                     input.ds-input id="change-title" name="value" value=(i.title) required maxlength=(TITLE_MAX);
@@ -785,6 +791,17 @@ pub(crate) async fn change<St: EventStore + Send + Sync + 'static>(
                 return bad_request("Ukjent klassifisering.");
             }
             (value != i.category).then(|| Change::Category(value.to_owned()))
+        }
+        "users" => {
+            let n = if value.is_empty() {
+                None
+            } else {
+                match value.parse::<u64>() {
+                    Ok(n) => Some(n),
+                    Err(_) => return bad_request("Oppgi antallet brukere som et heltall."),
+                }
+            };
+            (n != i.users_affected).then_some(Change::UsersAffected(n))
         }
         "root_cause" => {
             if !value.is_empty() && varde_report::taxonomy::root_cause(value).is_none() {

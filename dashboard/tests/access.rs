@@ -2384,7 +2384,25 @@ async fn incident_reports_are_recorded_exported_within_tlp_and_audited() {
         let (status, location) = post(&app, &format!("{amber}/reports"), &analyst, &form).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
     }
+    // Users affected: a number, or empty for unknown; anything else refused.
+    let (status, _) = post(
+        &app,
+        &amber,
+        &analyst,
+        &format!("csrf={csrf}&op=users&value=1200"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = post(
+        &app,
+        &amber,
+        &analyst,
+        &format!("csrf={csrf}&op=users&value=-3"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let (_, page) = get(&app, &amber, Some(&analyst)).await;
+    assert!(page.contains(r#"data-users="1200""#), "{page}");
     assert!(page.contains(r#"data-submitted="2""#), "{page}");
     assert!(
         !page.contains(r#"data-overdue="early-warning""#),

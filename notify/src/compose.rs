@@ -788,6 +788,7 @@ mod tests {
             comments: vec![],
             category: String::new(),
             root_cause: String::new(),
+            users_affected: None,
         };
         let m = incident(&s, &contact("0301", true), &inc, IncidentNews::Opened);
         assert!(m.subject.starts_with("[TLP:RED] "));

@@ -94,7 +94,8 @@ pub fn page(r: &IncidentReport) -> String {
                     dt { "Shared components" } dd {
                         @if r.components.is_empty() { "none named" } @else { (r.components.join(", ")) }
                     }
-                    dt { "Users or services affected" } dd { "not recorded" }
+                    dt { "Users affected" } dd { @match i.users_affected { Some(n) => { (n) } None => { "not known" } } }
+                    dt { "Services affected" } dd { (r.components.len()) " shared component(s)" }
                 }
                 h2 { "Deadlines (NIS2 Article 23)" }
                 (deadlines(r))

@@ -99,6 +99,18 @@ pub fn event(r: &IncidentReport) -> String {
             "distribution": "5",
         }));
     }
+    if let Some(n) = r.incident.users_affected {
+        attributes.push(json!({
+            "uuid": uuid(&["users-affected", &inc_hex]),
+            "type": "counter",
+            "category": "Other",
+            "value": n.to_string(),
+            "to_ids": false,
+            "comment": "users affected",
+            "timestamp": timestamp,
+            "distribution": "5",
+        }));
+    }
     let threat_level = match r.incident.severity {
         Severity::Critical | Severity::High => "1",
         Severity::Medium => "2",

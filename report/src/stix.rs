@@ -152,6 +152,9 @@ pub fn bundle(r: &IncidentReport) -> String {
     if !r.components.is_empty() {
         description.push_str(&format!(" Shared components: {}.", r.components.join(", ")));
     }
+    if let Some(n) = r.incident.users_affected {
+        description.push_str(&format!(" Users affected: {n}."));
+    }
     let mut labels: Vec<String> = Vec::new();
     if let Some(c) = &r.classification {
         labels.push(c.misp_tag());

@@ -64,6 +64,7 @@ fn report(tlp: Tlp) -> IncidentReport {
         c(6, Change::Municipalities(vec!["4601".into()])),
         c(7, Change::Category("intrusion-attempts/brute-force".into())),
         c(8, Change::RootCause("malicious-actions".into())),
+        c(9, Change::UsersAffected(Some(1200))),
     ];
     let incident = Incident::fold(&changes).remove(0);
     let alerts = vec![
@@ -227,6 +228,7 @@ fn the_misp_event_loads_in_pymisp_with_its_tags_and_attributes() {
     assert!(attributes.contains("ip-src:203.0.113.7"), "{attributes}");
     assert!(attributes.contains("sha256:abab"), "{attributes}");
     assert!(attributes.contains("text:4601 Bergen"), "{attributes}");
+    assert!(attributes.contains("counter:1200"), "{attributes}");
     assert!(!attributes.contains("10.0.0.5"), "{attributes}");
 }
 

@@ -278,6 +278,7 @@ impl IncidentRow {
             | Change::Comment(t)
             | Change::Category(t)
             | Change::RootCause(t) => row.value = t.clone(),
+            Change::UsersAffected(n) => row.value = n.map(|n| n.to_string()).unwrap_or_default(),
             Change::Status(s) => row.value = s.as_str().to_owned(),
             Change::Severity(s) => row.value = s.as_str().to_owned(),
             Change::Tlp(t) => row.value = t.as_str().to_owned(),
@@ -309,6 +310,13 @@ impl IncidentRow {
             "comment" => Change::Comment(self.value),
             "category" => Change::Category(self.value),
             "root_cause" => Change::RootCause(self.value),
+            "users_affected" => Change::UsersAffected(match self.value.as_str() {
+                "" => None,
+                v => Some(
+                    v.parse()
+                        .map_err(|_| bad("users affected is not a number"))?,
+                ),
+            }),
             "status" => Change::Status(
                 IncidentStatus::parse(&self.value).ok_or_else(|| bad("unknown status"))?,
             ),

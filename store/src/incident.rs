@@ -143,6 +143,8 @@ pub enum Change {
     Category(String),
     /// The root cause, one of the NIS Cooperation Group's categories; empty: none.
     RootCause(String),
+    /// How many users are affected, where known (`None`: not known).
+    UsersAffected(Option<u64>),
 }
 
 impl Change {
@@ -161,6 +163,7 @@ impl Change {
             Change::Comment(_) => "comment",
             Change::Category(_) => "category",
             Change::RootCause(_) => "root_cause",
+            Change::UsersAffected(_) => "users_affected",
         }
     }
 }
@@ -226,6 +229,8 @@ pub struct Incident {
     pub category: String,
     /// The root cause (NIS Cooperation Group), empty when none.
     pub root_cause: String,
+    /// Users affected, where known.
+    pub users_affected: Option<u64>,
 }
 
 impl Incident {
@@ -255,6 +260,7 @@ impl Incident {
                         comments: Vec::new(),
                         category: String::new(),
                         root_cause: String::new(),
+                        users_affected: None,
                     });
                 }
                 continue;
@@ -294,6 +300,7 @@ impl Incident {
                 Change::Comment(text) => i.comments.push((c.at_us, c.actor.clone(), text.clone())),
                 Change::Category(k) => i.category = k.clone(),
                 Change::RootCause(k) => i.root_cause = k.clone(),
+                Change::UsersAffected(n) => i.users_affected = *n,
             }
         }
         out.sort_by(|a, b| {
@@ -326,7 +333,7 @@ impl Incident {
 
 /// The kinds of change a municipality sees of an incident that concerns it (besides the links
 /// of its own groups).
-pub const SHARED_FIELDS: [&str; 8] = [
+pub const SHARED_FIELDS: [&str; 9] = [
     "opened",
     "title",
     "status",
@@ -335,6 +342,7 @@ pub const SHARED_FIELDS: [&str; 8] = [
     "aware_at",
     "category",
     "root_cause",
+    "users_affected",
 ];
 
 #[cfg(test)]

@@ -346,6 +346,7 @@ async fn incidents_contract<S: EventStore>(store: &S) {
             Change::Category("intrusion-attempts/brute-force".into()),
         ),
         c(1, 17, Change::RootCause("malicious-actions".into())),
+        c(1, 18, Change::UsersAffected(Some(1200))),
     ];
     store
         .write_incident_changes(&classified)
@@ -362,6 +363,7 @@ async fn incidents_contract<S: EventStore>(store: &S) {
             "{tenant:?}"
         );
         assert_eq!(folded[0].root_cause, "malicious-actions", "{tenant:?}");
+        assert_eq!(folded[0].users_affected, Some(1200), "{tenant:?}");
     }
 }
 
