@@ -156,6 +156,20 @@ async fn planted(store: &EmbeddedStore, now: i64) {
         .expect("alerts");
 }
 
+/// A fresh store with the planted alerts, a notifier over it for `contacts`, and the
+/// notifications of `now` queued.
+async fn queued(
+    settings: Settings,
+    contacts: Vec<Contact>,
+    now: i64,
+) -> (EmbeddedStore, Notifier<EmbeddedStore>) {
+    let store = EmbeddedStore::new();
+    planted(&store, now).await;
+    let notifier = Notifier::new(store.clone(), settings, contacts).expect("notifier");
+    notifier.produce(now).await.expect("produce");
+    (store, notifier)
+}
+
 fn received(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("dir")
@@ -330,16 +344,13 @@ async fn implicit_tls_works_a_deferring_server_is_retried_and_a_rejecting_one_fa
 
     // Deferred twice (451), then accepted: three tries, one message.
     let (_guard, mail, port) = sink(&["--defer", "2"]);
-    let store = EmbeddedStore::new();
     let now = varde_notify::run::now_us();
-    planted(&store, now).await;
-    let notifier = Notifier::new(
-        store.clone(),
+    let (store, notifier) = queued(
         settings(Some(smtp(port))),
         vec![email_contact("Oslo", "0301", "it@oslo.example", true)],
+        now,
     )
-    .expect("notifier");
-    notifier.produce(now).await.expect("produce");
+    .await;
     let r1 = notifier.send_due(now).await.expect("try 1");
     assert_eq!((r1.sent, r1.retried), (0, 1));
     // Not due again before its wait.
@@ -362,15 +373,12 @@ async fn implicit_tls_works_a_deferring_server_is_retried_and_a_rejecting_one_fa
 
     // Rejected (550): failed at the first try, with the server's words.
     let (_guard, mail, port) = sink(&["--reject"]);
-    let store = EmbeddedStore::new();
-    planted(&store, now).await;
-    let notifier = Notifier::new(
-        store.clone(),
+    let (store, notifier) = queued(
         settings(Some(smtp(port))),
         vec![email_contact("Oslo", "0301", "nobody@oslo.example", true)],
+        now,
     )
-    .expect("notifier");
-    notifier.produce(now).await.expect("produce");
+    .await;
     assert_eq!(notifier.send_due(now).await.expect("try").failed, 1);
     let entry = &outbox(&store).await[0];
     assert!(matches!(entry.state(), State::Failed { .. }));
@@ -379,15 +387,12 @@ async fn implicit_tls_works_a_deferring_server_is_retried_and_a_rejecting_one_fa
 
     // Nobody listening (the connection is refused): tried again later.
     let closed = free_port();
-    let store = EmbeddedStore::new();
-    planted(&store, now).await;
-    let notifier = Notifier::new(
-        store.clone(),
+    let (store, notifier) = queued(
         settings(Some(smtp(closed))),
         vec![email_contact("Oslo", "0301", "it@oslo.example", true)],
+        now,
     )
-    .expect("notifier");
-    notifier.produce(now).await.expect("produce");
+    .await;
     assert_eq!(notifier.send_due(now).await.expect("try").retried, 1);
     let entry = &outbox(&store).await[0];
     assert!(
@@ -525,14 +530,10 @@ async fn webhooks_are_signed_verified_by_the_receiver_and_retried_through_500_an
 
     // Chat tools: Mattermost/Slack and Teams shapes.
     let (_guard, got, port) = receiver(&[]);
-    let store = EmbeddedStore::new();
-    planted(&store, now).await;
     let mut slack = webhook_contact("Oslo Mattermost", port, WebhookFormat::Slack, secret);
     slack.language = Language::En;
     let teams = webhook_contact("Oslo Teams", port, WebhookFormat::Teams, secret);
-    let notifier =
-        Notifier::new(store.clone(), settings(None), vec![slack, teams]).expect("notifier");
-    notifier.produce(now).await.expect("produce");
+    let (_store, notifier) = queued(settings(None), vec![slack, teams], now).await;
     assert_eq!(notifier.send_due(now).await.expect("send").sent, 2);
     let bodies: Vec<serde_json::Value> = received(got.path(), "json")
         .iter()
