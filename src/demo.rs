@@ -99,6 +99,45 @@ fn root_login(tenant: &str, ip: &str, t_us: i64) -> String {
     )
 }
 
+/// Enrols a demo collector named `name` of `tenant` the way a municipality's is, in-process: the
+/// CERT issues a token (`varde admin collector add`), the collector makes its key and request
+/// from it (`varde-collector enrol`), the CERT redeems it (`POST /api/enrol`); only the HTTPS hop
+/// between them is left out. Returns the id the CERT gave and the collector's key.
+async fn enrol(
+    store: &EmbeddedStore,
+    tenant: Kommunenummer,
+    name: &str,
+) -> Result<(CollectorId, Arc<varde_core::CollectorKey>)> {
+    let now = varde_collector::sources::now_us();
+    let enrolment = varde_dashboard::enrol::Enrolment {
+        config: varde_dashboard::enrol::EnrolmentConfig {
+            url: "https://127.0.0.1".into(),
+            cert_file: None,
+            brokers: "in-process".into(),
+            topic_prefix: PREFIX.into(),
+            kafka_properties: Default::default(),
+            token_hours: 1,
+            rotation_overlap_hours: 24,
+        },
+        // No HTTPS hop in the demo: nothing presents a certificate to pin.
+        pin: varde_core::enrolment::fingerprint(b"varde demo"),
+    };
+    let (_, token) = varde_dashboard::enrol::issue_token(
+        store,
+        &enrolment,
+        tenant,
+        name,
+        3_600_000_000,
+        "admin:demo",
+        now,
+    )
+    .await?;
+    let prepared = varde_collector::enrol::prepare(&token, "demo", now)?;
+    let answer = varde_dashboard::enrol::redeem(store, &enrolment, &prepared.request, now).await?;
+    anyhow::ensure!(answer.tenant == tenant, "enrolled for {}", answer.tenant);
+    Ok((answer.collector_id, Arc::new(prepared.key)))
+}
+
 /// Runs the demo, prints what happened, then serves the dashboard over the demo's store on
 /// `127.0.0.1:port` until interrupted, with the path still running and a root login planted
 /// every `live_every_s` seconds (0: none).
@@ -119,7 +158,7 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
     let mut total_lines = 0usize;
     for (number, n) in SAMPLE {
         let tenant = Kommunenummer::parse(number).context("sample municipality")?;
-        let collector = CollectorId::new(format!("k{number}-demo-01"))?;
+        let (collector, key) = enrol(&store, tenant, "demo 01").await?;
         let stats = Arc::new(CollectorStats::default());
         let mut shipper = Shipper::new(
             bus.clone(),
@@ -129,6 +168,7 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
                 topic_prefix: PREFIX.into(),
                 max_rows: 256,
                 max_delay: Duration::from_secs(1),
+                key,
             },
             SequenceSource::in_memory(),
             stats.clone(),
@@ -474,6 +514,7 @@ fn live(store: &EmbeddedStore, mut detector: Detector, every_s: u64) {
         )
         .await;
     });
+    let shipper_store = store.clone();
     tokio::spawn(async move {
         let edge = EdgeSource::new(Privacy::new(
             &PrivacyKey::from_bytes(DEMO_PRIVACY_KEY),
@@ -481,10 +522,10 @@ fn live(store: &EmbeddedStore, mut detector: Detector, every_s: u64) {
         ));
         let mut shippers = Vec::new();
         for (number, _) in SAMPLE {
-            let (Ok(tenant), Ok(collector)) = (
-                Kommunenummer::parse(number),
-                CollectorId::new(format!("k{number}-demo-live")),
-            ) else {
+            let Ok(tenant) = Kommunenummer::parse(number) else {
+                continue;
+            };
+            let Ok((collector, key)) = enrol(&shipper_store, tenant, "demo live").await else {
                 continue;
             };
             let shipper = Shipper::new(
@@ -495,6 +536,7 @@ fn live(store: &EmbeddedStore, mut detector: Detector, every_s: u64) {
                     topic_prefix: PREFIX.into(),
                     max_rows: 256,
                     max_delay: Duration::from_secs(1),
+                    key,
                 },
                 SequenceSource::in_memory(),
                 Arc::new(CollectorStats::default()),

@@ -7,6 +7,7 @@
 //! varde rules check|match|bench    the Sigma engine on files
 //! ```
 
+mod collector_cmd;
 mod demo;
 mod demo_notify;
 mod events;
@@ -122,6 +123,9 @@ enum AdminCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Enrolled collectors: enrolment tokens, the list, revocation (docs/collector.md).
+    #[command(subcommand)]
+    Collector(collector_cmd::CollectorCommand),
 }
 
 fn main() -> Result<()> {
@@ -186,6 +190,7 @@ fn main() -> Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Demo { port, live_every } => runtime.block_on(demo::run(port, live_every)),
+        Command::Admin(AdminCommand::Collector(cmd)) => runtime.block_on(collector_cmd::run(cmd)),
         Command::Rules(_) | Command::Admin(_) => Ok(()),
         Command::Dashboard { config } => runtime.block_on(dashboard(&config)),
         Command::Report(cmd) => runtime.block_on(report_cmd::run(cmd)),
@@ -268,18 +273,41 @@ async fn dashboard(path: &std::path::Path) -> Result<()> {
                 name: config.issuer.clone().unwrap_or_else(|| "CERT".into()),
                 contact: config.issuer_contact.clone().unwrap_or_default(),
             },
+            enrolment: config
+                .enrolment()
+                .map_err(|e| anyhow::anyhow!("{}: [enrolment]: {e}", path.display()))?,
             ..varde_dashboard::Settings::default()
         },
     )
     .router();
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    info!(listen = %config.listen, "dashboard serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(varde_transport::shutdown_signal())
-        .await
-        .context("serving the dashboard")
+    let Some(tls) = &config.tls else {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        info!(listen = %config.listen, "dashboard serving (HTTP)");
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(varde_transport::shutdown_signal())
+            .await
+            .context("serving the dashboard");
+    };
+    let server_config =
+        varde_collector::sources::tls_server_config(&tls.cert_file, &tls.key_file, None)
+            .map_err(|e| anyhow::anyhow!("{}: [tls]: {e}", path.display()))?;
+    let handle = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        varde_transport::shutdown_signal().await;
+        stopping.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    info!(listen = %config.listen, "dashboard serving (HTTPS)");
+    axum_server::bind_rustls(
+        config.listen,
+        axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(server_config)),
+    )
+    .handle(handle)
+    .serve(app.into_make_service())
+    .await
+    .context("serving the dashboard")
 }
 
 async fn notify(path: &std::path::Path, check: bool, test: Option<&str>) -> Result<()> {
@@ -451,7 +479,10 @@ async fn pipeline(config: PipelineConfig) -> Result<()> {
         &store,
         &mut detector,
         json_lines.as_mut(),
-        config.loop_settings,
+        varde_pipeline::LoopSettings {
+            identity: config.identity,
+            ..config.loop_settings
+        },
         &stats,
         shutdown,
     )

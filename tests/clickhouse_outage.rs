@@ -27,11 +27,17 @@ const ROOT_EVERY: usize = 40;
 /// How long ClickHouse stays down.
 const OUTAGE: Duration = Duration::from_secs(60);
 
-fn send(dir: &Path, kafka: &KafkaSettings, collector: &str) {
-    let log = dir.join(format!("{collector}.log"));
+/// Sends `LINES` lines through the collector configured by `config`.
+fn send(dir: &Path, config: &Path) {
+    let log = dir.join(format!(
+        "{}.log",
+        config
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("lines")
+    ));
     write_syslog_lines(&log, LINES, ROOT_EVERY);
-    let config = collector_config(dir, collector, "4601", kafka, 250);
-    collector_send(&config, &log);
+    collector_send(config, &log);
 }
 
 /// The sum of `varde_pipeline_consumer_lag_messages` over the partitions, once every
@@ -95,7 +101,10 @@ async fn clickhouse_down_for_a_minute_mid_stream_loses_and_duplicates_nothing() 
         Some(&dir.path().join("pipeline.log")),
     );
 
-    send(dir.path(), &kafka, "k4601-before");
+    // Both collectors are enrolled while the store is up; the second sends during the outage.
+    let before = collector_config(dir.path(), "k4601-before", "4601", &kafka, &clickhouse, 250);
+    let during = collector_config(dir.path(), "k4601-during", "4601", &kafka, &clickhouse, 250);
+    send(dir.path(), &before);
     eventually(
         "the first collector's events stored",
         Duration::from_secs(120),
@@ -108,7 +117,7 @@ async fn clickhouse_down_for_a_minute_mid_stream_loses_and_duplicates_nothing() 
     ch.stop();
     let down = Instant::now();
     let committed_at_stop = committed_sum(&kafka, &group, &topic).await;
-    send(dir.path(), &kafka, "k4601-during");
+    send(dir.path(), &during);
     let health = eventually(
         "/health to say store_failing",
         Duration::from_secs(30),

@@ -82,7 +82,14 @@ async fn the_hunt_over_clickhouse_raises_the_streams_correlation_alerts() {
             .expect("create topic");
         let file = dir.path().join(format!("{tenant}.log"));
         std::fs::write(&file, text).expect("write lines");
-        let config = collector_config(dir.path(), &format!("k{tenant}-hunt"), tenant, &kafka, 100);
+        let config = collector_config(
+            dir.path(),
+            &format!("k{tenant}-hunt"),
+            tenant,
+            &kafka,
+            &clickhouse,
+            100,
+        );
         collector_send(&config, &file);
         lines += text.lines().count() as u64;
     }

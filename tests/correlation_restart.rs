@@ -50,7 +50,7 @@ async fn a_window_open_at_kill_9_fires_once_after_the_restart() {
         .await
         .expect("create topic");
     let dir = tempfile::tempdir().expect("tempdir");
-    let collector = collector_config(dir.path(), "k0301-burst", "0301", &kafka, 100);
+    let collector = collector_config(dir.path(), "k0301-burst", "0301", &kafka, &clickhouse, 100);
     let group = format!("{}pipeline", kafka.topic_prefix);
 
     // Static assignment: the restarted instance resumes from the killed one's commits at once.

@@ -40,11 +40,22 @@ fn varde() -> &'static Path {
 
 /// Publishes `LINES` lines from each of `COLLECTORS` collectors of Bergen to Kafka and returns
 /// the number of events sent.
-fn send_all(dir: &Path, kafka: &varde_transport::kafka::KafkaSettings) -> usize {
+fn send_all(
+    dir: &Path,
+    kafka: &varde_transport::kafka::KafkaSettings,
+    clickhouse: &varde_store::clickhouse::ClickHouseSettings,
+) -> usize {
     let log = dir.join("syslog.log");
     write_syslog_lines(&log, LINES, ROOT_EVERY);
     for c in 0..COLLECTORS {
-        let config = collector_config(dir, &format!("k4601-fault{c}"), "4601", kafka, 250);
+        let config = collector_config(
+            dir,
+            &format!("k4601-fault{c}"),
+            "4601",
+            kafka,
+            clickhouse,
+            250,
+        );
         collector_send(&config, &log);
     }
     LINES * COLLECTORS
@@ -119,7 +130,7 @@ async fn kill_9_mid_stream_then_restart(name: &str, same_group: bool) {
         .await
         .expect("create topic");
     let dir = tempfile::tempdir().expect("tempdir");
-    let events = send_all(dir.path(), &kafka);
+    let events = send_all(dir.path(), &kafka, &clickhouse);
 
     // Small polls (4 envelopes of 250 rows) so that the stream takes a while.
     let config = pipeline_config(dir.path(), &kafka, &clickhouse, 4);
@@ -180,7 +191,7 @@ async fn kill_9_then_restart_in_the_same_group_resumes_from_the_committed_offset
         .await
         .expect("create topic");
     let dir = tempfile::tempdir().expect("tempdir");
-    let events = send_all(dir.path(), &kafka);
+    let events = send_all(dir.path(), &kafka, &clickhouse);
     let group = format!("{}pipeline", kafka.topic_prefix);
 
     let config = pipeline_config(dir.path(), &kafka, &clickhouse, 4);
@@ -284,7 +295,7 @@ async fn two_instances_share_the_group_and_one_takes_over_from_the_other() {
     let _b: Guard = start_pipeline(varde(), &config, Some(&b_log));
     // Both join before the data arrives.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let events = send_all(dir.path(), &kafka);
+    let events = send_all(dir.path(), &kafka, &clickhouse);
     let at_kill = eventually("some rows stored", Duration::from_secs(120), || async {
         let n = visible_events(&store).await;
         (n > 0).then_some(n)

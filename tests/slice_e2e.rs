@@ -37,7 +37,8 @@ async fn syslog_file_to_clickhouse_through_kafka() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("syslog.log");
     write_syslog_lines(&log, N, ROOT_EVERY);
-    let collector_toml = collector_config(dir.path(), "k4601-e2e", "4601", &kafka, 700);
+    let collector_toml =
+        collector_config(dir.path(), "k4601-e2e", "4601", &kafka, &clickhouse, 700);
     let pipeline_toml = pipeline_config(dir.path(), &kafka, &clickhouse, 200);
 
     // The pipeline first, subscribed by pattern to every tenant topic of this test's prefix.

@@ -92,6 +92,10 @@ pub struct Options {
     /// Keep each run's ClickHouse database (default: dropped at the end of its run).
     #[arg(long)]
     pub keep: bool,
+    /// Send unsigned envelopes to a pipeline told to accept them (`[identity]
+    /// accept_unsigned`): the figures without signature verification, for comparison.
+    #[arg(long)]
+    pub unsigned: bool,
 }
 
 /// One mixed event of the pool, with its kind.
@@ -148,6 +152,8 @@ fn pool(o: &Options, size: usize) -> Result<Vec<Pooled>> {
 struct Sender {
     tenant: Kommunenummer,
     collector: CollectorId,
+    /// Signs every envelope, as the collector does; `None` with `--unsigned`.
+    key: Option<Arc<varde_core::CollectorKey>>,
     topic: String,
     seq: u64,
     cursor: usize,
@@ -221,7 +227,10 @@ async fn generate(
                 )?;
                 s.seq += 1;
                 sent.events += u64::from(envelope.header.row_count);
-                let bytes = envelope.encode()?;
+                let bytes = match &s.key {
+                    Some(key) => envelope.encode_signed(key)?,
+                    None => envelope.encode()?,
+                };
                 sent.bytes += bytes.len() as u64;
                 sent.envelopes += 1;
                 wire.push((
@@ -446,11 +455,13 @@ fn pipeline_config(
          [loop]\nmax_messages = {}\npoll_wait_ms = 100\n\n[retention]\ncheck_interval_s = 0\n\n\
          [detection]\nbuiltin_pack = true\nrules = [{}]\nreload_interval_s = 0\n\n\
          [detection.placeholders]\nhigh_assurance_services = [\"byggesak\", \"barnevern\"]\n\
-         municipal_oidc_clients = [\"k0301-portal\", \"k0301-innbyggerportal\"]\n",
+         municipal_oidc_clients = [\"k0301-portal\", \"k0301-innbyggerportal\"]\n\n\
+         [identity]\naccept_unsigned = {}\n",
         o.brokers,
         o.clickhouse,
         o.max_messages,
-        rules.join(", ")
+        rules.join(", "),
+        o.unsigned
     );
     let path = dir.join(format!("{prefix}toml"));
     std::fs::write(&path, text)?;
@@ -564,14 +575,38 @@ async fn measure(
     let publisher = KafkaPublisher::new(kafka, "varde-bench", Duration::from_secs(30))?;
     let flush = Duration::from_millis(o.flush_ms.max(10));
     let t0 = Instant::now();
+    // Each municipality's collector is enrolled as a real one is: its key made here, the
+    // public half in the registry the pipeline verifies against.
+    let mut keys = Vec::with_capacity(tenants.len());
+    for t in tenants {
+        let collector = CollectorId::new(format!("k{}-bench", t.as_str()))?;
+        let (key, _) = varde_core::CollectorKey::generate()?;
+        if !o.unsigned {
+            use varde_store::collectors::{Collectors, IdentityRecord};
+            store
+                .write_identity(&[IdentityRecord::key_added(
+                    now_us(),
+                    &collector,
+                    *t,
+                    "bench",
+                    &key.public_key(),
+                    "admin:bench",
+                    "enrolment",
+                )])
+                .await?;
+        }
+        keys.push((collector, (!o.unsigned).then(|| Arc::new(key))));
+    }
     let mut senders: Vec<Sender> = tenants
         .iter()
+        .zip(keys)
         .enumerate()
-        .map(|(i, t)| -> Result<Sender> {
+        .map(|(i, (t, (collector, key)))| -> Result<Sender> {
             let phase = flush.mul_f64(i as f64 / tenants.len() as f64);
             Ok(Sender {
                 tenant: *t,
-                collector: CollectorId::new(format!("k{}-bench", t.as_str()))?,
+                collector,
+                key,
                 topic: varde_transport::events_topic(&kafka.topic_prefix, *t),
                 seq: 0,
                 cursor: (i * 7919) % pool.len().max(1),

@@ -126,6 +126,27 @@ pub struct CollectorConfig {
     /// Network flows: how they end, and the components they are attributed to.
     #[serde(default)]
     pub flows: FlowsConfig,
+    /// The collector's signing key.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+}
+
+/// The `[identity]` section: where the collector's Ed25519 key is (see [`crate::identity`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The key file (PEM, PKCS#8, mode 0600); default `<state_dir>/collector.key`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+impl IdentityConfig {
+    /// The key file's path.
+    pub fn key_path(&self, state_dir: &Path) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("collector.key"))
+    }
 }
 
 /// The `[flows]` section (see [`crate::flow`]; defaults in `docs/flows.md`).

@@ -6,6 +6,8 @@
 //! producer.
 //!
 //! - [`config`]: the strict TOML configuration.
+//! - [`identity`]: the collector's Ed25519 key file (every envelope is signed with it).
+//! - [`enrol`]: enrolment with the CERT (`varde-collector enrol <token>`) and key rotation.
 //! - [`syslog`]: RFC 5424 / RFC 3164 lines into events; non-syslog lines kept raw.
 //! - [`privacy`]: keyed pseudonyms for national identity numbers (and, by policy, IP addresses)
 //!   in every text field, before anything leaves the municipality.
@@ -35,7 +37,9 @@
 
 pub mod config;
 pub mod edge;
+pub mod enrol;
 pub mod flow;
+pub mod identity;
 pub mod import;
 pub mod journal;
 pub mod metrics;

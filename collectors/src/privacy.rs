@@ -74,7 +74,6 @@
 pub mod nin;
 
 use std::borrow::Cow;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -85,6 +84,7 @@ use sha2::Sha256;
 use varde_core::{Event, Value};
 
 use crate::config::{IpAddressPolicy, PrivacyConfig};
+use crate::identity::{PrivateFileError, create_private, read_private};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -124,6 +124,21 @@ pub enum PrivacyError {
     /// The operating system gave no random bytes.
     #[error("no random bytes for a new privacy key: {0}")]
     Random(String),
+}
+
+const KEY_WHAT: &str = "privacy key";
+
+impl PrivacyError {
+    fn from_file(e: PrivateFileError) -> PrivacyError {
+        match e {
+            PrivateFileError::Permissions { path, mode, .. } => {
+                PrivacyError::Permissions { path, mode }
+            }
+            PrivateFileError::Create { path, source, .. } => PrivacyError::Create { path, source },
+            PrivateFileError::Read { path, source, .. } => PrivacyError::Read { path, source },
+            PrivateFileError::Key { path, .. } => PrivacyError::Format { path },
+        }
+    }
 }
 
 /// A municipality's pseudonymisation key: 32 random bytes. Its `Debug` form hides the bytes.
@@ -166,71 +181,31 @@ impl PrivacyKey {
     /// when the file does not exist. Creation never overwrites a key another process wrote
     /// meanwhile. On Unix a key file that group or others may access is refused.
     pub fn load_or_create(path: &Path) -> Result<Self, PrivacyError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => return Self::parse_file(path, &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(PrivacyError::Read {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
+        if let Some(text) = read_private(KEY_WHAT, path).map_err(PrivacyError::from_file)? {
+            return Self::parse_file(path, &text);
         }
         let key = Self::generate()?;
-        let create = |source| PrivacyError::Create {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(create)?;
-        }
-        // Write a private temporary file, then link it into place: the link fails if a key
-        // appeared meanwhile, so a key is never replaced (that would change every pseudonym).
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".tmp.{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let _ = std::fs::remove_file(&tmp);
-        let written = (|| {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp)?;
-            file.write_all(key.to_hex().as_bytes())?;
-            file.write_all(b"\n")?;
-            file.sync_all()
-        })();
-        let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
+        // A key is never replaced (that would change every pseudonym): if one appeared
+        // meanwhile, that one is used.
+        match create_private(path, format!("{}\n", key.to_hex()).as_bytes()) {
             Ok(()) => Ok(key),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let text = std::fs::read_to_string(path).map_err(|source| PrivacyError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
+                let text = read_private(KEY_WHAT, path)
+                    .map_err(PrivacyError::from_file)?
+                    .ok_or_else(|| PrivacyError::Read {
+                        path: path.to_owned(),
+                        source: std::io::ErrorKind::NotFound.into(),
+                    })?;
                 Self::parse_file(path, &text)
             }
-            Err(e) => Err(create(e)),
+            Err(source) => Err(PrivacyError::Create {
+                path: path.to_owned(),
+                source,
+            }),
         }
     }
 
     fn parse_file(path: &Path, text: &str) -> Result<Self, PrivacyError> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(path).map_err(|source| PrivacyError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(PrivacyError::Permissions {
-                    path: path.to_owned(),
-                    mode,
-                });
-            }
-        }
         let format = || PrivacyError::Format {
             path: path.to_owned(),
         };

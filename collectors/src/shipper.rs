@@ -128,6 +128,8 @@ pub struct ShipperSettings {
     pub max_rows: usize,
     /// Longest time a row waits in an open batch.
     pub max_delay: Duration,
+    /// The collector's key: every envelope is signed with it.
+    pub key: std::sync::Arc<varde_core::CollectorKey>,
 }
 
 /// A message from sources to the shipper.
@@ -510,7 +512,7 @@ impl<S: Sink> Shipper<S> {
         };
         let s = &self.settings;
         let bytes = match Envelope::new(kind, s.tenant, s.collector_id.clone(), seq, batch)
-            .and_then(|e| e.encode())
+            .and_then(|e| e.encode_signed(&s.key))
         {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -671,6 +673,10 @@ mod tests {
         }
     }
 
+    fn test_key() -> Arc<varde_core::CollectorKey> {
+        Arc::new(varde_core::CollectorKey::generate().expect("key").0)
+    }
+
     #[tokio::test]
     async fn a_checkpoint_waits_for_earlier_lines_in_another_kinds_open_batch() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -684,6 +690,7 @@ mod tests {
                 topic_prefix: "varde.".into(),
                 max_rows: 2,
                 max_delay: Duration::from_secs(60),
+                key: test_key(),
             },
             SequenceSource::open(dir.path()).expect("sequence"),
             Arc::new(Stats::default()),
@@ -750,6 +757,7 @@ mod tests {
             topic_prefix: "varde.".into(),
             max_rows: 3,
             max_delay: Duration::from_secs(3600),
+            key: test_key(),
         };
         let stats = Arc::new(Stats::default());
         let mut shipper = Shipper::new(

@@ -673,6 +673,19 @@ pub fn tls_acceptor(
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<tokio_rustls::TlsAcceptor, String> {
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(
+        tls_server_config(cert, key, client_ca)?,
+    )))
+}
+
+/// A TLS server configuration (ring, TLS 1.2 and 1.3) from PEM files: the certificate chain, its
+/// key, and optionally the CAs client certificates must chain to. Shared by the syslog TLS
+/// listener and the dashboard's HTTPS.
+pub fn tls_server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -709,7 +722,7 @@ pub fn tls_acceptor(
     let config = builder
         .with_single_cert(certs, key_der)
         .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    Ok(config)
 }
 
 /// Binds a UDP socket for syslog, asks the kernel to report receive-buffer overflows

@@ -15,8 +15,19 @@
 //! | 24       | 4    | tenant: kommunenummer, 4 ASCII digits                      |
 //! | 28       | 1    | collector id length *n* (1–64)                             |
 //! | 29       | *n*  | collector id (ASCII)                                       |
-//! | 29 + *n* | …    | one zstd frame of an Arrow IPC stream: schema, exactly one |
+//! | 29 + *n* | 8    | version 2 only: the signing key's id ([`KeyId`])             |
+//! | 37 + *n* | 64   | version 2 only: Ed25519 signature (see below)              |
+//! | *h*      | …    | one zstd frame of an Arrow IPC stream: schema, exactly one |
 //! |          |      | record batch, end-of-stream marker                         |
+//!
+//! ## Signatures (version 2)
+//! A collector signs every envelope with its Ed25519 key ([`crate::identity`]). The signature
+//! covers [`SIGNING_CONTEXT`], every header byte before the signature (magic, versions, kind,
+//! sequence, row count, payload length, tenant, collector id, key id), and the SHA-256 of the
+//! compressed payload, so the pipeline checks who sent a batch, for which tenant, before it
+//! decompresses a byte of it ([`EnvelopeHeader::verify`]). Version 1 is the same layout without
+//! the key id and signature: readable, but the pipeline refuses it unless told to accept
+//! unsigned batches.
 //!
 //! The whole IPC stream is one zstd frame, so the Kafka producer need not compress again. The
 //! fixed header lets a consumer route, count and reject a message (unknown kind, unsupported
@@ -40,14 +51,23 @@ use arrow_array::RecordBatch;
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 
+use sha2::{Digest, Sha256};
+
 use crate::event::BatchReader;
+use crate::identity::{CollectorKey, KEY_ID_LEN, KeyId, PublicKey, SIGNATURE_LEN};
 use crate::schema::SCHEMA_VERSION;
 use crate::{CollectorId, Kommunenummer, SourceKind};
 
 /// The four bytes every envelope starts with.
 pub const MAGIC: [u8; 4] = *b"VRDE";
-/// The envelope format version written by this code.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// The envelope format version of signed envelopes, which collectors write.
+pub const ENVELOPE_VERSION: u8 = 2;
+/// The format version of unsigned envelopes ([`Envelope::encode`]): still read, refused by the
+/// pipeline unless it is told to accept unsigned batches.
+pub const ENVELOPE_VERSION_UNSIGNED: u8 = 1;
+/// What a signature's message starts with, so a Varde envelope signature can never be taken for
+/// a signature over anything else the same key might sign.
+pub const SIGNING_CONTEXT: &[u8] = b"varde.envelope.v2\0";
 /// Size of the fixed part of the header, before the collector id.
 pub const FIXED_HEADER_LEN: usize = 29;
 /// The largest uncompressed payload [`Envelope::decode`] accepts: 64 MiB.
@@ -70,7 +90,9 @@ pub enum EnvelopeError {
     #[error("not a Varde envelope (magic {0:02x?})")]
     BadMagic([u8; 4]),
     /// Unsupported envelope format version.
-    #[error("envelope format version {0} is not supported (this build reads {ENVELOPE_VERSION})")]
+    #[error(
+        "envelope format version {0} is not supported (this build reads {ENVELOPE_VERSION_UNSIGNED} and {ENVELOPE_VERSION})"
+    )]
     UnsupportedEnvelopeVersion(u8),
     /// Unknown source kind code.
     #[error("unknown source kind code {0}")]
@@ -116,6 +138,24 @@ pub enum EnvelopeError {
     /// the header.
     #[error("batch does not match the header: {0}")]
     Mismatch(String),
+    /// A signed envelope's signature does not verify under the key it names.
+    #[error("signature of key {key_id} does not verify over this envelope")]
+    BadSignature {
+        /// The key the envelope names.
+        key_id: KeyId,
+    },
+    /// [`EnvelopeHeader::verify`] on an unsigned (version 1) envelope.
+    #[error("the envelope is not signed")]
+    Unsigned,
+}
+
+/// A signed envelope's key id and signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signature {
+    /// The signing key's id.
+    pub key_id: KeyId,
+    /// The Ed25519 signature.
+    pub bytes: [u8; SIGNATURE_LEN],
 }
 
 /// zstd level for payloads: level 3 is zstd's default, a good speed/ratio point for a collector
@@ -140,6 +180,9 @@ pub struct EnvelopeHeader {
     pub tenant: Kommunenummer,
     /// Collector that produced the batch.
     pub collector_id: CollectorId,
+    /// Key id and signature of a signed (version 2) envelope; `None` for version 1. Ignored by
+    /// [`Envelope::encode`] and [`Envelope::encode_signed`], which write their own.
+    pub signature: Option<Signature>,
 }
 
 impl EnvelopeHeader {
@@ -158,8 +201,9 @@ impl EnvelopeHeader {
                 need: FIXED_HEADER_LEN,
             });
         }
-        if bytes[4] != ENVELOPE_VERSION {
-            return Err(EnvelopeError::UnsupportedEnvelopeVersion(bytes[4]));
+        let version = bytes[4];
+        if version != ENVELOPE_VERSION && version != ENVELOPE_VERSION_UNSIGNED {
+            return Err(EnvelopeError::UnsupportedEnvelopeVersion(version));
         }
         let kind = SourceKind::from_code(bytes[5]).ok_or(EnvelopeError::UnknownKind(bytes[5]))?;
         let schema_version = u16::from_le_bytes([bytes[6], bytes[7]]);
@@ -184,6 +228,26 @@ impl EnvelopeHeader {
         let id_text = String::from_utf8_lossy(&bytes[FIXED_HEADER_LEN..end]).into_owned();
         let collector_id = CollectorId::new(id_text.clone())
             .map_err(|_| EnvelopeError::BadCollectorId(id_text))?;
+        let (signature, end) = if version == ENVELOPE_VERSION {
+            let sig_end = end + KEY_ID_LEN + SIGNATURE_LEN;
+            let block = bytes.get(end..sig_end).ok_or(EnvelopeError::Truncated {
+                len: bytes.len(),
+                need: sig_end,
+            })?;
+            let mut key_id = [0u8; KEY_ID_LEN];
+            key_id.copy_from_slice(&block[..KEY_ID_LEN]);
+            let mut sig = [0u8; SIGNATURE_LEN];
+            sig.copy_from_slice(&block[KEY_ID_LEN..]);
+            (
+                Some(Signature {
+                    key_id: KeyId(key_id),
+                    bytes: sig,
+                }),
+                sig_end,
+            )
+        } else {
+            (None, end)
+        };
         Ok((
             EnvelopeHeader {
                 kind,
@@ -193,14 +257,33 @@ impl EnvelopeHeader {
                 payload_len,
                 tenant,
                 collector_id,
+                signature,
             },
             end,
         ))
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    /// Checks a signed envelope's signature under `key` (the key its header names, looked up by
+    /// the caller): the header and a hash of the still-compressed payload, so nothing is
+    /// decompressed before the sender is known. `bytes` is the whole message.
+    pub fn verify(bytes: &[u8], key: &PublicKey) -> Result<(), EnvelopeError> {
+        let (header, payload_offset) = EnvelopeHeader::peek(bytes)?;
+        let signature = header.signature.ok_or(EnvelopeError::Unsigned)?;
+        let signed_len = payload_offset - SIGNATURE_LEN;
+        let message = signed_message(&bytes[..signed_len], &bytes[payload_offset..]);
+        key.verify(&message, &signature.bytes)
+            .map_err(|_| EnvelopeError::BadSignature {
+                key_id: signature.key_id,
+            })
+    }
+
+    fn write(&self, out: &mut Vec<u8>, key_id: Option<KeyId>) {
         out.extend_from_slice(&MAGIC);
-        out.push(ENVELOPE_VERSION);
+        out.push(if key_id.is_some() {
+            ENVELOPE_VERSION
+        } else {
+            ENVELOPE_VERSION_UNSIGNED
+        });
         out.push(self.kind.code());
         out.extend_from_slice(&self.schema_version.to_le_bytes());
         out.extend_from_slice(&self.batch_seq.to_le_bytes());
@@ -211,7 +294,20 @@ impl EnvelopeHeader {
         // CollectorId guarantees 1..=64 bytes.
         out.push(u8::try_from(id.len()).unwrap_or(u8::MAX));
         out.extend_from_slice(id);
+        if let Some(key_id) = key_id {
+            out.extend_from_slice(&key_id.0);
+        }
     }
+}
+
+/// What a version 2 signature signs: the context, the header before the signature, and the
+/// SHA-256 of the compressed payload.
+fn signed_message(header: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(SIGNING_CONTEXT.len() + header.len() + 32);
+    message.extend_from_slice(SIGNING_CONTEXT);
+    message.extend_from_slice(header);
+    message.extend_from_slice(&Sha256::digest(payload));
+    message
 }
 
 /// A decoded envelope: its header and its batch.
@@ -245,6 +341,7 @@ impl Envelope {
                 payload_len: 0,
                 tenant,
                 collector_id,
+                signature: None,
             },
             batch,
         };
@@ -252,8 +349,25 @@ impl Envelope {
         Ok(envelope)
     }
 
-    /// Serialises to the wire form.
+    /// Serialises to the signed wire form (version 2), signed with the collector's `key`.
+    pub fn encode_signed(&self, key: &CollectorKey) -> Result<Vec<u8>, EnvelopeError> {
+        let key_id = key.key_id();
+        self.encode_with(Some(key_id), |header, payload| {
+            key.sign(&signed_message(header, payload))
+        })
+    }
+
+    /// Serialises to the unsigned wire form (version 1), which the pipeline refuses unless it
+    /// accepts unsigned batches: for files, tests and tools, not for collectors.
     pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
+        self.encode_with(None, |_, _| [0u8; SIGNATURE_LEN])
+    }
+
+    fn encode_with(
+        &self,
+        key_id: Option<KeyId>,
+        sign: impl FnOnce(&[u8], &[u8]) -> [u8; SIGNATURE_LEN],
+    ) -> Result<Vec<u8>, EnvelopeError> {
         let mut ipc = Vec::with_capacity(256 + self.batch.get_array_memory_size());
         let mut writer = StreamWriter::try_new(&mut ipc, &self.batch.schema())?;
         writer.write(&self.batch)?;
@@ -264,10 +378,19 @@ impl Envelope {
             len: ipc.len(),
             limit: u32::MAX as usize,
         })?;
-        let mut out = Vec::with_capacity(64 + ipc.len() / 3);
-        header.write(&mut out);
+        let mut out = Vec::with_capacity(160 + ipc.len() / 3);
+        header.write(&mut out, key_id);
+        let signed_len = out.len();
+        if key_id.is_some() {
+            out.extend_from_slice(&[0u8; SIGNATURE_LEN]);
+        }
+        let payload_offset = out.len();
         zstd::stream::copy_encode(ipc.as_slice(), &mut out, ZSTD_LEVEL)
             .map_err(|e| EnvelopeError::Compression(e.to_string()))?;
+        if key_id.is_some() {
+            let signature = sign(&out[..signed_len], &out[payload_offset..]);
+            out[signed_len..payload_offset].copy_from_slice(&signature);
+        }
         Ok(out)
     }
 
@@ -296,6 +419,7 @@ impl Envelope {
             EnvelopeError::Framing("the Arrow reader rejected the payload".into())
         })??;
         header.payload_len = 0;
+        header.signature = None;
         let envelope = Envelope { header, batch };
         envelope.check_batch()?;
         Ok(envelope)

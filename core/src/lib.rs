@@ -44,9 +44,11 @@
 #![deny(missing_docs)]
 
 pub mod component;
+pub mod enrolment;
 pub mod envelope;
 pub mod event;
 pub mod id;
+pub mod identity;
 pub mod jsonl;
 pub mod kind;
 pub mod pseudonym;
@@ -60,6 +62,7 @@ pub use component::{Component, ComponentRegistry};
 pub use envelope::{Envelope, EnvelopeError, EnvelopeHeader};
 pub use event::{BatchBuilder, BatchReader, Event, Value, ValueRef};
 pub use id::{AlertId, CollectorId, EventId};
+pub use identity::{CollectorKey, KeyId, PublicKey};
 pub use kind::SourceKind;
 pub use tenant::{Kommunenummer, TenantError};
 

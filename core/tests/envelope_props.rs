@@ -2,11 +2,20 @@
 //! encode → decode unchanged, row by row; damaged bytes are rejected without a panic.
 
 use proptest::prelude::*;
+use std::sync::LazyLock;
 use varde_core::schema::{ColumnType, typed_columns};
+
+use varde_core::envelope::{EnvelopeError, EnvelopeHeader};
 use varde_core::{
-    BatchBuilder, BatchReader, CollectorId, Envelope, Event, Kommunenummer, SourceKind, Value,
-    ValueRef,
+    BatchBuilder, BatchReader, CollectorId, CollectorKey, Envelope, Event, Kommunenummer,
+    SourceKind, Value, ValueRef,
 };
+
+/// One key for the signature properties (making a key per case would test the OS's randomness).
+static KEY: LazyLock<CollectorKey> =
+    LazyLock::new(|| CollectorKey::generate().expect("randomness").0);
+static OTHER_KEY: LazyLock<CollectorKey> =
+    LazyLock::new(|| CollectorKey::generate().expect("randomness").0);
 
 fn kind() -> impl Strategy<Value = SourceKind> {
     prop::sample::select(SourceKind::ALL.to_vec())
@@ -125,6 +134,42 @@ proptest! {
         let i = flip.index(damaged.len());
         damaged[i] = byte;
         let _ = Envelope::decode(&damaged);
+    }
+
+    #[test]
+    fn a_signed_envelope_verifies_only_unchanged_and_only_under_its_key(
+        (kind, tenant, seq, events) in batch_case(),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        mask in 1u8..=255,
+    ) {
+        let collector = CollectorId::new("k-prop-03").expect("valid id");
+        let mut builder = BatchBuilder::new(kind, tenant, collector.clone(), events.len());
+        for e in &events {
+            builder.push(e).expect("fits");
+        }
+        let envelope = Envelope::new(kind, tenant, collector, seq, builder.finish().expect("batch"))
+            .expect("envelope");
+        let bytes = envelope.encode_signed(&KEY).expect("encode");
+        let (header, _) = EnvelopeHeader::peek(&bytes).expect("header");
+        prop_assert_eq!(header.signature.map(|s| s.key_id), Some(KEY.key_id()));
+        prop_assert!(EnvelopeHeader::verify(&bytes, &KEY.public_key()).is_ok());
+        prop_assert!(EnvelopeHeader::verify(&bytes, &OTHER_KEY.public_key()).is_err());
+        // The signed form decodes to the same envelope.
+        prop_assert_eq!(Envelope::decode(&bytes).expect("decodes"), envelope.clone());
+        // Every changed bit anywhere (header, key id, signature, payload) breaks the signature
+        // or the header, and every truncation too.
+        let mut damaged = bytes.clone();
+        let i = flip.index(damaged.len());
+        damaged[i] ^= mask;
+        prop_assert!(EnvelopeHeader::verify(&damaged, &KEY.public_key()).is_err(), "byte {} changed", i);
+        let n = cut.index(bytes.len());
+        prop_assert!(EnvelopeHeader::verify(&bytes[..n], &KEY.public_key()).is_err());
+        // The unsigned form is not verifiable at all.
+        prop_assert!(matches!(
+            EnvelopeHeader::verify(&envelope.encode().expect("encode"), &KEY.public_key()),
+            Err(EnvelopeError::Unsigned)
+        ));
     }
 }
 

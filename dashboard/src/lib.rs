@@ -23,6 +23,7 @@ mod alert;
 mod assets;
 mod audit;
 mod component;
+pub mod enrol;
 mod hunt;
 pub mod i18n;
 mod incident;
@@ -254,6 +255,41 @@ pub struct DashboardConfig {
     /// The CERT's contact in reports.
     #[serde(default)]
     pub issuer_contact: Option<String>,
+    /// Serve HTTPS with this certificate and key (PEM) instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Collector enrolment: the API collectors call and the tokens admins issue.
+    #[serde(default)]
+    pub enrolment: Option<enrol::EnrolmentConfig>,
+}
+
+/// `[tls]` in the dashboard's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM), the server's certificate first.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub key_file: PathBuf,
+}
+
+impl DashboardConfig {
+    /// Enrolment as configured: the pin from `[enrolment] cert_file`, or the `[tls]`
+    /// certificate. `None` without `[enrolment]`.
+    pub fn enrolment(&self) -> Result<Option<enrol::Enrolment>, String> {
+        let Some(config) = self.enrolment.clone() else {
+            return Ok(None);
+        };
+        let cert = config
+            .cert_file
+            .clone()
+            .or_else(|| self.tls.as_ref().map(|t| t.cert_file.clone()))
+            .ok_or("[enrolment] needs cert_file, or [tls] for the dashboard's own certificate")?;
+        let pem = std::fs::read(&cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+        enrol::Enrolment::new(config, &pem)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", cert.display()))
+    }
 }
 
 fn default_true() -> bool {
@@ -293,6 +329,8 @@ pub struct Settings {
     pub notify: Option<NotifySetup>,
     /// The CERT named as the issuer of reports and exports.
     pub issuer: varde_report::Issuer,
+    /// Collector enrolment (the API and the token form); `None`: not offered.
+    pub enrolment: Option<enrol::Enrolment>,
 }
 
 impl Default for Settings {
@@ -308,6 +346,7 @@ impl Default for Settings {
                 name: "CERT".into(),
                 contact: String::new(),
             },
+            enrolment: None,
         }
     }
 }
@@ -331,6 +370,8 @@ struct Inner<St> {
     failures: Mutex<HashMap<String, Vec<Instant>>>,
     settings: Settings,
     counters: metrics::Counters,
+    /// Token redemptions and rotations, one at a time (see [`enrol`]).
+    enrol_lock: tokio::sync::Mutex<()>,
 }
 
 /// The dashboard's state, shared by every request.
@@ -360,6 +401,7 @@ impl<St: EventStore + Send + Sync + 'static> Dashboard<St> {
                 failures: Mutex::new(HashMap::new()),
                 settings,
                 counters: metrics::Counters::default(),
+                enrol_lock: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -369,6 +411,7 @@ impl<
     St: EventStore
         + varde_store::outbox::Outbox
         + varde_store::reports::ReportLog
+        + varde_store::collectors::Collectors
         + Send
         + Sync
         + 'static,
@@ -407,6 +450,11 @@ impl<
                 "/incidents/{id}/reports/{report}",
                 get(reports::submitted::<St>),
             )
+            .route("/api/enrol", post(enrol::api_enrol::<St>))
+            .route("/api/rotate", post(enrol::api_rotate::<St>))
+            .route("/collectors", get(enrol::page::<St>))
+            .route("/collectors/tokens", post(enrol::issue::<St>))
+            .route("/collectors/{id}/revoke", post(enrol::revoke_form::<St>))
             .route("/outbox", get(outbox::list::<St>))
             .route("/outbox/test", post(outbox::test::<St>))
             .route("/outbox/contacts", post(outbox::contacts::<St>))
@@ -658,6 +706,9 @@ fn nav(account: &Account, csrf: &str) -> Markup {
                     }
                     @if account.role != Role::Municipality {
                         li { a.ds-link href="/outbox" { (t("Utboks", "Outbox")) } }
+                    }
+                    @if account.role != Role::Municipality {
+                        li { a.ds-link href="/collectors" { (t("Innsamlere", "Collectors")) } }
                     }
                     @if account.role == Role::Admin {
                         li { a.ds-link href="/audit" { (t("Revisjonslogg", "Audit log")) } }

@@ -43,6 +43,7 @@ use std::time::Duration;
 pub mod correlate;
 pub mod detect;
 pub mod hunt;
+pub mod identity;
 pub mod jsonl;
 pub mod metrics;
 pub mod retention;
@@ -52,11 +53,13 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 use varde_core::envelope::DEFAULT_MAX_PAYLOAD;
-use varde_core::{Envelope, EnvelopeError};
+use varde_core::{Envelope, EnvelopeError, EnvelopeHeader};
 
 use crate::detect::{Detect, DetectionConfig, LoadReport};
+use crate::identity::{IdentitySettings, Verifier};
 use crate::jsonl::{JsonLines, JsonLinesConfig};
 use varde_store::clickhouse::ClickHouseSettings;
+use varde_store::collectors::Collectors;
 use varde_store::{Alert, DEAD_LETTER_PAYLOAD_MAX, DeadLetter, EventStore};
 use varde_transport::kafka::KafkaSettings;
 use varde_transport::{Message, Subscriber, retry, tenant_of_topic};
@@ -112,6 +115,14 @@ pub struct Stats {
     pub correlation_logged: AtomicU64,
     /// Refused messages parked in the dead-letter table.
     pub dead_letters: AtomicU64,
+    /// Unsigned envelopes accepted because `[identity] accept_unsigned` is set.
+    pub unsigned_accepted: AtomicU64,
+    /// Batches refused for their sender's identity, each written as a security event.
+    pub identity_refused: AtomicU64,
+    /// Reloads of the collector registry.
+    pub registry_reloads: AtomicU64,
+    /// Collectors in the registry (a gauge).
+    pub registry_collectors: AtomicU64,
     /// Whether [`run`] is running (a gauge).
     pub running: AtomicBool,
     /// When the loop last came round (polled, or retried a write), µs since the epoch.
@@ -226,6 +237,13 @@ pub const REJECT_REASONS: &[&str] = &[
     "arrow",
     "batch_shape",
     "schema_mismatch",
+    "unsigned",
+    "unknown_collector",
+    "unknown_key",
+    "bad_signature",
+    "revoked_key",
+    "expired_key",
+    "tenant_forged",
     "tenant_mismatch",
     "detection",
     "store_refused",
@@ -250,6 +268,8 @@ pub fn reject_reason(e: &EnvelopeError) -> &'static str {
         EnvelopeError::Framing(_) | EnvelopeError::Ipc(_) => "arrow",
         EnvelopeError::BatchCount(_) | EnvelopeError::RowCount { .. } => "batch_shape",
         EnvelopeError::Mismatch(_) => "schema_mismatch",
+        EnvelopeError::BadSignature { .. } => "bad_signature",
+        EnvelopeError::Unsigned => "unsigned",
     }
 }
 
@@ -270,6 +290,9 @@ pub struct LoopSettings {
     /// seconds (default 10): the longest a switch takes to apply.
     #[serde(default = "default_switch_interval_s")]
     pub rule_switch_interval_s: u64,
+    /// How senders are checked: `[identity]` in the pipeline's configuration, set by the caller.
+    #[serde(skip)]
+    pub identity: IdentitySettings,
 }
 
 fn default_switch_interval_s() -> u64 {
@@ -293,6 +316,7 @@ impl Default for LoopSettings {
             poll_wait_ms: default_poll_wait_ms(),
             max_payload_bytes: default_max_payload(),
             rule_switch_interval_s: default_switch_interval_s(),
+            identity: IdentitySettings::default(),
         }
     }
 }
@@ -318,36 +342,56 @@ fn dead_letter(m: &Message, reason: &str, error: String, whole: bool) -> DeadLet
     }
 }
 
-/// Decodes and checks one message; a refused one (counted and logged) comes back as the dead
-/// letter to park.
+/// A refused message: the dead letter to park, and for a refusal of its sender's identity the
+/// security event (an event and its alert) to store.
+struct Refused {
+    letter: DeadLetter,
+    security: Option<(Envelope, Alert)>,
+}
+
+/// Checks one message's sender ([`identity`]) on its header and the still-compressed payload,
+/// then decodes it; a refused one (counted and logged) comes back as what to park and store.
 fn accept(
     m: &Message,
     settings: &LoopSettings,
     stats: &Stats,
-) -> Result<Envelope, Box<DeadLetter>> {
-    let envelope = match Envelope::decode_with_limit(&m.payload, settings.max_payload_bytes) {
-        Ok(e) => e,
-        Err(e) => {
-            let reason = reject_reason(&e);
-            stats.reject(reason);
-            warn!(topic = %m.topic, partition = m.partition, offset = m.offset, reason, error = %e,
-                "envelope rejected");
-            return Err(Box::new(dead_letter(m, reason, e.to_string(), false)));
-        }
+    verifier: &Verifier,
+) -> Result<Envelope, Box<Refused>> {
+    let refused = |reason: &'static str, e: String| {
+        stats.reject(reason);
+        warn!(topic = %m.topic, partition = m.partition, offset = m.offset, reason, error = %e,
+            "envelope rejected");
+        Box::new(Refused {
+            letter: dead_letter(m, reason, e, false),
+            security: None,
+        })
+    };
+    let header = match EnvelopeHeader::peek(&m.payload) {
+        Ok((header, _)) => header,
+        Err(e) => return Err(refused(reject_reason(&e), e.to_string())),
     };
     let topic_tenant = tenant_of_topic(&m.topic);
-    if topic_tenant != Some(envelope.header.tenant) {
-        stats.reject("tenant_mismatch");
-        warn!(topic = %m.topic, partition = m.partition, offset = m.offset,
-            claimed = %envelope.header.tenant, collector = %envelope.header.collector_id,
-            "envelope claims another tenant than its topic; rejected");
-        let error = format!(
-            "collector {} claims tenant {} on topic {}",
-            envelope.header.collector_id, envelope.header.tenant, m.topic
-        );
-        return Err(Box::new(dead_letter(m, "tenant_mismatch", error, false)));
+    let now = now_us();
+    match verifier.check(&m.payload, &header, topic_tenant, now) {
+        Ok(true) => {}
+        Ok(false) => {
+            stats.unsigned_accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(refusal) => {
+            stats.identity_refused.fetch_add(1, Ordering::Relaxed);
+            let mut r = refused(refusal.reason, refusal.error.clone());
+            error!(topic = %m.topic, partition = m.partition, offset = m.offset,
+                reason = refusal.reason, claimed_tenant = %header.tenant,
+                collector = %header.collector_id,
+                "batch refused for its sender's identity; a security event is stored");
+            r.security = identity::security_event(m, &header, topic_tenant, &refusal, now);
+            return Err(r);
+        }
     }
-    Ok(envelope)
+    match Envelope::decode_with_limit(&m.payload, settings.max_payload_bytes) {
+        Ok(e) => Ok(e),
+        Err(e) => Err(refused(reject_reason(&e), e.to_string())),
+    }
 }
 
 impl Stats {
@@ -497,7 +541,7 @@ fn now_us_u64() -> u64 {
 /// Runs the consume → check → detect → store → commit loop until `shutdown` turns true or the
 /// transport closes. Finishes the batch in hand before returning. [`Stats::running`] is true
 /// while it runs.
-pub async fn run<S: Subscriber, St: EventStore, D: Detect>(
+pub async fn run<S: Subscriber, St: EventStore + Collectors, D: Detect>(
     subscriber: &mut S,
     store: &St,
     detector: &mut D,
@@ -511,7 +555,7 @@ pub async fn run<S: Subscriber, St: EventStore, D: Detect>(
 /// [`run`], taking messages of JSON-lines topics (`<prefix>jsonl.<kommunenummer>`) through
 /// `json_lines` ([`jsonl`]) when it is given; without it such messages are refused like any
 /// other message that is not an envelope.
-pub async fn run_with_json_lines<S: Subscriber, St: EventStore, D: Detect>(
+pub async fn run_with_json_lines<S: Subscriber, St: EventStore + Collectors, D: Detect>(
     subscriber: &mut S,
     store: &St,
     detector: &mut D,
@@ -566,10 +610,13 @@ enum Next {
 /// Polls once, then checks, decodes and detects what came ([`Stage::Decode`], [`Stage::Detect`]).
 /// Yields to the scheduler between envelopes so the store write of the previous poll, which
 /// runs beside it, keeps moving.
-async fn poll_and_detect<S: Subscriber, D: Detect>(
+#[allow(clippy::too_many_arguments)]
+async fn poll_and_detect<S: Subscriber, St: Collectors, D: Detect>(
     subscriber: &mut S,
+    store: &St,
     detector: &mut D,
     json_lines: &mut Option<&mut JsonLines>,
+    verifier: &mut Verifier,
     settings: &LoopSettings,
     stats: &Stats,
     shutdown: &mut watch::Receiver<bool>,
@@ -599,6 +646,25 @@ async fn poll_and_detect<S: Subscriber, D: Detect>(
     let mut clock = std::time::Instant::now();
     let mut accepted: Vec<(usize, Envelope)> = Vec::with_capacity(messages.len());
     let mut letters: Vec<DeadLetter> = Vec::new();
+    let mut security: Vec<(usize, Envelope, Alert)> = Vec::new();
+    // The registry as the store has it now, before any message of this poll is judged: a
+    // revocation written before the poll applies to all of it, a collector enrolled a moment
+    // ago is known. One small query when the registry is unchanged.
+    match verifier.refresh(store).await {
+        Ok(true) => {
+            stats.registry_reloads.fetch_add(1, Ordering::Relaxed);
+            info!(
+                collectors = verifier.registry().collectors.len(),
+                "collector registry reloaded"
+            );
+        }
+        Ok(false) => {}
+        Err(e) => warn!(error = %e, "collector registry not checked; using the one loaded"),
+    }
+    stats.registry_collectors.store(
+        verifier.registry().collectors.len() as u64,
+        Ordering::Relaxed,
+    );
     for (i, m) in messages.iter().enumerate() {
         if let (Some(jl), Some(tenant)) = (
             json_lines.as_deref_mut(),
@@ -629,9 +695,18 @@ async fn poll_and_detect<S: Subscriber, D: Detect>(
             accepted.extend(decoded.envelopes.into_iter().map(|e| (i, e)));
             continue;
         }
-        match accept(m, settings, stats) {
+        match accept(m, settings, stats, verifier) {
             Ok(e) => accepted.push((i, e)),
-            Err(letter) => park(&mut letters, *letter),
+            Err(refused) => {
+                let Refused {
+                    letter,
+                    security: event,
+                } = *refused;
+                park(&mut letters, letter);
+                if let Some((envelope, alert)) = event {
+                    security.push((i, envelope, alert));
+                }
+            }
         }
     }
     clock = stats.timed(Stage::Decode, clock);
@@ -642,6 +717,13 @@ async fn poll_and_detect<S: Subscriber, D: Detect>(
         hits: Vec::with_capacity(accepted.len()),
         message: Vec::with_capacity(accepted.len()),
     };
+    // Security events are stored like detected batches, with their one alert each.
+    for (i, envelope, alert) in security {
+        detected.envelopes.push(envelope);
+        detected.alerts.push(vec![alert]);
+        detected.hits.push(Vec::new());
+        detected.message.push(i);
+    }
     for (i, envelope) in accepted {
         let attempt = (|| detector.detect(&envelope, detect_time))
             .retry(retry::bounded(DETECT_RETRIES))
@@ -748,7 +830,7 @@ async fn store_polled<St: EventStore>(
 /// committed once stored, before poll n+1 is stored, so commits stay in order and each covers
 /// only stored (or parked) messages.
 #[allow(clippy::too_many_arguments)]
-async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
+async fn run_loop<S: Subscriber, St: EventStore + Collectors, D: Detect>(
     subscriber: &mut S,
     store: &St,
     detector: &mut D,
@@ -766,6 +848,35 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
     // failed read keeps the switches in force and is tried again next round.
     let switch_every = Duration::from_secs(settings.rule_switch_interval_s);
     let mut switches_read: Option<std::time::Instant> = None;
+    // The collector registry: loaded before the first poll (no envelope can be checked
+    // without it), then reloaded whenever the store's identity log changed, checked every
+    // round; a failed check keeps the registry in use and is tried again next round.
+    let mut verifier = Verifier::new(settings.identity);
+    {
+        let mut delays = retry::Delays::new();
+        loop {
+            match verifier.refresh(store).await {
+                Ok(_) => break,
+                Err(e) => {
+                    let wait = delays.next_delay();
+                    warn!(error = %e, retry_in = ?wait,
+                        "collector registry not read; waiting before the first poll");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {
+                            stats.running.store(false, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        stats.registry_reloads.fetch_add(1, Ordering::Relaxed);
+        stats.registry_collectors.store(
+            verifier.registry().collectors.len() as u64,
+            Ordering::Relaxed,
+        );
+    }
     // Open correlation windows are rebuilt from the hit log before the first poll is
     // detected; until the store answers nothing is polled (it could not be stored anyway).
     if let Some(horizon) = detector.correlation_restore_horizon_us() {
@@ -864,8 +975,10 @@ async fn run_loop<S: Subscriber, St: EventStore, D: Detect>(
         };
         let polling = poll_and_detect(
             subscriber,
+            store,
             detector,
             &mut json_lines,
+            &mut verifier,
             &settings,
             stats,
             &mut shutdown,
@@ -937,6 +1050,9 @@ pub struct PipelineConfig {
     /// `<prefix>jsonl.<kommunenummer>` topics are consumed too (see [`jsonl`]).
     #[serde(default)]
     pub jsonl: Option<JsonLinesConfig>,
+    /// How the senders of envelopes are checked (see [`identity`]).
+    #[serde(default)]
+    pub identity: IdentitySettings,
 }
 
 /// How a pipeline instance gets its partitions.

@@ -283,9 +283,31 @@ pub fn families(state: &MetricsState) -> Vec<Family> {
             "Refused messages parked in the dead_letters table.",
             &s.dead_letters,
         ),
+        (
+            "identity_refused",
+            "Batches refused for their sender's identity (unsigned, unknown, forged, revoked, wrong topic), each stored as a security event.",
+            &s.identity_refused,
+        ),
+        (
+            "unsigned_accepted",
+            "Unsigned envelopes accepted because [identity] accept_unsigned is set.",
+            &s.unsigned_accepted,
+        ),
+        (
+            "registry_reloads",
+            "Reloads of the collector registry after its identity log changed.",
+            &s.registry_reloads,
+        ),
     ] {
         out.push(Family::counter(p(name), help).value(Value::Int(get(c))));
     }
+    out.push(
+        Family::gauge(
+            p("registry_collectors"),
+            "Collectors in the collector registry.",
+        )
+        .value(Value::Int(get(&s.registry_collectors))),
+    );
     out.push(
         Family::gauge(p("rules_loaded"), "Rules in use.").value(Value::Int(get(&s.rules_loaded))),
     );

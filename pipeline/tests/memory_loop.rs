@@ -10,6 +10,7 @@ use varde_pipeline::detect::{DetectionConfig, Detector};
 use varde_pipeline::{LoopSettings, Stats, run};
 use varde_store::EventStore;
 use varde_store::embedded::EmbeddedStore;
+use varde_testkit::enrol_test_collector;
 use varde_transport::memory::MemoryBus;
 use varde_transport::{Publisher, events_topic};
 
@@ -45,7 +46,7 @@ fn envelope_bytes(tenant: &str, seq: u64, rows: usize) -> Vec<u8> {
         b.finish().expect("batch"),
     )
     .expect("envelope")
-    .encode()
+    .encode_signed(&varde_testkit::test_key(&format!("k{tenant}-t")))
     .expect("encode")
 }
 
@@ -74,6 +75,8 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
     bus.close();
 
     let store = EmbeddedStore::new();
+    enrol_test_collector(&store, "k0301-t", "0301").await;
+    enrol_test_collector(&store, "k4601-t", "4601").await;
     let stats = Stats::default();
     let mut sub = bus.subscribe("g", &[oslo.clone(), bergen.clone()]);
     let (_stop, shutdown) = watch::channel(false);
@@ -99,9 +102,11 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
     assert_eq!(Stats::get(&stats.messages), 6);
     assert_eq!(
         store.len(),
-        17,
-        "10 Oslo + 7 Bergen events, the replay collapsed"
+        19,
+        "10 Oslo + 7 Bergen events, the replay collapsed, and the two refused batches' security events"
     );
+    // The cut envelope's header is whole: its signature, over the payload's hash, fails.
+    assert_eq!(Stats::get(&stats.identity_refused), 2);
     let rejected = stats.rejected();
     assert_eq!(rejected.get("not_an_envelope"), Some(&1));
     assert_eq!(rejected.get("tenant_mismatch"), Some(&1));
@@ -110,10 +115,10 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
     let letters = store.dead_letters(10).await.expect("dead letters");
     let mut reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
     reasons.sort_unstable();
-    // The half envelope is cut inside its zstd frame.
+    // The half envelope is cut inside its payload, which its signature covers.
     assert_eq!(
         reasons,
-        vec!["compression", "not_an_envelope", "tenant_mismatch"]
+        vec!["bad_signature", "not_an_envelope", "tenant_mismatch"]
     );
     let junk = letters
         .iter()
@@ -124,20 +129,53 @@ async fn good_data_is_stored_and_hostile_messages_are_counted() {
     assert_eq!(junk.topic, oslo);
     assert_eq!(Stats::get(&stats.dead_letters), 3);
     let counts = store.event_counts().await.expect("counts");
-    assert_eq!(counts.iter().map(|c| c.events).sum::<u64>(), 17);
+    assert_eq!(counts.iter().map(|c| c.events).sum::<u64>(), 19);
 
     // Rows 0 and 5 of the Oslo batch and of the Bergen batch; the replayed Oslo batch was
-    // detected again (6 alerts written) into the same alert ids (4 visible).
-    assert_eq!(Stats::get(&stats.alerts_written), 6);
+    // detected again (6 alerts written) into the same alert ids (4 visible). The Bergen batch
+    // on Oslo's topic is a security event for Oslo, whose topic was written to.
+    assert_eq!(Stats::get(&stats.alerts_written), 8);
     let alert_counts = store.alert_counts().await.expect("alert counts");
+    let mut by_tenant: Vec<(&str, &str, u64)> = alert_counts
+        .iter()
+        .map(|c| (c.tenant.as_str(), c.rule_id.as_str(), c.alerts))
+        .collect();
+    by_tenant.sort_unstable();
+    let root_rule = by_tenant
+        .iter()
+        .find(|(_, r, _)| *r != varde_pipeline::identity::RULE_ID)
+        .map(|(_, r, _)| *r)
+        .expect("the root login rule");
+    let mut want = vec![
+        ("0301", root_rule, 2),
+        ("0301", varde_pipeline::identity::RULE_ID, 2),
+        ("4601", root_rule, 2),
+    ];
+    want.sort_unstable();
+    assert_eq!(by_tenant, want);
+    let (security, alerts): (Vec<_>, Vec<_>) = all_alerts(&store)
+        .await
+        .into_iter()
+        .partition(|a| a.rule_id == varde_pipeline::identity::RULE_ID);
+    let mut seen: Vec<(&str, &str, Option<&str>, Option<&str>)> = security
+        .iter()
+        .map(|a| {
+            (
+                a.tenant.as_str(),
+                a.host.as_str(),
+                a.matched_field("reason"),
+                a.matched_field("claimed.tenant"),
+            )
+        })
+        .collect();
+    seen.sort_unstable();
     assert_eq!(
-        alert_counts
-            .iter()
-            .map(|c| (c.tenant.as_str(), c.alerts))
-            .collect::<Vec<_>>(),
-        vec![("0301", 2), ("4601", 2)]
+        seen,
+        vec![
+            ("0301", "k0301-t", Some("bad_signature"), Some("0301")),
+            ("0301", "k4601-t", Some("tenant_mismatch"), Some("4601")),
+        ]
     );
-    let alerts = all_alerts(&store).await;
     assert_eq!(alerts.len(), 4);
     for a in &alerts {
         assert_eq!(a.rule_level, "high");
@@ -223,6 +261,7 @@ async fn run_to_end(
 #[tokio::test]
 async fn a_rule_switched_off_in_the_store_raises_no_alerts_until_it_is_switched_on() {
     let store = EmbeddedStore::new();
+    enrol_test_collector(&store, "k0301-t", "0301").await;
     let config = DetectionConfig {
         reload_interval_s: 0,
         ..DetectionConfig::default()
@@ -337,6 +376,7 @@ async fn correlation_over_root_logins(generate: bool) {
     }
     bus.close();
     let store = EmbeddedStore::new();
+    enrol_test_collector(&store, "k0301-t", "0301").await;
     let mut sub = bus.subscribe("g", &[oslo]);
     run_to_end(&mut sub, &store, &mut detector).await;
     let alerts = all_alerts(&store).await;

@@ -473,6 +473,36 @@ impl EventStore for FlakyStore {
     }
 }
 
+/// The registry is read from the embedded store whether or not its event writes fail.
+impl varde_store::collectors::Collectors for FlakyStore {
+    async fn write_identity(
+        &self,
+        records: &[varde_store::collectors::IdentityRecord],
+    ) -> varde_store::Result<u64> {
+        self.inner.write_identity(records).await
+    }
+    async fn identity_log(
+        &self,
+    ) -> varde_store::Result<Vec<varde_store::collectors::IdentityRecord>> {
+        self.inner.identity_log().await
+    }
+    async fn identity_version(&self) -> varde_store::Result<(u64, i64)> {
+        self.inner.identity_version().await
+    }
+    async fn write_tokens(
+        &self,
+        records: &[varde_store::collectors::TokenRecord],
+    ) -> varde_store::Result<u64> {
+        self.inner.write_tokens(records).await
+    }
+    async fn tokens(
+        &self,
+        token_id: Option<&str>,
+    ) -> varde_store::Result<Vec<varde_store::collectors::TokenRecord>> {
+        self.inner.tokens(token_id).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loop_reports_a_failing_store_until_it_answers() {
     use varde_pipeline::detect::{DetectionConfig, Detector};
@@ -481,13 +511,16 @@ async fn the_loop_reports_a_failing_store_until_it_answers() {
 
     let bus = MemoryBus::new();
     let topic = events_topic("varde.", Kommunenummer::parse("0301").expect("Oslo"));
-    let bytes = envelope_on(today_day(), 1, 5).encode().expect("encode");
+    let bytes = envelope_on(today_day(), 1, 5)
+        .encode_signed(&varde_testkit::test_key("k0301-ret"))
+        .expect("encode");
     bus.publish(&topic, b"", &bytes).await.expect("publish");
     let mut sub = bus.subscribe("g", std::slice::from_ref(&topic));
     let store = Arc::new(FlakyStore {
         inner: EmbeddedStore::new(),
         down: true.into(),
     });
+    varde_testkit::enrol_test_collector(&store.inner, "k0301-ret", "0301").await;
     let stats = Arc::new(Stats::default());
     let (stop, shutdown) = watch::channel(false);
     let (mut detector, _) = Detector::from_config(&DetectionConfig {

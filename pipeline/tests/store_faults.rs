@@ -18,6 +18,7 @@ use varde_transport::{Publisher, Subscriber, events_topic};
 /// is a root login with a password (the pack's sshd rule fires on it).
 fn envelope(collector: &str, seq: u64, rows: usize, host: &str) -> Vec<u8> {
     let tenant = Kommunenummer::parse("0301").expect("Oslo");
+    let key = varde_testkit::test_key(collector);
     let collector = CollectorId::new(collector).expect("id");
     let mut b = BatchBuilder::new(SourceKind::Auth, tenant, collector.clone(), rows);
     for i in 0..rows {
@@ -44,7 +45,7 @@ fn envelope(collector: &str, seq: u64, rows: usize, host: &str) -> Vec<u8> {
         b.finish().expect("batch"),
     )
     .expect("envelope")
-    .encode()
+    .encode_signed(&key)
     .expect("encode")
 }
 
@@ -65,6 +66,9 @@ async fn run_to_end<D: Detect>(
     stats: &Stats,
 ) {
     bus.close();
+    for collector in ["k0301-a", "k0301-p", "k0301-broken"] {
+        varde_testkit::enrol_test_collector(store, collector, "0301").await;
+    }
     let mut sub = bus.subscribe("pipeline", &[topic.to_owned()]);
     let (_stop, shutdown) = watch::channel(false);
     let settings = LoopSettings {

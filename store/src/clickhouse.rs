@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 use varde_core::Envelope;
 
+use crate::collectors::{Collectors, IdentityAction, IdentityRecord, TokenAction, TokenRecord};
 use crate::incident::{Change, IncidentChange, IncidentStatus, SHARED_FIELDS, Severity, Tlp};
 use crate::outbox::{Attempt, Channel, Notification, Outbox, OutboxEntry, Outcome};
 use crate::reports::{ExportRecord, ReportLog, SubmittedReport};
@@ -1903,5 +1904,166 @@ impl ReportLog for ClickHouseStore {
                 format: r.format,
             })
             .collect())
+    }
+}
+
+#[derive(Row, Serialize, Deserialize)]
+struct IdentityRow {
+    at_date: u16,
+    at: u32,
+    at_us: u32,
+    collector_id: String,
+    tenant: String,
+    name: String,
+    action: String,
+    key_id: String,
+    public_key: String,
+    until_us: i64,
+    actor: String,
+    reason: String,
+}
+
+const IDENTITY_COLUMNS: &str = "at_date, toUInt32(at) AS at, at_us, collector_id, tenant, name, \
+    action, key_id, public_key, until_us, actor, reason";
+
+#[derive(Row, Serialize, Deserialize)]
+struct TokenRow {
+    at_date: u16,
+    at: u32,
+    at_us: u32,
+    token_id: String,
+    secret_hash: String,
+    tenant: String,
+    name: String,
+    expires_us: i64,
+    action: String,
+    collector_id: String,
+    actor: String,
+}
+
+const TOKEN_COLUMNS: &str = "at_date, toUInt32(at) AS at, at_us, token_id, secret_hash, tenant, \
+    name, expires_us, action, collector_id, actor";
+
+impl Collectors for ClickHouseStore {
+    async fn write_identity(&self, records: &[IdentityRecord]) -> Result<u64> {
+        self.insert_rows(
+            "collector_identity",
+            records.iter().map(|r| {
+                let (at, at_us) = clamp_datetime(r.at_us);
+                IdentityRow {
+                    at_date: u16::try_from(at / 86_400).unwrap_or(u16::MAX),
+                    at,
+                    at_us,
+                    collector_id: r.collector_id.clone(),
+                    tenant: r.tenant.clone(),
+                    name: r.name.clone(),
+                    action: r.action.as_str().to_owned(),
+                    key_id: r.key_id.clone(),
+                    public_key: r.public_key.clone(),
+                    until_us: r.until_us,
+                    actor: r.actor.clone(),
+                    reason: r.reason.clone(),
+                }
+            }),
+        )
+        .await
+    }
+
+    async fn identity_log(&self) -> Result<Vec<IdentityRecord>> {
+        let rows: Vec<IdentityRow> = self
+            .client
+            .query(&format!(
+                "SELECT {IDENTITY_COLUMNS} FROM {}.collector_identity FINAL \
+                 ORDER BY at, at_us, collector_id, action, key_id",
+                self.db
+            ))
+            .fetch_all()
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(IdentityRecord {
+                    at_us: i64::from(r.at) * 1_000_000 + i64::from(r.at_us),
+                    action: IdentityAction::parse(&r.action).ok_or_else(|| {
+                        Error::BadRow(format!("collector_identity: action {:?}", r.action))
+                    })?,
+                    collector_id: r.collector_id,
+                    tenant: r.tenant,
+                    name: r.name,
+                    key_id: r.key_id,
+                    public_key: r.public_key,
+                    until_us: r.until_us,
+                    actor: r.actor,
+                    reason: r.reason,
+                })
+            })
+            .collect()
+    }
+
+    async fn identity_version(&self) -> Result<(u64, i64)> {
+        let (rows, at, at_us): (u64, u32, u32) = self
+            .client
+            .query(&format!(
+                "SELECT count(), toUInt32(max(at)), max(at_us) FROM {}.collector_identity",
+                self.db
+            ))
+            .fetch_one()
+            .await?;
+        Ok((rows, i64::from(at) * 1_000_000 + i64::from(at_us)))
+    }
+
+    async fn write_tokens(&self, records: &[TokenRecord]) -> Result<u64> {
+        self.insert_rows(
+            "enrolment_tokens",
+            records.iter().map(|r| {
+                let (at, at_us) = clamp_datetime(r.at_us);
+                TokenRow {
+                    at_date: u16::try_from(at / 86_400).unwrap_or(u16::MAX),
+                    at,
+                    at_us,
+                    token_id: r.token_id.clone(),
+                    secret_hash: r.secret_hash.clone(),
+                    tenant: r.tenant.clone(),
+                    name: r.name.clone(),
+                    expires_us: r.expires_us,
+                    action: r.action.as_str().to_owned(),
+                    collector_id: r.collector_id.clone(),
+                    actor: r.actor.clone(),
+                }
+            }),
+        )
+        .await
+    }
+
+    async fn tokens(&self, token_id: Option<&str>) -> Result<Vec<TokenRecord>> {
+        let mut sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM {}.enrolment_tokens FINAL WHERE 1",
+            self.db
+        );
+        if token_id.is_some() {
+            sql.push_str(" AND token_id = ?");
+        }
+        sql.push_str(" ORDER BY at, at_us, token_id, action");
+        let mut query = self.client.query(&sql);
+        if let Some(id) = token_id {
+            query = query.bind(id);
+        }
+        let rows: Vec<TokenRow> = query.fetch_all().await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(TokenRecord {
+                    at_us: i64::from(r.at) * 1_000_000 + i64::from(r.at_us),
+                    action: TokenAction::parse(&r.action).ok_or_else(|| {
+                        Error::BadRow(format!("enrolment_tokens: action {:?}", r.action))
+                    })?,
+                    token_id: r.token_id,
+                    secret_hash: r.secret_hash,
+                    tenant: r.tenant,
+                    name: r.name,
+                    expires_us: r.expires_us,
+                    collector_id: r.collector_id,
+                    actor: r.actor,
+                })
+            })
+            .collect()
     }
 }

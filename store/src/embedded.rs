@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use varde_core::status::CollectorStatus;
 use varde_core::{AlertId, Envelope, EventId, Kommunenummer};
 
+use crate::collectors::{Collectors, IdentityRecord, TokenRecord};
 use crate::incident::{Change, IncidentChange, SHARED_FIELDS};
 use crate::outbox::{Attempt, Notification, Outbox, OutboxEntry};
 use crate::reports::{ExportRecord, ReportLog, SubmittedReport};
@@ -52,6 +53,10 @@ struct Inner {
     reports: HashMap<[u8; 16], SubmittedReport>,
     /// Export records by id.
     exports: HashMap<[u8; 16], ExportRecord>,
+    /// The collector registry's identity records, as written.
+    identity: Vec<IdentityRecord>,
+    /// Enrolment token records, as written.
+    tokens: Vec<TokenRecord>,
 }
 
 impl EmbeddedStore {
@@ -808,5 +813,41 @@ impl Outbox for EmbeddedStore {
             .filter(|id| inner.notifications.contains_key(*id))
             .copied()
             .collect())
+    }
+}
+
+impl Collectors for EmbeddedStore {
+    async fn write_identity(&self, records: &[IdentityRecord]) -> Result<u64> {
+        self.lock().identity.extend(records.iter().cloned());
+        Ok(records.len() as u64)
+    }
+
+    async fn identity_log(&self) -> Result<Vec<IdentityRecord>> {
+        let mut out = self.lock().identity.clone();
+        out.sort_by_key(|r| r.at_us);
+        Ok(out)
+    }
+
+    async fn identity_version(&self) -> Result<(u64, i64)> {
+        let inner = self.lock();
+        let newest = inner.identity.iter().map(|r| r.at_us).max().unwrap_or(0);
+        Ok((inner.identity.len() as u64, newest))
+    }
+
+    async fn write_tokens(&self, records: &[TokenRecord]) -> Result<u64> {
+        self.lock().tokens.extend(records.iter().cloned());
+        Ok(records.len() as u64)
+    }
+
+    async fn tokens(&self, token_id: Option<&str>) -> Result<Vec<TokenRecord>> {
+        let mut out: Vec<TokenRecord> = self
+            .lock()
+            .tokens
+            .iter()
+            .filter(|t| token_id.is_none_or(|id| t.token_id == id))
+            .cloned()
+            .collect();
+        out.sort_by_key(|t| t.at_us);
+        Ok(out)
     }
 }

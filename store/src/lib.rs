@@ -24,6 +24,7 @@ use varde_core::time::split_micros;
 use varde_core::{AlertId, BatchReader, Envelope, EventId, Kommunenummer};
 
 pub mod clickhouse;
+pub mod collectors;
 pub mod embedded;
 pub mod incident;
 pub mod outbox;

@@ -317,6 +317,47 @@ pub const MIGRATIONS: &[Migration] = &[
             ORDER BY (at, export_id)",
         ],
     },
+    Migration {
+        version: 11,
+        name: "collector_registry",
+        statements: &[
+            // Every change to an enrolled collector's identity (a key added, a key's end of
+            // validity, a revocation): the registry the pipeline verifies envelopes against is
+            // folded from these rows. Never changed, kept like the audit trail.
+            "CREATE TABLE IF NOT EXISTS {db}.collector_identity (
+                at_date Date,
+                at DateTime('UTC'),
+                at_us UInt32,
+                collector_id String,
+                tenant String,
+                name String,
+                action String,
+                key_id String,
+                public_key String,
+                until_us Int64,
+                actor String,
+                reason String
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY at_date
+            ORDER BY (collector_id, at, at_us, action, key_id)",
+            // Enrolment tokens: issued (with the hash of the secret, never the secret), used.
+            "CREATE TABLE IF NOT EXISTS {db}.enrolment_tokens (
+                at_date Date,
+                at DateTime('UTC'),
+                at_us UInt32,
+                token_id String,
+                secret_hash String,
+                tenant String,
+                name String,
+                expires_us Int64,
+                action String,
+                collector_id String,
+                actor String
+            ) ENGINE = ReplacingMergeTree()
+            PARTITION BY at_date
+            ORDER BY (token_id, action, at, at_us, collector_id)",
+        ],
+    },
 ];
 
 /// The table that records applied migrations.

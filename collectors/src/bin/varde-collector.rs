@@ -89,6 +89,56 @@ enum Command {
         #[arg(long, default_value_t = 1800)]
         active_timeout: u64,
     },
+    /// The collector's signing key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Enrol this machine with the CERT: make the collector's key here, register its public
+    /// half with the token the CERT gave, and write a working configuration. A used, expired
+    /// or tampered token changes nothing.
+    Enrol {
+        /// The enrolment token (`varde-enrol-1.…`).
+        token: String,
+        /// The configuration file to write (an existing one is kept as `<file>.before-enrol`).
+        #[arg(long, default_value = "/etc/varde/collector.toml")]
+        config: PathBuf,
+        /// The state directory (key, privacy key, spool).
+        #[arg(long, default_value = "/var/lib/varde-collector")]
+        state_dir: PathBuf,
+        /// After enrolling, `systemctl restart varde-collector` (the default when run as root
+        /// on a machine with systemd); `--start=false` to only write the files.
+        #[arg(long)]
+        start: Option<bool>,
+    },
+    /// Replace this collector's key: the CERT takes the new key signed with the current one,
+    /// which stays valid for the CERT's overlap. Restart the collector afterwards.
+    RotateKey {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The CERT's enrolment URL (`https://…`), as in the token.
+        #[arg(long)]
+        url: String,
+        /// SHA-256 of the CERT's certificate, as in the token (64 hex digits).
+        #[arg(long)]
+        pin: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make this collector's Ed25519 key (at `[identity] key_file`, mode 0600) and print its
+    /// public half for the CERT; refuses when a key is there already. `enrol` does this itself.
+    New {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print the public key and key id of this collector's key.
+    Show {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -125,7 +175,121 @@ fn main() -> Result<()> {
             idle_timeout,
             active_timeout,
         ),
+        Command::Key(KeyCommand::New { config }) => {
+            let config = CollectorConfig::load(&config)?;
+            let path = config.identity.key_path(&config.state_dir);
+            let key = varde_collector::identity::create_key(&path)?;
+            print_key(&config, &path, &key);
+            Ok(())
+        }
+        Command::Enrol {
+            token,
+            config,
+            state_dir,
+            start,
+        } => runtime()?.block_on(enrol(&token, config, state_dir, start)),
+        Command::RotateKey { config, url, pin } => runtime()?.block_on(async {
+            let config = CollectorConfig::load(&config)?;
+            let r = varde_collector::enrol::rotate_key(&config, &url, &pin).await?;
+            println!(
+                "new key {} in use from the next start; the old key is valid until {}",
+                r.key_id,
+                varde_core::time::format_rfc3339(r.old_key_expires_us)
+            );
+            println!("restart the collector now: systemctl restart varde-collector");
+            Ok(())
+        }),
+        Command::Key(KeyCommand::Show { config }) => {
+            let config = CollectorConfig::load(&config)?;
+            let path = config.identity.key_path(&config.state_dir);
+            let key = varde_collector::identity::load_key(&path)?;
+            print_key(&config, &path, &key);
+            Ok(())
+        }
     }
+}
+
+async fn enrol(
+    token: &str,
+    config: PathBuf,
+    state_dir: PathBuf,
+    start: Option<bool>,
+) -> Result<()> {
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let paths = varde_collector::enrol::EnrolPaths { config, state_dir };
+    let done =
+        varde_collector::enrol::enrol(token, &paths, &hostname, varde_collector::sources::now_us())
+            .await?;
+    let r = &done.response;
+    println!(
+        "enrolled: collector {} of {} {} ({:?}), key {}",
+        r.collector_id,
+        r.tenant,
+        r.tenant.name(),
+        r.name,
+        done.key_id
+    );
+    println!(
+        "key file:      {} (mode 0600, never leaves this machine)",
+        done.key_file.display()
+    );
+    println!("configuration: {}", done.config.display());
+    println!("sends to:      {} topic {}", r.brokers, r.topic);
+    own_files(&paths.state_dir);
+    let systemd = std::path::Path::new("/run/systemd/system").exists();
+    let root = nix::unistd::geteuid().is_root();
+    if start.unwrap_or(systemd && root) {
+        let status = std::process::Command::new("systemctl")
+            .args(["restart", "varde-collector"])
+            .status()
+            .context("running systemctl")?;
+        anyhow::ensure!(
+            status.success(),
+            "systemctl restart varde-collector: {status}"
+        );
+        println!("started: systemctl status varde-collector");
+    } else {
+        println!(
+            "start it with: varde-collector run --config {}",
+            done.config.display()
+        );
+    }
+    Ok(())
+}
+
+/// Run as root by the package's user: hand the state directory and the keys to the service user
+/// `varde-collector` when it exists, so the service can read them and nobody else can.
+fn own_files(state_dir: &std::path::Path) {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let Ok(Some(user)) = nix::unistd::User::from_name("varde-collector") else {
+        return;
+    };
+    for path in [
+        state_dir.to_owned(),
+        state_dir.join("collector.key"),
+        state_dir.join("privacy.key"),
+    ] {
+        if let Err(e) =
+            std::os::unix::fs::chown(&path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        {
+            eprintln!(
+                "warning: could not give {} to varde-collector: {e}",
+                path.display()
+            );
+        }
+    }
+}
+
+fn print_key(config: &CollectorConfig, path: &std::path::Path, key: &varde_core::CollectorKey) {
+    println!("collector  {}", config.collector_id);
+    println!("tenant     {}", config.tenant);
+    println!("key file   {}", path.display());
+    println!("key id     {}", key.key_id());
+    println!("public key {}", key.public_key());
 }
 
 fn pcap(
@@ -274,6 +438,12 @@ fn check_config(file: &std::path::Path) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {}: {e}", file.display(), source.label()))?;
         }
     }
+    let key_path = config.identity.key_path(&config.state_dir);
+    let key = match varde_collector::identity::load_key(&key_path) {
+        Ok(key) => format!("key {}", key.key_id()),
+        Err(e) => format!("NOT READY: {e}"),
+    };
+    println!("{}: signing: {key}", file.display());
     let spool = config.spool_config();
     println!(
         "{}: ok: collector {} for {} {} -> {} (topic {}events.{}), {} source(s), spool {} (max {} bytes, when full: {:?})",
@@ -308,6 +478,8 @@ struct Running {
 }
 
 fn start_shipper(config: &CollectorConfig, sequence: SequenceSource) -> Result<Running> {
+    let key_path = config.identity.key_path(&config.state_dir);
+    let key = varde_collector::identity::load_key(&key_path)?;
     let publisher = KafkaPublisher::new(
         &config.kafka,
         config.collector_id.as_str(),
@@ -327,6 +499,7 @@ fn start_shipper(config: &CollectorConfig, sequence: SequenceSource) -> Result<R
             topic_prefix: config.kafka.topic_prefix.clone(),
             max_rows: config.batch.max_rows,
             max_delay: Duration::from_millis(config.batch.max_delay_ms),
+            key: Arc::new(key),
         },
         sequence,
         stats.clone(),

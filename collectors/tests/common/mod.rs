@@ -429,7 +429,9 @@ pub fn append_lines(path: &Path, lines: impl IntoIterator<Item = String>) {
     f.write_all(text.as_bytes()).expect("append");
 }
 
-/// A collector configuration with a file source and metrics; `extra` is appended.
+/// A collector configuration with a file source and metrics; `extra` is appended. Makes the
+/// collector's signing key in `state` when it has none (these tests stop at Kafka, where no
+/// pipeline checks it).
 pub fn config_text(
     id: &str,
     tenant: &str,
@@ -438,6 +440,10 @@ pub fn config_text(
     metrics_port: u16,
     extra: &str,
 ) -> String {
+    let key = state.join("collector.key");
+    if !key.exists() {
+        varde_collector::identity::create_key(&key).expect("collector key");
+    }
     format!(
         "collector_id = \"{id}\"\ntenant = \"{tenant}\"\nstate_dir = \"{}\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n{status}{extra}\n",
         state.display(),

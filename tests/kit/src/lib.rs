@@ -288,3 +288,46 @@ pub fn envelope_on(day: u16, seq: u64, n: usize) -> varde_core::Envelope {
     )
     .expect("envelope")
 }
+
+/// Now, µs since the epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The signing key of test collector `collector`: one per id, made on first use in this test
+/// process, so envelopes built anywhere in a test sign with the key its store knows.
+pub fn test_key(collector: &str) -> std::sync::Arc<varde_core::CollectorKey> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static KEYS: OnceLock<Mutex<HashMap<String, Arc<varde_core::CollectorKey>>>> = OnceLock::new();
+    let mut keys = KEYS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    keys.entry(collector.to_owned())
+        .or_insert_with(|| Arc::new(varde_core::CollectorKey::generate().expect("key").0))
+        .clone()
+}
+
+/// Registers [`test_key`]`(collector)` for `collector` of `tenant` in `store`, as enrolment
+/// would, and returns the key.
+pub async fn enrol_test_collector<S: varde_store::collectors::Collectors>(
+    store: &S,
+    collector: &str,
+    tenant: &str,
+) -> std::sync::Arc<varde_core::CollectorKey> {
+    let key = test_key(collector);
+    let record = varde_store::collectors::IdentityRecord::key_added(
+        now_us(),
+        &varde_core::CollectorId::new(collector).expect("collector id"),
+        varde_core::Kommunenummer::parse(tenant).expect("tenant"),
+        collector,
+        &key.public_key(),
+        "admin:test",
+        "registered by the test",
+    );
+    store.write_identity(&[record]).await.expect("register key");
+    key
+}

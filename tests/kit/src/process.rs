@@ -26,14 +26,25 @@ impl Drop for Guard {
 }
 
 /// Writes a collector configuration for `collector_id` of `tenant` into `dir` and returns its
-/// path; batches of `max_rows`.
+/// path; batches of `max_rows`. The collector gets its signing key in its state directory, and
+/// the key is registered in the store at `clickhouse` as an administrator would
+/// ([`enrol_key`]), so the pipeline takes its batches.
 pub fn collector_config(
     dir: &Path,
     collector_id: &str,
     tenant: &str,
     kafka: &KafkaSettings,
+    clickhouse: &ClickHouseSettings,
     max_rows: usize,
 ) -> PathBuf {
+    let state = dir.join(format!("{collector_id}-state"));
+    let key_file = state.join("collector.key");
+    let key = if key_file.exists() {
+        varde_collector::identity::load_key(&key_file).expect("collector key")
+    } else {
+        varde_collector::identity::create_key(&key_file).expect("collector key")
+    };
+    enrol_key(clickhouse, collector_id, tenant, &key.public_key());
     let path = dir.join(format!("{collector_id}.toml"));
     let text = format!(
         "collector_id = \"{collector_id}\"\ntenant = \"{tenant}\"\nstate_dir = \"{}\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}\"\n\n[batch]\nmax_rows = {max_rows}\n",
@@ -43,6 +54,40 @@ pub fn collector_config(
     );
     std::fs::write(&path, text).expect("write collector config");
     path
+}
+
+/// Registers `key` for collector `collector_id` of `tenant` in the (migrated) store at
+/// `clickhouse`, from a thread of its own, so sync test code can call it too.
+pub fn enrol_key(
+    clickhouse: &ClickHouseSettings,
+    collector_id: &str,
+    tenant: &str,
+    key: &varde_core::PublicKey,
+) {
+    use varde_store::collectors::{Collectors, IdentityRecord};
+    let record = IdentityRecord::key_added(
+        crate::now_us(),
+        &varde_core::CollectorId::new(collector_id).expect("collector id"),
+        varde_core::Kommunenummer::parse(tenant).expect("tenant"),
+        collector_id,
+        key,
+        "admin:test",
+        "registered by the test",
+    );
+    let settings = clickhouse.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let store = varde_store::clickhouse::ClickHouseStore::new(&settings).expect("store");
+            store.migrate().await.expect("migrate");
+            store.write_identity(&[record]).await.expect("register key");
+        });
+    })
+    .join()
+    .expect("key registered");
 }
 
 /// Runs `varde-collector send --config <config> <file>` to its end (every batch acknowledged
