@@ -489,7 +489,7 @@ pub async fn run(port: u16, live_every_s: u64) -> Result<()> {
 }
 
 /// Keeps the path running while the dashboard serves: a pipeline over a bus of its own into the
-/// same store, and collectors (`k<nnnn>-demo-live`, so their event ids are new) sending a
+/// same store, and collectors (enrolled as `demo live`, so their event ids are new) sending a
 /// little of each municipality's everyday sample and, in turn, one planted root login every
 /// `every_s` seconds. Runs until the process ends.
 fn live(store: &EmbeddedStore, mut detector: Detector, every_s: u64) {

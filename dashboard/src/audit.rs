@@ -89,7 +89,12 @@ fn field_label(c: &Change) -> &'static str {
 
 /// `GET /audit?actor=<name>`: the log, for admins only.
 pub(crate) async fn show<
-    St: EventStore + varde_store::reports::ReportLog + Send + Sync + 'static,
+    St: EventStore
+        + varde_store::reports::ReportLog
+        + varde_store::collectors::Collectors
+        + Send
+        + Sync
+        + 'static,
 >(
     State(d): State<Dashboard<St>>,
     headers: HeaderMap,
@@ -216,6 +221,55 @@ pub(crate) async fn show<
             },
             before: String::new(),
             after: format!("v{}", r.version),
+        });
+    }
+    // Collector identity: enrolments, rotations, revocations, and the tokens behind them.
+    let (identity, tokens) = match (store.identity_log().await, store.tokens(None).await) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => return crate::unavailable("audit log", &e),
+    };
+    for r in &identity {
+        use varde_store::collectors::IdentityAction;
+        let (what, after) = match r.action {
+            IdentityAction::KeyAdded => (t("nøkkel lagt til", "key added"), r.key_id.clone()),
+            IdentityAction::KeyExpires => (
+                t("nøkkel utløper", "key expires"),
+                format!("{} {}", r.key_id, format_time(r.until_us)),
+            ),
+            IdentityAction::Revoked => (
+                t("tilbakekalt", "revoked"),
+                if r.key_id.is_empty() {
+                    t("alle nøkler", "every key").to_owned()
+                } else {
+                    r.key_id.clone()
+                },
+            ),
+        };
+        entries.push(Entry {
+            at_us: r.at_us,
+            actor: r.actor.clone(),
+            what: html! {
+                (t("Innsamler", "Collector")) " " code { (r.collector_id) } " (" (r.tenant) "): " (what)
+                @if !r.reason.is_empty() { " «" (r.reason) "»" }
+            },
+            before: String::new(),
+            after,
+        });
+    }
+    for r in &tokens {
+        use varde_store::collectors::TokenAction;
+        entries.push(Entry {
+            at_us: r.at_us,
+            actor: r.actor.clone(),
+            what: html! {
+                (t("Innrulleringsnøkkel", "Enrolment token")) " " code { (r.token_id) }
+                " (" (r.tenant) ", «" (r.name) "»)"
+            },
+            before: String::new(),
+            after: match r.action {
+                TokenAction::Issued => format!("issued, expires {}", format_time(r.expires_us)),
+                TokenAction::Used => format!("used by {}", r.collector_id),
+            },
         });
     }
     let actor = q.actor.as_deref().filter(|a| !a.is_empty());

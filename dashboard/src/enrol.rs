@@ -32,6 +32,10 @@ use varde_store::collectors::{
 use crate::i18n::t;
 use crate::{Dashboard, Role, app_page, format_time, now_us, refusal};
 
+/// The collector id of the pipeline's own security events (`varde_pipeline::identity`), which
+/// the dashboard does not link.
+pub const PIPELINE_COLLECTOR: &str = "varde-pipeline";
+
 /// `[enrolment]` in the dashboard's configuration.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -508,15 +512,27 @@ pub(crate) async fn page<St: EventStore + Collectors + Send + Sync + 'static>(
             t("Til varslene", "To the alerts"),
         );
     }
-    let (log, tokens) = match (
+    let now = now_us();
+    let (log, tokens, seen) = match (
         d.inner.store.identity_log().await,
         d.inner.store.tokens(None).await,
+        d.inner.store.collectors(None, now).await,
     ) {
-        (Ok(l), Ok(t)) => (l, t),
-        (Err(e), _) | (_, Err(e)) => return crate::unavailable("collector registry", &e),
+        (Ok(l), Ok(t), Ok(s)) => (l, t, s),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return crate::unavailable("collector registry", &e);
+        }
     };
     let registry = CollectorRegistry::fold(&log);
-    let now = now_us();
+    // Sources seen in the last week that are not enrolled collectors (nor the pipeline's own
+    // security events): JSON-lines shippers, or batches accepted unsigned.
+    let unsigned: Vec<&varde_store::CollectorSeen> = seen
+        .iter()
+        .filter(|c| c.collector_id != PIPELINE_COLLECTOR)
+        .filter(|c| {
+            CollectorId::new(c.collector_id.clone()).map_or(true, |id| registry.get(&id).is_none())
+        })
+        .collect();
     let used: std::collections::HashSet<&str> = tokens
         .iter()
         .filter(|r| r.action == TokenAction::Used)
@@ -574,6 +590,28 @@ pub(crate) async fn page<St: EventStore + Collectors + Send + Sync + 'static>(
                         } }
                     }
                 }
+            }
+        }
+        h2.ds-heading data-size="md" { (t("Kilder uten signatur", "Sources without signatures")) }
+        p { (t(
+            "Sett siste uke, men ikke innrullerte: tredjeparts avsendere på JSON-linje-emnene (kommunen bestemmes bare av meglerens tilgangskontroll) og batcher tatt imot usignert.",
+            "Seen in the last week, not enrolled: third-party shippers on the JSON-lines topics (their municipality rests on the broker's access control alone) and batches accepted unsigned."
+        )) }
+        @if unsigned.is_empty() { p { (t("Ingen.", "None.")) } } @else {
+            table.ds-table data-border {
+                caption { (t("Usignerte kilder", "Unsigned sources")) }
+                thead { tr {
+                    th scope="col" { (t("Kilde", "Source")) }
+                    th scope="col" { (t("Kommune", "Municipality")) }
+                    th scope="col" { (t("Sist mottatt", "Last received")) }
+                    th scope="col" { (t("Typer", "Kinds")) }
+                } }
+                tbody { @for c in &unsigned { tr data-unsigned=(c.tenant) {
+                    td { code { (c.collector_id) } }
+                    td { (c.tenant) }
+                    td { (format_time(c.last_receive_us)) }
+                    td { (c.kinds.join(", ")) }
+                } } }
             }
         }
         h2.ds-heading data-size="md" { (t("Ubrukte innrulleringsnøkler", "Unused enrolment tokens")) }

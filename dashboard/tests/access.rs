@@ -2534,3 +2534,171 @@ async fn incident_reports_are_recorded_exported_within_tlp_and_audited() {
 fn varde_report_hex(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The enrolment API as a collector calls it: `POST /api/enrol` with JSON.
+async fn api(app: &Router, path: &str, json: String) -> (StatusCode, String) {
+    let (status, _, body) = send(
+        app,
+        Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json))
+            .expect("request"),
+    )
+    .await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn collectors_are_enrolled_by_token_listed_revoked_and_audited_for_the_cert_only() {
+    use varde_core::enrolment::{EnrolRequest, proof_message};
+    use varde_core::identity::hex_encode;
+    let env = TestEnv::new("dash_collectors");
+    let store = env.store().await;
+    // A third-party shipper's events (the pipeline names JSON-lines batches this way).
+    let oslo = varde_core::Kommunenummer::parse("0301").expect("Oslo");
+    let shipper = CollectorId::new("jsonl-0301-p0-syslog").expect("id");
+    let mut b = BatchBuilder::new(SourceKind::Syslog, oslo, shipper.clone(), 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as i64;
+    b.push(&Event {
+        event_time_us: now,
+        receive_time_us: now,
+        message: Some("from Vector".into()),
+        ..Event::default()
+    })
+    .expect("push");
+    let shipped = Envelope::new(
+        SourceKind::Syslog,
+        oslo,
+        shipper,
+        1,
+        b.finish().expect("batch"),
+    )
+    .expect("envelope");
+    store.write_envelopes(&[shipped]).await.expect("write");
+
+    let enrolment = varde_dashboard::enrol::Enrolment {
+        config: toml::from_str("url = \"https://cert.example:8443\"\nbrokers = \"kafka:9093\"\n")
+            .expect("config"),
+        pin: "ab".repeat(32),
+    };
+    let app = app(
+        store.clone(),
+        Settings {
+            enrolment: Some(enrolment),
+            ..Settings::default()
+        },
+    );
+    let (_, admin) = login(&app, "admin", "admin-pass").await;
+    let admin = admin.expect("admin session");
+    let (_, analyst) = login(&app, "analyst", "cert-pass").await;
+    let analyst = analyst.expect("analyst session");
+    let (_, oslo_session) = login(&app, "oslo", "oslo-pass").await;
+    let oslo_session = oslo_session.expect("oslo session");
+
+    // The page: the shipper is a source without signatures; a municipality may not look.
+    let (status, page) = get(&app, "/collectors", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"data-unsigned="0301""#), "{page}");
+    assert!(page.contains("jsonl-0301-p0-syslog"));
+    assert_eq!(
+        get(&app, "/collectors", Some(&oslo_session)).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // An analyst may not make a token; an admin may, and sees it once.
+    let csrf = csrf_of(&get(&app, "/collectors", Some(&analyst)).await.1);
+    let (status, _) = post(
+        &app,
+        "/collectors/tokens",
+        &analyst,
+        &format!("csrf={csrf}&tenant=0301&name=Oslo+DMZ"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let csrf = csrf_of(&get(&app, "/collectors", Some(&admin)).await.1);
+    let (status, shown) = post(
+        &app,
+        "/collectors/tokens",
+        &admin,
+        &format!("csrf={csrf}&tenant=0301&name=Oslo+DMZ"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    let token = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("varde-enrol-1."))
+        .expect("the token on the page")
+        .trim_end_matches("</code></pre><p>")
+        .split('<')
+        .next()
+        .expect("token")
+        .to_owned();
+
+    // The collector redeems it over the API; a second use, a bad proof: refused.
+    let (key, _) = varde_core::CollectorKey::generate().expect("key");
+    let parsed = varde_core::enrolment::EnrolmentToken::parse(&token).expect("token parses");
+    assert_eq!(parsed.pin, "ab".repeat(32));
+    let request = |key: &varde_core::CollectorKey, proof_key: &varde_core::CollectorKey| {
+        serde_json::to_string(&EnrolRequest {
+            token: token.clone(),
+            public_key: key.public_key().to_string(),
+            proof: hex_encode(&proof_key.sign(&proof_message(&parsed.id, &key.public_key()))),
+            hostname: "vm1".into(),
+        })
+        .expect("json")
+    };
+    let (other, _) = varde_core::CollectorKey::generate().expect("key");
+    let (status, body) = api(&app, "/api/enrol", request(&key, &other)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("proof does not verify"), "{body}");
+    let (status, body) = api(&app, "/api/enrol", request(&key, &key)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: varde_core::enrolment::EnrolResponse = serde_json::from_str(&body).expect("answer");
+    assert_eq!(answer.tenant, oslo);
+    assert!(answer.collector_id.as_str().starts_with("k0301-oslo-dmz-"));
+    let (status, body) = api(&app, "/api/enrol", request(&other, &other)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("used already"), "{body}");
+    let (status, body) = api(&app, "/api/enrol", "{not json".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Listed as active; revoked by the admin with a reason; the registry says so.
+    let (_, page) = get(&app, "/collectors", Some(&admin)).await;
+    assert!(page.contains(answer.collector_id.as_str()));
+    assert!(page.contains(r#"data-state="active""#));
+    let csrf = csrf_of(&page);
+    let (status, _) = post(
+        &app,
+        &format!("/collectors/{}/revoke", answer.collector_id),
+        &admin,
+        &format!("csrf={csrf}&reason=VM+stolen"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let registry = varde_store::collectors::CollectorRegistry::fold(
+        &varde_store::collectors::Collectors::identity_log(&store)
+            .await
+            .expect("log"),
+    );
+    let c = registry.get(&answer.collector_id).expect("enrolled");
+    assert!(c.revoked_us.is_some());
+    assert!(
+        get(&app, "/collectors", Some(&admin))
+            .await
+            .1
+            .contains(r#"data-state="revoked""#)
+    );
+
+    // The audit log holds the token, the enrolment and the revocation with who did them.
+    let (_, log) = get(&app, "/audit", Some(&admin)).await;
+    assert!(log.contains("admin:admin"), "{log}");
+    assert!(
+        log.contains(&format!("collector:{}", answer.collector_id)),
+        "{log}"
+    );
+    assert!(log.contains("VM stolen"), "{log}");
+    env.cleanup().await;
+}

@@ -191,6 +191,7 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
       rows.map(r => r.querySelector('td:nth-child(5)').textContent));
     check(tenants.length > 0 && tenants.every(t => t === '4601'), 'Bergen\'s queue holds Bergen\'s alerts only');
     check((await bergen.goto(`${url}/outbox`)).status() === 403, 'Bergen may not read the outbox');
+    check((await bergen.goto(`${url}/collectors`)).status() === 403, 'Bergen may not read the collectors page');
     const foreign = await bergen.goto(`${url}/alerts/${bodoAlert}`);
     check(foreign.status() === 404, 'Bodø\'s alert is not found for Bergen');
     await bergen.goto(incidentUrl);
@@ -201,7 +202,7 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     check(await bergen.locator('form[action^="/incidents/"]').count() === 0, 'Bergen gets no controls');
     await Promise.all([bergen.waitForURL(`${url}/municipalities/4601`), bergen.click('text=Min kommune')]);
     await audit(bergen, 'municipality');
-    check(await bergen.locator('[data-collector="k4601-demo-01"]').count() === 1,
+    check(await bergen.locator('[data-collector^="k4601-demo-01-"]').count() === 1,
       'Bergen\'s page lists its demo collector');
     await Promise.all([bergen.waitForURL(`${url}/login`), bergen.click('header button[type=submit]')]);
     check(true, 'logged out');
@@ -213,6 +214,13 @@ const ROOT_LOGIN = 'Successful SSH Password Login as root on a Municipal Server'
     const log = await admin.locator('tbody').textContent();
     check(log.includes('analytiker') && log.includes('acknowledged') && log.includes('Begrensning'),
       'the audit log shows the analyst\'s triage and incident changes');
+    // The enrolled collectors: every demo municipality's, enrolled through a token, active.
+    await admin.goto(`${url}/collectors`);
+    await audit(admin, 'collectors');
+    check(await admin.locator('td[data-state="active"]').count() >= 6,
+      'the collectors page lists the demo\'s enrolled collectors as active');
+    check((await admin.locator('tbody').first().textContent()).includes('k4601-demo-01-'),
+      'Bergen\'s collector is on the collectors page');
     const refused = await analyst.goto(`${url}/audit`);
     check(refused.status() === 403, 'an analyst may not read the audit log');
     check(refusals.length === 0, `nothing refused by the Content-Security-Policy (${refusals.join(' | ')})`);
