@@ -84,6 +84,18 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A free port below Linux's ephemeral range (32768–60999), for a server that is down while
+/// clients keep connecting to it: a client's outbound port comes from the ephemeral range, and
+/// when it happens to equal the destination port on loopback, the socket connects to itself
+/// (TCP simultaneous open) and holds the port, so the server cannot bind it when it starts.
+pub fn free_port_outside_ephemeral() -> u16 {
+    let start = u16::try_from(std::process::id() % 10_000).unwrap_or(0);
+    (0..12_000u16)
+        .map(|i| 20_000 + (start + i) % 12_000)
+        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, or panics after [`PATIENCE`].
 pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
@@ -121,11 +133,12 @@ fn tansu_bin() -> PathBuf {
 }
 
 impl PrivateBroker {
-    /// Starts a broker on a free port.
+    /// Starts a broker on a free port (outside the ephemeral range: it may be killed and
+    /// restarted while clients connect).
     pub fn start() -> PrivateBroker {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut b = PrivateBroker {
-            port: free_port(),
+            port: free_port_outside_ephemeral(),
             dir,
             child: None,
         };
@@ -133,10 +146,12 @@ impl PrivateBroker {
         b
     }
 
-    /// A broker that is not running yet, on a port reserved now.
+    /// A broker that is not running yet, on a port reserved now (outside the ephemeral range:
+    /// the collector's connection attempts meanwhile must not take it, see
+    /// [`free_port_outside_ephemeral`]).
     pub fn stopped() -> PrivateBroker {
         PrivateBroker {
-            port: free_port(),
+            port: free_port_outside_ephemeral(),
             dir: tempfile::tempdir().expect("tempdir"),
             child: None,
         }
