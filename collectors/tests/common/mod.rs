@@ -88,12 +88,20 @@ pub fn free_port() -> u16 {
 /// clients keep connecting to it: a client's outbound port comes from the ephemeral range, and
 /// when it happens to equal the destination port on loopback, the socket connects to itself
 /// (TCP simultaneous open) and holds the port, so the server cannot bind it when it starts.
+///
+/// Each call in a process starts its search past the previous one's port: a reserved port is not
+/// bound until its server starts, so a bind check alone would hand it out twice.
 pub fn free_port_outside_ephemeral() -> u16 {
-    let start = u16::try_from(std::process::id() % 10_000).unwrap_or(0);
-    (0..12_000u16)
-        .map(|i| 20_000 + (start + i) % 12_000)
-        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .expect("a free port below the ephemeral range")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = std::process::id() % 12_000;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(n < 12_000, "no free port below the ephemeral range");
+        let port = u16::try_from(20_000 + (base + n) % 12_000).expect("below 32000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after [`PATIENCE`].
