@@ -419,6 +419,11 @@ pub enum SourceConfig {
         /// carries other hosts' traffic).
         #[serde(default = "default_true")]
         promiscuous: bool,
+        /// The capture socket's receive buffer in bytes (`SO_RCVBUF`; the kernel caps it at
+        /// `net.core.rmem_max`). Default 4 MiB. Frames that arrive while it is full are dropped
+        /// by the kernel and counted in `varde_collector_source_capture_drops_total`.
+        #[serde(default)]
+        receive_buffer_bytes: Option<usize>,
     },
     /// NetFlow v5, v9 and IPFIX export datagrams (UDP) from the municipality's routers and
     /// firewalls, each record a `flow` event (see `docs/flows.md`).

@@ -146,6 +146,11 @@ pub fn families(state: &MetricsState) -> Vec<Family> {
         &|c| &c.flows_evicted,
     ));
     out.push(per_source(
+        "source_capture_drops",
+        "Frames the kernel dropped because the capture socket's buffer was full (PACKET_STATISTICS), per capture source.",
+        &|c| &c.capture_drops,
+    ));
+    out.push(per_source(
         "source_netflow_templates",
         "NetFlow v9 and IPFIX templates received, per netflow source.",
         &|c| &c.netflow_templates,

@@ -71,6 +71,9 @@ pub struct SourceCounters {
     pub flow_packets: AtomicU64,
     /// Flow sources: flows reported early because the flow table was full (capture).
     pub flows_evicted: AtomicU64,
+    /// Capture sources: frames the kernel dropped because the capture socket's receive buffer
+    /// was full (from `PACKET_STATISTICS`).
+    pub capture_drops: AtomicU64,
     /// Flow sources: templates received (NetFlow v9, IPFIX).
     pub netflow_templates: AtomicU64,
     /// Flow sources: distinct exporters seen (NetFlow, IPFIX).

@@ -39,6 +39,9 @@ pub fn snapshot(state: &MetricsState, at_us: i64) -> CollectorStatus {
         s.dropped_receive_buffer_datagrams = s
             .dropped_receive_buffer_datagrams
             .saturating_add(get(&c.receive_buffer_drops));
+        s.dropped_capture_packets = s
+            .dropped_capture_packets
+            .saturating_add(get(&c.capture_drops));
         s.journal_errors = s.journal_errors.saturating_add(get(&c.journal_errors));
     }
     s

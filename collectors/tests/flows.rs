@@ -936,3 +936,113 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
     assert!(counted >= packets as f64, "{counted} < {packets}");
     collector.terminate();
 }
+
+/// The kernel's drops are counted: a capture socket with the smallest receive buffer the kernel
+/// grants, flooded with UDP datagrams from the namespace (to a socket that never reads them, so
+/// nothing answers), must lose frames, and every datagram the sender sent must be either in a
+/// flow or in `varde_collector_source_capture_drops_total` (the sender's own count is the
+/// reference; the only other frames on the link are a few of ARP and IPv6 neighbour discovery).
+#[test]
+fn frames_the_kernel_drops_from_a_full_capture_buffer_are_counted() {
+    const PER_BURST: u64 = 20_000;
+    // Next to the live capture test's pair (its tag is this one less): another subnet.
+    let tag = (std::process::id() % 10_000 + 1) as u16;
+    let Some(veth) = Veth::create(tag) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The datagrams' destination: bound on this side, never read.
+    let sink = std::net::UdpSocket::bind((veth.host_ip.as_str(), 0)).expect("udp sink");
+    let port = sink.local_addr().expect("addr").port();
+    let kafka = common::dev_kafka("capture-drops");
+    let tenant = varde_core::Kommunenummer::parse("4204").expect("Kristiansand");
+    let topic = varde_transport::events_topic(&kafka.topic_prefix, tenant);
+    common::create_topic(&kafka, &topic);
+    let metrics_port = free_port();
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        common::config_text(
+            "k4204-capture",
+            "4204",
+            &dir.path().join("state"),
+            &kafka,
+            metrics_port,
+            &format!(
+                "[batch]\nmax_delay_ms = 50\n\n[flows]\nidle_timeout_s = 1\n\n[[sources]]\ntype = \"capture\"\ninterface = \"{}\"\nreceive_buffer_bytes = 1\n",
+                veth.host_end
+            ),
+        ),
+    )
+    .expect("config");
+    let mut collector = common::Collector::start(&config, dir.path());
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    common::eventually("the collector serving /metrics", || {
+        common::http_get(metrics, "/health")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let drops_metric = format!(
+        "varde_collector_source_capture_drops_total{{source=\"capture:{}\"}}",
+        veth.host_end
+    );
+    let drops = || {
+        let (_, page) = common::http_get(metrics, "/metrics").expect("metrics");
+        common::metric(&page, &drops_metric).unwrap_or_else(|| panic!("{drops_metric} in {page}"))
+            as u64
+    };
+    // Bursts of full-size datagrams, each from a sender of its own (a flow of its own), until
+    // the kernel has dropped some; the collector reads the kernel's counts every half second.
+    let flood = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nn = 0\nfor _ in range({PER_BURST}):\n    try:\n        s.sendto(b'v' * 1400, ('{}', {port}))\n        n += 1\n    except OSError:\n        pass\nprint(n)\n",
+        veth.host_ip
+    );
+    let (mut sent, mut bursts) = (0u64, 0usize);
+    while bursts < 20 {
+        let out = veth.exec("python3", &["-c", &flood]);
+        assert!(out.status.success(), "{out:?}");
+        sent += String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .expect("the sender's count");
+        bursts += 1;
+        std::thread::sleep(Duration::from_millis(1200));
+        if drops() > 0 {
+            break;
+        }
+    }
+    let is_ours = |a: &&common::Arrived| {
+        a.kind == varde_core::SourceKind::Flow
+            && a.typed
+                .iter()
+                .any(|(k, v)| *k == "dst_port" && *v == port.to_string())
+    };
+    let mut reader = common::Reader::new(&kafka, &topic);
+    reader.until("a flow per burst", |e| {
+        e.iter().filter(is_ours).count() >= bursts
+    });
+    let flows: Vec<_> = reader.events.iter().filter(is_ours).collect();
+    assert_eq!(flows.len(), bursts, "one flow per sender");
+    let captured: u64 = flows.iter().map(|e| number(e, "packets_out")).sum();
+    assert!(
+        flows.iter().all(|e| number(e, "packets_in") == 0),
+        "nothing answered"
+    );
+    let dropped = drops();
+    assert!(
+        dropped > 0,
+        "no drops after {bursts} bursts of {PER_BURST} datagrams into the smallest buffer"
+    );
+    assert!(captured < sent, "captured {captured} of {sent}");
+    // Every datagram sent is in a flow or among the drops; the drops may also hold a few of
+    // the link's own frames.
+    assert!(
+        captured + dropped >= sent && captured + dropped <= sent + 50,
+        "sent {sent}, captured {captured}, the kernel dropped {dropped}"
+    );
+    eprintln!(
+        "sent {sent} in {bursts} bursts: {captured} in flows, {dropped} dropped by the kernel"
+    );
+    collector.assert_running();
+    collector.terminate();
+    drop(sink);
+}

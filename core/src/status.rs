@@ -24,6 +24,7 @@ const SPOOL_EVENTS: &str = "spool.events";
 const SPOOL_OLDEST_S: &str = "spool.oldest_unsent_seconds";
 const DROPPED_SPOOL: &str = "dropped.spool_full_events";
 const DROPPED_UDP: &str = "dropped.receive_buffer_datagrams";
+const DROPPED_CAPTURE: &str = "dropped.capture_packets";
 const REJECTED: &str = "dropped.rejected_events";
 const JOURNAL_ERRORS: &str = "errors.journal";
 const PUBLISH_ERRORS: &str = "errors.publish";
@@ -48,6 +49,8 @@ pub struct CollectorStatus {
     pub dropped_spool_full_events: u64,
     /// Datagrams the kernel dropped because a UDP listener's receive buffer was full.
     pub dropped_receive_buffer_datagrams: u64,
+    /// Packets the kernel dropped because a capture source's socket buffer was full.
+    pub dropped_capture_packets: u64,
     /// Events that could not join a batch.
     pub rejected_events: u64,
     /// Journal appends that failed.
@@ -75,6 +78,7 @@ impl CollectorStatus {
                 n(SPOOL_OLDEST_S, self.oldest_unsent_s),
                 n(DROPPED_SPOOL, self.dropped_spool_full_events),
                 n(DROPPED_UDP, self.dropped_receive_buffer_datagrams),
+                n(DROPPED_CAPTURE, self.dropped_capture_packets),
                 n(REJECTED, self.rejected_events),
                 n(JOURNAL_ERRORS, self.journal_errors),
                 n(PUBLISH_ERRORS, self.publish_errors),
@@ -99,6 +103,7 @@ impl CollectorStatus {
             oldest_unsent_s: n(SPOOL_OLDEST_S),
             dropped_spool_full_events: n(DROPPED_SPOOL),
             dropped_receive_buffer_datagrams: n(DROPPED_UDP),
+            dropped_capture_packets: n(DROPPED_CAPTURE),
             rejected_events: n(REJECTED),
             journal_errors: n(JOURNAL_ERRORS),
             publish_errors: n(PUBLISH_ERRORS),
@@ -106,11 +111,12 @@ impl CollectorStatus {
         })
     }
 
-    /// Events and datagrams lost at the edge: dropped by a full spool or a full receive buffer,
-    /// or rejected from batches.
+    /// Events, datagrams and captured packets lost at the edge: dropped by a full spool or a
+    /// full receive buffer, or rejected from batches.
     pub fn lost(&self) -> u64 {
         self.dropped_spool_full_events
             .saturating_add(self.dropped_receive_buffer_datagrams)
+            .saturating_add(self.dropped_capture_packets)
             .saturating_add(self.rejected_events)
     }
 }
@@ -130,6 +136,7 @@ mod tests {
             oldest_unsent_s: 42,
             dropped_spool_full_events: 7,
             dropped_receive_buffer_datagrams: 11,
+            dropped_capture_packets: 13,
             rejected_events: 1,
             journal_errors: 2,
             publish_errors: 5,
@@ -141,7 +148,7 @@ mod tests {
             CollectorStatus::from_fields(s.at_us, &keys, &values),
             Some(s.clone())
         );
-        assert_eq!(s.lost(), 19);
+        assert_eq!(s.lost(), 32);
         // Any other event is not a report, and a garbled count reads as 0.
         assert_eq!(
             CollectorStatus::from_fields(0, &["a".into()], &["1".into()]),

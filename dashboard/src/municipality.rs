@@ -168,8 +168,8 @@ pub(crate) async fn show<St: EventStore + Send + Sync + 'static>(
                                             }
                                         }
                                         td data-lost=(r.lost()) title=(t(
-                                            "Siden innsamleren startet: forkastet fordi spoolen var full, datagrammer kjernen forkastet, hendelser som ikke passet i en batch",
-                                            "Since the collector started: dropped by a full spool, datagrams the kernel dropped, events that did not fit a batch"
+                                            "Siden innsamleren startet: forkastet fordi spoolen var full, datagrammer og fangede pakker kjernen forkastet, hendelser som ikke passet i en batch",
+                                            "Since the collector started: dropped by a full spool, datagrams and captured packets the kernel dropped, events that did not fit a batch"
                                         )) {
                                             @if r.lost() == 0 { "0" } @else { strong { (r.lost()) } }
                                         }

@@ -2,11 +2,13 @@
 # Varde development and CI services, on loopback only:
 #   - ClickHouse from Debian's packages (clickhouse-server / clickhouse-client)
 #   - tansu, a Kafka-protocol broker built from crates.io, with sqlite storage
+#   - a local ClickHouse cluster for the cluster tests: ZooKeeper and 2 shards x 2 replicas of
+#     the same clickhouse-server (deploy/dev/cluster.sh, which also starts other shapes)
 # and, with `up` alone, what the tests need besides them: the Debian packages the build links
 # against and the real syslog senders of the collector's tests (deploy/dev/peers.sh).
 #
-#   services.sh up     [clickhouse|kafka|tools]   install if missing, start, wait until ready
-#   services.sh down   [clickhouse|kafka]   stop (data is kept)
+#   services.sh up     [clickhouse|kafka|cluster|tools]   install if missing, start, wait until ready
+#   services.sh down   [clickhouse|kafka|cluster]   stop (data is kept)
 #   services.sh status                      what runs, where, and its pid
 #   services.sh reset                       stop everything and delete the data
 #
@@ -213,15 +215,21 @@ status() {
     echo "kafka:      stopped  (expected 127.0.0.1:$VARDE_KAFKA_PORT)"
     rc=1
   fi
+  VARDE_DEV_DIR=$DEV "$HERE/cluster.sh" status | sed 's/^/cluster: /' || rc=1
   return $rc
 }
 
 which_services() {
   case "${1:-all}" in
-    all) echo "tools clickhouse kafka" ;;
-    clickhouse|kafka|tools) echo "$1" ;;
-    *) die "unknown service '$1' (clickhouse, kafka, tools)" ;;
+    all) echo "tools clickhouse kafka cluster" ;;
+    clickhouse|kafka|cluster|tools) echo "$1" ;;
+    *) die "unknown service '$1' (clickhouse, kafka, cluster, tools)" ;;
   esac
+}
+
+# ---------------------------------------------------------------- cluster ---
+up_cluster() {
+  VARDE_DEV_DIR=$DEV "$HERE/cluster.sh" up 2 2
 }
 
 cmd=${1:-}
@@ -230,13 +238,20 @@ case "$cmd" in
     for s in $(which_services "${2:-all}"); do "up_$s"; done
     ;;
   down)
-    for s in $(which_services "${2:-all}"); do [ "$s" = tools ] || stop_pidfile "$s"; done
+    for s in $(which_services "${2:-all}"); do
+      case "$s" in
+        tools) ;;
+        cluster) VARDE_DEV_DIR=$DEV "$HERE/cluster.sh" down ;;
+        *) stop_pidfile "$s" ;;
+      esac
+    done
     ;;
   status)
     status
     ;;
   reset)
     for s in clickhouse kafka; do stop_pidfile "$s"; done
+    VARDE_DEV_DIR=$DEV "$HERE/cluster.sh" reset
     rm -rf "$DEV/data"
     log "data under $DEV/data deleted"
     ;;

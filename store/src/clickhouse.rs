@@ -14,7 +14,7 @@ use crate::collectors::{Collectors, IdentityAction, IdentityRecord, TokenAction,
 use crate::incident::{Change, IncidentChange, IncidentStatus, SHARED_FIELDS, Severity, Tlp};
 use crate::outbox::{Attempt, Channel, Notification, Outbox, OutboxEntry, Outcome};
 use crate::reports::{ExportRecord, ReportLog, SubmittedReport};
-use crate::schema::{MIGRATIONS, MIGRATIONS_TABLE};
+use crate::schema::{CLUSTER_MIGRATIONS_TABLE, MIGRATIONS, MIGRATIONS_TABLE, on_cluster};
 use crate::{
     Alert, AlertCount, AlertQuery, CollectorSeen, CorrelationHit, DeadLetter, DroppedPartition,
     Error, EventCount, EventQuery, EventStore, GroupSeen, Hunt, Resolution, Result, RuleEntry,
@@ -39,6 +39,13 @@ pub struct ClickHouseSettings {
     /// Password.
     #[serde(default)]
     pub password: Option<String>,
+    /// The ClickHouse cluster (a name of the servers' `remote_servers`) Varde's tables live on.
+    /// Set, the migrations make a replicated local table on every node (`ON CLUSTER`) and a
+    /// `Distributed` table over them under each table's name, writes wait until every shard
+    /// has its rows (`insert_distributed_sync`), and reads go through the distributed tables.
+    /// Absent: one server, nothing of this (see `docs/capacity.md`).
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 fn default_database() -> String {
@@ -53,6 +60,7 @@ impl ClickHouseSettings {
             database: database.into(),
             user: None,
             password: None,
+            cluster: None,
         }
     }
 }
@@ -62,6 +70,8 @@ impl ClickHouseSettings {
 pub struct ClickHouseStore {
     client: Client,
     db: String,
+    /// The cluster of [`ClickHouseSettings::cluster`], checked to be a plain name.
+    cluster: Option<String>,
 }
 
 #[derive(Row, Serialize)]
@@ -654,9 +664,27 @@ impl ClickHouseStore {
         if db.is_empty() || !db.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(Error::BadDatabaseName(db.clone()));
         }
+        if let Some(cluster) = &settings.cluster
+            && !crate::schema::valid_cluster_name(cluster)
+        {
+            return Err(Error::BadDatabaseName(cluster.clone()));
+        }
         let mut client = Client::default()
             .with_url(&settings.url)
             .with_validation(false);
+        if settings.cluster.is_some() {
+            // An INSERT into a distributed table returns once every shard has its rows (not
+            // once the receiving node has queued them), so a batch the pipeline commits is on
+            // its shards; subqueries over distributed tables run once and are sent to every
+            // shard (`GLOBAL IN`), which is what single-server queries mean.
+            // Replicas are tried in the servers' order (the first healthy one), for writes and
+            // reads alike, so that what was just written is what is read while that replica is
+            // up.
+            client = client
+                .with_setting("insert_distributed_sync", "1")
+                .with_setting("distributed_product_mode", "global")
+                .with_setting("load_balancing", "in_order");
+        }
         if let Some(user) = &settings.user {
             client = client.with_user(user);
         }
@@ -666,7 +694,25 @@ impl ClickHouseStore {
         Ok(ClickHouseStore {
             client,
             db: db.clone(),
+            cluster: settings.cluster.clone(),
         })
+    }
+
+    /// ` ON CLUSTER <name>` in cluster mode, nothing otherwise.
+    fn on_cluster(&self) -> String {
+        self.cluster
+            .as_deref()
+            .map_or_else(String::new, |c| format!(" ON CLUSTER {c}"))
+    }
+
+    /// The table that holds `table`'s rows on each node: itself on one server, its local
+    /// part in cluster mode.
+    fn local_table(&self, table: &str) -> String {
+        if self.cluster.is_some() {
+            format!("{table}{}", crate::schema::LOCAL_SUFFIX)
+        } else {
+            table.to_owned()
+        }
     }
 
     /// The database name.
@@ -688,11 +734,18 @@ impl ClickHouseStore {
     pub async fn migrate(&self) -> Result<Vec<u32>> {
         let db = &self.db;
         self.client
-            .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+            .query(&format!(
+                "CREATE DATABASE IF NOT EXISTS {db}{}",
+                self.on_cluster()
+            ))
             .execute()
             .await?;
+        let migrations_table = match &self.cluster {
+            Some(c) => CLUSTER_MIGRATIONS_TABLE.replace("{cluster}", c),
+            None => MIGRATIONS_TABLE.to_owned(),
+        };
         self.client
-            .query(&MIGRATIONS_TABLE.replace("{db}", db))
+            .query(&migrations_table.replace("{db}", db))
             .execute()
             .await?;
         let applied: Vec<u32> = self
@@ -703,15 +756,21 @@ impl ClickHouseStore {
         let mut newly = Vec::new();
         for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
             for statement in m.statements {
-                self.client
-                    .query(&statement.replace("{db}", db))
-                    .execute()
-                    .await
-                    .map_err(|source| Error::Migration {
-                        version: m.version,
-                        name: m.name,
-                        source,
-                    })?;
+                let statements = match &self.cluster {
+                    Some(c) => on_cluster(statement, c).map_err(Error::Schema)?.to_vec(),
+                    None => vec![(*statement).to_owned()],
+                };
+                for statement in statements {
+                    self.client
+                        .query(&statement.replace("{db}", db))
+                        .execute()
+                        .await
+                        .map_err(|source| Error::Migration {
+                            version: m.version,
+                            name: m.name,
+                            source,
+                        })?;
+                }
             }
             let mut insert = self
                 .client
@@ -762,7 +821,11 @@ impl ClickHouseStore {
     /// Drops the database and everything in it. For tests and `varde` tooling only.
     pub async fn drop_database(&self) -> Result<()> {
         self.client
-            .query(&format!("DROP DATABASE IF EXISTS {}", self.db))
+            .query(&format!(
+                "DROP DATABASE IF EXISTS {}{}",
+                self.db,
+                self.on_cluster()
+            ))
             .execute()
             .await?;
         Ok(())
@@ -1211,16 +1274,22 @@ impl EventStore for ClickHouseStore {
         cutoff_day: u16,
     ) -> Result<Vec<DroppedPartition>> {
         // Every table is `PARTITION BY <a Date column>` (see `schema`), so a partition is one
-        // day and its parts' max_date is that day.
+        // day and its parts' max_date is that day. In cluster mode the parts of one replica of
+        // every shard are read (`cluster()`), and each partition is dropped on every node.
+        let local = self.local_table(table.name());
+        let parts = match &self.cluster {
+            Some(c) => format!("cluster('{c}', system, parts)"),
+            None => "system.parts".to_owned(),
+        };
         let partitions: Vec<PartitionOut> = self
             .client
-            .query(
+            .query(&format!(
                 "SELECT partition_id, toUInt16(max(max_date)) AS day, sum(rows) AS rows \
-                 FROM system.parts WHERE database = ? AND table = ? AND active \
-                 GROUP BY partition_id HAVING day < ? ORDER BY day, partition_id",
-            )
+                 FROM {parts} WHERE database = ? AND table = ? AND active \
+                 GROUP BY partition_id HAVING day < ? ORDER BY day, partition_id"
+            ))
             .bind(self.db.as_str())
-            .bind(table.name())
+            .bind(local.as_str())
             .bind(cutoff_day)
             .fetch_all()
             .await?;
@@ -1236,9 +1305,9 @@ impl EventStore for ClickHouseStore {
             }
             self.client
                 .query(&format!(
-                    "ALTER TABLE {}.{} DROP PARTITION ID '{}'",
+                    "ALTER TABLE {}.{local}{} DROP PARTITION ID '{}'",
                     self.db,
-                    table.name(),
+                    self.on_cluster(),
                     p.partition_id
                 ))
                 .execute()

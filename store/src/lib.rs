@@ -52,6 +52,9 @@ pub enum Error {
     /// What this store cannot do (the embedded store runs no SQL, so it cannot hunt).
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A migration statement that has no cluster form (see `schema::on_cluster`).
+    #[error("schema: {0}")]
+    Schema(String),
     /// A migration failed.
     #[error("migration {version} ({name}): {source}")]
     Migration {
@@ -124,6 +127,7 @@ impl Error {
             | Error::BadPartitionId(_)
             | Error::BadRow(_)
             | Error::Unsupported(_)
+            | Error::Schema(_)
             | Error::Migration { .. } => false,
         }
     }

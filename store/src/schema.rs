@@ -367,6 +367,86 @@ pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS {db}.schema_migra
     applied_at DateTime('UTC')
 ) ENGINE = TinyLog";
 
+/// The suffix of a table's local (per-node) part in cluster mode: `{db}.events` is then the
+/// `Distributed` table over every shard's `{db}.events_local`.
+pub const LOCAL_SUFFIX: &str = "_local";
+
+/// The table that records applied migrations, in cluster mode: one replicated table with every
+/// node a replica of it (one ZooKeeper path for the whole cluster), so that every node knows what
+/// was applied.
+pub const CLUSTER_MIGRATIONS_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS {db}.schema_migrations ON CLUSTER {cluster} (
+    version UInt32,
+    name String,
+    applied_at DateTime('UTC')
+) ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/{db}/schema_migrations', '{shard}-{replica}')
+ORDER BY version";
+
+/// Whether `name` can name a ClickHouse cluster in Varde's statements (letters, digits, `_`).
+pub fn valid_cluster_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// One single-server `CREATE TABLE` of [`MIGRATIONS`] as cluster `cluster` runs it: a local table
+/// on every node (`ON CLUSTER`, the engine made `Replicated…` with the ZooKeeper path
+/// `/clickhouse/tables/{shard}/<db>/<table>` and the node's `{replica}` macro), and the
+/// `Distributed` table under the original name, sharding rows by `cityHash64` of the table's
+/// whole `ORDER BY` key. Rows that `ReplacingMergeTree` would collapse share that key, so every
+/// copy of a row (a replayed batch, a retried insert) lands on the same shard and still
+/// collapses there. `{db}` stays a placeholder; `{shard}` and `{replica}` are the servers' macros.
+pub fn on_cluster(statement: &str, cluster: &str) -> Result<[String; 2], String> {
+    const PREFIX: &str = "CREATE TABLE IF NOT EXISTS {db}.";
+    let rest = statement
+        .trim_start()
+        .strip_prefix(PREFIX)
+        .ok_or_else(|| format!("not a CREATE TABLE of Varde's database: {statement:.60}"))?;
+    let name_len = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .ok_or("a CREATE TABLE without columns")?;
+    let (name, body) = rest.split_at(name_len);
+    let engine_at = body
+        .find("ENGINE = ")
+        .ok_or("a CREATE TABLE without ENGINE")?;
+    let (columns, engine_and_keys) = body.split_at(engine_at);
+    let engine_and_keys = &engine_and_keys["ENGINE = ".len()..];
+    let open = engine_and_keys
+        .find('(')
+        .ok_or("an ENGINE without arguments")?;
+    let close = engine_and_keys[open..]
+        .find(')')
+        .map(|i| open + i)
+        .ok_or("an ENGINE without its closing parenthesis")?;
+    let engine = &engine_and_keys[..open];
+    if !engine.ends_with("MergeTree") || engine.starts_with("Replicated") {
+        return Err(format!(
+            "{name}: engine {engine} has no replicated form here"
+        ));
+    }
+    let args = engine_and_keys[open + 1..close].trim();
+    let keys = &engine_and_keys[close + 1..];
+    let order_by = keys
+        .rfind("ORDER BY ")
+        .map(|i| keys[i + "ORDER BY ".len()..].trim())
+        .ok_or_else(|| format!("{name}: no ORDER BY"))?;
+    let key = order_by
+        .strip_prefix('(')
+        .and_then(|k| k.strip_suffix(')'))
+        .unwrap_or(order_by);
+    let extra = if args.is_empty() {
+        String::new()
+    } else {
+        format!(", {args}")
+    };
+    let local = format!(
+        "CREATE TABLE IF NOT EXISTS {{db}}.{name}{LOCAL_SUFFIX} ON CLUSTER {cluster}{columns}ENGINE = Replicated{engine}('/clickhouse/tables/{{shard}}/{{db}}/{name}', '{{replica}}'{extra}){keys}"
+    );
+    let distributed = format!(
+        "CREATE TABLE IF NOT EXISTS {{db}}.{name} ON CLUSTER {cluster} AS {{db}}.{name}{LOCAL_SUFFIX} \
+         ENGINE = Distributed({cluster}, {{db}}, {name}{LOCAL_SUFFIX}, cityHash64({key}))"
+    );
+    Ok([local, distributed])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,5 +476,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_table_has_a_cluster_form_sharded_by_its_whole_key() {
+        let mut tables = 0;
+        for m in MIGRATIONS {
+            for s in m.statements {
+                let [local, distributed] =
+                    on_cluster(s, "varde").unwrap_or_else(|e| panic!("migration {}: {e}", m.name));
+                assert!(local.contains("_local ON CLUSTER varde"), "{local}");
+                assert!(
+                    local.contains(
+                        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{db}/"
+                    ),
+                    "{local}"
+                );
+                assert!(
+                    distributed.contains("ENGINE = Distributed(varde, {db}, "),
+                    "{distributed}"
+                );
+                tables += 1;
+            }
+        }
+        assert_eq!(tables, 14);
+        let [local, distributed] = on_cluster(MIGRATIONS[0].statements[0], "c1").expect("events");
+        assert!(local.starts_with("CREATE TABLE IF NOT EXISTS {db}.events_local ON CLUSTER c1 ("));
+        assert!(local.ends_with(
+            "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{db}/events', '{replica}')\n        PARTITION BY event_date\n        ORDER BY (tenant, event_time, event_id)"
+        ), "{local}");
+        assert_eq!(
+            distributed,
+            "CREATE TABLE IF NOT EXISTS {db}.events ON CLUSTER c1 AS {db}.events_local \
+             ENGINE = Distributed(c1, {db}, events_local, cityHash64(tenant, event_time, event_id))"
+        );
+        // A versioned engine keeps its version column after the replication arguments.
+        let rules = MIGRATIONS
+            .iter()
+            .flat_map(|m| m.statements.iter())
+            .find(|s| s.contains("ReplacingMergeTree(loaded_at)"))
+            .expect("a versioned table");
+        let [local, _] = on_cluster(rules, "c1").expect("versioned");
+        assert!(local.contains("', '{replica}', loaded_at)"), "{local}");
+        assert!(on_cluster(MIGRATIONS_TABLE, "c1").is_err());
+        assert!(
+            valid_cluster_name("varde_prod")
+                && !valid_cluster_name("a b")
+                && !valid_cluster_name("")
+        );
     }
 }

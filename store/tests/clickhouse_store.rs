@@ -5,6 +5,7 @@
 use varde_core::{
     AlertId, BatchBuilder, CollectorId, Envelope, Event, EventId, Kommunenummer, SourceKind, Value,
 };
+use varde_store::clickhouse::ClickHouseStore;
 use varde_store::embedded::EmbeddedStore;
 use varde_store::incident::{Change, Incident, IncidentChange, IncidentStatus, Severity, Tlp};
 use varde_store::outbox::{Attempt, Channel, Notification, Outbox, Outcome, State};
@@ -183,6 +184,7 @@ async fn collector_reports_contract<S: EventStore>(store: &S) {
         oldest_unsent_s: 12,
         dropped_spool_full_events: 3,
         dropped_receive_buffer_datagrams: 4,
+        dropped_capture_packets: 2,
         rejected_events: 0,
         journal_errors: 1,
         publish_errors: 9,
@@ -878,6 +880,52 @@ async fn clickhouse_store_keeps_the_contract() {
     outbox_contract(&store).await;
     report_log_contract(&store).await;
     env.cleanup().await;
+}
+
+/// The same contract on the local cluster (`deploy/dev/cluster.sh`: 2 shards x 2 replicas),
+/// through the distributed tables: replays still collapse (every copy of a row on one shard),
+/// the `GLOBAL IN` of the incident queries, and both shards hold rows.
+#[tokio::test]
+async fn clickhouse_store_on_a_cluster_keeps_the_contract() {
+    let env = TestEnv::new("cluster_store");
+    let store = ClickHouseStore::new(&env.cluster_clickhouse(0)).expect("store");
+    let applied = store
+        .migrate()
+        .await
+        .expect("migrations apply on the cluster");
+    assert!(!applied.is_empty());
+    // Another node sees them applied (the migrations table is replicated to every node).
+    let other = ClickHouseStore::new(&env.cluster_clickhouse(3)).expect("store");
+    assert!(other.migrate().await.expect("migrate again").is_empty());
+    contract(&store).await;
+    outbox_contract(&store).await;
+    report_log_contract(&store).await;
+    // The events are spread over both shards, and a replica of each shard has them.
+    let per_node = |node: u16| {
+        let s = ClickHouseStore::new(&env.cluster_clickhouse(node)).expect("store");
+        async move {
+            s.execute("SYSTEM SYNC REPLICA {db}.events_local")
+                .await
+                .expect("sync replica");
+            s.select_strings("SELECT toString(count()) FROM {db}.events_local")
+                .await
+                .expect("count")[0]
+                .parse::<u64>()
+                .expect("number")
+        }
+    };
+    let (s1r1, s1r2, s2r1, s2r2) = (
+        per_node(0).await,
+        per_node(1).await,
+        per_node(2).await,
+        per_node(3).await,
+    );
+    assert!(
+        s1r1 > 0 && s2r1 > 0,
+        "both shards hold events: {s1r1} and {s2r1}"
+    );
+    assert_eq!((s1r1, s2r1), (s1r2, s2r2), "replicas of a shard agree");
+    store.drop_database().await.expect("drop on the cluster");
 }
 
 #[tokio::test]

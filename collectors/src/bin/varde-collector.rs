@@ -821,9 +821,13 @@ async fn run(config: CollectorConfig) -> Result<()> {
             SourceConfig::Capture {
                 interface,
                 promiscuous,
+                receive_buffer_bytes,
             } => {
-                let capture =
-                    varde_collector::flow::capture::Capture::open(interface, *promiscuous)?;
+                let capture = varde_collector::flow::capture::Capture::open(
+                    interface,
+                    *promiscuous,
+                    *receive_buffer_bytes,
+                )?;
                 let registry = config
                     .flows
                     .registry()

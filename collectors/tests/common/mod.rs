@@ -206,6 +206,15 @@ impl PrivateBroker {
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
+            eprintln!(
+                "--- the private broker's log (port {}), last 100 lines:\n{}",
+                self.port,
+                tail(&log, 100)
+            );
+        }
     }
 }
 
@@ -296,10 +305,25 @@ impl Collector {
     }
 }
 
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 impl Drop for Collector {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test's directory is deleted with it: what the collector said goes with the
+        // failure.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- the collector's log ({}), last 200 lines:\n{}",
+                self.log.display(),
+                tail(&self.log_text(), 200)
+            );
+        }
     }
 }
 

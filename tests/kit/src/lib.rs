@@ -48,6 +48,8 @@ pub struct Ports {
     pub clickhouse_http: u16,
     /// Kafka.
     pub kafka: u16,
+    /// HTTP of the local cluster's first node (`deploy/dev/cluster.sh`; node i is this + i).
+    pub cluster_http_base: u16,
 }
 
 /// Reads `deploy/dev/ports.env`, with environment variables of the same names taking precedence.
@@ -60,7 +62,11 @@ pub fn ports() -> Ports {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    for key in ["VARDE_CLICKHOUSE_HTTP_PORT", "VARDE_KAFKA_PORT"] {
+    for key in [
+        "VARDE_CLICKHOUSE_HTTP_PORT",
+        "VARDE_KAFKA_PORT",
+        "VARDE_CLUSTER_HTTP_BASE",
+    ] {
         if let Ok(v) = std::env::var(key) {
             values.insert(key.to_owned(), v);
         }
@@ -74,6 +80,7 @@ pub fn ports() -> Ports {
     Ports {
         clickhouse_http: port("VARDE_CLICKHOUSE_HTTP_PORT", 18123),
         kafka: port("VARDE_KAFKA_PORT", 19092),
+        cluster_http_base: port("VARDE_CLUSTER_HTTP_BASE", 18200),
     }
 }
 
@@ -138,6 +145,18 @@ impl TestEnv {
             format!("http://127.0.0.1:{}", self.ports.clickhouse_http),
             format!("t_{}", self.id),
         )
+    }
+
+    /// ClickHouse settings for this test's database `t_<id>` on the local cluster `varde`
+    /// (`deploy/dev/cluster.sh`, started by `services.sh up`), through node `node` (0 is shard
+    /// 1's first replica, nodes numbered shard-major).
+    pub fn cluster_clickhouse(&self, node: u16) -> ClickHouseSettings {
+        let port = self.ports.cluster_http_base + node;
+        require("The local ClickHouse cluster", port);
+        let mut s =
+            ClickHouseSettings::new(format!("http://127.0.0.1:{port}"), format!("t_{}", self.id));
+        s.cluster = Some("varde".to_owned());
+        s
     }
 
     /// A migrated store on this test's database.
