@@ -70,6 +70,10 @@ enum Command {
         /// instead of applying them.
         #[arg(long, value_name = "DB")]
         print_sql: Option<String>,
+        /// With --print-sql: the statements for ClickHouse cluster NAME (replicated local
+        /// tables and distributed tables, `ON CLUSTER`; see docs/capacity.md).
+        #[arg(long, value_name = "NAME", requires = "print_sql")]
+        cluster: Option<String>,
     },
     /// Sigma rules: check, match against event files, measure.
     #[command(subcommand)]
@@ -202,19 +206,39 @@ fn main() -> Result<()> {
         Command::Pipeline { config } => runtime.block_on(pipeline(PipelineConfig::load(&config)?)),
         Command::Migrate {
             print_sql: Some(db),
+            cluster,
             ..
         } => {
-            for m in varde_store::schema::MIGRATIONS {
+            use varde_store::schema;
+            let one_line = |statement: &str| {
+                statement
+                    .replace("{db}", &db)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            if let Some(c) = &cluster {
+                anyhow::ensure!(
+                    schema::valid_cluster_name(c),
+                    "'{c}' is not a usable cluster name: letters, digits and '_' only"
+                );
+                println!("-- the table of applied migrations");
+                println!(
+                    "{};",
+                    one_line(&schema::CLUSTER_MIGRATIONS_TABLE.replace("{cluster}", c))
+                );
+            }
+            for m in schema::MIGRATIONS {
                 println!("-- migration {}: {}", m.version, m.name);
                 for statement in m.statements {
-                    println!(
-                        "{};",
-                        statement
-                            .replace("{db}", &db)
-                            .split_whitespace()
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    );
+                    match &cluster {
+                        Some(c) => {
+                            for s in schema::on_cluster(statement, c).map_err(anyhow::Error::msg)? {
+                                println!("{};", one_line(&s));
+                            }
+                        }
+                        None => println!("{};", one_line(statement)),
+                    }
                 }
             }
             Ok(())

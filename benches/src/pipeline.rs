@@ -96,6 +96,19 @@ pub struct Options {
     /// accept_unsigned`): the figures without signature verification, for comparison.
     #[arg(long)]
     pub unsigned: bool,
+    /// Store on this ClickHouse cluster (`[clickhouse] cluster`), through the server at
+    /// `--clickhouse` (one of its nodes; `deploy/dev/cluster.sh up` makes cluster `varde`, node
+    /// 1 at http://127.0.0.1:18200).
+    #[arg(long)]
+    pub cluster: Option<String>,
+}
+
+impl Options {
+    fn clickhouse_settings(&self, db: &str) -> ClickHouseSettings {
+        let mut s = ClickHouseSettings::new(self.clickhouse.clone(), db);
+        s.cluster = self.cluster.clone();
+        s
+    }
 }
 
 /// One mixed event of the pool, with its kind.
@@ -451,7 +464,7 @@ fn pipeline_config(
         .collect();
     let text = format!(
         "group_id = \"{prefix}pipeline\"\n\n[kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{prefix}\"\n\n\
-         [clickhouse]\nurl = \"{}\"\ndatabase = \"{db}\"\n\n[metrics]\nlisten = \"{metrics}\"\nlag_interval_s = 5\n\n\
+         [clickhouse]\nurl = \"{}\"\ndatabase = \"{db}\"\n{}\n[metrics]\nlisten = \"{metrics}\"\nlag_interval_s = 5\n\n\
          [loop]\nmax_messages = {}\npoll_wait_ms = 100\n\n[retention]\ncheck_interval_s = 0\n\n\
          [detection]\nbuiltin_pack = true\nrules = [{}]\nreload_interval_s = 0\n\n\
          [detection.placeholders]\nhigh_assurance_services = [\"byggesak\", \"barnevern\"]\n\
@@ -459,6 +472,9 @@ fn pipeline_config(
          [identity]\naccept_unsigned = {}\n",
         o.brokers,
         o.clickhouse,
+        o.cluster
+            .as_ref()
+            .map_or_else(String::new, |c| format!("cluster = \"{c}\"\n")),
         o.max_messages,
         rules.join(", "),
         o.unsigned
@@ -512,7 +528,7 @@ async fn one_rate(o: &Options, pool: &[Pooled], rate: u64, dir: &Path) -> Result
     ensure_topics(&kafka, &topics)
         .await
         .context("creating the topics")?;
-    let store = ClickHouseStore::new(&ClickHouseSettings::new(o.clickhouse.clone(), db.clone()))?;
+    let store = ClickHouseStore::new(&o.clickhouse_settings(&db))?;
 
     let metrics = free_loopback()?;
     let config = pipeline_config(o, dir, &prefix, &db, &metrics)?;
@@ -531,10 +547,48 @@ async fn one_rate(o: &Options, pool: &[Pooled], rate: u64, dir: &Path) -> Result
     )
     .await;
     stop(&mut child);
+    if result.is_ok() {
+        for table in ["events", "alerts"] {
+            match stored_bytes(o, &store, table).await {
+                Ok((bytes, rows)) if rows > 0 => println!(
+                    "  stored {table}: {rows} rows, {bytes} bytes compressed, {:.1} bytes per row{}",
+                    bytes as f64 / rows as f64,
+                    if o.cluster.is_some() {
+                        " (one replica of each shard)"
+                    } else {
+                        ""
+                    }
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("  stored {table}: cannot read the sizes: {e}"),
+            }
+        }
+    }
     if !o.keep {
         let _ = store.drop_database().await;
     }
     result
+}
+
+/// Compressed bytes and rows of `table`'s active parts (in cluster mode: of one replica of
+/// each shard, through `cluster()`), after merges settle.
+async fn stored_bytes(o: &Options, store: &ClickHouseStore, table: &str) -> Result<(u64, u64)> {
+    let (parts, local) = match &o.cluster {
+        Some(c) => (
+            format!("cluster('{c}', system, parts)"),
+            format!("{table}_local"),
+        ),
+        None => ("system.parts".to_owned(), table.to_owned()),
+    };
+    let got = store
+        .select_strings(&format!(
+            "SELECT concat(toString(sum(data_compressed_bytes)), ' ', toString(sum(rows))) \
+             FROM {parts} WHERE database = '{{db}}' AND table = '{local}' AND active"
+        ))
+        .await?;
+    let line = got.first().context("no answer")?;
+    let (bytes, rows) = line.split_once(' ').context("two numbers")?;
+    Ok((bytes.parse()?, rows.parse()?))
 }
 
 #[allow(clippy::too_many_arguments)]

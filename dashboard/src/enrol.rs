@@ -447,26 +447,43 @@ fn read_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Refused>
     serde_json::from_slice(body).map_err(|e| refused(400, format!("not a valid request: {e}")))
 }
 
-/// `POST /api/enrol`.
-pub(crate) async fn api_enrol<St: EventStore + Collectors + Send + Sync + 'static>(
-    State(d): State<Dashboard<St>>,
-    body: Bytes,
-) -> Response {
+/// One call of the collectors' API: enrolment configured, the JSON body read, `call` made under
+/// the enrolment lock, its answer as JSON or its refusal with status and words.
+async fn api_call<St, Req, Ans, F, Fut>(d: Dashboard<St>, body: Bytes, call: F) -> Response
+where
+    St: EventStore + Collectors + Send + Sync + 'static,
+    Req: serde::de::DeserializeOwned,
+    Ans: serde::Serialize,
+    F: FnOnce(Dashboard<St>, Enrolment, Req) -> Fut,
+    Fut: std::future::Future<Output = Result<Ans, Refused>>,
+{
     let Some(enrolment) = d.inner.settings.enrolment.clone() else {
         return api_refusal(refused(
             404,
             "enrolment is not configured on this dashboard",
         ));
     };
-    let request: EnrolRequest = match read_json(&body) {
+    let request: Req = match read_json(&body) {
         Ok(r) => r,
         Err(r) => return api_refusal(r),
     };
-    let _one_at_a_time = d.inner.enrol_lock.lock().await;
-    match redeem(&d.inner.store, &enrolment, &request, now_us()).await {
+    let lock = d.clone();
+    let _one_at_a_time = lock.inner.enrol_lock.lock().await;
+    match call(d, enrolment, request).await {
         Ok(answer) => Json(answer).into_response(),
         Err(r) => api_refusal(r),
     }
+}
+
+/// `POST /api/enrol`.
+pub(crate) async fn api_enrol<St: EventStore + Collectors + Send + Sync + 'static>(
+    State(d): State<Dashboard<St>>,
+    body: Bytes,
+) -> Response {
+    api_call(d, body, |d, enrolment, request: EnrolRequest| async move {
+        redeem(&d.inner.store, &enrolment, &request, now_us()).await
+    })
+    .await
 }
 
 /// `POST /api/rotate`.
@@ -474,21 +491,10 @@ pub(crate) async fn api_rotate<St: EventStore + Collectors + Send + Sync + 'stat
     State(d): State<Dashboard<St>>,
     body: Bytes,
 ) -> Response {
-    let Some(enrolment) = d.inner.settings.enrolment.clone() else {
-        return api_refusal(refused(
-            404,
-            "enrolment is not configured on this dashboard",
-        ));
-    };
-    let request: RotateRequest = match read_json(&body) {
-        Ok(r) => r,
-        Err(r) => return api_refusal(r),
-    };
-    let _one_at_a_time = d.inner.enrol_lock.lock().await;
-    match rotate(&d.inner.store, &enrolment, &request, now_us()).await {
-        Ok(answer) => Json(answer).into_response(),
-        Err(r) => api_refusal(r),
-    }
+    api_call(d, body, |d, enrolment, request: RotateRequest| async move {
+        rotate(&d.inner.store, &enrolment, &request, now_us()).await
+    })
+    .await
 }
 
 /// `GET /collectors`: every enrolled collector with its keys and state, the tokens issued and

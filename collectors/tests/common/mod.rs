@@ -348,7 +348,9 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// A reader in a consumer group of its own.
+    /// A reader of every partition of `topic` from its beginning, assigned statically (no
+    /// group to join: the development broker's group coordinator is slow to settle on a
+    /// freshly started broker, see DEVELOPERS.md).
     pub fn new(settings: &KafkaSettings, topic: &str) -> Reader {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -357,7 +359,15 @@ impl Reader {
         let group = format!("{}reader-{}", settings.topic_prefix, free_port());
         let sub = {
             let _guard = rt.enter();
-            KafkaSubscriber::new(settings, &group, &[topic.to_owned()]).expect("subscribe")
+            eventually("a reader of the topic", || {
+                KafkaSubscriber::assigned(
+                    settings,
+                    &group,
+                    &[topic.to_owned()],
+                    Duration::from_secs(10),
+                )
+                .ok()
+            })
         };
         Reader {
             sub,
