@@ -752,6 +752,50 @@ impl Drop for Veth {
     }
 }
 
+/// A collector of municipality `tenant` capturing `veth`'s host end (flows ending after 1 s
+/// idle; `extra` more lines of the source's table) into a topic of its own; returns once it
+/// serves `/metrics` and has had a moment to open the capture.
+fn capturing_collector(
+    veth: &Veth,
+    dir: &Path,
+    tenant: &str,
+    extra: &str,
+) -> (
+    varde_transport::kafka::KafkaSettings,
+    String,
+    common::Collector,
+    std::net::SocketAddr,
+) {
+    let kafka = common::dev_kafka(&format!("capture-{tenant}"));
+    let k = varde_core::Kommunenummer::parse(tenant).expect("tenant");
+    let topic = varde_transport::events_topic(&kafka.topic_prefix, k);
+    common::create_topic(&kafka, &topic);
+    let metrics_port = free_port();
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        common::config_text(
+            &format!("k{tenant}-capture"),
+            tenant,
+            &dir.join("state"),
+            &kafka,
+            metrics_port,
+            &format!(
+                "[batch]\nmax_delay_ms = 50\n\n[flows]\nidle_timeout_s = 1\n\n[[sources]]\ntype = \"capture\"\ninterface = \"{}\"\n{extra}",
+                veth.host_end
+            ),
+        ),
+    )
+    .expect("config");
+    let collector = common::Collector::start(&config, dir);
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    common::eventually("the collector serving /metrics", || {
+        common::http_get(metrics, "/health")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    (kafka, topic, collector, metrics)
+}
+
 #[test]
 fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
     let tag = (std::process::id() % 10_000) as u16;
@@ -796,33 +840,7 @@ fn live_capture_on_an_interface_gives_the_conversations_tshark_sees() {
             .expect("dnsmasq starts (apt-get install dnsmasq-base)"),
     );
     // Varde: a collector capturing the same interface, flows ending after 1 s idle.
-    let kafka = common::dev_kafka("capture");
-    let tenant = varde_core::Kommunenummer::parse("4203").expect("Arendal");
-    let topic = varde_transport::events_topic(&kafka.topic_prefix, tenant);
-    common::create_topic(&kafka, &topic);
-    let metrics_port = free_port();
-    let config = dir.path().join("collector.toml");
-    std::fs::write(
-        &config,
-        common::config_text(
-            "k4203-capture",
-            "4203",
-            &dir.path().join("state"),
-            &kafka,
-            metrics_port,
-            &format!(
-                "[batch]\nmax_delay_ms = 50\n\n[flows]\nidle_timeout_s = 1\n\n[[sources]]\ntype = \"capture\"\ninterface = \"{}\"\n",
-                veth.host_end
-            ),
-        ),
-    )
-    .expect("config");
-    let mut collector = common::Collector::start(&config, dir.path());
-    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
-    common::eventually("the collector serving /metrics", || {
-        common::http_get(metrics, "/health")
-    });
-    std::thread::sleep(Duration::from_millis(1500));
+    let (kafka, topic, mut collector, metrics) = capturing_collector(&veth, dir.path(), "4203", "");
     for page in ["/", "/index.html", "/nothing"] {
         let got = veth.exec(
             "curl",
@@ -954,33 +972,8 @@ fn frames_the_kernel_drops_from_a_full_capture_buffer_are_counted() {
     // The datagrams' destination: bound on this side, never read.
     let sink = std::net::UdpSocket::bind((veth.host_ip.as_str(), 0)).expect("udp sink");
     let port = sink.local_addr().expect("addr").port();
-    let kafka = common::dev_kafka("capture-drops");
-    let tenant = varde_core::Kommunenummer::parse("4204").expect("Kristiansand");
-    let topic = varde_transport::events_topic(&kafka.topic_prefix, tenant);
-    common::create_topic(&kafka, &topic);
-    let metrics_port = free_port();
-    let config = dir.path().join("collector.toml");
-    std::fs::write(
-        &config,
-        common::config_text(
-            "k4204-capture",
-            "4204",
-            &dir.path().join("state"),
-            &kafka,
-            metrics_port,
-            &format!(
-                "[batch]\nmax_delay_ms = 50\n\n[flows]\nidle_timeout_s = 1\n\n[[sources]]\ntype = \"capture\"\ninterface = \"{}\"\nreceive_buffer_bytes = 1\n",
-                veth.host_end
-            ),
-        ),
-    )
-    .expect("config");
-    let mut collector = common::Collector::start(&config, dir.path());
-    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
-    common::eventually("the collector serving /metrics", || {
-        common::http_get(metrics, "/health")
-    });
-    std::thread::sleep(Duration::from_millis(1500));
+    let (kafka, topic, mut collector, metrics) =
+        capturing_collector(&veth, dir.path(), "4204", "receive_buffer_bytes = 1\n");
     let drops_metric = format!(
         "varde_collector_source_capture_drops_total{{source=\"capture:{}\"}}",
         veth.host_end

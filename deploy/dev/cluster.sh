@@ -100,8 +100,11 @@ install() {
 }
 
 # ------------------------------------------------------------- ZooKeeper ---
+# Serving sessions, not only answering: `ruok` says imok before the server takes sessions, and a
+# ClickHouse node that cannot open its session at start gives up loading its replicated tables.
 zk_ready() {
-  [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT"; printf ruok >&3; timeout 2 cat <&3) 2>/dev/null)" = imok ]
+  (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT"; printf stat >&3; timeout 2 cat <&3) 2>/dev/null \
+    | grep -q '^Mode: standalone'
 }
 
 up_zookeeper() {
@@ -231,11 +234,34 @@ up_node() {
    echo $! > "$dir/clickhouse.pid")
 }
 
+# node_started S R: 0 once the node answers; 1 at once if its process has exited; 2 after 90 s.
+node_started() {
+  local dir http i
+  dir=$(node_dir "$1" "$2")
+  http=$((HTTP_BASE + $(node_index "$1" "$2")))
+  for ((i = 0; i < 450; i++)); do
+    node_ready "$http" && return 0
+    pid_alive "$dir/clickhouse.pid" || return 1
+    sleep 0.2
+  done
+  return 2
+}
+
 wait_node() {
-  local s=$1 r=$2 dir i
+  local s=$1 r=$2 dir attempt rc
   dir=$(node_dir "$s" "$r")
-  i=$(node_index "$s" "$r")
-  wait_for "clickhouse shard $s replica $r" 90 "$dir/clickhouse.pid" node_ready $((HTTP_BASE + i))
+  # A node whose ZooKeeper session failed while it loaded its replicated tables exits; it is
+  # started again (twice at most) before the script gives up.
+  for attempt in 1 2 3; do
+    rc=0
+    node_started "$s" "$r" || rc=$?
+    [ "$rc" -eq 0 ] && return 0
+    [ "$rc" -eq 2 ] && die "clickhouse shard $s replica $r did not become ready within 90s (logs: $dir)"
+    log "clickhouse shard $s replica $r exited during start (attempt $attempt); last lines of its log:"
+    tail -n 5 "$dir/clickhouse-server.err.log" >&2 || true
+    [ "$attempt" -lt 3 ] && { sleep 2; up_node "$s" "$r"; }
+  done
+  die "clickhouse shard $s replica $r failed to start (logs: $dir)"
 }
 
 read_shape() {

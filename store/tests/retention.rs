@@ -159,6 +159,35 @@ async fn clickhouse_retention_drops_whole_old_days_only() {
     env.cleanup().await;
 }
 
+/// The same on the local cluster (`deploy/dev/cluster.sh`, 2 shards x 2 replicas): partitions
+/// are listed from one replica of each shard and dropped on every node, so no replica keeps an
+/// old day.
+#[tokio::test]
+async fn clickhouse_retention_on_a_cluster_drops_old_days_on_every_node() {
+    let env = TestEnv::new("cluster_retention");
+    let store =
+        varde_store::clickhouse::ClickHouseStore::new(&env.cluster_clickhouse(0)).expect("store");
+    store.migrate().await.expect("migrations on the cluster");
+    retention_contract(&store).await;
+    let cutoff = today_day() - 30;
+    for node in 0..4 {
+        let s = varde_store::clickhouse::ClickHouseStore::new(&env.cluster_clickhouse(node))
+            .expect("store");
+        s.execute("SYSTEM SYNC REPLICA {db}.events_local")
+            .await
+            .expect("sync");
+        let old = s
+            .select_strings(&format!(
+                "SELECT toString(count()) FROM {{db}}.events_local WHERE toUInt16(event_date) < {cutoff}"
+            ))
+            .await
+            .expect("count")[0]
+            .clone();
+        assert_eq!(old, "0", "node {node} kept an old day");
+    }
+    store.drop_database().await.expect("drop on the cluster");
+}
+
 #[tokio::test]
 async fn embedded_retention_drops_whole_old_days_only() {
     retention_contract(&EmbeddedStore::new()).await;
