@@ -131,7 +131,24 @@ fn csrf_of(page: &str) -> String {
 #[tokio::test]
 async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
     let env = TestEnv::new("dashaccess");
-    let store = env.store().await;
+    own_alerts_whatever_it_asks_for(env.store().await).await;
+    env.cleanup().await;
+}
+
+/// The same through the distributed tables of the local ClickHouse cluster
+/// (`deploy/dev/cluster.sh`, 2 shards x 2 replicas): the tenant condition is in the store's
+/// query, whichever shard holds the rows.
+#[tokio::test]
+async fn a_municipality_sees_its_own_alerts_on_a_cluster_too() {
+    let env = TestEnv::new("dashaccess_cluster");
+    let store =
+        varde_store::clickhouse::ClickHouseStore::new(&env.cluster_clickhouse(1)).expect("store");
+    store.migrate().await.expect("migrations on the cluster");
+    own_alerts_whatever_it_asks_for(store.clone()).await;
+    store.drop_database().await.expect("drop on the cluster");
+}
+
+async fn own_alerts_whatever_it_asks_for(store: varde_store::clickhouse::ClickHouseStore) {
     store
         .write_alerts(&[
             alert("0301", 1, "Oslo root login"),
@@ -228,7 +245,6 @@ async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
     // ... after which the cookie is dead.
     let (status, _) = get(&app, "/alerts", Some(&oslo)).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    env.cleanup().await;
 }
 
 #[tokio::test]
