@@ -216,8 +216,7 @@ async fn two_pipelines_on_a_cluster_lose_and_duplicate_nothing_through_a_replica
         env.cluster_clickhouse(2),
         env.cluster_clickhouse(3),
     );
-    let store = ClickHouseStore::new(&via_check).expect("store");
-    store.migrate().await.expect("migrations on the cluster");
+    let store = env.cluster_store(3).await;
     for tenant in TENANTS {
         let topic = events_topic(
             &kafka.topic_prefix,

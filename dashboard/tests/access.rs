@@ -141,9 +141,7 @@ async fn a_municipality_sees_its_own_alerts_whatever_it_asks_for() {
 #[tokio::test]
 async fn a_municipality_sees_its_own_alerts_on_a_cluster_too() {
     let env = TestEnv::new("dashaccess_cluster");
-    let store =
-        varde_store::clickhouse::ClickHouseStore::new(&env.cluster_clickhouse(1)).expect("store");
-    store.migrate().await.expect("migrations on the cluster");
+    let store = env.cluster_store(1).await;
     own_alerts_whatever_it_asks_for(store.clone()).await;
     store.drop_database().await.expect("drop on the cluster");
 }

@@ -165,9 +165,7 @@ async fn clickhouse_retention_drops_whole_old_days_only() {
 #[tokio::test]
 async fn clickhouse_retention_on_a_cluster_drops_old_days_on_every_node() {
     let env = TestEnv::new("cluster_retention");
-    let store =
-        varde_store::clickhouse::ClickHouseStore::new(&env.cluster_clickhouse(0)).expect("store");
-    store.migrate().await.expect("migrations on the cluster");
+    let store = env.cluster_store(0).await;
     retention_contract(&store).await;
     let cutoff = today_day() - 30;
     for node in 0..4 {

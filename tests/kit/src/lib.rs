@@ -159,6 +159,18 @@ impl TestEnv {
         s
     }
 
+    /// A migrated store on this test's database on the local cluster, through node `node`
+    /// (see [`TestEnv::cluster_clickhouse`]).
+    pub async fn cluster_store(&self, node: u16) -> ClickHouseStore {
+        let store =
+            ClickHouseStore::new(&self.cluster_clickhouse(node)).expect("valid test database name");
+        store
+            .migrate()
+            .await
+            .expect("migrations apply on the cluster");
+        store
+    }
+
     /// A migrated store on this test's database.
     pub async fn store(&self) -> ClickHouseStore {
         let store = ClickHouseStore::new(&self.clickhouse()).expect("valid test database name");
