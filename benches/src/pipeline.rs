@@ -68,6 +68,11 @@ pub struct Options {
     /// Percent of events that are Windows process creations (the rest: the edge sample).
     #[arg(long, default_value_t = 40)]
     pub windows_percent: u32,
+    /// Percent of events that are flow records (synthetic, see `flow_pool`); taken from the
+    /// whole before the Windows and edge shares are applied. 0 by default, as in the figures
+    /// of the earlier tables.
+    #[arg(long, default_value_t = 0)]
+    pub flow_percent: u32,
     /// Percent of Windows events left as SigmaHQ's attack samples (the rest are benign).
     #[arg(long, default_value_t = 1)]
     pub attack_percent: u32,
@@ -120,8 +125,128 @@ fn now_us() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// xorshift64: the generator's deterministic choices.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// `n` synthetic flow records of one municipal network, as the collector reports them: 2,000
+/// clients in 10.20.0.0/14 talking to 200 servers in the documentation ranges (a tenth of them
+/// with the names of shared components), 70 % HTTPS with the TLS server name, 20 % DNS to the
+/// municipality's resolver with the question, 5 % HTTP with the host, 5 % other TCP; sizes
+/// spread over four orders of magnitude, durations up to two minutes, ephemeral source ports.
+fn flow_pool(n: usize, now: i64) -> Vec<Pooled> {
+    use std::net::{IpAddr, Ipv4Addr};
+    const NAMES: [&str; 10] = [
+        "login.idporten.no",
+        "www.altinn.no",
+        "platform.altinn.no",
+        "kontaktregisteret.no",
+        "digitalpostkasse.no",
+        "svarut.ks.no",
+        "api.fiks.ks.no",
+        "data.brreg.no",
+        "skatteetaten.no",
+        "nav.no",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            let r = next_random(&mut state);
+            let client = (r % 2000) as u32;
+            let src = Ipv4Addr::new(
+                10,
+                20 + (client >> 10) as u8,
+                (client >> 2) as u8,
+                (client % 250) as u8 + 1,
+            );
+            let server = ((r >> 11) % 200) as u8;
+            let dst = if server < 100 {
+                Ipv4Addr::new(198, 51, 100, server + 1)
+            } else {
+                Ipv4Addr::new(203, 0, 113, server - 99)
+            };
+            let name = NAMES[usize::from(server) % NAMES.len()];
+            let service = (r >> 20) % 100;
+            let bytes_out = 200 + ((next_random(&mut state) % 20_000) >> ((r >> 30) % 8));
+            let bytes_in = 500 + ((next_random(&mut state) % 2_000_000) >> ((r >> 33) % 12));
+            let start = now - i64::try_from(r >> 40).unwrap_or(0) % 120_000_000;
+            let mut flow = varde_collector::flow::FlowRecord {
+                src_ip: IpAddr::V4(src),
+                src_port: 32_768 + ((r >> 17) % 28_000) as u16,
+                dst_ip: IpAddr::V4(dst),
+                dst_port: 443,
+                protocol: 6,
+                first_us: start,
+                last_us: start + i64::try_from((r >> 24) % 60_000_000).unwrap_or(0),
+                packets_out: bytes_out / 700 + 1,
+                bytes_out,
+                packets_in: bytes_in / 1200 + 1,
+                bytes_in,
+                tcp_flags: Some(0x1b),
+                icmp_type: None,
+                icmp_code: None,
+                dns_query: None,
+                dns_answers: Vec::new(),
+                tls_sni: None,
+                http_host: None,
+                component: None,
+                exporter: None,
+                sampling_rate: None,
+            };
+            match service {
+                0..70 => flow.tls_sni = Some(name.to_owned()),
+                70..90 => {
+                    flow.dst_ip = IpAddr::V4(Ipv4Addr::new(10, 20, 0, 53));
+                    flow.dst_port = 53;
+                    flow.protocol = 17;
+                    flow.tcp_flags = None;
+                    flow.dns_query = Some(name.to_owned());
+                    flow.dns_answers = vec![IpAddr::V4(dst)];
+                }
+                90..95 => {
+                    flow.dst_port = 80;
+                    flow.http_host = Some(name.to_owned());
+                }
+                _ => flow.dst_port = 8443,
+            }
+            if server.is_multiple_of(10) {
+                flow.component = Some(name.to_owned());
+            }
+            (SourceKind::Flow, flow.event(now))
+        })
+        .collect()
+}
+
 /// The event pool every municipality cycles through (each from its own offset).
 fn pool(o: &Options, size: usize) -> Result<Vec<Pooled>> {
+    let flows_n = size * o.flow_percent.min(100) as usize / 100;
+    let rest = pool_without_flows(o, size - flows_n)?;
+    if flows_n == 0 {
+        return Ok(rest);
+    }
+    let mut out = Vec::with_capacity(size);
+    let (mut f, mut r) = (flow_pool(flows_n, now_us()).into_iter(), rest.into_iter());
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    while out.len() < size {
+        let next = if next_random(&mut state) % 100 < u64::from(o.flow_percent) {
+            f.next().or_else(|| r.next())
+        } else {
+            r.next().or_else(|| f.next())
+        };
+        match next {
+            Some(p) => out.push(p),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The log part of the pool: the edge sample and Windows process creations.
+fn pool_without_flows(o: &Options, size: usize) -> Result<Vec<Pooled>> {
     let now = now_us();
     let windows_n = size * o.windows_percent.min(100) as usize / 100;
     let edge_n = size - windows_n;
@@ -145,10 +270,7 @@ fn pool(o: &Options, size: usize) -> Result<Vec<Pooled>> {
     let (mut e, mut w) = (edge.into_iter(), windows.into_iter());
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     while out.len() < size {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let next = if state % 100 < u64::from(o.windows_percent) {
+        let next = if next_random(&mut state) % 100 < u64::from(o.windows_percent) {
             w.next().or_else(|| e.next())
         } else {
             e.next().or_else(|| w.next())
@@ -563,6 +685,9 @@ async fn one_rate(o: &Options, pool: &[Pooled], rate: u64, dir: &Path) -> Result
                 Err(e) => eprintln!("  stored {table}: cannot read the sizes: {e}"),
             }
         }
+        if let Err(e) = stored_bytes_by_kind(&store).await {
+            eprintln!("  stored events by kind: cannot read the sizes: {e}");
+        }
     }
     if !o.keep {
         let _ = store.drop_database().await;
@@ -589,6 +714,70 @@ async fn stored_bytes(o: &Options, store: &ClickHouseStore, table: &str) -> Resu
     let line = got.first().context("no answer")?;
     let (bytes, rows) = line.split_once(' ').context("two numbers")?;
     Ok((bytes.parse()?, rows.parse()?))
+}
+
+/// Compressed bytes per stored event of each source kind. A kind's rows are mixed with the
+/// others' in `events` (ordered by tenant, time and id), so their share of its parts cannot be
+/// read off; instead each kind's rows are copied into a table of their own with the same
+/// columns, engine and order, merged into one part, measured and dropped. On a cluster the
+/// copy lives on the node the store talks to (a plain `ReplacingMergeTree`, one replica's
+/// worth) and is filled through the distributed table.
+async fn stored_bytes_by_kind(store: &ClickHouseStore) -> Result<()> {
+    let kinds = store
+        .select_strings("SELECT DISTINCT source_kind FROM {db}.events ORDER BY source_kind")
+        .await?;
+    for kind in kinds {
+        if !kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            eprintln!("  stored events of kind {kind:?}: skipped (not a plain kind name)");
+            continue;
+        }
+        let copy = format!("{{db}}.bytes_of_{kind}");
+        store
+            .execute(&format!("DROP TABLE IF EXISTS {copy}"))
+            .await?;
+        store
+            .execute(&format!(
+                "CREATE TABLE {copy} AS {{db}}.events ENGINE = ReplacingMergeTree() \
+                 PARTITION BY event_date ORDER BY (tenant, event_time, event_id)"
+            ))
+            .await?;
+        store
+            .execute(&format!(
+                "INSERT INTO {copy} SELECT * FROM {{db}}.events WHERE source_kind = '{kind}'"
+            ))
+            .await?;
+        store
+            .execute(&format!("OPTIMIZE TABLE {copy} FINAL"))
+            .await?;
+        let got = store
+            .select_strings(&format!(
+                "SELECT concat(toString(sum(data_compressed_bytes)), ' ', \
+                 toString(sum(data_uncompressed_bytes)), ' ', toString(sum(rows))) \
+                 FROM system.parts WHERE database = '{{db}}' AND table = 'bytes_of_{kind}' AND active"
+            ))
+            .await?;
+        store
+            .execute(&format!("DROP TABLE IF EXISTS {copy}"))
+            .await?;
+        let mut numbers = got
+            .first()
+            .context("no answer")?
+            .split(' ')
+            .map(str::parse::<u64>);
+        let (Some(Ok(packed)), Some(Ok(plain)), Some(Ok(rows))) =
+            (numbers.next(), numbers.next(), numbers.next())
+        else {
+            bail!("three numbers expected");
+        };
+        if rows > 0 {
+            println!(
+                "  stored events of kind {kind}: {rows} rows, {:.1} bytes per event compressed, {:.1} uncompressed",
+                packed as f64 / rows as f64,
+                plain as f64 / rows as f64
+            );
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

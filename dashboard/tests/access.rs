@@ -387,7 +387,21 @@ async fn the_alert_page_shows_the_event_with_pseudonyms_marked_and_only_to_its_t
 #[tokio::test]
 async fn triage_is_the_analysts_append_only_and_scoped_by_the_store() {
     let env = TestEnv::new("dashtriage");
-    let store = env.store().await;
+    triage_append_only_and_scoped(env.store().await).await;
+    env.cleanup().await;
+}
+
+/// Triage through the distributed tables of the local ClickHouse cluster (2 shards x 2
+/// replicas), the dashboard talking to the first replica of the first shard.
+#[tokio::test]
+async fn triage_is_the_analysts_append_only_and_scoped_by_the_store_on_a_cluster_too() {
+    let env = TestEnv::new("dashtriage_cluster");
+    let store = env.cluster_store(0).await;
+    triage_append_only_and_scoped(store.clone()).await;
+    store.drop_database().await.expect("drop on the cluster");
+}
+
+async fn triage_append_only_and_scoped(store: varde_store::clickhouse::ClickHouseStore) {
     store
         .write_alerts(&[
             alert("0301", 1, "Oslo root login"),
@@ -598,7 +612,6 @@ async fn triage_is_the_analysts_append_only_and_scoped_by_the_store() {
         "{page}"
     );
     assert_eq!(store.triage(None, &keys).await.expect("history").len(), 5);
-    env.cleanup().await;
 }
 
 /// The incident id in a `/incidents/<id>` location.
@@ -612,7 +625,21 @@ fn incident_of(location: &str) -> String {
 #[tokio::test]
 async fn incidents_are_the_certs_record_and_a_municipality_sees_only_its_part() {
     let env = TestEnv::new("dashincident");
-    let store = env.store().await;
+    incidents_cert_record_municipality_part(env.store().await).await;
+    env.cleanup().await;
+}
+
+/// Incidents through the distributed tables of the local ClickHouse cluster, the dashboard
+/// talking to the second shard's first replica: the incident queries' subqueries run GLOBAL.
+#[tokio::test]
+async fn incidents_are_the_certs_record_and_a_municipality_sees_only_its_part_on_a_cluster_too() {
+    let env = TestEnv::new("dashincident_cluster");
+    let store = env.cluster_store(2).await;
+    incidents_cert_record_municipality_part(store.clone()).await;
+    store.drop_database().await.expect("drop on the cluster");
+}
+
+async fn incidents_cert_record_municipality_part(store: varde_store::clickhouse::ClickHouseStore) {
     store
         .write_alerts(&[
             alert("0301", 1, "Oslo root login"),
@@ -864,7 +891,6 @@ async fn incidents_are_the_certs_record_and_a_municipality_sees_only_its_part() 
     assert!(closed.contains("Phishing wave"));
     let (status, _) = get(&app, "/incidents?status=deleted", Some(&analyst)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -1145,7 +1171,21 @@ fn rule_form(rule: &str) -> String {
 #[tokio::test]
 async fn hunting_runs_a_sigma_rule_over_the_accounts_own_events() {
     let env = TestEnv::new("dashhunt");
-    let store = env.store().await;
+    hunting_own_events(env.store().await).await;
+    env.cleanup().await;
+}
+
+/// Hunting through the distributed tables of the local ClickHouse cluster, the dashboard
+/// talking to the second shard's second replica.
+#[tokio::test]
+async fn hunting_runs_a_sigma_rule_over_the_accounts_own_events_on_a_cluster_too() {
+    let env = TestEnv::new("dashhunt_cluster");
+    let store = env.cluster_store(3).await;
+    hunting_own_events(store.clone()).await;
+    store.drop_database().await.expect("drop on the cluster");
+}
+
+async fn hunting_own_events(store: varde_store::clickhouse::ClickHouseStore) {
     store
         .write_envelopes(&[oslo_login_event()])
         .await
@@ -1283,7 +1323,6 @@ async fn hunting_runs_a_sigma_rule_over_the_accounts_own_events() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = hunt(&analyst, "00", format!("rule={}", rule("x"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    env.cleanup().await;
 }
 
 /// The value of `metric` with `labels` in a Prometheus text page, read by a scraper's parser.
