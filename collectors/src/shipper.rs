@@ -132,6 +132,18 @@ pub struct ShipperSettings {
     pub key: std::sync::Arc<varde_core::CollectorKey>,
 }
 
+/// Most events one [`Input::Events`] carries. The channel to the shipper is sized in messages
+/// ([`input_channel_capacity`]), so this bounds the events waiting in it.
+pub const EVENTS_PER_INPUT: usize = 64;
+
+/// Messages the channel from the sources to the shipper holds for batches of `max_rows`:
+/// room for about two batches of events when the messages are full ([`EVENTS_PER_INPUT`]),
+/// enough to keep the batcher busy and small enough that a full spool (policy `block`) pushes
+/// back on the sources quickly.
+pub fn input_channel_capacity(max_rows: usize) -> usize {
+    (max_rows.saturating_mul(2) / EVENTS_PER_INPUT).max(64)
+}
+
 /// A message from sources to the shipper.
 #[derive(Debug)]
 pub enum Input {
@@ -140,6 +152,10 @@ pub enum Input {
     /// An event from a file source, with the file position after it: the position is stored
     /// in the spool with the batch, so a restart resumes after the last spooled line.
     Tracked(SourceKind, Event, Checkpoint),
+    /// Events of one read (a TCP read, a burst of datagrams, a run of a file's lines), in
+    /// order, each with its position when it has one: one message for up to
+    /// [`EVENTS_PER_INPUT`] events, so the batcher is woken once for them, not once per line.
+    Events(Vec<(SourceKind, Event, Option<Checkpoint>)>),
     /// Send everything buffered now and acknowledge on the channel when it is acknowledged.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -343,6 +359,11 @@ impl<S: Sink> Shipper<S> {
                     Some(Input::Event(kind, event)) => self.push(kind, &event).await,
                     Some(Input::Tracked(kind, event, checkpoint)) => {
                         self.push_tracked(kind, &event, Some(checkpoint)).await;
+                    }
+                    Some(Input::Events(events)) => {
+                        for (kind, event, checkpoint) in events {
+                            self.push_tracked(kind, &event, checkpoint).await;
+                        }
                     }
                     Some(Input::Flush(done)) => {
                         self.flush_all().await;

@@ -22,14 +22,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
-use varde_core::Value;
+use varde_core::{Event, Value};
 
 use crate::config::StartAt;
 use crate::edge::{EdgeSource, EdgeStats, edge_event};
 use crate::journal::Journal;
 use crate::parse::json::JsonFields;
 use crate::privacy::{Privacy, PrivacyKey, PrivacyPolicy};
-use crate::shipper::{Input, Stats};
+use crate::shipper::{EVENTS_PER_INPUT, Input, Stats};
 use crate::spool::Checkpoint;
 
 /// Longest line accepted; a longer one is cut into pieces of this size, none dropped.
@@ -185,23 +185,24 @@ impl SourceContext {
             received_us,
             checkpoints,
         } = journalled;
+        let mut out = Outgoing::new(self, lines.len());
         match checkpoints {
             None => {
                 for line in &lines {
-                    if !self.send_line_at(line, received_us, None).await {
+                    if !out.line(line, received_us, None).await {
                         return false;
                     }
                 }
             }
             Some(cps) => {
                 for (line, cp) in lines.iter().zip(cps) {
-                    if !self.send_line_at(line, received_us, Some(cp)).await {
+                    if !out.line(line, received_us, Some(cp)).await {
                         return false;
                     }
                 }
             }
         }
-        true
+        out.send().await
     }
 
     /// The same context, taking the host, message and time of generic JSON objects from
@@ -250,17 +251,20 @@ impl SourceContext {
         offset: &mut u64,
     ) -> bool {
         let base = *offset;
-        for (line, end) in take_lines_with_ends(buf) {
+        let lines = take_lines_with_ends(buf);
+        let mut out = Outgoing::new(self, lines.len());
+        let now = now_us();
+        for (line, end) in lines {
             let start = *offset;
             *offset = base + end as u64;
-            if !self
-                .send_line(&line, Some(checkpoint(key, file_id, start, *offset)))
+            if !out
+                .line(&line, now, Some(checkpoint(key, file_id, start, *offset)))
                 .await
             {
                 return false;
             }
         }
-        true
+        out.send().await
     }
 
     /// Runs one received line through the edge ([`edge_event`]: syslog parsing, format
@@ -278,33 +282,67 @@ impl SourceContext {
         receive_time_us: i64,
         checkpoint: Option<Checkpoint>,
     ) -> bool {
-        let text = String::from_utf8_lossy(line);
-        let (kind, event) = edge_event(&text, receive_time_us, &self.edge);
-        self.forward(kind, event, line.len(), checkpoint).await
-    }
-
-    /// Counts an event the edge made of a line of `len` bytes and hands it to the shipper.
-    async fn forward(
-        &self,
-        kind: varde_core::SourceKind,
-        event: varde_core::Event,
-        len: usize,
-        checkpoint: Option<Checkpoint>,
-    ) -> bool {
-        let line_len = len;
-        if event.get("parse_error") == Some(&Value::Bool(true)) {
-            self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
-            self.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        self.counters.events.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes
-            .fetch_add(line_len as u64, Ordering::Relaxed);
+        let (kind, event) = self.edge_line(line, receive_time_us);
         let input = match checkpoint {
             Some(c) => Input::Tracked(kind, event, c),
             None => Input::Event(kind, event),
         };
         self.tx.send(input).await.is_ok()
+    }
+
+    /// One received line through the edge ([`edge_event`]), counted.
+    fn edge_line(&self, line: &[u8], receive_time_us: i64) -> (varde_core::SourceKind, Event) {
+        let text = String::from_utf8_lossy(line);
+        let (kind, event) = edge_event(&text, receive_time_us, &self.edge);
+        self.count(&event, line.len());
+        (kind, event)
+    }
+
+    /// Counts an event the edge made of a line of `len` bytes.
+    fn count(&self, event: &Event, len: usize) {
+        if event.get("parse_error") == Some(&Value::Bool(true)) {
+            self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
+            self.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.counters.events.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(len as u64, Ordering::Relaxed);
+    }
+}
+
+/// The events of one read on their way to the shipper: edged line by line, handed on
+/// [`EVENTS_PER_INPUT`] at a time as one [`Input::Events`].
+struct Outgoing<'a> {
+    ctx: &'a SourceContext,
+    events: Vec<(varde_core::SourceKind, Event, Option<Checkpoint>)>,
+}
+
+impl<'a> Outgoing<'a> {
+    fn new(ctx: &'a SourceContext, lines: usize) -> Self {
+        Outgoing {
+            ctx,
+            events: Vec::with_capacity(lines.min(EVENTS_PER_INPUT)),
+        }
+    }
+
+    /// Adds one line; sends when the message is full. `false` when the shipper is gone.
+    async fn line(
+        &mut self,
+        line: &[u8],
+        receive_time_us: i64,
+        checkpoint: Option<Checkpoint>,
+    ) -> bool {
+        let (kind, event) = self.ctx.edge_line(line, receive_time_us);
+        self.events.push((kind, event, checkpoint));
+        if self.events.len() < EVENTS_PER_INPUT {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.events, Vec::with_capacity(EVENTS_PER_INPUT));
+        self.ctx.tx.send(Input::Events(full)).await.is_ok()
+    }
+
+    /// Sends what is left. `false` when the shipper is gone.
+    async fn send(self) -> bool {
+        self.events.is_empty() || self.ctx.tx.send(Input::Events(self.events)).await.is_ok()
     }
 }
 
@@ -795,36 +833,42 @@ pub async fn syslog_udp(socket: UdpSocket, ctx: SourceContext) {
             }
             _ = shutdown.changed() => return,
         }
-        let received = socket.try_io(tokio::io::Interest::READABLE, || {
-            recv_datagram(&socket, &mut buf)
-        });
-        let (len, drops) = match received {
-            Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => {
-                warn!(error = %e, "syslog/udp: receive failed");
-                continue;
+        // Every datagram already waiting, up to one message's worth, is taken in this wake-up
+        // and handed on together (one journal write, one message to the shipper).
+        let mut datagrams = Vec::new();
+        while datagrams.len() < EVENTS_PER_INPUT {
+            let received = socket.try_io(tokio::io::Interest::READABLE, || {
+                recv_datagram(&socket, &mut buf)
+            });
+            let (len, drops) = match received {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    warn!(error = %e, "syslog/udp: receive failed");
+                    break;
+                }
+            };
+            if let Some(total) = drops
+                && total != last_drops
+            {
+                let new = total.wrapping_sub(last_drops);
+                last_drops = total;
+                ctx.counters
+                    .receive_buffer_drops
+                    .fetch_add(u64::from(new), Ordering::Relaxed);
+                warn!(
+                    dropped = new,
+                    total, "syslog/udp: the kernel dropped datagrams (receive buffer full)"
+                );
             }
-        };
-        if let Some(total) = drops
-            && total != last_drops
-        {
-            let new = total.wrapping_sub(last_drops);
-            last_drops = total;
-            ctx.counters
-                .receive_buffer_drops
-                .fetch_add(u64::from(new), Ordering::Relaxed);
-            warn!(
-                dropped = new,
-                total, "syslog/udp: the kernel dropped datagrams (receive buffer full)"
-            );
+            // MSG_TRUNC makes `len` the datagram's real length: longer than the buffer means cut.
+            let mut data = &buf[..len.min(buf.len())];
+            while let Some(stripped) = data.strip_suffix(b"\n") {
+                data = stripped.strip_suffix(b"\r").unwrap_or(stripped);
+            }
+            datagrams.push(data.to_vec());
         }
-        // MSG_TRUNC makes `len` the datagram's real length: longer than the buffer means cut.
-        let mut data = &buf[..len.min(buf.len())];
-        while let Some(stripped) = data.strip_suffix(b"\n") {
-            data = stripped.strip_suffix(b"\r").unwrap_or(stripped);
-        }
-        if !ctx.send_received(vec![data.to_vec()]).await {
+        if !datagrams.is_empty() && !ctx.send_received(datagrams).await {
             return;
         }
     }
@@ -859,7 +903,8 @@ pub async fn replay_journal(
             continue;
         }
         let cp = checkpoint(journal.key(), journal.id(), e.start, e.after);
-        if !ctx.forward(kind, event, e.line.len(), Some(cp)).await {
+        ctx.count(&event, e.line.len());
+        if ctx.tx.send(Input::Tracked(kind, event, cp)).await.is_err() {
             break;
         }
         sent += 1;
@@ -1524,6 +1569,11 @@ mod tests {
                     out.push((e.message.unwrap_or_default(), Some(c.offset)))
                 }
                 Input::Event(_, e) => out.push((e.message.unwrap_or_default(), None)),
+                Input::Events(events) => out.extend(
+                    events
+                        .into_iter()
+                        .map(|(_, e, c)| (e.message.unwrap_or_default(), c.map(|c| c.offset))),
+                ),
                 Input::Flush(_) => {}
             }
         }
@@ -1683,9 +1733,12 @@ mod tests {
         let done = std::sync::Mutex::new(std::collections::BTreeSet::new());
         read_gzip_file(path, &std::collections::BTreeMap::new(), &done, ctx).await;
         let mut n = 0;
-        while let Ok(Input::Tracked(_, e, _)) = rx.try_recv() {
-            assert!(e.message.is_some_and(|m| m.starts_with("line ")));
-            n += 1;
+        while let Ok(Input::Events(events)) = rx.try_recv() {
+            for (_, e, c) in events {
+                assert!(c.is_some());
+                assert!(e.message.is_some_and(|m| m.starts_with("line ")));
+                n += 1;
+            }
         }
         assert!(n > 0 && n < 2000, "{n} lines");
         assert_eq!(counters.framing_errors.load(Ordering::Relaxed), 1);

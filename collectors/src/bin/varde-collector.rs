@@ -26,7 +26,7 @@ use varde_collector::privacy::Privacy;
 use varde_collector::relp;
 use varde_collector::shipper::{
     self, Input, SenderSettings, SequenceSource, Shipper, ShipperSettings, SpoolSink, Stats,
-    send_from_spool,
+    input_channel_capacity, send_from_spool,
 };
 use varde_collector::sources::{self, FileStart, SourceContext, SourceCounters};
 use varde_collector::spool::{FsyncPolicy, Spool, SpoolHandle, SpoolStats};
@@ -504,9 +504,7 @@ fn start_shipper(config: &CollectorConfig, sequence: SequenceSource) -> Result<R
         sequence,
         stats.clone(),
     );
-    // Room for about two batches: enough to keep the batcher busy, small enough that a full
-    // spool (policy `block`) pushes back on sources quickly.
-    let (tx, rx) = mpsc::channel(config.batch.max_rows.saturating_mul(2).max(1024));
+    let (tx, rx) = mpsc::channel(input_channel_capacity(config.batch.max_rows));
     let shipper = tokio::spawn(shipper.run(rx));
     let (stop_sender, stop) = watch::channel(false);
     let sender = tokio::spawn(send_from_spool(
