@@ -246,6 +246,10 @@ type = "syslog_tcp"
 listen = "127.0.0.1:$port"
 TOML
   chmod 644 "$rd/collector.toml"
+  # Every envelope is signed with the collector's key (docs/collector.md): make one here, as the
+  # user the collector runs as (a real one gets its key from `varde-collector enrol`).
+  "${drop[@]}" "$VBIN" key new --config "$rd/collector.toml" > "$rd/key.log" 2>&1 \
+    || { cat "$rd/key.log" >&2; die "varde-collector key new failed"; }
   local pid
   "${drop[@]}" env VARDE_LOG="${VARDE_LOG:-info}" "$VBIN" run --config "$rd/collector.toml" \
     > "$rd/collector.log" 2>&1 &

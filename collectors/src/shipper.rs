@@ -137,11 +137,12 @@ pub struct ShipperSettings {
 pub const EVENTS_PER_INPUT: usize = 64;
 
 /// Messages the channel from the sources to the shipper holds for batches of `max_rows`:
-/// room for about two batches of events when the messages are full ([`EVENTS_PER_INPUT`]),
-/// enough to keep the batcher busy and small enough that a full spool (policy `block`) pushes
-/// back on the sources quickly.
+/// room for about one batch of events when the messages are full ([`EVENTS_PER_INPUT`]),
+/// enough to keep the batcher busy (it is woken once per message) and small enough that a
+/// full spool (policy `block`) pushes back on the sources quickly and that the events waiting
+/// in it stay a small part of the collector's memory.
 pub fn input_channel_capacity(max_rows: usize) -> usize {
-    (max_rows.saturating_mul(2) / EVENTS_PER_INPUT).max(64)
+    (max_rows / EVENTS_PER_INPUT).max(16)
 }
 
 /// A message from sources to the shipper.

@@ -9,7 +9,7 @@
 //! year is the one that puts the time closest to the receive time (so December lines read in
 //! January belong to last year).
 
-use chrono::{DateTime, Datelike, Local, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Local, Offset, TimeZone, Utc};
 use syslog_loose::{IncompleteDate, ProcId, Variant};
 use varde_core::{Event, Value};
 
@@ -21,8 +21,7 @@ pub fn parse_line(line: &str, receive_time_us: i64) -> Event {
         receive_time_us,
         ..Event::default()
     };
-    let receive_year = DateTime::<Utc>::from_timestamp_micros(receive_time_us)
-        .map_or(1970, |t| t.with_timezone(&Local).year());
+    let receive_year = local_year(receive_time_us);
     let resolve_year = move |(month, day, ..): IncompleteDate| {
         nearest_year(receive_year, receive_time_us, month, day)
     };
@@ -132,10 +131,8 @@ fn with_local_zone(line: &str) -> Option<String> {
         return None; // a zone (`Z`, `+01:00`) or something else follows
     }
     let naive = chrono::NaiveDateTime::parse_from_str(&rest[..end], "%Y-%m-%dT%H:%M:%S%.f").ok()?;
-    let offset = Local
-        .from_local_datetime(&naive)
-        .earliest()?
-        .offset()
+    let offset = LOCAL_ZONE
+        .with_borrow_mut(|z| z.offset_of_local(&naive))?
         .to_string();
     Some(format!(
         "{}{}{offset}{}",
@@ -154,10 +151,16 @@ fn raw(mut event: Event, line: &str) -> Event {
 /// The year for a year-less (month, day) that puts it nearest to the receive time.
 fn nearest_year(receive_year: i32, receive_time_us: i64, month: u32, day: u32) -> i32 {
     let distance = |year: i32| {
-        Local
-            .with_ymd_and_hms(year, month, day.max(1), 12, 0, 0)
-            .earliest()
-            .map_or(i64::MAX, |t| (t.timestamp_micros() - receive_time_us).abs())
+        chrono::NaiveDate::from_ymd_opt(year, month, day.max(1))
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .and_then(|noon| {
+                let offset = LOCAL_ZONE.with_borrow_mut(|z| z.offset_of_local(&noon))?;
+                Some(
+                    noon.and_utc().timestamp_micros()
+                        - i64::from(offset.local_minus_utc()) * 1_000_000,
+                )
+            })
+            .map_or(i64::MAX, |t| (t - receive_time_us).abs())
     };
     [receive_year - 1, receive_year, receive_year + 1]
         .into_iter()
@@ -165,9 +168,144 @@ fn nearest_year(receive_year: i32, receive_time_us: i64, month: u32, day: u32) -
         .unwrap_or(receive_year)
 }
 
+/// The year, in the collector's local zone, of an instant (µs since the epoch).
+fn local_year(utc_us: i64) -> i32 {
+    let Some(utc) = DateTime::<Utc>::from_timestamp_micros(utc_us) else {
+        return 1970;
+    };
+    match LOCAL_ZONE.with_borrow_mut(|z| z.offset_at(utc_us)) {
+        Some(offset) => utc.with_timezone(&offset).year(),
+        None => utc.year(),
+    }
+}
+
+thread_local! {
+    /// The collector's local zone, cached per thread (see [`ZoneCache`]).
+    static LOCAL_ZONE: std::cell::RefCell<ZoneCache<Local>> =
+        std::cell::RefCell::new(ZoneCache::new(Local));
+}
+
+/// A time zone's offsets, cached by the minute they are asked for.
+///
+/// Syslog timestamps without a zone are local time, so every such line needs the local offset,
+/// some lines three (the year of a RFC 3164 date is chosen among three). chrono's `Local` checks
+/// on every conversion whether the zone changed (it reads the clock each time), which cost the
+/// collector several per cent of its CPU at full speed. Offsets change only on whole minutes,
+/// so the offset of any time is the offset of its minute's start, asked of the zone once and
+/// kept; a minute not in the cache asks the zone again, so a changed zone file is still noticed
+/// within a minute. Small direct-mapped tables: a line's few minutes rarely collide.
+pub(crate) struct ZoneCache<Tz> {
+    tz: Tz,
+    /// By local minute: the offset of local times in it (the earlier one when the clock was
+    /// turned back, `None` for the minutes skipped when it was turned forward).
+    local: [Option<(i64, Option<i32>)>; 16],
+    /// By UTC minute: the offset at instants in it.
+    utc: [Option<(i64, Option<i32>)>; 4],
+}
+
+impl<Tz: TimeZone> ZoneCache<Tz> {
+    pub(crate) fn new(tz: Tz) -> Self {
+        ZoneCache {
+            tz,
+            local: [None; 16],
+            utc: [None; 4],
+        }
+    }
+
+    /// The offset of the local time `naive`, as `tz.from_local_datetime(naive).earliest()`
+    /// gives it; `None` for a local time that does not exist (skipped by a change to summer
+    /// time).
+    pub(crate) fn offset_of_local(&mut self, naive: &chrono::NaiveDateTime) -> Option<FixedOffset> {
+        let minute = naive.and_utc().timestamp().div_euclid(60);
+        let slot = minute.rem_euclid(16) as usize;
+        let seconds = match self.local[slot] {
+            Some((m, seconds)) if m == minute => seconds,
+            _ => {
+                let start = DateTime::from_timestamp(minute * 60, 0)?.naive_utc();
+                let seconds = self
+                    .tz
+                    .from_local_datetime(&start)
+                    .earliest()
+                    .map(|t| t.offset().fix().local_minus_utc());
+                self.local[slot] = Some((minute, seconds));
+                seconds
+            }
+        };
+        FixedOffset::east_opt(seconds?)
+    }
+
+    /// The offset at the instant `utc_us` (µs since the epoch).
+    pub(crate) fn offset_at(&mut self, utc_us: i64) -> Option<FixedOffset> {
+        let minute = utc_us.div_euclid(60_000_000);
+        let slot = minute.rem_euclid(4) as usize;
+        let seconds = match self.utc[slot] {
+            Some((m, seconds)) if m == minute => seconds,
+            _ => {
+                let seconds = DateTime::from_timestamp(minute * 60, 0).map(|start| {
+                    self.tz
+                        .offset_from_utc_datetime(&start.naive_utc())
+                        .fix()
+                        .local_minus_utc()
+                });
+                self.utc[slot] = Some((minute, seconds));
+                seconds
+            }
+        };
+        FixedOffset::east_opt(seconds?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cache answers as the zone itself does, around both of Norway's clock changes of
+    /// 2024 and 2025 (chrono-tz's Europe/Oslo is the reference), whatever order it is asked in.
+    #[test]
+    fn cached_offsets_are_the_zones_own_across_clock_changes() {
+        use chrono::NaiveDate;
+        use chrono_tz::Europe::Oslo;
+        let mut cache = ZoneCache::new(Oslo);
+        let days = [
+            (2024, 3, 31),
+            (2024, 10, 27),
+            (2025, 3, 30),
+            (2025, 10, 26),
+            (2025, 7, 1),
+        ];
+        let mut checked = 0;
+        for (y, m, d) in days {
+            let midnight = NaiveDate::from_ymd_opt(y, m, d)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .expect("a date");
+            // Every 17 seconds through the day, and back again through the cache's slots.
+            for step in (0..86_400 / 17).chain((0..86_400 / 17).rev()) {
+                let naive = midnight + chrono::Duration::seconds(step * 17);
+                let want = Oslo
+                    .from_local_datetime(&naive)
+                    .earliest()
+                    .map(|t| t.offset().fix());
+                assert_eq!(cache.offset_of_local(&naive), want, "local {naive}");
+                let utc_us = naive.and_utc().timestamp_micros() + 123_456;
+                let want = Oslo.offset_from_utc_datetime(&naive).fix();
+                assert_eq!(cache.offset_at(utc_us), Some(want), "utc {naive}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 25_000);
+        // The hour skipped in spring has no offset; the hour repeated in autumn takes summer time.
+        let skipped = NaiveDate::from_ymd_opt(2024, 3, 31)
+            .and_then(|d| d.and_hms_opt(2, 30, 0))
+            .expect("a time");
+        assert_eq!(cache.offset_of_local(&skipped), None);
+        let repeated = NaiveDate::from_ymd_opt(2024, 10, 27)
+            .and_then(|d| d.and_hms_opt(2, 30, 0))
+            .expect("a time");
+        assert_eq!(
+            cache.offset_of_local(&repeated),
+            FixedOffset::east_opt(7200)
+        );
+    }
 
     const NOW: i64 = 1_714_557_600_000_000; // 2024-05-01T10:00:00Z
 
