@@ -9,7 +9,7 @@
 //! year is the one that puts the time closest to the receive time (so December lines read in
 //! January belong to last year).
 
-use chrono::{DateTime, Datelike, FixedOffset, Local, Offset, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Local, LocalResult, Offset, TimeZone, Utc};
 use syslog_loose::{IncompleteDate, ProcId, Variant};
 use varde_core::{Event, Value};
 
@@ -32,9 +32,12 @@ pub fn parse_line(line: &str, receive_time_us: i64) -> Event {
     // as RFC 3164 timestamps are: the zone is made explicit so the header parses.
     let zoned = with_local_zone(line);
     let line_to_parse = zoned.as_deref().unwrap_or(line);
-    let Ok(msg) =
-        syslog_loose::parse_message_with_year_exact(line_to_parse, resolve_year, Variant::Either)
-    else {
+    let Ok(msg) = syslog_loose::parse_message_with_year_exact_tz(
+        line_to_parse,
+        resolve_year,
+        Some(CachedLocal),
+        Variant::Either,
+    ) else {
         return raw(event, line);
     };
     if let Some(t) = msg.timestamp {
@@ -185,6 +188,52 @@ thread_local! {
         std::cell::RefCell::new(ZoneCache::new(Local));
 }
 
+/// The collector's local zone for `syslog_loose`, answered from this thread's [`ZoneCache`]:
+/// RFC 3164 dates (`Dec  6 11:12:38`) are local time, and asking chrono's `Local` for each one
+/// read the clock. The same offsets as `Local` for dates without a year; for the rare dates with
+/// one (`Dec  6 2026 11:12:38`) `syslog_loose` takes the offset at the time read as UTC, which
+/// differs from reading it as local time only within two hours of a clock change.
+#[derive(Debug, Clone, Copy)]
+struct CachedLocal;
+
+impl TimeZone for CachedLocal {
+    type Offset = FixedOffset;
+
+    fn from_offset(_: &FixedOffset) -> Self {
+        CachedLocal
+    }
+
+    fn offset_from_local_date(&self, local: &chrono::NaiveDate) -> LocalResult<FixedOffset> {
+        match local.and_hms_opt(0, 0, 0) {
+            Some(midnight) => self.offset_from_local_datetime(&midnight),
+            None => LocalResult::None,
+        }
+    }
+
+    fn offset_from_local_datetime(
+        &self,
+        local: &chrono::NaiveDateTime,
+    ) -> LocalResult<FixedOffset> {
+        LOCAL_ZONE.with_borrow_mut(|z| z.local_offsets(local))
+    }
+
+    fn offset_from_utc_date(&self, utc: &chrono::NaiveDate) -> FixedOffset {
+        utc.and_hms_opt(0, 0, 0)
+            .map_or(FixedOffset::east_opt(0).unwrap_or(Utc.fix()), |t| {
+                self.offset_from_utc_datetime(&t)
+            })
+    }
+
+    fn offset_from_utc_datetime(&self, utc: &chrono::NaiveDateTime) -> FixedOffset {
+        LOCAL_ZONE
+            .with_borrow_mut(|z| z.offset_at(utc.and_utc().timestamp_micros()))
+            .unwrap_or(Utc.fix())
+    }
+}
+
+/// A local minute and the offsets (in seconds east of UTC) of its times: earliest, latest.
+type LocalMinute = (i64, Option<i32>, Option<i32>);
+
 /// A time zone's offsets, cached by the minute they are asked for.
 ///
 /// Syslog timestamps without a zone are local time, so every such line needs the local offset,
@@ -196,9 +245,9 @@ thread_local! {
 /// within a minute. Small direct-mapped tables: a line's few minutes rarely collide.
 pub(crate) struct ZoneCache<Tz> {
     tz: Tz,
-    /// By local minute: the offset of local times in it (the earlier one when the clock was
-    /// turned back, `None` for the minutes skipped when it was turned forward).
-    local: [Option<(i64, Option<i32>)>; 16],
+    /// By local minute: the offsets of local times in it, earliest and latest (two when the
+    /// clock was turned back, none for the minutes skipped when it was turned forward).
+    local: [Option<LocalMinute>; 16],
     /// By UTC minute: the offset at instants in it.
     utc: [Option<(i64, Option<i32>)>; 4],
 }
@@ -216,22 +265,40 @@ impl<Tz: TimeZone> ZoneCache<Tz> {
     /// gives it; `None` for a local time that does not exist (skipped by a change to summer
     /// time).
     pub(crate) fn offset_of_local(&mut self, naive: &chrono::NaiveDateTime) -> Option<FixedOffset> {
+        self.local_offsets(naive).earliest()
+    }
+
+    /// The offsets the local time `naive` can have, as `tz.offset_from_local_datetime` gives
+    /// them.
+    pub(crate) fn local_offsets(
+        &mut self,
+        naive: &chrono::NaiveDateTime,
+    ) -> LocalResult<FixedOffset> {
         let minute = naive.and_utc().timestamp().div_euclid(60);
         let slot = minute.rem_euclid(16) as usize;
-        let seconds = match self.local[slot] {
-            Some((m, seconds)) if m == minute => seconds,
+        let (earliest, latest) = match self.local[slot] {
+            Some((m, earliest, latest)) if m == minute => (earliest, latest),
             _ => {
-                let start = DateTime::from_timestamp(minute * 60, 0)?.naive_utc();
-                let seconds = self
+                let Some(start) = DateTime::from_timestamp(minute * 60, 0) else {
+                    return LocalResult::None;
+                };
+                let offsets = self
                     .tz
-                    .from_local_datetime(&start)
-                    .earliest()
-                    .map(|t| t.offset().fix().local_minus_utc());
-                self.local[slot] = Some((minute, seconds));
-                seconds
+                    .offset_from_local_datetime(&start.naive_utc())
+                    .map(|o| o.fix().local_minus_utc());
+                let (earliest, latest) = (offsets.earliest(), offsets.latest());
+                self.local[slot] = Some((minute, earliest, latest));
+                (earliest, latest)
             }
         };
-        FixedOffset::east_opt(seconds?)
+        match (
+            earliest.and_then(FixedOffset::east_opt),
+            latest.and_then(FixedOffset::east_opt),
+        ) {
+            (Some(e), Some(l)) if e == l => LocalResult::Single(e),
+            (Some(e), Some(l)) => LocalResult::Ambiguous(e, l),
+            _ => LocalResult::None,
+        }
     }
 
     /// The offset at the instant `utc_us` (µs since the epoch).
@@ -286,6 +353,8 @@ mod tests {
                     .earliest()
                     .map(|t| t.offset().fix());
                 assert_eq!(cache.offset_of_local(&naive), want, "local {naive}");
+                let all = Oslo.offset_from_local_datetime(&naive).map(|o| o.fix());
+                assert_eq!(cache.local_offsets(&naive), all, "local {naive}");
                 let utc_us = naive.and_utc().timestamp_micros() + 123_456;
                 let want = Oslo.offset_from_utc_datetime(&naive).fix();
                 assert_eq!(cache.offset_at(utc_us), Some(want), "utc {naive}");
