@@ -155,14 +155,7 @@ fn raw(mut event: Event, line: &str) -> Event {
 fn nearest_year(receive_year: i32, receive_time_us: i64, month: u32, day: u32) -> i32 {
     let distance = |year: i32| {
         chrono::NaiveDate::from_ymd_opt(year, month, day.max(1))
-            .and_then(|d| d.and_hms_opt(12, 0, 0))
-            .and_then(|noon| {
-                let offset = LOCAL_ZONE.with_borrow_mut(|z| z.offset_of_local(&noon))?;
-                Some(
-                    noon.and_utc().timestamp_micros()
-                        - i64::from(offset.local_minus_utc()) * 1_000_000,
-                )
-            })
+            .and_then(|date| LOCAL_ZONE.with_borrow_mut(|z| z.local_noon(date)))
             .map_or(i64::MAX, |t| (t - receive_time_us).abs())
     };
     [receive_year - 1, receive_year, receive_year + 1]
@@ -250,6 +243,10 @@ pub(crate) struct ZoneCache<Tz> {
     local: [Option<LocalMinute>; 16],
     /// By UTC minute: the offset at instants in it.
     utc: [Option<(i64, Option<i32>)>; 4],
+    /// By day (days since the Common Era's start): the instant of local noon, µs since the
+    /// epoch. A year-less date asks for the same day in three years, 365 or 366 days apart:
+    /// eight slots by day number keep the three apart.
+    noons: [Option<(i32, Option<i64>)>; 8],
 }
 
 impl<Tz: TimeZone> ZoneCache<Tz> {
@@ -258,6 +255,7 @@ impl<Tz: TimeZone> ZoneCache<Tz> {
             tz,
             local: [None; 16],
             utc: [None; 4],
+            noons: [None; 8],
         }
     }
 
@@ -299,6 +297,24 @@ impl<Tz: TimeZone> ZoneCache<Tz> {
             (Some(e), Some(l)) => LocalResult::Ambiguous(e, l),
             _ => LocalResult::None,
         }
+    }
+
+    /// The instant of noon, local time, on `date` (µs since the epoch); `None` when that
+    /// time does not exist there.
+    pub(crate) fn local_noon(&mut self, date: chrono::NaiveDate) -> Option<i64> {
+        let day = date.num_days_from_ce();
+        let slot = day.rem_euclid(8) as usize;
+        if let Some((d, instant)) = self.noons[slot]
+            && d == day
+        {
+            return instant;
+        }
+        let noon = date.and_hms_opt(12, 0, 0)?;
+        let instant = self.offset_of_local(&noon).map(|offset| {
+            noon.and_utc().timestamp_micros() - i64::from(offset.local_minus_utc()) * 1_000_000
+        });
+        self.noons[slot] = Some((day, instant));
+        instant
     }
 
     /// The offset at the instant `utc_us` (µs since the epoch).
@@ -362,6 +378,20 @@ mod tests {
             }
         }
         assert!(checked > 25_000);
+        // Local noon of the same day in consecutive years, asked in turn as a year-less date
+        // does.
+        for _ in 0..3 {
+            for year in 2023..=2026 {
+                for (m, d) in [(3, 31), (10, 27), (12, 6)] {
+                    let date = NaiveDate::from_ymd_opt(year, m, d).expect("a date");
+                    let want = Oslo
+                        .from_local_datetime(&date.and_hms_opt(12, 0, 0).expect("noon"))
+                        .earliest()
+                        .map(|t| t.timestamp_micros());
+                    assert_eq!(cache.local_noon(date), want, "noon of {date}");
+                }
+            }
+        }
         // The hour skipped in spring has no offset; the hour repeated in autumn takes summer time.
         let skipped = NaiveDate::from_ymd_opt(2024, 3, 31)
             .and_then(|d| d.and_hms_opt(2, 30, 0))
