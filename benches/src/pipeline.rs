@@ -174,29 +174,17 @@ fn flow_pool(n: usize, now: i64) -> Vec<Pooled> {
             let bytes_out = 200 + ((next_random(&mut state) % 20_000) >> ((r >> 30) % 8));
             let bytes_in = 500 + ((next_random(&mut state) % 2_000_000) >> ((r >> 33) % 12));
             let start = now - i64::try_from(r >> 40).unwrap_or(0) % 120_000_000;
-            let mut flow = varde_collector::flow::FlowRecord {
-                src_ip: IpAddr::V4(src),
-                src_port: 32_768 + ((r >> 17) % 28_000) as u16,
-                dst_ip: IpAddr::V4(dst),
-                dst_port: 443,
-                protocol: 6,
-                first_us: start,
-                last_us: start + i64::try_from((r >> 24) % 60_000_000).unwrap_or(0),
-                packets_out: bytes_out / 700 + 1,
-                bytes_out,
-                packets_in: bytes_in / 1200 + 1,
-                bytes_in,
-                tcp_flags: Some(0x1b),
-                icmp_type: None,
-                icmp_code: None,
-                dns_query: None,
-                dns_answers: Vec::new(),
-                tls_sni: None,
-                http_host: None,
-                component: None,
-                exporter: None,
-                sampling_rate: None,
-            };
+            let mut flow =
+                varde_collector::flow::FlowRecord::new(IpAddr::V4(src), IpAddr::V4(dst), 6);
+            flow.src_port = 32_768 + ((r >> 17) % 28_000) as u16;
+            flow.dst_port = 443;
+            flow.first_us = start;
+            flow.last_us = start + i64::try_from((r >> 24) % 60_000_000).unwrap_or(0);
+            flow.packets_out = bytes_out / 700 + 1;
+            flow.bytes_out = bytes_out;
+            flow.packets_in = bytes_in / 1200 + 1;
+            flow.bytes_in = bytes_in;
+            flow.tcp_flags = Some(0x1b);
             match service {
                 0..70 => flow.tls_sni = Some(name.to_owned()),
                 70..90 => {
@@ -228,21 +216,30 @@ fn pool(o: &Options, size: usize) -> Result<Vec<Pooled>> {
     if flows_n == 0 {
         return Ok(rest);
     }
-    let mut out = Vec::with_capacity(size);
-    let (mut f, mut r) = (flow_pool(flows_n, now_us()).into_iter(), rest.into_iter());
+    Ok(interleave(
+        flow_pool(flows_n, now_us()),
+        rest,
+        o.flow_percent,
+    ))
+}
+
+/// `a` and `b` mixed deterministically, `percent_a` % of the places taken from `a` while both
+/// last, then the rest of whichever is left.
+fn interleave(a: Vec<Pooled>, b: Vec<Pooled>, percent_a: u32) -> Vec<Pooled> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter(), b.into_iter());
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    while out.len() < size {
-        let next = if next_random(&mut state) % 100 < u64::from(o.flow_percent) {
-            f.next().or_else(|| r.next())
+    loop {
+        let next = if next_random(&mut state) % 100 < u64::from(percent_a) {
+            a.next().or_else(|| b.next())
         } else {
-            r.next().or_else(|| f.next())
+            b.next().or_else(|| a.next())
         };
         match next {
             Some(p) => out.push(p),
-            None => break,
+            None => return out,
         }
     }
-    Ok(out)
 }
 
 /// The log part of the pool: the edge sample and Windows process creations.
@@ -265,22 +262,7 @@ fn pool_without_flows(o: &Options, size: usize) -> Result<Vec<Pooled>> {
             varde_core::windows::event_from_evtx_json(&doc, now)?,
         ));
     }
-    // Interleave deterministically in the configured proportion.
-    let mut out = Vec::with_capacity(size);
-    let (mut e, mut w) = (edge.into_iter(), windows.into_iter());
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    while out.len() < size {
-        let next = if next_random(&mut state) % 100 < u64::from(o.windows_percent) {
-            w.next().or_else(|| e.next())
-        } else {
-            e.next().or_else(|| w.next())
-        };
-        match next {
-            Some(p) => out.push(p),
-            None => break,
-        }
-    }
-    Ok(out)
+    Ok(interleave(windows, edge, o.windows_percent))
 }
 
 /// One municipality's collector, as the generator plays it.

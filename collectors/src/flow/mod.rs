@@ -92,6 +92,34 @@ pub fn format_us(us: i64) -> String {
 }
 
 impl FlowRecord {
+    /// A flow of `protocol` from `src` to `dst` with nothing else known yet: ports, times and
+    /// counts zero, every optional field empty.
+    pub fn new(src: IpAddr, dst: IpAddr, protocol: u8) -> Self {
+        FlowRecord {
+            src_ip: src,
+            src_port: 0,
+            dst_ip: dst,
+            dst_port: 0,
+            protocol,
+            first_us: 0,
+            last_us: 0,
+            packets_out: 0,
+            bytes_out: 0,
+            packets_in: 0,
+            bytes_in: 0,
+            tcp_flags: None,
+            icmp_type: None,
+            icmp_code: None,
+            dns_query: None,
+            dns_answers: Vec::new(),
+            tls_sni: None,
+            http_host: None,
+            component: None,
+            exporter: None,
+            sampling_rate: None,
+        }
+    }
+
     /// The flow as a `flow` event (received at `receive_time_us`).
     pub fn event(&self, receive_time_us: i64) -> Event {
         let mut typed = vec![

@@ -93,7 +93,7 @@ impl NetflowReceiver {
                         - i64::from(h.sys_up_time);
                     let sampling = u32::from(h.sampling_interval & 0x3fff).max(1);
                     for r in &v5.flowsets {
-                        let mut f = record(
+                        let mut f = FlowRecord::new(
                             IpAddr::V4(r.src_addr),
                             IpAddr::V4(r.dst_addr),
                             r.protocol_number,
@@ -177,32 +177,6 @@ impl NetflowReceiver {
     }
 }
 
-fn record(src: IpAddr, dst: IpAddr, protocol: u8) -> FlowRecord {
-    FlowRecord {
-        src_ip: src,
-        src_port: 0,
-        dst_ip: dst,
-        dst_port: 0,
-        protocol,
-        first_us: 0,
-        last_us: 0,
-        packets_out: 0,
-        bytes_out: 0,
-        packets_in: 0,
-        bytes_in: 0,
-        tcp_flags: None,
-        icmp_type: None,
-        icmp_code: None,
-        dns_query: None,
-        dns_answers: Vec::new(),
-        tls_sni: None,
-        http_host: None,
-        component: None,
-        exporter: None,
-        sampling_rate: None,
-    }
-}
-
 /// NetFlow puts ICMP's type and code in the destination port (type × 256 + code).
 fn icmp_from_port(f: &mut FlowRecord) {
     if f.protocol == 1 || f.protocol == 58 {
@@ -245,7 +219,7 @@ fn from_v9(fields: &[(V9Field, FieldValue)], boot_ms: i64, exporter: &str) -> Op
     let src = get(&[V9Field::Ipv4SrcAddr, V9Field::Ipv6SrcAddr]).and_then(ip)?;
     let dst = get(&[V9Field::Ipv4DstAddr, V9Field::Ipv6DstAddr]).and_then(ip)?;
     let protocol = get(&[V9Field::Protocol]).and_then(FieldValue::as_u8)?;
-    let mut f = record(src, dst, protocol);
+    let mut f = FlowRecord::new(src, dst, protocol);
     f.src_port = get(&[V9Field::L4SrcPort])
         .and_then(FieldValue::as_u16)
         .unwrap_or(0);
@@ -301,7 +275,7 @@ fn from_ipfix(
     let src = get(&[Iana::SourceIpv4address, Iana::SourceIpv6address]).and_then(ip)?;
     let dst = get(&[Iana::DestinationIpv4address, Iana::DestinationIpv6address]).and_then(ip)?;
     let protocol = get(&[Iana::ProtocolIdentifier]).and_then(FieldValue::as_u8)?;
-    let mut f = record(src, dst, protocol);
+    let mut f = FlowRecord::new(src, dst, protocol);
     f.src_port = get(&[Iana::SourceTransportPort])
         .and_then(FieldValue::as_u16)
         .unwrap_or(0);
