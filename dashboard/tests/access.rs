@@ -32,6 +32,21 @@ fn alert(tenant: &str, n: u8, title: &str) -> Alert {
     }
 }
 
+/// The page with the values of its CSRF fields blanked: a token is random hex and may hold
+/// any four digits, so a test that asserts a municipality number is absent reads this.
+fn without_csrf(page: &str) -> String {
+    let mut out = String::with_capacity(page.len());
+    let mut rest = page;
+    let field = r#"name="csrf" value=""#;
+    while let Some(at) = rest.find(field) {
+        let (head, tail) = rest.split_at(at + field.len());
+        out.push_str(head);
+        rest = tail.find('"').map_or("", |end| &tail[end..]);
+    }
+    out.push_str(rest);
+    out
+}
+
 fn account(name: &str, role: Role, tenant: Option<&str>, password: &str) -> Account {
     Account {
         name: name.to_owned(),
@@ -1722,7 +1737,7 @@ async fn the_alert_page_shows_its_group_and_where_the_rule_fired_to_the_cert_onl
     let (_, page) = get(&app, &path, Some(&oslo)).await;
     assert!(page.contains(r#"data-group-alerts="1""#), "{page}");
     assert!(
-        !page.contains(r#"data-spread="rule""#) && !page.contains("4601"),
+        !page.contains(r#"data-spread="rule""#) && !without_csrf(&page).contains("4601"),
         "{page}"
     );
     env.cleanup().await;
@@ -2025,7 +2040,7 @@ async fn a_component_page_shows_where_its_alerts_came_from_within_the_accounts_s
         "{page}"
     );
     assert!(
-        !page.contains("4601") && page.contains("ID-porten wave"),
+        !without_csrf(&page).contains("4601") && page.contains("ID-porten wave"),
         "{page}"
     );
     assert_eq!(

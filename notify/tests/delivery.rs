@@ -497,7 +497,13 @@ async fn webhooks_are_signed_verified_by_the_receiver_and_retried_through_500_an
     assert_eq!(body["tlp"], "TLP:AMBER");
     assert_eq!(body["municipality"]["number"], "0301");
     assert_eq!(body["counts"].as_array().map(Vec::len), Some(2));
-    assert!(!body.to_string().contains("4601"));
+    // Bergen's number nowhere but, by chance, in the hashed id or the creation time's digits.
+    let mut content = body.clone();
+    if let Some(fields) = content.as_object_mut() {
+        fields.remove("id");
+        fields.remove("created");
+    }
+    assert!(!content.to_string().contains("4601"), "{content}");
 
     // A wrong secret: the receiver refuses (401) and the notification fails at once.
     let (_guard, got, port) = receiver(&[]);
