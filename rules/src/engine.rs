@@ -12,7 +12,8 @@
 //!   `cased` needles), walked byte by byte over the value;
 //! - wildcard patterns are verified only where their literal occurred;
 //! - a regular expression runs only on values that contain one of its required literals
-//!   (derived from its syntax tree, see `engine/prefilter.rs`); the few without usable
+//!   (derived from its syntax tree, see `engine/prefilter.rs`; found case-insensitively, and
+//!   checked as written where the expression is case-sensitive there); the few without usable
 //!   literals share one regex set per field.
 //!
 //! Values repeat within a batch (images, parents, users): each distinct value of a field is
@@ -85,6 +86,9 @@ enum Target {
     Glob(usize),
     /// A literal of the prefiltered regular expression `filtered[i]`.
     Regex(u32),
+    /// An exact literal of the prefiltered regular expression `filtered[i]`, found
+    /// case-insensitively: a candidate only where the value holds `exact[j]` as written.
+    RegexExact(u32, u32),
 }
 
 /// A byte trie of lowercased needles, walked from one end of a value: the anchored tests
@@ -156,10 +160,12 @@ struct FieldMatcher {
     /// `endswith` needles (lowercased, reversed), walked from the end of a value.
     suffixes: Trie,
     /// `contains` needles and wildcard literals (lowercased), and the literals of prefiltered
-    /// regular expressions: ASCII-case-insensitive for ASCII values, exact for the lowercase
-    /// of other values (where regular-expression literals do not apply).
+    /// regular expressions (lowercased; an exact one is checked as written on a hit):
+    /// ASCII-case-insensitive for ASCII values, exact for the lowercase of other values (where
+    /// regular-expression literals do not apply).
     folded: Option<(Scanner, Scanner)>,
     folded_targets: Vec<Vec<Target>>,
+    /// `cased` needles and wildcard literals, searched as they are.
     cased: Option<Scanner>,
     cased_targets: Vec<Vec<Target>>,
     empty: Vec<(usize, StrOp)>,
@@ -170,10 +176,12 @@ struct FieldMatcher {
     /// Regular expressions with a literal prefilter (atom, expression): run only on values
     /// where one of their literals occurred.
     filtered: Vec<(usize, regex::Regex)>,
-    /// The literals of `filtered` alone (ASCII case-insensitive, each with its indices into
-    /// `filtered`), for values that are not ASCII.
+    /// The literals of `filtered` alone (ASCII case-insensitive, each with its targets), for
+    /// values that are not ASCII.
     regex_literals: Option<Scanner>,
-    regex_literal_targets: Vec<Vec<u32>>,
+    regex_literal_targets: Vec<Vec<Target>>,
+    /// The exact literals of [`Target::RegexExact`].
+    exact: Vec<Vec<u8>>,
 }
 
 /// An Aho-Corasick automaton reporting every occurrence of every needle (overlapping, standard
@@ -246,7 +254,7 @@ impl FieldMatcher {
         let mut folded: BTreeMap<Vec<u8>, Vec<Target>> = BTreeMap::new();
         let mut cased: BTreeMap<Vec<u8>, Vec<Target>> = BTreeMap::new();
         let mut regexes: Vec<(usize, String)> = Vec::new();
-        let mut literal_targets: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
+        let mut literal_targets: BTreeMap<Vec<u8>, Vec<Target>> = BTreeMap::new();
         for &a in members {
             match &atoms.atoms()[a].test {
                 Test::Regex(r) => {
@@ -263,12 +271,20 @@ impl FieldMatcher {
                     match (own, literals, index) {
                         (Some(own), Some(literals), Some(index)) => {
                             m.filtered.push((a, own));
-                            for l in literals {
-                                folded
-                                    .entry(l.clone())
-                                    .or_default()
-                                    .push(Target::Regex(index));
-                                literal_targets.entry(l).or_default().push(index);
+                            for l in literals.set {
+                                // Exact literals share the case-insensitive automaton (one
+                                // pass over the value) and are checked as written on a hit.
+                                let target = match u32::try_from(m.exact.len()) {
+                                    Ok(j) if literals.cased => {
+                                        m.exact.push(l.clone());
+                                        Target::RegexExact(index, j)
+                                    }
+                                    _ => Target::Regex(index),
+                                };
+                                let mut key = l;
+                                key.make_ascii_lowercase();
+                                folded.entry(key.clone()).or_default().push(target);
+                                literal_targets.entry(key).or_default().push(target);
                             }
                         }
                         _ => regexes.push((a, source.to_owned())),
@@ -396,9 +412,9 @@ impl FieldMatcher {
             ac.scan(text.as_bytes(), |p, start, end| {
                 for t in &self.folded_targets[p] {
                     match *t {
-                        Target::Regex(i) => {
+                        Target::Regex(_) | Target::RegexExact(..) => {
                             if ascii {
-                                regex_candidates.push(i);
+                                self.regex_hit(*t, value, start, end, regex_candidates);
                             }
                         }
                         t => target_hit(t, start, end, len, out, candidates),
@@ -407,8 +423,10 @@ impl FieldMatcher {
             });
         }
         if let (false, Some(ac)) = (ascii, &self.regex_literals) {
-            ac.scan(value.as_bytes(), |p, _, _| {
-                regex_candidates.extend_from_slice(&self.regex_literal_targets[p]);
+            ac.scan(value.as_bytes(), |p, start, end| {
+                for t in &self.regex_literal_targets[p] {
+                    self.regex_hit(*t, value, start, end, regex_candidates);
+                }
             });
         }
         if let Some(ac) = &self.cased {
@@ -438,6 +456,32 @@ impl FieldMatcher {
             {
                 out.push(*a);
             }
+        }
+    }
+}
+
+impl FieldMatcher {
+    /// Notes the regular expression of a literal found at `start..end` of `value` (the
+    /// original value: ASCII-case-insensitive automata keep byte positions) as a candidate,
+    /// unless its literal is exact and the value holds it in another case.
+    #[inline]
+    fn regex_hit(
+        &self,
+        target: Target,
+        value: &str,
+        start: usize,
+        end: usize,
+        candidates: &mut Vec<u32>,
+    ) {
+        match target {
+            Target::Regex(i) => candidates.push(i),
+            Target::RegexExact(i, j) => {
+                let found = value.as_bytes().get(start..end);
+                if found.is_some_and(|f| self.exact.get(j as usize).is_some_and(|e| e == f)) {
+                    candidates.push(i);
+                }
+            }
+            Target::Str(..) | Target::Glob(_) => {}
         }
     }
 }
@@ -474,7 +518,7 @@ fn target_hit(
             }
         }
         Target::Glob(a) => candidates.push(a),
-        Target::Regex(_) => {}
+        Target::Regex(_) | Target::RegexExact(..) => {}
     }
 }
 

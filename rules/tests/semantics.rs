@@ -394,6 +394,29 @@ fn regex_modifiers() {
         ),
         vec![0]
     );
+    // Short literals of a case-sensitive expression, on ASCII and other values, and an
+    // expression case-insensitive in part only.
+    let ev = [
+        win(&[("CommandLine", "tool -T x")]),
+        win(&[("CommandLine", "tool -t x")]),
+        win(&[("CommandLine", "chrome.exe --type=renderer -f x")]),
+        win(&[("CommandLine", "verktøy -d x")]),
+        win(&[("CommandLine", "verktøy -D x")]),
+    ];
+    assert_eq!(
+        matching(
+            "  s:\n    CommandLine|re: '\\s-[FTd]\\s'\n  condition: s",
+            &ev
+        ),
+        vec![0, 3]
+    );
+    assert_eq!(
+        matching(
+            "  s:\n    CommandLine|re: '(?i:TOOL) -[t]'\n  condition: s",
+            &ev
+        ),
+        vec![1]
+    );
     assert!(
         rejected("  s:\n    CommandLine|re: '(unclosed'\n  condition: s")
             .contains("regular expression")

@@ -3,8 +3,9 @@
 //! Most values of a field match none of its regular expressions, and most regular expressions
 //! of Sigma rules contain literal text (`ipconfig\s+/all`, `https?://`, ` [0-7]{7,13}`). For
 //! each expression we derive a small set of literals such that **every match contains at least
-//! one of them** (ASCII letters lowercased, to be searched ASCII-case-insensitively, which only
-//! widens the filter). The engine scans a value once for the literals of all expressions of a
+//! one of them**: either with ASCII letters lowercased, to be searched ASCII-case-insensitively
+//! (which only widens the filter), or exact, to be searched as they are, whichever filters
+//! better (see [`required_literals`]). The engine scans a value once for the literals of all expressions of a
 //! field and runs only the expressions whose literals occurred; expressions without a usable set
 //! stay in one [`regex::RegexSet`].
 //!
@@ -60,26 +61,64 @@ impl Info {
     }
 }
 
-/// Literals (ASCII lowercased), one of which occurs in every match of `pattern`, or `None` when
-/// no useful set was found (the pattern does not parse, or its literals are too short or too
-/// many).
-pub(super) fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+/// The literals of a pattern's prefilter and how to search them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Literals {
+    /// One of these occurs in every match.
+    pub set: Vec<Vec<u8>>,
+    /// Search them exactly (`true`), or ASCII-case-insensitively with ASCII letters lowercased
+    /// (`false`).
+    pub cased: bool,
+}
+
+/// Literals one of which occurs in every match of `pattern`, or `None` when no useful set was
+/// found (the pattern does not parse, or its literals are too short or too many).
+///
+/// Two sets are derived: one with ASCII letters lowercased, to be searched
+/// ASCII-case-insensitively (which only widens the filter, and lets a case-insensitive
+/// expression's variants collapse into one longer literal), and one exact. The exact set wins
+/// when it is at least as good: a case-sensitive `\s-[FTd]\s` then waits for `-T`, not for
+/// every `--type`.
+pub(super) fn required_literals(pattern: &str) -> Option<Literals> {
     let hir = regex_syntax::ParserBuilder::new()
         .build()
         .parse(pattern)
         .ok()?;
-    let info = analyse(&hir);
-    let best = better(info.required, info.exact)?;
-    best.iter()
-        .all(|l| {
-            l.len() >= MIN_LEN || (l.len() == 1 && l.first().is_some_and(|b| RARE.contains(b)))
-        })
-        .then_some(best)
+    let usable = |set: Set| {
+        set.iter()
+            .all(|l| {
+                l.len() >= MIN_LEN || (l.len() == 1 && l.first().is_some_and(|b| RARE.contains(b)))
+            })
+            .then_some(set)
+    };
+    let pick = |fold: bool| {
+        let info = analyse(&hir, fold);
+        better(info.required, info.exact).and_then(usable)
+    };
+    let folded = pick(true);
+    let cased = pick(false);
+    match (folded, cased) {
+        (Some(f), Some(c)) if score(&c) >= score(&f) => Some(Literals {
+            set: c,
+            cased: true,
+        }),
+        (Some(f), _) => Some(Literals {
+            set: f,
+            cased: false,
+        }),
+        (None, Some(c)) => Some(Literals {
+            set: c,
+            cased: true,
+        }),
+        (None, None) => None,
+    }
 }
 
-fn normalise(mut set: Set) -> Set {
-    for l in &mut set {
-        l.make_ascii_lowercase();
+fn normalise(mut set: Set, fold: bool) -> Set {
+    if fold {
+        for l in &mut set {
+            l.make_ascii_lowercase();
+        }
     }
     set.sort_unstable();
     set.dedup();
@@ -118,7 +157,7 @@ fn better(a: Option<Set>, b: Option<Set>) -> Option<Set> {
     }
 }
 
-fn class_strings(class: &Class) -> Option<Set> {
+fn class_strings(class: &Class, fold: bool) -> Option<Set> {
     let mut out = Vec::new();
     match class {
         Class::Unicode(c) => {
@@ -148,10 +187,10 @@ fn class_strings(class: &Class) -> Option<Set> {
             }
         }
     }
-    Some(normalise(out))
+    Some(normalise(out, fold))
 }
 
-fn cross(a: &Set, b: &Set) -> Option<Set> {
+fn cross(a: &Set, b: &Set, fold: bool) -> Option<Set> {
     if a.len().saturating_mul(b.len()) > MAX_SET {
         return None;
     }
@@ -163,11 +202,11 @@ fn cross(a: &Set, b: &Set) -> Option<Set> {
             out.push(s);
         }
     }
-    Some(normalise(out))
+    Some(normalise(out, fold))
 }
 
 /// Union of sets, when every one is known and the union stays small.
-fn union(sets: impl Iterator<Item = Option<Set>>) -> Option<Set> {
+fn union(sets: impl Iterator<Item = Option<Set>>, fold: bool) -> Option<Set> {
     let mut acc = Vec::new();
     for s in sets {
         acc.extend(s?);
@@ -175,20 +214,20 @@ fn union(sets: impl Iterator<Item = Option<Set>>) -> Option<Set> {
             return None;
         }
     }
-    Some(normalise(acc))
+    Some(normalise(acc, fold))
 }
 
-fn analyse(hir: &Hir) -> Info {
+fn analyse(hir: &Hir, fold: bool) -> Info {
     match hir.kind() {
         HirKind::Empty | HirKind::Look(_) => Info::exact(Some(vec![Vec::new()])),
-        HirKind::Literal(l) => Info::exact(Some(normalise(vec![l.0.to_vec()]))),
-        HirKind::Class(c) => Info::exact(class_strings(c)),
-        HirKind::Capture(c) => analyse(&c.sub),
+        HirKind::Literal(l) => Info::exact(Some(normalise(vec![l.0.to_vec()], fold))),
+        HirKind::Class(c) => Info::exact(class_strings(c, fold)),
+        HirKind::Capture(c) => analyse(&c.sub, fold),
         HirKind::Repetition(r) => {
             if r.min == 0 {
                 return Info::default();
             }
-            let sub = analyse(&r.sub);
+            let sub = analyse(&r.sub, fold);
             if r.min == 1 && r.max == Some(1) {
                 return sub;
             }
@@ -200,14 +239,14 @@ fn analyse(hir: &Hir) -> Info {
             }
         }
         HirKind::Concat(children) => {
-            let infos: Vec<Info> = children.iter().map(analyse).collect();
+            let infos: Vec<Info> = children.iter().map(|c| analyse(c, fold)).collect();
             let mut best: Option<Set> = None;
             let mut run: Set = vec![Vec::new()];
             let mut all_exact = true;
             for info in &infos {
                 best = better(best, info.required.clone());
                 if let Some(e) = &info.exact {
-                    match cross(&run, e) {
+                    match cross(&run, e, fold) {
                         Some(product) => run = product,
                         None => {
                             all_exact = false;
@@ -221,7 +260,7 @@ fn analyse(hir: &Hir) -> Info {
                 let joined = info
                     .prefix
                     .as_ref()
-                    .and_then(|p| cross(&run, p))
+                    .and_then(|p| cross(&run, p, fold))
                     .unwrap_or_else(|| run.clone());
                 best = better(best, Some(joined));
                 run = info.suffix.clone().unwrap_or_else(|| vec![Vec::new()]);
@@ -229,7 +268,7 @@ fn analyse(hir: &Hir) -> Info {
             let mut prefix = vec![Vec::new()];
             for info in &infos {
                 let next = info.exact.as_ref().or(info.prefix.as_ref());
-                match next.and_then(|n| cross(&prefix, n)) {
+                match next.and_then(|n| cross(&prefix, n, fold)) {
                     Some(p) => prefix = p,
                     None => break,
                 }
@@ -240,7 +279,7 @@ fn analyse(hir: &Hir) -> Info {
             let mut suffix = vec![Vec::new()];
             for info in infos.iter().rev() {
                 let next = info.exact.as_ref().or(info.suffix.as_ref());
-                match next.and_then(|n| cross(n, &suffix)) {
+                match next.and_then(|n| cross(n, &suffix, fold)) {
                     Some(s) => suffix = s,
                     None => break,
                 }
@@ -257,22 +296,25 @@ fn analyse(hir: &Hir) -> Info {
             }
         }
         HirKind::Alternation(branches) => {
-            let infos: Vec<Info> = branches.iter().map(analyse).collect();
-            let exact = union(infos.iter().map(|i| i.exact.clone()));
+            let infos: Vec<Info> = branches.iter().map(|b| analyse(b, fold)).collect();
+            let exact = union(infos.iter().map(|i| i.exact.clone()), fold);
             let required = union(
                 infos
                     .iter()
                     .map(|i| better(i.required.clone(), i.exact.clone())),
+                fold,
             );
             let prefix = union(
                 infos
                     .iter()
                     .map(|i| i.exact.clone().or_else(|| i.prefix.clone())),
+                fold,
             );
             let suffix = union(
                 infos
                     .iter()
                     .map(|i| i.exact.clone().or_else(|| i.suffix.clone())),
+                fold,
             );
             Info {
                 exact,
@@ -290,7 +332,8 @@ mod tests {
 
     fn lits(p: &str) -> Option<Vec<String>> {
         required_literals(p).map(|s| {
-            s.into_iter()
+            s.set
+                .into_iter()
                 .map(|l| String::from_utf8_lossy(&l).into_owned())
                 .collect()
         })
@@ -314,6 +357,21 @@ mod tests {
         assert_eq!(lits(r"\^.*\^.*\^"), Some(vec!["^".into()]));
         assert_eq!(lits(r":[^ \\]"), None);
         assert_eq!(lits(r"\s-\s*<"), Some(vec!["<".into()]));
+        // A case-sensitive expression waits for its literals as written; a case-insensitive
+        // one for their lowercase, searched ASCII-case-insensitively.
+        let cased = required_literals(r"\s-[FTd]\s").expect("literals");
+        assert!(cased.cased);
+        assert_eq!(
+            cased.set,
+            vec![b"-F".to_vec(), b"-T".to_vec(), b"-d".to_vec()]
+        );
+        let folded = required_literals(r"(?i)\s-[FTd]\s").expect("literals");
+        assert!(!folded.cased);
+        assert_eq!(
+            folded.set,
+            vec![b"-d".to_vec(), b"-f".to_vec(), b"-t".to_vec()]
+        );
+        assert!(!required_literals(r"(?i)kelvin").expect("literals").cased);
         assert_eq!(
             lits(r"(?i)\.exe\s+[^\x22]{0,64}wermgr\.exe"),
             Some(vec!["wermgr.exe".into()])
