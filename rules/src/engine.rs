@@ -458,9 +458,7 @@ impl FieldMatcher {
             }
         }
     }
-}
 
-impl FieldMatcher {
     /// Notes the regular expression of a literal found at `start..end` of `value` (the
     /// original value: ASCII-case-insensitive automata keep byte positions) as a candidate,
     /// unless its literal is exact and the value holds it in another case.
