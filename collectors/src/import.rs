@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 use varde_core::{Event, SourceKind};
 
 use crate::parse::json::JsonFields;
-use crate::parse::oidc::{JsonOutcome, classify_json};
+use crate::parse::oidc::{JsonOutcome, classify_json, evtx_from_text};
 
 /// Why a file could not be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +133,11 @@ pub fn read_events(
                 let mut i = 0;
                 for (n, line) in text.lines().enumerate() {
                     if line.trim().is_empty() {
+                        continue;
+                    }
+                    if let Some(e) = evtx_from_text(line, receive_time_us) {
+                        out.events.push((i, SourceKind::WindowsEvent, e));
+                        i += 1;
                         continue;
                     }
                     match serde_json::from_str::<Json>(line) {

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt8Builder,
-    UInt16Builder, UInt32Builder, UInt64Builder,
+    BooleanBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder,
+    UInt32Builder, UInt64Builder,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
-use arrow_schema::DataType;
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field};
 
 use crate::schema::{self, COMMON_COLUMNS, ColumnSpec, ColumnType};
 use crate::{CollectorId, Error, Kommunenummer, Result, SourceKind};
@@ -32,12 +33,13 @@ pub enum Value {
 }
 
 impl Value {
-    fn type_name(&self) -> &'static str {
+    /// The value borrowed.
+    pub fn as_ref(&self) -> ValueRef<'_> {
         match self {
-            Value::Str(_) => "text",
-            Value::Bool(_) => "boolean",
-            Value::UInt(_) => "unsigned integer",
-            Value::Time(_) => "timestamp",
+            Value::Str(s) => ValueRef::Str(s),
+            Value::Bool(b) => ValueRef::Bool(*b),
+            Value::UInt(n) => ValueRef::UInt(*n),
+            Value::Time(t) => ValueRef::Time(*t),
         }
     }
 }
@@ -73,6 +75,172 @@ impl Event {
     }
 }
 
+/// One row on its way into a batch: what [`BatchBuilder::push_row`] appends, borrowed.
+struct RowRef<'a, T, A> {
+    event_time_us: i64,
+    receive_time_us: i64,
+    host: Option<&'a str>,
+    severity: Option<u8>,
+    message: Option<&'a str>,
+    /// The typed values, walked once to check and once per column to append.
+    typed: T,
+    attrs: A,
+}
+
+/// A span of a [`Row`]'s text.
+pub(crate) type Span = (u32, u32);
+
+/// A typed value of a [`Row`]; text as a span of the row's text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RowValue {
+    Str(Span),
+    UInt(u64),
+}
+
+/// An event whose text lives in one buffer the row keeps between events: the form a decoder
+/// fills without allocating per field, appended by [`BatchBuilder::push_row`] or turned into an
+/// [`Event`] by [`Row::to_event`]. [`crate::windows::EvtxDecoder`] fills one.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    /// When the event happened, microseconds since the Unix epoch (UTC).
+    pub event_time_us: i64,
+    /// When the collector received it, microseconds since the Unix epoch (UTC).
+    pub receive_time_us: i64,
+    /// Severity on the syslog scale (0 emergency … 7 debug).
+    pub severity: Option<u8>,
+    text: String,
+    host: Option<Span>,
+    message: Option<Span>,
+    typed: Vec<(&'static str, RowValue)>,
+    attrs: Vec<(Span, Span)>,
+}
+
+impl Row {
+    /// Empties the row for the next event, keeping its buffers.
+    pub fn clear(&mut self, receive_time_us: i64) {
+        self.event_time_us = receive_time_us;
+        self.receive_time_us = receive_time_us;
+        self.severity = None;
+        self.text.clear();
+        self.host = None;
+        self.message = None;
+        self.typed.clear();
+        self.attrs.clear();
+    }
+
+    /// The text of a span.
+    pub(crate) fn span_text(&self, (start, end): Span) -> &str {
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// The host, if set.
+    pub fn host(&self) -> Option<&str> {
+        self.host.map(|s| self.span_text(s))
+    }
+
+    /// The message, if set.
+    pub fn message(&self) -> Option<&str> {
+        self.message.map(|s| self.span_text(s))
+    }
+
+    /// The typed values, in the order they were set.
+    pub fn typed(&self) -> impl Iterator<Item = (&'static str, ValueRef<'_>)> + '_ {
+        self.typed.iter().map(|(name, v)| {
+            let v = match *v {
+                RowValue::Str(s) => ValueRef::Str(self.span_text(s)),
+                RowValue::UInt(n) => ValueRef::UInt(n),
+            };
+            (*name, v)
+        })
+    }
+
+    /// The attributes, in order.
+    pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
+        self.attrs
+            .iter()
+            .map(|&(k, v)| (self.span_text(k), self.span_text(v)))
+    }
+
+    /// The same event with owned strings.
+    pub fn to_event(&self) -> Event {
+        Event {
+            event_time_us: self.event_time_us,
+            receive_time_us: self.receive_time_us,
+            host: self.host().map(str::to_owned),
+            severity: self.severity,
+            message: self.message().map(str::to_owned),
+            typed: self
+                .typed()
+                .map(|(name, v)| {
+                    let v = match v {
+                        ValueRef::Str(s) => Value::Str(s.to_owned()),
+                        ValueRef::Bool(b) => Value::Bool(b),
+                        ValueRef::UInt(n) => Value::UInt(n),
+                        ValueRef::Time(t) => Value::Time(t),
+                    };
+                    (name, v)
+                })
+                .collect(),
+            attrs: self
+                .attrs()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    /// The text buffer spans point into; a decoder writes a field here, then records its span.
+    pub(crate) fn text_mut(&mut self) -> &mut String {
+        &mut self.text
+    }
+
+    /// The end of the text written so far, where the next span starts.
+    pub(crate) fn mark(&self) -> u32 {
+        u32::try_from(self.text.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The span from `start` to the end of the text written so far.
+    pub(crate) fn since(&self, start: u32) -> Span {
+        (start, self.mark())
+    }
+
+    pub(crate) fn set_host(&mut self, span: Option<Span>) {
+        self.host = span;
+    }
+
+    /// Sets a typed column to a span of the text; setting a column again replaces its value.
+    pub(crate) fn set_str(&mut self, column: &'static str, span: Span) {
+        self.set(column, RowValue::Str(span));
+    }
+
+    /// Sets a typed column to a number; setting a column again replaces its value.
+    pub(crate) fn set_uint(&mut self, column: &'static str, n: u64) {
+        self.set(column, RowValue::UInt(n));
+    }
+
+    fn set(&mut self, column: &'static str, value: RowValue) {
+        match self.typed.iter_mut().find(|(name, _)| *name == column) {
+            Some(slot) => slot.1 = value,
+            None => self.typed.push((column, value)),
+        }
+    }
+
+    /// Forgets the typed values, host and severity, and the event time (back to the receive
+    /// time), for a decoder that met a repeated section.
+    pub(crate) fn clear_typed(&mut self) {
+        self.typed.clear();
+        self.host = None;
+        self.severity = None;
+        self.event_time_us = self.receive_time_us;
+    }
+
+    /// The attribute list, as spans of the text.
+    pub(crate) fn attr_spans_mut(&mut self) -> &mut Vec<(Span, Span)> {
+        &mut self.attrs
+    }
+}
+
 enum ColumnBuilder {
     Utf8(StringBuilder),
     Bool(BooleanBuilder),
@@ -99,15 +267,15 @@ impl ColumnBuilder {
     }
 
     /// Checks that `value` fits this column without appending anything.
-    fn check(&self, spec: &ColumnSpec, value: &Value) -> Result<()> {
+    fn check(&self, spec: &ColumnSpec, value: ValueRef<'_>) -> Result<()> {
         let fits = match (self, value) {
-            (ColumnBuilder::Utf8(_), Value::Str(_))
-            | (ColumnBuilder::Bool(_), Value::Bool(_))
-            | (ColumnBuilder::UInt64(_), Value::UInt(_))
-            | (ColumnBuilder::Time(_), Value::Time(_)) => true,
-            (ColumnBuilder::UInt8(_), Value::UInt(v)) => u8::try_from(*v).is_ok(),
-            (ColumnBuilder::UInt16(_), Value::UInt(v)) => u16::try_from(*v).is_ok(),
-            (ColumnBuilder::UInt32(_), Value::UInt(v)) => u32::try_from(*v).is_ok(),
+            (ColumnBuilder::Utf8(_), ValueRef::Str(_))
+            | (ColumnBuilder::Bool(_), ValueRef::Bool(_))
+            | (ColumnBuilder::UInt64(_), ValueRef::UInt(_))
+            | (ColumnBuilder::Time(_), ValueRef::Time(_)) => true,
+            (ColumnBuilder::UInt8(_), ValueRef::UInt(v)) => u8::try_from(v).is_ok(),
+            (ColumnBuilder::UInt16(_), ValueRef::UInt(v)) => u16::try_from(v).is_ok(),
+            (ColumnBuilder::UInt32(_), ValueRef::UInt(v)) => u32::try_from(v).is_ok(),
             _ => false,
         };
         if fits {
@@ -122,21 +290,21 @@ impl ColumnBuilder {
     }
 
     /// Appends a value already accepted by [`ColumnBuilder::check`], or a null.
-    fn append(&mut self, value: Option<&Value>) {
+    fn append(&mut self, value: Option<ValueRef<'_>>) {
         match (self, value) {
-            (ColumnBuilder::Utf8(b), Some(Value::Str(s))) => b.append_value(s),
-            (ColumnBuilder::Bool(b), Some(Value::Bool(v))) => b.append_value(*v),
-            (ColumnBuilder::UInt8(b), Some(Value::UInt(v))) => {
-                b.append_option(u8::try_from(*v).ok())
+            (ColumnBuilder::Utf8(b), Some(ValueRef::Str(s))) => b.append_value(s),
+            (ColumnBuilder::Bool(b), Some(ValueRef::Bool(v))) => b.append_value(v),
+            (ColumnBuilder::UInt8(b), Some(ValueRef::UInt(v))) => {
+                b.append_option(u8::try_from(v).ok())
             }
-            (ColumnBuilder::UInt16(b), Some(Value::UInt(v))) => {
-                b.append_option(u16::try_from(*v).ok())
+            (ColumnBuilder::UInt16(b), Some(ValueRef::UInt(v))) => {
+                b.append_option(u16::try_from(v).ok())
             }
-            (ColumnBuilder::UInt32(b), Some(Value::UInt(v))) => {
-                b.append_option(u32::try_from(*v).ok())
+            (ColumnBuilder::UInt32(b), Some(ValueRef::UInt(v))) => {
+                b.append_option(u32::try_from(v).ok())
             }
-            (ColumnBuilder::UInt64(b), Some(Value::UInt(v))) => b.append_value(*v),
-            (ColumnBuilder::Time(b), Some(Value::Time(v))) => b.append_value(*v),
+            (ColumnBuilder::UInt64(b), Some(ValueRef::UInt(v))) => b.append_value(v),
+            (ColumnBuilder::Time(b), Some(ValueRef::Time(v))) => b.append_value(v),
             (ColumnBuilder::Utf8(b), _) => b.append_null(),
             (ColumnBuilder::Bool(b), _) => b.append_null(),
             (ColumnBuilder::UInt8(b), _) => b.append_null(),
@@ -172,8 +340,64 @@ pub struct BatchBuilder {
     severity: UInt8Builder,
     message: StringBuilder,
     typed: Vec<ColumnBuilder>,
-    attr_keys: ListBuilder<StringBuilder>,
-    attr_values: ListBuilder<StringBuilder>,
+    attr_keys: TextLists,
+    attr_values: TextLists,
+}
+
+/// One `List<Utf8>` column kept as plain buffers until the batch is finished: appending a
+/// string is one copy and one offset.
+#[derive(Debug)]
+struct TextLists {
+    bytes: Vec<u8>,
+    /// End of each string in `bytes`, after a leading 0.
+    ends: Vec<i32>,
+    /// End of each row's list in `ends`, after a leading 0.
+    rows: Vec<i32>,
+}
+
+impl TextLists {
+    fn new() -> Self {
+        TextLists {
+            bytes: Vec::new(),
+            ends: vec![0],
+            rows: vec![0],
+        }
+    }
+
+    /// Appends one string to the open row; the caller checked the total fits an `i32`.
+    fn push(&mut self, s: &str) {
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.ends.push(self.bytes.len() as i32);
+    }
+
+    /// Closes the open row.
+    fn end_row(&mut self) {
+        self.rows.push((self.ends.len() - 1) as i32);
+    }
+
+    /// Whether `more` bytes and `strings` more strings still fit `i32` offsets.
+    fn fits(&self, more: usize, strings: usize) -> bool {
+        self.bytes.len().saturating_add(more) <= i32::MAX as usize
+            && self.ends.len().saturating_add(strings) <= i32::MAX as usize
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        let ends = std::mem::replace(&mut self.ends, vec![0]);
+        let rows = std::mem::replace(&mut self.rows, vec![0]);
+        let bytes = std::mem::take(&mut self.bytes);
+        let values = StringArray::try_new(
+            OffsetBuffer::new(ScalarBuffer::from(ends)),
+            Buffer::from_vec(bytes),
+            None,
+        )?;
+        let item = Arc::new(Field::new("item", DataType::Utf8, false));
+        Ok(Arc::new(ListArray::try_new(
+            item,
+            OffsetBuffer::new(ScalarBuffer::from(rows)),
+            Arc::new(values),
+            None,
+        )?))
+    }
 }
 
 impl BatchBuilder {
@@ -184,12 +408,6 @@ impl BatchBuilder {
         collector: CollectorId,
         capacity: usize,
     ) -> Self {
-        let item =
-            || {
-                ListBuilder::new(StringBuilder::new()).with_field(Arc::new(
-                    arrow_schema::Field::new("item", DataType::Utf8, false),
-                ))
-            };
         BatchBuilder {
             kind,
             tenant,
@@ -204,8 +422,8 @@ impl BatchBuilder {
                 .iter()
                 .map(|c| ColumnBuilder::new(c.ty, capacity))
                 .collect(),
-            attr_keys: item(),
-            attr_values: item(),
+            attr_keys: TextLists::new(),
+            attr_values: TextLists::new(),
         }
     }
 
@@ -227,36 +445,76 @@ impl BatchBuilder {
     /// Appends one event. A typed value of the wrong type, or a typed column the kind does not
     /// have, is an error and appends nothing.
     pub fn push(&mut self, event: &Event) -> Result<()> {
+        self.append(RowRef {
+            event_time_us: event.event_time_us,
+            receive_time_us: event.receive_time_us,
+            host: event.host.as_deref(),
+            severity: event.severity,
+            message: event.message.as_deref(),
+            typed: || event.typed.iter().map(|(name, v)| (*name, v.as_ref())),
+            attrs: event.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        })
+    }
+
+    /// Appends one [`Row`], as [`BatchBuilder::push`] appends an [`Event`] (the same checks),
+    /// without making owned strings first.
+    pub fn push_row(&mut self, row: &Row) -> Result<()> {
+        self.append(RowRef {
+            event_time_us: row.event_time_us,
+            receive_time_us: row.receive_time_us,
+            host: row.host(),
+            severity: row.severity,
+            message: row.message(),
+            typed: || row.typed(),
+            attrs: row.attrs(),
+        })
+    }
+
+    fn append<'a, T, I, A>(&mut self, row: RowRef<'a, T, A>) -> Result<()>
+    where
+        T: Fn() -> I,
+        I: Iterator<Item = (&'static str, ValueRef<'a>)>,
+        A: Iterator<Item = (&'a str, &'a str)> + Clone,
+    {
         let specs = schema::typed_columns(self.kind);
-        for (name, value) in &event.typed {
+        for (name, value) in (row.typed)() {
             let idx = specs
                 .iter()
-                .position(|c| c.name == *name)
+                .position(|c| c.name == name)
                 .ok_or(Error::UnknownColumn {
                     kind: self.kind,
                     column: name,
                 })?;
             self.typed[idx].check(&specs[idx], value)?;
         }
-        if let Some(s) = event.severity
+        if let Some(s) = row.severity
             && s > 7
         {
             return Err(Error::BadSeverity(s));
         }
-        self.event_time.append_value(event.event_time_us);
-        self.receive_time.append_value(event.receive_time_us);
-        self.host.append_option(event.host.as_deref());
-        self.severity.append_option(event.severity);
-        self.message.append_option(event.message.as_deref());
+        let (mut keys, mut values, mut n) = (0usize, 0usize, 0usize);
+        for (k, v) in row.attrs.clone() {
+            keys += k.len();
+            values += v.len();
+            n += 1;
+        }
+        if !(self.attr_keys.fits(keys, n) && self.attr_values.fits(values, n)) {
+            return Err(Error::BatchFull);
+        }
+        self.event_time.append_value(row.event_time_us);
+        self.receive_time.append_value(row.receive_time_us);
+        self.host.append_option(row.host);
+        self.severity.append_option(row.severity);
+        self.message.append_option(row.message);
         for (spec, builder) in specs.iter().zip(self.typed.iter_mut()) {
-            builder.append(event.get(spec.name));
+            builder.append((row.typed)().find_map(|(name, v)| (name == spec.name).then_some(v)));
         }
-        for (k, v) in &event.attrs {
-            self.attr_keys.values().append_value(k);
-            self.attr_values.values().append_value(v);
+        for (k, v) in row.attrs {
+            self.attr_keys.push(k);
+            self.attr_values.push(v);
         }
-        self.attr_keys.append(true);
-        self.attr_values.append(true);
+        self.attr_keys.end_row();
+        self.attr_values.end_row();
         self.rows += 1;
         Ok(())
     }
@@ -278,8 +536,8 @@ impl BatchBuilder {
             Arc::new(self.message.finish()),
         ];
         columns.extend(self.typed.iter_mut().map(ColumnBuilder::finish));
-        columns.push(Arc::new(self.attr_keys.finish()));
-        columns.push(Arc::new(self.attr_values.finish()));
+        columns.push(self.attr_keys.finish()?);
+        columns.push(self.attr_values.finish()?);
         Ok(RecordBatch::try_new(schema::schema(self.kind), columns)?)
     }
 }
@@ -295,6 +553,17 @@ pub enum ValueRef<'a> {
     UInt(u64),
     /// Microseconds since the Unix epoch, UTC.
     Time(i64),
+}
+
+impl ValueRef<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            ValueRef::Str(_) => "text",
+            ValueRef::Bool(_) => "boolean",
+            ValueRef::UInt(_) => "unsigned integer",
+            ValueRef::Time(_) => "timestamp",
+        }
+    }
 }
 
 impl std::fmt::Display for ValueRef<'_> {
@@ -492,4 +761,47 @@ fn describe_mismatch(expected: &arrow_schema::Schema, got: &arrow_schema::Schema
         got.fields().len(),
         expected.fields().len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row appended with `push_row` and the same event appended with `push` make the same
+    /// batch; the attribute lists keep their order and row boundaries.
+    #[test]
+    fn rows_and_events_build_the_same_batch() {
+        let mut decoder = crate::windows::EvtxDecoder::default();
+        let texts = [
+            r#"{"Event":{"System":{"EventID":1,"Computer":"ws01","Level":4},"EventData":{"Image":"C:\\x.exe","CommandLine":"x /y"}}}"#,
+            r#"{"Event":{"System":{"Channel":"Security"}}}"#,
+            r#"{"Event":{"System":{"EventRecordID":7},"EventData":{"æ":"ø","":""}}}"#,
+        ];
+        let tenant = Kommunenummer::parse("4601").expect("tenant");
+        let collector = CollectorId::new("c").expect("id");
+        let mut by_row = BatchBuilder::new(SourceKind::WindowsEvent, tenant, collector.clone(), 1);
+        let mut by_event = BatchBuilder::new(SourceKind::WindowsEvent, tenant, collector, 1);
+        for t in texts {
+            let row = decoder.decode_str(t, 5).expect("a record");
+            by_row.push_row(row).expect("row");
+            by_event.push(&row.to_event()).expect("event");
+        }
+        let (a, b) = (by_row.finish().expect("a"), by_event.finish().expect("b"));
+        assert_eq!(a, b);
+        let r = BatchReader::new(SourceKind::WindowsEvent, &a).expect("reader");
+        assert_eq!(
+            r.attrs(0).collect::<Vec<_>>(),
+            [
+                ("System.Level", "4"),
+                ("Image", "C:\\x.exe"),
+                ("CommandLine", "x /y")
+            ]
+        );
+        assert_eq!(r.attrs(1).count(), 0);
+        assert_eq!(r.attrs(2).collect::<Vec<_>>(), [("æ", "ø"), ("", "")]);
+        assert_eq!(r.host(0), Some("ws01"));
+        assert_eq!(r.severity(0), Some(6));
+        // The builder starts over after finish.
+        assert_eq!(by_row.finish().expect("empty").num_rows(), 0);
+    }
 }

@@ -60,7 +60,7 @@ pub mod windows;
 
 pub use component::{Component, ComponentRegistry};
 pub use envelope::{Envelope, EnvelopeError, EnvelopeHeader};
-pub use event::{BatchBuilder, BatchReader, Event, Value, ValueRef};
+pub use event::{BatchBuilder, BatchReader, Event, Row, Value, ValueRef};
 pub use id::{AlertId, CollectorId, EventId};
 pub use identity::{CollectorKey, KeyId, PublicKey};
 pub use kind::SourceKind;
@@ -104,6 +104,9 @@ pub enum Error {
     /// An invalid component registry.
     #[error("component registry: {0}")]
     Registry(String),
+    /// One batch's attribute text would pass Arrow's 2 GiB limit for one string column.
+    #[error("a batch's attribute text would pass 2 GiB; close the batch sooner")]
+    BatchFull,
     /// Arrow refused a batch.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),

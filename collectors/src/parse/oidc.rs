@@ -39,6 +39,7 @@
 //! same names.
 
 use serde_json::{Map, Value as Json};
+use varde_core::windows::EvtxDecoder;
 use varde_core::{Event, SourceKind, Value};
 
 use super::json::JsonFields;
@@ -81,10 +82,31 @@ pub fn parse_json(body: &str, receive_time_us: i64, fields: &JsonFields) -> Json
     if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
         return JsonOutcome::NotMine;
     }
+    if let Some(e) = evtx_from_text(trimmed, receive_time_us) {
+        return JsonOutcome::Windows(Box::new(e));
+    }
     match serde_json::from_str::<Json>(trimmed) {
         Ok(doc) => classify_json(&doc, receive_time_us, fields),
         Err(_) => JsonOutcome::Failed("json: not valid JSON"),
     }
+}
+
+/// A JSON text in the evtx shape, decoded in one pass without a tree of the document
+/// ([`varde_core::windows::EvtxDecoder`]); `None` when the text is not such a record (or not
+/// JSON), which [`classify_json`] then looks at whole. Only texts that name an `"Event"` member
+/// are tried, so other JSON pays one substring search.
+pub fn evtx_from_text(text: &str, receive_time_us: i64) -> Option<Event> {
+    thread_local! {
+        static DECODER: std::cell::RefCell<EvtxDecoder> = std::cell::RefCell::default();
+    }
+    if !text.contains("\"Event\"") {
+        return None;
+    }
+    DECODER.with_borrow_mut(|d| {
+        d.decode_str(text, receive_time_us)
+            .ok()
+            .map(varde_core::Row::to_event)
+    })
 }
 
 /// What a parsed JSON document is: a login event, a Windows event record (evtx, Winlogbeat or

@@ -22,95 +22,26 @@
 //! [`event_from_winlogbeat_json`], [`event_from_nxlog_json`], and [`event_from_windows_json`]
 //! for whichever of the three a document is.
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
-use crate::event::{Event, Value};
+mod evtx;
+
+pub use evtx::{EvtxDecoder, EvtxError};
+
+use crate::event::{Event, Row, Value};
 
 /// Why a JSON document is not a Windows event record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a Windows event record: {0}")]
 pub struct NotAWindowsEvent(pub &'static str);
 
-/// Converts one evtx-style JSON record. `receive_time_us` is used as the receive time, and as
-/// the event time when `TimeCreated` is missing or unreadable.
+/// Converts one evtx-style JSON record already parsed into a tree (see [`EvtxDecoder`], which
+/// reads the text without one). `receive_time_us` is used as the receive time, and as the event
+/// time when `TimeCreated` is missing or unreadable.
 pub fn event_from_evtx_json(doc: &Json, receive_time_us: i64) -> Result<Event, NotAWindowsEvent> {
-    let event = doc
-        .get("Event")
-        .and_then(Json::as_object)
-        .ok_or(NotAWindowsEvent("no \"Event\" object"))?;
-    let system = event
-        .get("System")
-        .and_then(Json::as_object)
-        .ok_or(NotAWindowsEvent("no \"Event.System\" object"))?;
-    let mut out = Event {
-        event_time_us: receive_time_us,
-        receive_time_us,
-        ..Event::default()
-    };
-    for (key, value) in system {
-        match key.as_str() {
-            "EventID" => {
-                if let Some(id) = number(text_of(value)).and_then(|n| u32::try_from(n).ok()) {
-                    out.typed.push(("win_event_id", Value::UInt(u64::from(id))));
-                }
-            }
-            "Channel" => push_str(&mut out, "channel", value),
-            "Computer" => {
-                push_str(&mut out, "computer", value);
-                out.host = scalar_text(value);
-            }
-            "EventRecordID" => {
-                if let Some(n) = number(text_of(value)) {
-                    out.typed.push(("record_id", Value::UInt(n)));
-                }
-            }
-            "Provider" => {
-                if let Some(name) = attribute(value, "Name") {
-                    out.typed.push(("provider", Value::Str(name)));
-                }
-                flatten_attributes(&mut out.attrs, "System.Provider", value);
-            }
-            "TimeCreated" => {
-                if let Some(t) = attribute(value, "SystemTime")
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-                {
-                    out.event_time_us = t.timestamp_micros();
-                }
-            }
-            "Level" => {
-                out.severity = number(text_of(value)).map(|l| match l {
-                    1 => 2, // critical
-                    2 => 3, // error
-                    3 => 4, // warning
-                    5 => 7, // verbose
-                    _ => 6, // information (4) and "log always" (0)
-                });
-                out.attrs.push(("System.Level".into(), text(value)));
-            }
-            _ => flatten_attributes(&mut out.attrs, &format!("System.{key}"), value),
-        }
-    }
-    match event.get("EventData") {
-        Some(Json::Object(data)) => event_data(&mut out.attrs, data),
-        Some(Json::Array(items)) => data_list(&mut out.attrs, items),
-        _ => {}
-    }
-    if let Some(Json::Object(user)) = event.get("UserData") {
-        // UserData holds one provider-defined element whose children are the fields.
-        for inner in user.values() {
-            match inner {
-                Json::Object(fields) => {
-                    for (k, v) in fields {
-                        if k != "#attributes" {
-                            out.attrs.push((k.clone(), text(v)));
-                        }
-                    }
-                }
-                other => out.attrs.push(("UserData".into(), text(other))),
-            }
-        }
-    }
-    Ok(out)
+    EvtxDecoder::default()
+        .decode_value(doc, receive_time_us)
+        .map(Row::to_event)
 }
 
 /// Converts a Windows event record in any of the JSON shapes municipalities forward: the evtx
@@ -330,73 +261,12 @@ fn flatten_paths(attrs: &mut Vec<(String, String)>, prefix: &str, value: &Json) 
     }
 }
 
-fn event_data(attrs: &mut Vec<(String, String)>, data: &Map<String, Json>) {
-    for (k, v) in data {
-        match (k.as_str(), v) {
-            ("#attributes", _) => {}
-            ("Data", Json::Array(items)) => data_list(attrs, items),
-            ("Data", Json::Object(o)) if o.contains_key("#attributes") => {
-                data_list(attrs, std::slice::from_ref(v))
-            }
-            _ => attrs.push((k.clone(), text(v))),
-        }
-    }
-}
-
-fn data_list(attrs: &mut Vec<(String, String)>, items: &[Json]) {
-    for (i, item) in items.iter().enumerate() {
-        let name = attribute(item, "Name").unwrap_or_else(|| {
-            if i == 0 {
-                "Data".into()
-            } else {
-                format!("Data{i}")
-            }
-        });
-        let value = item.get("#text").map_or_else(
-            || {
-                if item.is_object() {
-                    String::new()
-                } else {
-                    text(item)
-                }
-            },
-            text,
-        );
-        attrs.push((name, value));
-    }
-}
-
-/// `{"#attributes": {"A": 1}}` children as `prefix_A`; a scalar as `prefix`.
-fn flatten_attributes(attrs: &mut Vec<(String, String)>, prefix: &str, value: &Json) {
-    match value {
-        Json::Object(o) => {
-            if let Some(Json::Object(a)) = o.get("#attributes") {
-                for (k, v) in a {
-                    attrs.push((format!("{prefix}_{k}"), text(v)));
-                }
-            }
-            if let Some(t) = o.get("#text") {
-                attrs.push((prefix.to_owned(), text(t)));
-            }
-        }
-        Json::Null => {}
-        other => attrs.push((prefix.to_owned(), text(other))),
-    }
-}
-
-fn attribute(value: &Json, name: &str) -> Option<String> {
-    value
-        .get("#attributes")
-        .and_then(|a| a.get(name))
-        .and_then(scalar_text)
-}
-
 /// `{"#text": x}` → x; anything else as is.
-fn text_of(value: &Json) -> &Json {
+pub(crate) fn text_of(value: &Json) -> &Json {
     value.get("#text").unwrap_or(value)
 }
 
-fn number(value: &Json) -> Option<u64> {
+pub(crate) fn number(value: &Json) -> Option<u64> {
     match value {
         Json::Number(n) => n.as_u64(),
         Json::String(s) => s.trim().parse().ok(),
@@ -404,7 +274,7 @@ fn number(value: &Json) -> Option<u64> {
     }
 }
 
-fn scalar_text(value: &Json) -> Option<String> {
+pub(crate) fn scalar_text(value: &Json) -> Option<String> {
     match value {
         Json::String(s) => Some(s.clone()),
         Json::Number(n) => Some(n.to_string()),
@@ -415,7 +285,7 @@ fn scalar_text(value: &Json) -> Option<String> {
 
 /// A value as attribute text: strings as they are, other scalars in JSON form, null as empty,
 /// structures as compact JSON.
-fn text(value: &Json) -> String {
+pub(crate) fn text(value: &Json) -> String {
     match value {
         Json::Null => String::new(),
         Json::String(s) => s.clone(),

@@ -1,0 +1,1043 @@
+//! Windows event records in the evtx JSON shape, decoded in one pass from the text straight
+//! into a [`Row`]: no tree of the document, no owned string per field. The same decoder reads a
+//! document already parsed into a `serde_json::Value` ([`EvtxDecoder::decode_value`]), so
+//! there is one definition of the shape, whatever the input.
+//!
+//! What goes where is described in [the module above](super). Two details the one pass makes
+//! visible:
+//! - A member repeated within one object of the record (two `"Image"` keys in `EventData`) is
+//!   kept as often as it occurs, each as its own attribute; a typed column set twice keeps the
+//!   later value. A repeated `Event`, `System`, `EventData` or `UserData` replaces the earlier
+//!   one, as in a parsed tree.
+//! - The attributes come in the order `System`, `EventData`, `UserData` whatever the order of
+//!   the record's members.
+
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value as Json;
+
+use super::{NotAWindowsEvent, number, scalar_text, text, text_of};
+use crate::event::{Row, Span};
+
+/// Why a line is not a Windows event record.
+#[derive(Debug, thiserror::Error)]
+pub enum EvtxError {
+    /// Not JSON at all; the error says where.
+    #[error("not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// JSON, but not the evtx shape.
+    #[error(transparent)]
+    NotWindows(#[from] NotAWindowsEvent),
+}
+
+/// Decodes evtx-shaped records one after another, reusing one [`Row`]'s buffers.
+///
+/// ```
+/// use varde_core::windows::EvtxDecoder;
+/// let mut decoder = EvtxDecoder::default();
+/// let row = decoder.decode_str(
+///     r#"{"Event":{"System":{"EventID":1,"Computer":"ws01"},"EventData":{"Image":"C:\\x.exe"}}}"#,
+///     7,
+/// )?;
+/// assert_eq!(row.host(), Some("ws01"));
+/// assert_eq!(row.attrs().collect::<Vec<_>>(), [("Image", "C:\\x.exe")]);
+/// # Ok::<(), varde_core::windows::EvtxError>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct EvtxDecoder {
+    d: Decoding,
+}
+
+#[derive(Debug, Default)]
+struct Decoding {
+    row: Row,
+    /// The last `Event` member is an object.
+    event: bool,
+    /// The last `Event.System` member is an object.
+    system: bool,
+    /// `System.<member>` of the member being read, the prefix of its attributes.
+    prefix: String,
+    /// Attributes of `System`, `EventData` and `UserData`, joined in this order at the end.
+    sections: [Vec<(Span, Span)>; 3],
+}
+
+const SYSTEM: usize = 0;
+const EVENT_DATA: usize = 1;
+const USER_DATA: usize = 2;
+
+impl EvtxDecoder {
+    /// Decodes one record from JSON text; `receive_time_us` is the receive time, and the event
+    /// time when `TimeCreated` is missing or unreadable. The row is valid until the next call.
+    pub fn decode_str(&mut self, text: &str, receive_time_us: i64) -> Result<&Row, EvtxError> {
+        self.d.begin(receive_time_us);
+        let mut de = serde_json::Deserializer::from_str(text);
+        Top(&mut self.d).deserialize(&mut de)?;
+        de.end()?;
+        Ok(self.d.finish()?)
+    }
+
+    /// Decodes one record already parsed into a tree.
+    pub fn decode_value(
+        &mut self,
+        doc: &Json,
+        receive_time_us: i64,
+    ) -> Result<&Row, NotAWindowsEvent> {
+        self.d.begin(receive_time_us);
+        // Every visitor below accepts every JSON value, so reading a tree cannot fail.
+        Top(&mut self.d)
+            .deserialize(doc)
+            .map_err(|_| NotAWindowsEvent("unreadable record"))?;
+        self.d.finish()
+    }
+}
+
+impl Decoding {
+    fn begin(&mut self, receive_time_us: i64) {
+        self.row.clear(receive_time_us);
+        self.event = false;
+        self.system = false;
+        for s in &mut self.sections {
+            s.clear();
+        }
+    }
+
+    fn finish(&mut self) -> Result<&Row, NotAWindowsEvent> {
+        if !self.event {
+            return Err(NotAWindowsEvent("no \"Event\" object"));
+        }
+        if !self.system {
+            return Err(NotAWindowsEvent("no \"Event.System\" object"));
+        }
+        let attrs = self.row.attr_spans_mut();
+        for s in &self.sections {
+            attrs.extend_from_slice(s);
+        }
+        Ok(&self.row)
+    }
+
+    /// Writes a JSON value's attribute text (see [`text`]) and returns its span and whether it
+    /// was a scalar (string, number or boolean).
+    fn leaf(&mut self, leaf: Leaf<'_>) -> (Span, bool) {
+        let start = self.row.mark();
+        let out = self.row.text_mut();
+        let scalar = match leaf {
+            Leaf::Str(s) => {
+                out.push_str(s);
+                true
+            }
+            Leaf::U64(n) => {
+                out.push_str(itoa::Buffer::new().format(n));
+                true
+            }
+            Leaf::I64(n) => {
+                out.push_str(itoa::Buffer::new().format(n));
+                true
+            }
+            Leaf::F64(f) => match serde_json::Number::from_f64(f) {
+                Some(n) => write!(out, "{n}").is_ok(),
+                None => false, // as a parsed tree holds it: null
+            },
+            Leaf::Bool(b) => write!(out, "{b}").is_ok(),
+            Leaf::Null => false,
+            Leaf::Nested(v) => {
+                let _ = write!(out, "{v}");
+                false
+            }
+        };
+        (self.row.since(start), scalar)
+    }
+
+    /// Writes `s` and returns its span.
+    fn write(&mut self, parts: &[&str]) -> Span {
+        let start = self.row.mark();
+        for p in parts {
+            self.row.text_mut().push_str(p);
+        }
+        self.row.since(start)
+    }
+
+    /// Writes the prefix and `suffix` as one key and returns its span.
+    fn prefixed(&mut self, sep: &str, suffix: &str) -> Span {
+        let start = self.row.mark();
+        let out = self.row.text_mut();
+        out.push_str(&self.prefix);
+        out.push_str(sep);
+        out.push_str(suffix);
+        self.row.since(start)
+    }
+
+    /// Writes `text` (from a tree's helper) and returns its span.
+    fn owned(&mut self, text: Option<String>) -> Option<Span> {
+        text.map(|t| self.write(&[&t]))
+    }
+}
+
+/// A JSON value that is not an object, as a visitor meets it.
+enum Leaf<'v> {
+    Str(&'v str),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Null,
+    /// A list (or an object where only its text is wanted), read into a tree.
+    Nested(&'v Json),
+}
+
+/// The visits of every scalar, forwarded to `self.leaf(Leaf)`. The visitor implements
+/// `visit_map` and `visit_seq` itself, or takes [`leaves!`].
+macro_rules! scalar_leaves {
+    () => {
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(self.leaf(Leaf::Str(v)))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(self.leaf(Leaf::U64(v)))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(self.leaf(Leaf::I64(v)))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(self.leaf(Leaf::F64(v)))
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(self.leaf(Leaf::Bool(v)))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(self.leaf(Leaf::Null))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(self.leaf(Leaf::Null))
+        }
+    };
+}
+
+/// [`scalar_leaves!`], and lists read into a tree as one leaf. The visitor implements
+/// `visit_map` itself.
+macro_rules! leaves {
+    () => {
+        scalar_leaves!();
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            let v = Json::deserialize(SeqAccessDeserializer::new(seq))?;
+            Ok(self.leaf(Leaf::Nested(&v)))
+        }
+    };
+}
+
+/// Reads an object into a tree (for shapes that are rare and small).
+fn tree<'de, A: MapAccess<'de>>(map: A) -> Result<Json, A::Error> {
+    Json::deserialize(MapAccessDeserializer::new(map))
+}
+
+/// Which of `names` a member's name is (`None`: another name).
+struct KeyIs(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for KeyIs {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|n| *n == v))
+    }
+}
+
+/// A member's name written into the row's text; also says which of `names` it is.
+struct KeyText<'a>(&'a mut Decoding, &'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for KeyText<'_> {
+    type Value = (Span, Option<usize>);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyText<'_> {
+    type Value = (Span, Option<usize>);
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok((self.0.write(&[v]), self.1.iter().position(|n| *n == v)))
+    }
+}
+
+/// Any value as attribute text ([`text`]): its span, and whether it was a scalar.
+struct Text<'a>(&'a mut Decoding);
+
+impl Text<'_> {
+    fn leaf(self, leaf: Leaf<'_>) -> (Span, bool) {
+        self.0.leaf(leaf)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Text<'_> {
+    type Value = (Span, bool);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Text<'_> {
+    type Value = (Span, bool);
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let v = tree(map)?;
+        Ok(self.leaf(Leaf::Nested(&v)))
+    }
+}
+
+/// A value whose content does not matter unless it is an object, which `on_map` reads.
+macro_rules! objects_only {
+    ($name:ident) => {
+        impl $name<'_> {
+            fn leaf(self, _: Leaf<'_>) {}
+        }
+        impl<'de> DeserializeSeed<'de> for $name<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+    };
+}
+
+/// The document: its `Event` member.
+struct Top<'a>(&'a mut Decoding);
+objects_only!(Top);
+
+impl<'de> Visitor<'de> for Top<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(k) = map.next_key_seed(KeyIs(&["Event"]))? {
+            if k.is_some() {
+                let t = self.0.row.receive_time_us;
+                self.0.begin(t);
+                map.next_value_seed(EventSeed(self.0))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Event`: `System`, `EventData`, `UserData`.
+struct EventSeed<'a>(&'a mut Decoding);
+objects_only!(EventSeed);
+
+impl<'de> Visitor<'de> for EventSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the Event object")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let d = self.0;
+        d.event = true;
+        while let Some(k) = map.next_key_seed(KeyIs(&["System", "EventData", "UserData"]))? {
+            match k {
+                Some(0) => {
+                    d.system = false;
+                    d.row.clear_typed();
+                    d.sections[SYSTEM].clear();
+                    map.next_value_seed(SystemSeed(d))?;
+                }
+                Some(1) => {
+                    d.sections[EVENT_DATA].clear();
+                    map.next_value_seed(EventData(d))?;
+                }
+                Some(_) => {
+                    d.sections[USER_DATA].clear();
+                    map.next_value_seed(UserData(d))?;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Event.System`: the typed columns, the event time, the severity, `System.*` attributes.
+struct SystemSeed<'a>(&'a mut Decoding);
+objects_only!(SystemSeed);
+
+/// The `System` members Varde reads for more than attributes. The first five are read into a
+/// small tree (a number, or a short name; a number takes no allocation), then through the same
+/// helpers as Winlogbeat's and NXLog's shapes.
+const SYSTEM_NAMES: &[&str] = &[
+    "EventID",
+    "Channel",
+    "Computer",
+    "EventRecordID",
+    "Level",
+    "Provider",
+    "TimeCreated",
+];
+
+impl<'de> Visitor<'de> for SystemSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the System object")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let d = self.0;
+        d.system = true;
+        while let Some(which) = map.next_key_seed(SystemKey(d))? {
+            match which.map(|i| SYSTEM_NAMES[i]) {
+                Some("Provider") => {
+                    if let Some(span) = map.next_value_seed(Flatten {
+                        d: &mut *d,
+                        emit: true,
+                        want: "Name",
+                    })? {
+                        d.row.set_str("provider", span);
+                    }
+                }
+                Some("TimeCreated") => {
+                    let at = map.next_value_seed(Flatten {
+                        d: &mut *d,
+                        emit: false,
+                        want: "SystemTime",
+                    })?;
+                    if let Some(t) = at
+                        .map(|span| d.row.span_text(span))
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    {
+                        d.row.event_time_us = t.timestamp_micros();
+                    }
+                }
+                Some(name) => {
+                    let value = map.next_value_seed(SysValue(&mut *d))?;
+                    system_scalar(d, name, value);
+                }
+                None => {
+                    map.next_value_seed(Flatten {
+                        d: &mut *d,
+                        emit: true,
+                        want: "",
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `System` member read for a typed column: a value not an object written as its text
+/// (`span`, whether a scalar, and its number as [`number`] reads it); an object (as
+/// `{"#text": 1, "#attributes": …}`, rare) read into a tree.
+enum SysVal {
+    Leaf {
+        span: Span,
+        scalar: bool,
+        number: Option<u64>,
+    },
+    Tree(Json),
+}
+
+struct SysValue<'a>(&'a mut Decoding);
+
+impl<'de> DeserializeSeed<'de> for SysValue<'_> {
+    type Value = SysVal;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl SysValue<'_> {
+    fn leaf(self, leaf: Leaf<'_>) -> SysVal {
+        let number = match leaf {
+            Leaf::U64(n) => Some(n),
+            Leaf::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        let (span, scalar) = self.0.leaf(leaf);
+        SysVal::Leaf {
+            span,
+            scalar,
+            number,
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for SysValue<'_> {
+    type Value = SysVal;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a System member")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Ok(SysVal::Tree(tree(map)?))
+    }
+}
+
+/// One of the first five [`SYSTEM_NAMES`]: for a leaf, `text_of` is the leaf itself.
+fn system_scalar(d: &mut Decoding, name: &str, value: SysVal) {
+    let (scalar_of_text, scalar, number_of_text, text_span) = match value {
+        SysVal::Leaf {
+            span,
+            scalar,
+            number,
+        } => (scalar.then_some(span), scalar.then_some(span), number, span),
+        SysVal::Tree(v) => {
+            let of_text = d.owned(scalar_text(text_of(&v)));
+            let own = d.owned(scalar_text(&v));
+            let span = d.write(&[&text(&v)]);
+            (of_text, own, number(text_of(&v)), span)
+        }
+    };
+    match name {
+        "EventID" => {
+            if let Some(id) = number_of_text.and_then(|n| u32::try_from(n).ok()) {
+                d.row.set_uint("win_event_id", u64::from(id));
+            }
+        }
+        "Channel" => {
+            if let Some(span) = scalar_of_text {
+                d.row.set_str("channel", span);
+            }
+        }
+        "Computer" => {
+            if let Some(span) = scalar_of_text {
+                d.row.set_str("computer", span);
+            }
+            d.row.set_host(scalar);
+        }
+        "EventRecordID" => {
+            if let Some(n) = number_of_text {
+                d.row.set_uint("record_id", n);
+            }
+        }
+        _ => {
+            // Level
+            d.row.severity = number_of_text.map(|l| match l {
+                1 => 2, // critical
+                2 => 3, // error
+                3 => 4, // warning
+                5 => 7, // verbose
+                _ => 6, // information (4) and "log always" (0)
+            });
+            let key = d.write(&["System.Level"]);
+            d.sections[SYSTEM].push((key, text_span));
+        }
+    }
+}
+
+/// A `System` member's name, kept as the prefix `System.<name>` of its attributes; which of
+/// [`SYSTEM_NAMES`] it is.
+struct SystemKey<'a>(&'a mut Decoding);
+
+impl<'de> DeserializeSeed<'de> for SystemKey<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SystemKey<'_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.0.prefix.clear();
+        self.0.prefix.push_str("System.");
+        self.0.prefix.push_str(v);
+        Ok(SYSTEM_NAMES.iter().position(|n| *n == v))
+    }
+}
+
+/// A `System` member as attributes: `{"#attributes": {"A": 1}, "#text": t}` as
+/// `<prefix>_A` (in order) then `<prefix>`; a scalar as `<prefix>`; null as nothing. Attributes
+/// are written only when `emit`; the scalar text of the attribute `want` is returned.
+struct Flatten<'a> {
+    d: &'a mut Decoding,
+    emit: bool,
+    want: &'static str,
+}
+
+impl<'de> DeserializeSeed<'de> for Flatten<'_> {
+    type Value = Option<Span>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Flatten<'_> {
+    fn leaf(self, leaf: Leaf<'_>) -> Option<Span> {
+        if self.emit && !matches!(leaf, Leaf::Null) {
+            let (v, _) = self.d.leaf(leaf);
+            let k = self.d.prefixed("", "");
+            self.d.sections[SYSTEM].push((k, v));
+        }
+        None
+    }
+}
+
+impl<'de> Visitor<'de> for Flatten<'_> {
+    type Value = Option<Span>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a System member")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Flatten { d, emit, want } = self;
+        let mut wanted = None;
+        let mut own_text = None;
+        while let Some(k) = map.next_key_seed(KeyIs(&["#attributes", "#text"]))? {
+            match k {
+                Some(0) => {
+                    if let Some(span) = map.next_value_seed(Attributes {
+                        d: &mut *d,
+                        emit,
+                        want,
+                    })? {
+                        wanted = Some(span);
+                    }
+                }
+                Some(_) => own_text = Some(map.next_value_seed(Text(&mut *d))?.0),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if emit && let Some(v) = own_text {
+            let k = d.prefixed("", "");
+            d.sections[SYSTEM].push((k, v));
+        }
+        Ok(wanted)
+    }
+}
+
+/// The `#attributes` object of a `System` member (see [`Flatten`]).
+struct Attributes<'a> {
+    d: &'a mut Decoding,
+    emit: bool,
+    want: &'static str,
+}
+
+impl<'de> DeserializeSeed<'de> for Attributes<'_> {
+    type Value = Option<Span>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Attributes<'_> {
+    fn leaf(self, _: Leaf<'_>) -> Option<Span> {
+        None
+    }
+}
+
+impl<'de> Visitor<'de> for Attributes<'_> {
+    type Value = Option<Span>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an #attributes object")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Attributes { d, emit, want } = self;
+        let mut wanted = None;
+        while let Some((name, is_wanted)) = map.next_key_seed(AttrName { d: &mut *d, want })? {
+            let (v, scalar) = map.next_value_seed(Text(&mut *d))?;
+            if is_wanted {
+                wanted = scalar.then_some(v);
+            }
+            if emit {
+                d.sections[SYSTEM].push((name, v));
+            }
+        }
+        Ok(wanted)
+    }
+}
+
+/// An attribute's key `<prefix>_<name>`, and whether the name is the one wanted.
+struct AttrName<'a> {
+    d: &'a mut Decoding,
+    want: &'static str,
+}
+
+impl<'de> DeserializeSeed<'de> for AttrName<'_> {
+    type Value = (Span, bool);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AttrName<'_> {
+    type Value = (Span, bool);
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an attribute name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok((self.d.prefixed("_", v), v == self.want))
+    }
+}
+
+/// `Event.EventData`: members as attributes under their own names, `Data` lists by their
+/// items' `Name`; a list of items as such.
+struct EventData<'a>(&'a mut Decoding);
+
+impl<'de> DeserializeSeed<'de> for EventData<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl EventData<'_> {
+    fn leaf(self, _: Leaf<'_>) {}
+}
+
+impl<'de> Visitor<'de> for EventData<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the EventData object or list")
+    }
+    scalar_leaves!();
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        data_list(self.0, seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let d = self.0;
+        while let Some((key, which)) =
+            map.next_key_seed(KeyText(&mut *d, &["#attributes", "Data"]))?
+        {
+            match which {
+                Some(0) => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Some(_) => map.next_value_seed(DataMember { d: &mut *d, key })?,
+                None => {
+                    let (v, _) = map.next_value_seed(Text(&mut *d))?;
+                    d.sections[EVENT_DATA].push((key, v));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `EventData.Data`: a list of named items; one named item; anything else an attribute `Data`.
+struct DataMember<'a> {
+    d: &'a mut Decoding,
+    key: Span,
+}
+
+impl<'de> DeserializeSeed<'de> for DataMember<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl DataMember<'_> {
+    fn leaf(self, leaf: Leaf<'_>) {
+        let (v, _) = self.d.leaf(leaf);
+        self.d.sections[EVENT_DATA].push((self.key, v));
+    }
+}
+
+impl<'de> Visitor<'de> for DataMember<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("EventData.Data")
+    }
+    scalar_leaves!();
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        data_list(self.d, seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        // One item without the list around it: rare, read as a tree.
+        let v = tree(map)?;
+        if v.get("#attributes").is_some() {
+            Item {
+                d: self.d,
+                index: 0,
+            }
+            .deserialize(&v)
+            .map_err(de::Error::custom)
+        } else {
+            self.leaf(Leaf::Nested(&v));
+            Ok(())
+        }
+    }
+}
+
+fn data_list<'de, A: SeqAccess<'de>>(d: &mut Decoding, mut seq: A) -> Result<(), A::Error> {
+    let mut index = 0;
+    while seq.next_element_seed(Item { d: &mut *d, index })?.is_some() {
+        index += 1;
+    }
+    Ok(())
+}
+
+/// An item of a `Data` list: `{"#attributes": {"Name": n}, "#text": v}` as the attribute `n`
+/// (`Data`, `Data1`, … when unnamed), a bare value as an unnamed item.
+struct Item<'a> {
+    d: &'a mut Decoding,
+    index: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Item<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Item<'_> {
+    fn leaf(mut self, leaf: Leaf<'_>) {
+        let (v, _) = self.d.leaf(leaf);
+        let k = self.unnamed();
+        self.d.sections[EVENT_DATA].push((k, v));
+    }
+
+    fn unnamed(&mut self) -> Span {
+        if self.index == 0 {
+            self.d.write(&["Data"])
+        } else {
+            self.d
+                .write(&["Data", itoa::Buffer::new().format(self.index)])
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Item<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Data item")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let mut name = None;
+        let mut value = None;
+        while let Some(k) = map.next_key_seed(KeyIs(&["#attributes", "#text"]))? {
+            match k {
+                Some(0) => {
+                    if let Some(n) = map.next_value_seed(ItemName(&mut *self.d))? {
+                        name = Some(n);
+                    }
+                }
+                Some(_) => value = Some(map.next_value_seed(Text(&mut *self.d))?.0),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let k = match name {
+            Some(n) => n,
+            None => self.unnamed(),
+        };
+        let v = value.unwrap_or_else(|| self.d.row.since(self.d.row.mark()));
+        self.d.sections[EVENT_DATA].push((k, v));
+        Ok(())
+    }
+}
+
+/// The scalar `Name` of an item's `#attributes`.
+struct ItemName<'a>(&'a mut Decoding);
+
+impl<'de> DeserializeSeed<'de> for ItemName<'_> {
+    type Value = Option<Span>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl ItemName<'_> {
+    fn leaf(self, _: Leaf<'_>) -> Option<Span> {
+        None
+    }
+}
+
+impl<'de> Visitor<'de> for ItemName<'_> {
+    type Value = Option<Span>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an #attributes object")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut name = None;
+        while let Some(k) = map.next_key_seed(KeyIs(&["Name"]))? {
+            if k.is_some() {
+                let (v, scalar) = map.next_value_seed(Text(&mut *self.0))?;
+                name = scalar.then_some(v);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(name)
+    }
+}
+
+/// `Event.UserData`: its one provider-defined element's children as attributes.
+struct UserData<'a>(&'a mut Decoding);
+objects_only!(UserData);
+
+impl<'de> Visitor<'de> for UserData<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the UserData object")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(UserElement(&mut *self.0))?;
+        }
+        Ok(())
+    }
+}
+
+/// One element of `UserData`: its children (but `#attributes`) under their own names; a value
+/// that is not an object as the attribute `UserData`.
+struct UserElement<'a>(&'a mut Decoding);
+
+impl<'de> DeserializeSeed<'de> for UserElement<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl UserElement<'_> {
+    fn leaf(self, leaf: Leaf<'_>) {
+        let (v, _) = self.0.leaf(leaf);
+        let k = self.0.write(&["UserData"]);
+        self.0.sections[USER_DATA].push((k, v));
+    }
+}
+
+impl<'de> Visitor<'de> for UserElement<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a UserData element")
+    }
+    leaves!();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let d = self.0;
+        while let Some((key, which)) = map.next_key_seed(KeyText(&mut *d, &["#attributes"]))? {
+            if which.is_some() {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                let (v, _) = map.next_value_seed(Text(&mut *d))?;
+                d.sections[USER_DATA].push((key, v));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(row: &Row) -> Vec<(String, String)> {
+        row.attrs()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn sections_come_in_order_and_repeated_members_are_all_kept() {
+        let text = r##"{"Event":{
+            "UserData":{"Cleared":{"SubjectUserName":"adm","#attributes":{"xmlns":"x"}}},
+            "EventData":{"Image":"C:\\a.exe","Image":"C:\\b.exe","Data":[{"#attributes":{"Name":"p"},"#text":1},"bare"]},
+            "System":{"EventID":4688,"EventID":"4689","Execution":{"#text":"t","#attributes":{"ProcessID":4}},
+                      "TimeCreated":{"#attributes":{"SystemTime":"2024-05-01T10:00:00+02:00"}}}}}"##;
+        let mut d = EvtxDecoder::default();
+        let row = d.decode_str(text, 9).expect("a record");
+        assert_eq!(
+            attrs(row),
+            [
+                ("System.Execution_ProcessID", "4"),
+                ("System.Execution", "t"),
+                ("Image", "C:\\a.exe"),
+                ("Image", "C:\\b.exe"),
+                ("p", "1"),
+                ("Data1", "bare"),
+                ("SubjectUserName", "adm"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        // A typed column set twice keeps the later value.
+        assert_eq!(
+            row.typed().collect::<Vec<_>>(),
+            [("win_event_id", crate::ValueRef::UInt(4689))]
+        );
+        assert_eq!(row.event_time_us, 1_714_550_400_000_000);
+        assert_eq!(row.receive_time_us, 9);
+    }
+
+    #[test]
+    fn a_repeated_section_replaces_the_earlier_one() {
+        let text = r#"{"Event":{"System":{"EventID":1,"Computer":"a","Level":2},"EventData":{"A":"1"},
+            "System":{"EventID":2},"EventData":{"B":"2"}}}"#;
+        let mut d = EvtxDecoder::default();
+        let row = d.decode_str(text, 0).expect("a record");
+        assert_eq!(row.host(), None);
+        assert_eq!(row.severity, None);
+        assert_eq!(
+            row.typed().collect::<Vec<_>>(),
+            [("win_event_id", crate::ValueRef::UInt(2))]
+        );
+        assert_eq!(attrs(row), [("B".to_owned(), "2".to_owned())]);
+    }
+
+    #[test]
+    fn broken_and_foreign_documents_say_why_and_the_decoder_goes_on() {
+        let mut d = EvtxDecoder::default();
+        let err = d
+            .decode_str("{\"Event\":{\"System\":{\"EventID\":1,}}}", 0)
+            .expect_err("trailing comma");
+        assert!(matches!(err, EvtxError::Json(_)), "{err}");
+        assert!(err.to_string().contains("column"), "{err}");
+        let err = d
+            .decode_str(r#"{"Event":{"System":{}}} trailing"#, 0)
+            .expect_err("text after the record");
+        assert!(matches!(err, EvtxError::Json(_)), "{err}");
+        for (doc, why) in [
+            (r#"{"a":1}"#, "no \"Event\" object"),
+            (r#"[1]"#, "no \"Event\" object"),
+            (r#"{"Event":{"System":1}}"#, "no \"Event.System\" object"),
+            (
+                r#"{"Event":{"System":{}},"Event":2}"#,
+                "no \"Event\" object",
+            ),
+        ] {
+            let err = d.decode_str(doc, 0).expect_err(doc);
+            assert!(err.to_string().contains(why), "{doc}: {err}");
+        }
+        // The next good record is whole, nothing left over from the failures.
+        let row = d
+            .decode_str(
+                r#"{"Event":{"System":{"Computer":"ws"},"EventData":{"K":"v"}}}"#,
+                3,
+            )
+            .expect("a record");
+        assert_eq!(row.host(), Some("ws"));
+        assert_eq!(attrs(row), [("K".to_owned(), "v".to_owned())]);
+        assert_eq!(row.event_time_us, 3);
+    }
+}
