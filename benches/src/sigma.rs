@@ -190,13 +190,14 @@ pub fn run(o: &Options) -> Result<()> {
     // JSON text → Arrow batches, decoded in one pass into reused rows.
     let tenant = Kommunenummer::parse("0301")?;
     let collector = CollectorId::new("bench")?;
+    // One builder per path, finished per batch and reused, as the collector's shipper does.
     let builder =
-        |rows: usize| BatchBuilder::new(SourceKind::WindowsEvent, tenant, collector.clone(), rows);
+        || BatchBuilder::new(SourceKind::WindowsEvent, tenant, collector.clone(), o.batch);
     let t = Instant::now();
     let mut decoder = varde_core::windows::EvtxDecoder::default();
     let mut batches = Vec::new();
+    let mut b = builder();
     for chunk in lines.chunks(o.batch.max(1)) {
-        let mut b = builder(chunk.len());
         for line in chunk {
             b.push_row(decoder.decode_str(line, 0)?)?;
         }
@@ -207,8 +208,8 @@ pub fn run(o: &Options) -> Result<()> {
     // The same through a parsed tree and owned events, as a caller holding a
     // `serde_json::Value` converts it.
     let t = Instant::now();
+    let mut b = builder();
     for chunk in lines.chunks(o.batch.max(1)) {
-        let mut b = builder(chunk.len());
         for line in chunk {
             let doc: Json = serde_json::from_str(line)?;
             b.push(&varde_core::windows::event_from_evtx_json(&doc, 0)?)?;

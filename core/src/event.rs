@@ -85,6 +85,9 @@ struct RowRef<'a, T, A> {
     /// The typed values, walked once to check and once per column to append.
     typed: T,
     attrs: A,
+    /// At least the bytes of all keys and of all values, to make room once.
+    attr_room: (usize, usize),
+    attr_count: usize,
 }
 
 /// A span of a [`Row`]'s text.
@@ -154,6 +157,14 @@ impl Row {
             };
             (*name, v)
         })
+    }
+
+    /// The attributes as bytes, for appending to a batch: text from `&str`s only, cut at the
+    /// ends of what was written, so every piece is UTF-8.
+    fn attr_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let text = self.text.as_bytes();
+        let cut = move |(a, b): Span| text.get(a as usize..b as usize).unwrap_or_default();
+        self.attrs.iter().map(move |&(k, v)| (cut(k), cut(v)))
     }
 
     /// The attributes, in order.
@@ -345,7 +356,7 @@ pub struct BatchBuilder {
 }
 
 /// One `List<Utf8>` column kept as plain buffers until the batch is finished: appending a
-/// string is one copy and one offset.
+/// string is one copy and one offset. Each batch starts with the room the previous one took.
 #[derive(Debug)]
 struct TextLists {
     bytes: Vec<u8>,
@@ -364,9 +375,21 @@ impl TextLists {
         }
     }
 
-    /// Appends one string to the open row; the caller checked the total fits an `i32`.
-    fn push(&mut self, s: &str) {
-        self.bytes.extend_from_slice(s.as_bytes());
+    /// Makes room for `more` bytes in `strings` more strings; false when they would pass the
+    /// `i32` offsets of a `Utf8` column.
+    fn reserve(&mut self, more: usize, strings: usize) -> bool {
+        let fits = self.bytes.len().saturating_add(more) <= i32::MAX as usize
+            && self.ends.len().saturating_add(strings) <= i32::MAX as usize;
+        if fits {
+            self.bytes.reserve(more);
+            self.ends.reserve(strings);
+        }
+        fits
+    }
+
+    /// Appends one string to the open row: bytes of a `&str`, after [`TextLists::reserve`].
+    fn push(&mut self, s: &[u8]) {
+        self.bytes.extend_from_slice(s);
         self.ends.push(self.bytes.len() as i32);
     }
 
@@ -375,16 +398,11 @@ impl TextLists {
         self.rows.push((self.ends.len() - 1) as i32);
     }
 
-    /// Whether `more` bytes and `strings` more strings still fit `i32` offsets.
-    fn fits(&self, more: usize, strings: usize) -> bool {
-        self.bytes.len().saturating_add(more) <= i32::MAX as usize
-            && self.ends.len().saturating_add(strings) <= i32::MAX as usize
-    }
-
     fn finish(&mut self) -> Result<ArrayRef> {
-        let ends = std::mem::replace(&mut self.ends, vec![0]);
-        let rows = std::mem::replace(&mut self.rows, vec![0]);
-        let bytes = std::mem::take(&mut self.bytes);
+        let (n_ends, n_rows, n_bytes) = (self.ends.len(), self.rows.len(), self.bytes.len());
+        let ends = std::mem::replace(&mut self.ends, with_zero(n_ends));
+        let rows = std::mem::replace(&mut self.rows, with_zero(n_rows));
+        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(n_bytes));
         let values = StringArray::try_new(
             OffsetBuffer::new(ScalarBuffer::from(ends)),
             Buffer::from_vec(bytes),
@@ -398,6 +416,13 @@ impl TextLists {
             None,
         )?))
     }
+}
+
+/// `[0]`, with room for `capacity` offsets.
+fn with_zero(capacity: usize) -> Vec<i32> {
+    let mut v = Vec::with_capacity(capacity.max(1));
+    v.push(0);
+    v
 }
 
 impl BatchBuilder {
@@ -452,7 +477,14 @@ impl BatchBuilder {
             severity: event.severity,
             message: event.message.as_deref(),
             typed: || event.typed.iter().map(|(name, v)| (*name, v.as_ref())),
-            attrs: event.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            attrs: event
+                .attrs
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+            attr_room: event.attrs.iter().fold((0, 0), |(k, v), (key, value)| {
+                (k + key.len(), v + value.len())
+            }),
+            attr_count: event.attrs.len(),
         })
     }
 
@@ -466,7 +498,10 @@ impl BatchBuilder {
             severity: row.severity,
             message: row.message(),
             typed: || row.typed(),
-            attrs: row.attrs(),
+            attrs: row.attr_bytes(),
+            // Keys and values are cut from the row's text: neither needs more than all of it.
+            attr_room: (row.text.len(), row.text.len()),
+            attr_count: row.attrs.len(),
         })
     }
 
@@ -474,7 +509,7 @@ impl BatchBuilder {
     where
         T: Fn() -> I,
         I: Iterator<Item = (&'static str, ValueRef<'a>)>,
-        A: Iterator<Item = (&'a str, &'a str)> + Clone,
+        A: Iterator<Item = (&'a [u8], &'a [u8])>,
     {
         let specs = schema::typed_columns(self.kind);
         for (name, value) in (row.typed)() {
@@ -492,13 +527,9 @@ impl BatchBuilder {
         {
             return Err(Error::BadSeverity(s));
         }
-        let (mut keys, mut values, mut n) = (0usize, 0usize, 0usize);
-        for (k, v) in row.attrs.clone() {
-            keys += k.len();
-            values += v.len();
-            n += 1;
-        }
-        if !(self.attr_keys.fits(keys, n) && self.attr_values.fits(values, n)) {
+        let (keys, values) = row.attr_room;
+        let n = row.attr_count;
+        if !(self.attr_keys.reserve(keys, n) && self.attr_values.reserve(values, n)) {
             return Err(Error::BatchFull);
         }
         self.event_time.append_value(row.event_time_us);
