@@ -232,15 +232,23 @@ fn tree<'de, A: MapAccess<'de>>(map: A) -> Result<Json, A::Error> {
     Json::deserialize(MapAccessDeserializer::new(map))
 }
 
+/// `DeserializeSeed` for a visitor that is its own seed: `$how` (`deserialize_any`, or
+/// `deserialize_str` for member names) with the visitor itself.
+macro_rules! seed {
+    ($name:ty, $value:ty, $how:ident) => {
+        impl<'de> DeserializeSeed<'de> for $name {
+            type Value = $value;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.$how(self)
+            }
+        }
+    };
+}
+
 /// Which of `names` a member's name is (`None`: another name).
 struct KeyIs(&'static [&'static str]);
 
-impl<'de> DeserializeSeed<'de> for KeyIs {
-    type Value = Option<usize>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
+seed!(KeyIs, Option<usize>, deserialize_str);
 
 impl<'de> Visitor<'de> for KeyIs {
     type Value = Option<usize>;
@@ -255,12 +263,7 @@ impl<'de> Visitor<'de> for KeyIs {
 /// A member's name written into the row's text; also says which of `names` it is.
 struct KeyText<'a>(&'a mut Decoding, &'static [&'static str]);
 
-impl<'de> DeserializeSeed<'de> for KeyText<'_> {
-    type Value = (Span, Option<usize>);
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
+seed!(KeyText<'_>, (Span, Option<usize>), deserialize_str);
 
 impl<'de> Visitor<'de> for KeyText<'_> {
     type Value = (Span, Option<usize>);
@@ -281,12 +284,7 @@ impl Text<'_> {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Text<'_> {
-    type Value = (Span, bool);
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(Text<'_>, (Span, bool), deserialize_any);
 
 impl<'de> Visitor<'de> for Text<'_> {
     type Value = (Span, bool);
@@ -306,12 +304,7 @@ macro_rules! objects_only {
         impl $name<'_> {
             fn leaf(self, _: Leaf<'_>) {}
         }
-        impl<'de> DeserializeSeed<'de> for $name<'_> {
-            type Value = ();
-            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-                d.deserialize_any(self)
-            }
-        }
+        seed!($name<'_>, (), deserialize_any);
     };
 }
 
@@ -458,12 +451,7 @@ enum SysVal {
 
 struct SysValue<'a>(&'a mut Decoding);
 
-impl<'de> DeserializeSeed<'de> for SysValue<'_> {
-    type Value = SysVal;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(SysValue<'_>, SysVal, deserialize_any);
 
 impl SysValue<'_> {
     fn leaf(self, leaf: Leaf<'_>) -> SysVal {
@@ -548,12 +536,7 @@ fn system_scalar(d: &mut Decoding, name: &str, value: SysVal) {
 /// [`SYSTEM_NAMES`] it is.
 struct SystemKey<'a>(&'a mut Decoding);
 
-impl<'de> DeserializeSeed<'de> for SystemKey<'_> {
-    type Value = Option<usize>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
+seed!(SystemKey<'_>, Option<usize>, deserialize_str);
 
 impl<'de> Visitor<'de> for SystemKey<'_> {
     type Value = Option<usize>;
@@ -577,12 +560,7 @@ struct Flatten<'a> {
     want: &'static str,
 }
 
-impl<'de> DeserializeSeed<'de> for Flatten<'_> {
-    type Value = Option<Span>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(Flatten<'_>, Option<Span>, deserialize_any);
 
 impl Flatten<'_> {
     fn leaf(self, leaf: Leaf<'_>) -> Option<Span> {
@@ -630,19 +608,15 @@ impl<'de> Visitor<'de> for Flatten<'_> {
     }
 }
 
-/// The `#attributes` object of a `System` member (see [`Flatten`]).
+/// The `#attributes` object of a `System` member (see [`Flatten`]), or of a `Data` item (its
+/// `Name`).
 struct Attributes<'a> {
     d: &'a mut Decoding,
     emit: bool,
     want: &'static str,
 }
 
-impl<'de> DeserializeSeed<'de> for Attributes<'_> {
-    type Value = Option<Span>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(Attributes<'_>, Option<Span>, deserialize_any);
 
 impl Attributes<'_> {
     fn leaf(self, _: Leaf<'_>) -> Option<Span> {
@@ -678,12 +652,7 @@ struct AttrName<'a> {
     want: &'static str,
 }
 
-impl<'de> DeserializeSeed<'de> for AttrName<'_> {
-    type Value = (Span, bool);
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
+seed!(AttrName<'_>, (Span, bool), deserialize_str);
 
 impl<'de> Visitor<'de> for AttrName<'_> {
     type Value = (Span, bool);
@@ -699,12 +668,7 @@ impl<'de> Visitor<'de> for AttrName<'_> {
 /// items' `Name`; a list of items as such.
 struct EventData<'a>(&'a mut Decoding);
 
-impl<'de> DeserializeSeed<'de> for EventData<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(EventData<'_>, (), deserialize_any);
 
 impl EventData<'_> {
     fn leaf(self, _: Leaf<'_>) {}
@@ -745,12 +709,7 @@ struct DataMember<'a> {
     key: Span,
 }
 
-impl<'de> DeserializeSeed<'de> for DataMember<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(DataMember<'_>, (), deserialize_any);
 
 impl DataMember<'_> {
     fn leaf(self, leaf: Leaf<'_>) {
@@ -800,12 +759,7 @@ struct Item<'a> {
     index: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for Item<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(Item<'_>, (), deserialize_any);
 
 impl Item<'_> {
     fn leaf(mut self, leaf: Leaf<'_>) {
@@ -836,7 +790,12 @@ impl<'de> Visitor<'de> for Item<'_> {
         while let Some(k) = map.next_key_seed(KeyIs(&["#attributes", "#text"]))? {
             match k {
                 Some(0) => {
-                    if let Some(n) = map.next_value_seed(ItemName(&mut *self.d))? {
+                    // Only the scalar `Name`; nothing of it is an attribute itself.
+                    if let Some(n) = map.next_value_seed(Attributes {
+                        d: &mut *self.d,
+                        emit: false,
+                        want: "Name",
+                    })? {
                         name = Some(n);
                     }
                 }
@@ -853,42 +812,6 @@ impl<'de> Visitor<'de> for Item<'_> {
         let v = value.unwrap_or_else(|| self.d.row.since(self.d.row.mark()));
         self.d.sections[EVENT_DATA].push((k, v));
         Ok(())
-    }
-}
-
-/// The scalar `Name` of an item's `#attributes`.
-struct ItemName<'a>(&'a mut Decoding);
-
-impl<'de> DeserializeSeed<'de> for ItemName<'_> {
-    type Value = Option<Span>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl ItemName<'_> {
-    fn leaf(self, _: Leaf<'_>) -> Option<Span> {
-        None
-    }
-}
-
-impl<'de> Visitor<'de> for ItemName<'_> {
-    type Value = Option<Span>;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an #attributes object")
-    }
-    leaves!();
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut name = None;
-        while let Some(k) = map.next_key_seed(KeyIs(&["Name"]))? {
-            if k.is_some() {
-                let (v, scalar) = map.next_value_seed(Text(&mut *self.0))?;
-                name = scalar.then_some(v);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(name)
     }
 }
 
@@ -914,12 +837,7 @@ impl<'de> Visitor<'de> for UserData<'_> {
 /// that is not an object as the attribute `UserData`.
 struct UserElement<'a>(&'a mut Decoding);
 
-impl<'de> DeserializeSeed<'de> for UserElement<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
+seed!(UserElement<'_>, (), deserialize_any);
 
 impl UserElement<'_> {
     fn leaf(self, leaf: Leaf<'_>) {
