@@ -385,8 +385,12 @@ impl Envelope {
             out.extend_from_slice(&[0u8; SIGNATURE_LEN]);
         }
         let payload_offset = out.len();
-        zstd::stream::copy_encode(ipc.as_slice(), &mut out, ZSTD_LEVEL)
+        // One call over the whole stream: zstd sizes its tables for the input and needs no
+        // window buffer of its own (the streaming encoder took 3.6 MB per batch; the
+        // collector's peak RSS fell from 37 to 30.5 MiB, benches/README.md).
+        let payload = zstd::bulk::compress(ipc.as_slice(), ZSTD_LEVEL)
             .map_err(|e| EnvelopeError::Compression(e.to_string()))?;
+        out.extend_from_slice(&payload);
         if key_id.is_some() {
             let signature = sign(&out[..signed_len], &out[payload_offset..]);
             out[signed_len..payload_offset].copy_from_slice(&signature);
