@@ -374,9 +374,9 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
 struct SystemSeed<'a>(&'a mut Decoding);
 objects_only!(SystemSeed);
 
-/// The `System` members Varde reads for more than attributes. The first five are read into a
-/// small tree (a number, or a short name; a number takes no allocation), then through the same
-/// helpers as Winlogbeat's and NXLog's shapes.
+/// The `System` members Varde reads for more than attributes. The first five are read by
+/// [`SysValue`] (a scalar as its text and number, an object into a small tree for the same
+/// helpers as Winlogbeat's and NXLog's shapes); `Provider` and `TimeCreated` by [`Flatten`].
 const SYSTEM_NAMES: &[&str] = &[
     "EventID",
     "Channel",
