@@ -7,13 +7,13 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder,
-    UInt32Builder, UInt64Builder,
+    BooleanBuilder, TimestampMicrosecondBuilder, UInt8Builder, UInt16Builder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray};
-use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{Buffer, NullBuffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field};
 
 use crate::schema::{self, COMMON_COLUMNS, ColumnSpec, ColumnType};
@@ -253,7 +253,7 @@ impl Row {
 }
 
 enum ColumnBuilder {
-    Utf8(StringBuilder),
+    Utf8(TextColumn),
     Bool(BooleanBuilder),
     UInt8(UInt8Builder),
     UInt16(UInt16Builder),
@@ -265,7 +265,7 @@ enum ColumnBuilder {
 impl ColumnBuilder {
     fn new(ty: ColumnType, capacity: usize) -> Self {
         match ty {
-            ColumnType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(capacity, 0)),
+            ColumnType::Utf8 => ColumnBuilder::Utf8(TextColumn::new(capacity)),
             ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
             ColumnType::UInt8 => ColumnBuilder::UInt8(UInt8Builder::with_capacity(capacity)),
             ColumnType::UInt16 => ColumnBuilder::UInt16(UInt16Builder::with_capacity(capacity)),
@@ -280,8 +280,13 @@ impl ColumnBuilder {
     /// Checks that `value` fits this column without appending anything.
     fn check(&self, spec: &ColumnSpec, value: ValueRef<'_>) -> Result<()> {
         let fits = match (self, value) {
-            (ColumnBuilder::Utf8(_), ValueRef::Str(_))
-            | (ColumnBuilder::Bool(_), ValueRef::Bool(_))
+            (ColumnBuilder::Utf8(t), ValueRef::Str(s)) => {
+                if !t.fits(s.len()) {
+                    return Err(Error::BatchFull);
+                }
+                true
+            }
+            (ColumnBuilder::Bool(_), ValueRef::Bool(_))
             | (ColumnBuilder::UInt64(_), ValueRef::UInt(_))
             | (ColumnBuilder::Time(_), ValueRef::Time(_)) => true,
             (ColumnBuilder::UInt8(_), ValueRef::UInt(v)) => u8::try_from(v).is_ok(),
@@ -303,7 +308,7 @@ impl ColumnBuilder {
     /// Appends a value already accepted by [`ColumnBuilder::check`], or a null.
     fn append(&mut self, value: Option<ValueRef<'_>>) {
         match (self, value) {
-            (ColumnBuilder::Utf8(b), Some(ValueRef::Str(s))) => b.append_value(s),
+            (ColumnBuilder::Utf8(t), Some(ValueRef::Str(s))) => t.append(Some(s)),
             (ColumnBuilder::Bool(b), Some(ValueRef::Bool(v))) => b.append_value(v),
             (ColumnBuilder::UInt8(b), Some(ValueRef::UInt(v))) => {
                 b.append_option(u8::try_from(v).ok())
@@ -316,7 +321,7 @@ impl ColumnBuilder {
             }
             (ColumnBuilder::UInt64(b), Some(ValueRef::UInt(v))) => b.append_value(v),
             (ColumnBuilder::Time(b), Some(ValueRef::Time(v))) => b.append_value(v),
-            (ColumnBuilder::Utf8(b), _) => b.append_null(),
+            (ColumnBuilder::Utf8(t), _) => t.append(None),
             (ColumnBuilder::Bool(b), _) => b.append_null(),
             (ColumnBuilder::UInt8(b), _) => b.append_null(),
             (ColumnBuilder::UInt16(b), _) => b.append_null(),
@@ -326,16 +331,16 @@ impl ColumnBuilder {
         }
     }
 
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+    fn finish(&mut self) -> Result<ArrayRef> {
+        Ok(match self {
+            ColumnBuilder::Utf8(t) => t.finish()?,
             ColumnBuilder::Bool(b) => Arc::new(b.finish()),
             ColumnBuilder::UInt8(b) => Arc::new(b.finish()),
             ColumnBuilder::UInt16(b) => Arc::new(b.finish()),
             ColumnBuilder::UInt32(b) => Arc::new(b.finish()),
             ColumnBuilder::UInt64(b) => Arc::new(b.finish()),
             ColumnBuilder::Time(b) => Arc::new(b.finish()),
-        }
+        })
     }
 }
 
@@ -347,67 +352,145 @@ pub struct BatchBuilder {
     rows: usize,
     event_time: TimestampMicrosecondBuilder,
     receive_time: TimestampMicrosecondBuilder,
-    host: StringBuilder,
+    host: TextColumn,
     severity: UInt8Builder,
-    message: StringBuilder,
+    message: TextColumn,
     typed: Vec<ColumnBuilder>,
     attr_keys: TextLists,
     attr_values: TextLists,
 }
 
-/// One `List<Utf8>` column kept as plain buffers until the batch is finished: appending a
-/// string is one copy and one offset. Each batch starts with the room the previous one took.
+/// Strings appended one after another into one buffer, with the end of each: the parts of a
+/// `Utf8` array, kept as plain buffers until the batch is finished (appending a string is one
+/// copy and one offset). Each batch starts with the room the previous one took, where Arrow's
+/// builders start from nothing and double their way up again every batch.
 #[derive(Debug)]
-struct TextLists {
+struct Strings {
     bytes: Vec<u8>,
     /// End of each string in `bytes`, after a leading 0.
     ends: Vec<i32>,
-    /// End of each row's list in `ends`, after a leading 0.
+}
+
+impl Strings {
+    fn new(strings: usize) -> Self {
+        Strings {
+            bytes: Vec::new(),
+            ends: with_zero(strings.saturating_add(1)),
+        }
+    }
+
+    /// Whether `more` bytes in `strings` more strings stay within the `i32` offsets of a
+    /// `Utf8` array.
+    fn fits(&self, more: usize, strings: usize) -> bool {
+        self.bytes.len().saturating_add(more) <= i32::MAX as usize
+            && self.ends.len().saturating_add(strings) <= i32::MAX as usize
+    }
+
+    /// Appends one string: the bytes of a `&str`, after [`Strings::fits`].
+    fn push(&mut self, s: &[u8]) {
+        self.bytes.extend_from_slice(s);
+        self.ends.push(self.bytes.len() as i32);
+    }
+
+    /// Strings appended since the last [`Strings::finish`].
+    fn count(&self) -> usize {
+        self.ends.len() - 1
+    }
+
+    fn finish(&mut self, nulls: Option<NullBuffer>) -> Result<StringArray> {
+        let (n_ends, n_bytes) = (self.ends.len(), self.bytes.len());
+        let ends = std::mem::replace(&mut self.ends, with_zero(n_ends));
+        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(n_bytes));
+        Ok(StringArray::try_new(
+            OffsetBuffer::new(ScalarBuffer::from(ends)),
+            Buffer::from_vec(bytes),
+            nulls,
+        )?)
+    }
+}
+
+/// One nullable `Utf8` column as [`Strings`] and a validity bitmap.
+#[derive(Debug)]
+struct TextColumn {
+    strings: Strings,
+    nulls: NullBufferBuilder,
+}
+
+impl TextColumn {
+    fn new(capacity: usize) -> Self {
+        TextColumn {
+            strings: Strings::new(capacity),
+            nulls: NullBufferBuilder::new(capacity),
+        }
+    }
+
+    /// Whether a value of `len` bytes still fits the column.
+    fn fits(&self, len: usize) -> bool {
+        self.strings.fits(len, 1)
+    }
+
+    /// Appends a value or a null, after [`TextColumn::fits`].
+    fn append(&mut self, value: Option<&str>) {
+        match value {
+            Some(s) => {
+                self.strings.push(s.as_bytes());
+                self.nulls.append_non_null();
+            }
+            None => {
+                self.strings.push(b"");
+                self.nulls.append_null();
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        let nulls = self.nulls.finish();
+        Ok(Arc::new(self.strings.finish(nulls)?))
+    }
+}
+
+/// One `List<Utf8>` column: the strings of all rows as [`Strings`], and where each row's list
+/// ends.
+#[derive(Debug)]
+struct TextLists {
+    strings: Strings,
+    /// End of each row's list in the strings, after a leading 0.
     rows: Vec<i32>,
 }
 
 impl TextLists {
-    fn new() -> Self {
+    fn new(rows: usize) -> Self {
         TextLists {
-            bytes: Vec::new(),
-            ends: vec![0],
-            rows: vec![0],
+            strings: Strings::new(0),
+            rows: with_zero(rows.saturating_add(1)),
         }
     }
 
     /// Makes room for `more` bytes in `strings` more strings; false when they would pass the
     /// `i32` offsets of a `Utf8` column.
     fn reserve(&mut self, more: usize, strings: usize) -> bool {
-        let fits = self.bytes.len().saturating_add(more) <= i32::MAX as usize
-            && self.ends.len().saturating_add(strings) <= i32::MAX as usize;
+        let fits = self.strings.fits(more, strings);
         if fits {
-            self.bytes.reserve(more);
-            self.ends.reserve(strings);
+            self.strings.bytes.reserve(more);
+            self.strings.ends.reserve(strings);
         }
         fits
     }
 
     /// Appends one string to the open row: bytes of a `&str`, after [`TextLists::reserve`].
     fn push(&mut self, s: &[u8]) {
-        self.bytes.extend_from_slice(s);
-        self.ends.push(self.bytes.len() as i32);
+        self.strings.push(s);
     }
 
     /// Closes the open row.
     fn end_row(&mut self) {
-        self.rows.push((self.ends.len() - 1) as i32);
+        self.rows.push(self.strings.count() as i32);
     }
 
     fn finish(&mut self) -> Result<ArrayRef> {
-        let (n_ends, n_rows, n_bytes) = (self.ends.len(), self.rows.len(), self.bytes.len());
-        let ends = std::mem::replace(&mut self.ends, with_zero(n_ends));
+        let n_rows = self.rows.len();
         let rows = std::mem::replace(&mut self.rows, with_zero(n_rows));
-        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(n_bytes));
-        let values = StringArray::try_new(
-            OffsetBuffer::new(ScalarBuffer::from(ends)),
-            Buffer::from_vec(bytes),
-            None,
-        )?;
+        let values = self.strings.finish(None)?;
         let item = Arc::new(Field::new("item", DataType::Utf8, false));
         Ok(Arc::new(ListArray::try_new(
             item,
@@ -440,15 +523,15 @@ impl BatchBuilder {
             rows: 0,
             event_time: TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
             receive_time: TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
-            host: StringBuilder::with_capacity(capacity, 0),
+            host: TextColumn::new(capacity),
             severity: UInt8Builder::with_capacity(capacity),
-            message: StringBuilder::with_capacity(capacity, 0),
+            message: TextColumn::new(capacity),
             typed: schema::typed_columns(kind)
                 .iter()
                 .map(|c| ColumnBuilder::new(c.ty, capacity))
                 .collect(),
-            attr_keys: TextLists::new(),
-            attr_values: TextLists::new(),
+            attr_keys: TextLists::new(capacity),
+            attr_values: TextLists::new(capacity),
         }
     }
 
@@ -529,14 +612,16 @@ impl BatchBuilder {
         }
         let (keys, values) = row.attr_room;
         let n = row.attr_count;
-        if !(self.attr_keys.reserve(keys, n) && self.attr_values.reserve(values, n)) {
+        let text_fits = self.host.fits(row.host.map_or(0, str::len))
+            && self.message.fits(row.message.map_or(0, str::len));
+        if !(text_fits && self.attr_keys.reserve(keys, n) && self.attr_values.reserve(values, n)) {
             return Err(Error::BatchFull);
         }
         self.event_time.append_value(row.event_time_us);
         self.receive_time.append_value(row.receive_time_us);
-        self.host.append_option(row.host);
+        self.host.append(row.host);
         self.severity.append_option(row.severity);
-        self.message.append_option(row.message);
+        self.message.append(row.message);
         for (spec, builder) in specs.iter().zip(self.typed.iter_mut()) {
             builder.append((row.typed)().find_map(|(name, v)| (name == spec.name).then_some(v)));
         }
@@ -561,12 +646,14 @@ impl BatchBuilder {
             Arc::new(self.receive_time.finish()),
             constant(self.tenant.as_str()),
             constant(self.collector.as_str()),
-            Arc::new(self.host.finish()),
+            self.host.finish()?,
             constant(self.kind.name()),
             Arc::new(self.severity.finish()),
-            Arc::new(self.message.finish()),
+            self.message.finish()?,
         ];
-        columns.extend(self.typed.iter_mut().map(ColumnBuilder::finish));
+        for typed in &mut self.typed {
+            columns.push(typed.finish()?);
+        }
         columns.push(self.attr_keys.finish()?);
         columns.push(self.attr_values.finish()?);
         Ok(RecordBatch::try_new(schema::schema(self.kind), columns)?)
@@ -834,5 +921,61 @@ mod tests {
         assert_eq!(r.severity(0), Some(6));
         // The builder starts over after finish.
         assert_eq!(by_row.finish().expect("empty").num_rows(), 0);
+    }
+
+    /// The text columns kept as plain buffers between batches give, batch after batch, the
+    /// arrays Arrow's own `StringBuilder` gives for the same values (nulls, empty strings,
+    /// multi-byte text), whatever the previous batch left in the buffers.
+    #[test]
+    fn text_columns_match_arrows_builder_across_batches() {
+        use arrow_array::builder::StringBuilder;
+        let tenant = Kommunenummer::parse("0301").expect("tenant");
+        let collector = CollectorId::new("c").expect("id");
+        let mut builder = BatchBuilder::new(SourceKind::Syslog, tenant, collector, 2);
+        let hosts = [Some("web01"), None, Some(""), Some("vært-ø")];
+        let apps = [None, Some("sshd"), Some("kjøring"), None, Some("")];
+        for batch in 0..4usize {
+            let rows = [3, 0, 7, 1][batch];
+            let (mut want_host, mut want_message, mut want_app) = (
+                StringBuilder::new(),
+                StringBuilder::new(),
+                StringBuilder::new(),
+            );
+            for i in 0..rows {
+                let host = hosts[(i + batch) % hosts.len()];
+                let app = apps[(i * 3 + batch) % apps.len()];
+                let message =
+                    (i % 3 != 1).then(|| format!("linje {batch}.{i} {}", "x".repeat(i * 40)));
+                let mut event = Event {
+                    host: host.map(str::to_owned),
+                    message: message.clone(),
+                    ..Event::default()
+                };
+                if let Some(a) = app {
+                    event.typed.push(("app_name", Value::Str(a.to_owned())));
+                }
+                builder.push(&event).expect("push");
+                want_host.append_option(host);
+                want_message.append_option(message);
+                want_app.append_option(app);
+            }
+            let got = builder.finish().expect("batch");
+            let column = |name: &str| got.column_by_name(name).expect(name).clone();
+            assert_eq!(
+                column("host").to_data(),
+                want_host.finish().into_data(),
+                "batch {batch}"
+            );
+            assert_eq!(
+                column("message").to_data(),
+                want_message.finish().into_data(),
+                "batch {batch}"
+            );
+            assert_eq!(
+                column("app_name").to_data(),
+                want_app.finish().into_data(),
+                "batch {batch}"
+            );
+        }
     }
 }

@@ -104,8 +104,9 @@ pub enum Error {
     /// An invalid component registry.
     #[error("component registry: {0}")]
     Registry(String),
-    /// One batch's attribute text would pass Arrow's 2 GiB limit for one string column.
-    #[error("a batch's attribute text would pass 2 GiB; close the batch sooner")]
+    /// One batch's text in one column (host, message, a typed text column, or the
+    /// attributes) would pass Arrow's 2 GiB limit for one string column.
+    #[error("a batch's text in one column would pass 2 GiB; close the batch sooner")]
     BatchFull,
     /// Arrow refused a batch.
     #[error("arrow: {0}")]

@@ -148,6 +148,8 @@ enum PcapFormat {
 }
 
 fn main() -> Result<()> {
+    // Before any thread exists (see the module).
+    let allocator = varde_collector::memory::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VARDE_LOG")
@@ -155,6 +157,7 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    tracing::debug!(%allocator, "allocator settings");
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
