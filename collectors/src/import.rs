@@ -106,7 +106,7 @@ pub fn read_events(
                 path: name.clone(),
                 source,
             })?;
-            let text = String::from_utf8_lossy(&bytes);
+            let text = crate::sources::utf8_lossy(&bytes);
             if ext == "json" {
                 // Concatenated documents: a broken one ends the file there (a concatenation
                 // cannot be resynchronised reliably), and says where.

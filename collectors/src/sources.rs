@@ -292,7 +292,7 @@ impl SourceContext {
 
     /// One received line through the edge ([`edge_event`]), counted.
     fn edge_line(&self, line: &[u8], receive_time_us: i64) -> (varde_core::SourceKind, Event) {
-        let text = String::from_utf8_lossy(line);
+        let text = utf8_lossy(line);
         let (kind, event) = edge_event(&text, receive_time_us, &self.edge);
         self.count(&event, line.len());
         (kind, event)
@@ -363,6 +363,16 @@ impl Journalled {
     }
 }
 
+/// A received line as text: borrowed when it is valid UTF-8 (checked a word at a time, where
+/// `String::from_utf8_lossy` walks every byte), else with each invalid sequence replaced by
+/// U+FFFD, as `from_utf8_lossy` does.
+pub fn utf8_lossy(line: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(line) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(line),
+    }
+}
+
 /// Splits complete lines off the front of `buf` (LF or CRLF framing; lines longer than
 /// [`MAX_LINE`] are cut), leaving an incomplete tail in place.
 pub fn take_lines(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
@@ -379,7 +389,7 @@ pub fn take_lines_with_ends(buf: &mut Vec<u8>) -> Vec<(Vec<u8>, usize)> {
     let mut start = 0;
     loop {
         let rest = &buf[start..];
-        match rest.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', rest) {
             Some(i) if i <= MAX_LINE => {
                 let mut line = &rest[..i];
                 if line.last() == Some(&b'\r') {
@@ -896,7 +906,7 @@ pub async fn replay_journal(
     let entries = journal.read_from(from)?;
     let mut sent = 0;
     for e in entries {
-        let text = String::from_utf8_lossy(&e.line);
+        let text = utf8_lossy(&e.line);
         let (kind, event) = edge_event(&text, e.receive_time_us, &ctx.edge);
         if ours(&crate::shipper::kind_key(journal.key(), kind)).is_some_and(|done| e.after <= done)
         {
@@ -1421,6 +1431,23 @@ mod tests {
             prop_assert!(buf.is_empty());
             let want: Vec<Vec<u8>> = lines.iter().map(|l| l.clone().into_bytes()).collect();
             prop_assert_eq!(out, want);
+        }
+
+        /// A received line reads as the standard library's lossy conversion reads it, valid
+        /// UTF-8 or not (ASCII, multi-byte text, cut sequences, stray bytes).
+        #[test]
+        fn received_text_is_the_lossy_conversion(
+            parts in prop::collection::vec(
+                prop_oneof![
+                    "[ -~]{0,40}".prop_map(String::into_bytes),
+                    "\\PC{0,10}".prop_map(String::into_bytes),
+                    prop::collection::vec(any::<u8>(), 0..6),
+                ],
+                0..6,
+            ),
+        ) {
+            let line: Vec<u8> = parts.concat();
+            prop_assert_eq!(utf8_lossy(&line), String::from_utf8_lossy(&line));
         }
     }
 
