@@ -51,7 +51,7 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
-    key: String,
+    key: std::sync::Arc<str>,
     id: u64,
     inner: Mutex<Inner>,
 }
@@ -164,7 +164,7 @@ impl Journal {
         }
         Ok(Journal {
             dir: dir.to_owned(),
-            key: key.to_owned(),
+            key: key.into(),
             id,
             inner: Mutex::new(Inner {
                 file,
@@ -177,6 +177,11 @@ impl Journal {
 
     /// The checkpoint key of the journal's lines (`journal:<source>`).
     pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The same key, shared by the checkpoints of the journal's lines.
+    pub fn shared_key(&self) -> &std::sync::Arc<str> {
         &self.key
     }
 

@@ -288,10 +288,10 @@ struct OpenBatch {
     builder: BatchBuilder,
     started: Instant,
     /// Per source key: (identity, position after the last line of the key in this batch).
-    checkpoints: BTreeMap<String, (u64, u64)>,
+    checkpoints: BTreeMap<Arc<str>, (u64, u64)>,
     /// Per source key: (identity, position where the first line of the key in this batch
     /// began). While this batch is open, no other batch may record a checkpoint past it.
-    first_start: BTreeMap<String, (u64, u64)>,
+    first_start: BTreeMap<Arc<str>, (u64, u64)>,
 }
 
 /// The checkpoint keys of network sources' journals start with this (see
@@ -311,7 +311,7 @@ pub struct Shipper<S: Sink> {
     stats: Arc<Stats>,
     open: BTreeMap<SourceKind, OpenBatch>,
     /// Per source key: the position after the newest line handed to any batch.
-    last_after: BTreeMap<String, (u64, u64)>,
+    last_after: BTreeMap<Arc<str>, (u64, u64)>,
 }
 
 impl<P: Publisher> Shipper<DirectSink<P>> {
@@ -460,7 +460,7 @@ impl<S: Sink> Shipper<S> {
     fn safe_checkpoints(
         &self,
         kind: SourceKind,
-        own: BTreeMap<String, (u64, u64)>,
+        own: BTreeMap<Arc<str>, (u64, u64)>,
     ) -> Vec<Checkpoint> {
         let mut out = Vec::with_capacity(own.len());
         for (key, (file_id, own_offset)) in own {
@@ -491,7 +491,7 @@ impl<S: Sink> Shipper<S> {
             });
             if let Some(key) = per_kind {
                 out.push(Checkpoint {
-                    key,
+                    key: key.into(),
                     file_id,
                     offset: own_offset,
                     start: own_offset,
@@ -686,7 +686,7 @@ mod tests {
             let cps = batch
                 .checkpoints
                 .into_iter()
-                .map(|c| (c.key, c.offset))
+                .map(|c| (c.key.to_string(), c.offset))
                 .collect();
             self.0
                 .lock()

@@ -167,7 +167,7 @@ impl SourceContext {
         let checkpoints = positions.map(|(j, positions)| {
             positions
                 .into_iter()
-                .map(|(start, after)| checkpoint(j.key(), j.id(), start, after))
+                .map(|(start, after)| checkpoint(j.shared_key(), j.id(), start, after))
                 .collect()
         });
         Journalled {
@@ -246,7 +246,7 @@ impl SourceContext {
     async fn send_file_lines(
         &self,
         buf: &mut Vec<u8>,
-        key: &str,
+        key: &Arc<str>,
         file_id: u64,
         offset: &mut u64,
     ) -> bool {
@@ -912,7 +912,7 @@ pub async fn replay_journal(
         {
             continue;
         }
-        let cp = checkpoint(journal.key(), journal.id(), e.start, e.after);
+        let cp = checkpoint(journal.shared_key(), journal.id(), e.start, e.after);
         ctx.count(&event, e.line.len());
         if ctx.tx.send(Input::Tracked(kind, event, cp)).await.is_err() {
             break;
@@ -1002,7 +1002,7 @@ pub async fn follow_file(path: PathBuf, start: FileStart, ctx: SourceContext) {
         FileStart::End => (None, true),
     };
     let mut shutdown = ctx.shutdown.clone();
-    let key = path.to_string_lossy().into_owned();
+    let key: Arc<str> = path.to_string_lossy().into();
     let mut resume = start;
     let mut chunk = vec![0u8; 64 * 1024];
     'reopen: loop {
@@ -1157,6 +1157,7 @@ pub async fn read_gzip_file(
         }
     };
     let key = gzip_key(&meta);
+    let shared_key: Arc<str> = key.as_str().into();
     let id = file_id(&meta);
     // Claim the file: a pattern's next scan, or a rename, must not start a second reader.
     let claimed = done
@@ -1223,7 +1224,10 @@ pub async fn read_gzip_file(
             None => break,
             Some(Ok(chunk)) => {
                 buf.extend_from_slice(&chunk);
-                if !ctx.send_file_lines(&mut buf, &key, id, &mut offset).await {
+                if !ctx
+                    .send_file_lines(&mut buf, &shared_key, id, &mut offset)
+                    .await
+                {
                     return;
                 }
             }
@@ -1244,7 +1248,7 @@ pub async fn read_gzip_file(
         let start = offset;
         offset += line.len() as u64;
         if !ctx
-            .send_line(&line, Some(checkpoint(&key, id, start, offset)))
+            .send_line(&line, Some(checkpoint(&shared_key, id, start, offset)))
             .await
         {
             return;
@@ -1385,9 +1389,9 @@ pub async fn follow_glob(
     }
 }
 
-fn checkpoint(key: &str, file_id: u64, start: u64, offset: u64) -> Checkpoint {
+fn checkpoint(key: &Arc<str>, file_id: u64, start: u64, offset: u64) -> Checkpoint {
     Checkpoint {
-        key: key.to_owned(),
+        key: Arc::clone(key),
         file_id,
         offset,
         start,

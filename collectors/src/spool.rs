@@ -246,8 +246,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
 /// the last line that is in the spool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
-    /// The source's key (its path).
-    pub key: String,
+    /// The source's key (its path). Shared: every line of a source carries it, and a copy per
+    /// line would be an allocation per line.
+    pub key: std::sync::Arc<str>,
     /// Identity of the file (inode number), to notice rotation while the collector was down.
     pub file_id: u64,
     /// Byte offset after the last spooled line.
@@ -403,7 +404,7 @@ fn decode_checkpoints(mut meta: &[u8]) -> Option<Vec<Checkpoint>> {
         a.copy_from_slice(&rest[..8]);
         b.copy_from_slice(&rest[8..]);
         out.push(Checkpoint {
-            key: String::from_utf8_lossy(key).into_owned(),
+            key: String::from_utf8_lossy(key).into(),
             file_id: u64::from_le_bytes(a),
             offset: u64::from_le_bytes(b),
             start: u64::from_le_bytes(b),
@@ -594,7 +595,7 @@ impl Spool {
                         meta.events += u64::from(h.rows);
                         if let Some(cps) = decode_checkpoints(&body[..h.meta_len as usize]) {
                             for c in cps {
-                                spool_checkpoints.insert(c.key, (c.file_id, c.offset));
+                                spool_checkpoints.insert(c.key.to_string(), (c.file_id, c.offset));
                             }
                         }
                         offset += HEADER_LEN as u64 + u64::from(h.body_len);
@@ -775,7 +776,7 @@ impl Spool {
     fn remember(&mut self, checkpoints: &[Checkpoint]) {
         for c in checkpoints {
             self.checkpoints
-                .insert(c.key.clone(), (c.file_id, c.offset));
+                .insert(c.key.to_string(), (c.file_id, c.offset));
         }
     }
 
