@@ -300,8 +300,6 @@ impl EnvelopeHeader {
     }
 }
 
-/// What a version 2 signature signs: the context, the header before the signature, and the
-/// SHA-256 of the compressed payload.
 /// About the size of `batch` as an Arrow IPC stream: the bytes its arrays use (not the room
 /// their buffers have), each buffer's padding, and the schema and batch messages. The stream
 /// buffer starts this large, so writing it copies nothing and leaves little unused.
@@ -320,6 +318,8 @@ fn ipc_size_hint(batch: &RecordBatch) -> usize {
     data + batch.num_columns() * 4 * 64 + 4096
 }
 
+/// What a version 2 signature signs: the context, the header before the signature, and the
+/// SHA-256 of the compressed payload.
 fn signed_message(header: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(SIGNING_CONTEXT.len() + header.len() + 32);
     message.extend_from_slice(SIGNING_CONTEXT);
@@ -396,20 +396,20 @@ impl Envelope {
             len: ipc.len(),
             limit: u32::MAX as usize,
         })?;
-        let mut head = Vec::with_capacity(160 + SIGNATURE_LEN);
-        header.write(&mut head, key_id);
-        let signed_len = head.len();
+        // The header (about 160 bytes, with the collector id), the signature, then zstd's
+        // bound for the payload; what the payload leaves of that room is given back below.
+        let bound = zstd::zstd_safe::compress_bound(ipc.len());
+        let mut out = Vec::with_capacity(160 + SIGNATURE_LEN + bound);
+        header.write(&mut out, key_id);
+        let signed_len = out.len();
         if key_id.is_some() {
-            head.extend_from_slice(&[0u8; SIGNATURE_LEN]);
+            out.extend_from_slice(&[0u8; SIGNATURE_LEN]);
         }
-        let payload_offset = head.len();
+        let payload_offset = out.len();
+        out.reserve(bound);
         // One call over the whole stream, written straight after the header: zstd sizes its
         // tables for the input and needs no window buffer of its own (the streaming encoder
-        // took 3.6 MB per batch), and no second copy of the payload is made. The room is zstd's
-        // bound for the input; what is left of it is given back below.
-        let mut out =
-            Vec::with_capacity(payload_offset + zstd::zstd_safe::compress_bound(ipc.len()));
-        out.extend_from_slice(&head);
+        // took 3.6 MB per batch), and no second copy of the payload is made.
         let mut cursor = Cursor::new(&mut out);
         cursor.set_position(payload_offset as u64);
         zstd::bulk::Compressor::new(ZSTD_LEVEL)
