@@ -19,7 +19,7 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 
-use super::{NotAWindowsEvent, number, scalar_text, text, text_of};
+use super::{NotAWindowsEvent, json, number, scalar_text, text, text_of};
 use crate::event::{Row, Span};
 
 /// Why a line is not a Windows event record.
@@ -49,6 +49,8 @@ pub enum EvtxError {
 #[derive(Debug, Default)]
 pub struct EvtxDecoder {
     d: Decoding,
+    /// The fast reader's buffer for strings with escapes, kept from record to record.
+    scratch: String,
 }
 
 #[derive(Debug, Default)]
@@ -71,11 +73,21 @@ const USER_DATA: usize = 2;
 impl EvtxDecoder {
     /// Decodes one record from JSON text; `receive_time_us` is the receive time, and the event
     /// time when `TimeCreated` is missing or unreadable. The row is valid until the next call.
+    ///
+    /// The text is read by Varde's own reader ([`json`]); a document it declines is read
+    /// again by serde_json, whose reading or error (with line and column) is then the answer.
     pub fn decode_str(&mut self, text: &str, receive_time_us: i64) -> Result<&Row, EvtxError> {
         self.d.begin(receive_time_us);
-        let mut de = serde_json::Deserializer::from_str(text);
-        Top(&mut self.d).deserialize(&mut de)?;
-        de.end()?;
+        let mut reader = json::Reader::new(text, &mut self.scratch);
+        let fast = Top(&mut self.d)
+            .deserialize(&mut reader)
+            .and_then(|()| reader.end());
+        if fast.is_err() {
+            self.d.begin(receive_time_us);
+            let mut de = serde_json::Deserializer::from_str(text);
+            Top(&mut self.d).deserialize(&mut de)?;
+            de.end()?;
+        }
         Ok(self.d.finish()?)
     }
 

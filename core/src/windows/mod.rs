@@ -25,6 +25,7 @@
 use serde_json::Value as Json;
 
 mod evtx;
+mod json;
 
 pub use evtx::{EvtxDecoder, EvtxError};
 
