@@ -136,16 +136,19 @@ impl<'a, 's> Reader<'a, 's> {
         }
     }
 
-    /// Reads a string whose opening quote was taken.
+    /// Reads a string whose opening quote was taken. Inlined into its two callers (values and
+    /// member names): a call of its own cost about as much as a short string's reading.
+    #[inline(always)]
     fn string(&mut self) -> Result<Str<'a, '_>> {
         let b = self.bytes();
         let start = self.pos;
+        // Text from `from` on is still to be copied once the string has escapes.
+        let mut from = start;
         let mut escaped = false;
         loop {
             let at = special(b, self.pos).ok_or(Declined)?;
             match b[at] {
                 b'"' => {
-                    let from = self.pos;
                     self.pos = at + 1;
                     if !escaped {
                         return Ok(Str::Text(&self.text[start..at]));
@@ -158,9 +161,20 @@ impl<'a, 's> Reader<'a, 's> {
                         escaped = true;
                         self.scratch.clear();
                     }
-                    self.scratch.push_str(&self.text[self.pos..at]);
-                    self.pos = at + 1;
-                    self.escape()?;
+                    self.scratch.push_str(&self.text[from..at]);
+                    match b.get(at + 1) {
+                        // `\\`, `\"` and `\/` stand for their second byte: it starts the
+                        // next run of text to copy (a Windows path is mostly these).
+                        Some(b'\\' | b'"' | b'/') => {
+                            from = at + 1;
+                            self.pos = at + 2;
+                        }
+                        _ => {
+                            self.pos = at + 1;
+                            self.escape()?;
+                            from = self.pos;
+                        }
+                    }
                 }
                 // A control character, which must be escaped.
                 _ => return Err(Declined),
@@ -168,14 +182,12 @@ impl<'a, 's> Reader<'a, 's> {
         }
     }
 
-    /// Reads one escape whose backslash was taken, into the scratch buffer.
+    /// Reads one escape whose backslash was taken, into the scratch buffer: one of `\b`,
+    /// `\f`, `\n`, `\r`, `\t`, `\uXXXX` (the other three are read by [`Reader::string`]).
     fn escape(&mut self) -> Result<()> {
         let c = *self.bytes().get(self.pos).ok_or(Declined)?;
         self.pos += 1;
         let ch = match c {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
             b'b' => '\u{8}',
             b'f' => '\u{c}',
             b'n' => '\n',
