@@ -1,6 +1,8 @@
 //! Syslog lines (RFC 5424 and RFC 3164) into events of kind `syslog`.
 //!
-//! Parsing is by `syslog_loose` (the parser Vector uses). A line without `<PRI>` is parsed only
+//! Parsing is by `syslog_loose` (the parser Vector uses); the most common shape of all,
+//! `<PRI>Mmm dd hh:mm:ss host tag[pid]: message`, is read by [`common_3164`] into the same
+//! message `syslog_loose` makes of it, in a tenth of the time. A line without `<PRI>` is parsed only
 //! when it starts with a syslog timestamp — `Mmm dd hh:mm:ss ` or RFC 3339 `YYYY-MM-DDThh:mm:ss`
 //! — as the lines of files such as `/var/log/auth.log` do (then there is no facility or
 //! severity). Any other line is not syslog at all and is kept whole as the message with
@@ -10,7 +12,7 @@
 //! January belong to last year).
 
 use chrono::{DateTime, Datelike, FixedOffset, Local, LocalResult, Offset, TimeZone, Utc};
-use syslog_loose::{IncompleteDate, ProcId, Variant};
+use syslog_loose::{IncompleteDate, Message, ProcId, Protocol, Variant, decompose_pri};
 use varde_core::{Event, Value};
 
 /// Parses one syslog line received at `receive_time_us` (µs since the epoch).
@@ -32,12 +34,15 @@ pub fn parse_line(line: &str, receive_time_us: i64) -> Event {
     // as RFC 3164 timestamps are: the zone is made explicit so the header parses.
     let zoned = with_local_zone(line);
     let line_to_parse = zoned.as_deref().unwrap_or(line);
-    let Ok(msg) = syslog_loose::parse_message_with_year_exact_tz(
-        line_to_parse,
-        resolve_year,
-        Some(CachedLocal),
-        Variant::Either,
-    ) else {
+    let Some(msg) = common_3164(line_to_parse, resolve_year, CachedLocal).or_else(|| {
+        syslog_loose::parse_message_with_year_exact_tz(
+            line_to_parse,
+            resolve_year,
+            Some(CachedLocal),
+            Variant::Either,
+        )
+        .ok()
+    }) else {
         return raw(event, line);
     };
     if let Some(t) = msg.timestamp {
@@ -77,6 +82,140 @@ pub fn parse_line(line: &str, receive_time_us: i64) -> Event {
         }
     }
     event
+}
+
+/// The months of RFC 3164 timestamps as senders write them.
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+/// Reads the most common syslog shape, `<PRI>Mmm dd hh:mm:ss host tag[pid]: message` (the
+/// `[pid]` optional), into the message `syslog_loose` makes of the same line; `None` for any
+/// other shape, which `syslog_loose` then reads. Deliberately narrow: a month not written
+/// `Jan`…`Dec`, tabs, a trailing `:` on the time, a host or tag that is `-`, not ASCII, or a
+/// host ending in `:`, a message starting with `[` or `-` (which `syslog_loose` may take for
+/// structured data) are all left to `syslog_loose`. A property test holds the two to the same
+/// fields on generated lines.
+fn common_3164<F, Tz>(line: &str, year_of: F, tz: Tz) -> Option<Message<&str>>
+where
+    F: FnOnce(IncompleteDate) -> i32,
+    Tz: TimeZone,
+{
+    let s = line.trim();
+    let b = s.as_bytes();
+    let mut i = 0;
+    let expect = |c: u8, i: &mut usize| {
+        let ok = b.get(*i) == Some(&c);
+        *i += usize::from(ok);
+        ok
+    };
+    if !expect(b'<', &mut i) {
+        return None;
+    }
+    let (pri, at) = number(b, i, 3)?;
+    i = at;
+    if !expect(b'>', &mut i) || pri > 191 {
+        return None;
+    }
+    let month = b.get(i..i + 3)?;
+    let month = MONTHS.iter().position(|m| m.as_slice() == month)? as u32 + 1;
+    i += 3;
+    let spaces = |i: usize| i + b[i..].iter().take_while(|&&c| c == b' ').count();
+    let at = spaces(i);
+    if at == i {
+        return None;
+    }
+    let (day, at) = number(b, at, 2)?;
+    let i2 = spaces(at);
+    if i2 == at {
+        return None;
+    }
+    let (hour, at) = number(b, i2, 2)?;
+    i = at;
+    if !expect(b':', &mut i) {
+        return None;
+    }
+    let (minute, at) = number(b, i, 2)?;
+    i = at;
+    if !expect(b':', &mut i) {
+        return None;
+    }
+    let (second, at) = number(b, i, 2)?;
+    i = at;
+    // The host: a space, then a word of visible ASCII not ending in `:`.
+    if !expect(b' ', &mut i) {
+        return None;
+    }
+    let host_end = i + b[i..].iter().take_while(|c| c.is_ascii_graphic()).count();
+    let host = &s[i..host_end];
+    if host.is_empty() || host == "-" || host.ends_with(':') || b.get(host_end) != Some(&b' ') {
+        return None;
+    }
+    i = host_end + 1;
+    // The tag: a word of visible ASCII without `:`, then `:`.
+    let tag_end = i + b[i..]
+        .iter()
+        .take_while(|&&c| c.is_ascii_graphic() && c != b':')
+        .count();
+    let tag = &s[i..tag_end];
+    if tag.is_empty() || tag == "-" || b.get(tag_end) != Some(&b':') {
+        return None;
+    }
+    i = tag_end + 1;
+    // Spaces or tabs after the colon belong to no field.
+    i += b[i..]
+        .iter()
+        .take_while(|&&c| c == b' ' || c == b'\t')
+        .count();
+    if matches!(b.get(i), Some(b'[' | b'-')) {
+        return None;
+    }
+    let (appname, procid) = match tag.split_once('[') {
+        Some((app, rest)) => match rest.find(']') {
+            Some(end) if end > 0 && end + 1 == rest.len() => (app, Some(&rest[..end])),
+            _ => (tag, None),
+        },
+        None => (tag, None),
+    };
+    let date = (month, day, hour, minute, second);
+    let year = year_of(date);
+    let timestamp = tz
+        .with_ymd_and_hms(year, month, day, hour, minute, second)
+        .earliest()
+        .map(|t| {
+            let offset = t.offset().fix();
+            t.with_timezone(&offset)
+        })?;
+    let (facility, severity) = decompose_pri(pri as u8);
+    Some(Message {
+        protocol: Protocol::RFC3164,
+        facility,
+        severity,
+        timestamp: Some(timestamp),
+        hostname: Some(host),
+        appname: Some(appname),
+        procid: procid.map(ProcId::from),
+        msgid: None,
+        structured_data: Vec::new(),
+        msg: &s[i..],
+    })
+}
+
+/// The decimal number of 1 to `most` digits at `b[i..]`, and where it ends.
+fn number(b: &[u8], i: usize, most: usize) -> Option<(u32, usize)> {
+    let n = b
+        .get(i..)?
+        .iter()
+        .take(most + 1)
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if n == 0 || n > most {
+        return None;
+    }
+    let value = b[i..i + n]
+        .iter()
+        .fold(0, |v, d| v * 10 + u32::from(d - b'0'));
+    Some((value, i + n))
 }
 
 /// True when `line` starts with a BSD (`May  1 09:59:58 `) or RFC 3339 (`2024-05-01T09:59:58`)
@@ -341,6 +480,7 @@ impl<Tz: TimeZone> ZoneCache<Tz> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// The cache answers as the zone itself does, around both of Norway's clock changes of
     /// 2024 and 2025 (chrono-tz's Europe/Oslo is the reference), whatever order it is asked in.
@@ -519,6 +659,114 @@ mod tests {
             assert_eq!(e.get("parse_error"), Some(&Value::Bool(true)), "{line:?}");
             assert_eq!(e.message.as_deref(), Some(line));
             assert_eq!(e.event_time_us, NOW);
+        }
+    }
+
+    /// Both readings of `line`, field by field: the common-shape reader's (if it takes the
+    /// line) against syslog_loose's, the reference.
+    fn agree<Tz: TimeZone + Copy>(line: &str, tz: Tz) -> Result<bool, String> {
+        let year = |_: IncompleteDate| 2026;
+        let Some(fast) = common_3164(line, year, tz) else {
+            return Ok(false);
+        };
+        let reference =
+            syslog_loose::parse_message_with_year_exact_tz(line, year, Some(tz), Variant::Either)
+                .map_err(|e| format!("{line:?}: taken here, refused by syslog_loose: {e}"))?;
+        let fields = |m: &Message<&str>| {
+            format!(
+                "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                m.protocol,
+                m.facility,
+                m.severity,
+                m.timestamp,
+                m.hostname,
+                m.appname,
+                m.procid,
+                m.msgid,
+                m.structured_data,
+                m.msg
+            )
+        };
+        if fields(&fast) != fields(&reference) {
+            return Err(format!(
+                "{line:?}:\n here:         {}\n syslog_loose: {}",
+                fields(&fast),
+                fields(&reference)
+            ));
+        }
+        Ok(true)
+    }
+
+    #[test]
+    fn the_common_shape_is_read_as_syslog_loose_reads_it() {
+        for line in [
+            "<38>Dec  6 11:12:38 localhost prg00000[1234]: seq: 0000000000, thread: 0000",
+            "<13>Jan  5 09:00:01 fw01 kernel: link down",
+            "<86>Dec 31 23:59:59 srv sshd[812]: Accepted publickey for kari from 10.0.0.5",
+            "<0>Feb 28 1:2:3 fe80::1 app[x1]:no space after the colon  ",
+            "<191>Oct 11 22:14:15 h a[b[c]:\tt",
+            "<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8",
+            "<34>Oct 11 22:14:15 mymachine su:",
+        ] {
+            assert_eq!(agree(line, Utc), Ok(true), "{line}");
+            assert_eq!(agree(line, chrono_tz::Europe::Oslo), Ok(true), "{line}");
+        }
+        // Shapes left to syslog_loose.
+        for line in [
+            "<38>dec  6 11:12:38 localhost app: m",
+            "<38>Dec\t6 11:12:38 localhost app: m",
+            "<38>Dec  6 11:12:38: localhost app: m",
+            "<38>Dec  6 2024 11:12:38 localhost app: m",
+            "<192>Dec  6 11:12:38 localhost app: m",
+            "<38>Dec  6 11:12:38 - app: m",
+            "<38>Dec  6 11:12:38 host: app: m",
+            "<38>Dec  6 11:12:38 localhost app: [x@1 a=\"1\"] m",
+            "<38>Dec  6 11:12:38 localhost app: - m",
+            "<38>Dec  6 11:12:38 localhost app m",
+            "<38>Feb 30 11:12:38 localhost app: m",
+            "<38>1 2024-05-01T09:59:58Z host app - - - m",
+            "Dec  6 11:12:38 localhost app: m",
+        ] {
+            assert_eq!(agree(line, Utc), Ok(false), "{line}");
+        }
+    }
+
+    /// One of `options`, the first (the common shape's) three times in four.
+    fn piece(options: &'static [&'static str]) -> impl Strategy<Value = &'static str> {
+        prop_oneof![3 => Just(options[0]), 1 => prop::sample::select(options)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Lines near the common shape, with the variations senders and syslog_loose's
+        /// grammar allow: whatever the common-shape reader takes, it reads as syslog_loose does.
+        #[test]
+        fn common_shape_lines_agree_with_syslog_loose(
+            parts in (
+                piece(&["<38>", "<0>", "<191>", "<192>", "<999>", "<>", "", "<38> ", " <13>", "<013>"]),
+                piece(&["Dec", "dec", "DEC", "Jan", "Mar", "Feb", "Xyz", "Oct"]),
+                piece(&[" ", "  ", "\t", ""]),
+                piece(&["6", "06", "31", "30", "29", "0", "123", "x"]),
+                piece(&[" ", "  ", "\t"]),
+                piece(&["11:12:38", "1:2:3", "11:12:38:", "25:00:00", "11:12", "02:30:00", "23:59:60"]),
+            ),
+            rest in (
+                piece(&[" localhost", " -", " host:", " fe80::1", "  h", " é", "", " a\u{1}b", " h:x"]),
+                piece(&[" prg00000[1234]", " app", " app[]", " [12]", " a[b]c", " a[1", " -", " su", "", " a[+5]", " a[01]", " é[1]"]),
+                piece(&[":", ": ", ":\t", ":  ", "", " :", " "]),
+                piece(&["hello", "[sd x=\"1\"] m", "- dash", "", "  trailing  \r\n", "é unicode", "a: b", "-"]),
+            ),
+        ) {
+            let (pri, month, s1, day, s2, time) = parts;
+            let (host, tag, colon, msg) = rest;
+            let line = format!("{pri}{month}{s1}{day}{s2}{time}{host}{tag}{colon}{msg}");
+            if let Err(why) = agree(&line, Utc) {
+                prop_assert!(false, "{}", why);
+            }
+            if let Err(why) = agree(&line, chrono_tz::Europe::Oslo) {
+                prop_assert!(false, "{}", why);
+            }
         }
     }
 }
