@@ -487,3 +487,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn digits_are_found_where_they_are() {
+    let reference = |b: &[u8], i: usize| b[i..].iter().position(u8::is_ascii_digit).map(|p| i + p);
+    for text in [
+        "",
+        "abc",
+        "seq: 0000000000, thread",
+        "PADDPADDPADDPADD7",
+        "æøå€😀 /:9",
+    ] {
+        let b = text.as_bytes();
+        for i in 0..=b.len() {
+            assert_eq!(
+                super::next_digit(b, i),
+                reference(b, i),
+                "{text:?} from {i}"
+            );
+        }
+    }
+    // Every byte value at every place in a word, after every other byte value.
+    for before in 0..=255u8 {
+        for hit in 0..=255u8 {
+            for at in 0..9 {
+                let mut b = vec![before; 12];
+                b[at] = hit;
+                assert_eq!(
+                    super::next_digit(&b, 0),
+                    reference(&b, 0),
+                    "{before} then {hit} at {at}"
+                );
+            }
+        }
+    }
+}
