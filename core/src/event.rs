@@ -362,8 +362,8 @@ pub struct BatchBuilder {
 
 /// Strings appended one after another into one buffer, with the end of each: the parts of a
 /// `Utf8` array, kept as plain buffers until the batch is finished (appending a string is one
-/// copy and one offset). Each batch starts with the room the previous one took, where Arrow's
-/// builders start from nothing and double their way up again every batch.
+/// copy and one offset). Each batch starts with the room the previous one took (and an eighth
+/// more), where Arrow's builders start from nothing and double their way up again every batch.
 #[derive(Debug)]
 struct Strings {
     bytes: Vec<u8>,
@@ -398,9 +398,13 @@ impl Strings {
     }
 
     fn finish(&mut self, nulls: Option<NullBuffer>) -> Result<StringArray> {
+        // The next batch gets the room this one took and an eighth more: a batch a little
+        // larger than the last would otherwise double its buffers at its very end (copying
+        // them whole, and handing Arrow twice the memory it needs).
+        let headroom = |n: usize| n.saturating_add(n / 8);
         let (n_ends, n_bytes) = (self.ends.len(), self.bytes.len());
-        let ends = std::mem::replace(&mut self.ends, with_zero(n_ends));
-        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(n_bytes));
+        let ends = std::mem::replace(&mut self.ends, with_zero(headroom(n_ends)));
+        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(headroom(n_bytes)));
         Ok(StringArray::try_new(
             OffsetBuffer::new(ScalarBuffer::from(ends)),
             Buffer::from_vec(bytes),
