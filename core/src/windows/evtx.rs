@@ -74,8 +74,9 @@ impl EvtxDecoder {
     /// Decodes one record from JSON text; `receive_time_us` is the receive time, and the event
     /// time when `TimeCreated` is missing or unreadable. The row is valid until the next call.
     ///
-    /// The text is read by Varde's own reader ([`json`]); a document it declines is read
-    /// again by serde_json, whose reading or error (with line and column) is then the answer.
+    /// The text is read by Varde's own JSON reader (`core/src/windows/json.rs`); a document
+    /// it declines is read again by serde_json, whose reading or error (with line and column)
+    /// is then the answer.
     pub fn decode_str(&mut self, text: &str, receive_time_us: i64) -> Result<&Row, EvtxError> {
         self.d.begin(receive_time_us);
         let mut reader = json::Reader::new(text, &mut self.scratch);

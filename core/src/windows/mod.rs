@@ -182,8 +182,9 @@ const NXLOG_META: &[&str] = &[
 /// ```
 ///
 /// `EventID`, `Channel`, `SourceName` (or `ProviderName`), `Hostname` and `RecordNumber` fill
-/// the typed columns; NXLog's own members ([`NXLOG_META`]) become `System.<name>` attributes,
-/// every other member is the event's data and an attribute under its own name. `EventTime`
+/// the typed columns; NXLog's own members (`NXLOG_META` in this module) become
+/// `System.<name>` attributes, every other member is the event's data and an attribute under
+/// its own name. `EventTime`
 /// is the event time when it carries a time zone (RFC 3339; NXLog's default
 /// `YYYY-MM-DD hh:mm:ss` is local time of unknown zone, so the receive time is used and the
 /// text kept); `SeverityValue` (1 debug … 5 critical) maps to the syslog scale.
