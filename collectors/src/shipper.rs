@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 use varde_core::{
-    BatchBuilder, CollectorId, Envelope, EnvelopeHeader, Event, Kommunenummer, SourceKind,
+    BatchBuilder, CollectorId, Envelope, EnvelopeHeader, EnvelopeWriter, Event, Kommunenummer,
+    SourceKind,
 };
 use varde_transport::retry::Delays;
 use varde_transport::{Publisher, events_topic};
@@ -312,6 +313,8 @@ pub struct Shipper<S: Sink> {
     open: BTreeMap<SourceKind, OpenBatch>,
     /// Per source key: the position after the newest line handed to any batch.
     last_after: BTreeMap<Arc<str>, (u64, u64)>,
+    /// Encodes every batch, its buffers kept from one batch to the next.
+    writer: EnvelopeWriter,
 }
 
 impl<P: Publisher> Shipper<DirectSink<P>> {
@@ -346,6 +349,7 @@ impl<S: Sink> Shipper<S> {
             stats,
             open: BTreeMap::new(),
             last_after: BTreeMap::new(),
+            writer: EnvelopeWriter::new(),
         }
     }
 
@@ -534,7 +538,7 @@ impl<S: Sink> Shipper<S> {
         };
         let s = &self.settings;
         let bytes = match Envelope::new(kind, s.tenant, s.collector_id.clone(), seq, batch)
-            .and_then(|e| e.encode_signed(&s.key))
+            .and_then(|e| self.writer.encode_signed(&e, &s.key))
         {
             Ok(bytes) => bytes,
             Err(e) => {

@@ -7,8 +7,8 @@ use varde_core::schema::{ColumnType, typed_columns};
 
 use varde_core::envelope::{EnvelopeError, EnvelopeHeader};
 use varde_core::{
-    BatchBuilder, BatchReader, CollectorId, CollectorKey, Envelope, Event, Kommunenummer,
-    SourceKind, Value, ValueRef,
+    BatchBuilder, BatchReader, CollectorId, CollectorKey, Envelope, EnvelopeWriter, Event,
+    Kommunenummer, SourceKind, Value, ValueRef,
 };
 
 /// One key for the signature properties (making a key per case would test the OS's randomness).
@@ -170,6 +170,31 @@ proptest! {
             EnvelopeHeader::verify(&envelope.encode().expect("encode"), &KEY.public_key()),
             Err(EnvelopeError::Unsigned)
         ));
+    }
+
+    /// One writer over a run of batches, large and small in any order (its buffers kept from
+    /// the one before): every envelope verifies and decodes to its own batch, with nothing of
+    /// an earlier one in it.
+    #[test]
+    fn a_kept_writer_encodes_each_batch_as_if_alone(
+        cases in prop::collection::vec(batch_case(), 1..5),
+    ) {
+        let collector = CollectorId::new("k-prop-04").expect("valid id");
+        let mut writer = EnvelopeWriter::new();
+        for (kind, tenant, seq, events) in cases {
+            let mut builder = BatchBuilder::new(kind, tenant, collector.clone(), events.len());
+            for e in &events {
+                builder.push(e).expect("fits");
+            }
+            let envelope =
+                Envelope::new(kind, tenant, collector.clone(), seq, builder.finish().expect("batch"))
+                    .expect("envelope");
+            let bytes = writer.encode_signed(&envelope, &KEY).expect("encode");
+            prop_assert!(EnvelopeHeader::verify(&bytes, &KEY.public_key()).is_ok());
+            prop_assert_eq!(Envelope::decode(&bytes).expect("decodes"), envelope.clone());
+            let unsigned = writer.encode(&envelope).expect("encode");
+            prop_assert_eq!(Envelope::decode(&unsigned).expect("decodes"), envelope);
+        }
     }
 }
 
