@@ -537,9 +537,16 @@ impl<S: Sink> Shipper<S> {
             }
         };
         let s = &self.settings;
-        let bytes = match Envelope::new(kind, s.tenant, s.collector_id.clone(), seq, batch)
-            .and_then(|e| self.writer.encode_signed(&e, &s.key))
-        {
+        let encoded =
+            Envelope::new(kind, s.tenant, s.collector_id.clone(), seq, batch).and_then(|e| {
+                let bytes = self.writer.encode_signed(&e, &s.key);
+                // The batch is in the envelope's bytes now: its buffers go back to the builder.
+                if let Some(open) = self.open.get_mut(&kind) {
+                    open.builder.recycle(e.batch);
+                }
+                bytes
+            });
+        let bytes = match encoded {
             Ok(bytes) => bytes,
             Err(e) => {
                 Stats::add(&self.stats.events_rejected, rows);
