@@ -170,11 +170,17 @@ where
     if matches!(b.get(i), Some(b'[' | b'-')) {
         return None;
     }
-    let (appname, procid) = match tag.split_once('[') {
-        Some((app, rest)) => match rest.find(']') {
-            Some(end) if end > 0 && end + 1 == rest.len() => (app, Some(&rest[..end])),
-            _ => (tag, None),
-        },
+    // `app[pid]`: the tag is a few ASCII bytes, searched byte by byte (`str::find` costs more
+    // to set up than such a search).
+    let byte_at = |t: &str, c: u8| t.bytes().position(|x| x == c);
+    let (appname, procid) = match byte_at(tag, b'[') {
+        Some(open) => {
+            let (app, rest) = (&tag[..open], &tag[open + 1..]);
+            match byte_at(rest, b']') {
+                Some(end) if end > 0 && end + 1 == rest.len() => (app, Some(&rest[..end])),
+                _ => (tag, None),
+            }
+        }
         None => (tag, None),
     };
     let date = (month, day, hour, minute, second);
@@ -244,7 +250,7 @@ fn starts_with_timestamp(line: &str) -> bool {
 /// `<38>2026-12-01T21:39:39+01:00 host app: msg`; `None` when there is nothing to add.
 fn with_local_zone(line: &str) -> Option<String> {
     let start = if line.starts_with('<') {
-        line.find('>')? + 1
+        memchr::memchr(b'>', line.as_bytes())? + 1
     } else {
         0
     };

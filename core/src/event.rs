@@ -539,6 +539,11 @@ impl TextLists {
     }
 }
 
+/// Typed columns whose values [`BatchBuilder`] places by position (every kind has fewer).
+const TYPED_PLACES: usize = 48;
+/// No value for the column in [`BatchBuilder`]'s placement.
+const NO_VALUE: u8 = u8::MAX;
+
 /// `[0]`, with room for `capacity` offsets.
 fn with_zero(capacity: usize) -> Vec<i32> {
     let mut v = Vec::with_capacity(capacity.max(1));
@@ -649,7 +654,12 @@ impl BatchBuilder {
         A: Iterator<Item = (&'a [u8], &'a [u8])>,
     {
         let specs = schema::typed_columns(self.kind);
-        for (name, value) in (row.typed)() {
+        // Each column's value, as its place in the row's typed values (the first of that
+        // name), found while checking them: names are compared once per value, not once per
+        // column and value. A row with more values than `place` counts looks them up by name.
+        let mut place = [NO_VALUE; TYPED_PLACES];
+        let mut placed = specs.len() <= TYPED_PLACES;
+        for (k, (name, value)) in (row.typed)().enumerate() {
             let idx = specs
                 .iter()
                 .position(|c| c.name == name)
@@ -658,6 +668,14 @@ impl BatchBuilder {
                     column: name,
                 })?;
             self.typed[idx].check(&specs[idx], value)?;
+            match (place.get_mut(idx), u8::try_from(k)) {
+                (Some(slot), Ok(k)) if k != NO_VALUE => {
+                    if *slot == NO_VALUE {
+                        *slot = k;
+                    }
+                }
+                _ => placed = false,
+            }
         }
         if let Some(s) = row.severity
             && s > 7
@@ -676,8 +694,16 @@ impl BatchBuilder {
         self.host.append(row.host);
         self.severity.append_option(row.severity);
         self.message.append(row.message);
-        for (spec, builder) in specs.iter().zip(self.typed.iter_mut()) {
-            builder.append((row.typed)().find_map(|(name, v)| (name == spec.name).then_some(v)));
+        for (i, (spec, builder)) in specs.iter().zip(self.typed.iter_mut()).enumerate() {
+            let value = if placed {
+                match place.get(i).copied().unwrap_or(NO_VALUE) {
+                    NO_VALUE => None,
+                    k => (row.typed)().nth(usize::from(k)).map(|(_, v)| v),
+                }
+            } else {
+                (row.typed)().find_map(|(name, v)| (name == spec.name).then_some(v))
+            };
+            builder.append(value);
         }
         for (k, v) in row.attrs {
             self.attr_keys.push(k);
@@ -974,6 +1000,48 @@ fn describe_mismatch(expected: &arrow_schema::Schema, got: &arrow_schema::Schema
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each column gets the first typed value of its name, in any order of the values, and
+    /// nothing when the row has none.
+    #[test]
+    fn typed_values_land_in_their_columns_first_one_winning() {
+        let tenant = Kommunenummer::parse("0301").expect("tenant");
+        let collector = CollectorId::new("k0301-01").expect("id");
+        let mut builder = BatchBuilder::new(SourceKind::Syslog, tenant, collector, 2);
+        let str = |s: &str| Value::Str(s.to_owned());
+        builder
+            .push(&Event {
+                typed: vec![
+                    ("proc_id", str("42")),
+                    ("app_name", str("sshd")),
+                    ("app_name", str("second")),
+                    ("facility", Value::UInt(4)),
+                ],
+                ..Event::default()
+            })
+            .expect("push");
+        builder
+            .push(&Event {
+                typed: vec![("msg_id", str("ID47"))],
+                ..Event::default()
+            })
+            .expect("push");
+        let batch = builder.finish().expect("batch");
+        let reader = BatchReader::new(SourceKind::Syslog, &batch).expect("reader");
+        let column = |name: &str, row: usize| {
+            let i = schema::typed_columns(SourceKind::Syslog)
+                .iter()
+                .position(|c| c.name == name)
+                .expect("column");
+            reader.typed(i, row)
+        };
+        assert_eq!(column("app_name", 0), Some(ValueRef::Str("sshd")));
+        assert_eq!(column("proc_id", 0), Some(ValueRef::Str("42")));
+        assert_eq!(column("facility", 0), Some(ValueRef::UInt(4)));
+        assert_eq!(column("msg_id", 0), None);
+        assert_eq!(column("msg_id", 1), Some(ValueRef::Str("ID47")));
+        assert_eq!(column("app_name", 1), None);
+    }
 
     /// A batch given back is where the next one is written: the message column of the second
     /// batch lives in the first one's buffer, and holds only its own rows.
