@@ -663,7 +663,7 @@ impl BatchBuilder {
             let idx = specs
                 .iter()
                 .position(|c| c.name == name)
-                .ok_or(Error::UnknownColumn {
+                .ok_or_else(|| Error::UnknownColumn {
                     kind: self.kind,
                     column: name,
                 })?;
