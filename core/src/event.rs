@@ -660,13 +660,14 @@ impl BatchBuilder {
         let mut place = [NO_VALUE; TYPED_PLACES];
         let mut placed = specs.len() <= TYPED_PLACES;
         for (k, (name, value)) in (row.typed)().enumerate() {
-            let idx = specs
-                .iter()
-                .position(|c| c.name == name)
-                .ok_or_else(|| Error::UnknownColumn {
-                    kind: self.kind,
-                    column: name,
-                })?;
+            let idx =
+                specs
+                    .iter()
+                    .position(|c| c.name == name)
+                    .ok_or_else(|| Error::UnknownColumn {
+                        kind: self.kind,
+                        column: name,
+                    })?;
             self.typed[idx].check(&specs[idx], value)?;
             match (place.get_mut(idx), u8::try_from(k)) {
                 (Some(slot), Ok(k)) if k != NO_VALUE => {
