@@ -458,6 +458,19 @@ impl Framer {
     /// Adds received bytes; returns the messages completed by them.
     pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
         self.buf.extend_from_slice(data);
+        self.frame()
+    }
+
+    /// The buffer a reader appends received bytes to, with room for at least `room` more; then
+    /// [`Framer::frame`]. Reading straight into it spares the copy of every byte that
+    /// [`Framer::push`] makes.
+    pub fn spare(&mut self, room: usize) -> &mut Vec<u8> {
+        self.buf.reserve(room);
+        &mut self.buf
+    }
+
+    /// The messages completed by the bytes appended through [`Framer::spare`].
+    pub fn frame(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         if self.mode == Framing::Undecided {
             let skip = self
@@ -558,18 +571,19 @@ pub async fn pump_framed<R: AsyncRead + Unpin>(
 ) -> std::io::Result<u64> {
     let mut shutdown = ctx.shutdown.clone();
     let mut framer = Framer::new();
-    let mut chunk = vec![0u8; 64 * 1024];
     let mut sent = 0;
     let mut errors_seen = 0;
     loop {
+        // Read into the framer's own buffer (`read_buf` reads nothing when the other branch
+        // wins, so a shutdown loses no bytes).
         let n = tokio::select! {
-            r = reader.read(&mut chunk) => r?,
+            r = reader.read_buf(framer.spare(64 * 1024)) => r?,
             _ = shutdown.changed() => 0,
         };
         let messages = if n == 0 {
             framer.finish().into_iter().collect()
         } else {
-            framer.push(&chunk[..n])
+            framer.frame()
         };
         if framer.errors > errors_seen {
             ctx.counters
