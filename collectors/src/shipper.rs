@@ -539,15 +539,18 @@ impl<S: Sink> Shipper<S> {
         let s = &self.settings;
         let encoded =
             Envelope::new(kind, s.tenant, s.collector_id.clone(), seq, batch).and_then(|e| {
-                let bytes = self.writer.encode_signed(&e, &s.key);
-                // The batch is in the envelope's bytes now: its buffers go back to the builder.
-                if let Some(open) = self.open.get_mut(&kind) {
-                    open.builder.recycle(e.batch);
-                }
-                bytes
+                self.writer
+                    .encode_signed(&e, &s.key)
+                    .map(|bytes| (bytes, e.batch))
             });
         let bytes = match encoded {
-            Ok(bytes) => bytes,
+            Ok((bytes, batch)) => {
+                // The batch is in the envelope's bytes now: its buffers go back to the builder.
+                if let Some(open) = self.open.get_mut(&kind) {
+                    open.builder.recycle(batch);
+                }
+                bytes
+            }
             Err(e) => {
                 Stats::add(&self.stats.events_rejected, rows);
                 warn!(error = %e, %kind, rows, "envelope could not be encoded");

@@ -400,11 +400,11 @@ impl Strings {
         else {
             return;
         };
-        if let Some(mut bytes) = reusable(values, &self.bytes) {
+        if let Some(mut bytes) = reusable(values, self.bytes.capacity()) {
             bytes.clear();
             self.bytes = bytes;
         }
-        if let Some(mut ends) = reusable(offsets.into_inner().into_inner(), &self.ends) {
+        if let Some(mut ends) = reusable(offsets.into_inner().into_inner(), self.ends.capacity()) {
             ends.clear();
             ends.push(0);
             self.ends = ends;
@@ -513,7 +513,7 @@ impl TextLists {
             return;
         };
         self.strings.recycle(values);
-        if let Some(mut ends) = reusable(rows.into_inner().into_inner(), &self.rows) {
+        if let Some(mut ends) = reusable(rows.into_inner().into_inner(), self.rows.capacity()) {
             ends.clear();
             ends.push(0);
             self.rows = ends;
@@ -558,12 +558,11 @@ fn owned<T: Array + Clone + 'static>(array: ArrayRef) -> Option<T> {
     Some(typed)
 }
 
-/// `buffer` as a vector to write into instead of `fresh`: when nothing else holds it, it has at
-/// least `fresh`'s room and not more than twice that (one large batch does not pin its memory
-/// for all that follow).
-fn reusable<T: arrow_buffer::ArrowNativeType>(buffer: Buffer, fresh: &Vec<T>) -> Option<Vec<T>> {
+/// `buffer` as a vector to write into instead of one with `room`: when nothing else holds it,
+/// it has at least that room and not more than twice that (one large batch does not pin its
+/// memory for all that follow).
+fn reusable<T: arrow_buffer::ArrowNativeType>(buffer: Buffer, room: usize) -> Option<Vec<T>> {
     let v = buffer.into_vec::<T>().ok()?;
-    let room = fresh.capacity();
     (v.capacity() >= room && v.capacity() <= room.saturating_mul(2)).then_some(v)
 }
 
