@@ -76,18 +76,59 @@ impl Event {
 }
 
 /// One row on its way into a batch: what [`BatchBuilder::push_row`] appends, borrowed.
-struct RowRef<'a, T, A> {
+struct RowRef<'a, T, G, A> {
     event_time_us: i64,
     receive_time_us: i64,
     host: Option<&'a str>,
     severity: Option<u8>,
     message: Option<&'a str>,
-    /// The typed values, walked once to check and once per column to append.
+    /// The typed values, walked once to check them.
     typed: T,
+    /// The typed value at a place of that walk, for appending.
+    typed_at: G,
     attrs: A,
-    /// At least the bytes of all keys and of all values, to make room once.
-    attr_room: (usize, usize),
-    attr_count: usize,
+}
+
+/// A row's attributes on their way into the batch's two lists.
+trait AttrSource {
+    /// At least the bytes of all keys and of all values, and the number of pairs, to make
+    /// room once.
+    fn room(&self) -> (usize, usize, usize);
+    /// Appends the keys and the values, after [`TextLists::reserve`] made that room.
+    fn append_to(self, keys: &mut TextLists, values: &mut TextLists);
+}
+
+/// An [`Event`]'s attributes: one string at a time.
+impl AttrSource for &[(String, String)] {
+    fn room(&self) -> (usize, usize, usize) {
+        let (k, v) = self.iter().fold((0, 0), |(k, v), (key, value)| {
+            (k + key.len(), v + value.len())
+        });
+        (k, v, self.len())
+    }
+
+    fn append_to(self, keys: &mut TextLists, values: &mut TextLists) {
+        for (k, v) in self {
+            keys.push(k.as_bytes());
+            values.push(v.as_bytes());
+        }
+    }
+}
+
+/// A [`Row`]'s attributes: each list's strings in one piece.
+impl AttrSource for &Attrs {
+    fn room(&self) -> (usize, usize, usize) {
+        (
+            self.keys.closed().len(),
+            self.values.closed().len(),
+            self.len(),
+        )
+    }
+
+    fn append_to(self, keys: &mut TextLists, values: &mut TextLists) {
+        keys.push_all(&self.keys);
+        values.push_all(&self.values);
+    }
 }
 
 /// A span of a [`Row`]'s text.
@@ -100,7 +141,121 @@ enum RowValue {
     UInt(u64),
 }
 
-/// An event whose text lives in one buffer the row keeps between events: the form a decoder
+/// Strings written one after another into one buffer, each closed by recording its end: the
+/// keys, or the values, of a [`Row`]'s attributes, in the order of the batch's lists, so that
+/// appending a row copies each buffer in one piece. Text written after the last end is the
+/// open string, closed or dropped by the writer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Texts {
+    text: String,
+    /// End of each closed string in `text`.
+    ends: Vec<u32>,
+}
+
+impl Texts {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+
+    /// The buffer; what is written at its end is the open string.
+    pub(crate) fn text_mut(&mut self) -> &mut String {
+        &mut self.text
+    }
+
+    /// The text of a span of the buffer.
+    pub(crate) fn span_text(&self, (start, end): Span) -> &str {
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// Where the open string starts: the end of the last closed one.
+    fn open_start(&self) -> usize {
+        self.ends.last().map_or(0, |&e| e as usize)
+    }
+
+    /// The closed strings, one after another.
+    fn closed(&self) -> &[u8] {
+        self.text
+            .as_bytes()
+            .get(..self.open_start())
+            .unwrap_or_default()
+    }
+
+    /// Forgets the open string.
+    pub(crate) fn drop_open(&mut self) {
+        self.text.truncate(self.open_start());
+    }
+
+    /// The `i`th closed string.
+    fn get(&self, i: usize) -> &str {
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.span_text((start, end))
+    }
+}
+
+/// A [`Row`]'s attributes: keys and values as two [`Texts`], closed in pairs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Attrs {
+    keys: Texts,
+    values: Texts,
+}
+
+impl Attrs {
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.values.clear();
+    }
+
+    /// Attributes closed so far.
+    pub(crate) fn len(&self) -> usize {
+        self.keys.ends.len()
+    }
+
+    /// The open key, to write into.
+    pub(crate) fn keys(&mut self) -> &mut Texts {
+        &mut self.keys
+    }
+
+    /// The open value, to write into.
+    pub(crate) fn values(&mut self) -> &mut Texts {
+        &mut self.values
+    }
+
+    /// Closes the open key and the open value as one attribute.
+    pub(crate) fn close(&mut self) {
+        let end = |t: &Texts| u32::try_from(t.text.len()).unwrap_or(u32::MAX);
+        self.keys.ends.push(end(&self.keys));
+        self.values.ends.push(end(&self.values));
+    }
+
+    fn get(&self, i: usize) -> (&str, &str) {
+        (self.keys.get(i), self.values.get(i))
+    }
+
+    /// Keeps only the attributes of `ranges` (of closed attributes, by position), in their
+    /// order, and forgets anything open; `spare` is where they are put together (its buffers
+    /// are swapped with these, and kept for the next time).
+    pub(crate) fn select(&mut self, ranges: &[(usize, usize)], spare: &mut Attrs) {
+        spare.clear();
+        for &(from, to) in ranges {
+            for i in from..to.min(self.len()) {
+                let (k, v) = self.get(i);
+                spare.keys.text.push_str(k);
+                spare.values.text.push_str(v);
+                spare.close();
+            }
+        }
+        std::mem::swap(self, spare);
+    }
+}
+
+/// An event whose text lives in buffers the row keeps between events: the form a decoder
 /// fills without allocating per field, appended by [`BatchBuilder::push_row`] or turned into an
 /// [`Event`] by [`Row::to_event`]. [`crate::windows::EvtxDecoder`] fills one.
 #[derive(Debug, Clone, Default)]
@@ -111,11 +266,12 @@ pub struct Row {
     pub receive_time_us: i64,
     /// Severity on the syslog scale (0 emergency … 7 debug).
     pub severity: Option<u8>,
+    /// The host, the message and typed text; spans point here.
     text: String,
     host: Option<Span>,
     message: Option<Span>,
     typed: Vec<(&'static str, RowValue)>,
-    attrs: Vec<(Span, Span)>,
+    attrs: Attrs,
 }
 
 impl Row {
@@ -129,6 +285,14 @@ impl Row {
         self.message = None;
         self.typed.clear();
         self.attrs.clear();
+    }
+
+    /// The typed value at `place` among those set.
+    fn typed_at(&self, place: usize) -> Option<ValueRef<'_>> {
+        self.typed.get(place).map(|(_, v)| match *v {
+            RowValue::Str(s) => ValueRef::Str(self.span_text(s)),
+            RowValue::UInt(n) => ValueRef::UInt(n),
+        })
     }
 
     /// The text of a span.
@@ -159,19 +323,9 @@ impl Row {
         })
     }
 
-    /// The attributes as bytes, for appending to a batch: text from `&str`s only, cut at the
-    /// ends of what was written, so every piece is UTF-8.
-    fn attr_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        let text = self.text.as_bytes();
-        let cut = move |(a, b): Span| text.get(a as usize..b as usize).unwrap_or_default();
-        self.attrs.iter().map(move |&(k, v)| (cut(k), cut(v)))
-    }
-
     /// The attributes, in order.
     pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
-        self.attrs
-            .iter()
-            .map(|&(k, v)| (self.span_text(k), self.span_text(v)))
+        (0..self.attrs.len()).map(|i| self.attrs.get(i))
     }
 
     /// The same event with owned strings.
@@ -246,8 +400,35 @@ impl Row {
         self.event_time_us = self.receive_time_us;
     }
 
-    /// The attribute list, as spans of the text.
-    pub(crate) fn attr_spans_mut(&mut self) -> &mut Vec<(Span, Span)> {
+    /// Copies a span of the row's text to the end of the open key (`key`) or value.
+    pub(crate) fn copy_to_attr(&mut self, (start, end): Span, key: bool) {
+        let text = self
+            .text
+            .get(start as usize..end as usize)
+            .unwrap_or_default();
+        let out = if key {
+            &mut self.attrs.keys.text
+        } else {
+            &mut self.attrs.values.text
+        };
+        out.push_str(text);
+    }
+
+    /// Copies a span of the open or closed values to the row's text, and returns its span there.
+    pub(crate) fn value_to_text(&mut self, (start, end): Span) -> Span {
+        let from = self.mark();
+        let text = self
+            .attrs
+            .values
+            .text
+            .get(start as usize..end as usize)
+            .unwrap_or_default();
+        self.text.push_str(text);
+        self.since(from)
+    }
+
+    /// The attributes, written as keys and values closed in pairs.
+    pub(crate) fn attrs_mut(&mut self) -> &mut Attrs {
         &mut self.attrs
     }
 }
@@ -505,6 +686,16 @@ impl TextLists {
         self.strings.push(s);
     }
 
+    /// Appends the closed strings of `texts` to the open row in one piece, after
+    /// [`TextLists::reserve`].
+    fn push_all(&mut self, texts: &Texts) {
+        let base = self.strings.bytes.len();
+        self.strings.bytes.extend_from_slice(texts.closed());
+        self.strings
+            .ends
+            .extend(texts.ends.iter().map(|&e| (base + e as usize) as i32));
+    }
+
     /// [`Strings::recycle`] for a finished `List<Utf8>` array: its strings' buffers and its
     /// row ends.
     fn recycle(&mut self, array: ArrayRef) {
@@ -618,14 +809,8 @@ impl BatchBuilder {
             severity: event.severity,
             message: event.message.as_deref(),
             typed: || event.typed.iter().map(|(name, v)| (*name, v.as_ref())),
-            attrs: event
-                .attrs
-                .iter()
-                .map(|(k, v)| (k.as_bytes(), v.as_bytes())),
-            attr_room: event.attrs.iter().fold((0, 0), |(k, v), (key, value)| {
-                (k + key.len(), v + value.len())
-            }),
-            attr_count: event.attrs.len(),
+            typed_at: |k: usize| event.typed.get(k).map(|(_, v)| v.as_ref()),
+            attrs: event.attrs.as_slice(),
         })
     }
 
@@ -639,18 +824,17 @@ impl BatchBuilder {
             severity: row.severity,
             message: row.message(),
             typed: || row.typed(),
-            attrs: row.attr_bytes(),
-            // Keys and values are cut from the row's text: neither needs more than all of it.
-            attr_room: (row.text.len(), row.text.len()),
-            attr_count: row.attrs.len(),
+            typed_at: |k: usize| row.typed_at(k),
+            attrs: &row.attrs,
         })
     }
 
-    fn append<'a, T, I, A>(&mut self, row: RowRef<'a, T, A>) -> Result<()>
+    fn append<'a, T, I, G, A>(&mut self, row: RowRef<'a, T, G, A>) -> Result<()>
     where
         T: Fn() -> I,
         I: Iterator<Item = (&'static str, ValueRef<'a>)>,
-        A: Iterator<Item = (&'a [u8], &'a [u8])>,
+        G: Fn(usize) -> Option<ValueRef<'a>>,
+        A: AttrSource,
     {
         let specs = schema::typed_columns(self.kind);
         // Each column's value, as its place in the row's typed values (the first of that
@@ -682,8 +866,7 @@ impl BatchBuilder {
         {
             return Err(Error::BadSeverity(s));
         }
-        let (keys, values) = row.attr_room;
-        let n = row.attr_count;
+        let (keys, values, n) = row.attrs.room();
         let text_fits = self.host.fits(row.host.map_or(0, str::len))
             && self.message.fits(row.message.map_or(0, str::len));
         if !(text_fits && self.attr_keys.reserve(keys, n) && self.attr_values.reserve(values, n)) {
@@ -698,17 +881,15 @@ impl BatchBuilder {
             let value = if placed {
                 match place.get(i).copied().unwrap_or(NO_VALUE) {
                     NO_VALUE => None,
-                    k => (row.typed)().nth(usize::from(k)).map(|(_, v)| v),
+                    k => (row.typed_at)(usize::from(k)),
                 }
             } else {
                 (row.typed)().find_map(|(name, v)| (name == spec.name).then_some(v))
             };
             builder.append(value);
         }
-        for (k, v) in row.attrs {
-            self.attr_keys.push(k);
-            self.attr_values.push(v);
-        }
+        row.attrs
+            .append_to(&mut self.attr_keys, &mut self.attr_values);
         self.attr_keys.end_row();
         self.attr_values.end_row();
         self.rows += 1;

@@ -20,7 +20,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::Value as Json;
 
 use super::{NotAWindowsEvent, json, number, scalar_text, text, text_of};
-use crate::event::{Row, Span};
+use crate::event::{Attrs, Row, Span};
 
 /// Why a line is not a Windows event record.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +62,27 @@ struct Decoding {
     system: bool,
     /// `System.<member>` of the member being read, the prefix of its attributes.
     prefix: String,
-    /// Attributes of `System`, `EventData` and `UserData`, joined in this order at the end.
-    sections: [Vec<(Span, Span)>; 3],
+    /// The attributes of the last `System`, `EventData` and `UserData`, as positions among
+    /// the row's attributes. Each section's attributes are written where the record has them;
+    /// when the sections came in this order, once each (as in every record Windows writes),
+    /// that is already their order in the row.
+    sections: [(usize, usize); 3],
+    /// The last section begun, while the sections come in order, each once.
+    last_section: Option<usize>,
+    /// A section came out of order or again: [`Decoding::finish`] puts the row's attributes
+    /// together from `sections`.
+    reorder: bool,
+    /// Where they are put together, kept from record to record.
+    spare: Attrs,
+}
+
+/// Where a decoder writes a piece of text: the row's own text (host, typed values, and text
+/// only read while decoding), or the open key or value of an attribute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum To {
+    Text,
+    Key,
+    Value,
 }
 
 const SYSTEM: usize = 0;
@@ -112,9 +131,23 @@ impl Decoding {
         self.row.clear(receive_time_us);
         self.event = false;
         self.system = false;
-        for s in &mut self.sections {
-            s.clear();
+        self.sections = [(0, 0); 3];
+        self.last_section = None;
+        self.reorder = false;
+    }
+
+    /// Starts (or starts again) the attributes of `section`.
+    fn begin_section(&mut self, section: usize) {
+        if self.last_section.is_some_and(|last| last >= section) {
+            self.reorder = true;
         }
+        self.last_section = Some(section);
+        let at = self.row.attrs_mut().len();
+        self.sections[section] = (at, at);
+    }
+
+    fn end_section(&mut self, section: usize) {
+        self.sections[section].1 = self.row.attrs_mut().len();
     }
 
     fn finish(&mut self) -> Result<&Row, NotAWindowsEvent> {
@@ -124,18 +157,26 @@ impl Decoding {
         if !self.system {
             return Err(NotAWindowsEvent("no \"Event.System\" object"));
         }
-        let attrs = self.row.attr_spans_mut();
-        for s in &self.sections {
-            attrs.extend_from_slice(s);
+        if self.reorder {
+            self.row.attrs_mut().select(&self.sections, &mut self.spare);
         }
         Ok(&self.row)
     }
 
-    /// Writes a JSON value's attribute text (see [`text`]) and returns its span and whether it
-    /// was a scalar (string, number or boolean).
-    fn leaf(&mut self, leaf: Leaf<'_>) -> (Span, bool) {
-        let start = self.row.mark();
-        let out = self.row.text_mut();
+    /// The buffer `to` names.
+    fn out(&mut self, to: To) -> &mut String {
+        match to {
+            To::Text => self.row.text_mut(),
+            To::Key => self.row.attrs_mut().keys().text_mut(),
+            To::Value => self.row.attrs_mut().values().text_mut(),
+        }
+    }
+
+    /// Writes a JSON value's attribute text (see [`text`]) to `to` and returns its span there
+    /// and whether it was a scalar (string, number or boolean).
+    fn leaf(&mut self, leaf: Leaf<'_>, to: To) -> (Span, bool) {
+        let out = self.out(to);
+        let start = mark(out);
         let scalar = match leaf {
             Leaf::Str(s) => {
                 out.push_str(s);
@@ -160,32 +201,46 @@ impl Decoding {
                 false
             }
         };
-        (self.row.since(start), scalar)
+        (since(out, start), scalar)
     }
 
-    /// Writes `s` and returns its span.
-    fn write(&mut self, parts: &[&str]) -> Span {
-        let start = self.row.mark();
+    /// Writes `parts` to `to` and returns their span there.
+    fn write(&mut self, to: To, parts: &[&str]) -> Span {
+        let out = self.out(to);
+        let start = mark(out);
         for p in parts {
-            self.row.text_mut().push_str(p);
+            out.push_str(p);
         }
-        self.row.since(start)
+        since(out, start)
     }
 
-    /// Writes the prefix and `suffix` as one key and returns its span.
-    fn prefixed(&mut self, sep: &str, suffix: &str) -> Span {
-        let start = self.row.mark();
-        let out = self.row.text_mut();
+    /// Writes the prefix and `suffix` as the open key.
+    fn prefixed(&mut self, sep: &str, suffix: &str) {
+        let out = self.row.attrs_mut().keys().text_mut();
         out.push_str(&self.prefix);
         out.push_str(sep);
         out.push_str(suffix);
-        self.row.since(start)
     }
 
-    /// Writes `text` (from a tree's helper) and returns its span.
+    /// Writes `text` (from a tree's helper) to the row's text and returns its span.
     fn owned(&mut self, text: Option<String>) -> Option<Span> {
-        text.map(|t| self.write(&[&t]))
+        text.map(|t| self.write(To::Text, &[&t]))
     }
+
+    /// Closes the open key and value as one attribute.
+    fn close(&mut self) {
+        self.row.attrs_mut().close();
+    }
+}
+
+/// The end of what `out` holds, where the next span starts.
+fn mark(out: &str) -> u32 {
+    u32::try_from(out.len()).unwrap_or(u32::MAX)
+}
+
+/// The span of `out` from `start` to its end.
+fn since(out: &str, start: u32) -> Span {
+    (start, mark(out))
 }
 
 /// A JSON value that is not an object, as a visitor meets it.
@@ -273,27 +328,29 @@ impl<'de> Visitor<'de> for KeyIs {
     }
 }
 
-/// A member's name written into the row's text; also says which of `names` it is.
+/// A member's name written as the open key; also says which of `names` it is.
 struct KeyText<'a>(&'a mut Decoding, &'static [&'static str]);
 
-seed!(KeyText<'_>, (Span, Option<usize>), deserialize_str);
+seed!(KeyText<'_>, Option<usize>, deserialize_str);
 
 impl<'de> Visitor<'de> for KeyText<'_> {
-    type Value = (Span, Option<usize>);
+    type Value = Option<usize>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a member name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok((self.0.write(&[v]), self.1.iter().position(|n| *n == v)))
+        self.0.write(To::Key, &[v]);
+        Ok(self.1.iter().position(|n| *n == v))
     }
 }
 
-/// Any value as attribute text ([`text`]): its span, and whether it was a scalar.
-struct Text<'a>(&'a mut Decoding);
+/// Any value as attribute text ([`text`]) written to `.1`: its span there, and whether it was
+/// a scalar.
+struct Text<'a>(&'a mut Decoding, To);
 
 impl Text<'_> {
     fn leaf(self, leaf: Leaf<'_>) -> (Span, bool) {
-        self.0.leaf(leaf)
+        self.0.leaf(leaf, self.1)
     }
 }
 
@@ -363,16 +420,19 @@ impl<'de> Visitor<'de> for EventSeed<'_> {
                 Some(0) => {
                     d.system = false;
                     d.row.clear_typed();
-                    d.sections[SYSTEM].clear();
-                    map.next_value_seed(SystemSeed(d))?;
+                    d.begin_section(SYSTEM);
+                    map.next_value_seed(SystemSeed(&mut *d))?;
+                    d.end_section(SYSTEM);
                 }
                 Some(1) => {
-                    d.sections[EVENT_DATA].clear();
-                    map.next_value_seed(EventData(d))?;
+                    d.begin_section(EVENT_DATA);
+                    map.next_value_seed(EventData(&mut *d))?;
+                    d.end_section(EVENT_DATA);
                 }
                 Some(_) => {
-                    d.sections[USER_DATA].clear();
-                    map.next_value_seed(UserData(d))?;
+                    d.begin_section(USER_DATA);
+                    map.next_value_seed(UserData(&mut *d))?;
+                    d.end_section(USER_DATA);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -417,6 +477,7 @@ impl<'de> Visitor<'de> for SystemSeed<'_> {
                         emit: true,
                         want: "Name",
                     })? {
+                        let span = d.row.value_to_text(span);
                         d.row.set_str("provider", span);
                     }
                 }
@@ -434,7 +495,9 @@ impl<'de> Visitor<'de> for SystemSeed<'_> {
                     }
                 }
                 Some(name) => {
-                    let value = map.next_value_seed(SysValue(&mut *d))?;
+                    // Only the level is an attribute as well.
+                    let to = if name == "Level" { To::Value } else { To::Text };
+                    let value = map.next_value_seed(SysValue(&mut *d, to))?;
                     system_scalar(d, name, value);
                 }
                 None => {
@@ -450,8 +513,8 @@ impl<'de> Visitor<'de> for SystemSeed<'_> {
     }
 }
 
-/// A `System` member read for a typed column: a value not an object written as its text
-/// (`span`, whether a scalar, and its number as [`number`] reads it); an object (as
+/// A `System` member read for a typed column: a value not an object written as its text to
+/// `.1` (`span`, whether a scalar, and its number as [`number`] reads it); an object (as
 /// `{"#text": 1, "#attributes": …}`, rare) read into a tree.
 enum SysVal {
     Leaf {
@@ -462,7 +525,7 @@ enum SysVal {
     Tree(Json),
 }
 
-struct SysValue<'a>(&'a mut Decoding);
+struct SysValue<'a>(&'a mut Decoding, To);
 
 seed!(SysValue<'_>, SysVal, deserialize_any);
 
@@ -473,7 +536,7 @@ impl SysValue<'_> {
             Leaf::Str(s) => s.trim().parse().ok(),
             _ => None,
         };
-        let (span, scalar) = self.0.leaf(leaf);
+        let (span, scalar) = self.0.leaf(leaf, self.1);
         SysVal::Leaf {
             span,
             scalar,
@@ -493,19 +556,22 @@ impl<'de> Visitor<'de> for SysValue<'_> {
     }
 }
 
-/// One of the first five [`SYSTEM_NAMES`]: for a leaf, `text_of` is the leaf itself.
+/// One of the first five [`SYSTEM_NAMES`]: for a leaf, `text_of` is the leaf itself. A
+/// `Level` leaf was written as the open value, others to the row's text.
 fn system_scalar(d: &mut Decoding, name: &str, value: SysVal) {
-    let (scalar_of_text, scalar, number_of_text, text_span) = match value {
+    let (scalar_of_text, scalar, number_of_text) = match value {
         SysVal::Leaf {
             span,
             scalar,
             number,
-        } => (scalar.then_some(span), scalar.then_some(span), number, span),
+        } => (scalar.then_some(span), scalar.then_some(span), number),
         SysVal::Tree(v) => {
             let of_text = d.owned(scalar_text(text_of(&v)));
             let own = d.owned(scalar_text(&v));
-            let span = d.write(&[&text(&v)]);
-            (of_text, own, number(text_of(&v)), span)
+            if name == "Level" {
+                d.write(To::Value, &[&text(&v)]);
+            }
+            (of_text, own, number(text_of(&v)))
         }
     };
     match name {
@@ -539,8 +605,8 @@ fn system_scalar(d: &mut Decoding, name: &str, value: SysVal) {
                 5 => 7, // verbose
                 _ => 6, // information (4) and "log always" (0)
             });
-            let key = d.write(&["System.Level"]);
-            d.sections[SYSTEM].push((key, text_span));
+            d.write(To::Key, &["System.Level"]);
+            d.close();
         }
     }
 }
@@ -578,9 +644,9 @@ seed!(Flatten<'_>, Option<Span>, deserialize_any);
 impl Flatten<'_> {
     fn leaf(self, leaf: Leaf<'_>) -> Option<Span> {
         if self.emit && !matches!(leaf, Leaf::Null) {
-            let (v, _) = self.d.leaf(leaf);
-            let k = self.d.prefixed("", "");
-            self.d.sections[SYSTEM].push((k, v));
+            self.d.leaf(leaf, To::Value);
+            self.d.prefixed("", "");
+            self.d.close();
         }
         None
     }
@@ -607,22 +673,25 @@ impl<'de> Visitor<'de> for Flatten<'_> {
                         wanted = Some(span);
                     }
                 }
-                Some(_) => own_text = Some(map.next_value_seed(Text(&mut *d))?.0),
+                // Kept aside: it follows the attributes, wherever the record has it.
+                Some(_) => own_text = Some(map.next_value_seed(Text(&mut *d, To::Text))?.0),
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         if emit && let Some(v) = own_text {
-            let k = d.prefixed("", "");
-            d.sections[SYSTEM].push((k, v));
+            d.prefixed("", "");
+            d.row.copy_to_attr(v, false);
+            d.close();
         }
         Ok(wanted)
     }
 }
 
 /// The `#attributes` object of a `System` member (see [`Flatten`]), or of a `Data` item (its
-/// `Name`).
+/// `Name`). Emitted attributes are written as keys and values; when not emitted, their values
+/// go to the row's text (where the wanted one's span then points).
 struct Attributes<'a> {
     d: &'a mut Decoding,
     emit: bool,
@@ -646,34 +715,44 @@ impl<'de> Visitor<'de> for Attributes<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let Attributes { d, emit, want } = self;
         let mut wanted = None;
-        while let Some((name, is_wanted)) = map.next_key_seed(AttrName { d: &mut *d, want })? {
-            let (v, scalar) = map.next_value_seed(Text(&mut *d))?;
+        let to = if emit { To::Value } else { To::Text };
+        while let Some(is_wanted) = map.next_key_seed(AttrName {
+            d: &mut *d,
+            emit,
+            want,
+        })? {
+            let (v, scalar) = map.next_value_seed(Text(&mut *d, to))?;
             if is_wanted {
                 wanted = scalar.then_some(v);
             }
             if emit {
-                d.sections[SYSTEM].push((name, v));
+                d.close();
             }
         }
         Ok(wanted)
     }
 }
 
-/// An attribute's key `<prefix>_<name>`, and whether the name is the one wanted.
+/// An attribute's name: the open key `<prefix>_<name>` when `emit`; whether the name is the
+/// one wanted.
 struct AttrName<'a> {
     d: &'a mut Decoding,
+    emit: bool,
     want: &'static str,
 }
 
-seed!(AttrName<'_>, (Span, bool), deserialize_str);
+seed!(AttrName<'_>, bool, deserialize_str);
 
 impl<'de> Visitor<'de> for AttrName<'_> {
-    type Value = (Span, bool);
+    type Value = bool;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an attribute name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok((self.d.prefixed("_", v), v == self.want))
+        if self.emit {
+            self.d.prefixed("_", v);
+        }
+        Ok(v == self.want)
     }
 }
 
@@ -698,17 +777,16 @@ impl<'de> Visitor<'de> for EventData<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let d = self.0;
-        while let Some((key, which)) =
-            map.next_key_seed(KeyText(&mut *d, &["#attributes", "Data"]))?
-        {
+        while let Some(which) = map.next_key_seed(KeyText(&mut *d, &["#attributes", "Data"]))? {
             match which {
                 Some(0) => {
+                    d.row.attrs_mut().keys().drop_open();
                     map.next_value::<IgnoredAny>()?;
                 }
-                Some(_) => map.next_value_seed(DataMember { d: &mut *d, key })?,
+                Some(_) => map.next_value_seed(DataMember { d: &mut *d })?,
                 None => {
-                    let (v, _) = map.next_value_seed(Text(&mut *d))?;
-                    d.sections[EVENT_DATA].push((key, v));
+                    map.next_value_seed(Text(&mut *d, To::Value))?;
+                    d.close();
                 }
             }
         }
@@ -716,18 +794,18 @@ impl<'de> Visitor<'de> for EventData<'_> {
     }
 }
 
-/// `EventData.Data`: a list of named items; one named item; anything else an attribute `Data`.
+/// `EventData.Data`, whose name is the open key: a list of named items; one named item;
+/// anything else an attribute `Data`.
 struct DataMember<'a> {
     d: &'a mut Decoding,
-    key: Span,
 }
 
 seed!(DataMember<'_>, (), deserialize_any);
 
 impl DataMember<'_> {
     fn leaf(self, leaf: Leaf<'_>) {
-        let (v, _) = self.d.leaf(leaf);
-        self.d.sections[EVENT_DATA].push((self.key, v));
+        self.d.leaf(leaf, To::Value);
+        self.d.close();
     }
 }
 
@@ -744,6 +822,7 @@ impl<'de> Visitor<'de> for DataMember<'_> {
         // One item without the list around it: rare, read as a tree.
         let v = tree(map)?;
         if v.get("#attributes").is_some() {
+            self.d.row.attrs_mut().keys().drop_open();
             Item {
                 d: self.d,
                 index: 0,
@@ -758,6 +837,8 @@ impl<'de> Visitor<'de> for DataMember<'_> {
 }
 
 fn data_list<'de, A: SeqAccess<'de>>(d: &mut Decoding, mut seq: A) -> Result<(), A::Error> {
+    // The items name themselves: not `Data`, if that was the open key.
+    d.row.attrs_mut().keys().drop_open();
     let mut index = 0;
     while seq.next_element_seed(Item { d: &mut *d, index })?.is_some() {
         index += 1;
@@ -776,17 +857,18 @@ seed!(Item<'_>, (), deserialize_any);
 
 impl Item<'_> {
     fn leaf(mut self, leaf: Leaf<'_>) {
-        let (v, _) = self.d.leaf(leaf);
-        let k = self.unnamed();
-        self.d.sections[EVENT_DATA].push((k, v));
+        self.d.leaf(leaf, To::Value);
+        self.unnamed();
+        self.d.close();
     }
 
-    fn unnamed(&mut self) -> Span {
+    /// Writes the open key of an unnamed item.
+    fn unnamed(&mut self) {
         if self.index == 0 {
-            self.d.write(&["Data"])
+            self.d.write(To::Key, &["Data"]);
         } else {
             self.d
-                .write(&["Data", itoa::Buffer::new().format(self.index)])
+                .write(To::Key, &["Data", itoa::Buffer::new().format(self.index)]);
         }
     }
 }
@@ -799,7 +881,6 @@ impl<'de> Visitor<'de> for Item<'_> {
     leaves!();
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         let mut name = None;
-        let mut value = None;
         while let Some(k) = map.next_key_seed(KeyIs(&["#attributes", "#text"]))? {
             match k {
                 Some(0) => {
@@ -812,18 +893,21 @@ impl<'de> Visitor<'de> for Item<'_> {
                         name = Some(n);
                     }
                 }
-                Some(_) => value = Some(map.next_value_seed(Text(&mut *self.d))?.0),
+                // The open value; a later `#text` replaces it.
+                Some(_) => {
+                    self.d.row.attrs_mut().values().drop_open();
+                    map.next_value_seed(Text(&mut *self.d, To::Value))?;
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        let k = match name {
-            Some(n) => n,
+        match name {
+            Some(n) => self.d.row.copy_to_attr(n, true),
             None => self.unnamed(),
-        };
-        let v = value.unwrap_or_else(|| self.d.row.since(self.d.row.mark()));
-        self.d.sections[EVENT_DATA].push((k, v));
+        }
+        self.d.close();
         Ok(())
     }
 }
@@ -854,9 +938,9 @@ seed!(UserElement<'_>, (), deserialize_any);
 
 impl UserElement<'_> {
     fn leaf(self, leaf: Leaf<'_>) {
-        let (v, _) = self.0.leaf(leaf);
-        let k = self.0.write(&["UserData"]);
-        self.0.sections[USER_DATA].push((k, v));
+        self.0.leaf(leaf, To::Value);
+        self.0.write(To::Key, &["UserData"]);
+        self.0.close();
     }
 }
 
@@ -868,12 +952,13 @@ impl<'de> Visitor<'de> for UserElement<'_> {
     leaves!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let d = self.0;
-        while let Some((key, which)) = map.next_key_seed(KeyText(&mut *d, &["#attributes"]))? {
+        while let Some(which) = map.next_key_seed(KeyText(&mut *d, &["#attributes"]))? {
             if which.is_some() {
+                d.row.attrs_mut().keys().drop_open();
                 map.next_value::<IgnoredAny>()?;
             } else {
-                let (v, _) = map.next_value_seed(Text(&mut *d))?;
-                d.sections[USER_DATA].push((key, v));
+                map.next_value_seed(Text(&mut *d, To::Value))?;
+                d.close();
             }
         }
         Ok(())
