@@ -93,15 +93,14 @@ impl EvtxDecoder {
     /// Decodes one record from JSON text; `receive_time_us` is the receive time, and the event
     /// time when `TimeCreated` is missing or unreadable. The row is valid until the next call.
     ///
-    /// The text is read by Varde's own JSON reader (`core/src/windows/json.rs`); a document
-    /// it declines is read again by serde_json, whose reading or error (with line and column)
-    /// is then the answer.
+    /// The text is read by Varde's own JSON reader (`core/src/windows/json.rs`), the record's
+    /// objects walked by hand ([`direct`]) where they have the usual shape; a document the
+    /// reader declines is read again by serde_json, whose reading or error (with line and
+    /// column) is then the answer.
     pub fn decode_str(&mut self, text: &str, receive_time_us: i64) -> Result<&Row, EvtxError> {
         self.d.begin(receive_time_us);
         let mut reader = json::Reader::new(text, &mut self.scratch);
-        let fast = Top(&mut self.d)
-            .deserialize(&mut reader)
-            .and_then(|()| reader.end());
+        let fast = direct::top(&mut reader, &mut self.d).and_then(|()| reader.end());
         if fast.is_err() {
             self.d.begin(receive_time_us);
             let mut de = serde_json::Deserializer::from_str(text);
@@ -225,6 +224,33 @@ impl Decoding {
     /// Writes `text` (from a tree's helper) to the row's text and returns its span.
     fn owned(&mut self, text: Option<String>) -> Option<Span> {
         text.map(|t| self.write(To::Text, &[&t]))
+    }
+
+    /// Keeps `System.<name>` as the prefix of a `System` member's attributes; which of
+    /// [`SYSTEM_NAMES`] it is.
+    fn system_key(&mut self, name: &str) -> Option<usize> {
+        self.prefix.clear();
+        self.prefix.push_str("System.");
+        self.prefix.push_str(name);
+        SYSTEM_NAMES.iter().position(|n| *n == name)
+    }
+
+    /// `Provider/@Name` (a span of the values) as the typed column `provider`.
+    fn provider(&mut self, name: Option<Span>) {
+        if let Some(span) = name {
+            let span = self.row.value_to_text(span);
+            self.row.set_str("provider", span);
+        }
+    }
+
+    /// `TimeCreated/@SystemTime` (a span of the row's text) as the event time, when readable.
+    fn time_created(&mut self, at: Option<Span>) {
+        if let Some(t) = at
+            .map(|span| self.row.span_text(span))
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            self.row.event_time_us = t.timestamp_micros();
+        }
     }
 
     /// Closes the open key and value as one attribute.
@@ -469,44 +495,56 @@ impl<'de> Visitor<'de> for SystemSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let d = self.0;
         d.system = true;
-        while let Some(which) = map.next_key_seed(SystemKey(d))? {
-            match which.map(|i| SYSTEM_NAMES[i]) {
-                Some("Provider") => {
-                    if let Some(span) = map.next_value_seed(Flatten {
-                        d: &mut *d,
-                        emit: true,
-                        want: "Name",
-                    })? {
-                        let span = d.row.value_to_text(span);
-                        d.row.set_str("provider", span);
-                    }
+        while let Some(which) = map.next_key_seed(SystemKey(&mut *d))? {
+            map.next_value_seed(SystemMember { d: &mut *d, which })?;
+        }
+        Ok(())
+    }
+}
+
+/// The value of a `System` member whose name ([`SystemKey`]) is `which` of
+/// [`SYSTEM_NAMES`] (`None`: another name).
+struct SystemMember<'a> {
+    d: &'a mut Decoding,
+    which: Option<usize>,
+}
+
+impl<'de> DeserializeSeed<'de> for SystemMember<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        let d = self.d;
+        match self.which.map(|i| SYSTEM_NAMES[i]) {
+            Some("Provider") => {
+                let name = Flatten {
+                    d: &mut *d,
+                    emit: true,
+                    want: "Name",
                 }
-                Some("TimeCreated") => {
-                    let at = map.next_value_seed(Flatten {
-                        d: &mut *d,
-                        emit: false,
-                        want: "SystemTime",
-                    })?;
-                    if let Some(t) = at
-                        .map(|span| d.row.span_text(span))
-                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    {
-                        d.row.event_time_us = t.timestamp_micros();
-                    }
+                .deserialize(de)?;
+                d.provider(name);
+            }
+            Some("TimeCreated") => {
+                let at = Flatten {
+                    d: &mut *d,
+                    emit: false,
+                    want: "SystemTime",
                 }
-                Some(name) => {
-                    // Only the level is an attribute as well.
-                    let to = if name == "Level" { To::Value } else { To::Text };
-                    let value = map.next_value_seed(SysValue(&mut *d, to))?;
-                    system_scalar(d, name, value);
+                .deserialize(de)?;
+                d.time_created(at);
+            }
+            Some(name) => {
+                // Only the level is an attribute as well.
+                let to = if name == "Level" { To::Value } else { To::Text };
+                let value = SysValue(&mut *d, to).deserialize(de)?;
+                system_scalar(d, name, value);
+            }
+            None => {
+                Flatten {
+                    d: &mut *d,
+                    emit: true,
+                    want: "",
                 }
-                None => {
-                    map.next_value_seed(Flatten {
-                        d: &mut *d,
-                        emit: true,
-                        want: "",
-                    })?;
-                }
+                .deserialize(de)?;
             }
         }
         Ok(())
@@ -623,10 +661,7 @@ impl<'de> Visitor<'de> for SystemKey<'_> {
         f.write_str("a member name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        self.0.prefix.clear();
-        self.0.prefix.push_str("System.");
-        self.0.prefix.push_str(v);
-        Ok(SYSTEM_NAMES.iter().position(|n| *n == v))
+        Ok(self.0.system_key(v))
     }
 }
 
@@ -962,6 +997,234 @@ impl<'de> Visitor<'de> for UserElement<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The record's usual shape walked by hand over Varde's JSON reader: the members of the
+/// document, of `Event`, `System` and `EventData`, and `EventData`'s string values, without a
+/// visitor's calls for each. Every other value (a `System` member's, nested objects and lists,
+/// numbers) and every object of another shape is read by the same visitors as
+/// [`EvtxDecoder::decode_value`] uses, on the same reader; this walk does what their
+/// `visit_map`s do, member for member.
+mod direct {
+    use super::json::{Declined, Reader};
+    use super::*;
+
+    type Result = std::result::Result<(), Declined>;
+
+    /// [`Top`].
+    pub(super) fn top(r: &mut Reader<'_, '_>, d: &mut Decoding) -> Result {
+        if !r.open_object()? {
+            return Top(d).deserialize(&mut *r);
+        }
+        let mut first = true;
+        loop {
+            let is_event = match r.next_member(&mut first)? {
+                None => return Ok(()),
+                Some(name) => name.as_str() == "Event",
+            };
+            r.colon()?;
+            if is_event {
+                let t = d.row.receive_time_us;
+                d.begin(t);
+                event(r, d)?;
+            } else {
+                IgnoredAny::deserialize(&mut *r)?;
+            }
+        }
+    }
+
+    /// [`EventSeed`].
+    fn event(r: &mut Reader<'_, '_>, d: &mut Decoding) -> Result {
+        if !r.open_object()? {
+            return EventSeed(d).deserialize(&mut *r);
+        }
+        d.event = true;
+        let mut first = true;
+        loop {
+            let which = match r.next_member(&mut first)? {
+                None => return Ok(()),
+                Some(name) => ["System", "EventData", "UserData"]
+                    .iter()
+                    .position(|n| *n == name.as_str()),
+            };
+            r.colon()?;
+            match which {
+                Some(0) => {
+                    d.system = false;
+                    d.row.clear_typed();
+                    d.begin_section(SYSTEM);
+                    system(r, d)?;
+                    d.end_section(SYSTEM);
+                }
+                Some(1) => {
+                    d.begin_section(EVENT_DATA);
+                    event_data(r, d)?;
+                    d.end_section(EVENT_DATA);
+                }
+                Some(_) => {
+                    d.begin_section(USER_DATA);
+                    UserData(&mut *d).deserialize(&mut *r)?;
+                    d.end_section(USER_DATA);
+                }
+                None => {
+                    IgnoredAny::deserialize(&mut *r)?;
+                }
+            }
+        }
+    }
+
+    /// [`SystemSeed`].
+    fn system(r: &mut Reader<'_, '_>, d: &mut Decoding) -> Result {
+        if !r.open_object()? {
+            return SystemSeed(d).deserialize(&mut *r);
+        }
+        d.system = true;
+        let mut first = true;
+        loop {
+            let which = match r.next_member(&mut first)? {
+                None => return Ok(()),
+                Some(name) => d.system_key(name.as_str()),
+            };
+            r.colon()?;
+            match which.map(|i| SYSTEM_NAMES[i]) {
+                Some("Provider") => {
+                    let name = flatten(r, d, true, "Name")?;
+                    d.provider(name);
+                }
+                Some("TimeCreated") => {
+                    let at = flatten(r, d, false, "SystemTime")?;
+                    d.time_created(at);
+                }
+                Some(_) => SystemMember { d: &mut *d, which }.deserialize(&mut *r)?,
+                None => {
+                    flatten(r, d, true, "")?;
+                }
+            }
+        }
+    }
+
+    /// A value as attribute text written to `to`: a string read straight there, anything
+    /// else by [`Text`]. Its span there, and whether it was a scalar.
+    fn text(
+        r: &mut Reader<'_, '_>,
+        d: &mut Decoding,
+        to: To,
+    ) -> std::result::Result<(Span, bool), Declined> {
+        if r.peek() == Some(b'"') {
+            let out = d.out(to);
+            let start = mark(out);
+            r.string_value_onto(out)?;
+            Ok((since(out, start), true))
+        } else {
+            Text(d, to).deserialize(&mut *r)
+        }
+    }
+
+    /// [`Flatten`].
+    fn flatten(
+        r: &mut Reader<'_, '_>,
+        d: &mut Decoding,
+        emit: bool,
+        want: &'static str,
+    ) -> std::result::Result<Option<Span>, Declined> {
+        if !r.open_object()? {
+            return Flatten { d, emit, want }.deserialize(&mut *r);
+        }
+        let mut wanted = None;
+        let mut own_text = None;
+        let mut first = true;
+        loop {
+            let which = match r.next_member(&mut first)? {
+                None => break,
+                Some(name) => ["#attributes", "#text"]
+                    .iter()
+                    .position(|n| *n == name.as_str()),
+            };
+            r.colon()?;
+            match which {
+                Some(0) => {
+                    if let Some(span) = attributes(r, d, emit, want)? {
+                        wanted = Some(span);
+                    }
+                }
+                Some(_) => own_text = Some(text(r, d, To::Text)?.0),
+                None => {
+                    IgnoredAny::deserialize(&mut *r)?;
+                }
+            }
+        }
+        if emit && let Some(v) = own_text {
+            d.prefixed("", "");
+            d.row.copy_to_attr(v, false);
+            d.close();
+        }
+        Ok(wanted)
+    }
+
+    /// [`Attributes`].
+    fn attributes(
+        r: &mut Reader<'_, '_>,
+        d: &mut Decoding,
+        emit: bool,
+        want: &'static str,
+    ) -> std::result::Result<Option<Span>, Declined> {
+        if !r.open_object()? {
+            return Attributes { d, emit, want }.deserialize(&mut *r);
+        }
+        let to = if emit { To::Value } else { To::Text };
+        let mut wanted = None;
+        let mut first = true;
+        loop {
+            let is_wanted = match r.next_member(&mut first)? {
+                None => return Ok(wanted),
+                Some(name) => {
+                    let name = name.as_str();
+                    if emit {
+                        d.prefixed("_", name);
+                    }
+                    name == want
+                }
+            };
+            r.colon()?;
+            let (v, scalar) = text(r, d, to)?;
+            if is_wanted {
+                wanted = scalar.then_some(v);
+            }
+            if emit {
+                d.close();
+            }
+        }
+    }
+
+    /// [`EventData`].
+    fn event_data(r: &mut Reader<'_, '_>, d: &mut Decoding) -> Result {
+        if !r.open_object()? {
+            return EventData(d).deserialize(&mut *r);
+        }
+        let mut first = true;
+        loop {
+            let which = match r.next_member(&mut first)? {
+                None => return Ok(()),
+                Some(name) => {
+                    let name = name.as_str();
+                    d.write(To::Key, &[name]);
+                    ["#attributes", "Data"].iter().position(|n| *n == name)
+                }
+            };
+            r.colon()?;
+            match which {
+                Some(0) => {
+                    d.row.attrs_mut().keys().drop_open();
+                    IgnoredAny::deserialize(&mut *r)?;
+                }
+                Some(_) => DataMember { d: &mut *d }.deserialize(&mut *r)?,
+                None => {
+                    text(r, d, To::Value)?;
+                    d.close();
+                }
+            }
+        }
     }
 }
 

@@ -79,9 +79,17 @@ pub(super) struct Reader<'a, 's> {
 }
 
 /// A string as read: borrowed from the text, or unescaped into the scratch buffer.
-enum Str<'a, 's> {
+pub(super) enum Str<'a, 's> {
     Text(&'a str),
     Scratch(&'s str),
+}
+
+impl Str<'_, '_> {
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            Str::Text(s) | Str::Scratch(s) => s,
+        }
+    }
 }
 
 impl<'a, 's> Reader<'a, 's> {
@@ -136,32 +144,41 @@ impl<'a, 's> Reader<'a, 's> {
         }
     }
 
-    /// Reads a string whose opening quote was taken. Inlined into its two callers (values and
+    /// Reads a string whose opening quote was taken. Inlined into its callers (values and
     /// member names): a call of its own cost about as much as a short string's reading.
     #[inline(always)]
     fn string(&mut self) -> Result<Str<'a, '_>> {
         let b = self.bytes();
         let start = self.pos;
-        // Text from `from` on is still to be copied once the string has escapes.
-        let mut from = start;
-        let mut escaped = false;
+        let at = special(b, start).ok_or(Declined)?;
+        if b[at] == b'"' {
+            self.pos = at + 1;
+            return Ok(Str::Text(&self.text[start..at]));
+        }
+        let mut scratch = std::mem::take(self.scratch);
+        scratch.clear();
+        let read = self.string_onto(&mut scratch);
+        *self.scratch = scratch;
+        read?;
+        Ok(Str::Scratch(self.scratch.as_str()))
+    }
+
+    /// Reads a string whose opening quote was taken, appending its text, unescaped, to `out`.
+    #[inline(always)]
+    fn string_onto(&mut self, out: &mut String) -> Result<()> {
+        let b = self.bytes();
+        // Text from `from` on is still to be copied.
+        let mut from = self.pos;
         loop {
             let at = special(b, self.pos).ok_or(Declined)?;
             match b[at] {
                 b'"' => {
                     self.pos = at + 1;
-                    if !escaped {
-                        return Ok(Str::Text(&self.text[start..at]));
-                    }
-                    self.scratch.push_str(&self.text[from..at]);
-                    return Ok(Str::Scratch(self.scratch.as_str()));
+                    out.push_str(&self.text[from..at]);
+                    return Ok(());
                 }
                 b'\\' => {
-                    if !escaped {
-                        escaped = true;
-                        self.scratch.clear();
-                    }
-                    self.scratch.push_str(&self.text[from..at]);
+                    out.push_str(&self.text[from..at]);
                     match b.get(at + 1) {
                         // `\\`, `\"` and `\/` stand for their second byte: it starts the
                         // next run of text to copy (a Windows path is mostly these).
@@ -171,7 +188,7 @@ impl<'a, 's> Reader<'a, 's> {
                         }
                         _ => {
                             self.pos = at + 1;
-                            self.escape()?;
+                            out.push(self.escape()?);
                             from = self.pos;
                         }
                     }
@@ -182,9 +199,62 @@ impl<'a, 's> Reader<'a, 's> {
         }
     }
 
-    /// Reads one escape whose backslash was taken, into the scratch buffer: one of `\b`,
-    /// `\f`, `\n`, `\r`, `\t`, `\uXXXX` (the other three are read by [`Reader::string`]).
-    fn escape(&mut self) -> Result<()> {
+    /// The next byte but whitespace, not taken.
+    pub(super) fn peek(&mut self) -> Option<u8> {
+        self.skip_ws()
+    }
+
+    /// Takes the `{` of an object when one comes next (false, and nothing taken, when
+    /// something else does): for a caller that walks the members itself with
+    /// [`Reader::next_member`] instead of through a visitor.
+    pub(super) fn open_object(&mut self) -> Result<bool> {
+        if self.skip_ws() != Some(b'{') {
+            return Ok(false);
+        }
+        self.pos += 1;
+        self.nest()?;
+        Ok(true)
+    }
+
+    /// The next member's name (`first`: none was read yet), or `None` once the object's `}`
+    /// is taken. The caller takes the `:` with [`Reader::colon`] once done with the name.
+    pub(super) fn next_member(&mut self, first: &mut bool) -> Result<Option<Str<'a, '_>>> {
+        let next = self.skip_ws().ok_or(Declined)?;
+        if next == b'}' {
+            self.pos += 1;
+            self.depth += 1;
+            return Ok(None);
+        }
+        if !*first {
+            if next != b',' {
+                return Err(Declined);
+            }
+            self.pos += 1;
+            if self.skip_ws() != Some(b'"') {
+                return Err(Declined);
+            }
+        } else if next != b'"' {
+            return Err(Declined);
+        }
+        *first = false;
+        self.pos += 1;
+        self.string().map(Some)
+    }
+
+    /// Takes the `:` between a member's name and its value.
+    pub(super) fn colon(&mut self) -> Result<()> {
+        self.expect(b':')
+    }
+
+    /// Reads the string that comes next (see [`Reader::peek`]), appending its text to `out`.
+    pub(super) fn string_value_onto(&mut self, out: &mut String) -> Result<()> {
+        self.expect(b'"')?;
+        self.string_onto(out)
+    }
+
+    /// Reads one escape whose backslash was taken: one of `\b`, `\f`, `\n`, `\r`, `\t`,
+    /// `\uXXXX` (the other three are read by [`Reader::string_onto`]).
+    fn escape(&mut self) -> Result<char> {
         let c = *self.bytes().get(self.pos).ok_or(Declined)?;
         self.pos += 1;
         let ch = match c {
@@ -215,8 +285,7 @@ impl<'a, 's> Reader<'a, 's> {
             }
             _ => return Err(Declined),
         };
-        self.scratch.push(ch);
-        Ok(())
+        Ok(ch)
     }
 
     fn hex4(&mut self) -> Result<u32> {
