@@ -145,9 +145,15 @@ enum RowValue {
 /// keys, or the values, of a [`Row`]'s attributes, in the order of the batch's lists, so that
 /// appending a row copies each buffer in one piece. Text written after the last end is the
 /// open string, closed or dropped by the writer.
+///
+/// The buffers of a [`Row`] are bytes, not `String`s, so that a decoder can copy the pieces of
+/// its input it cut at ASCII bytes (quotes, backslashes) without checking again that each cut
+/// falls between characters: what is written is only whole `&str`s, whole characters, and
+/// such pieces of a `&str`, so it is UTF-8. Reading a piece back as text checks it (a piece
+/// that were not would read as empty), and a batch checks all its text when finished.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Texts {
-    text: String,
+    text: Vec<u8>,
     /// End of each closed string in `text`.
     ends: Vec<u32>,
 }
@@ -159,15 +165,8 @@ impl Texts {
     }
 
     /// The buffer; what is written at its end is the open string.
-    pub(crate) fn text_mut(&mut self) -> &mut String {
+    pub(crate) fn text_mut(&mut self) -> &mut Vec<u8> {
         &mut self.text
-    }
-
-    /// The text of a span of the buffer.
-    pub(crate) fn span_text(&self, (start, end): Span) -> &str {
-        self.text
-            .get(start as usize..end as usize)
-            .unwrap_or_default()
     }
 
     /// Where the open string starts: the end of the last closed one.
@@ -177,10 +176,7 @@ impl Texts {
 
     /// The closed strings, one after another.
     fn closed(&self) -> &[u8] {
-        self.text
-            .as_bytes()
-            .get(..self.open_start())
-            .unwrap_or_default()
+        self.text.get(..self.open_start()).unwrap_or_default()
     }
 
     /// Forgets the open string.
@@ -188,14 +184,21 @@ impl Texts {
         self.text.truncate(self.open_start());
     }
 
-    /// The `i`th closed string.
-    fn get(&self, i: usize) -> &str {
+    /// The `i`th closed string's bytes.
+    fn bytes(&self, i: usize) -> &[u8] {
         let start = match i.checked_sub(1) {
             Some(before) => self.ends.get(before).copied().unwrap_or(0),
             None => 0,
         };
         let end = self.ends.get(i).copied().unwrap_or(start);
-        self.span_text((start, end))
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    /// The `i`th closed string.
+    fn get(&self, i: usize) -> &str {
+        utf8(self.bytes(i))
     }
 }
 
@@ -245,9 +248,8 @@ impl Attrs {
         spare.clear();
         for &(from, to) in ranges {
             for i in from..to.min(self.len()) {
-                let (k, v) = self.get(i);
-                spare.keys.text.push_str(k);
-                spare.values.text.push_str(v);
+                spare.keys.text.extend_from_slice(self.keys.bytes(i));
+                spare.values.text.extend_from_slice(self.values.bytes(i));
                 spare.close();
             }
         }
@@ -266,8 +268,8 @@ pub struct Row {
     pub receive_time_us: i64,
     /// Severity on the syslog scale (0 emergency … 7 debug).
     pub severity: Option<u8>,
-    /// The host, the message and typed text; spans point here.
-    text: String,
+    /// The host, the message and typed text, as bytes (see [`Texts`]); spans point here.
+    text: Vec<u8>,
     host: Option<Span>,
     message: Option<Span>,
     typed: Vec<(&'static str, RowValue)>,
@@ -297,9 +299,11 @@ impl Row {
 
     /// The text of a span.
     pub(crate) fn span_text(&self, (start, end): Span) -> &str {
-        self.text
-            .get(start as usize..end as usize)
-            .unwrap_or_default()
+        utf8(
+            self.text
+                .get(start as usize..end as usize)
+                .unwrap_or_default(),
+        )
     }
 
     /// The host, if set.
@@ -356,7 +360,7 @@ impl Row {
     }
 
     /// The text buffer spans point into; a decoder writes a field here, then records its span.
-    pub(crate) fn text_mut(&mut self) -> &mut String {
+    pub(crate) fn text_mut(&mut self) -> &mut Vec<u8> {
         &mut self.text
     }
 
@@ -411,7 +415,7 @@ impl Row {
         } else {
             &mut self.attrs.values.text
         };
-        out.push_str(text);
+        out.extend_from_slice(text);
     }
 
     /// Copies a span of the open or closed values to the row's text, and returns its span there.
@@ -423,7 +427,7 @@ impl Row {
             .text
             .get(start as usize..end as usize)
             .unwrap_or_default();
-        self.text.push_str(text);
+        self.text.extend_from_slice(text);
         self.since(from)
     }
 
@@ -734,6 +738,11 @@ impl TextLists {
 const TYPED_PLACES: usize = 48;
 /// No value for the column in [`BatchBuilder`]'s placement.
 const NO_VALUE: u8 = u8::MAX;
+
+/// A [`Row`]'s piece of text as `&str` (see [`Texts`]; empty were it not UTF-8).
+fn utf8(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
 
 /// `[0]`, with room for `capacity` offsets.
 fn with_zero(capacity: usize) -> Vec<i32> {

@@ -12,7 +12,7 @@
 //! - The attributes come in the order `System`, `EventData`, `UserData` whatever the order of
 //!   the record's members.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
@@ -50,7 +50,7 @@ pub enum EvtxError {
 pub struct EvtxDecoder {
     d: Decoding,
     /// The fast reader's buffer for strings with escapes, kept from record to record.
-    scratch: String,
+    scratch: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -60,8 +60,9 @@ struct Decoding {
     event: bool,
     /// The last `Event.System` member is an object.
     system: bool,
-    /// `System.<member>` of the member being read, the prefix of its attributes.
-    prefix: String,
+    /// `System.<member>` of the member being read, the prefix of its attributes (the text of
+    /// a member's name; see [`crate::event::Row`]'s buffers).
+    prefix: Vec<u8>,
     /// The attributes of the last `System`, `EventData` and `UserData`, as positions among
     /// the row's attributes. Each section's attributes are written where the record has them;
     /// when the sections came in this order, once each (as in every record Windows writes),
@@ -163,7 +164,7 @@ impl Decoding {
     }
 
     /// The buffer `to` names.
-    fn out(&mut self, to: To) -> &mut String {
+    fn out(&mut self, to: To) -> &mut Vec<u8> {
         match to {
             To::Text => self.row.text_mut(),
             To::Key => self.row.attrs_mut().keys().text_mut(),
@@ -178,15 +179,15 @@ impl Decoding {
         let start = mark(out);
         let scalar = match leaf {
             Leaf::Str(s) => {
-                out.push_str(s);
+                out.extend_from_slice(s.as_bytes());
                 true
             }
             Leaf::U64(n) => {
-                out.push_str(itoa::Buffer::new().format(n));
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
                 true
             }
             Leaf::I64(n) => {
-                out.push_str(itoa::Buffer::new().format(n));
+                out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
                 true
             }
             Leaf::F64(f) => match serde_json::Number::from_f64(f) {
@@ -208,17 +209,17 @@ impl Decoding {
         let out = self.out(to);
         let start = mark(out);
         for p in parts {
-            out.push_str(p);
+            out.extend_from_slice(p.as_bytes());
         }
         since(out, start)
     }
 
-    /// Writes the prefix and `suffix` as the open key.
-    fn prefixed(&mut self, sep: &str, suffix: &str) {
+    /// Writes the prefix and `suffix` (the text of a member's name) as the open key.
+    fn prefixed(&mut self, sep: &str, suffix: &[u8]) {
         let out = self.row.attrs_mut().keys().text_mut();
-        out.push_str(&self.prefix);
-        out.push_str(sep);
-        out.push_str(suffix);
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(sep.as_bytes());
+        out.extend_from_slice(suffix);
     }
 
     /// Writes `text` (from a tree's helper) to the row's text and returns its span.
@@ -228,11 +229,11 @@ impl Decoding {
 
     /// Keeps `System.<name>` as the prefix of a `System` member's attributes; which of
     /// [`SYSTEM_NAMES`] it is.
-    fn system_key(&mut self, name: &str) -> Option<usize> {
+    fn system_key(&mut self, name: &[u8]) -> Option<usize> {
         self.prefix.clear();
-        self.prefix.push_str("System.");
-        self.prefix.push_str(name);
-        SYSTEM_NAMES.iter().position(|n| *n == name)
+        self.prefix.extend_from_slice(b"System.");
+        self.prefix.extend_from_slice(name);
+        SYSTEM_NAMES.iter().position(|n| n.as_bytes() == name)
     }
 
     /// `Provider/@Name` (a span of the values) as the typed column `provider`.
@@ -260,12 +261,12 @@ impl Decoding {
 }
 
 /// The end of what `out` holds, where the next span starts.
-fn mark(out: &str) -> u32 {
+fn mark(out: &[u8]) -> u32 {
     u32::try_from(out.len()).unwrap_or(u32::MAX)
 }
 
 /// The span of `out` from `start` to its end.
-fn since(out: &str, start: u32) -> Span {
+fn since(out: &[u8], start: u32) -> Span {
     (start, mark(out))
 }
 
@@ -661,7 +662,7 @@ impl<'de> Visitor<'de> for SystemKey<'_> {
         f.write_str("a member name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.0.system_key(v))
+        Ok(self.0.system_key(v.as_bytes()))
     }
 }
 
@@ -680,7 +681,7 @@ impl Flatten<'_> {
     fn leaf(self, leaf: Leaf<'_>) -> Option<Span> {
         if self.emit && !matches!(leaf, Leaf::Null) {
             self.d.leaf(leaf, To::Value);
-            self.d.prefixed("", "");
+            self.d.prefixed("", b"");
             self.d.close();
         }
         None
@@ -716,7 +717,7 @@ impl<'de> Visitor<'de> for Flatten<'_> {
             }
         }
         if emit && let Some(v) = own_text {
-            d.prefixed("", "");
+            d.prefixed("", b"");
             d.row.copy_to_attr(v, false);
             d.close();
         }
@@ -785,7 +786,7 @@ impl<'de> Visitor<'de> for AttrName<'_> {
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         if self.emit {
-            self.d.prefixed("_", v);
+            self.d.prefixed("_", v.as_bytes());
         }
         Ok(v == self.want)
     }
@@ -1021,7 +1022,7 @@ mod direct {
         loop {
             let is_event = match r.next_member(&mut first)? {
                 None => return Ok(()),
-                Some(name) => name.as_str() == "Event",
+                Some(name) => name == b"Event",
             };
             r.colon()?;
             if is_event {
@@ -1044,9 +1045,9 @@ mod direct {
         loop {
             let which = match r.next_member(&mut first)? {
                 None => return Ok(()),
-                Some(name) => ["System", "EventData", "UserData"]
+                Some(name) => [&b"System"[..], b"EventData", b"UserData"]
                     .iter()
-                    .position(|n| *n == name.as_str()),
+                    .position(|n| *n == name),
             };
             r.colon()?;
             match which {
@@ -1084,7 +1085,7 @@ mod direct {
         loop {
             let which = match r.next_member(&mut first)? {
                 None => return Ok(()),
-                Some(name) => d.system_key(name.as_str()),
+                Some(name) => d.system_key(name),
             };
             r.colon()?;
             match which.map(|i| SYSTEM_NAMES[i]) {
@@ -1137,9 +1138,9 @@ mod direct {
         loop {
             let which = match r.next_member(&mut first)? {
                 None => break,
-                Some(name) => ["#attributes", "#text"]
+                Some(name) => [&b"#attributes"[..], b"#text"]
                     .iter()
-                    .position(|n| *n == name.as_str()),
+                    .position(|n| *n == name),
             };
             r.colon()?;
             match which {
@@ -1155,7 +1156,7 @@ mod direct {
             }
         }
         if emit && let Some(v) = own_text {
-            d.prefixed("", "");
+            d.prefixed("", b"");
             d.row.copy_to_attr(v, false);
             d.close();
         }
@@ -1179,11 +1180,10 @@ mod direct {
             let is_wanted = match r.next_member(&mut first)? {
                 None => return Ok(wanted),
                 Some(name) => {
-                    let name = name.as_str();
                     if emit {
                         d.prefixed("_", name);
                     }
-                    name == want
+                    name == want.as_bytes()
                 }
             };
             r.colon()?;
@@ -1207,9 +1207,10 @@ mod direct {
             let which = match r.next_member(&mut first)? {
                 None => return Ok(()),
                 Some(name) => {
-                    let name = name.as_str();
-                    d.write(To::Key, &[name]);
-                    ["#attributes", "Data"].iter().position(|n| *n == name)
+                    d.out(To::Key).extend_from_slice(name);
+                    [&b"#attributes"[..], b"Data"]
+                        .iter()
+                        .position(|n| *n == name)
                 }
             };
             r.colon()?;

@@ -75,25 +75,17 @@ pub(super) struct Reader<'a, 's> {
     text: &'a str,
     pos: usize,
     depth: u32,
-    scratch: &'s mut String,
+    scratch: &'s mut Vec<u8>,
 }
 
 /// A string as read: borrowed from the text, or unescaped into the scratch buffer.
-pub(super) enum Str<'a, 's> {
+enum Str<'a, 's> {
     Text(&'a str),
     Scratch(&'s str),
 }
 
-impl Str<'_, '_> {
-    pub(super) fn as_str(&self) -> &str {
-        match self {
-            Str::Text(s) | Str::Scratch(s) => s,
-        }
-    }
-}
-
 impl<'a, 's> Reader<'a, 's> {
-    pub(super) fn new(text: &'a str, scratch: &'s mut String) -> Self {
+    pub(super) fn new(text: &'a str, scratch: &'s mut Vec<u8>) -> Self {
         Reader {
             text,
             pos: 0,
@@ -155,17 +147,28 @@ impl<'a, 's> Reader<'a, 's> {
             self.pos = at + 1;
             return Ok(Str::Text(&self.text[start..at]));
         }
+        self.escaped()?;
+        // What was written is UTF-8 (see `string_onto`); checked for the `&str` a visitor
+        // takes, as only strings with escapes come here.
+        Ok(Str::Scratch(
+            std::str::from_utf8(self.scratch).map_err(|_| Declined)?,
+        ))
+    }
+
+    /// Reads a string with escapes, whose opening quote was taken, into the scratch buffer.
+    fn escaped(&mut self) -> Result<()> {
         let mut scratch = std::mem::take(self.scratch);
         scratch.clear();
         let read = self.string_onto(&mut scratch);
         *self.scratch = scratch;
-        read?;
-        Ok(Str::Scratch(self.scratch.as_str()))
+        read
     }
 
-    /// Reads a string whose opening quote was taken, appending its text, unescaped, to `out`.
+    /// Reads a string whose opening quote was taken, appending its text, unescaped, to `out`:
+    /// runs of the text cut at a quote or a backslash (ASCII bytes, so between characters), and
+    /// whole characters for escapes, so what is appended is UTF-8.
     #[inline(always)]
-    fn string_onto(&mut self, out: &mut String) -> Result<()> {
+    fn string_onto(&mut self, out: &mut Vec<u8>) -> Result<()> {
         let b = self.bytes();
         // Text from `from` on is still to be copied.
         let mut from = self.pos;
@@ -174,11 +177,11 @@ impl<'a, 's> Reader<'a, 's> {
             match b[at] {
                 b'"' => {
                     self.pos = at + 1;
-                    out.push_str(&self.text[from..at]);
+                    out.extend_from_slice(&b[from..at]);
                     return Ok(());
                 }
                 b'\\' => {
-                    out.push_str(&self.text[from..at]);
+                    out.extend_from_slice(&b[from..at]);
                     match b.get(at + 1) {
                         // `\\`, `\"` and `\/` stand for their second byte: it starts the
                         // next run of text to copy (a Windows path is mostly these).
@@ -188,7 +191,8 @@ impl<'a, 's> Reader<'a, 's> {
                         }
                         _ => {
                             self.pos = at + 1;
-                            out.push(self.escape()?);
+                            let ch = self.escape()?;
+                            out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
                             from = self.pos;
                         }
                     }
@@ -218,7 +222,7 @@ impl<'a, 's> Reader<'a, 's> {
 
     /// The next member's name (`first`: none was read yet), or `None` once the object's `}`
     /// is taken. The caller takes the `:` with [`Reader::colon`] once done with the name.
-    pub(super) fn next_member(&mut self, first: &mut bool) -> Result<Option<Str<'a, '_>>> {
+    pub(super) fn next_member(&mut self, first: &mut bool) -> Result<Option<&[u8]>> {
         let next = self.skip_ws().ok_or(Declined)?;
         if next == b'}' {
             self.pos += 1;
@@ -238,7 +242,15 @@ impl<'a, 's> Reader<'a, 's> {
         }
         *first = false;
         self.pos += 1;
-        self.string().map(Some)
+        let b = self.bytes();
+        let start = self.pos;
+        let at = special(b, start).ok_or(Declined)?;
+        if b[at] == b'"' {
+            self.pos = at + 1;
+            return Ok(Some(&b[start..at]));
+        }
+        self.escaped()?;
+        Ok(Some(self.scratch.as_slice()))
     }
 
     /// Takes the `:` between a member's name and its value.
@@ -247,7 +259,7 @@ impl<'a, 's> Reader<'a, 's> {
     }
 
     /// Reads the string that comes next (see [`Reader::peek`]), appending its text to `out`.
-    pub(super) fn string_value_onto(&mut self, out: &mut String) -> Result<()> {
+    pub(super) fn string_value_onto(&mut self, out: &mut Vec<u8>) -> Result<()> {
         self.expect(b'"')?;
         self.string_onto(out)
     }
@@ -494,7 +506,7 @@ mod tests {
 
     /// The reader's tree of `text`, or `None` where it declines.
     fn read(text: &str) -> Option<Json> {
-        let mut scratch = String::new();
+        let mut scratch = Vec::new();
         let mut r = Reader::new(text, &mut scratch);
         let v = Json::deserialize(&mut r).ok()?;
         r.end().ok()?;
