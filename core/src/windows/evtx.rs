@@ -1107,18 +1107,30 @@ mod direct {
 
     /// A value as attribute text written to `to`: a string read straight there, anything
     /// else by [`Text`]. Its span there, and whether it was a scalar.
+    #[inline(always)]
     fn text(
         r: &mut Reader<'_, '_>,
         d: &mut Decoding,
         to: To,
     ) -> std::result::Result<(Span, bool), Declined> {
-        if r.peek() == Some(b'"') {
-            let out = d.out(to);
-            let start = mark(out);
-            r.string_value_onto(out)?;
-            Ok((since(out, start), true))
-        } else {
-            Text(d, to).deserialize(&mut *r)
+        match r.peek() {
+            Some(b'"') => {
+                let out = d.out(to);
+                let start = mark(out);
+                r.string_value_onto(out)?;
+                Ok((since(out, start), true))
+            }
+            Some(b'0'..=b'9') => match r.plain_integer() {
+                // Its digits are the text a visitor writes for that number.
+                Some(digits) => {
+                    let out = d.out(to);
+                    let start = mark(out);
+                    out.extend_from_slice(digits);
+                    Ok((since(out, start), true))
+                }
+                None => Text(d, to).deserialize(&mut *r),
+            },
+            _ => Text(d, to).deserialize(&mut *r),
         }
     }
 
@@ -1130,6 +1142,13 @@ mod direct {
         want: &'static str,
     ) -> std::result::Result<Option<Span>, Declined> {
         if !r.open_object()? {
+            // A string or number, as `Flatten::leaf` writes it.
+            if emit && matches!(r.peek(), Some(b'"' | b'0'..=b'9')) {
+                text(r, d, To::Value)?;
+                d.prefixed("", b"");
+                d.close();
+                return Ok(None);
+            }
             return Flatten { d, emit, want }.deserialize(&mut *r);
         }
         let mut wanted = None;

@@ -310,6 +310,28 @@ impl<'a, 's> Reader<'a, 's> {
         Ok(n)
     }
 
+    /// The digits of a non-negative integer of at most 19 digits (so within `u64`) when one
+    /// comes next, taken; `None`, and nothing taken, for any other value. They are the text a
+    /// visitor writes for the `u64` [`Reader::number`] hands it: JSON allows no leading zeros.
+    pub(super) fn plain_integer(&mut self) -> Option<&'a [u8]> {
+        let b = self.bytes();
+        let start = self.pos;
+        let digits = b
+            .get(start..)?
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        let end = start + digits;
+        let plain = (1..=19).contains(&digits)
+            && (digits == 1 || b[start] != b'0')
+            && !matches!(b.get(end), Some(b'.' | b'e' | b'E'));
+        if !plain {
+            return None;
+        }
+        self.pos = end;
+        b.get(start..end)
+    }
+
     /// Reads a number at the current position and hands it to the visitor as serde_json does:
     /// a non-negative integer as `u64`, a negative one as `i64`, anything else (fractions,
     /// exponents, `-0`, integers past 64 bits) as the `f64` serde_json parses from the same
