@@ -184,6 +184,11 @@ impl Texts {
         self.text.truncate(self.open_start());
     }
 
+    /// The bytes of a span of the buffer.
+    pub(crate) fn span_bytes(&mut self, (start, end): Span) -> Option<&[u8]> {
+        self.text.get(start as usize..end as usize)
+    }
+
     /// The `i`th closed string's bytes.
     fn bytes(&self, i: usize) -> &[u8] {
         let start = match i.checked_sub(1) {

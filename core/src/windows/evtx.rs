@@ -1097,6 +1097,27 @@ mod direct {
                     let at = flatten(r, d, false, "SystemTime")?;
                     d.time_created(at);
                 }
+                // A string or number, as `SysValue` reads it.
+                Some(name) if matches!(r.peek(), Some(b'"' | b'0'..=b'9')) => {
+                    let to = if name == "Level" { To::Value } else { To::Text };
+                    let (span, scalar) = text(r, d, to)?;
+                    let read = match to {
+                        To::Value => d.row.attrs_mut().values().span_bytes(span),
+                        _ => d.row.text_mut().get(span.0 as usize..span.1 as usize),
+                    };
+                    let number = read
+                        .and_then(|t| std::str::from_utf8(t).ok())
+                        .and_then(|t| t.trim().parse().ok());
+                    system_scalar(
+                        d,
+                        name,
+                        SysVal::Leaf {
+                            span,
+                            scalar,
+                            number,
+                        },
+                    );
+                }
                 Some(_) => SystemMember { d: &mut *d, which }.deserialize(&mut *r)?,
                 None => {
                     flatten(r, d, true, "")?;

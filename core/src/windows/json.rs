@@ -107,8 +107,15 @@ impl<'a, 's> Reader<'a, 's> {
     }
 
     /// Skips whitespace and returns the next byte without taking it.
+    #[inline(always)]
     fn skip_ws(&mut self) -> Option<u8> {
         let b = self.bytes();
+        // Most tokens follow the last one directly (a record is one line).
+        if let Some(&c) = b.get(self.pos)
+            && c > b' '
+        {
+            return Some(c);
+        }
         while let Some(&c) = b.get(self.pos) {
             match c {
                 b' ' | b'\n' | b'\t' | b'\r' => self.pos += 1,
