@@ -47,6 +47,25 @@ fn special(b: &[u8], mut i: usize) -> Option<usize> {
         .map(|p| i + p)
 }
 
+/// Appends `b[from..to]` to `out`. A piece of at most 16 bytes (most names, most parts of a
+/// Windows path between its backslashes) is copied as the whole 16 bytes from `from` when the
+/// text has them, and `out` cut back to the piece: a copy of a known size is a few moves, where
+/// one of any size is a call.
+#[inline(always)]
+fn append(out: &mut Vec<u8>, b: &[u8], from: usize, to: usize) {
+    let n = to.saturating_sub(from);
+    if n <= 16
+        && let Some(word) = b.get(from..from + 16)
+        && let Ok(word) = <&[u8; 16]>::try_from(word)
+    {
+        let len = out.len();
+        out.extend_from_slice(word);
+        out.truncate(len + n);
+    } else {
+        out.extend_from_slice(b.get(from..to).unwrap_or_default());
+    }
+}
+
 /// The reader declined the text; serde_json says why.
 #[derive(Debug)]
 pub(super) struct Declined;
@@ -184,11 +203,11 @@ impl<'a, 's> Reader<'a, 's> {
             match b[at] {
                 b'"' => {
                     self.pos = at + 1;
-                    out.extend_from_slice(&b[from..at]);
+                    append(out, b, from, at);
                     return Ok(());
                 }
                 b'\\' => {
-                    out.extend_from_slice(&b[from..at]);
+                    append(out, b, from, at);
                     match b.get(at + 1) {
                         // `\\`, `\"` and `\/` stand for their second byte: it starts the
                         // next run of text to copy (a Windows path is mostly these).
