@@ -1013,26 +1013,45 @@ mod direct {
 
     type Result = std::result::Result<(), Declined>;
 
+    /// Walks the members of an object whose `{` was taken, to its `}`: `name` looks at each
+    /// member's name, `value` reads its value with what `name` made of it.
+    #[inline(always)]
+    fn members<W>(
+        r: &mut Reader<'_, '_>,
+        d: &mut Decoding,
+        mut name: impl FnMut(&mut Decoding, &[u8]) -> W,
+        mut value: impl FnMut(&mut Reader<'_, '_>, &mut Decoding, W) -> Result,
+    ) -> Result {
+        let mut first = true;
+        loop {
+            let named = match r.next_member(&mut first)? {
+                None => return Ok(()),
+                Some(n) => name(d, n),
+            };
+            r.colon()?;
+            value(r, d, named)?;
+        }
+    }
+
     /// [`Top`].
     pub(super) fn top(r: &mut Reader<'_, '_>, d: &mut Decoding) -> Result {
         if !r.open_object()? {
             return Top(d).deserialize(&mut *r);
         }
-        let mut first = true;
-        loop {
-            let is_event = match r.next_member(&mut first)? {
-                None => return Ok(()),
-                Some(name) => name == b"Event",
-            };
-            r.colon()?;
-            if is_event {
-                let t = d.row.receive_time_us;
-                d.begin(t);
-                event(r, d)?;
-            } else {
-                IgnoredAny::deserialize(&mut *r)?;
-            }
-        }
+        members(
+            r,
+            d,
+            |_, name| name == b"Event",
+            |r, d, is_event| {
+                if is_event {
+                    let t = d.row.receive_time_us;
+                    d.begin(t);
+                    event(r, d)
+                } else {
+                    IgnoredAny::deserialize(&mut *r).map(|_| ())
+                }
+            },
+        )
     }
 
     /// [`EventSeed`].
@@ -1041,38 +1060,37 @@ mod direct {
             return EventSeed(d).deserialize(&mut *r);
         }
         d.event = true;
-        let mut first = true;
-        loop {
-            let which = match r.next_member(&mut first)? {
-                None => return Ok(()),
-                Some(name) => [&b"System"[..], b"EventData", b"UserData"]
-                    .iter()
-                    .position(|n| *n == name),
-            };
-            r.colon()?;
-            match which {
-                Some(0) => {
-                    d.system = false;
-                    d.row.clear_typed();
-                    d.begin_section(SYSTEM);
-                    system(r, d)?;
-                    d.end_section(SYSTEM);
+        let sections = [&b"System"[..], b"EventData", b"UserData"];
+        members(
+            r,
+            d,
+            |_, name| sections.iter().position(|n| *n == name),
+            |r, d, which| {
+                match which {
+                    Some(0) => {
+                        d.system = false;
+                        d.row.clear_typed();
+                        d.begin_section(SYSTEM);
+                        system(r, d)?;
+                        d.end_section(SYSTEM);
+                    }
+                    Some(1) => {
+                        d.begin_section(EVENT_DATA);
+                        event_data(r, d)?;
+                        d.end_section(EVENT_DATA);
+                    }
+                    Some(_) => {
+                        d.begin_section(USER_DATA);
+                        UserData(&mut *d).deserialize(&mut *r)?;
+                        d.end_section(USER_DATA);
+                    }
+                    None => {
+                        IgnoredAny::deserialize(&mut *r)?;
+                    }
                 }
-                Some(1) => {
-                    d.begin_section(EVENT_DATA);
-                    event_data(r, d)?;
-                    d.end_section(EVENT_DATA);
-                }
-                Some(_) => {
-                    d.begin_section(USER_DATA);
-                    UserData(&mut *d).deserialize(&mut *r)?;
-                    d.end_section(USER_DATA);
-                }
-                None => {
-                    IgnoredAny::deserialize(&mut *r)?;
-                }
-            }
-        }
+                Ok(())
+            },
+        )
     }
 
     /// [`SystemSeed`].
@@ -1081,13 +1099,7 @@ mod direct {
             return SystemSeed(d).deserialize(&mut *r);
         }
         d.system = true;
-        let mut first = true;
-        loop {
-            let which = match r.next_member(&mut first)? {
-                None => return Ok(()),
-                Some(name) => d.system_key(name),
-            };
-            r.colon()?;
+        members(r, d, Decoding::system_key, |r, d, which| {
             match which.map(|i| SYSTEM_NAMES[i]) {
                 Some("Provider") => {
                     let name = flatten(r, d, true, "Name")?;
@@ -1123,7 +1135,8 @@ mod direct {
                     flatten(r, d, true, "")?;
                 }
             }
-        }
+            Ok(())
+        })
     }
 
     /// A value as attribute text written to `to`: a string read straight there, anything
@@ -1174,27 +1187,26 @@ mod direct {
         }
         let mut wanted = None;
         let mut own_text = None;
-        let mut first = true;
-        loop {
-            let which = match r.next_member(&mut first)? {
-                None => break,
-                Some(name) => [&b"#attributes"[..], b"#text"]
-                    .iter()
-                    .position(|n| *n == name),
-            };
-            r.colon()?;
-            match which {
-                Some(0) => {
-                    if let Some(span) = attributes(r, d, emit, want)? {
-                        wanted = Some(span);
+        let parts = [&b"#attributes"[..], b"#text"];
+        members(
+            r,
+            d,
+            |_, name| parts.iter().position(|n| *n == name),
+            |r, d, which| {
+                match which {
+                    Some(0) => {
+                        if let Some(span) = attributes(r, d, emit, want)? {
+                            wanted = Some(span);
+                        }
+                    }
+                    Some(_) => own_text = Some(text(r, d, To::Text)?.0),
+                    None => {
+                        IgnoredAny::deserialize(&mut *r)?;
                     }
                 }
-                Some(_) => own_text = Some(text(r, d, To::Text)?.0),
-                None => {
-                    IgnoredAny::deserialize(&mut *r)?;
-                }
-            }
-        }
+                Ok(())
+            },
+        )?;
         if emit && let Some(v) = own_text {
             d.prefixed("", b"");
             d.row.copy_to_attr(v, false);
@@ -1215,26 +1227,27 @@ mod direct {
         }
         let to = if emit { To::Value } else { To::Text };
         let mut wanted = None;
-        let mut first = true;
-        loop {
-            let is_wanted = match r.next_member(&mut first)? {
-                None => return Ok(wanted),
-                Some(name) => {
-                    if emit {
-                        d.prefixed("_", name);
-                    }
-                    name == want.as_bytes()
+        members(
+            r,
+            d,
+            |d, name| {
+                if emit {
+                    d.prefixed("_", name);
                 }
-            };
-            r.colon()?;
-            let (v, scalar) = text(r, d, to)?;
-            if is_wanted {
-                wanted = scalar.then_some(v);
-            }
-            if emit {
-                d.close();
-            }
-        }
+                name == want.as_bytes()
+            },
+            |r, d, is_wanted| {
+                let (v, scalar) = text(r, d, to)?;
+                if is_wanted {
+                    wanted = scalar.then_some(v);
+                }
+                if emit {
+                    d.close();
+                }
+                Ok(())
+            },
+        )?;
+        Ok(wanted)
     }
 
     /// [`EventData`].
@@ -1242,30 +1255,29 @@ mod direct {
         if !r.open_object()? {
             return EventData(d).deserialize(&mut *r);
         }
-        let mut first = true;
-        loop {
-            let which = match r.next_member(&mut first)? {
-                None => return Ok(()),
-                Some(name) => {
-                    d.out(To::Key).extend_from_slice(name);
-                    [&b"#attributes"[..], b"Data"]
-                        .iter()
-                        .position(|n| *n == name)
+        let special = [&b"#attributes"[..], b"Data"];
+        members(
+            r,
+            d,
+            |d, name| {
+                d.out(To::Key).extend_from_slice(name);
+                special.iter().position(|n| *n == name)
+            },
+            |r, d, which| {
+                match which {
+                    Some(0) => {
+                        d.row.attrs_mut().keys().drop_open();
+                        IgnoredAny::deserialize(&mut *r)?;
+                    }
+                    Some(_) => DataMember { d: &mut *d }.deserialize(&mut *r)?,
+                    None => {
+                        text(r, d, To::Value)?;
+                        d.close();
+                    }
                 }
-            };
-            r.colon()?;
-            match which {
-                Some(0) => {
-                    d.row.attrs_mut().keys().drop_open();
-                    IgnoredAny::deserialize(&mut *r)?;
-                }
-                Some(_) => DataMember { d: &mut *d }.deserialize(&mut *r)?,
-                None => {
-                    text(r, d, To::Value)?;
-                    d.close();
-                }
-            }
-        }
+                Ok(())
+            },
+        )
     }
 }
 
