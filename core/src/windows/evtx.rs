@@ -1102,11 +1102,25 @@ mod direct {
         members(r, d, Decoding::system_key, |r, d, which| {
             match which.map(|i| SYSTEM_NAMES[i]) {
                 Some("Provider") => {
-                    let name = flatten(r, d, true, "Name")?;
+                    let name = flatten(
+                        r,
+                        Flatten {
+                            d: &mut *d,
+                            emit: true,
+                            want: "Name",
+                        },
+                    )?;
                     d.provider(name);
                 }
                 Some("TimeCreated") => {
-                    let at = flatten(r, d, false, "SystemTime")?;
+                    let at = flatten(
+                        r,
+                        Flatten {
+                            d: &mut *d,
+                            emit: false,
+                            want: "SystemTime",
+                        },
+                    )?;
                     d.time_created(at);
                 }
                 // A string or number, as `SysValue` reads it.
@@ -1132,7 +1146,14 @@ mod direct {
                 }
                 Some(_) => SystemMember { d: &mut *d, which }.deserialize(&mut *r)?,
                 None => {
-                    flatten(r, d, true, "")?;
+                    flatten(
+                        r,
+                        Flatten {
+                            d: &mut *d,
+                            emit: true,
+                            want: "",
+                        },
+                    )?;
                 }
             }
             Ok(())
@@ -1168,13 +1189,12 @@ mod direct {
         }
     }
 
-    /// [`Flatten`].
+    /// What `how` ([`Flatten`]) reads, walked by hand.
     fn flatten(
         r: &mut Reader<'_, '_>,
-        d: &mut Decoding,
-        emit: bool,
-        want: &'static str,
+        how: Flatten<'_>,
     ) -> std::result::Result<Option<Span>, Declined> {
+        let Flatten { d, emit, want } = how;
         if !r.open_object()? {
             // A string or number, as `Flatten::leaf` writes it.
             if emit && matches!(r.peek(), Some(b'"' | b'0'..=b'9')) {
@@ -1195,7 +1215,7 @@ mod direct {
             |r, d, which| {
                 match which {
                     Some(0) => {
-                        if let Some(span) = attributes(r, d, emit, want)? {
+                        if let Some(span) = attributes(r, Attributes { d, emit, want })? {
                             wanted = Some(span);
                         }
                     }
@@ -1215,13 +1235,12 @@ mod direct {
         Ok(wanted)
     }
 
-    /// [`Attributes`].
+    /// What `how` ([`Attributes`]) reads, walked by hand.
     fn attributes(
         r: &mut Reader<'_, '_>,
-        d: &mut Decoding,
-        emit: bool,
-        want: &'static str,
+        how: Attributes<'_>,
     ) -> std::result::Result<Option<Span>, Declined> {
+        let Attributes { d, emit, want } = how;
         if !r.open_object()? {
             return Attributes { d, emit, want }.deserialize(&mut *r);
         }
