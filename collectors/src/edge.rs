@@ -2,7 +2,7 @@
 //!
 //! [`edge_event`] is the single entry point for the delivery side: it runs
 //!
-//! 1. syslog parsing ([`crate::syslog::parse_line`]; a line without `<PRI>` is kept whole),
+//! 1. syslog parsing ([`crate::syslog::parse_line_into`]; a line without `<PRI>` is kept whole),
 //! 2. format detection on the body (the syslog message, or the whole line) by the parsers of
 //!    [`crate::parse`]: JSON login events / Windows event records (evtx, Winlogbeat, NXLog) /
 //!    any other JSON object (`generic_json`), IIS W3C directives and lines,
@@ -47,7 +47,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use varde_core::{Event, SourceKind, Value};
+use varde_core::{Event, Row, SourceKind, ValueRef};
 use varde_transport::exposition::{Family, Value as Sample};
 
 use crate::parse::access::{self, Directive, IIS_DEFAULT_FIELDS};
@@ -55,7 +55,7 @@ use crate::parse::json::JsonFields;
 use crate::parse::oidc::{self, JsonOutcome};
 use crate::parse::{Outcome, Parsed, auth};
 use crate::privacy::{Privacy, PrivacyCounts};
-use crate::syslog::parse_line;
+use crate::syslog::parse_line_into;
 
 /// Counters of one source (a listener, a file): what came in, what it became, what the privacy
 /// layer replaced. Values are never recorded, only counts.
@@ -270,11 +270,11 @@ enum Detected {
     Failed(&'static str),
 }
 
-fn detect(event: &Event, source: &EdgeSource) -> Detected {
-    let body = event.message.as_deref().unwrap_or_default();
+fn detect(row: &Row, source: &EdgeSource) -> Detected {
+    let body = row.message().unwrap_or_default();
     let trimmed = body.trim_start();
     if trimmed.starts_with('{') {
-        match oidc::parse_json(body, event.receive_time_us, &source.json) {
+        match oidc::parse_json(body, row.receive_time_us, &source.json) {
             JsonOutcome::Login(p) => return Detected::Parsed(p),
             JsonOutcome::Windows(e) => return Detected::Whole(*e, SourceKind::WindowsEvent),
             JsonOutcome::Other(e) => return Detected::Whole(*e, SourceKind::GenericJson),
@@ -305,8 +305,8 @@ fn detect(event: &Event, source: &EdgeSource) -> Detected {
             return from_outcome(outcome);
         }
     }
-    let program = match event.get("app_name") {
-        Some(Value::Str(s)) => s.as_str(),
+    let program = match row.get("app_name") {
+        Some(ValueRef::Str(s)) => s,
         _ => "",
     };
     // Every line of sshd and sudo is an `auth` event (Sigma's `linux/sshd` and `linux/sudo`
@@ -327,7 +327,14 @@ fn detect(event: &Event, source: &EdgeSource) -> Detected {
         Outcome::NotMine => {}
         other => return from_outcome(other),
     }
-    from_outcome(oidc::from_structured_data(&event.attrs))
+    if !row.has_attrs() {
+        return Detected::Keep; // no structured data to read
+    }
+    let attrs: Vec<(String, String)> = row
+        .attrs()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    from_outcome(oidc::from_structured_data(&attrs))
 }
 
 fn from_outcome(outcome: Outcome) -> Detected {
@@ -338,32 +345,32 @@ fn from_outcome(outcome: Outcome) -> Detected {
     }
 }
 
-/// Rebuilds a syslog event as an event of the parsed kind.
-fn rebuild(syslog: Event, parsed: Parsed) -> Event {
-    let mut attrs = Vec::with_capacity(syslog.attrs.len() + parsed.attrs.len() + 4);
-    for (name, value) in &syslog.typed {
-        let text = match value {
-            Value::Str(s) => s.clone(),
-            Value::UInt(n) => n.to_string(),
-            _ => continue, // parse_error: meaningless once the body parsed
-        };
-        attrs.push((format!("syslog.{name}"), text));
+/// Writes into `out` the syslog row `syslog` as an event of the parsed kind: the syslog typed
+/// fields become `syslog.*` attributes, then come the syslog attributes the parser did not
+/// consume, then the parser's own.
+fn rebuild(syslog: &Row, parsed: &Parsed, out: &mut Row) {
+    out.clear(syslog.receive_time_us);
+    out.event_time_us = parsed.event_time_us.unwrap_or(syslog.event_time_us);
+    out.severity = syslog.severity;
+    out.set_host_text(syslog.host().or(parsed.host.as_deref()));
+    out.set_message_text(syslog.message());
+    for (name, value) in &parsed.typed {
+        out.set_value(name, value.as_ref());
     }
-    attrs.extend(
-        syslog
-            .attrs
-            .into_iter()
-            .filter(|(k, _)| !parsed.consumed_attrs.contains(k)),
-    );
-    attrs.extend(parsed.attrs);
-    Event {
-        event_time_us: parsed.event_time_us.unwrap_or(syslog.event_time_us),
-        receive_time_us: syslog.receive_time_us,
-        host: syslog.host.or(parsed.host),
-        severity: syslog.severity,
-        message: syslog.message,
-        typed: parsed.typed,
-        attrs,
+    for (name, value) in syslog.typed() {
+        match value {
+            ValueRef::Str(s) => out.push_attr(&["syslog.", name], s),
+            ValueRef::UInt(n) => out.push_attr(&["syslog.", name], itoa::Buffer::new().format(n)),
+            _ => {} // parse_error: meaningless once the body parsed
+        }
+    }
+    for (k, v) in syslog.attrs() {
+        if !parsed.consumed_attrs.iter().any(|c| c == k) {
+            out.push_attr(&[k], v);
+        }
+    }
+    for (k, v) in &parsed.attrs {
+        out.push_attr(&[k], v);
     }
 }
 
@@ -371,38 +378,56 @@ fn rebuild(syslog: Event, parsed: Parsed) -> Event {
 /// module docs. Never fails and never drops: the worst case is a `syslog` event holding the raw
 /// line (with identity numbers pseudonymised).
 pub fn edge_event(line: &str, receive_time_us: i64, source: &EdgeSource) -> (SourceKind, Event) {
+    let (mut row, mut spare) = (Row::default(), Row::default());
+    let kind = edge_row(line, receive_time_us, source, &mut row, &mut spare);
+    (kind, row.to_event())
+}
+
+/// [`edge_event`] into `row`, keeping its buffers (and those of `spare`, where a row is put
+/// together again when a parser or the privacy layer rewrites it): the collector's own path,
+/// with no owned string per field.
+pub fn edge_row(
+    line: &str,
+    receive_time_us: i64,
+    source: &EdgeSource,
+    row: &mut Row,
+    spare: &mut Row,
+) -> SourceKind {
     let stats = &source.stats;
     EdgeStats::add(&stats.lines, 1);
-    let syslog = parse_line(line, receive_time_us);
-    let raw = syslog.get("parse_error") == Some(&Value::Bool(true));
-    let (kind, mut event) = match detect(&syslog, source) {
-        Detected::Parsed(parsed) => (parsed.kind, rebuild(syslog, parsed)),
-        Detected::Whole(mut event, kind) => {
-            event.receive_time_us = receive_time_us;
+    parse_line_into(line, receive_time_us, row);
+    let raw = row.get("parse_error") == Some(ValueRef::Bool(true));
+    let kind = match detect(row, source) {
+        Detected::Parsed(parsed) => {
+            rebuild(row, &parsed, spare);
+            std::mem::swap(row, spare);
+            parsed.kind
+        }
+        Detected::Whole(event, kind) => {
+            spare.assign(&event);
+            spare.receive_time_us = receive_time_us;
             if event.host.is_none() {
-                event.host = syslog.host;
+                spare.set_host_text(row.host());
             }
-            (kind, event)
+            std::mem::swap(row, spare);
+            kind
         }
         Detected::Keep => {
             if raw {
                 EdgeStats::add(&stats.unparsed_lines, 1);
             }
-            (SourceKind::Syslog, syslog)
+            SourceKind::Syslog
         }
         Detected::Failed(why) => {
             EdgeStats::add(&stats.parse_failures, 1);
-            let mut syslog = syslog;
-            syslog
-                .attrs
-                .push(("edge.parse_error".to_owned(), why.to_owned()));
-            (SourceKind::Syslog, syslog)
+            row.push_attr(&["edge.parse_error"], why);
+            SourceKind::Syslog
         }
     };
-    let counts = source.privacy.scrub_event(&mut event);
+    let counts = source.privacy.scrub_row(row, spare);
     stats.record_privacy(counts);
     EdgeStats::add(&stats.events[usize::from(kind.code() - 1)], 1);
-    (kind, event)
+    kind
 }
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ use std::sync::{Arc, OnceLock};
 use hmac::{Hmac, Mac};
 use ipnet::IpNet;
 use sha2::Sha256;
-use varde_core::{Event, Value};
+use varde_core::{Event, Row, Value};
 
 use crate::config::{IpAddressPolicy, PrivacyConfig};
 use crate::identity::{PrivateFileError, create_private, read_private};
@@ -536,6 +536,28 @@ impl Privacy {
         for (k, v) in &mut event.attrs {
             fix(k, &mut counts);
             fix(v, &mut counts);
+        }
+        counts
+    }
+
+    /// [`Privacy::scrub_event`] for a [`Row`]: every text scanned where it lies; only a row
+    /// with something to replace is written again, into `spare` (then swapped with `row`).
+    pub fn scrub_row(&self, row: &mut Row, spare: &mut Row) -> PrivacyCounts {
+        let mut counts = PrivacyCounts::default();
+        let mut replaced: Vec<(usize, String)> = Vec::new();
+        for (i, text) in row.texts().enumerate() {
+            if let Cow::Owned(new) = self.scrub_text(text, &mut counts) {
+                replaced.push((i, new));
+            }
+        }
+        if !replaced.is_empty() {
+            row.rewrite_texts(spare, |i| {
+                replaced
+                    .iter()
+                    .find(|(j, _)| *j == i)
+                    .map(|(_, text)| text.as_str())
+            });
+            std::mem::swap(row, spare);
         }
         counts
     }

@@ -139,6 +139,8 @@ pub(crate) type Span = (u32, u32);
 enum RowValue {
     Str(Span),
     UInt(u64),
+    Bool(bool),
+    Time(i64),
 }
 
 /// Strings written one after another into one buffer, each closed by recording its end: the
@@ -296,10 +298,16 @@ impl Row {
 
     /// The typed value at `place` among those set.
     fn typed_at(&self, place: usize) -> Option<ValueRef<'_>> {
-        self.typed.get(place).map(|(_, v)| match *v {
+        self.typed.get(place).map(|(_, v)| self.value_ref(*v))
+    }
+
+    fn value_ref(&self, v: RowValue) -> ValueRef<'_> {
+        match v {
             RowValue::Str(s) => ValueRef::Str(self.span_text(s)),
             RowValue::UInt(n) => ValueRef::UInt(n),
-        })
+            RowValue::Bool(b) => ValueRef::Bool(b),
+            RowValue::Time(t) => ValueRef::Time(t),
+        }
     }
 
     /// The text of a span.
@@ -323,13 +331,9 @@ impl Row {
 
     /// The typed values, in the order they were set.
     pub fn typed(&self) -> impl Iterator<Item = (&'static str, ValueRef<'_>)> + '_ {
-        self.typed.iter().map(|(name, v)| {
-            let v = match *v {
-                RowValue::Str(s) => ValueRef::Str(self.span_text(s)),
-                RowValue::UInt(n) => ValueRef::UInt(n),
-            };
-            (*name, v)
-        })
+        self.typed
+            .iter()
+            .map(|(name, v)| (*name, self.value_ref(*v)))
     }
 
     /// The attributes, in order.
@@ -362,6 +366,139 @@ impl Row {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
         }
+    }
+
+    /// The typed value of a column, if set.
+    pub fn get(&self, column: &str) -> Option<ValueRef<'_>> {
+        self.typed
+            .iter()
+            .find_map(|(name, v)| (*name == column).then(|| self.value_ref(*v)))
+    }
+
+    /// Whether the row has attributes.
+    pub fn has_attrs(&self) -> bool {
+        self.attrs.len() > 0
+    }
+
+    /// Writes `text` at the end of the row's text and returns its span.
+    fn write(&mut self, text: &str) -> Span {
+        let from = self.mark();
+        self.text.extend_from_slice(text.as_bytes());
+        self.since(from)
+    }
+
+    /// Sets the host.
+    pub fn set_host_text(&mut self, host: Option<&str>) {
+        self.host = host.map(|h| self.write(h));
+    }
+
+    /// Sets the message.
+    pub fn set_message_text(&mut self, message: Option<&str>) {
+        self.message = message.map(|m| self.write(m));
+    }
+
+    /// Sets a typed column; setting a column again replaces its value. Whether the kind has
+    /// the column, and whether the value fits it, is checked when the row joins a batch.
+    pub fn set_value(&mut self, column: &'static str, value: ValueRef<'_>) {
+        let value = match value {
+            ValueRef::Str(s) => RowValue::Str(self.write(s)),
+            ValueRef::UInt(n) => RowValue::UInt(n),
+            ValueRef::Bool(b) => RowValue::Bool(b),
+            ValueRef::Time(t) => RowValue::Time(t),
+        };
+        self.set(column, value);
+    }
+
+    /// Appends an attribute whose key is the concatenation of `key` (such as `["sd.", id,
+    /// ".", name]`, without making the key as a string first).
+    pub fn push_attr(&mut self, key: &[&str], value: &str) {
+        let attrs = &mut self.attrs;
+        attrs.keys.drop_open();
+        attrs.values.drop_open();
+        for piece in key {
+            attrs.keys.text.extend_from_slice(piece.as_bytes());
+        }
+        attrs.values.text.extend_from_slice(value.as_bytes());
+        attrs.close();
+    }
+
+    /// Makes the row `event`, keeping its buffers.
+    pub fn assign(&mut self, event: &Event) {
+        self.clear(event.receive_time_us);
+        self.event_time_us = event.event_time_us;
+        self.severity = event.severity;
+        self.set_host_text(event.host.as_deref());
+        self.set_message_text(event.message.as_deref());
+        for (name, value) in &event.typed {
+            self.set_value(name, value.as_ref());
+        }
+        for (k, v) in &event.attrs {
+            self.push_attr(&[k], v);
+        }
+    }
+
+    /// Every text of the row, in a fixed order: the host, the message, the typed text values,
+    /// then each attribute's key and value. [`Row::rewrite_texts`] numbers them in this order.
+    pub fn texts(&self) -> impl Iterator<Item = &str> + '_ {
+        let typed = self.typed.iter().filter_map(|(_, v)| match *v {
+            RowValue::Str(s) => Some(self.span_text(s)),
+            _ => None,
+        });
+        self.host()
+            .into_iter()
+            .chain(self.message())
+            .chain(typed)
+            .chain(self.attrs().flat_map(|(k, v)| [k, v]))
+    }
+
+    /// Writes into `out` the same row with the texts `replace` gives a new text for (numbered
+    /// as [`Row::texts`] yields them), keeping `out`'s buffers. Attributes are closed first.
+    pub fn rewrite_texts<'r>(
+        &self,
+        out: &mut Row,
+        mut replace: impl FnMut(usize) -> Option<&'r str>,
+    ) {
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n - 1
+        };
+        out.clear(self.receive_time_us);
+        out.event_time_us = self.event_time_us;
+        out.severity = self.severity;
+        if let Some(h) = self.host() {
+            out.set_host_text(Some(replace(next()).unwrap_or(h)));
+        }
+        if let Some(m) = self.message() {
+            out.set_message_text(Some(replace(next()).unwrap_or(m)));
+        }
+        for (name, v) in &self.typed {
+            let value = match *v {
+                RowValue::Str(s) => {
+                    let text = self.span_text(s);
+                    ValueRef::Str(replace(next()).unwrap_or(text))
+                }
+                other => self.value_ref(other),
+            };
+            out.set_value(name, value);
+        }
+        for (k, v) in self.attrs() {
+            let key = replace(next()).unwrap_or(k);
+            out.push_attr(&[key], replace(next()).unwrap_or(v));
+        }
+    }
+
+    /// Lets go of buffers grown beyond `bytes` (a row that once held a very long line), so a
+    /// row kept for reuse holds at most about that much.
+    pub fn shrink(&mut self, bytes: usize) {
+        let cap = |v: &mut Vec<u8>| {
+            if v.capacity() > bytes {
+                *v = Vec::new();
+            }
+        };
+        cap(&mut self.text);
+        cap(&mut self.attrs.keys.text);
+        cap(&mut self.attrs.values.text);
     }
 
     /// The text buffer spans point into; a decoder writes a field here, then records its span.

@@ -8,7 +8,7 @@ use varde_core::schema::{ColumnType, typed_columns};
 use varde_core::envelope::{EnvelopeError, EnvelopeHeader};
 use varde_core::{
     BatchBuilder, BatchReader, CollectorId, CollectorKey, Envelope, EnvelopeWriter, Event,
-    Kommunenummer, SourceKind, Value, ValueRef,
+    Kommunenummer, Row, SourceKind, Value, ValueRef,
 };
 
 /// One key for the signature properties (making a key per case would test the OS's randomness).
@@ -148,6 +148,69 @@ proptest! {
             rows_are(kind, tenant, &batch, events)?;
             builder.recycle(batch);
         }
+    }
+
+    /// One row reused for event after event (as the collector's edge reuses its rows) holds
+    /// each event exactly, nothing of the one before, and appends as the event itself does.
+    #[test]
+    fn a_reused_row_assigned_each_event_is_that_event(
+        (kind, events) in kind().prop_flat_map(|k| (Just(k), prop::collection::vec(event(k), 1..20))),
+    ) {
+        let tenant = Kommunenummer::parse("0301").expect("tenant");
+        let collector = CollectorId::new("k-prop-06").expect("valid id");
+        let mut builder = BatchBuilder::new(kind, tenant, collector, events.len());
+        let mut row = Row::default();
+        for e in &events {
+            row.assign(e);
+            prop_assert_eq!(&row.to_event(), e);
+            builder.push_row(&row).expect("generated events fit their schema");
+        }
+        let batch = builder.finish().expect("batch");
+        rows_are(kind, tenant, &batch, &events)?;
+    }
+
+    /// A row's texts are its host, message, typed text values, then each attribute's key and
+    /// value, in that order; rewriting replaces exactly the ones chosen, by that numbering.
+    #[test]
+    fn rewriting_a_rows_texts_replaces_exactly_the_chosen_ones(
+        e in kind().prop_flat_map(event),
+        picks in prop::collection::vec(any::<bool>(), 64),
+    ) {
+        let mut want = e.clone();
+        let mut texts: Vec<String> = Vec::new();
+        let mut n = 0;
+        let mut fix = |s: &mut String| {
+            texts.push(s.clone());
+            if picks.get(n).copied().unwrap_or(false) {
+                *s = format!("<{n}>");
+            }
+            n += 1;
+        };
+        if let Some(h) = want.host.as_mut() {
+            fix(h);
+        }
+        if let Some(m) = want.message.as_mut() {
+            fix(m);
+        }
+        for (_, v) in &mut want.typed {
+            if let Value::Str(s) = v {
+                fix(s);
+            }
+        }
+        for (k, v) in &mut want.attrs {
+            fix(k);
+            fix(v);
+        }
+        let mut row = Row::default();
+        row.assign(&e);
+        prop_assert_eq!(row.texts().collect::<Vec<_>>(), texts);
+        let new: Vec<String> = (0..64).map(|i| format!("<{i}>")).collect();
+        let mut out = Row::default();
+        out.assign(&want); // buffers with something in them already
+        row.rewrite_texts(&mut out, |i| {
+            picks.get(i).copied().unwrap_or(false).then(|| new[i].as_str())
+        });
+        prop_assert_eq!(out.to_event(), want);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::*;
 use crate::privacy::{PrivacyKey, PrivacyPolicy};
 use proptest::prelude::*;
-use varde_core::{BatchBuilder, CollectorId, Kommunenummer};
+use varde_core::{BatchBuilder, CollectorId, Kommunenummer, Value};
 
 const NOW: i64 = 1_714_557_600_000_000; // 2024-05-01T10:00:00Z
 
