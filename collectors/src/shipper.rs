@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 use varde_core::{
-    BatchBuilder, CollectorId, Envelope, EnvelopeHeader, EnvelopeWriter, Event, Kommunenummer,
+    BatchBuilder, CollectorId, Envelope, EnvelopeHeader, EnvelopeWriter, Event, Kommunenummer, Row,
     SourceKind,
 };
 use varde_transport::retry::Delays;
@@ -133,7 +133,7 @@ pub struct ShipperSettings {
     pub key: std::sync::Arc<varde_core::CollectorKey>,
 }
 
-/// Most events one [`Input::Events`] carries. The channel to the shipper is sized in messages
+/// Most events one [`Input::Rows`] carries. The channel to the shipper is sized in messages
 /// ([`input_channel_capacity`]), so this bounds the events waiting in it.
 pub const EVENTS_PER_INPUT: usize = 64;
 
@@ -144,6 +144,129 @@ pub const EVENTS_PER_INPUT: usize = 64;
 /// in it stay a small part of the collector's memory.
 pub fn input_channel_capacity(max_rows: usize) -> usize {
     (max_rows / EVENTS_PER_INPUT).max(16)
+}
+
+/// One event of a [`RowBuf`]: its kind, the row and the position after its line, if any.
+type RowSlot = (SourceKind, Row, Option<Checkpoint>);
+
+/// Memory a [`RowPool`] keeps in rows for reuse; bufs given back beyond it are freed.
+const POOL_KEEPS_BYTES: usize = 4 << 20;
+
+/// A row's buffers above this size are freed when it goes back to its pool (a row that once
+/// held a very long line should not keep that memory).
+const ROW_KEEPS_BYTES: usize = 4096;
+
+/// Where a source's [`RowBuf`]s come from and go back to once the shipper appended them: the
+/// rows, and the memory of their text, are written again for the next read instead of being
+/// made afresh for every line and freed on the shipper's thread. Keeps as many bufs as the
+/// reads in flight need, up to [`POOL_KEEPS_BYTES`] of rows.
+#[derive(Debug, Default)]
+pub struct RowPool {
+    free: std::sync::Mutex<Kept>,
+}
+
+/// The bufs a [`RowPool`] holds, and the bytes of their rows.
+#[derive(Debug, Default)]
+struct Kept {
+    bufs: Vec<(Vec<RowSlot>, usize)>,
+    bytes: usize,
+}
+
+impl RowPool {
+    fn kept_bufs(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An empty buf, reusing a kept one when there is one.
+    pub fn take(self: &Arc<Self>) -> RowBuf {
+        let rows = {
+            let mut kept = self.kept_bufs();
+            match kept.bufs.pop() {
+                Some((rows, bytes)) => {
+                    kept.bytes -= bytes;
+                    rows
+                }
+                None => Vec::new(),
+            }
+        };
+        RowBuf {
+            rows,
+            len: 0,
+            pool: self.clone(),
+        }
+    }
+
+    /// Bufs kept now, and the bytes of their rows.
+    pub fn kept(&self) -> (usize, usize) {
+        let kept = self.kept_bufs();
+        (kept.bufs.len(), kept.bytes)
+    }
+}
+
+/// Events of one read in row form, each with its kind and position (see [`Input::Rows`]);
+/// dropped, its rows go back to the [`RowPool`] they came from.
+#[derive(Debug)]
+pub struct RowBuf {
+    rows: Vec<RowSlot>,
+    /// Rows in use; those after are kept for their buffers.
+    len: usize,
+    pool: Arc<RowPool>,
+}
+
+impl RowBuf {
+    /// Events in the buf.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the buf holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The row the next event is written into (emptied by the writer, e.g.
+    /// [`crate::edge::edge_row`]); [`RowBuf::commit`] adds it.
+    pub fn next_row(&mut self) -> &mut Row {
+        if self.len == self.rows.len() {
+            self.rows.push((SourceKind::Syslog, Row::default(), None));
+        }
+        let at = self.len.min(self.rows.len() - 1);
+        &mut self.rows[at].1
+    }
+
+    /// Adds the row last given by [`RowBuf::next_row`] as an event of `kind`, with the
+    /// position after its line.
+    pub fn commit(&mut self, kind: SourceKind, checkpoint: Option<Checkpoint>) {
+        if let Some(slot) = self.rows.get_mut(self.len) {
+            slot.0 = kind;
+            slot.2 = checkpoint;
+            self.len += 1;
+        }
+    }
+
+    /// The events, in order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut RowSlot> {
+        self.rows.iter_mut().take(self.len)
+    }
+}
+
+impl Drop for RowBuf {
+    fn drop(&mut self) {
+        let mut rows = std::mem::take(&mut self.rows);
+        let mut bytes = rows.capacity() * std::mem::size_of::<RowSlot>();
+        for (_, row, checkpoint) in &mut rows {
+            row.shrink(ROW_KEEPS_BYTES);
+            *checkpoint = None;
+            bytes += row.heap_bytes();
+        }
+        let mut kept = self.pool.kept_bufs();
+        if kept.bytes + bytes <= POOL_KEEPS_BYTES {
+            kept.bytes += bytes;
+            kept.bufs.push((rows, bytes));
+        }
+    }
 }
 
 /// A message from sources to the shipper.
@@ -157,9 +280,16 @@ pub enum Input {
     /// Events of one read (a TCP read, a burst of datagrams, a run of a file's lines), in
     /// order, each with its position when it has one: one message for up to
     /// [`EVENTS_PER_INPUT`] events, so the batcher is woken once for them, not once per line.
-    Events(Vec<(SourceKind, Event, Option<Checkpoint>)>),
+    Rows(RowBuf),
     /// Send everything buffered now and acknowledge on the channel when it is acknowledged.
     Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// An event on its way into a batch, owned or in row form.
+#[derive(Clone, Copy)]
+enum Item<'a> {
+    Event(&'a Event),
+    Row(&'a Row),
 }
 
 /// A closed batch, encoded, ready for its sink.
@@ -365,9 +495,9 @@ impl<S: Sink> Shipper<S> {
                     Some(Input::Tracked(kind, event, checkpoint)) => {
                         self.push_tracked(kind, &event, Some(checkpoint)).await;
                     }
-                    Some(Input::Events(events)) => {
-                        for (kind, event, checkpoint) in events {
-                            self.push_tracked(kind, &event, checkpoint).await;
+                    Some(Input::Rows(mut rows)) => {
+                        for (kind, row, checkpoint) in rows.iter_mut() {
+                            self.push_item(*kind, Item::Row(row), checkpoint.take()).await;
                         }
                     }
                     Some(Input::Flush(done)) => {
@@ -392,6 +522,15 @@ impl<S: Sink> Shipper<S> {
         &mut self,
         kind: SourceKind,
         event: &Event,
+        checkpoint: Option<Checkpoint>,
+    ) {
+        self.push_item(kind, Item::Event(event), checkpoint).await;
+    }
+
+    async fn push_item(
+        &mut self,
+        kind: SourceKind,
+        item: Item<'_>,
         checkpoint: Option<Checkpoint>,
     ) {
         Stats::add(&self.stats.events_in, 1);
@@ -423,7 +562,11 @@ impl<S: Sink> Shipper<S> {
                 }
             }
         }
-        if let Err(e) = open.builder.push(event) {
+        let pushed = match item {
+            Item::Event(event) => open.builder.push(event),
+            Item::Row(row) => open.builder.push_row(row),
+        };
+        if let Err(e) = pushed {
             Stats::add(&self.stats.events_rejected, 1);
             warn!(error = %e, %kind, "event rejected by the batch builder");
             return;
@@ -687,6 +830,61 @@ mod tests {
     use super::*;
     use varde_transport::Subscriber;
     use varde_transport::memory::MemoryBus;
+
+    /// Bufs given back are taken again, their rows emptied and their positions let go; the
+    /// pool keeps at most `POOL_KEEPS_BYTES` of them, and no row's very long text.
+    #[test]
+    fn row_bufs_go_back_to_their_pool_emptied_and_bounded() {
+        let pool = Arc::new(RowPool::default());
+        let key: Arc<str> = Arc::from("journal");
+        let mut buf = pool.take();
+        let long = "x".repeat(ROW_KEEPS_BYTES * 2);
+        for text in ["short line", long.as_str()] {
+            let row = buf.next_row();
+            row.clear(1);
+            row.set_message_text(Some(text));
+            let checkpoint = Checkpoint {
+                key: key.clone(),
+                file_id: 1,
+                start: 0,
+                offset: 10,
+            };
+            buf.commit(SourceKind::Syslog, Some(checkpoint));
+        }
+        assert_eq!(buf.len(), 2);
+        drop(buf);
+        let (bufs, bytes) = pool.kept();
+        assert_eq!(bufs, 1);
+        assert!(
+            bytes < ROW_KEEPS_BYTES,
+            "the long text was let go: {bytes} bytes kept"
+        );
+        assert_eq!(Arc::strong_count(&key), 1, "positions are let go");
+        let mut again = pool.take();
+        assert!(again.is_empty());
+        assert_eq!(pool.kept(), (0, 0));
+        assert_eq!(again.next_row().message(), None);
+        again.commit(SourceKind::Syslog, None);
+        assert_eq!(again.next_row().message(), None);
+        drop(again);
+        // Bufs of rows filled to just under the row limit, until the pool is full.
+        let per_row = ROW_KEEPS_BYTES / 2;
+        let text = "y".repeat(per_row);
+        let many: Vec<RowBuf> = (0..POOL_KEEPS_BYTES / (per_row * EVENTS_PER_INPUT) + 4)
+            .map(|_| {
+                let mut buf = pool.take();
+                for _ in 0..EVENTS_PER_INPUT {
+                    buf.next_row().set_message_text(Some(&text));
+                    buf.commit(SourceKind::Syslog, None);
+                }
+                buf
+            })
+            .collect();
+        drop(many);
+        let (bufs, bytes) = pool.kept();
+        assert!(bytes <= POOL_KEEPS_BYTES, "{bytes} bytes kept");
+        assert!(bufs >= 2, "{bufs} bufs kept");
+    }
 
     /// A closed batch as the test sees it: its kind and its checkpoints (key, offset).
     type Seen = (SourceKind, Vec<(String, u64)>);

@@ -22,14 +22,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
-use varde_core::{Event, Value};
+use varde_core::{Event, Row, Value, ValueRef};
 
 use crate::config::StartAt;
-use crate::edge::{EdgeSource, EdgeStats, edge_event};
+use crate::edge::{EdgeSource, EdgeStats, edge_event, edge_row};
 use crate::journal::Journal;
 use crate::parse::json::JsonFields;
 use crate::privacy::{Privacy, PrivacyKey, PrivacyPolicy};
-use crate::shipper::{EVENTS_PER_INPUT, Input, Stats};
+use crate::shipper::{EVENTS_PER_INPUT, Input, RowBuf, RowPool, Stats};
 use crate::spool::Checkpoint;
 
 /// Longest line accepted; a longer one is cut into pieces of this size, none dropped.
@@ -97,6 +97,8 @@ pub struct SourceContext {
     /// The journal of a network source: lines are appended to it before they go on (see
     /// [`crate::journal`]); `None` for files, which are their own journal.
     pub journal: Option<Arc<Journal>>,
+    /// The rows this source's events travel to the shipper in, kept for reuse.
+    pub rows: Arc<RowPool>,
 }
 
 /// A pseudonymisation under a fixed key, for tests and benchmarks only (a real collector
@@ -126,6 +128,7 @@ impl SourceContext {
             shutdown,
             edge,
             journal: None,
+            rows: Arc::new(RowPool::default()),
         }
     }
 
@@ -185,7 +188,7 @@ impl SourceContext {
             received_us,
             checkpoints,
         } = journalled;
-        let mut out = Outgoing::new(self, lines.len());
+        let mut out = Outgoing::new(self);
         match checkpoints {
             None => {
                 for line in &lines {
@@ -252,7 +255,7 @@ impl SourceContext {
     ) -> bool {
         let base = *offset;
         let lines = take_lines_with_ends(buf);
-        let mut out = Outgoing::new(self, lines.len());
+        let mut out = Outgoing::new(self);
         let now = now_us();
         for (line, end) in lines {
             let start = *offset;
@@ -294,13 +297,16 @@ impl SourceContext {
     fn edge_line(&self, line: &[u8], receive_time_us: i64) -> (varde_core::SourceKind, Event) {
         let text = utf8_lossy(line);
         let (kind, event) = edge_event(&text, receive_time_us, &self.edge);
-        self.count(&event, line.len());
+        self.count(
+            event.get("parse_error") == Some(&Value::Bool(true)),
+            line.len(),
+        );
         (kind, event)
     }
 
-    /// Counts an event the edge made of a line of `len` bytes.
-    fn count(&self, event: &Event, len: usize) {
-        if event.get("parse_error") == Some(&Value::Bool(true)) {
+    /// Counts an event the edge made of a line of `len` bytes, kept raw when `raw`.
+    fn count(&self, raw: bool, len: usize) {
+        if raw {
             self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
             self.counters.parse_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -309,18 +315,22 @@ impl SourceContext {
     }
 }
 
-/// The events of one read on their way to the shipper: edged line by line, handed on
-/// [`EVENTS_PER_INPUT`] at a time as one [`Input::Events`].
+/// The events of one read on their way to the shipper: edged line by line into the rows of a
+/// [`RowBuf`] from the source's pool, handed on [`EVENTS_PER_INPUT`] at a time as one
+/// [`Input::Rows`].
 struct Outgoing<'a> {
     ctx: &'a SourceContext,
-    events: Vec<(varde_core::SourceKind, Event, Option<Checkpoint>)>,
+    rows: RowBuf,
+    /// Where the edge puts a row together again (a parsed line, a pseudonymised value).
+    spare: Row,
 }
 
 impl<'a> Outgoing<'a> {
-    fn new(ctx: &'a SourceContext, lines: usize) -> Self {
+    fn new(ctx: &'a SourceContext) -> Self {
         Outgoing {
             ctx,
-            events: Vec::with_capacity(lines.min(EVENTS_PER_INPUT)),
+            rows: ctx.rows.take(),
+            spare: Row::default(),
         }
     }
 
@@ -331,18 +341,24 @@ impl<'a> Outgoing<'a> {
         receive_time_us: i64,
         checkpoint: Option<Checkpoint>,
     ) -> bool {
-        let (kind, event) = self.ctx.edge_line(line, receive_time_us);
-        self.events.push((kind, event, checkpoint));
-        if self.events.len() < EVENTS_PER_INPUT {
+        let text = utf8_lossy(line);
+        let row = self.rows.next_row();
+        let kind = edge_row(&text, receive_time_us, &self.ctx.edge, row, &mut self.spare);
+        self.ctx.count(
+            row.get("parse_error") == Some(ValueRef::Bool(true)),
+            line.len(),
+        );
+        self.rows.commit(kind, checkpoint);
+        if self.rows.len() < EVENTS_PER_INPUT {
             return true;
         }
-        let full = std::mem::replace(&mut self.events, Vec::with_capacity(EVENTS_PER_INPUT));
-        self.ctx.tx.send(Input::Events(full)).await.is_ok()
+        let full = std::mem::replace(&mut self.rows, self.ctx.rows.take());
+        self.ctx.tx.send(Input::Rows(full)).await.is_ok()
     }
 
     /// Sends what is left. `false` when the shipper is gone.
     async fn send(self) -> bool {
-        self.events.is_empty() || self.ctx.tx.send(Input::Events(self.events)).await.is_ok()
+        self.rows.is_empty() || self.ctx.tx.send(Input::Rows(self.rows)).await.is_ok()
     }
 }
 
@@ -927,7 +943,10 @@ pub async fn replay_journal(
             continue;
         }
         let cp = checkpoint(journal.shared_key(), journal.id(), e.start, e.after);
-        ctx.count(&event, e.line.len());
+        ctx.count(
+            event.get("parse_error") == Some(&Value::Bool(true)),
+            e.line.len(),
+        );
         if ctx.tx.send(Input::Tracked(kind, event, cp)).await.is_err() {
             break;
         }
@@ -1614,11 +1633,10 @@ mod tests {
                     out.push((e.message.unwrap_or_default(), Some(c.offset)))
                 }
                 Input::Event(_, e) => out.push((e.message.unwrap_or_default(), None)),
-                Input::Events(events) => out.extend(
-                    events
-                        .into_iter()
-                        .map(|(_, e, c)| (e.message.unwrap_or_default(), c.map(|c| c.offset))),
-                ),
+                Input::Rows(mut rows) => out.extend(rows.iter_mut().map(|(_, row, c)| {
+                    let message = row.message().unwrap_or_default().to_owned();
+                    (message, c.as_ref().map(|c| c.offset))
+                })),
                 Input::Flush(_) => {}
             }
         }
@@ -1778,10 +1796,10 @@ mod tests {
         let done = std::sync::Mutex::new(std::collections::BTreeSet::new());
         read_gzip_file(path, &std::collections::BTreeMap::new(), &done, ctx).await;
         let mut n = 0;
-        while let Ok(Input::Events(events)) = rx.try_recv() {
-            for (_, e, c) in events {
+        while let Ok(Input::Rows(mut rows)) = rx.try_recv() {
+            for (_, row, c) in rows.iter_mut() {
                 assert!(c.is_some());
-                assert!(e.message.is_some_and(|m| m.starts_with("line ")));
+                assert!(row.message().is_some_and(|m| m.starts_with("line ")));
                 n += 1;
             }
         }

@@ -79,9 +79,11 @@ impl Event {
 struct RowRef<'a, T, G, A> {
     event_time_us: i64,
     receive_time_us: i64,
-    host: Option<&'a str>,
+    /// The host's text (UTF-8: a batch checks its text when finished).
+    host: Option<&'a [u8]>,
     severity: Option<u8>,
-    message: Option<&'a str>,
+    /// The message's text, as the host's.
+    message: Option<&'a [u8]>,
     /// The typed values, walked once to check them.
     typed: T,
     /// The typed value at a place of that walk, for appending.
@@ -217,6 +219,11 @@ pub(crate) struct Attrs {
 }
 
 impl Attrs {
+    fn heap_bytes(&self) -> usize {
+        let texts = |t: &Texts| t.text.capacity() + t.ends.capacity() * 4;
+        texts(&self.keys) + texts(&self.values)
+    }
+
     fn clear(&mut self) {
         self.keys.clear();
         self.values.clear();
@@ -308,6 +315,18 @@ impl Row {
             RowValue::Bool(b) => ValueRef::Bool(b),
             RowValue::Time(t) => ValueRef::Time(t),
         }
+    }
+
+    /// The bytes of a span of the row's text.
+    fn span_bytes(&self, (start, end): Span) -> Option<&[u8]> {
+        self.text.get(start as usize..end as usize)
+    }
+
+    /// Bytes the row's buffers hold (their capacity), for a pool that keeps rows.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity()
+            + self.typed.capacity() * std::mem::size_of::<(&str, RowValue)>()
+            + self.attrs.heap_bytes()
     }
 
     /// The text of a span.
@@ -488,9 +507,10 @@ impl Row {
         }
     }
 
-    /// Lets go of buffers grown beyond `bytes` (a row that once held a very long line), so a
-    /// row kept for reuse holds at most about that much.
+    /// Empties the row and lets go of buffers grown beyond `bytes` (a row that once held a very
+    /// long line), so a row kept for reuse holds at most about that much.
     pub fn shrink(&mut self, bytes: usize) {
+        self.clear(self.receive_time_us);
         let cap = |v: &mut Vec<u8>| {
             if v.capacity() > bytes {
                 *v = Vec::new();
@@ -635,7 +655,7 @@ impl ColumnBuilder {
     /// Appends a value already accepted by [`ColumnBuilder::check`], or a null.
     fn append(&mut self, value: Option<ValueRef<'_>>) {
         match (self, value) {
-            (ColumnBuilder::Utf8(t), Some(ValueRef::Str(s))) => t.append(Some(s)),
+            (ColumnBuilder::Utf8(t), Some(ValueRef::Str(s))) => t.append(Some(s.as_bytes())),
             (ColumnBuilder::Bool(b), Some(ValueRef::Bool(v))) => b.append_value(v),
             (ColumnBuilder::UInt8(b), Some(ValueRef::UInt(v))) => {
                 b.append_option(u8::try_from(v).ok())
@@ -780,10 +800,10 @@ impl TextColumn {
     }
 
     /// Appends a value or a null, after [`TextColumn::fits`].
-    fn append(&mut self, value: Option<&str>) {
+    fn append(&mut self, value: Option<&[u8]>) {
         match value {
             Some(s) => {
-                self.strings.push(s.as_bytes());
+                self.strings.push(s);
                 self.nulls.append_non_null();
             }
             None => {
@@ -956,9 +976,9 @@ impl BatchBuilder {
         self.append(RowRef {
             event_time_us: event.event_time_us,
             receive_time_us: event.receive_time_us,
-            host: event.host.as_deref(),
+            host: event.host.as_deref().map(str::as_bytes),
             severity: event.severity,
-            message: event.message.as_deref(),
+            message: event.message.as_deref().map(str::as_bytes),
             typed: || event.typed.iter().map(|(name, v)| (*name, v.as_ref())),
             typed_at: |k: usize| event.typed.get(k).map(|(_, v)| v.as_ref()),
             attrs: event.attrs.as_slice(),
@@ -971,9 +991,9 @@ impl BatchBuilder {
         self.append(RowRef {
             event_time_us: row.event_time_us,
             receive_time_us: row.receive_time_us,
-            host: row.host(),
+            host: row.host.and_then(|span| row.span_bytes(span)),
             severity: row.severity,
-            message: row.message(),
+            message: row.message.and_then(|span| row.span_bytes(span)),
             typed: || row.typed(),
             typed_at: |k: usize| row.typed_at(k),
             attrs: &row.attrs,
@@ -1018,8 +1038,8 @@ impl BatchBuilder {
             return Err(Error::BadSeverity(s));
         }
         let (keys, values, n) = row.attrs.room();
-        let text_fits = self.host.fits(row.host.map_or(0, str::len))
-            && self.message.fits(row.message.map_or(0, str::len));
+        let text_fits = self.host.fits(row.host.map_or(0, <[u8]>::len))
+            && self.message.fits(row.message.map_or(0, <[u8]>::len));
         if !(text_fits && self.attr_keys.reserve(keys, n) && self.attr_values.reserve(values, n)) {
             return Err(Error::BatchFull);
         }
