@@ -47,7 +47,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use varde_core::{Event, Row, SourceKind, ValueRef};
+use varde_core::{Event, Row, RowText, SourceKind, ValueRef};
 use varde_transport::exposition::{Family, Value as Sample};
 
 use crate::parse::access::{self, Directive, IIS_DEFAULT_FIELDS};
@@ -270,11 +270,11 @@ enum Detected {
     Failed(&'static str),
 }
 
-fn detect(row: &Row, source: &EdgeSource) -> Detected {
+fn detect(row: RowText<'_>, receive_time_us: i64, source: &EdgeSource) -> Detected {
     let body = row.message().unwrap_or_default();
     let trimmed = body.trim_start();
     if trimmed.starts_with('{') {
-        match oidc::parse_json(body, row.receive_time_us, &source.json) {
+        match oidc::parse_json(body, receive_time_us, &source.json) {
             JsonOutcome::Login(p) => return Detected::Parsed(p),
             JsonOutcome::Windows(e) => return Detected::Whole(*e, SourceKind::WindowsEvent),
             JsonOutcome::Other(e) => return Detected::Whole(*e, SourceKind::GenericJson),
@@ -327,13 +327,11 @@ fn detect(row: &Row, source: &EdgeSource) -> Detected {
         Outcome::NotMine => {}
         other => return from_outcome(other),
     }
-    if !row.has_attrs() {
+    let mut attrs = row.attrs().peekable();
+    if attrs.peek().is_none() {
         return Detected::Keep; // no structured data to read
     }
-    let attrs: Vec<(String, String)> = row
-        .attrs()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let attrs: Vec<(String, String)> = attrs.map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     from_outcome(oidc::from_structured_data(&attrs))
 }
 
@@ -348,10 +346,11 @@ fn from_outcome(outcome: Outcome) -> Detected {
 /// Writes into `out` the syslog row `syslog` as an event of the parsed kind: the syslog typed
 /// fields become `syslog.*` attributes, then come the syslog attributes the parser did not
 /// consume, then the parser's own.
-fn rebuild(syslog: &Row, parsed: &Parsed, out: &mut Row) {
-    out.clear(syslog.receive_time_us);
-    out.event_time_us = parsed.event_time_us.unwrap_or(syslog.event_time_us);
-    out.severity = syslog.severity;
+fn rebuild(row: &Row, parsed: &Parsed, out: &mut Row) {
+    let syslog = row.read();
+    out.clear(row.receive_time_us);
+    out.event_time_us = parsed.event_time_us.unwrap_or(row.event_time_us);
+    out.severity = row.severity;
     out.set_host_text(syslog.host().or(parsed.host.as_deref()));
     out.set_message_text(syslog.message());
     for (name, value) in &parsed.typed {
@@ -396,12 +395,19 @@ pub fn edge_row(
     let stats = &source.stats;
     EdgeStats::add(&stats.lines, 1);
     parse_line_into(line, receive_time_us, row);
-    let raw = row.get("parse_error") == Some(ValueRef::Bool(true));
-    let kind = match detect(row, source) {
+    let text = row.read();
+    let (kind, scan) = match detect(text, receive_time_us, source) {
+        // The common case: the row is final as parsed, and is scanned as read already.
+        Detected::Keep => {
+            if text.get("parse_error") == Some(ValueRef::Bool(true)) {
+                EdgeStats::add(&stats.unparsed_lines, 1);
+            }
+            (SourceKind::Syslog, source.privacy.scan(text))
+        }
         Detected::Parsed(parsed) => {
             rebuild(row, &parsed, spare);
             std::mem::swap(row, spare);
-            parsed.kind
+            (parsed.kind, source.privacy.scan(row.read()))
         }
         Detected::Whole(event, kind) => {
             spare.assign(&event);
@@ -410,22 +416,16 @@ pub fn edge_row(
                 spare.set_host_text(row.host());
             }
             std::mem::swap(row, spare);
-            kind
-        }
-        Detected::Keep => {
-            if raw {
-                EdgeStats::add(&stats.unparsed_lines, 1);
-            }
-            SourceKind::Syslog
+            (kind, source.privacy.scan(row.read()))
         }
         Detected::Failed(why) => {
             EdgeStats::add(&stats.parse_failures, 1);
             row.push_attr(&["edge.parse_error"], why);
-            SourceKind::Syslog
+            (SourceKind::Syslog, source.privacy.scan(row.read()))
         }
     };
-    let counts = source.privacy.scrub_row(row, spare);
-    stats.record_privacy(counts);
+    scan.apply(row, spare);
+    stats.record_privacy(scan.counts);
     EdgeStats::add(&stats.events[usize::from(kind.code() - 1)], 1);
     kind
 }

@@ -81,7 +81,7 @@ use std::sync::{Arc, OnceLock};
 use hmac::{Hmac, Mac};
 use ipnet::IpNet;
 use sha2::Sha256;
-use varde_core::{Event, Row, Value};
+use varde_core::{Event, Row, RowText, Value};
 
 use crate::config::{IpAddressPolicy, PrivacyConfig};
 use crate::identity::{PrivateFileError, create_private, read_private};
@@ -543,23 +543,47 @@ impl Privacy {
     /// [`Privacy::scrub_event`] for a [`Row`]: every text scanned where it lies; only a row
     /// with something to replace is written again, into `spare` (then swapped with `row`).
     pub fn scrub_row(&self, row: &mut Row, spare: &mut Row) -> PrivacyCounts {
-        let mut counts = PrivacyCounts::default();
-        let mut replaced: Vec<(usize, String)> = Vec::new();
-        for (i, text) in row.texts().enumerate() {
-            if let Cow::Owned(new) = self.scrub_text(text, &mut counts) {
-                replaced.push((i, new));
+        let scan = self.scan(row.read());
+        scan.apply(row, spare);
+        scan.counts
+    }
+
+    /// The first half of [`Privacy::scrub_row`], on a row already read as text: what to
+    /// replace, and the counts.
+    pub fn scan(&self, text: RowText<'_>) -> Scan {
+        let mut scan = Scan::default();
+        for (i, field) in text.texts().enumerate() {
+            if let Cow::Owned(new) = self.scrub_text(field, &mut scan.counts) {
+                scan.replaced.push((i, new));
             }
         }
-        if !replaced.is_empty() {
-            row.rewrite_texts(spare, |i| {
-                replaced
-                    .iter()
-                    .find(|(j, _)| *j == i)
-                    .map(|(_, text)| text.as_str())
-            });
-            std::mem::swap(row, spare);
+        scan
+    }
+}
+
+/// What [`Privacy::scan`] found in a row: the texts to replace (numbered as
+/// [`RowText::texts`] yields them) and the counts.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// What was replaced, counted.
+    pub counts: PrivacyCounts,
+    replaced: Vec<(usize, String)>,
+}
+
+impl Scan {
+    /// Writes the replacements into `row` (through `spare`, then swapped with it); nothing to
+    /// do, and nothing copied, when there are none.
+    pub fn apply(&self, row: &mut Row, spare: &mut Row) {
+        if self.replaced.is_empty() {
+            return;
         }
-        counts
+        row.rewrite_texts(spare, |i| {
+            self.replaced
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map(|(_, text)| text.as_str())
+        });
+        std::mem::swap(row, spare);
     }
 }
 

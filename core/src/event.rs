@@ -91,6 +91,27 @@ struct RowRef<'a, T, G, A> {
     attrs: A,
 }
 
+/// A typed value on its way into its column: text as bytes (a batch checks its text when
+/// finished), so that appending a [`Row`] reads no text back as `&str`.
+#[derive(Debug, Clone, Copy)]
+enum Cell<'a> {
+    Str(&'a [u8]),
+    Bool(bool),
+    UInt(u64),
+    Time(i64),
+}
+
+impl<'a> From<ValueRef<'a>> for Cell<'a> {
+    fn from(v: ValueRef<'a>) -> Self {
+        match v {
+            ValueRef::Str(s) => Cell::Str(s.as_bytes()),
+            ValueRef::Bool(b) => Cell::Bool(b),
+            ValueRef::UInt(n) => Cell::UInt(n),
+            ValueRef::Time(t) => Cell::Time(t),
+        }
+    }
+}
+
 /// A row's attributes on their way into the batch's two lists.
 trait AttrSource {
     /// At least the bytes of all keys and of all values, and the number of pairs, to make
@@ -204,11 +225,6 @@ impl Texts {
             .get(start as usize..end as usize)
             .unwrap_or_default()
     }
-
-    /// The `i`th closed string.
-    fn get(&self, i: usize) -> &str {
-        utf8(self.bytes(i))
-    }
 }
 
 /// A [`Row`]'s attributes: keys and values as two [`Texts`], closed in pairs.
@@ -249,10 +265,6 @@ impl Attrs {
         let end = |t: &Texts| u32::try_from(t.text.len()).unwrap_or(u32::MAX);
         self.keys.ends.push(end(&self.keys));
         self.values.ends.push(end(&self.values));
-    }
-
-    fn get(&self, i: usize) -> (&str, &str) {
-        (self.keys.get(i), self.values.get(i))
     }
 
     /// Keeps only the attributes of `ranges` (of closed attributes, by position), in their
@@ -303,23 +315,29 @@ impl Row {
         self.attrs.clear();
     }
 
-    /// The typed value at `place` among those set.
-    fn typed_at(&self, place: usize) -> Option<ValueRef<'_>> {
-        self.typed.get(place).map(|(_, v)| self.value_ref(*v))
-    }
-
-    fn value_ref(&self, v: RowValue) -> ValueRef<'_> {
-        match v {
-            RowValue::Str(s) => ValueRef::Str(self.span_text(s)),
-            RowValue::UInt(n) => ValueRef::UInt(n),
-            RowValue::Bool(b) => ValueRef::Bool(b),
-            RowValue::Time(t) => ValueRef::Time(t),
+    /// The row read as text: its UTF-8 checked once, for all its fields.
+    pub fn read(&self) -> RowText<'_> {
+        RowText {
+            row: self,
+            text: utf8(&self.text),
+            keys: utf8(self.attrs.keys.closed()),
+            values: utf8(self.attrs.values.closed()),
         }
     }
 
     /// The bytes of a span of the row's text.
     fn span_bytes(&self, (start, end): Span) -> Option<&[u8]> {
         self.text.get(start as usize..end as usize)
+    }
+
+    /// A typed value as it goes into its column.
+    fn cell(&self, v: RowValue) -> Cell<'_> {
+        match v {
+            RowValue::Str(s) => Cell::Str(self.span_bytes(s).unwrap_or_default()),
+            RowValue::UInt(n) => Cell::UInt(n),
+            RowValue::Bool(b) => Cell::Bool(b),
+            RowValue::Time(t) => Cell::Time(t),
+        }
     }
 
     /// Bytes the row's buffers hold (their capacity), for a pool that keeps rows.
@@ -350,25 +368,24 @@ impl Row {
 
     /// The typed values, in the order they were set.
     pub fn typed(&self) -> impl Iterator<Item = (&'static str, ValueRef<'_>)> + '_ {
-        self.typed
-            .iter()
-            .map(|(name, v)| (*name, self.value_ref(*v)))
+        self.read().typed()
     }
 
     /// The attributes, in order.
     pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
-        (0..self.attrs.len()).map(|i| self.attrs.get(i))
+        self.read().attrs()
     }
 
     /// The same event with owned strings.
     pub fn to_event(&self) -> Event {
+        let this = self.read();
         Event {
             event_time_us: self.event_time_us,
             receive_time_us: self.receive_time_us,
-            host: self.host().map(str::to_owned),
+            host: this.host().map(str::to_owned),
             severity: self.severity,
-            message: self.message().map(str::to_owned),
-            typed: self
+            message: this.message().map(str::to_owned),
+            typed: this
                 .typed()
                 .map(|(name, v)| {
                     let v = match v {
@@ -380,23 +397,25 @@ impl Row {
                     (name, v)
                 })
                 .collect(),
-            attrs: self
+            attrs: this
                 .attrs()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
         }
     }
 
-    /// The typed value of a column, if set.
+    /// The typed value of a column, if set (only its own text read back as `&str`).
     pub fn get(&self, column: &str) -> Option<ValueRef<'_>> {
-        self.typed
+        let v = self
+            .typed
             .iter()
-            .find_map(|(name, v)| (*name == column).then(|| self.value_ref(*v)))
-    }
-
-    /// Whether the row has attributes.
-    pub fn has_attrs(&self) -> bool {
-        self.attrs.len() > 0
+            .find_map(|(name, v)| (*name == column).then_some(*v))?;
+        Some(match v {
+            RowValue::Str(s) => ValueRef::Str(self.span_text(s)),
+            RowValue::UInt(n) => ValueRef::UInt(n),
+            RowValue::Bool(b) => ValueRef::Bool(b),
+            RowValue::Time(t) => ValueRef::Time(t),
+        })
     }
 
     /// Writes `text` at the end of the row's text and returns its span.
@@ -456,18 +475,9 @@ impl Row {
         }
     }
 
-    /// Every text of the row, in a fixed order: the host, the message, the typed text values,
-    /// then each attribute's key and value. [`Row::rewrite_texts`] numbers them in this order.
+    /// Every text of the row, in a fixed order (see [`RowText::texts`]).
     pub fn texts(&self) -> impl Iterator<Item = &str> + '_ {
-        let typed = self.typed.iter().filter_map(|(_, v)| match *v {
-            RowValue::Str(s) => Some(self.span_text(s)),
-            _ => None,
-        });
-        self.host()
-            .into_iter()
-            .chain(self.message())
-            .chain(typed)
-            .chain(self.attrs().flat_map(|(k, v)| [k, v]))
+        self.read().texts()
     }
 
     /// Writes into `out` the same row with the texts `replace` gives a new text for (numbered
@@ -482,26 +492,24 @@ impl Row {
             n += 1;
             n - 1
         };
+        let this = self.read();
         out.clear(self.receive_time_us);
         out.event_time_us = self.event_time_us;
         out.severity = self.severity;
-        if let Some(h) = self.host() {
+        if let Some(h) = this.host() {
             out.set_host_text(Some(replace(next()).unwrap_or(h)));
         }
-        if let Some(m) = self.message() {
+        if let Some(m) = this.message() {
             out.set_message_text(Some(replace(next()).unwrap_or(m)));
         }
-        for (name, v) in &self.typed {
-            let value = match *v {
-                RowValue::Str(s) => {
-                    let text = self.span_text(s);
-                    ValueRef::Str(replace(next()).unwrap_or(text))
-                }
-                other => self.value_ref(other),
+        for (name, value) in this.typed() {
+            let value = match value {
+                ValueRef::Str(text) => ValueRef::Str(replace(next()).unwrap_or(text)),
+                other => other,
             };
             out.set_value(name, value);
         }
-        for (k, v) in self.attrs() {
+        for (k, v) in this.attrs() {
             let key = replace(next()).unwrap_or(k);
             out.push_attr(&[key], replace(next()).unwrap_or(v));
         }
@@ -599,6 +607,93 @@ impl Row {
     }
 }
 
+/// A [`Row`] read as text (see [`Row::read`]): its buffers' UTF-8 checked once, each field then
+/// a slice of them. Text a row holds is UTF-8 by construction; were a buffer not, every field
+/// in it would read as empty.
+#[derive(Debug, Clone, Copy)]
+pub struct RowText<'a> {
+    row: &'a Row,
+    text: &'a str,
+    keys: &'a str,
+    values: &'a str,
+}
+
+impl<'a> RowText<'a> {
+    fn span(&self, (start, end): Span) -> &'a str {
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
+
+    fn value(&self, v: RowValue) -> ValueRef<'a> {
+        match v {
+            RowValue::Str(s) => ValueRef::Str(self.span(s)),
+            RowValue::UInt(n) => ValueRef::UInt(n),
+            RowValue::Bool(b) => ValueRef::Bool(b),
+            RowValue::Time(t) => ValueRef::Time(t),
+        }
+    }
+
+    /// The host, if set.
+    pub fn host(&self) -> Option<&'a str> {
+        self.row.host.map(|s| self.span(s))
+    }
+
+    /// The message, if set.
+    pub fn message(&self) -> Option<&'a str> {
+        self.row.message.map(|s| self.span(s))
+    }
+
+    /// The typed value of a column, if set.
+    pub fn get(&self, column: &str) -> Option<ValueRef<'a>> {
+        self.row
+            .typed
+            .iter()
+            .find_map(|(name, v)| (*name == column).then(|| self.value(*v)))
+    }
+
+    /// The typed values, in the order they were set.
+    pub fn typed(self) -> impl Iterator<Item = (&'static str, ValueRef<'a>)> + 'a {
+        self.row
+            .typed
+            .iter()
+            .map(move |(name, v)| (*name, self.value(*v)))
+    }
+
+    /// The attributes, in order.
+    pub fn attrs(self) -> impl Iterator<Item = (&'a str, &'a str)> + Clone + 'a {
+        let piece = |text: &'a str, ends: &'a [u32], i: usize| {
+            let start = match i.checked_sub(1) {
+                Some(before) => ends.get(before).copied().unwrap_or(0),
+                None => 0,
+            };
+            let end = ends.get(i).copied().unwrap_or(start);
+            text.get(start as usize..end as usize).unwrap_or_default()
+        };
+        let attrs = &self.row.attrs;
+        (0..attrs.len()).map(move |i| {
+            (
+                piece(self.keys, &attrs.keys.ends, i),
+                piece(self.values, &attrs.values.ends, i),
+            )
+        })
+    }
+
+    /// Every text of the row, in a fixed order: the host, the message, the typed text values,
+    /// then each attribute's key and value. [`Row::rewrite_texts`] numbers them in this order.
+    pub fn texts(self) -> impl Iterator<Item = &'a str> + 'a {
+        let typed = self.row.typed.iter().filter_map(move |(_, v)| match *v {
+            RowValue::Str(s) => Some(self.span(s)),
+            _ => None,
+        });
+        self.host()
+            .into_iter()
+            .chain(self.message())
+            .chain(typed)
+            .chain(self.attrs().flat_map(|(k, v)| [k, v]))
+    }
+}
+
 enum ColumnBuilder {
     Utf8(TextColumn),
     Bool(BooleanBuilder),
@@ -625,25 +720,35 @@ impl ColumnBuilder {
     }
 
     /// Checks that `value` fits this column without appending anything.
-    fn check(&self, spec: &ColumnSpec, value: ValueRef<'_>) -> Result<()> {
+    fn check(&self, spec: &ColumnSpec, value: Cell<'_>) -> Result<()> {
         let fits = match (self, value) {
-            (ColumnBuilder::Utf8(t), ValueRef::Str(s)) => {
+            (ColumnBuilder::Utf8(t), Cell::Str(s)) => {
                 if !t.fits(s.len()) {
                     return Err(Error::BatchFull);
                 }
                 true
             }
-            (ColumnBuilder::Bool(_), ValueRef::Bool(_))
-            | (ColumnBuilder::UInt64(_), ValueRef::UInt(_))
-            | (ColumnBuilder::Time(_), ValueRef::Time(_)) => true,
-            (ColumnBuilder::UInt8(_), ValueRef::UInt(v)) => u8::try_from(v).is_ok(),
-            (ColumnBuilder::UInt16(_), ValueRef::UInt(v)) => u16::try_from(v).is_ok(),
-            (ColumnBuilder::UInt32(_), ValueRef::UInt(v)) => u32::try_from(v).is_ok(),
+            (ColumnBuilder::Bool(_), Cell::Bool(_))
+            | (ColumnBuilder::UInt64(_), Cell::UInt(_))
+            | (ColumnBuilder::Time(_), Cell::Time(_)) => true,
+            (ColumnBuilder::UInt8(_), Cell::UInt(v)) => u8::try_from(v).is_ok(),
+            (ColumnBuilder::UInt16(_), Cell::UInt(v)) => u16::try_from(v).is_ok(),
+            (ColumnBuilder::UInt32(_), Cell::UInt(v)) => u32::try_from(v).is_ok(),
             _ => false,
         };
         if fits {
             Ok(())
         } else {
+            let text;
+            let value = match value {
+                Cell::Str(s) => {
+                    text = String::from_utf8_lossy(s);
+                    ValueRef::Str(&text)
+                }
+                Cell::Bool(b) => ValueRef::Bool(b),
+                Cell::UInt(n) => ValueRef::UInt(n),
+                Cell::Time(t) => ValueRef::Time(t),
+            };
             Err(Error::BadValue {
                 column: spec.name,
                 expected: spec.ty,
@@ -653,21 +758,19 @@ impl ColumnBuilder {
     }
 
     /// Appends a value already accepted by [`ColumnBuilder::check`], or a null.
-    fn append(&mut self, value: Option<ValueRef<'_>>) {
+    fn append(&mut self, value: Option<Cell<'_>>) {
         match (self, value) {
-            (ColumnBuilder::Utf8(t), Some(ValueRef::Str(s))) => t.append(Some(s.as_bytes())),
-            (ColumnBuilder::Bool(b), Some(ValueRef::Bool(v))) => b.append_value(v),
-            (ColumnBuilder::UInt8(b), Some(ValueRef::UInt(v))) => {
-                b.append_option(u8::try_from(v).ok())
-            }
-            (ColumnBuilder::UInt16(b), Some(ValueRef::UInt(v))) => {
+            (ColumnBuilder::Utf8(t), Some(Cell::Str(s))) => t.append(Some(s)),
+            (ColumnBuilder::Bool(b), Some(Cell::Bool(v))) => b.append_value(v),
+            (ColumnBuilder::UInt8(b), Some(Cell::UInt(v))) => b.append_option(u8::try_from(v).ok()),
+            (ColumnBuilder::UInt16(b), Some(Cell::UInt(v))) => {
                 b.append_option(u16::try_from(v).ok())
             }
-            (ColumnBuilder::UInt32(b), Some(ValueRef::UInt(v))) => {
+            (ColumnBuilder::UInt32(b), Some(Cell::UInt(v))) => {
                 b.append_option(u32::try_from(v).ok())
             }
-            (ColumnBuilder::UInt64(b), Some(ValueRef::UInt(v))) => b.append_value(v),
-            (ColumnBuilder::Time(b), Some(ValueRef::Time(v))) => b.append_value(v),
+            (ColumnBuilder::UInt64(b), Some(Cell::UInt(v))) => b.append_value(v),
+            (ColumnBuilder::Time(b), Some(Cell::Time(v))) => b.append_value(v),
             (ColumnBuilder::Utf8(t), _) => t.append(None),
             (ColumnBuilder::Bool(b), _) => b.append_null(),
             (ColumnBuilder::UInt8(b), _) => b.append_null(),
@@ -979,8 +1082,13 @@ impl BatchBuilder {
             host: event.host.as_deref().map(str::as_bytes),
             severity: event.severity,
             message: event.message.as_deref().map(str::as_bytes),
-            typed: || event.typed.iter().map(|(name, v)| (*name, v.as_ref())),
-            typed_at: |k: usize| event.typed.get(k).map(|(_, v)| v.as_ref()),
+            typed: || {
+                event
+                    .typed
+                    .iter()
+                    .map(|(name, v)| (*name, v.as_ref().into()))
+            },
+            typed_at: |k: usize| event.typed.get(k).map(|(_, v)| v.as_ref().into()),
             attrs: event.attrs.as_slice(),
         })
     }
@@ -994,8 +1102,8 @@ impl BatchBuilder {
             host: row.host.and_then(|span| row.span_bytes(span)),
             severity: row.severity,
             message: row.message.and_then(|span| row.span_bytes(span)),
-            typed: || row.typed(),
-            typed_at: |k: usize| row.typed_at(k),
+            typed: || row.typed.iter().map(|(name, v)| (*name, row.cell(*v))),
+            typed_at: |k: usize| row.typed.get(k).map(|(_, v)| row.cell(*v)),
             attrs: &row.attrs,
         })
     }
@@ -1003,8 +1111,8 @@ impl BatchBuilder {
     fn append<'a, T, I, G, A>(&mut self, row: RowRef<'a, T, G, A>) -> Result<()>
     where
         T: Fn() -> I,
-        I: Iterator<Item = (&'static str, ValueRef<'a>)>,
-        G: Fn(usize) -> Option<ValueRef<'a>>,
+        I: Iterator<Item = (&'static str, Cell<'a>)>,
+        G: Fn(usize) -> Option<Cell<'a>>,
         A: AttrSource,
     {
         let specs = schema::typed_columns(self.kind);
