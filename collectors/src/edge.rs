@@ -266,15 +266,26 @@ impl EdgeSource {
 enum Detected {
     Parsed(Parsed),
     Whole(Event, SourceKind),
+    /// A Windows event record, decoded into the spare row.
+    WindowsRow,
     Keep,
     Failed(&'static str),
 }
 
-fn detect(row: RowText<'_>, receive_time_us: i64, source: &EdgeSource) -> Detected {
+fn detect(
+    row: RowText<'_>,
+    receive_time_us: i64,
+    source: &EdgeSource,
+    spare: &mut Row,
+) -> Detected {
     let body = row.message().unwrap_or_default();
     let trimmed = body.trim_start();
     if trimmed.starts_with('{') {
-        match oidc::parse_json(body, receive_time_us, &source.json) {
+        let json = trimmed.trim_end();
+        if json.ends_with('}') && oidc::evtx_into(json, receive_time_us, spare) {
+            return Detected::WindowsRow;
+        }
+        match oidc::parse_json_tree(body, receive_time_us, &source.json) {
             JsonOutcome::Login(p) => return Detected::Parsed(p),
             JsonOutcome::Windows(e) => return Detected::Whole(*e, SourceKind::WindowsEvent),
             JsonOutcome::Other(e) => return Detected::Whole(*e, SourceKind::GenericJson),
@@ -396,7 +407,7 @@ pub fn edge_row(
     EdgeStats::add(&stats.lines, 1);
     parse_line_into(line, receive_time_us, row);
     let text = row.read();
-    let (kind, scan) = match detect(text, receive_time_us, source) {
+    let (kind, scan) = match detect(text, receive_time_us, source, spare) {
         // The common case: the row is final as parsed, and is scanned as read already.
         Detected::Keep => {
             if text.get("parse_error") == Some(ValueRef::Bool(true)) {
@@ -408,6 +419,13 @@ pub fn edge_row(
             rebuild(row, &parsed, spare);
             std::mem::swap(row, spare);
             (parsed.kind, source.privacy.scan(row.read()))
+        }
+        Detected::WindowsRow => {
+            if spare.host().is_none() {
+                spare.set_host_text(row.host());
+            }
+            std::mem::swap(row, spare);
+            (SourceKind::WindowsEvent, source.privacy.scan(row.read()))
         }
         Detected::Whole(event, kind) => {
             spare.assign(&event);

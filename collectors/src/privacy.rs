@@ -411,8 +411,24 @@ impl Privacy {
     /// Scrubs one text: identity numbers always, IP addresses by policy. Returns the text
     /// unchanged (borrowed) when there was nothing to replace, and adds to `counts`.
     pub fn scrub_text<'a>(&self, text: &'a str, counts: &mut PrivacyCounts) -> Cow<'a, str> {
-        let after_nin = self.scrub_national_ids(text, counts);
-        if self.inner.policy.ip_addresses != IpAddressPolicy::Pseudonymise {
+        self.scrub_looking_for(text, Candidates::ALL, counts)
+    }
+
+    /// [`Privacy::scrub_text`], looking only for what `look` says may be there.
+    fn scrub_looking_for<'a>(
+        &self,
+        text: &'a str,
+        look: Candidates,
+        counts: &mut PrivacyCounts,
+    ) -> Cow<'a, str> {
+        let after_nin = if look.national_ids {
+            self.scrub_national_ids(text, counts)
+        } else {
+            Cow::Borrowed(text)
+        };
+        // A pseudonym put in brings its own `:`, which the quick look did not see.
+        let ip_possible = look.ip_addresses || matches!(after_nin, Cow::Owned(_));
+        if !ip_possible || self.inner.policy.ip_addresses != IpAddressPolicy::Pseudonymise {
             return after_nin;
         }
         match after_nin {
@@ -463,7 +479,7 @@ impl Privacy {
     }
 
     fn scrub_ips<'a>(&self, text: &'a str, counts: &mut PrivacyCounts) -> Cow<'a, str> {
-        if !text.bytes().any(|b| b == b'.' || b == b':') {
+        if memchr::memchr2(b'.', b':', text.as_bytes()).is_none() {
             return Cow::Borrowed(text);
         }
         let bytes = text.as_bytes();
@@ -550,15 +566,159 @@ impl Privacy {
 
     /// The first half of [`Privacy::scrub_row`], on a row already read as text: what to
     /// replace, and the counts.
+    ///
+    /// A text is searched only for what it may hold: identity numbers when it has a run of 11
+    /// digits, IP addresses (when they are pseudonymised) when it has a `.` or `:`. The
+    /// attribute keys and values are looked at one buffer each: its runs of digits, cut where
+    /// its texts end, tell which texts hold such a run.
     pub fn scan(&self, text: RowText<'_>) -> Scan {
         let mut scan = Scan::default();
-        for (i, field) in text.texts().enumerate() {
-            if let Cow::Owned(new) = self.scrub_text(field, &mut scan.counts) {
+        let ips = self.inner.policy.ip_addresses == IpAddressPolicy::Pseudonymise;
+        let ip_possible = |t: &str| ips && memchr::memchr2(b'.', b':', t.as_bytes()).is_some();
+        let mut i = 0;
+        let mut field = |t: &str, national_ids: bool, scan: &mut Scan| {
+            let look = Candidates {
+                national_ids,
+                ip_addresses: ip_possible(t),
+            };
+            if look.any()
+                && let Cow::Owned(new) = self.scrub_looking_for(t, look, &mut scan.counts)
+            {
                 scan.replaced.push((i, new));
             }
+            i += 1;
+        };
+        for t in text.own_texts() {
+            field(t, has_digit_run(t.as_bytes(), nin::LEN), &mut scan);
+        }
+        let ((keys, key_ends), (values, value_ends)) = text.attr_buffers();
+        let key_runs = texts_with_digit_runs(keys.as_bytes(), key_ends, nin::LEN);
+        let value_runs = texts_with_digit_runs(values.as_bytes(), value_ends, nin::LEN);
+        let (mut key_runs, mut value_runs) =
+            (key_runs.iter().peekable(), value_runs.iter().peekable());
+        for (j, (k, v)) in text.attrs().enumerate() {
+            field(k, key_runs.next_if_eq(&&j).is_some(), &mut scan);
+            field(v, value_runs.next_if_eq(&&j).is_some(), &mut scan);
         }
         scan
     }
+}
+
+/// What a text may hold, as far as a quick look at its buffer tells.
+#[derive(Debug, Clone, Copy)]
+struct Candidates {
+    national_ids: bool,
+    ip_addresses: bool,
+}
+
+impl Candidates {
+    const ALL: Candidates = Candidates {
+        national_ids: true,
+        ip_addresses: true,
+    };
+
+    fn any(self) -> bool {
+        self.national_ids || self.ip_addresses
+    }
+}
+
+/// Which of the eight bytes of `word` (little-endian: byte `j` is bit `j`) are ASCII digits,
+/// exactly: each byte is compared with `'0'` and `':'` with its high bit set first, so no
+/// borrow crosses into the next byte.
+fn digit_bits(word: u64) -> u8 {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let set = word | HIGH;
+    let at_least_0 = set.wrapping_sub(ONES * 0x30) & HIGH;
+    let at_least_colon = set.wrapping_sub(ONES * 0x3a) & HIGH;
+    let digits = at_least_0 & !at_least_colon & !word & HIGH;
+    // Byte j's flag (bit 8j) to bit 56 + j, then down to bit j.
+    ((digits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
+/// The runs of ASCII digits in `b` longer than eight, as (start, end), at least `len` long
+/// (`len` > 8): eight bytes at a time, since a run that long always crosses from one word
+/// into the next, and only the digits at the ends of each word can belong to it.
+fn digit_runs(b: &[u8], len: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+    debug_assert!(len > 8);
+    let mut at = 0;
+    // The run reaching the end of the last word: where it started.
+    let mut run: Option<usize> = None;
+    std::iter::from_fn(move || {
+        while at < b.len() {
+            let word = match b.get(at..at + 8).map(<[u8; 8]>::try_from) {
+                Some(Ok(word)) => word,
+                _ => {
+                    // The tail, padded with zero bytes (no digits).
+                    let mut word = [0u8; 8];
+                    let tail = b.get(at..).unwrap_or_default();
+                    word[..tail.len().min(8)].copy_from_slice(&tail[..tail.len().min(8)]);
+                    word
+                }
+            };
+            let bits = digit_bits(u64::from_le_bytes(word));
+            let here = at;
+            at += 8;
+            if bits == 0xff {
+                run.get_or_insert(here);
+                continue;
+            }
+            let ended = run
+                .take()
+                .map(|start| (start, here + bits.trailing_ones() as usize));
+            let top = bits.leading_ones() as usize;
+            if top > 0 {
+                run = Some(here + 8 - top);
+            }
+            if let Some((start, end)) = ended
+                && end - start >= len
+            {
+                return Some((start, end));
+            }
+        }
+        let end = b.len();
+        run.take()
+            .filter(|&start| end - start >= len)
+            .map(|start| (start, end))
+    })
+}
+
+/// True when `b` has a run of at least `len` ASCII digits.
+fn has_digit_run(b: &[u8], len: usize) -> bool {
+    digit_runs(b, len).next().is_some()
+}
+
+/// Which of the texts written one after another into `buffer`, each ending at its entry of
+/// `ends`, hold a run of at least `len` digits of their own (a run of the buffer cut where the
+/// texts end), in order.
+fn texts_with_digit_runs(buffer: &[u8], ends: &[u32], len: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    // The first text that may overlap the next run (runs come in order).
+    let mut first = 0;
+    for (start, end) in digit_runs(buffer, len) {
+        while ends.get(first).is_some_and(|&e| e as usize <= start) {
+            first += 1;
+        }
+        let mut t = first;
+        let mut text_start = t
+            .checked_sub(1)
+            .and_then(|before| ends.get(before))
+            .map_or(0, |&e| e as usize);
+        while let Some(&text_end) = ends.get(t) {
+            if text_start >= end {
+                break;
+            }
+            let text_end = text_end as usize;
+            if text_end.min(end).saturating_sub(text_start.max(start)) >= len
+                && out.last() != Some(&t)
+            {
+                out.push(t);
+            }
+            text_start = text_end;
+            t += 1;
+        }
+    }
+    out
 }
 
 /// What [`Privacy::scan`] found in a row: the texts to replace (numbered as

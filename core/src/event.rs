@@ -607,6 +607,9 @@ impl Row {
     }
 }
 
+/// Texts written one after another, and where each ends (see [`RowText::attr_buffers`]).
+pub type TextsWithEnds<'a> = (&'a str, &'a [u32]);
+
 /// A [`Row`] read as text (see [`Row::read`]): its buffers' UTF-8 checked once, each field then
 /// a slice of them. Text a row holds is UTF-8 by construction; were a buffer not, every field
 /// in it would read as empty.
@@ -679,17 +682,30 @@ impl<'a> RowText<'a> {
         })
     }
 
-    /// Every text of the row, in a fixed order: the host, the message, the typed text values,
-    /// then each attribute's key and value. [`Row::rewrite_texts`] numbers them in this order.
-    pub fn texts(self) -> impl Iterator<Item = &'a str> + 'a {
+    /// The attribute keys, then the values: each written one after another into one buffer,
+    /// with where each ends (the `i`th attribute's key ends at the `i`th end of the keys).
+    pub fn attr_buffers(&self) -> (TextsWithEnds<'a>, TextsWithEnds<'a>) {
+        let attrs = &self.row.attrs;
+        (
+            (self.keys, &attrs.keys.ends),
+            (self.values, &attrs.values.ends),
+        )
+    }
+
+    /// The texts in the row's own buffer, in the order of [`RowText::texts`]: the host, the
+    /// message, the typed text values.
+    pub fn own_texts(self) -> impl Iterator<Item = &'a str> + 'a {
         let typed = self.row.typed.iter().filter_map(move |(_, v)| match *v {
             RowValue::Str(s) => Some(self.span(s)),
             _ => None,
         });
-        self.host()
-            .into_iter()
-            .chain(self.message())
-            .chain(typed)
+        self.host().into_iter().chain(self.message()).chain(typed)
+    }
+
+    /// Every text of the row, in a fixed order: the host, the message, the typed text values,
+    /// then each attribute's key and value. [`Row::rewrite_texts`] numbers them in this order.
+    pub fn texts(self) -> impl Iterator<Item = &'a str> + 'a {
+        self.own_texts()
             .chain(self.attrs().flat_map(|(k, v)| [k, v]))
     }
 }

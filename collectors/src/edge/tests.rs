@@ -259,3 +259,34 @@ proptest! {
         prop_assert!(e.message.is_some());
     }
 }
+
+/// A Windows event record sent as a JSON line is the event the tree reading makes of the same
+/// document (`event_from_windows_json`, serde_json's tree), pseudonymised, with the syslog
+/// header's host when the record names none; whatever rows the edge wrote before.
+#[test]
+fn windows_json_lines_are_the_tree_readings_events_pseudonymised() {
+    let src = source();
+    let records = [
+        r##"{"Event":{"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Security-Auditing"}},"EventID":4688,"TimeCreated":{"#attributes":{"SystemTime":"2024-05-01T09:59:58.123Z"}},"Computer":"ws01.k0301.kommune.no","Channel":"Security"},"EventData":{"NewProcessName":"C:\\Windows\\System32\\cmd.exe","CommandLine":"cmd /c echo 31129956715","SubjectUserName":"kari"}}}"##,
+        r##"{"Event":{"System":{"EventID":4625,"Channel":"Security"},"EventData":{"IpAddress":"10.0.0.7","TargetUserName":"admin"}}}"##,
+        r##"{"Event":{"EventData":{"Data":[{"#attributes":{"Name":"a"},"#text":"1"}]},"System":{"EventID":1}}}"##,
+    ];
+    let (mut row, mut spare) = (Row::default(), Row::default());
+    for (i, record) in records.iter().enumerate() {
+        let line = format!("<14>1 2024-05-01T09:59:58Z ad01 nxlog - - - {record}");
+        let t = NOW + i as i64;
+        let kind = edge_row(&line, t, &src, &mut row, &mut spare);
+        assert_eq!(kind, SourceKind::WindowsEvent, "{record}");
+        let doc: serde_json::Value = serde_json::from_str(record).expect("valid JSON");
+        let mut want =
+            varde_core::windows::event_from_windows_json(&doc, t).expect("a Windows record");
+        if want.host.is_none() {
+            want.host = Some("ad01".into());
+        }
+        src.privacy().scrub_event(&mut want);
+        assert_eq!(row.to_event(), want, "{record}");
+    }
+    let c = src.stats().snapshot();
+    assert_eq!(c.events_of(SourceKind::WindowsEvent), 3);
+    assert_eq!(c.national_ids, 1);
+}

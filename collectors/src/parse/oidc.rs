@@ -40,7 +40,7 @@
 
 use serde_json::{Map, Value as Json};
 use varde_core::windows::EvtxDecoder;
-use varde_core::{Event, SourceKind, Value};
+use varde_core::{Event, Row, SourceKind, Value};
 
 use super::json::JsonFields;
 use super::{Outcome, Parsed};
@@ -85,6 +85,16 @@ pub fn parse_json(body: &str, receive_time_us: i64, fields: &JsonFields) -> Json
     if let Some(e) = evtx_from_text(trimmed, receive_time_us) {
         return JsonOutcome::Windows(Box::new(e));
     }
+    parse_json_tree(trimmed, receive_time_us, fields)
+}
+
+/// [`parse_json`] without its first step (the evtx shape read in one pass, which the edge
+/// does into its own row): the document parsed into a tree and classified.
+pub fn parse_json_tree(body: &str, receive_time_us: i64, fields: &JsonFields) -> JsonOutcome {
+    let trimmed = body.trim();
+    if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
+        return JsonOutcome::NotMine;
+    }
     match serde_json::from_str::<Json>(trimmed) {
         Ok(doc) => classify_json(&doc, receive_time_us, fields),
         Err(_) => JsonOutcome::Failed("json: not valid JSON"),
@@ -96,17 +106,20 @@ pub fn parse_json(body: &str, receive_time_us: i64, fields: &JsonFields) -> Json
 /// JSON), which [`classify_json`] then looks at whole. Only texts that name an `"Event"` member
 /// are tried, so other JSON pays one substring search.
 pub fn evtx_from_text(text: &str, receive_time_us: i64) -> Option<Event> {
+    let mut row = Row::default();
+    evtx_into(text, receive_time_us, &mut row).then(|| row.to_event())
+}
+
+/// [`evtx_from_text`] into `row` (the collector's own path: no owned string per field);
+/// `false`, `row` unchanged, when the text is not such a record.
+pub fn evtx_into(text: &str, receive_time_us: i64, row: &mut Row) -> bool {
     thread_local! {
         static DECODER: std::cell::RefCell<EvtxDecoder> = std::cell::RefCell::default();
     }
     if !text.contains("\"Event\"") {
-        return None;
+        return false;
     }
-    DECODER.with_borrow_mut(|d| {
-        d.decode_str(text, receive_time_us)
-            .ok()
-            .map(varde_core::Row::to_event)
-    })
+    DECODER.with_borrow_mut(|d| d.decode_into(text, receive_time_us, row).is_ok())
 }
 
 /// What a parsed JSON document is: a login event, a Windows event record (evtx, Winlogbeat or

@@ -84,10 +84,13 @@ pub struct NinInfo {
     pub year2: u8,
 }
 
+/// Digits of an identity number.
+pub const LEN: usize = 11;
+
 /// The digit values of exactly 11 ASCII digits, or `None`.
-pub fn digits(text: &[u8]) -> Option<[u8; 11]> {
-    let bytes: &[u8; 11] = text.try_into().ok()?;
-    let mut out = [0u8; 11];
+pub fn digits(text: &[u8]) -> Option<[u8; LEN]> {
+    let bytes: &[u8; LEN] = text.try_into().ok()?;
+    let mut out = [0u8; LEN];
     for (o, b) in out.iter_mut().zip(bytes) {
         if !b.is_ascii_digit() {
             return None;

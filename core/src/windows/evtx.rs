@@ -111,6 +111,20 @@ impl EvtxDecoder {
         Ok(self.d.finish()?)
     }
 
+    /// [`EvtxDecoder::decode_str`] into `row`: the decoded row and `row` change places, so the
+    /// caller keeps the event and the decoder writes the next one into `row`'s old buffers
+    /// (no copy either way). On an error `row` is left as it was.
+    pub fn decode_into(
+        &mut self,
+        text: &str,
+        receive_time_us: i64,
+        row: &mut Row,
+    ) -> Result<(), EvtxError> {
+        self.decode_str(text, receive_time_us)?;
+        std::mem::swap(&mut self.d.row, row);
+        Ok(())
+    }
+
     /// Decodes one record already parsed into a tree.
     pub fn decode_value(
         &mut self,
