@@ -659,6 +659,9 @@ fn digit_runs(b: &[u8], len: usize) -> impl Iterator<Item = (usize, usize)> + '_
             let bits = digit_bits(u64::from_le_bytes(word));
             let here = at;
             at += 8;
+            if bits == 0 && run.is_none() {
+                continue; // the common case in text: no digits here, none before
+            }
             if bits == 0xff {
                 run.get_or_insert(here);
                 continue;
