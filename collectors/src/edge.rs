@@ -1,13 +1,14 @@
 //! The collector's edge: one received line → one typed, pseudonymised event.
 //!
-//! [`edge_event`] is the single entry point for the delivery side: it runs
+//! [`edge_row`] is the single entry point for the delivery side (and [`edge_event`] the same,
+//! read back as an owned event): it writes the line into a row the caller keeps, and runs
 //!
 //! 1. syslog parsing ([`crate::syslog::parse_line_into`]; a line without `<PRI>` is kept whole),
 //! 2. format detection on the body (the syslog message, or the whole line) by the parsers of
 //!    [`crate::parse`]: JSON login events / Windows event records (evtx, Winlogbeat, NXLog) /
 //!    any other JSON object (`generic_json`), IIS W3C directives and lines,
 //!    Apache/nginx access logs, sshd and sudo lines, ID-porten structured data — in that order,
-//! 3. privacy ([`crate::privacy::Privacy::scrub_event`]) over every text field,
+//! 3. privacy ([`crate::privacy::Privacy::scrub_row`]) over every text field,
 //!
 //! and counts what happened in the source's [`EdgeStats`]. **Nothing is dropped**: a line in an
 //! unknown format is a `syslog` event with its raw text, and a line whose format was recognised
@@ -54,7 +55,7 @@ use crate::parse::access::{self, Directive, IIS_DEFAULT_FIELDS};
 use crate::parse::json::JsonFields;
 use crate::parse::oidc::{self, JsonOutcome};
 use crate::parse::{Outcome, Parsed, auth};
-use crate::privacy::{Privacy, PrivacyCounts};
+use crate::privacy::{Privacy, PrivacyCounts, Scan};
 use crate::syslog::parse_line_into;
 
 /// Counters of one source (a listener, a file): what came in, what it became, what the privacy
@@ -405,6 +406,14 @@ pub fn edge_row(
 ) -> SourceKind {
     let stats = &source.stats;
     EdgeStats::add(&stats.lines, 1);
+    // A JSON line without a syslog header (a file or socket of JSON lines) holding a Windows
+    // record is decoded straight into the row, not first copied into it as a raw message: the
+    // same event the steps below make of it.
+    let bare = line.trim_end_matches(['\r', '\n']).trim();
+    if bare.starts_with('{') && bare.ends_with('}') && oidc::evtx_into(bare, receive_time_us, row) {
+        let scan = source.privacy.scan(row.read());
+        return finish(source, row, spare, SourceKind::WindowsEvent, scan);
+    }
     parse_line_into(line, receive_time_us, row);
     let text = row.read();
     let (kind, scan) = match detect(text, receive_time_us, source, spare) {
@@ -442,9 +451,20 @@ pub fn edge_row(
             (SourceKind::Syslog, source.privacy.scan(row.read()))
         }
     };
+    finish(source, row, spare, kind, scan)
+}
+
+/// The last step of [`edge_row`]: the privacy layer's replacements written, the event counted.
+fn finish(
+    source: &EdgeSource,
+    row: &mut Row,
+    spare: &mut Row,
+    kind: SourceKind,
+    scan: Scan,
+) -> SourceKind {
     scan.apply(row, spare);
-    stats.record_privacy(scan.counts);
-    EdgeStats::add(&stats.events[usize::from(kind.code() - 1)], 1);
+    source.stats.record_privacy(scan.counts);
+    EdgeStats::add(&source.stats.events[usize::from(kind.code() - 1)], 1);
     kind
 }
 

@@ -285,8 +285,15 @@ fn windows_json_lines_are_the_tree_readings_events_pseudonymised() {
         }
         src.privacy().scrub_event(&mut want);
         assert_eq!(row.to_event(), want, "{record}");
+        // The same record as a bare JSON line (a file of JSON lines): no header, no host from it.
+        let kind = edge_row(&format!(" {record}\r"), t, &src, &mut row, &mut spare);
+        assert_eq!(kind, SourceKind::WindowsEvent, "{record}");
+        let mut want = varde_core::windows::event_from_windows_json(&doc, t).expect("a record");
+        src.privacy().scrub_event(&mut want);
+        assert_eq!(row.to_event(), want, "{record}");
     }
     let c = src.stats().snapshot();
-    assert_eq!(c.events_of(SourceKind::WindowsEvent), 3);
-    assert_eq!(c.national_ids, 1);
+    assert_eq!(c.events_of(SourceKind::WindowsEvent), 6);
+    assert_eq!(c.national_ids, 2);
+    assert_eq!(c.unparsed_lines, 0);
 }
