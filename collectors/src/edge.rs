@@ -278,12 +278,13 @@ fn detect(
     receive_time_us: i64,
     source: &EdgeSource,
     spare: &mut Row,
+    try_evtx: bool,
 ) -> Detected {
     let body = row.message().unwrap_or_default();
     let trimmed = body.trim_start();
     if trimmed.starts_with('{') {
         let json = trimmed.trim_end();
-        if json.ends_with('}') && oidc::evtx_into(json, receive_time_us, spare) {
+        if try_evtx && json.ends_with('}') && oidc::evtx_into(json, receive_time_us, spare) {
             return Detected::WindowsRow;
         }
         match oidc::parse_json_tree(body, receive_time_us, &source.json) {
@@ -410,13 +411,15 @@ pub fn edge_row(
     // record is decoded straight into the row, not first copied into it as a raw message: the
     // same event the steps below make of it.
     let bare = line.trim_end_matches(['\r', '\n']).trim();
-    if bare.starts_with('{') && bare.ends_with('}') && oidc::evtx_into(bare, receive_time_us, row) {
+    let bare_json = bare.starts_with('{') && bare.ends_with('}');
+    if bare_json && oidc::evtx_into(bare, receive_time_us, row) {
         let scan = source.privacy.scan(row.read());
         return finish(source, row, spare, SourceKind::WindowsEvent, scan);
     }
     parse_line_into(line, receive_time_us, row);
     let text = row.read();
-    let (kind, scan) = match detect(text, receive_time_us, source, spare) {
+    // A bare JSON line was tried as a Windows record above; its body is that same text.
+    let (kind, scan) = match detect(text, receive_time_us, source, spare, !bare_json) {
         // The common case: the row is final as parsed, and is scanned as read already.
         Detected::Keep => {
             if text.get("parse_error") == Some(ValueRef::Bool(true)) {

@@ -106,20 +106,28 @@ pub fn parse_json_tree(body: &str, receive_time_us: i64, fields: &JsonFields) ->
 /// JSON), which [`classify_json`] then looks at whole. Only texts that name an `"Event"` member
 /// are tried, so other JSON pays one substring search.
 pub fn evtx_from_text(text: &str, receive_time_us: i64) -> Option<Event> {
-    let mut row = Row::default();
-    evtx_into(text, receive_time_us, &mut row).then(|| row.to_event())
+    if !names_event(text) {
+        return None;
+    }
+    DECODER.with_borrow_mut(|d| d.decode_str(text, receive_time_us).ok().map(Row::to_event))
 }
 
-/// [`evtx_from_text`] into `row` (the collector's own path: no owned string per field);
-/// `false`, `row` unchanged, when the text is not such a record.
+/// [`evtx_from_text`] into `row` (the collector's own path: no owned string per field; the
+/// decoder keeps `row`'s old buffers for the next record); `false`, `row` unchanged, when the
+/// text is not such a record.
 pub fn evtx_into(text: &str, receive_time_us: i64, row: &mut Row) -> bool {
-    thread_local! {
-        static DECODER: std::cell::RefCell<EvtxDecoder> = std::cell::RefCell::default();
-    }
-    if !text.contains("\"Event\"") {
-        return false;
-    }
-    DECODER.with_borrow_mut(|d| d.decode_into(text, receive_time_us, row).is_ok())
+    names_event(text)
+        && DECODER.with_borrow_mut(|d| d.decode_into(text, receive_time_us, row).is_ok())
+}
+
+thread_local! {
+    /// This thread's decoder, its buffers kept from record to record.
+    static DECODER: std::cell::RefCell<EvtxDecoder> = std::cell::RefCell::default();
+}
+
+/// Whether a text names an `"Event"` member: only those are tried as evtx records.
+fn names_event(text: &str) -> bool {
+    text.contains("\"Event\"")
 }
 
 /// What a parsed JSON document is: a login event, a Windows event record (evtx, Winlogbeat or
