@@ -166,6 +166,18 @@ enum RowValue {
     Time(i64),
 }
 
+impl RowValue {
+    /// The value, its text read by `text`.
+    fn read<'a>(self, text: impl FnOnce(Span) -> &'a str) -> ValueRef<'a> {
+        match self {
+            RowValue::Str(s) => ValueRef::Str(text(s)),
+            RowValue::UInt(n) => ValueRef::UInt(n),
+            RowValue::Bool(b) => ValueRef::Bool(b),
+            RowValue::Time(t) => ValueRef::Time(t),
+        }
+    }
+}
+
 /// Strings written one after another into one buffer, each closed by recording its end: the
 /// keys, or the values, of a [`Row`]'s attributes, in the order of the batch's lists, so that
 /// appending a row copies each buffer in one piece. Text written after the last end is the
@@ -410,12 +422,7 @@ impl Row {
             .typed
             .iter()
             .find_map(|(name, v)| (*name == column).then_some(*v))?;
-        Some(match v {
-            RowValue::Str(s) => ValueRef::Str(self.span_text(s)),
-            RowValue::UInt(n) => ValueRef::UInt(n),
-            RowValue::Bool(b) => ValueRef::Bool(b),
-            RowValue::Time(t) => ValueRef::Time(t),
-        })
+        Some(v.read(|span| self.span_text(span)))
     }
 
     /// Writes `text` at the end of the row's text and returns its span.
@@ -481,7 +488,7 @@ impl Row {
     }
 
     /// Writes into `out` the same row with the texts `replace` gives a new text for (numbered
-    /// as [`Row::texts`] yields them), keeping `out`'s buffers. Attributes are closed first.
+    /// as [`Row::texts`] yields them), keeping `out`'s buffers.
     pub fn rewrite_texts<'r>(
         &self,
         out: &mut Row,
@@ -629,12 +636,7 @@ impl<'a> RowText<'a> {
     }
 
     fn value(&self, v: RowValue) -> ValueRef<'a> {
-        match v {
-            RowValue::Str(s) => ValueRef::Str(self.span(s)),
-            RowValue::UInt(n) => ValueRef::UInt(n),
-            RowValue::Bool(b) => ValueRef::Bool(b),
-            RowValue::Time(t) => ValueRef::Time(t),
-        }
+        v.read(|span| self.span(span))
     }
 
     /// The host, if set.
