@@ -58,7 +58,7 @@ apt_update() {
   fi
 }
 
-deb_of() { ls "$DEBS/${1}_"*.deb 2>/dev/null | sort | tail -n 1; }
+deb_of() { ls "$DEBS/${1}_"*.deb 2>/dev/null | sort | tail -n 1 || true; }
 
 # fetch PACKAGE: its .deb into $DEBS, unless one is there already.
 fetch() {
@@ -123,7 +123,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 RSYSLOGD=$RS_ROOT/usr/sbin/rsyslogd
-RS_MODULES=$(ls -d "$RS_ROOT"/usr/lib/*/rsyslog 2>/dev/null | head -n 1)
+RS_MODULES=$(ls -d "$RS_ROOT"/usr/lib/*/rsyslog 2>/dev/null | head -n 1 || true)
 [ -n "$RS_MODULES" ] && [ -f "$RS_MODULES/imtcp.so" ] || die "no rsyslog module directory in $RS_ROOT"
 OMKAFKA=$(find "$RSK_ROOT" -name omkafka.so | head -n 1)
 [ -n "$OMKAFKA" ] || die "no omkafka.so in $RSK_ROOT"
@@ -133,11 +133,11 @@ OMRELP=$(find "$RSR_ROOT" -name omrelp.so | head -n 1)
 cp -f "$OMRELP" "$RS_MODULES/omrelp.so"
 
 if [ ! -f "$LIBRDKAFKA/librdkafka.so.1" ]; then
-  src=$(ls -d "$HOME"/.cargo/registry/src/*/"$RDKAFKA_SYS" 2>/dev/null | head -n 1)
+  src=$(ls -d "$HOME"/.cargo/registry/src/*/"$RDKAFKA_SYS" 2>/dev/null | head -n 1 || true)
   if [ -z "$src" ]; then
     log "fetching $RDKAFKA_SYS's source with cargo fetch"
     (cd "$HERE/../.." && cargo fetch --locked >/dev/null 2>&1) || die "cargo fetch failed"
-    src=$(ls -d "$HOME"/.cargo/registry/src/*/"$RDKAFKA_SYS" 2>/dev/null | head -n 1)
+    src=$(ls -d "$HOME"/.cargo/registry/src/*/"$RDKAFKA_SYS" 2>/dev/null | head -n 1 || true)
   fi
   [ -n "$src" ] || die "$RDKAFKA_SYS not in cargo's registry"
   log "building librdkafka 2.12.1 (shared) from $src (about 2 minutes, once)"
@@ -155,7 +155,7 @@ fi
 
 LOGGEN=$SN_ROOT/usr/bin/loggen
 SN_LIBS=$SN_ROOT/usr/lib/syslog-ng
-SN_LOGGEN_PLUGINS=$(ls -d "$SN_LIBS"/*/loggen 2>/dev/null | head -n 1)
+SN_LOGGEN_PLUGINS=$(ls -d "$SN_LIBS"/*/loggen 2>/dev/null | head -n 1 || true)
 [ -n "$SN_LOGGEN_PLUGINS" ] || die "no loggen plugin directory under $SN_LIBS"
 
 # Every shared library of what the tests run must resolve.
