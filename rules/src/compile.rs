@@ -76,6 +76,8 @@ pub enum Test {
     Glob {
         /// The anchored regex.
         regex: Regex,
+        /// The same pattern matched piece by piece, when it has no `?`.
+        stars: Option<Stars>,
         /// Longest literal piece.
         literal: String,
         /// Case-sensitive.
@@ -368,11 +370,81 @@ fn string_test(s: &SigmaString, cased: bool) -> Result<Test> {
                 .to_owned();
             Test::Glob {
                 regex,
+                stars: Stars::new(folded.parts()),
                 literal,
                 cased,
             }
         }
     })
+}
+
+/// A wildcard pattern of literal pieces and `*` only, matched without a regular expression:
+/// the first piece must start the text unless the pattern starts with `*`, the last must end it
+/// unless the pattern ends with `*`, and the pieces between are found in order, each at its
+/// first occurrence after the previous one (a later occurrence would only leave less room for
+/// the rest). Pieces are whole UTF-8 strings, so they can only be found at character
+/// boundaries: byte positions give the answer of the anchored `(?s)^…$` translation.
+#[derive(Debug, Clone)]
+pub struct Stars {
+    head: Option<Vec<u8>>,
+    middle: Vec<memchr::memmem::Finder<'static>>,
+    tail: Option<Vec<u8>>,
+}
+
+impl Stars {
+    /// The matcher of `parts`, or `None` when they hold a `?` (one character, not one byte) or
+    /// no `*` at all.
+    pub fn new(parts: &[Part]) -> Option<Stars> {
+        if !parts.contains(&Part::Any) || parts.contains(&Part::One) {
+            return None;
+        }
+        let mut pieces: std::collections::VecDeque<&[u8]> = parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Lit(l) => Some(l.as_bytes()),
+                Part::Any | Part::One => None,
+            })
+            .collect();
+        let head = match parts.first() {
+            Some(Part::Lit(_)) => pieces.pop_front().map(<[u8]>::to_vec),
+            _ => None,
+        };
+        let tail = match parts.last() {
+            Some(Part::Lit(_)) => pieces.pop_back().map(<[u8]>::to_vec),
+            _ => None,
+        };
+        let middle = pieces
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| memchr::memmem::Finder::new(p).into_owned())
+            .collect();
+        Some(Stars { head, middle, tail })
+    }
+
+    /// Whether the whole of `text` matches the pattern.
+    pub fn matches(&self, text: &[u8]) -> bool {
+        let mut from = 0;
+        let mut to = text.len();
+        if let Some(head) = &self.head {
+            if !text.starts_with(head) {
+                return false;
+            }
+            from = head.len();
+        }
+        if let Some(tail) = &self.tail {
+            if to - from < tail.len() || !text.ends_with(tail) {
+                return false;
+            }
+            to -= tail.len();
+        }
+        for piece in &self.middle {
+            match piece.find(&text[from..to]) {
+                Some(i) => from += i + piece.needle().len(),
+                None => return false,
+            }
+        }
+        true
+    }
 }
 
 /// Compiles one detection item into an expression.
@@ -775,6 +847,41 @@ fn resolve(cond: &Cond, searches: &[(String, Expr)]) -> Result<Expr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Patterns of a few pieces over a small alphabet (so that pieces overlap, repeat and
+        /// sit at both ends) give the same answer piece by piece as their anchored regex, the
+        /// translation the reference matcher uses.
+        #[test]
+        fn stars_agree_with_the_anchored_regex(
+            pattern in prop::collection::vec(prop::sample::select(&["a", "b", "\\", "*", "é"][..]), 0..8),
+            text in prop::collection::vec(prop::sample::select(&["a", "b", "\\", "é"][..]), 0..12),
+        ) {
+            let (pattern, text) = (pattern.concat(), text.concat());
+            let s = SigmaString::parse(&pattern);
+            if let Some(stars) = Stars::new(s.parts()) {
+                let regex = Regex::new(&format!("(?s)^{}$", s.to_regex_body()))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(stars.matches(text.as_bytes()), regex.is_match(&text));
+            }
+        }
+    }
+
+    #[test]
+    fn stars_need_a_star_and_no_question_mark() {
+        assert!(Stars::new(SigmaString::parse("abc").parts()).is_none());
+        assert!(Stars::new(SigmaString::parse("a?c*").parts()).is_none());
+        let Some(stars) = Stars::new(SigmaString::parse("ab*ba").parts()) else {
+            panic!("ab*ba has a star");
+        };
+        assert!(stars.matches(b"abba"));
+        assert!(stars.matches(b"ab-ba"));
+        // Head and tail may not share bytes.
+        assert!(!stars.matches(b"aba"));
+    }
 
     #[test]
     fn windash_replaces_parameter_dashes_only() {

@@ -377,6 +377,7 @@ impl FieldMatcher {
         let Scratch {
             globs: candidates,
             regexes: regex_candidates,
+            lower,
         } = scratch;
         candidates.clear();
         regex_candidates.clear();
@@ -440,9 +441,26 @@ impl FieldMatcher {
         candidates.sort_unstable();
         candidates.dedup();
         candidates.extend_from_slice(&self.unfiltered_globs);
-        for &a in candidates.iter() {
-            if glob_holds(atoms, a, value, &mut lowered) {
-                out.push(a);
+        if !candidates.is_empty() {
+            // Uncased patterns are matched against the value lowercased: an ASCII value is
+            // lowercased once into a reused buffer.
+            let folded = match &lowered {
+                Some(l) => l.as_ref(),
+                None if ascii => {
+                    lower.clear();
+                    lower.push_str(value);
+                    lower.make_ascii_lowercase();
+                    lower.as_str()
+                }
+                None => {
+                    lowered = Some(fold(value));
+                    lowered.as_deref().unwrap_or(value)
+                }
+            };
+            for &a in candidates.iter() {
+                if glob_holds(atoms, a, value, folded) {
+                    out.push(a);
+                }
             }
         }
         if let Some((set, ids)) = &self.regexes {
@@ -491,6 +509,8 @@ struct Scratch {
     globs: Vec<usize>,
     /// Prefiltered regular expressions (indices into `filtered`) whose literal occurred.
     regexes: Vec<u32>,
+    /// An ASCII value lowercased, for the wildcard patterns.
+    lower: String,
 }
 
 /// Records the atom of an automaton match when its position fits the test (`len` is the
@@ -589,21 +609,23 @@ impl std::hash::Hasher for Fnv {
 
 pub(crate) type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 
-/// The glob test on one value: the anchored regex over the value, lowercased unless `cased`.
-fn glob_holds<'v>(
-    atoms: &AtomTable,
-    a: usize,
-    value: &'v str,
-    lowered: &mut Option<Cow<'v, str>>,
-) -> bool {
-    let Test::Glob { regex, cased, .. } = &atoms.atoms()[a].test else {
+/// The glob test on one value (`folded`: the value lowercased as the reference does): the
+/// pattern piece by piece where it has no `?`, else its anchored regex; over the value as it is
+/// when `cased`, else over `folded`.
+fn glob_holds(atoms: &AtomTable, a: usize, value: &str, folded: &str) -> bool {
+    let Test::Glob {
+        regex,
+        stars,
+        cased,
+        ..
+    } = &atoms.atoms()[a].test
+    else {
         return false;
     };
-    if *cased {
-        regex.is_match(value)
-    } else {
-        let l = lowered.get_or_insert_with(|| fold(value));
-        regex.is_match(l)
+    let text = if *cased { value } else { folded };
+    match stars {
+        Some(stars) => stars.matches(text.as_bytes()),
+        None => regex.is_match(text),
     }
 }
 
