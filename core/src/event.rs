@@ -1422,6 +1422,34 @@ impl<'a> BatchReader<'a> {
         })
     }
 
+    /// The typed column `index` (in [`schema::typed_columns`] order), its type looked up once:
+    /// for readers of many rows of one column.
+    pub fn typed_column(&self, index: usize) -> Option<TypedColumn<'a>> {
+        let spec = schema::typed_columns(self.kind).get(index)?;
+        let array: &'a dyn Array = self.batch.column(COMMON_COLUMNS + index).as_ref();
+        Some(match spec.ty {
+            ColumnType::Utf8 => TypedColumn::Str(array.as_string::<i32>()),
+            ColumnType::UInt8 => TypedColumn::UInt8(array.as_primitive::<UInt8Type>()),
+            ColumnType::UInt16 => TypedColumn::UInt16(array.as_primitive::<UInt16Type>()),
+            ColumnType::UInt32 => TypedColumn::UInt32(array.as_primitive::<UInt32Type>()),
+            ColumnType::UInt64 => TypedColumn::UInt64(array.as_primitive::<UInt64Type>()),
+            ColumnType::Bool | ColumnType::Timestamp => TypedColumn::Other {
+                reader_index: index,
+            },
+        })
+    }
+
+    /// Every row's attributes at once, for readers of the whole batch: the keys and values of
+    /// all rows in two flat arrays, each row a range of positions in both.
+    pub fn attr_table(&self) -> AttrTable<'a> {
+        AttrTable {
+            key_lists: self.attr_keys.value_offsets(),
+            value_lists: self.attr_values.value_offsets(),
+            keys: self.attr_keys.values().as_string(),
+            values: self.attr_values.values().as_string(),
+        }
+    }
+
     /// The remaining fields of a row, as (key, value) pairs in order.
     pub fn attrs(&self, row: usize) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         let keys: &'a StringArray = self.attr_keys.values().as_string();
@@ -1439,6 +1467,65 @@ impl<'a> BatchReader<'a> {
             .enumerate()
             .filter_map(|(i, spec)| self.typed(i, row).map(|v| (spec.name, v.to_string())))
             .collect()
+    }
+}
+
+/// A typed column of a batch, downcast once (see [`BatchReader::typed_column`]).
+#[derive(Clone, Copy)]
+pub enum TypedColumn<'a> {
+    /// Text.
+    Str(&'a StringArray),
+    /// Unsigned 8-bit integers.
+    UInt8(&'a arrow_array::PrimitiveArray<UInt8Type>),
+    /// Unsigned 16-bit integers.
+    UInt16(&'a arrow_array::PrimitiveArray<UInt16Type>),
+    /// Unsigned 32-bit integers.
+    UInt32(&'a arrow_array::PrimitiveArray<UInt32Type>),
+    /// Unsigned 64-bit integers.
+    UInt64(&'a arrow_array::PrimitiveArray<UInt64Type>),
+    /// Booleans and times: read through [`BatchReader::typed`] with this index.
+    Other {
+        /// The column's index for [`BatchReader::typed`].
+        reader_index: usize,
+    },
+}
+
+/// The attributes of every row of a batch (see [`BatchReader::attr_table`]).
+#[derive(Clone, Copy)]
+pub struct AttrTable<'a> {
+    key_lists: &'a [i32],
+    value_lists: &'a [i32],
+    keys: &'a StringArray,
+    values: &'a StringArray,
+}
+
+impl<'a> AttrTable<'a> {
+    /// The positions of row `row`'s attributes in [`AttrTable::key`] and [`AttrTable::value`]
+    /// (a [`BatchReader`] checked that keys and values have the same number per row).
+    #[inline]
+    pub fn row(&self, row: usize) -> std::ops::Range<usize> {
+        let start = usize::try_from(self.key_lists[row]).unwrap_or(0);
+        let end = usize::try_from(self.key_lists[row + 1]).unwrap_or(start);
+        start..end.max(start)
+    }
+
+    /// Where row `row`'s values start, relative to where its keys start.
+    #[inline]
+    fn value_shift(&self, row: usize) -> isize {
+        (self.value_lists[row] as isize) - (self.key_lists[row] as isize)
+    }
+
+    /// The key at a position of [`AttrTable::row`].
+    #[inline]
+    pub fn key(&self, at: usize) -> &'a str {
+        self.keys.value(at)
+    }
+
+    /// The value of row `row` at a position of [`AttrTable::row`].
+    #[inline]
+    pub fn value(&self, row: usize, at: usize) -> &'a str {
+        self.values
+            .value(at.saturating_add_signed(self.value_shift(row)))
     }
 }
 

@@ -60,7 +60,9 @@ pub mod windows;
 
 pub use component::{Component, ComponentRegistry};
 pub use envelope::{Envelope, EnvelopeError, EnvelopeHeader, EnvelopeWriter};
-pub use event::{BatchBuilder, BatchReader, Event, Row, RowText, Value, ValueRef};
+pub use event::{
+    AttrTable, BatchBuilder, BatchReader, Event, Row, RowText, TypedColumn, Value, ValueRef,
+};
 pub use id::{AlertId, CollectorId, EventId};
 pub use identity::{CollectorKey, KeyId, PublicKey};
 pub use kind::SourceKind;

@@ -6,8 +6,11 @@
 //! field name. Absent when none of these exists.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
-use varde_core::{BatchReader, ValueRef};
+use arrow_array::Array as _;
+
+use varde_core::{BatchReader, TypedColumn, ValueRef};
 
 use crate::mapping::{Column, FieldSpec};
 
@@ -127,14 +130,25 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
     // previous row's key at each position and compare before hashing.
     // The key's targets and whether it contains a space are remembered with it.
     let mut previous: Vec<(&'a str, Option<&Vec<usize>>, bool)> = Vec::new();
-    // Numbers of typed columns repeat from row to row (event ids): format each once.
-    let mut numbers: Vec<Option<(u64, String)>> = vec![None; specs.len()];
+    let table = reader.attr_table();
+    // Typed columns, their types looked up once per batch.
+    let typed: Vec<Option<TypedColumn<'a>>> = specs
+        .iter()
+        .map(|s| match s.column {
+            Some(Column::Typed(t)) => reader.typed_column(t),
+            _ => None,
+        })
+        .collect();
     for row in 0..rows {
         spaced.clear();
         touched.clear();
-        for (i, (k, v)) in reader.attrs(row).enumerate() {
+        let positions = table.row(row);
+        let first = positions.start;
+        for at in positions {
+            let i = at - first;
+            let k = table.key(at);
             let (targets, space) = match previous.get(i) {
-                Some((pk, t, sp)) if *pk == k => (*t, *sp),
+                Some((pk, t, sp)) if same_key(pk.as_bytes(), k.as_bytes()) => (*t, *sp),
                 _ => {
                     let t = by_key.get(k);
                     let sp = k.contains(' ');
@@ -147,6 +161,7 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
                 }
             };
             if let Some(targets) = targets {
+                let v = table.value(row, at);
                 for &t in targets {
                     let col = &mut out[t];
                     if !open[t] {
@@ -157,7 +172,7 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
                     col.values.push(Cow::Borrowed(v));
                 }
             } else if space {
-                spaced.push((k, v));
+                spaced.push((k, table.value(row, at)));
             }
         }
         // Fields with a column, when no attribute of theirs was found.
@@ -165,20 +180,10 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
             if open[i] {
                 continue;
             }
-            let value = match specs[i].column {
-                Some(Column::Typed(t)) => match reader.typed(t, row) {
-                    Some(ValueRef::UInt(n)) => Some(Cow::Owned(match &numbers[i] {
-                        Some((m, text)) if *m == n => text.clone(),
-                        _ => {
-                            let text = n.to_string();
-                            numbers[i] = Some((n, text.clone()));
-                            text
-                        }
-                    })),
-                    _ => column_value(reader, Column::Typed(t), row),
-                },
-                Some(c) => column_value(reader, c, row),
-                None => None,
+            let value = match (typed[i], specs[i].column) {
+                (Some(column), _) => typed_value(reader, column, row),
+                (None, Some(c)) => column_value(reader, c, row),
+                (None, None) => None,
             };
             if let Some(v) = value {
                 push_row(&mut out[i], rows, row, std::iter::once(v));
@@ -206,6 +211,78 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
         col.offsets.resize(rows + 1, len);
     }
     out
+}
+
+/// A typed column's value in a row, as text (as [`column_value`] gives it).
+#[inline]
+fn typed_value<'a>(
+    reader: &BatchReader<'a>,
+    column: TypedColumn<'a>,
+    row: usize,
+) -> Option<Cow<'a, str>> {
+    match column {
+        TypedColumn::Str(a) => a.is_valid(row).then(|| Cow::Borrowed(a.value(row))),
+        TypedColumn::UInt8(a) => a.is_valid(row).then(|| number(a.value(row).into())),
+        TypedColumn::UInt16(a) => a.is_valid(row).then(|| number(a.value(row).into())),
+        TypedColumn::UInt32(a) => a.is_valid(row).then(|| number(a.value(row).into())),
+        TypedColumn::UInt64(a) => a.is_valid(row).then(|| number(a.value(row))),
+        TypedColumn::Other { reader_index } => {
+            column_value(reader, Column::Typed(reader_index), row)
+        }
+    }
+}
+
+/// Below this, a number's text is borrowed from one table made on first use (event ids,
+/// levels, tasks repeat on every row): 39 kB of digits.
+const SMALL_NUMBERS: usize = 10_000;
+
+/// A number as decimal text, without allocating when it is small.
+fn number(n: u64) -> Cow<'static, str> {
+    static TABLE: OnceLock<(String, Vec<u32>)> = OnceLock::new();
+    let (digits, ends) = TABLE.get_or_init(|| {
+        let mut digits = String::new();
+        let mut ends = vec![0u32];
+        for i in 0..SMALL_NUMBERS {
+            digits.push_str(&i.to_string());
+            ends.push(u32::try_from(digits.len()).unwrap_or(u32::MAX));
+        }
+        (digits, ends)
+    });
+    let small = usize::try_from(n)
+        .ok()
+        .filter(|&i| i < SMALL_NUMBERS)
+        .and_then(|i| digits.get(ends[i] as usize..ends[i + 1] as usize));
+    match small {
+        Some(text) => Cow::Borrowed(text),
+        None => Cow::Owned(n.to_string()),
+    }
+}
+
+/// Whether two attribute keys are equal: keys are short, so compared in at most two word
+/// loads each instead of a call to `memcmp`.
+#[inline]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let half = |s: &[u8], at: usize| -> u32 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_le_bytes(w)
+    };
+    match n {
+        0 => true,
+        1..4 => a == b,
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
 }
 
 /// Appends a row's values to a column whose offsets may stop before `row` (the batch has
@@ -251,5 +328,30 @@ fn spaced_values<'a>(
         .peekable();
     if matching.peek().is_some() {
         push_row(col, rows, row, matching);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Keys of every length up to past the word-compared ones, over two letters so that
+        /// equal lengths often differ in one byte only.
+        #[test]
+        fn same_key_is_byte_equality(a in "[ab]{0,20}", b in "[ab]{0,20}") {
+            prop_assert_eq!(same_key(a.as_bytes(), b.as_bytes()), a == b);
+            prop_assert!(same_key(a.as_bytes(), a.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn numbers_read_as_their_decimal_text() {
+        for n in [0u64, 7, 4688, 9_999, 10_000, 65_535, u64::MAX] {
+            assert_eq!(number(n), n.to_string());
+        }
     }
 }
