@@ -1515,6 +1515,24 @@ impl<'a> AttrTable<'a> {
         (self.value_lists[row] as isize) - (self.key_lists[row] as isize)
     }
 
+    /// The keys at `positions` (a range of [`AttrTable::row`]) as one run of bytes, and the
+    /// offsets where each starts and the last ends (`positions.len() + 1` of them, relative to
+    /// the batch's key buffer: subtract the first to compare two runs).
+    #[inline]
+    pub fn key_run(&self, positions: std::ops::Range<usize>) -> (&'a [u8], &'a [i32]) {
+        let offsets = self.keys.value_offsets();
+        let ends = offsets.get(positions.start..=positions.end).unwrap_or(&[]);
+        let bytes = match (ends.first(), ends.last()) {
+            (Some(&a), Some(&b)) => usize::try_from(a)
+                .ok()
+                .zip(usize::try_from(b).ok())
+                .and_then(|(a, b)| self.keys.value_data().get(a..b))
+                .unwrap_or(&[]),
+            _ => &[],
+        };
+        (bytes, ends)
+    }
+
     /// The key at a position of [`AttrTable::row`].
     #[inline]
     pub fn key(&self, at: usize) -> &'a str {
