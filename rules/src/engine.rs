@@ -11,7 +11,7 @@
 //!   values; a lowercase automaton for values with other characters; a case-sensitive one for
 //!   `cased` needles), walked byte by byte over the value;
 //! - wildcard patterns are verified only where their literal occurred: piece by piece with a
-//!   substring search when they have no `?` ([`compile::Stars`](crate::compile::Stars)), else
+//!   substring search when they have no `?` ([`crate::compile::Stars`]), else
 //!   by their anchored regular expression;
 //! - a regular expression runs only on values that contain one of its required literals
 //!   (derived from its syntax tree, see `engine/prefilter.rs`; found case-insensitively, and
