@@ -1398,28 +1398,7 @@ impl<'a> BatchReader<'a> {
 
     /// The value of the typed column `index` (in [`schema::typed_columns`] order) at `row`.
     pub fn typed(&self, index: usize, row: usize) -> Option<ValueRef<'a>> {
-        let array = self.batch.column(COMMON_COLUMNS + index).as_ref();
-        if !array.is_valid(row) {
-            return None;
-        }
-        let spec = schema::typed_columns(self.kind).get(index)?;
-        Some(match spec.ty {
-            ColumnType::Utf8 => ValueRef::Str(array.as_string::<i32>().value(row)),
-            ColumnType::Bool => ValueRef::Bool(array.as_boolean().value(row)),
-            ColumnType::UInt8 => {
-                ValueRef::UInt(array.as_primitive::<UInt8Type>().value(row).into())
-            }
-            ColumnType::UInt16 => {
-                ValueRef::UInt(array.as_primitive::<UInt16Type>().value(row).into())
-            }
-            ColumnType::UInt32 => {
-                ValueRef::UInt(array.as_primitive::<UInt32Type>().value(row).into())
-            }
-            ColumnType::UInt64 => ValueRef::UInt(array.as_primitive::<UInt64Type>().value(row)),
-            ColumnType::Timestamp => {
-                ValueRef::Time(array.as_primitive::<TimestampMicrosecondType>().value(row))
-            }
-        })
+        self.typed_column(index)?.get(row)
     }
 
     /// The typed column `index` (in [`schema::typed_columns`] order), its type looked up once:
@@ -1429,13 +1408,14 @@ impl<'a> BatchReader<'a> {
         let array: &'a dyn Array = self.batch.column(COMMON_COLUMNS + index).as_ref();
         Some(match spec.ty {
             ColumnType::Utf8 => TypedColumn::Str(array.as_string::<i32>()),
+            ColumnType::Bool => TypedColumn::Bool(array.as_boolean()),
             ColumnType::UInt8 => TypedColumn::UInt8(array.as_primitive::<UInt8Type>()),
             ColumnType::UInt16 => TypedColumn::UInt16(array.as_primitive::<UInt16Type>()),
             ColumnType::UInt32 => TypedColumn::UInt32(array.as_primitive::<UInt32Type>()),
             ColumnType::UInt64 => TypedColumn::UInt64(array.as_primitive::<UInt64Type>()),
-            ColumnType::Bool | ColumnType::Timestamp => TypedColumn::Other {
-                reader_index: index,
-            },
+            ColumnType::Timestamp => {
+                TypedColumn::Time(array.as_primitive::<TimestampMicrosecondType>())
+            }
         })
     }
 
@@ -1483,11 +1463,27 @@ pub enum TypedColumn<'a> {
     UInt32(&'a arrow_array::PrimitiveArray<UInt32Type>),
     /// Unsigned 64-bit integers.
     UInt64(&'a arrow_array::PrimitiveArray<UInt64Type>),
-    /// Booleans and times: read through [`BatchReader::typed`] with this index.
-    Other {
-        /// The column's index for [`BatchReader::typed`].
-        reader_index: usize,
-    },
+    /// Booleans.
+    Bool(&'a arrow_array::BooleanArray),
+    /// Microseconds since the epoch.
+    Time(&'a arrow_array::PrimitiveArray<TimestampMicrosecondType>),
+}
+
+impl<'a> TypedColumn<'a> {
+    /// The value at `row`.
+    #[inline]
+    pub fn get(&self, row: usize) -> Option<ValueRef<'a>> {
+        let (valid, value) = match *self {
+            TypedColumn::Str(a) => (a.is_valid(row), ValueRef::Str(a.value(row))),
+            TypedColumn::Bool(a) => (a.is_valid(row), ValueRef::Bool(a.value(row))),
+            TypedColumn::UInt8(a) => (a.is_valid(row), ValueRef::UInt(a.value(row).into())),
+            TypedColumn::UInt16(a) => (a.is_valid(row), ValueRef::UInt(a.value(row).into())),
+            TypedColumn::UInt32(a) => (a.is_valid(row), ValueRef::UInt(a.value(row).into())),
+            TypedColumn::UInt64(a) => (a.is_valid(row), ValueRef::UInt(a.value(row))),
+            TypedColumn::Time(a) => (a.is_valid(row), ValueRef::Time(a.value(row))),
+        };
+        valid.then_some(value)
+    }
 }
 
 /// The attributes of every row of a batch (see [`BatchReader::attr_table`]).
@@ -1504,9 +1500,8 @@ impl<'a> AttrTable<'a> {
     /// (a [`BatchReader`] checked that keys and values have the same number per row).
     #[inline]
     pub fn row(&self, row: usize) -> std::ops::Range<usize> {
-        let start = usize::try_from(self.key_lists[row]).unwrap_or(0);
-        let end = usize::try_from(self.key_lists[row + 1]).unwrap_or(start);
-        start..end.max(start)
+        let (start, end) = offsets_range(self.key_lists, row);
+        start..end
     }
 
     /// Where row `row`'s values start, relative to where its keys start.
@@ -1548,7 +1543,11 @@ impl<'a> AttrTable<'a> {
 }
 
 fn list_range(list: &ListArray, row: usize) -> (usize, usize) {
-    let offsets = list.value_offsets();
+    offsets_range(list.value_offsets(), row)
+}
+
+/// Where row `row` starts and ends by a list's offsets.
+fn offsets_range(offsets: &[i32], row: usize) -> (usize, usize) {
     // Offsets of a valid ListArray are non-negative and non-decreasing.
     let start = usize::try_from(offsets[row]).unwrap_or(0);
     let end = usize::try_from(offsets[row + 1]).unwrap_or(start);

@@ -8,8 +8,6 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use arrow_array::Array as _;
-
 use varde_core::{BatchReader, TypedColumn, ValueRef};
 
 use crate::mapping::{Column, FieldSpec};
@@ -23,11 +21,9 @@ pub fn column_value<'a>(reader: &BatchReader<'a>, col: Column, row: usize) -> Op
         Column::EventTime => Some(Cow::Owned(varde_core::time::format_rfc3339(
             reader.event_time_us(row),
         ))),
-        Column::Typed(i) => reader.typed(i, row).map(|v| match v {
-            ValueRef::Str(s) => Cow::Borrowed(s),
-            ValueRef::Time(t) => Cow::Owned(varde_core::time::format_rfc3339(t)),
-            other => Cow::Owned(other.to_string()),
-        }),
+        Column::Typed(i) => reader
+            .typed_column(i)
+            .and_then(|column| typed_value(column, row)),
     }
 }
 
@@ -204,7 +200,7 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
                 continue;
             }
             let value = match (typed[i], specs[i].column) {
-                (Some(column), _) => typed_value(reader, column, row),
+                (Some(column), _) => typed_value(column, row),
                 (None, Some(c)) => column_value(reader, c, row),
                 (None, None) => None,
             };
@@ -263,23 +259,15 @@ impl Layout<'_, '_> {
     }
 }
 
-/// A typed column's value in a row, as text (as [`column_value`] gives it).
+/// A typed column's value in a row, as text (numbers in decimal, times in RFC 3339).
 #[inline]
-fn typed_value<'a>(
-    reader: &BatchReader<'a>,
-    column: TypedColumn<'a>,
-    row: usize,
-) -> Option<Cow<'a, str>> {
-    match column {
-        TypedColumn::Str(a) => a.is_valid(row).then(|| Cow::Borrowed(a.value(row))),
-        TypedColumn::UInt8(a) => a.is_valid(row).then(|| number(a.value(row).into())),
-        TypedColumn::UInt16(a) => a.is_valid(row).then(|| number(a.value(row).into())),
-        TypedColumn::UInt32(a) => a.is_valid(row).then(|| number(a.value(row).into())),
-        TypedColumn::UInt64(a) => a.is_valid(row).then(|| number(a.value(row))),
-        TypedColumn::Other { reader_index } => {
-            column_value(reader, Column::Typed(reader_index), row)
-        }
-    }
+fn typed_value(column: TypedColumn<'_>, row: usize) -> Option<Cow<'_, str>> {
+    column.get(row).map(|v| match v {
+        ValueRef::Str(s) => Cow::Borrowed(s),
+        ValueRef::UInt(n) => number(n),
+        ValueRef::Time(t) => Cow::Owned(varde_core::time::format_rfc3339(t)),
+        other => Cow::Owned(other.to_string()),
+    })
 }
 
 /// Below this, a number's text is borrowed from one table made on first use (event ids,
