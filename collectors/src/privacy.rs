@@ -82,6 +82,7 @@ use hmac::{Hmac, Mac};
 use ipnet::IpNet;
 use sha2::Sha256;
 use varde_core::{Event, Row, RowText, Value};
+use wide::u8x16;
 
 use crate::config::{IpAddressPolicy, PrivacyConfig};
 use crate::identity::{PrivateFileError, create_private, read_private};
@@ -570,37 +571,54 @@ impl Privacy {
     /// A text is searched only for what it may hold: identity numbers when it has a run of 11
     /// digits, IP addresses (when they are pseudonymised) when it has a `.` or `:`. The
     /// attribute keys and values are looked at one buffer each: its runs of digits, cut where
-    /// its texts end, tell which texts hold such a run.
+    /// its texts end, and its `.` and `:` tell which texts hold one, and no other attribute
+    /// is visited.
     pub fn scan(&self, text: RowText<'_>) -> Scan {
         let mut scan = Scan::default();
         let ips = self.inner.policy.ip_addresses == IpAddressPolicy::Pseudonymise;
-        let ip_possible = |t: &str| ips && memchr::memchr2(b'.', b':', t.as_bytes()).is_some();
-        let mut i = 0;
-        let mut field = |t: &str, national_ids: bool, scan: &mut Scan| {
-            let look = Candidates {
-                national_ids,
-                ip_addresses: ip_possible(t),
-            };
-            if look.any()
-                && let Cow::Owned(new) = self.scrub_looking_for(t, look, &mut scan.counts)
-            {
-                scan.replaced.push((i, new));
-            }
-            i += 1;
-        };
+        let mut own = 0;
         for t in text.own_texts() {
-            field(t, has_digit_run(t.as_bytes(), nin::LEN), &mut scan);
+            let look = Candidates {
+                national_ids: has_digit_run(t.as_bytes(), nin::LEN),
+                ip_addresses: ips && memchr::memchr2(b'.', b':', t.as_bytes()).is_some(),
+            };
+            self.look_into(t, own, look, &mut scan);
+            own += 1;
         }
+        // Texts are numbered own texts first, then each attribute's key and its value.
         let ((keys, key_ends), (values, value_ends)) = text.attr_buffers();
-        let key_runs = texts_with_digit_runs(keys.as_bytes(), key_ends, nin::LEN);
-        let value_runs = texts_with_digit_runs(values.as_bytes(), value_ends, nin::LEN);
-        let (mut key_runs, mut value_runs) =
-            (key_runs.iter().peekable(), value_runs.iter().peekable());
-        for (j, (k, v)) in text.attrs().enumerate() {
-            field(k, key_runs.next_if_eq(&&j).is_some(), &mut scan);
-            field(v, value_runs.next_if_eq(&&j).is_some(), &mut scan);
+        for (buffer, ends, value) in [(keys, key_ends, 0), (values, value_ends, 1)] {
+            let runs = texts_with_digit_runs(buffer.as_bytes(), ends, nin::LEN);
+            let dots = if ips {
+                texts_with_either(buffer.as_bytes(), ends, b'.', b':')
+            } else {
+                Vec::new()
+            };
+            let (mut runs, mut dots) = (runs.into_iter().peekable(), dots.into_iter().peekable());
+            while let Some(&j) = match (runs.peek(), dots.peek()) {
+                (Some(r), Some(d)) => Some(r.min(d)),
+                (r, d) => r.or(d),
+            } {
+                let look = Candidates {
+                    national_ids: runs.next_if_eq(&j).is_some(),
+                    ip_addresses: dots.next_if_eq(&j).is_some(),
+                };
+                let start = j.checked_sub(1).and_then(|b| ends.get(b)).map_or(0, |&e| e);
+                let end = ends.get(j).map_or(start, |&e| e);
+                let t = buffer.get(start as usize..end as usize).unwrap_or_default();
+                self.look_into(t, own + 2 * j + value, look, &mut scan);
+            }
         }
         scan
+    }
+
+    /// Searches text number `i` for what `look` says it may hold, and notes its replacement.
+    fn look_into(&self, t: &str, i: usize, look: Candidates, scan: &mut Scan) {
+        if look.any()
+            && let Cow::Owned(new) = self.scrub_looking_for(t, look, &mut scan.counts)
+        {
+            scan.replaced.push((i, new));
+        }
     }
 }
 
@@ -622,68 +640,97 @@ impl Candidates {
     }
 }
 
-/// Which of the eight bytes of `word` (little-endian: byte `j` is bit `j`) are ASCII digits,
-/// exactly: each byte is compared with `'0'` and `':'` with its high bit set first, so no
-/// borrow crosses into the next byte.
-fn digit_bits(word: u64) -> u8 {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
-    const HIGH: u64 = ONES << 7;
-    let set = word | HIGH;
-    let at_least_0 = set.wrapping_sub(ONES * 0x30) & HIGH;
-    let at_least_colon = set.wrapping_sub(ONES * 0x3a) & HIGH;
-    let digits = at_least_0 & !at_least_colon & !word & HIGH;
-    // Byte j's flag (bit 8j) to bit 56 + j, then down to bit j.
-    ((digits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+/// Which of the bytes of `block` (at most 64) are ASCII digits: bit `j` for byte `j`, bits
+/// past the block's end clear. Sixteen bytes at a time: after subtracting `'0'` a digit is a
+/// byte of at most 9, which the minimum with 9 leaves unchanged.
+fn digit_mask(block: &[u8]) -> u64 {
+    if let Ok(full) = <&[u8; 64]>::try_from(block) {
+        return digit_mask_64(full);
+    }
+    let mut padded = [0u8; 64]; // zero bytes are no digits
+    let n = block.len().min(64);
+    padded[..n].copy_from_slice(&block[..n]);
+    digit_mask_64(&padded)
 }
 
-/// The runs of ASCII digits in `b` longer than eight, as (start, end), at least `len` long
-/// (`len` > 8): eight bytes at a time, since a run that long always crosses from one word
-/// into the next, and only the digits at the ends of each word can belong to it.
-fn digit_runs(b: &[u8], len: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+fn digit_mask_64(block: &[u8; 64]) -> u64 {
+    let (zero, nine) = (u8x16::splat(b'0'), u8x16::splat(9));
+    let mut mask = 0u64;
+    for (k, part) in block.chunks_exact(16).enumerate() {
+        let bytes = u8x16::new(<[u8; 16]>::try_from(part).unwrap_or_default());
+        let shifted = bytes - zero;
+        let digits = shifted.min(nine).cmp_eq(shifted);
+        mask |= u64::from(digits.move_mask() as u16) << (16 * k);
+    }
+    mask
+}
+
+/// True when `mask` has `len` set bits in a row (`len` ≥ 1): after each step bit `i` stays
+/// set only where the `have` bits from `i` up are all set, and `have` grows to `len` in as
+/// many steps as it takes to double to it.
+fn has_run_of_bits(mask: u64, len: usize) -> bool {
+    let (mut x, mut have) = (mask, 1usize);
+    while have < len && x != 0 {
+        let step = have.min(len - have);
+        x &= x.checked_shr(step as u32).unwrap_or(0);
+        have += step;
+    }
+    x != 0
+}
+
+/// The runs of ASCII digits in `b` at least `len` long (`len` > 8), as (start, end), in
+/// order. A block of 64 bytes at a time becomes one mask of its digits; a block whose mask
+/// has no run that long, once a run open from the block before is closed, is done in a few
+/// instructions, which is nearly every block of a log's text. Only the rest is walked run by
+/// run.
+fn digit_runs(b: &[u8], len: usize) -> std::vec::IntoIter<(usize, usize)> {
     debug_assert!(len > 8);
-    let mut at = 0;
-    // The run reaching the end of the last word: where it started.
-    let mut run: Option<usize> = None;
-    std::iter::from_fn(move || {
-        while at < b.len() {
-            let word = match b.get(at..at + 8).map(<[u8; 8]>::try_from) {
-                Some(Ok(word)) => word,
-                _ => {
-                    // The tail, padded with zero bytes (no digits).
-                    let mut word = [0u8; 8];
-                    let tail = b.get(at..).unwrap_or_default();
-                    word[..tail.len().min(8)].copy_from_slice(&tail[..tail.len().min(8)]);
-                    word
-                }
-            };
-            let bits = digit_bits(u64::from_le_bytes(word));
-            let here = at;
-            at += 8;
-            if bits == 0 && run.is_none() {
-                continue; // the common case in text: no digits here, none before
-            }
-            if bits == 0xff {
-                run.get_or_insert(here);
+    let mut out = Vec::new();
+    // The start of the run reaching the end of the block before.
+    let mut open: Option<usize> = None;
+    for (n, block) in b.chunks(64).enumerate() {
+        let (base, width) = (n * 64, block.len());
+        let mut mask = digit_mask(block);
+        if let Some(start) = open.take() {
+            // The digits at the block's start continue that run.
+            let lead = mask.trailing_ones() as usize;
+            if lead == 64 {
+                open = Some(start);
                 continue;
             }
-            let ended = run
-                .take()
-                .map(|start| (start, here + bits.trailing_ones() as usize));
-            let top = bits.leading_ones() as usize;
-            if top > 0 {
-                run = Some(here + 8 - top);
+            if base + lead - start >= len {
+                out.push((start, base + lead));
             }
-            if let Some((start, end)) = ended
-                && end - start >= len
-            {
-                return Some((start, end));
-            }
+            mask &= u64::MAX << lead;
         }
-        let end = b.len();
-        run.take()
-            .filter(|&start| end - start >= len)
-            .map(|start| (start, end))
-    })
+        if !has_run_of_bits(mask, len) {
+            // Only the digits at the block's end may start a long run, in the next block.
+            let top = (mask << (64 - width)).leading_ones() as usize;
+            if width == 64 && top > 0 {
+                open = Some(base + 64 - top);
+            }
+            continue;
+        }
+        let mut rest = mask;
+        while rest != 0 {
+            let from = rest.trailing_zeros() as usize;
+            let run = (rest >> from).trailing_ones() as usize;
+            if from + run == 64 {
+                open = Some(base + from);
+                break;
+            }
+            if run >= len {
+                out.push((base + from, base + from + run));
+            }
+            rest &= u64::MAX << (from + run);
+        }
+    }
+    if let Some(start) = open
+        && b.len() - start >= len
+    {
+        out.push((start, b.len()));
+    }
+    out.into_iter()
 }
 
 /// True when `b` has a run of at least `len` ASCII digits.
@@ -720,6 +767,27 @@ fn texts_with_digit_runs(buffer: &[u8], ends: &[u32], len: usize) -> Vec<usize> 
             text_start = text_end;
             t += 1;
         }
+    }
+    out
+}
+
+/// Which of the texts written one after another into `buffer`, each ending at its entry of
+/// `ends`, hold the byte `a` or `b`, in order: each text is left at its first such byte.
+fn texts_with_either(buffer: &[u8], ends: &[u32], a: u8, b: u8) -> Vec<usize> {
+    let mut out = Vec::new();
+    let (mut at, mut t) = (0usize, 0usize);
+    while let Some(found) = buffer
+        .get(at..)
+        .and_then(|rest| memchr::memchr2(a, b, rest))
+    {
+        let pos = at + found;
+        while ends.get(t).is_some_and(|&e| e as usize <= pos) {
+            t += 1;
+        }
+        let Some(&end) = ends.get(t) else { break };
+        out.push(t);
+        at = end as usize;
+        t += 1;
     }
     out
 }

@@ -636,9 +636,54 @@ proptest! {
             4 => b'0'..=b'9',
             1 => prop::sample::select(vec![b'/', b':', b'a', 0x80, 0xb0, 0xb9, 0xff, 0]),
             1 => any::<u8>(),
-        ], 0..80),
+        ], 0..300),
         len in 9usize..14,
     ) {
         prop_assert_eq!(digit_runs(&b, len).collect::<Vec<_>>(), digit_runs_bytewise(&b, len));
+    }
+
+    /// The same for long runs: digit runs of up to 200 bytes between single other bytes, so
+    /// that runs fill, start, end and cross 64-byte blocks at every place.
+    #[test]
+    fn long_digit_runs_are_found_as_byte_by_byte(
+        pieces in prop::collection::vec(
+            (0usize..200, prop::sample::select(vec![b'/', b':', b'a', 0x80, 0xff])),
+            0..6,
+        ),
+        lead in 0usize..64,
+        len in 9usize..14,
+    ) {
+        let mut b = vec![b'x'; lead];
+        for (run, other) in pieces {
+            b.extend((0..run).map(|i| b'0' + (i % 10) as u8));
+            b.push(other);
+        }
+        prop_assert_eq!(digit_runs(&b, len).collect::<Vec<_>>(), digit_runs_bytewise(&b, len));
+    }
+
+    /// The texts of a buffer holding a `.` or `:` are the texts in which `memchr2` finds one,
+    /// empty texts and texts at the buffer's ends included.
+    #[test]
+    fn texts_with_a_dot_or_colon_are_found_text_by_text(
+        texts in prop::collection::vec(
+            prop::collection::vec(prop::sample::select(vec![b'.', b':', b'a', b'1', b' ']), 0..6),
+            0..12,
+        ),
+    ) {
+        let buffer: Vec<u8> = texts.concat();
+        let ends: Vec<u32> = texts
+            .iter()
+            .scan(0u32, |end, t| {
+                *end += t.len() as u32;
+                Some(*end)
+            })
+            .collect();
+        let want: Vec<usize> = texts
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| memchr::memchr2(b'.', b':', t).is_some())
+            .map(|(i, _)| i)
+            .collect();
+        prop_assert_eq!(texts_with_either(&buffer, &ends, b'.', b':'), want);
     }
 }
