@@ -576,10 +576,18 @@ impl Privacy {
     pub fn scan(&self, text: RowText<'_>) -> Scan {
         let mut scan = Scan::default();
         let ips = self.inner.policy.ip_addresses == IpAddressPolicy::Pseudonymise;
+        // The row's own texts (host, message, typed text) lie in one buffer too: its runs of
+        // digits are found once, and a text holds one of its own where it overlaps a run by
+        // at least the run length.
+        let (own_buffer, spans) = text.own_buffer();
+        let own_runs: Vec<(usize, usize)> = digit_runs(own_buffer.as_bytes(), nin::LEN).collect();
         let mut own = 0;
-        for t in text.own_texts() {
+        for (start, end) in spans {
+            let t = own_buffer.get(start..end).unwrap_or_default();
             let look = Candidates {
-                national_ids: has_digit_run(t.as_bytes(), nin::LEN),
+                national_ids: own_runs
+                    .iter()
+                    .any(|&(a, b)| b.min(end).saturating_sub(a.max(start)) >= nin::LEN),
                 ip_addresses: ips && memchr::memchr2(b'.', b':', t.as_bytes()).is_some(),
             };
             self.look_into(t, own, look, &mut scan);
@@ -647,22 +655,36 @@ fn digit_mask(block: &[u8]) -> u64 {
     if let Ok(full) = <&[u8; 64]>::try_from(block) {
         return digit_mask_64(full);
     }
-    let mut padded = [0u8; 64]; // zero bytes are no digits
-    let n = block.len().min(64);
-    padded[..n].copy_from_slice(&block[..n]);
-    digit_mask_64(&padded)
+    // A shorter block (most texts are): only the sixteen-byte parts it has.
+    let mut parts = block.chunks_exact(16);
+    let (mut mask, mut k) = (0u64, 0);
+    for part in parts.by_ref() {
+        mask |= digit_mask_16(part) << k;
+        k += 16;
+    }
+    let tail = parts.remainder();
+    if !tail.is_empty() && k < 64 {
+        let mut padded = [0u8; 16]; // zero bytes are no digits
+        padded[..tail.len()].copy_from_slice(tail);
+        mask |= digit_mask_16(&padded) << k;
+    }
+    mask
 }
 
 fn digit_mask_64(block: &[u8; 64]) -> u64 {
-    let (zero, nine) = (u8x16::splat(b'0'), u8x16::splat(9));
-    let mut mask = 0u64;
-    for (k, part) in block.chunks_exact(16).enumerate() {
-        let bytes = u8x16::new(<[u8; 16]>::try_from(part).unwrap_or_default());
-        let shifted = bytes - zero;
-        let digits = shifted.min(nine).cmp_eq(shifted);
-        mask |= u64::from(digits.move_mask() as u16) << (16 * k);
-    }
-    mask
+    block
+        .chunks_exact(16)
+        .enumerate()
+        .fold(0, |mask, (k, part)| mask | digit_mask_16(part) << (16 * k))
+}
+
+/// [`digit_mask`] of sixteen bytes (`part` has sixteen).
+#[inline(always)]
+fn digit_mask_16(part: &[u8]) -> u64 {
+    let bytes = u8x16::new(<[u8; 16]>::try_from(part).unwrap_or_default());
+    let shifted = bytes - u8x16::splat(b'0');
+    let digits = shifted.min(u8x16::splat(9)).cmp_eq(shifted);
+    u64::from(digits.move_mask() as u16)
 }
 
 /// True when `mask` has `len` set bits in a row (`len` ≥ 1): after each step bit `i` stays
@@ -731,11 +753,6 @@ fn digit_runs(b: &[u8], len: usize) -> std::vec::IntoIter<(usize, usize)> {
         out.push((start, b.len()));
     }
     out.into_iter()
-}
-
-/// True when `b` has a run of at least `len` ASCII digits.
-fn has_digit_run(b: &[u8], len: usize) -> bool {
-    digit_runs(b, len).next().is_some()
 }
 
 /// Which of the texts written one after another into `buffer`, each ending at its entry of

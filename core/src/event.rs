@@ -694,6 +694,23 @@ impl<'a> RowText<'a> {
         )
     }
 
+    /// The row's own buffer, and where in it each of [`RowText::own_texts`] lies, in the same
+    /// order (byte ranges; the texts need not cover the buffer).
+    pub fn own_buffer(self) -> (&'a str, impl Iterator<Item = (usize, usize)> + 'a) {
+        let row = self.row;
+        let typed = row.typed.iter().filter_map(|(_, v)| match *v {
+            RowValue::Str(s) => Some(s),
+            _ => None,
+        });
+        let spans = row
+            .host
+            .into_iter()
+            .chain(row.message)
+            .chain(typed)
+            .map(|(start, end)| (start as usize, end as usize));
+        (self.text, spans)
+    }
+
     /// The texts in the row's own buffer, in the order of [`RowText::texts`]: the host, the
     /// message, the typed text values.
     pub fn own_texts(self) -> impl Iterator<Item = &'a str> + 'a {
