@@ -379,11 +379,11 @@ impl Journalled {
     }
 }
 
-/// A received line as text: borrowed when it is valid UTF-8 (checked a word at a time, where
-/// `String::from_utf8_lossy` walks every byte), else with each invalid sequence replaced by
-/// U+FFFD, as `from_utf8_lossy` does.
+/// A received line as text: borrowed when it is valid UTF-8 (checked with SIMD by
+/// `simdutf8`, where `String::from_utf8_lossy` walks every byte), else with each invalid
+/// sequence replaced by U+FFFD, as `from_utf8_lossy` does.
 pub fn utf8_lossy(line: &[u8]) -> std::borrow::Cow<'_, str> {
-    match std::str::from_utf8(line) {
+    match simdutf8::basic::from_utf8(line) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(line),
     }

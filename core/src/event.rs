@@ -1041,7 +1041,7 @@ const NO_VALUE: u8 = u8::MAX;
 
 /// A [`Row`]'s piece of text as `&str` (see [`Texts`]; empty were it not UTF-8).
 fn utf8(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
+    simdutf8::basic::from_utf8(bytes).unwrap_or_default()
 }
 
 /// `[0]`, with room for `capacity` offsets.
