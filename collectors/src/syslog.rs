@@ -38,7 +38,9 @@ pub fn parse_line_into(line: &str, receive_time_us: i64, row: &mut Row) {
     // as RFC 3164 timestamps are: the zone is made explicit so the header parses.
     let zoned = with_local_zone(line);
     let line_to_parse = zoned.as_deref().unwrap_or(line);
-    let Some(msg) = common_3164(line_to_parse, resolve_year, CachedLocal).or_else(|| {
+    let common = LAST_MINUTE
+        .with_borrow_mut(|minutes| common_3164(line_to_parse, resolve_year, CachedLocal, minutes));
+    let Some(msg) = common.or_else(|| {
         syslog_loose::parse_message_with_year_exact_tz(
             line_to_parse,
             resolve_year,
@@ -92,7 +94,12 @@ const MONTHS: [&[u8; 3]; 12] = [
 /// host ending in `:`, a message starting with `[` or `-` (which `syslog_loose` may take for
 /// structured data) are all left to `syslog_loose`. A property test holds the two to the same
 /// fields on generated lines.
-fn common_3164<F, Tz>(line: &str, year_of: F, tz: Tz) -> Option<Message<&str>>
+fn common_3164<'a, F, Tz>(
+    line: &'a str,
+    year_of: F,
+    tz: Tz,
+    minutes: &mut LastMinute,
+) -> Option<Message<&'a str>>
 where
     F: FnOnce(IncompleteDate) -> i32,
     Tz: TimeZone,
@@ -181,13 +188,7 @@ where
     };
     let date = (month, day, hour, minute, second);
     let year = year_of(date);
-    let timestamp = tz
-        .with_ymd_and_hms(year, month, day, hour, minute, second)
-        .earliest()
-        .map(|t| {
-            let offset = t.offset().fix();
-            t.with_timezone(&offset)
-        })?;
+    let timestamp = minutes.at(&tz, (year, month, day, hour, minute), second)?;
     let (facility, severity) = decompose_pri(pri as u8);
     Some(Message {
         protocol: Protocol::RFC3164,
@@ -205,19 +206,18 @@ where
 
 /// The decimal number of 1 to `most` digits at `b[i..]`, and where it ends.
 fn number(b: &[u8], i: usize, most: usize) -> Option<(u32, usize)> {
-    let n = b
-        .get(i..)?
-        .iter()
-        .take(most + 1)
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    if n == 0 || n > most {
-        return None;
+    // One pass over at most `most + 1` bytes: the value and the count together.
+    let (mut value, mut n) = (0u32, 0);
+    while n <= most {
+        match b.get(i + n) {
+            Some(&d) if d.is_ascii_digit() => {
+                value = value * 10 + u32::from(d - b'0');
+                n += 1;
+            }
+            _ => break,
+        }
     }
-    let value = b[i..i + n]
-        .iter()
-        .fold(0, |v, d| v * 10 + u32::from(d - b'0'));
-    Some((value, i + n))
+    (n > 0 && n <= most).then_some((value, i + n))
 }
 
 /// True when `line` starts with a BSD (`May  1 09:59:58 `) or RFC 3339 (`2024-05-01T09:59:58`)
@@ -305,6 +305,52 @@ thread_local! {
     /// The collector's local zone, cached per thread (see [`ZoneCache`]).
     static LOCAL_ZONE: std::cell::RefCell<ZoneCache<Local>> =
         std::cell::RefCell::new(ZoneCache::new(Local));
+    /// The last local minute of a RFC 3164 date this thread read (see [`LastMinute`]).
+    static LAST_MINUTE: std::cell::RefCell<LastMinute> =
+        std::cell::RefCell::new(LastMinute::default());
+}
+
+/// A (year, month, day, hour, minute) of local time.
+type MinuteKey = (i32, u32, u32, u32, u32);
+
+/// The last local minute a date was read in, and the instant its first second is (the
+/// earliest, when the clock was turned back; `None` for a minute skipped when it was turned
+/// forward). Lines of a stream mostly share their minute, and the calendar arithmetic of
+/// making an instant of a local date and time is done once for all of them: an instant of the
+/// same minute is its start plus the seconds, since offsets change only on whole minutes (as
+/// [`ZoneCache`] assumes too).
+#[derive(Debug, Default)]
+pub(crate) struct LastMinute(Option<(MinuteKey, Option<DateTime<FixedOffset>>)>);
+
+impl LastMinute {
+    /// `tz.with_ymd_and_hms(…).earliest()` at a fixed offset, as chrono gives it: `None` for a
+    /// time that does not exist there, or a second past 59.
+    pub(crate) fn at<Tz: TimeZone>(
+        &mut self,
+        tz: &Tz,
+        key: MinuteKey,
+        second: u32,
+    ) -> Option<DateTime<FixedOffset>> {
+        if second > 59 {
+            return None;
+        }
+        let start = match self.0 {
+            Some((k, start)) if k == key => start,
+            _ => {
+                let (year, month, day, hour, minute) = key;
+                let start = tz
+                    .with_ymd_and_hms(year, month, day, hour, minute, 0)
+                    .earliest()
+                    .map(|t| {
+                        let offset = t.offset().fix();
+                        t.with_timezone(&offset)
+                    });
+                self.0 = Some((key, start));
+                start
+            }
+        };
+        start?.checked_add_signed(chrono::TimeDelta::seconds(i64::from(second)))
+    }
 }
 
 /// The collector's local zone for `syslog_loose`, answered from this thread's [`ZoneCache`]:
@@ -540,6 +586,44 @@ mod tests {
 
     /// The cache answers as the zone itself does, around both of Norway's clock changes of
     /// 2024 and 2025 (chrono-tz's Europe/Oslo is the reference), whatever order it is asked in.
+    /// An instant of a local date and time from the last minute's start plus its seconds is
+    /// what chrono-tz's Europe/Oslo gives directly, through both clock changes of 2025 (the
+    /// skipped hour has none, the repeated hour its earlier instant), seconds 0 to 60 asked in an
+    /// order that moves between minutes, and days that do not exist.
+    #[test]
+    fn instants_of_a_minute_are_the_zones_own() {
+        use chrono_tz::Europe::Oslo;
+        let mut minutes = LastMinute::default();
+        let keys: [MinuteKey; 10] = [
+            (2025, 3, 30, 1, 59),
+            (2025, 3, 30, 2, 0),
+            (2025, 3, 30, 2, 30),
+            (2025, 3, 30, 3, 0),
+            (2025, 10, 26, 1, 59),
+            (2025, 10, 26, 2, 0),
+            (2025, 10, 26, 2, 59),
+            (2025, 10, 26, 3, 0),
+            (2025, 2, 30, 12, 0),
+            (2024, 2, 29, 23, 59),
+        ];
+        let mut checked = 0;
+        for step in [1u32, 7, 13] {
+            for k in 0..keys.len() * 61 {
+                // Runs of a few seconds in one minute, then another minute.
+                let key = keys[(k / 5 * step as usize) % keys.len()];
+                let second = (k as u32 * step) % 61;
+                let (year, month, day, hour, minute) = key;
+                let want = Oslo
+                    .with_ymd_and_hms(year, month, day, hour, minute, second)
+                    .earliest()
+                    .map(|t| t.fixed_offset());
+                assert_eq!(minutes.at(&Oslo, key, second), want, "{key:?} second {second}");
+                checked += usize::from(want.is_some());
+            }
+        }
+        assert!(checked > 1000, "only {checked} instants existed");
+    }
+
     #[test]
     fn cached_offsets_are_the_zones_own_across_clock_changes() {
         use chrono::NaiveDate;
@@ -780,7 +864,7 @@ mod tests {
     /// line) against syslog_loose's, the reference.
     fn agree<Tz: TimeZone + Copy>(line: &str, tz: Tz) -> Result<bool, String> {
         let year = |_: IncompleteDate| 2026;
-        let Some(fast) = common_3164(line, year, tz) else {
+        let Some(fast) = common_3164(line, year, tz, &mut LastMinute::default()) else {
             return Ok(false);
         };
         let reference =
