@@ -196,7 +196,13 @@ impl Journal {
 
     /// Appends `lines`, received at `receive_time_us`, in one write; returns each line's
     /// (start, after) journal positions.
-    pub fn append(&self, lines: &[Vec<u8>], receive_time_us: i64) -> io::Result<Vec<(u64, u64)>> {
+    pub fn append<I, L>(&self, lines: I, receive_time_us: i64) -> io::Result<Vec<(u64, u64)>>
+    where
+        I: IntoIterator<Item = L>,
+        I::IntoIter: Clone,
+        L: AsRef<[u8]>,
+    {
+        let lines = lines.into_iter();
         let mut inner = self.lock();
         if inner.len >= SEGMENT_BYTES {
             let start = inner.seg_start + inner.len;
@@ -215,10 +221,11 @@ impl Journal {
             };
         }
         let time = receive_time_us.to_le_bytes();
-        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + HEADER).sum());
-        let mut positions = Vec::with_capacity(lines.len());
+        let mut buf = Vec::with_capacity(lines.clone().map(|l| l.as_ref().len() + HEADER).sum());
+        let mut positions = Vec::with_capacity(lines.size_hint().0);
         let mut pos = inner.seg_start + inner.len;
         for line in lines {
+            let line = line.as_ref();
             let line = &line[..line.len().min(MAX_RECORD_LINE)];
             let mut hasher = crc32fast::Hasher::new();
             hasher.update(&time);

@@ -171,7 +171,7 @@ fn open_response() -> Vec<u8> {
 async fn keep_and_ack<S: AsyncWrite + Unpin>(
     ctx: &SourceContext,
     stream: &mut S,
-    messages: Vec<Vec<u8>>,
+    messages: crate::sources::Lines,
     txnrs: &[u64],
     out: &mut Vec<u8>,
 ) -> std::io::Result<bool> {
@@ -228,7 +228,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 return Ok(kept);
             }
         };
-        let mut messages: Vec<Vec<u8>> = Vec::new();
+        let mut messages = crate::sources::Lines::default();
         let mut pending: Vec<u64> = Vec::new();
         let mut out: Vec<u8> = Vec::new();
         let mut closing = false;
@@ -239,7 +239,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     while data.last() == Some(&b'\n') {
                         data.pop();
                     }
-                    messages.push(data);
+                    messages.push(&data);
                     pending.push(f.txnr);
                 }
                 other => {

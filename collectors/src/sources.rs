@@ -145,7 +145,7 @@ impl SourceContext {
     /// journal cannot be written (a full or failing disk) the lines go on without it, logged
     /// and counted (`journal_errors`): better shipped with the old crash window than refused.
     /// `false` when the shipper is gone.
-    pub async fn send_received(&self, lines: Vec<Vec<u8>>) -> bool {
+    pub async fn send_received(&self, lines: Lines) -> bool {
         let journalled = self.journal_lines(lines);
         self.send_journalled(journalled).await
     }
@@ -153,11 +153,11 @@ impl SourceContext {
     /// The first half of [`SourceContext::send_received`]: writes `lines` to the journal (when
     /// the source has one). Once this returns the lines survive a crash of the process: a
     /// RELP listener acknowledges them here, before they are batched.
-    pub fn journal_lines(&self, lines: Vec<Vec<u8>>) -> Journalled {
+    pub fn journal_lines(&self, lines: Lines) -> Journalled {
         let now = now_us();
         let positions = match &self.journal {
             None => None,
-            Some(j) => match j.append(&lines, now) {
+            Some(j) => match j.append(lines.iter(), now) {
                 Ok(p) => Some((j, p)),
                 Err(e) => {
                     self.counters.journal_errors.fetch_add(1, Ordering::Relaxed);
@@ -191,7 +191,7 @@ impl SourceContext {
         let mut out = Outgoing::new(self);
         match checkpoints {
             None => {
-                for line in &lines {
+                for line in lines.iter() {
                     if !out.line(line, received_us, None).await {
                         return false;
                     }
@@ -366,7 +366,7 @@ impl<'a> Outgoing<'a> {
 /// [`SourceContext::journal_lines`]).
 #[derive(Debug)]
 pub struct Journalled {
-    lines: Vec<Vec<u8>>,
+    lines: Lines,
     received_us: i64,
     /// One per line; `None` when the source has no journal or it could not be written.
     checkpoints: Option<Vec<Checkpoint>>,
@@ -389,13 +389,93 @@ pub fn utf8_lossy(line: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The messages of one read, written one after another into one buffer with where each ends:
+/// one allocation for all of them, kept by whoever reuses the value, where a `Vec` per message
+/// cost a `malloc` and a `free` per line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lines {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    /// Appends one message.
+    pub fn push(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// How many messages.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The messages, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + Clone + '_ {
+        self.ends.iter().enumerate().map(|(i, &end)| {
+            let start = i.checked_sub(1).map_or(0, |before| self.ends[before]);
+            &self.bytes[start..end]
+        })
+    }
+
+    /// The messages as owned byte strings (tests and callers that keep them).
+    pub fn to_vecs(&self) -> Vec<Vec<u8>> {
+        self.iter().map(<[u8]>::to_vec).collect()
+    }
+
+    /// Appends every message of `other`.
+    pub fn append(&mut self, other: &Lines) {
+        for line in other.iter() {
+            self.push(line);
+        }
+    }
+}
+
+impl<T: AsRef<[u8]>> FromIterator<T> for Lines {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut lines = Lines::default();
+        for line in iter {
+            lines.push(line.as_ref());
+        }
+        lines
+    }
+}
+
 /// Splits complete lines off the front of `buf` (LF or CRLF framing; lines longer than
 /// [`MAX_LINE`] are cut), leaving an incomplete tail in place.
-pub fn take_lines(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
-    take_lines_with_ends(buf)
-        .into_iter()
-        .map(|(l, _)| l)
-        .collect()
+pub fn take_lines(buf: &mut Vec<u8>) -> Lines {
+    let mut lines = Lines::default();
+    take_lines_onto(buf, &mut lines);
+    lines
+}
+
+/// [`take_lines`] appending to `lines`.
+fn take_lines_onto(buf: &mut Vec<u8>, lines: &mut Lines) {
+    let mut start = 0;
+    loop {
+        let rest = &buf[start..];
+        match memchr::memchr(b'\n', rest) {
+            Some(i) if i <= MAX_LINE => {
+                let mut line = &rest[..i];
+                if line.last() == Some(&b'\r') {
+                    line = &line[..line.len() - 1];
+                }
+                lines.push(line);
+                start += i + 1;
+            }
+            _ if rest.len() > MAX_LINE => {
+                lines.push(&rest[..MAX_LINE]);
+                start += MAX_LINE;
+            }
+            _ => break,
+        }
+    }
+    buf.drain(..start);
 }
 
 /// Like [`take_lines`], with the number of bytes of `buf` consumed up to the end of each line
@@ -472,7 +552,7 @@ impl Framer {
     }
 
     /// Adds received bytes; returns the messages completed by them.
-    pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+    pub fn push(&mut self, data: &[u8]) -> Lines {
         self.buf.extend_from_slice(data);
         self.frame()
     }
@@ -486,8 +566,8 @@ impl Framer {
     }
 
     /// The messages completed by the bytes appended through [`Framer::spare`].
-    pub fn frame(&mut self) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
+    pub fn frame(&mut self) -> Lines {
+        let mut out = Lines::default();
         if self.mode == Framing::Undecided {
             let skip = self
                 .buf
@@ -505,12 +585,12 @@ impl Framer {
             self.octets(&mut out);
         }
         if self.mode == Framing::NonTransparent {
-            out.extend(take_lines(&mut self.buf));
+            take_lines_onto(&mut self.buf, &mut out);
         }
         out
     }
 
-    fn octets(&mut self, out: &mut Vec<Vec<u8>>) {
+    fn octets(&mut self, out: &mut Lines) {
         let mut start = 0;
         loop {
             if let Some(rem) = self.pending {
@@ -520,12 +600,14 @@ impl Framer {
                 start += n;
                 let rem = rem - n;
                 if rem == 0 {
-                    out.push(std::mem::take(&mut self.frame));
+                    out.push(&self.frame);
+                    self.frame.clear();
                     self.pending = None;
                 } else {
                     self.pending = Some(rem);
                     if self.frame.len() == MAX_LINE {
-                        out.push(std::mem::take(&mut self.frame));
+                        out.push(&self.frame);
+                        self.frame.clear();
                     }
                     if start == self.buf.len() {
                         break;
@@ -597,7 +679,7 @@ pub async fn pump_framed<R: AsyncRead + Unpin>(
             _ = shutdown.changed() => 0,
         };
         let messages = if n == 0 {
-            framer.finish().into_iter().collect()
+            framer.finish().into_iter().collect::<Lines>()
         } else {
             framer.frame()
         };
@@ -634,7 +716,7 @@ async fn pump_lines<R: AsyncRead + Unpin>(
         let n = reader.read(&mut chunk).await?;
         if n == 0 {
             if !buf.is_empty() {
-                if !ctx.send_received(vec![std::mem::take(&mut buf)]).await {
+                if !ctx.send_received([&buf].into_iter().collect()).await {
                     return Ok(sent);
                 }
                 sent += 1;
@@ -875,7 +957,7 @@ pub async fn syslog_udp(socket: UdpSocket, ctx: SourceContext) {
         }
         // Every datagram already waiting, up to one message's worth, is taken in this wake-up
         // and handed on together (one journal write, one message to the shipper).
-        let mut datagrams = Vec::new();
+        let mut datagrams = Lines::default();
         while datagrams.len() < EVENTS_PER_INPUT {
             let received = socket.try_io(tokio::io::Interest::READABLE, || {
                 recv_datagram(&socket, &mut buf)
@@ -906,7 +988,7 @@ pub async fn syslog_udp(socket: UdpSocket, ctx: SourceContext) {
             while let Some(stripped) = data.strip_suffix(b"\n") {
                 data = stripped.strip_suffix(b"\r").unwrap_or(stripped);
             }
-            datagrams.push(data.to_vec());
+            datagrams.push(data);
         }
         if !datagrams.is_empty() && !ctx.send_received(datagrams).await {
             return;
@@ -1441,7 +1523,7 @@ mod tests {
     fn lines_split_on_lf_and_crlf_keeping_the_tail() {
         let mut buf = b"a\r\nb\n\nc".to_vec();
         assert_eq!(
-            take_lines(&mut buf),
+            take_lines(&mut buf).to_vecs(),
             vec![b"a".to_vec(), b"b".to_vec(), b"".to_vec()]
         );
         assert_eq!(buf, b"c");
@@ -1463,7 +1545,7 @@ mod tests {
             let mut out = Vec::new();
             for w in points.windows(2) {
                 buf.extend_from_slice(&data[w[0]..w[1]]);
-                out.extend(take_lines(&mut buf));
+                out.extend(take_lines(&mut buf).to_vecs());
             }
             prop_assert!(buf.is_empty());
             let want: Vec<Vec<u8>> = lines.iter().map(|l| l.clone().into_bytes()).collect();
@@ -1498,7 +1580,7 @@ mod tests {
         let mut framer = Framer::new();
         let mut out = Vec::new();
         for w in points.windows(2) {
-            out.extend(framer.push(&data[w[0]..w[1]]));
+            out.extend(framer.push(&data[w[0]..w[1]]).to_vecs());
         }
         out.extend(framer.finish());
         (out, framer)
@@ -1508,13 +1590,13 @@ mod tests {
     fn framing_is_detected_per_connection() {
         let mut f = Framer::new();
         assert_eq!(
-            f.push(b"<13>a\n<13>b\n"),
+            f.push(b"<13>a\n<13>b\n").to_vecs(),
             vec![b"<13>a".to_vec(), b"<13>b".to_vec()]
         );
         assert_eq!(f.mode(), Framing::NonTransparent);
 
         let mut f = Framer::new();
-        let got = f.push(b"9 <13>a\nb c11 <13>second\n");
+        let got = f.push(b"9 <13>a\nb c11 <13>second\n").to_vecs();
         assert_eq!(got, vec![b"<13>a\nb c".to_vec(), b"<13>second\n".to_vec()]);
         assert_eq!(f.mode(), Framing::OctetCounting);
         assert_eq!(f.finish(), None);
@@ -1524,7 +1606,7 @@ mod tests {
     #[test]
     fn a_bad_octet_count_falls_back_to_lines_keeping_every_byte() {
         let mut f = Framer::new();
-        let mut got = f.push(b"5 <13>a12x oops\n<13>b\n");
+        let mut got = f.push(b"5 <13>a12x oops\n<13>b\n").to_vecs();
         got.extend(f.finish());
         assert_eq!(
             got,
@@ -1550,7 +1632,7 @@ mod tests {
         let mut f = Framer::new();
         let got = f.push(&data);
         assert_eq!(
-            got.iter().map(Vec::len).collect::<Vec<_>>(),
+            got.iter().map(<[u8]>::len).collect::<Vec<_>>(),
             vec![MAX_LINE, 10]
         );
     }
@@ -1880,7 +1962,7 @@ mod tests {
         buf.push(b'\n');
         let lines = take_lines(&mut buf);
         assert_eq!(
-            lines.iter().map(Vec::len).collect::<Vec<_>>(),
+            lines.iter().map(<[u8]>::len).collect::<Vec<_>>(),
             vec![MAX_LINE, MAX_LINE, 10]
         );
         assert!(buf.is_empty());

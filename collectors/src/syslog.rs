@@ -617,7 +617,11 @@ mod tests {
                     .with_ymd_and_hms(year, month, day, hour, minute, second)
                     .earliest()
                     .map(|t| t.fixed_offset());
-                assert_eq!(minutes.at(&Oslo, key, second), want, "{key:?} second {second}");
+                assert_eq!(
+                    minutes.at(&Oslo, key, second),
+                    want,
+                    "{key:?} second {second}"
+                );
                 checked += usize::from(want.is_some());
             }
         }

@@ -7,9 +7,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let cut = usize::from(cut).min(stream.len());
     let mut framer = varde_collector::sources::Framer::new();
     let mut out = framer.push(&stream[..cut]);
-    out.extend(framer.push(&stream[cut..]));
-    out.extend(framer.finish());
-    let total: usize = out.iter().map(Vec::len).sum();
+    out.append(&framer.push(&stream[cut..]));
+    if let Some(last) = framer.finish() {
+        out.push(&last);
+    }
+    let total: usize = out.iter().map(<[u8]>::len).sum();
     assert!(total <= stream.len(), "the framer produced more bytes than it received");
     assert!(out.iter().all(|m| m.len() <= varde_collector::sources::MAX_LINE));
 });
