@@ -324,8 +324,8 @@ mod tests {
     fn appended_lines_are_read_back_from_a_position_across_reopens() {
         let dir = tempfile::tempdir().expect("tempdir");
         let j = Journal::open(dir.path(), "journal:t").expect("open");
-        let first = j.append(&lines(0..3), 7).expect("append");
-        let second = j.append(&lines(3..5), 9).expect("append");
+        let first = j.append(lines(0..3), 7).expect("append");
+        let second = j.append(lines(3..5), 9).expect("append");
         assert_eq!(first[0].0, 0);
         assert_eq!(first[1].0, first[0].1);
         assert_eq!(second[0].0, first[2].1);
@@ -341,7 +341,7 @@ mod tests {
         assert_eq!(rest[0].receive_time_us, 9);
         assert_eq!(j.read_from(0).expect("all").len(), 5);
         // Appending after a reopen continues the positions.
-        let third = j.append(&lines(5..6), 11).expect("append");
+        let third = j.append(lines(5..6), 11).expect("append");
         assert_eq!(third[0].0, second[1].1);
     }
 
@@ -349,7 +349,7 @@ mod tests {
     fn a_torn_tail_is_cut_off_and_the_lines_before_it_are_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let j = Journal::open(dir.path(), "journal:t").expect("open");
-        let pos = j.append(&lines(0..4), 1).expect("append");
+        let pos = j.append(lines(0..4), 1).expect("append");
         drop(j);
         let seg = dir.path().join(segment_name(0));
         // Half of the last record was written when the power went.
@@ -374,7 +374,7 @@ mod tests {
         drop(j);
         let j = Journal::open(dir.path(), "journal:t").expect("reopen");
         assert_eq!(j.read_from(0).expect("read").len(), 1);
-        let next = j.append(&lines(9..10), 1).expect("append");
+        let next = j.append(lines(9..10), 1).expect("append");
         assert_eq!(
             next[0].0, pos[1].0,
             "appends continue after the valid prefix"
