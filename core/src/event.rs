@@ -843,6 +843,10 @@ pub struct BatchBuilder {
     typed: Vec<ColumnBuilder>,
     attr_keys: TextLists,
     attr_values: TextLists,
+    /// The column of each typed value of the last row, by place, with the address and length
+    /// of the name it was found by: a writer names its values with the same `&'static str`s
+    /// row after row, so a name at the same address is the same column without comparing it.
+    named: Vec<(usize, usize, usize)>,
 }
 
 /// Strings appended one after another into one buffer, with the end of each: the parts of a
@@ -1090,6 +1094,7 @@ impl BatchBuilder {
                 .collect(),
             attr_keys: TextLists::new(capacity),
             attr_values: TextLists::new(capacity),
+            named: Vec::new(),
         }
     }
 
@@ -1157,14 +1162,24 @@ impl BatchBuilder {
         let mut place = [NO_VALUE; TYPED_PLACES];
         let mut placed = specs.len() <= TYPED_PLACES;
         for (k, (name, value)) in (row.typed)().enumerate() {
-            let idx =
-                specs
-                    .iter()
-                    .position(|c| c.name == name)
-                    .ok_or_else(|| Error::UnknownColumn {
-                        kind: self.kind,
-                        column: name,
+            let address = (name.as_ptr() as usize, name.len());
+            let idx = match self.named.get(k) {
+                Some(&(at, len, idx)) if (at, len) == address => idx,
+                _ => {
+                    let idx = specs.iter().position(|c| c.name == name).ok_or_else(|| {
+                        Error::UnknownColumn {
+                            kind: self.kind,
+                            column: name,
+                        }
                     })?;
+                    if let Some(slot) = self.named.get_mut(k) {
+                        *slot = (address.0, address.1, idx);
+                    } else if self.named.len() == k {
+                        self.named.push((address.0, address.1, idx));
+                    }
+                    idx
+                }
+            };
             self.typed[idx].check(&specs[idx], value)?;
             match (place.get_mut(idx), u8::try_from(k)) {
                 (Some(slot), Ok(k)) if k != NO_VALUE => {
