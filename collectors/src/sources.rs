@@ -456,6 +456,8 @@ pub fn take_lines(buf: &mut Vec<u8>) -> Lines {
 
 /// [`take_lines`] appending to `lines`.
 fn take_lines_onto(buf: &mut Vec<u8>, lines: &mut Lines) {
+    // The lines are at most the buffer: one allocation, not one per doubling.
+    lines.bytes.reserve(buf.len());
     let mut start = 0;
     loop {
         let rest = &buf[start..];
