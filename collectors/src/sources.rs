@@ -458,32 +458,21 @@ pub fn take_lines(buf: &mut Vec<u8>) -> Lines {
 fn take_lines_onto(buf: &mut Vec<u8>, lines: &mut Lines) {
     // The lines are at most the buffer: one allocation, not one per doubling.
     lines.bytes.reserve(buf.len());
-    let mut start = 0;
-    loop {
-        let rest = &buf[start..];
-        match memchr::memchr(b'\n', rest) {
-            Some(i) if i <= MAX_LINE => {
-                let mut line = &rest[..i];
-                if line.last() == Some(&b'\r') {
-                    line = &line[..line.len() - 1];
-                }
-                lines.push(line);
-                start += i + 1;
-            }
-            _ if rest.len() > MAX_LINE => {
-                lines.push(&rest[..MAX_LINE]);
-                start += MAX_LINE;
-            }
-            _ => break,
-        }
-    }
-    buf.drain(..start);
+    split_lines(buf, |line, _| lines.push(line));
 }
 
 /// Like [`take_lines`], with the number of bytes of `buf` consumed up to the end of each line
 /// (terminator included), for file checkpoints.
 pub fn take_lines_with_ends(buf: &mut Vec<u8>) -> Vec<(Vec<u8>, usize)> {
     let mut lines = Vec::new();
+    split_lines(buf, |line, end| lines.push((line.to_vec(), end)));
+    lines
+}
+
+/// Hands each complete line at the front of `buf` to `each` with the bytes consumed up to its
+/// end (LF or CRLF framing, the terminator not part of the line; lines longer than
+/// [`MAX_LINE`] cut), then removes them from `buf`, leaving an incomplete tail.
+fn split_lines(buf: &mut Vec<u8>, mut each: impl FnMut(&[u8], usize)) {
     let mut start = 0;
     loop {
         let rest = &buf[start..];
@@ -494,17 +483,16 @@ pub fn take_lines_with_ends(buf: &mut Vec<u8>) -> Vec<(Vec<u8>, usize)> {
                     line = &line[..line.len() - 1];
                 }
                 start += i + 1;
-                lines.push((line.to_vec(), start));
+                each(line, start);
             }
             _ if rest.len() > MAX_LINE => {
                 start += MAX_LINE;
-                lines.push((rest[..MAX_LINE].to_vec(), start));
+                each(&rest[..MAX_LINE], start);
             }
             _ => break,
         }
     }
     buf.drain(..start);
-    lines
 }
 
 /// How a TCP connection frames its messages.
