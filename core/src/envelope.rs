@@ -409,6 +409,7 @@ impl Envelope {
     }
 
     fn check_batch(&self) -> Result<(), EnvelopeError> {
+        // Columns 2 and 3 are the tenant and the collector id (`schema::base_fields`).
         let h = &self.header;
         let rows = self.batch.num_rows();
         if rows != h.row_count as usize {
@@ -419,7 +420,17 @@ impl Envelope {
         }
         let reader = BatchReader::new(h.kind, &self.batch)
             .map_err(|e| EnvelopeError::Mismatch(e.to_string()))?;
-        for row in 0..rows {
+        // The common case, every row as the header says, checked a column at a time; a batch
+        // that is not is then read row by row for the first row that differs.
+        let constant = |column: usize, value: &str| {
+            self.batch
+                .column(column)
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .is_some_and(|c| all_rows_are(c, value))
+        };
+        let as_header = constant(2, h.tenant.as_str()) && constant(3, h.collector_id.as_str());
+        for row in (0..rows).filter(|_| !as_header) {
             if reader.tenant(row) != h.tenant.as_str() {
                 return Err(EnvelopeError::Mismatch(format!(
                     "row {row}: tenant '{}' but header says {}",
@@ -681,10 +692,62 @@ fn read_single_batch(ipc: &[u8]) -> Result<RecordBatch, EnvelopeError> {
     }
 }
 
+/// Whether every row of `array` holds `value` (as `array.value(row) == value` for each row,
+/// validity aside): its offsets step by the value's length, and its bytes are the value
+/// repeated, compared a few kilobytes at a time rather than one row at a time.
+fn all_rows_are(array: &arrow_array::StringArray, value: &str) -> bool {
+    let len = value.len();
+    let offsets = array.value_offsets();
+    let Some(first) = offsets.first().and_then(|&o| usize::try_from(o).ok()) else {
+        return true;
+    };
+    let stepped = offsets.iter().enumerate().all(|(i, &o)| {
+        usize::try_from(o).ok() == i.checked_mul(len).and_then(|n| n.checked_add(first))
+    });
+    if !stepped {
+        return false;
+    }
+    let rows = offsets.len() - 1;
+    let Some(data) = rows
+        .checked_mul(len)
+        .and_then(|n| array.value_data().get(first..first + n))
+    else {
+        return false;
+    };
+    if len == 0 {
+        return true;
+    }
+    let pattern = value.as_bytes().repeat((4096 / len).max(1));
+    data.chunks(pattern.len())
+        .all(|chunk| pattern.get(..chunk.len()) == Some(chunk))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{BatchBuilder, Event};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A column is "all rows are `value`" exactly when each of its rows is, for columns
+        /// cut out of longer ones (offsets not starting at 0), empty values and columns, and
+        /// values that are a prefix or an extension of one another.
+        #[test]
+        fn all_rows_are_is_row_by_row(
+            rows in prop::collection::vec(prop::sample::select(vec!["0301", "030", "03010", "", "4601"]), 0..40),
+            value in prop::sample::select(vec!["0301", "030", ""]),
+            cut in 0usize..5,
+            long in any::<bool>(),
+        ) {
+            // Long runs of one value too, past one comparison's few kilobytes.
+            let rows: Vec<&str> = if long { vec![value; 3000 + rows.len()] } else { rows };
+            let array = arrow_array::StringArray::from(rows.clone());
+            let cut = cut.min(rows.len());
+            let sliced = array.slice(cut, rows.len() - cut);
+            let want = (0..rows.len() - cut).all(|r| sliced.value(r) == value);
+            prop_assert_eq!(all_rows_are(&sliced, value), want);
+        }
+    }
 
     /// The stream buffer's starting size holds the whole IPC stream, so writing it never grows
     /// the buffer (a copy of everything written so far, and twice the room at the peak), for
