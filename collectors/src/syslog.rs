@@ -584,8 +584,6 @@ mod tests {
     use proptest::prelude::*;
     use varde_core::Value;
 
-    /// The cache answers as the zone itself does, around both of Norway's clock changes of
-    /// 2024 and 2025 (chrono-tz's Europe/Oslo is the reference), whatever order it is asked in.
     /// An instant of a local date and time from the last minute's start plus its seconds is
     /// what chrono-tz's Europe/Oslo gives directly, through both clock changes of 2025 (the
     /// skipped hour has none, the repeated hour its earlier instant), seconds 0 to 60 asked in an
@@ -628,6 +626,8 @@ mod tests {
         assert!(checked > 1000, "only {checked} instants existed");
     }
 
+    /// The cache answers as the zone itself does, around both of Norway's clock changes of
+    /// 2024 and 2025 (chrono-tz's Europe/Oslo is the reference), whatever order it is asked in.
     #[test]
     fn cached_offsets_are_the_zones_own_across_clock_changes() {
         use chrono::NaiveDate;

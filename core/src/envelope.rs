@@ -430,7 +430,8 @@ impl Envelope {
                 .is_some_and(|c| all_rows_are(c, value))
         };
         let as_header = constant(2, h.tenant.as_str()) && constant(3, h.collector_id.as_str());
-        for row in (0..rows).filter(|_| !as_header) {
+        let rows_to_read = if as_header { 0 } else { rows };
+        for row in 0..rows_to_read {
             if reader.tenant(row) != h.tenant.as_str() {
                 return Err(EnvelopeError::Mismatch(format!(
                     "row {row}: tenant '{}' but header says {}",
