@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use varde_core::{BatchReader, TypedColumn, ValueRef};
+use varde_core::{AttrTable, BatchReader, TypedColumn, ValueRef};
 
 use crate::mapping::{Column, FieldSpec};
 
@@ -115,13 +115,9 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
     let with_column: Vec<usize> = (0..specs.len())
         .filter(|&i| specs[i].column.is_some())
         .collect();
-    let spaced_candidates: Vec<usize> = (0..specs.len())
-        .filter(|&i| specs[i].column.is_none() && specs[i].attr.is_some())
-        .collect();
     // Fields that got attribute values in the current row (their row is still open).
     let mut open: Vec<bool> = vec![false; specs.len()];
     let mut touched: Vec<usize> = Vec::new();
-    let mut spaced: Vec<(&'a str, &'a str)> = Vec::new();
     // Events of one source list the same attribute keys in the same order: a row's keys are
     // looked up once per distinct list of keys (a layout), found again by hashing the list's
     // bytes and comparing them; a row then costs the values of its tested keys only.
@@ -138,7 +134,6 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
         })
         .collect();
     for row in 0..rows {
-        spaced.clear();
         touched.clear();
         let positions = table.row(row);
         let first = positions.start;
@@ -165,8 +160,17 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
                             let i = u32::try_from(at - first).unwrap_or(u32::MAX);
                             if let Some(targets) = by_key.get(k) {
                                 layout.tested.push((i, targets));
-                            } else if k.contains(' ') {
-                                layout.spaced.push(i);
+                            }
+                            if k.contains(' ') {
+                                let Some(targets) = by_key.get(k.replace(' ', "").as_str()) else {
+                                    continue;
+                                };
+                                for &t in targets {
+                                    match layout.spaced.iter_mut().find(|(f, _)| *f == t) {
+                                        Some((_, at)) => at.push(i),
+                                        None => layout.spaced.push((t, vec![i])),
+                                    }
+                                }
                             }
                         }
                         same.push(layouts.len());
@@ -190,10 +194,6 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
                 col.values.push(Cow::Borrowed(v));
             }
         }
-        for &i in &layout.spaced {
-            let at = first + i as usize;
-            spaced.push((table.key(at), table.value(row, at)));
-        }
         // Fields with a column, when no attribute of theirs was found.
         for &i in &with_column {
             if open[i] {
@@ -206,16 +206,14 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
             };
             if let Some(v) = value {
                 push_row(&mut out[i], rows, row, std::iter::once(v));
-            } else {
-                spaced_values(&mut out[i], &specs[i], rows, row, &spaced);
+            } else if let Some((_, at)) = layout.spaced.iter().find(|(f, _)| *f == i) {
+                push_row(&mut out[i], rows, row, values_at(&table, row, first, at));
             }
         }
         // Fields without a column: their attributes, else attributes named with spaces.
-        if !spaced.is_empty() {
-            for &i in &spaced_candidates {
-                if !open[i] {
-                    spaced_values(&mut out[i], &specs[i], rows, row, &spaced);
-                }
+        for (i, at) in &layout.spaced {
+            if specs[*i].column.is_none() && !open[*i] {
+                push_row(&mut out[*i], rows, row, values_at(&table, row, first, at));
             }
         }
         for &i in &touched {
@@ -234,12 +232,13 @@ pub fn extract<'a>(reader: &BatchReader<'a>, specs: &[FieldSpec]) -> Vec<MultiCo
 
 /// The attribute keys of a row, in order, and what extraction does with each: the keys' bytes
 /// and where they end (as the batch's offsets: relative positions are compared), the positions
-/// of keys some field reads (with those fields), and of keys holding a space.
+/// of keys some field reads (with those fields), and per field the positions of keys that are
+/// its name once their spaces are removed (read when the field has no value otherwise).
 struct Layout<'a, 's> {
     bytes: &'a [u8],
     ends: &'a [i32],
     tested: Vec<(u32, &'s Vec<usize>)>,
-    spaced: Vec<u32>,
+    spaced: Vec<(usize, Vec<u32>)>,
 }
 
 impl Layout<'_, '_> {
@@ -296,6 +295,17 @@ fn number(n: u64) -> Cow<'static, str> {
     }
 }
 
+/// The values of a row's attributes at positions `at` (relative to the row's first, `first`).
+fn values_at<'a, 'p>(
+    table: &'p AttrTable<'a>,
+    row: usize,
+    first: usize,
+    at: &'p [u32],
+) -> impl Iterator<Item = Cow<'a, str>> + 'p {
+    at.iter()
+        .map(move |&i| Cow::Borrowed(table.value(row, first + i as usize)))
+}
+
 /// Appends a row's values to a column whose offsets may stop before `row` (the batch has
 /// `rows` rows: room for all of them is reserved on the first value).
 fn push_row<'a>(
@@ -321,27 +331,6 @@ fn start_row(col: &mut MultiColumn<'_>, rows: usize, row: usize) {
     col.offsets.resize(row + 1, len);
 }
 
-/// The values of attributes whose key, spaces removed, is the field's name.
-fn spaced_values<'a>(
-    col: &mut MultiColumn<'a>,
-    spec: &FieldSpec,
-    rows: usize,
-    row: usize,
-    spaced: &[(&'a str, &'a str)],
-) {
-    let Some(key) = &spec.attr else {
-        return;
-    };
-    let mut matching = spaced
-        .iter()
-        .filter(|(k, _)| strip_spaces(k) == key.as_str())
-        .map(|(_, v)| Cow::Borrowed(*v))
-        .peekable();
-    if matching.peek().is_some() {
-        push_row(col, rows, row, matching);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,14 +349,29 @@ mod tests {
             &[("ab", "7"), ("ab", "8"), ("a b", "9")],
             &[("a", "10"), ("bc", "11")],
             &[("a b", "12")],
+            &[
+                ("a b", "13"),
+                ("c d", "14"),
+                ("ab", "15"),
+                ("h o s t", "16"),
+            ],
+            &[
+                ("h o s t", "17"),
+                ("a  b", "18"),
+                ("cd", "19"),
+                ("c d", "20"),
+            ],
+            &[("a b", "21"), ("c d", "22")],
         ];
         let (Ok(tenant), Ok(collector)) = (Kommunenummer::parse("0301"), CollectorId::new("t"))
         else {
             panic!("tenant and collector id");
         };
         let mut b = BatchBuilder::new(SourceKind::WindowsEvent, tenant, collector, rows.len());
-        for attrs in rows {
+        for (i, attrs) in rows.iter().enumerate() {
             let event = Event {
+                // Every third row has a host: the column is preferred to keys with spaces.
+                host: (i % 3 == 0).then(|| "h".to_owned()),
                 attrs: attrs
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -386,13 +390,21 @@ mod tests {
             Ok(r) => r,
             Err(e) => panic!("reader: {e}"),
         };
-        let specs: Vec<FieldSpec> = ["ab", "c", "a", "bc", "ab"]
+        let mut specs: Vec<FieldSpec> = ["ab", "c", "a", "bc", "ab", "cd", "c d", "a b"]
             .iter()
             .map(|k| FieldSpec {
                 attr: Some((*k).to_owned()),
                 column: None,
             })
             .collect();
+        specs.push(FieldSpec {
+            attr: Some("host".to_owned()),
+            column: Some(Column::Host),
+        });
+        specs.push(FieldSpec {
+            attr: None,
+            column: Some(Column::Host),
+        });
         let columns = extract(&reader, &specs);
         for (i, spec) in specs.iter().enumerate() {
             for row in 0..rows.len() {
@@ -407,6 +419,14 @@ mod tests {
         assert_eq!(columns[0].row(4), ["7", "8"]);
         assert_eq!(columns[0].row(6), ["12"]);
         assert_eq!(columns[3].row(1), ["4"]);
+        assert_eq!(columns[0].row(8), ["18"]);
+        assert_eq!(columns[5].row(8), ["19"]);
+        assert_eq!(columns[5].row(9), ["22"]);
+        assert_eq!(columns[6].row(8), ["20"]);
+        assert_eq!(columns[8].row(6), ["h"]);
+        assert_eq!(columns[8].row(7), ["16"]);
+        assert_eq!(columns[8].row(8), ["17"]);
+        assert_eq!(columns[9].row(8), [] as [&str; 0]);
     }
 
     #[test]
