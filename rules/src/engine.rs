@@ -645,6 +645,17 @@ impl Hits {
         }
     }
 
+    /// Sets the bits of every row of a batch of `rows` rows.
+    fn set_all(&mut self, atom: usize, rows: usize) {
+        let mut b = vec![u64::MAX; self.words];
+        if let Some(last) = b.last_mut()
+            && !rows.is_multiple_of(64)
+        {
+            *last = (1u64 << (rows % 64)) - 1;
+        }
+        self.bits[atom] = Some(b);
+    }
+
     fn set(&mut self, atom: usize, row: usize) {
         let words = self.words;
         let b = self.bits[atom].get_or_insert_with(|| vec![0; words]);
@@ -924,14 +935,24 @@ impl KindEngine {
                 }
                 continue;
             }
+            // The remaining tests read only their own field's values (field references were
+            // handled above): on a row without values the answer is the same for every row.
+            let none = |_: &str| -> Vec<Cow<'_, str>> { Vec::new() };
+            let when_absent = reference::test_holds(&atom.test, &[], &none);
+            if col.values.is_empty() {
+                if when_absent {
+                    hits.set_all(a, rows);
+                }
+                continue;
+            }
             for row in 0..rows {
-                let other = |name: &str| -> Vec<Cow<'_, str>> {
-                    self.field_index
-                        .get(name)
-                        .map(|&i| columns[i].row(row).to_vec())
-                        .unwrap_or_default()
+                let values = col.row(row);
+                let holds = if values.is_empty() {
+                    when_absent
+                } else {
+                    reference::test_holds(&atom.test, values, &none)
                 };
-                if reference::test_holds(&atom.test, col.row(row), &other) {
+                if holds {
                     hits.set(a, row);
                 }
             }

@@ -227,6 +227,16 @@ fn null_empty_and_missing_decision() {
         matching("  sel:\n    Image|exists: false\n  condition: sel", &ev),
         vec![2]
     );
+    // A batch where no event has the field at all: every row is absent.
+    let none = [win(&[]), win(&[("User", "u")]), win(&[])];
+    for (detection, want) in [
+        ("  sel:\n    Image: null\n  condition: sel", vec![0, 1, 2]),
+        ("  sel:\n    Image|exists: false\n  condition: sel", vec![0, 1, 2]),
+        ("  sel:\n    Image|exists: true\n  condition: sel", vec![]),
+        ("  sel:\n    Image: null\n  condition: not sel", vec![]),
+    ] {
+        assert_eq!(matching(detection, &none), want, "{detection}");
+    }
 }
 
 #[test]
