@@ -184,6 +184,9 @@ struct FieldMatcher {
     regex_literal_targets: Vec<Vec<Target>>,
     /// The exact literals of [`Target::RegexExact`].
     exact: Vec<Vec<u8>>,
+    /// When every test is an uncased `contains`: a byte no needle holds, so the values of a
+    /// row can be searched as one lowercased text joined by it (no occurrence spans it).
+    joiner: Option<u8>,
 }
 
 /// An Aho-Corasick automaton reporting every occurrence of every needle (overlapping, standard
@@ -327,6 +330,22 @@ impl FieldMatcher {
                 _ => {}
             }
         }
+        let only_contains = folded
+            .values()
+            .flatten()
+            .all(|t| matches!(t, Target::Str(_, StrOp::Contains)));
+        if only_contains
+            && cased.is_empty()
+            && regexes.is_empty()
+            && m.filtered.is_empty()
+            && m.empty.is_empty()
+            && m.unfiltered_globs.is_empty()
+            && m.prefixes.is_empty()
+            && m.suffixes.is_empty()
+        {
+            // A control byte: not a letter, so lowercasing around it is as at a value's ends.
+            m.joiner = (0u8..0x20).find(|b| !folded.keys().any(|n| n.contains(b)));
+        }
         if !folded.is_empty() {
             let needles: Vec<&Vec<u8>> = folded.keys().collect();
             m.folded = Some((
@@ -365,6 +384,21 @@ impl FieldMatcher {
             && self.unfiltered_globs.is_empty()
             && self.regexes.is_none()
             && self.filtered.is_empty()
+    }
+
+    /// Appends to `out` every atom some value of `text` satisfies (possibly with repeats):
+    /// `text` holds the values lowercased (as [`fold`] does), each followed by the joiner.
+    /// Only for a matcher with a [`joiner`](Self::joiner).
+    fn scan_joined(&self, text: &[u8], out: &mut Vec<usize>) {
+        if let Some((_, lowercase)) = &self.folded {
+            lowercase.scan(text, |p, _, _| {
+                for t in &self.folded_targets[p] {
+                    if let Target::Str(a, StrOp::Contains) = t {
+                        out.push(*a);
+                    }
+                }
+            });
+        }
     }
 
     /// Appends to `out` every atom this value satisfies (possibly with repeats).
@@ -899,7 +933,30 @@ impl KindEngine {
                 }
             }
         }
-        if !self.keyword.is_empty() {
+        if let Some(joiner) = self.keyword.joiner {
+            // Keywords are searched in every text value of a row: in one pass over the row's
+            // values joined, not one search per value.
+            let mut text: Vec<u8> = Vec::new();
+            let mut found = Vec::new();
+            for row in 0..rows {
+                text.clear();
+                fields::for_each_keyword_value(reader, row, |v| {
+                    let start = text.len();
+                    if v.is_ascii() {
+                        text.extend_from_slice(v.as_bytes());
+                        text[start..].make_ascii_lowercase();
+                    } else {
+                        text.extend_from_slice(v.to_lowercase().as_bytes());
+                    }
+                    text.push(joiner);
+                });
+                found.clear();
+                self.keyword.scan_joined(&text, &mut found);
+                for &a in &found {
+                    hits.set(a, row);
+                }
+            }
+        } else if !self.keyword.is_empty() {
             let mut found = Vec::new();
             for row in 0..rows {
                 for v in fields::keyword_values(reader, row) {

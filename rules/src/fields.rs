@@ -64,15 +64,30 @@ pub fn row_values<'a>(reader: &BatchReader<'a>, spec: &FieldSpec, row: usize) ->
 /// every attribute value.
 pub fn keyword_values<'a>(reader: &BatchReader<'a>, row: usize) -> Vec<Cow<'a, str>> {
     let mut out = Vec::new();
-    out.extend(reader.message(row).map(Cow::Borrowed));
-    out.extend(reader.host(row).map(Cow::Borrowed));
+    for_each_keyword_value(reader, row, |v| out.push(Cow::Borrowed(v)));
+    out
+}
+
+/// Calls `f` with every text value of a row, in the order of [`keyword_values`].
+pub fn for_each_keyword_value<'a>(
+    reader: &BatchReader<'a>,
+    row: usize,
+    mut f: impl FnMut(&'a str),
+) {
+    if let Some(m) = reader.message(row) {
+        f(m);
+    }
+    if let Some(h) = reader.host(row) {
+        f(h);
+    }
     for i in 0..varde_core::schema::typed_columns(reader.kind()).len() {
         if let Some(ValueRef::Str(s)) = reader.typed(i, row) {
-            out.push(Cow::Borrowed(s));
+            f(s);
         }
     }
-    out.extend(reader.attrs(row).map(|(_, v)| Cow::Borrowed(v)));
-    out
+    for (_, v) in reader.attrs(row) {
+        f(v);
+    }
 }
 
 /// Several values per row, for a whole batch: `values[offsets[r]..offsets[r + 1]]`.

@@ -197,7 +197,87 @@ detection:
     f:
         CommandLine|contains: 'whoami'
     condition: a and b and not f
+---
+title: keywords beside fields
+id: small-3
+logsource: {product: windows}
+detection:
+    keywords:
+        - whoami
+        - 'iex'
+    img:
+        Image|endswith: '.exe'
+    cmd:
+        CommandLine|contains: '-nop'
+    condition: (img and keywords) or (not cmd and not keywords)
+---
+title: keywords under not
+id: small-4
+logsource: {product: windows}
+detection:
+    kw:
+        - 'http'
+    kw2:
+        - '*-w?hidden*'
+    img:
+        Image|startswith: 'c:\win'
+    condition: img and kw and not kw2
+---
+title: keywords alone
+id: small-5
+logsource: {product: windows}
+detection:
+    kw:
+        - 'ärlig'
+    img:
+        Image|endswith: 'cmd.exe'
+    condition: img and not kw
 "#;
+
+/// Keyword rules whose tests are all uncased `contains`: searched in a row's values joined.
+const KEYWORDS: &str = r#"
+title: keywords beside fields
+id: kw-1
+logsource: {product: windows}
+detection:
+    keywords:
+        - whoami
+        - 'ärlig'
+        - 'c:\win'
+        - 'ſ'
+    img:
+        Image|endswith: '.exe'
+    condition: keywords and not img
+---
+title: every keyword
+id: kw-2
+logsource: {product: windows}
+detection:
+    kw:
+        '|all':
+            - iex
+            - http
+    condition: kw
+---
+title: a keyword with a control byte
+id: kw-3
+logsource: {product: windows}
+detection:
+    kw:
+        - "x\0"
+    condition: kw
+"#;
+
+fn keywords() -> &'static RuleSet {
+    static SET: OnceLock<RuleSet> = OnceLock::new();
+    SET.get_or_init(|| {
+        let mut b = RuleSetBuilder::new(Default::default()).expect("mappings");
+        b.add_yaml("keywords.yml", KEYWORDS);
+        let set = b.build().expect("keyword set");
+        assert!(set.errors().is_empty(), "{:?}", set.errors());
+        set
+    })
+}
 
 fn small() -> &'static RuleSet {
     static SET: OnceLock<RuleSet> = OnceLock::new();
@@ -230,6 +310,11 @@ fn small_value() -> impl Strategy<Value = String> {
         "\\cmd.exe",
         "İ",
         "ſ",
+        "who",
+        "ami",
+        "\0",
+        "\u{1}",
+        "ÄRLIG\0",
     ];
     prop::collection::vec(prop::sample::select(pieces), 0..5).prop_map(|p| p.concat())
 }
@@ -263,5 +348,10 @@ proptest! {
     #[test]
     fn vectorised_engine_agrees_on_positions_and_case(events in prop::collection::vec(small_event(), 1..40)) {
         agree(small(), &events)?;
+    }
+
+    #[test]
+    fn keywords_searched_in_joined_values_agree_with_the_reference(events in prop::collection::vec(small_event(), 1..40)) {
+        agree(keywords(), &events)?;
     }
 }

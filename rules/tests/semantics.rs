@@ -231,7 +231,10 @@ fn null_empty_and_missing_decision() {
     let none = [win(&[]), win(&[("User", "u")]), win(&[])];
     for (detection, want) in [
         ("  sel:\n    Image: null\n  condition: sel", vec![0, 1, 2]),
-        ("  sel:\n    Image|exists: false\n  condition: sel", vec![0, 1, 2]),
+        (
+            "  sel:\n    Image|exists: false\n  condition: sel",
+            vec![0, 1, 2],
+        ),
         ("  sel:\n    Image|exists: true\n  condition: sel", vec![]),
         ("  sel:\n    Image: null\n  condition: not sel", vec![]),
     ] {
