@@ -185,8 +185,10 @@ struct FieldMatcher {
     /// The exact literals of [`Target::RegexExact`].
     exact: Vec<Vec<u8>>,
     /// When every test is an uncased `contains`: a byte no needle holds, so the values of a
-    /// row can be searched as one lowercased text joined by it (no occurrence spans it).
+    /// row can be searched as one text joined by it (no occurrence spans it).
     joiner: Option<u8>,
+    /// The length of the shortest needle: shorter ASCII values cannot hold one.
+    shortest: usize,
 }
 
 /// An Aho-Corasick automaton reporting every occurrence of every needle (overlapping, standard
@@ -345,6 +347,7 @@ impl FieldMatcher {
         {
             // A control byte: not a letter, so lowercasing around it is as at a value's ends.
             m.joiner = (0u8..0x20).find(|b| !folded.keys().any(|n| n.contains(b)));
+            m.shortest = folded.keys().map(Vec::len).min().unwrap_or(0);
         }
         if !folded.is_empty() {
             let needles: Vec<&Vec<u8>> = folded.keys().collect();
@@ -387,11 +390,13 @@ impl FieldMatcher {
     }
 
     /// Appends to `out` every atom some value of `text` satisfies (possibly with repeats):
-    /// `text` holds the values lowercased (as [`fold`] does), each followed by the joiner.
-    /// Only for a matcher with a [`joiner`](Self::joiner).
+    /// `text` holds the values, each followed by the joiner, ASCII values as they are and the
+    /// others lowercased (as [`fold`] does). The needles are lowercase, so the ASCII
+    /// case-insensitive automaton finds them in both. Only for a matcher with a
+    /// [`joiner`](Self::joiner).
     fn scan_joined(&self, text: &[u8], out: &mut Vec<usize>) {
-        if let Some((_, lowercase)) = &self.folded {
-            lowercase.scan(text, |p, _, _| {
+        if let Some((ascii_ci, _)) = &self.folded {
+            ascii_ci.scan(text, |p, _, _| {
                 for t in &self.folded_targets[p] {
                     if let Target::Str(a, StrOp::Contains) = t {
                         out.push(*a);
@@ -644,6 +649,7 @@ impl std::hash::Hasher for Fnv {
 }
 
 pub(crate) type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+type FnvSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<Fnv>>;
 
 /// The glob test on one value (`folded`: the value lowercased as the reference does): the
 /// pattern piece by piece where it has no `?`, else its anchored regex; over the value as it is
@@ -936,22 +942,36 @@ impl KindEngine {
         if let Some(joiner) = self.keyword.joiner {
             // Keywords are searched in every text value of a row: in one pass over the row's
             // values joined, not one search per value.
+            // Values repeat from row to row and almost none holds a keyword: the values of
+            // rows where nothing was found are remembered and not searched again.
             let mut text: Vec<u8> = Vec::new();
             let mut found = Vec::new();
+            let mut clean: FnvSet<&str> = FnvSet::default();
+            let mut searched: Vec<&str> = Vec::new();
             for row in 0..rows {
                 text.clear();
+                searched.clear();
                 fields::for_each_keyword_value(reader, row, |v| {
-                    let start = text.len();
-                    if v.is_ascii() {
+                    let ascii = v.is_ascii();
+                    if (ascii && v.len() < self.keyword.shortest) || clean.contains(v) {
+                        return;
+                    }
+                    if ascii {
                         text.extend_from_slice(v.as_bytes());
-                        text[start..].make_ascii_lowercase();
                     } else {
                         text.extend_from_slice(v.to_lowercase().as_bytes());
                     }
                     text.push(joiner);
+                    searched.push(v);
                 });
+                if text.is_empty() {
+                    continue;
+                }
                 found.clear();
                 self.keyword.scan_joined(&text, &mut found);
+                if found.is_empty() {
+                    clean.extend(searched.iter().copied());
+                }
                 for &a in &found {
                     hits.set(a, row);
                 }
