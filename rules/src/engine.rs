@@ -337,6 +337,7 @@ impl FieldMatcher {
             .flatten()
             .all(|t| matches!(t, Target::Str(_, StrOp::Contains)));
         if only_contains
+            && !folded.is_empty()
             && cased.is_empty()
             && regexes.is_empty()
             && m.filtered.is_empty()
@@ -626,19 +627,36 @@ impl std::hash::Hasher for Fnv {
     fn finish(&self) -> u64 {
         self.0
     }
+    /// Words of 8 bytes; the tail as the last 8 bytes (overlapping the word before), or for
+    /// short inputs a few fixed reads, so that no copy of variable length is made.
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
+        let n = bytes.len();
+        let word = |at: usize| {
             let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
+            w.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let half = |at: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&bytes[at..at + 4]);
+            u64::from(u32::from_le_bytes(w))
+        };
+        if n >= 8 {
+            let mut at = 0;
+            while at + 8 <= n {
+                self.add(word(at));
+                at += 8;
+            }
+            if at < n {
+                self.add(word(n - 8));
+            }
+        } else if n >= 4 {
+            self.add(half(0) | half(n - 4) << 32);
+        } else if n > 0 {
+            let b = |i: usize| u64::from(bytes[i]);
+            self.add(b(0) | b(n / 2) << 8 | b(n - 1) << 16);
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
-        }
+        self.add(n as u64);
     }
     fn write_u8(&mut self, i: u8) {
         self.add(u64::from(i));
@@ -1416,5 +1434,17 @@ impl RuleSet {
             engine.match_reference(&reader, &mut out);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without keyword tests there is nothing to search a row's values for: no joined search.
+    #[test]
+    fn only_a_matcher_with_needles_joins_values() {
+        let empty = FieldMatcher::build(&AtomTable::default(), &[]);
+        assert!(empty.is_ok_and(|m| m.is_empty() && m.joiner.is_none()));
     }
 }
