@@ -20,8 +20,11 @@
 //!
 //! Values repeat within a batch (images, parents, users): each distinct value of a field is
 //! scanned once per batch and its atoms reused, unless the field's values turn out not to repeat
-//! (command lines). The remaining tests (CIDR, numbers, presence, field references, time parts)
-//! run per row. Hits are per-atom bitmaps over the batch's rows, allocated only for atoms that
+//! (command lines). Keywords (tests without a field) are searched in every text value of a row:
+//! when all of them are uncased `contains` needles, in one pass over the row's values joined by
+//! a control byte no needle holds, skipping values already searched in a row where nothing was
+//! found. The remaining tests (CIDR, numbers, presence, field references, time parts) run per
+//! row, answered once for the rows that lack the field. Hits are per-atom bitmaps over the batch's rows, allocated only for atoms that
 //! hit; each rule's condition is then evaluated word by word over those bitmaps,
 //! short-circuiting on atoms that never hit, so a rule whose literals did not occur in the
 //! batch costs a few operations, not one per row.
