@@ -142,6 +142,42 @@ proptest! {
     }
 }
 
+/// Batches large enough that command lines stop being cached (they rarely repeat) and are
+/// scanned value by value: every rule of the corpus and of the small sets agrees with the
+/// reference, on batches of odd and even length.
+#[test]
+fn uncached_values_agree_with_the_reference() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for len in [1_201, 1_200] {
+        let mut events: Vec<Event> = prop::collection::vec(small_event(), len)
+            .new_tree(&mut runner)
+            .expect("tree")
+            .current();
+        for (i, e) in events.iter_mut().enumerate() {
+            let unique = format!("{i} ");
+            match e.attrs.iter_mut().find(|(k, _)| k == "CommandLine") {
+                Some((_, v)) => v.insert_str(0, &unique),
+                None => e.attrs.push(("CommandLine".to_owned(), unique)),
+            }
+            // Every fifth row holds a second value, not ASCII.
+            if i % 5 == 0 && i + 1 < len {
+                e.attrs
+                    .push(("CommandLine".to_owned(), "ärlig -nop".to_owned()));
+            }
+        }
+        // The last row matches.
+        if let Some(last) = events.last_mut() {
+            last.attrs = vec![("CommandLine".to_owned(), format!("{len} iex -nop"))];
+        }
+        for set in [small(), keywords()] {
+            agree(set, &events).expect("agreement");
+        }
+        if let Some(c) = corpus() {
+            agree(&c.set, &events).expect("agreement on the corpus");
+        }
+    }
+}
+
 #[test]
 fn generated_events_do_fire_rules() {
     // Guards the property test against vacuity: its events must make rules match.
@@ -197,6 +233,14 @@ detection:
     f:
         CommandLine|contains: 'whoami'
     condition: a and b and not f
+---
+title: a case-sensitive expression
+id: small-6
+logsource: {product: windows}
+detection:
+    r:
+        CommandLine|re: 'iex.*-nop'
+    condition: r
 ---
 title: keywords beside fields
 id: small-3
@@ -315,6 +359,8 @@ fn small_value() -> impl Strategy<Value = String> {
         "\0",
         "\u{1}",
         "ÄRLIG\0",
+        "IEX",
+        "-NOP",
     ];
     prop::collection::vec(prop::sample::select(pieces), 0..5).prop_map(|p| p.concat())
 }
