@@ -312,26 +312,23 @@ detection:
     condition: kw
 "#;
 
+/// A rule set of one YAML text, compiled without errors.
+fn compiled(name: &str, yaml: &str) -> RuleSet {
+    let mut b = RuleSetBuilder::new(Default::default()).expect("mappings");
+    b.add_yaml(name, yaml);
+    let set = b.build().expect(name);
+    assert!(set.errors().is_empty(), "{name}: {:?}", set.errors());
+    set
+}
+
 fn keywords() -> &'static RuleSet {
     static SET: OnceLock<RuleSet> = OnceLock::new();
-    SET.get_or_init(|| {
-        let mut b = RuleSetBuilder::new(Default::default()).expect("mappings");
-        b.add_yaml("keywords.yml", KEYWORDS);
-        let set = b.build().expect("keyword set");
-        assert!(set.errors().is_empty(), "{:?}", set.errors());
-        set
-    })
+    SET.get_or_init(|| compiled("keywords.yml", KEYWORDS))
 }
 
 fn small() -> &'static RuleSet {
     static SET: OnceLock<RuleSet> = OnceLock::new();
-    SET.get_or_init(|| {
-        let mut b = RuleSetBuilder::new(Default::default()).expect("mappings");
-        b.add_yaml("small.yml", SMALL);
-        let set = b.build().expect("small set");
-        assert!(set.errors().is_empty(), "{:?}", set.errors());
-        set
-    })
+    SET.get_or_init(|| compiled("small.yml", SMALL))
 }
 
 fn small_value() -> impl Strategy<Value = String> {
