@@ -24,10 +24,10 @@
 //! when all of them are uncased `contains` needles, in one pass over the row's values joined by
 //! a control byte no needle holds, skipping values already searched in a row where nothing was
 //! found. The remaining tests (CIDR, numbers, presence, field references, time parts) run per
-//! row, answered once for the rows that lack the field. Hits are per-atom bitmaps over the batch's rows, allocated only for atoms that
-//! hit; each rule's condition is then evaluated word by word over those bitmaps,
-//! short-circuiting on atoms that never hit, so a rule whose literals did not occur in the
-//! batch costs a few operations, not one per row.
+//! row, answered once for the rows that lack the field. Hits are per-atom bitmaps over the
+//! batch's rows, allocated only for atoms that hit; each rule's condition is then evaluated
+//! word by word over those bitmaps, short-circuiting on atoms that never hit, so a rule whose
+//! literals did not occur in the batch costs a few operations, not one per row.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -962,9 +962,9 @@ impl KindEngine {
         }
         if let Some(joiner) = self.keyword.joiner {
             // Keywords are searched in every text value of a row: in one pass over the row's
-            // values joined, not one search per value.
-            // Values repeat from row to row and almost none holds a keyword: the values of
-            // rows where nothing was found are remembered and not searched again.
+            // values joined, not one search per value. Values repeat from row to row and
+            // almost none holds a keyword: the values of rows where nothing was found are
+            // remembered and not searched again.
             let mut text: Vec<u8> = Vec::new();
             let mut found = Vec::new();
             let mut clean: FnvSet<&str> = FnvSet::default();
