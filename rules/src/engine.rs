@@ -919,6 +919,7 @@ impl KindEngine {
             let mut found: Vec<usize> = Vec::new();
             let (mut lookups, mut repeats) = (0u32, 0u32);
             let mut caching = true;
+            let mut last: Option<(&str, (u32, u32))> = None;
             for row in 0..rows {
                 for v in col.row(row) {
                     if !caching {
@@ -930,6 +931,17 @@ impl KindEngine {
                         continue;
                     }
                     lookups += 1;
+                    // The value of the row before, often the same (a burst from one host, one
+                    // program), is compared before any hashing.
+                    if let Some((before, (s, e))) = last
+                        && before == v.as_ref()
+                    {
+                        repeats += 1;
+                        for &a in &found[s as usize..e as usize] {
+                            hits.set(a, row);
+                        }
+                        continue;
+                    }
                     let mut fresh = false;
                     let (s, e) = *cache.entry(v.as_ref()).or_insert_with(|| {
                         fresh = true;
@@ -952,6 +964,7 @@ impl KindEngine {
                     for &a in &found[s as usize..e as usize] {
                         hits.set(a, row);
                     }
+                    last = Some((v.as_ref(), (s, e)));
                     // Values that rarely repeat (command lines) are not worth hashing.
                     if lookups == 512 && repeats < 128 {
                         caching = false;
