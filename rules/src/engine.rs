@@ -672,6 +672,56 @@ impl std::hash::Hasher for Fnv {
 pub(crate) type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 type FnvSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<Fnv>>;
 
+/// The last value seen at each of 1,024 places, chosen by a cheap hash of the value (its length
+/// and its first and last eight bytes), with what was found for it: a value that repeats within
+/// a batch is found again with one comparison, before the batch's map is asked (hashing every
+/// byte and probing the map cost about four times more).
+struct Recent<'a, V> {
+    slots: Vec<Option<(&'a str, V)>>,
+}
+
+impl<V: Copy> Default for Recent<'_, V> {
+    fn default() -> Self {
+        Recent {
+            slots: vec![None; 1 << Self::BITS],
+        }
+    }
+}
+
+impl<'a, V: Copy> Recent<'a, V> {
+    const BITS: u32 = 10;
+
+    fn place(value: &str) -> usize {
+        let b = value.as_bytes();
+        let n = b.len();
+        let read8 = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let w = if n >= 8 {
+            read8(0) ^ read8(n - 8).rotate_left(29)
+        } else {
+            b.iter().fold(0u64, |w, &x| w << 8 | u64::from(x))
+        };
+        let h = (w ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - Self::BITS)) as usize
+    }
+
+    /// What was put for `value`, when it is still there.
+    fn get(&self, value: &str) -> Option<V> {
+        match self.slots[Self::place(value)] {
+            Some((k, v)) if k == value => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Puts `value` in its place, in place of whatever was there.
+    fn put(&mut self, value: &'a str, v: V) {
+        self.slots[Self::place(value)] = Some((value, v));
+    }
+}
+
 /// The glob test on one value (`folded`: the value lowercased as the reference does): the
 /// pattern piece by piece where it has no `?`, else its anchored regex; over the value as it is
 /// when `cased`, else over `folded`.
@@ -919,7 +969,7 @@ impl KindEngine {
             let mut found: Vec<usize> = Vec::new();
             let (mut lookups, mut repeats) = (0u32, 0u32);
             let mut caching = true;
-            let mut last: Option<(&str, (u32, u32))> = None;
+            let mut recent: Recent<'_, (u32, u32)> = Recent::default();
             for row in 0..rows {
                 for v in col.row(row) {
                     if !caching {
@@ -931,11 +981,9 @@ impl KindEngine {
                         continue;
                     }
                     lookups += 1;
-                    // The value of the row before, often the same (a burst from one host, one
-                    // program), is compared before any hashing.
-                    if let Some((before, (s, e))) = last
-                        && before == v.as_ref()
-                    {
+                    // A value seen lately is found again with one comparison, before any
+                    // hashing.
+                    if let Some((s, e)) = recent.get(v) {
                         repeats += 1;
                         for &a in &found[s as usize..e as usize] {
                             hits.set(a, row);
@@ -959,12 +1007,14 @@ impl KindEngine {
                         (s as u32, w as u32)
                     });
                     if !fresh {
+                        // Values that repeat take a place among the recent ones (values seen
+                        // once would only push them out).
                         repeats += 1;
+                        recent.put(v, (s, e));
                     }
                     for &a in &found[s as usize..e as usize] {
                         hits.set(a, row);
                     }
-                    last = Some((v.as_ref(), (s, e)));
                     // Values that rarely repeat (command lines) are not worth hashing.
                     if lookups == 512 && repeats < 128 {
                         caching = false;
@@ -981,13 +1031,20 @@ impl KindEngine {
             let mut text: Vec<u8> = Vec::new();
             let mut found = Vec::new();
             let mut clean: FnvSet<&str> = FnvSet::default();
+            let mut recent_clean: Recent<'_, ()> = Recent::default();
             let mut searched: Vec<&str> = Vec::new();
             for row in 0..rows {
                 text.clear();
                 searched.clear();
                 fields::for_each_keyword_value(reader, row, |v| {
                     let ascii = v.is_ascii();
-                    if (ascii && v.len() < self.keyword.shortest) || clean.contains(v) {
+                    if (ascii && v.len() < self.keyword.shortest) || recent_clean.get(v).is_some() {
+                        return;
+                    }
+                    // Values that repeat take a place among the recent ones (values seen once,
+                    // ids and times, would only push them out).
+                    if clean.contains(v) {
+                        recent_clean.put(v, ());
                         return;
                     }
                     if ascii {
@@ -1456,6 +1513,27 @@ impl RuleSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value is found again while no other value took its place, whatever its length; a
+    /// value never put is not found.
+    #[test]
+    fn recent_values_are_found_again_until_replaced() {
+        let values: Vec<String> = (0..3_000)
+            .map(|i| "x".repeat(i % 20) + &i.to_string())
+            .collect();
+        let mut recent: Recent<'_, usize> = Recent::default();
+        let mut placed: HashMap<usize, usize> = HashMap::new();
+        for (i, v) in values.iter().enumerate() {
+            recent.put(v, i);
+            placed.insert(Recent::<usize>::place(v), i);
+        }
+        for (i, v) in values.iter().enumerate() {
+            let last_here = placed.get(&Recent::<usize>::place(v)) == Some(&i);
+            assert_eq!(recent.get(v), last_here.then_some(i), "{v:?}");
+        }
+        assert_eq!(recent.get("never put"), None);
+        assert!(placed.len() > 900, "{} places of 1,024 used", placed.len());
+    }
 
     /// Without keyword tests there is nothing to search a row's values for: no joined search.
     #[test]
