@@ -670,7 +670,6 @@ impl std::hash::Hasher for Fnv {
 }
 
 pub(crate) type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
-type FnvSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<Fnv>>;
 
 /// The last value seen at each of 1,024 places, chosen by a cheap hash of the value (its length
 /// and its first and last eight bytes), with what was found for it: a value that repeats within
@@ -719,6 +718,55 @@ impl<'a, V: Copy> Recent<'a, V> {
     /// Puts `value` in its place, in place of whatever was there.
     fn put(&mut self, value: &'a str, v: V) {
         self.slots[Self::place(value)] = Some((value, v));
+    }
+}
+
+/// What a batch remembers about the values it has seen: every value put, in a map, fronted by
+/// a [`Recent`] table that values take a place in once they are asked for again (values seen
+/// once, ids and times, would only push the repeating ones out).
+struct Seen<'a, V> {
+    map: FnvMap<&'a str, V>,
+    recent: Recent<'a, V>,
+}
+
+impl<V: Copy> Default for Seen<'_, V> {
+    fn default() -> Self {
+        Seen {
+            map: FnvMap::default(),
+            recent: Recent::default(),
+        }
+    }
+}
+
+impl<'a, V: Copy> Seen<'a, V> {
+    /// What was put for `value`, if it was.
+    fn get(&mut self, value: &'a str) -> Option<V> {
+        if let Some(v) = self.recent.get(value) {
+            return Some(v);
+        }
+        let v = *self.map.get(value)?;
+        self.recent.put(value, v);
+        Some(v)
+    }
+
+    fn insert(&mut self, value: &'a str, v: V) {
+        self.map.insert(value, v);
+    }
+
+    /// What was put for `value`, and whether it was; else `make()`, put now. One hash of
+    /// `value` either way.
+    fn get_or_insert_with(&mut self, value: &'a str, make: impl FnOnce() -> V) -> (V, bool) {
+        if let Some(v) = self.recent.get(value) {
+            return (v, true);
+        }
+        match self.map.entry(value) {
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let v = *o.get();
+                self.recent.put(value, v);
+                (v, true)
+            }
+            std::collections::hash_map::Entry::Vacant(e) => (*e.insert(make()), false),
+        }
     }
 }
 
@@ -965,11 +1013,10 @@ impl KindEngine {
             if col.values.is_empty() {
                 continue;
             }
-            let mut cache: FnvMap<&str, (u32, u32)> = FnvMap::default();
+            let mut cache: Seen<'_, (u32, u32)> = Seen::default();
             let mut found: Vec<usize> = Vec::new();
             let (mut lookups, mut repeats) = (0u32, 0u32);
             let mut caching = true;
-            let mut recent: Recent<'_, (u32, u32)> = Recent::default();
             for row in 0..rows {
                 for v in col.row(row) {
                     if !caching {
@@ -981,18 +1028,7 @@ impl KindEngine {
                         continue;
                     }
                     lookups += 1;
-                    // A value seen lately is found again with one comparison, before any
-                    // hashing.
-                    if let Some((s, e)) = recent.get(v) {
-                        repeats += 1;
-                        for &a in &found[s as usize..e as usize] {
-                            hits.set(a, row);
-                        }
-                        continue;
-                    }
-                    let mut fresh = false;
-                    let (s, e) = *cache.entry(v.as_ref()).or_insert_with(|| {
-                        fresh = true;
+                    let ((s, e), repeat) = cache.get_or_insert_with(v, || {
                         let s = found.len();
                         matcher.scan(v, &self.atoms, &mut scratch, &mut found);
                         found[s..].sort_unstable();
@@ -1006,12 +1042,7 @@ impl KindEngine {
                         found.truncate(w);
                         (s as u32, w as u32)
                     });
-                    if !fresh {
-                        // Values that repeat take a place among the recent ones (values seen
-                        // once would only push them out).
-                        repeats += 1;
-                        recent.put(v, (s, e));
-                    }
+                    repeats += u32::from(repeat);
                     for &a in &found[s as usize..e as usize] {
                         hits.set(a, row);
                     }
@@ -1030,21 +1061,14 @@ impl KindEngine {
             // remembered and not searched again.
             let mut text: Vec<u8> = Vec::new();
             let mut found = Vec::new();
-            let mut clean: FnvSet<&str> = FnvSet::default();
-            let mut recent_clean: Recent<'_, ()> = Recent::default();
+            let mut clean: Seen<'_, ()> = Seen::default();
             let mut searched: Vec<&str> = Vec::new();
             for row in 0..rows {
                 text.clear();
                 searched.clear();
                 fields::for_each_keyword_value(reader, row, |v| {
                     let ascii = v.is_ascii();
-                    if (ascii && v.len() < self.keyword.shortest) || recent_clean.get(v).is_some() {
-                        return;
-                    }
-                    // Values that repeat take a place among the recent ones (values seen once,
-                    // ids and times, would only push them out).
-                    if clean.contains(v) {
-                        recent_clean.put(v, ());
+                    if (ascii && v.len() < self.keyword.shortest) || clean.get(v).is_some() {
                         return;
                     }
                     if ascii {
@@ -1061,7 +1085,9 @@ impl KindEngine {
                 found.clear();
                 self.keyword.scan_joined(&text, &mut found);
                 if found.is_empty() {
-                    clean.extend(searched.iter().copied());
+                    for &v in &searched {
+                        clean.insert(v, ());
+                    }
                 }
                 for &a in &found {
                     hits.set(a, row);
