@@ -7,32 +7,70 @@
 //! records the checkpoint in the same record as the batch that holds the line, and after a
 //! restart the collector replays the journal from the last spooled checkpoint: exactly the lines
 //! that never reached the spool, with their original receive time. Segments that lie wholly
-//! before the spooled checkpoint are deleted.
+//! before the spooled checkpoint are retired: kept for reuse (up to [`SPARE_SEGMENTS`]) or
+//! deleted.
 //!
 //! Layout under the source's directory:
 //!
 //! - `id`: the journal's identity (µs since the epoch at creation, decimal). A checkpoint of
 //!   another identity is not this journal's (the directory was removed) and is ignored.
-//! - `<start>.wal`: a segment, named by the journal position of its first byte (20 digits).
-//!   Records: `len: u32 LE` (of the line), `crc32: u32 LE` (of time and line), `receive time
-//!   µs: i64 LE`, the line. A record that is short or fails its checksum (a torn write at power
-//!   loss) ends the journal there; it is cut off when the journal is opened.
+//! - `<start>.seg`: a segment, named by the journal position of its first byte (20 digits).
+//!   Records: `len: u32 LE` (of the line), `crc32: u32 LE` (of the record's journal position as
+//!   `u64 LE`, the time and the line), `receive time µs: i64 LE`, the line. A record that is
+//!   short or fails its checksum (a torn write at power loss, or what a reused segment held
+//!   before) ends the segment there; the rest is cut off when the journal is opened.
+//! - `spare-<n>`: a retired segment kept to be written again. Overwriting blocks a file
+//!   already has costs the kernel less than allocating new ones and freeing old ones at the
+//!   rate lines arrive; the old records left behind the new ones cannot pass for new ones,
+//!   because a record's checksum covers its position and positions only grow.
+//! - `<start>.wal`: a segment of the first format (checksum of time and line only), written by
+//!   collectors before segments were reused. It is read as such after an upgrade, never
+//!   appended to (the journal goes on in a new `.seg` where it ends) and deleted once spooled.
 //!
 //! Durability: `write(2)` of each received chunk's records happens before the lines are handed
 //! on, so a process crash loses nothing. Against power loss the journal is `fsync`ed on the
 //! spool's policy (see `docs/collector.md`): at most the last interval's lines can be lost.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// A segment is closed and a new one started once it holds this many bytes.
 pub const SEGMENT_BYTES: u64 = 8 << 20;
+/// Retired segments kept per journal to be written again (each about [`SEGMENT_BYTES`] on
+/// disk); more are deleted.
+pub const SPARE_SEGMENTS: usize = 8;
 /// Bytes before each line in a record.
 const HEADER: usize = 16;
 /// The longest line a record holds (longer lines were cut by the framer already).
 const MAX_RECORD_LINE: usize = 16 << 20;
+
+/// The record format of a segment, told by its file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Format {
+    /// `.wal`: the checksum covers the time and the line.
+    First,
+    /// `.seg`: the checksum covers the record's journal position too.
+    Positioned,
+}
+
+/// A segment on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Segment {
+    start: u64,
+    format: Format,
+}
+
+impl Segment {
+    fn name(&self) -> String {
+        match self.format {
+            Format::First => format!("{:020}.wal", self.start),
+            Format::Positioned => format!("{:020}.seg", self.start),
+        }
+    }
+}
 
 /// One line read back from the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,36 +96,57 @@ pub struct Journal {
 
 #[derive(Debug)]
 struct Inner {
+    /// The segment being written (always of the positioned format).
     file: File,
     seg_start: u64,
+    /// Bytes of records in it: where the next record goes.
     len: u64,
     unsynced: bool,
+    /// Retired segments ready to be written again.
+    spares: Vec<PathBuf>,
+    /// The records of one append, reused.
+    buf: Vec<u8>,
 }
 
-fn segment_name(start: u64) -> String {
-    format!("{start:020}.wal")
-}
-
-/// Segment starts in `dir`, ascending.
-fn segments(dir: &Path) -> io::Result<Vec<u64>> {
-    let mut out = Vec::new();
+/// What a journal directory holds: its segments (ascending) and its spare files.
+fn listing(dir: &Path) -> io::Result<(Vec<Segment>, Vec<PathBuf>)> {
+    let mut segments = Vec::new();
+    let mut spares = Vec::new();
     for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
+        let entry = entry?;
+        let name = entry.file_name();
         let name = name.to_string_lossy();
-        if let Some(start) = name
-            .strip_suffix(".wal")
-            .and_then(|s| s.parse::<u64>().ok())
+        let segment = |suffix: &str, format| {
+            name.strip_suffix(suffix)
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(|start| Segment { start, format })
+        };
+        if let Some(s) =
+            segment(".seg", Format::Positioned).or_else(|| segment(".wal", Format::First))
         {
-            out.push(start);
+            segments.push(s);
+        } else if name.starts_with("spare-") {
+            spares.push(entry.path());
         }
     }
-    out.sort_unstable();
-    Ok(out)
+    segments.sort_unstable();
+    Ok((segments, spares))
 }
 
-/// Parses the records of `data` (a segment starting at journal position `seg_start`), calling
-/// `each` for those ending after `from`; returns the length of the valid prefix.
-fn scan(data: &[u8], seg_start: u64, from: u64, mut each: impl FnMut(Entry)) -> usize {
+/// The checksum of a record at journal position `at`.
+fn checksum(format: Format, at: u64, time: &[u8; 8], line: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    if format == Format::Positioned {
+        hasher.update(&at.to_le_bytes());
+    }
+    hasher.update(time);
+    hasher.update(line);
+    hasher.finalize()
+}
+
+/// Parses the records of `data` (segment `seg`), calling `each` for those ending after `from`;
+/// returns the length of the valid prefix.
+fn scan(data: &[u8], seg: Segment, from: u64, mut each: impl FnMut(Entry)) -> usize {
     let mut at = 0usize;
     while data.len() - at >= HEADER {
         let h = &data[at..at + HEADER];
@@ -99,15 +158,12 @@ fn scan(data: &[u8], seg_start: u64, from: u64, mut each: impl FnMut(Entry)) -> 
             break;
         }
         let line = &data[at + HEADER..at + HEADER + len];
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&time);
-        hasher.update(line);
-        if hasher.finalize() != crc {
+        let start = seg.start + at as u64;
+        if checksum(seg.format, start, &time, line) != crc {
             break;
         }
-        let start = seg_start + at as u64;
         at += HEADER + len;
-        let after = seg_start + at as u64;
+        let after = seg.start + at as u64;
         if after > from {
             each(Entry {
                 line: line.to_vec(),
@@ -120,9 +176,40 @@ fn scan(data: &[u8], seg_start: u64, from: u64, mut each: impl FnMut(Entry)) -> 
     at
 }
 
+/// Opens segment `start` (positioned format) for writing at offset 0: a spare renamed to it
+/// when there is one (its old records stay behind what is written, see the module docs), else
+/// a new file.
+fn start_segment(dir: &Path, start: u64, spares: &mut Vec<PathBuf>) -> io::Result<File> {
+    let path = dir.join(
+        Segment {
+            start,
+            format: Format::Positioned,
+        }
+        .name(),
+    );
+    while let Some(spare) = spares.pop() {
+        match fs::rename(&spare, &path) {
+            Ok(()) => break,
+            // Gone (removed by hand): try the next one.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `dir` for the source whose checkpoint key is `key`,
-    /// cutting off a torn record at the end of the last segment.
+    /// cutting off a torn record (or a reused segment's old records) at the end of the last
+    /// segment. A journal whose last segment is of the first format goes on in a new segment
+    /// where that one ends.
     pub fn open(dir: &Path, key: &str) -> io::Result<Journal> {
         fs::create_dir_all(dir)?;
         let id_path = dir.join("id");
@@ -144,24 +231,42 @@ impl Journal {
             }
             Err(e) => return Err(e),
         };
-        let starts = segments(dir)?;
-        let seg_start = starts.last().copied().unwrap_or(0);
-        let path = dir.join(segment_name(seg_start));
+        let (segments, mut spares) = listing(dir)?;
+        spares.sort_unstable();
+        let last = segments.last().copied().unwrap_or(Segment {
+            start: 0,
+            format: Format::Positioned,
+        });
+        let path = dir.join(last.name());
         let mut file = OpenOptions::new()
             .create(true)
             .read(true)
-            .append(true)
+            .write(true)
+            .truncate(false)
             .open(&path)?;
         let mut data = Vec::new();
         file.seek(SeekFrom::Start(0))?;
         file.read_to_end(&mut data)?;
-        let valid = scan(&data, seg_start, u64::MAX, |_| {});
+        let valid = scan(&data, last, u64::MAX, |_| {});
         if valid < data.len() {
-            tracing::warn!(journal = %dir.display(), cut = data.len() - valid,
-                "journal: a torn record at the end was cut off");
+            // A torn write, or the old records of a reused segment: nothing after the valid
+            // prefix may be read as a record once new ones are written up to it.
+            tracing::info!(journal = %dir.display(), segment = last.start, cut = data.len() - valid,
+                "journal: what follows the last whole record of the segment was cut off");
             file.set_len(valid as u64)?;
             file.sync_all()?;
         }
+        let (file, seg_start, len) = match last.format {
+            Format::Positioned => (file, last.start, valid as u64),
+            Format::First => {
+                let start = last.start + valid as u64;
+                drop(file);
+                if valid == 0 {
+                    fs::remove_file(&path)?;
+                }
+                (start_segment(dir, start, &mut spares)?, start, 0)
+            }
+        };
         Ok(Journal {
             dir: dir.to_owned(),
             key: key.into(),
@@ -169,8 +274,10 @@ impl Journal {
             inner: Mutex::new(Inner {
                 file,
                 seg_start,
-                len: valid as u64,
+                len,
                 unsynced: false,
+                spares,
+                buf: Vec::new(),
             }),
         })
     }
@@ -203,44 +310,40 @@ impl Journal {
         L: AsRef<[u8]>,
     {
         let lines = lines.into_iter();
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         if inner.len >= SEGMENT_BYTES {
             let start = inner.seg_start + inner.len;
             inner.file.sync_all()?;
-            let file = OpenOptions::new()
-                .create(true)
-                .read(true)
-                .append(true)
-                .open(self.dir.join(segment_name(start)))?;
-            File::open(&self.dir)?.sync_all()?;
-            *inner = Inner {
-                file,
-                seg_start: start,
-                len: 0,
-                unsynced: false,
-            };
+            inner.file = start_segment(&self.dir, start, &mut inner.spares)?;
+            inner.seg_start = start;
+            inner.len = 0;
+            inner.unsynced = false;
         }
         let time = receive_time_us.to_le_bytes();
-        let mut buf = Vec::with_capacity(lines.clone().map(|l| l.as_ref().len() + HEADER).sum());
+        let buf = &mut inner.buf;
+        buf.clear();
+        buf.reserve(lines.clone().map(|l| l.as_ref().len() + HEADER).sum());
         let mut positions = Vec::with_capacity(lines.size_hint().0);
         let mut pos = inner.seg_start + inner.len;
         for line in lines {
             let line = line.as_ref();
             let line = &line[..line.len().min(MAX_RECORD_LINE)];
-            let mut hasher = crc32fast::Hasher::new();
-            hasher.update(&time);
-            hasher.update(line);
             buf.extend_from_slice(&u32::try_from(line.len()).unwrap_or(u32::MAX).to_le_bytes());
-            buf.extend_from_slice(&hasher.finalize().to_le_bytes());
+            buf.extend_from_slice(&checksum(Format::Positioned, pos, &time, line).to_le_bytes());
             buf.extend_from_slice(&time);
             buf.extend_from_slice(line);
             let after = pos + (HEADER + line.len()) as u64;
             positions.push((pos, after));
             pos = after;
         }
-        inner.file.write_all(&buf)?;
+        inner.file.write_all_at(buf, inner.len)?;
         inner.len += buf.len() as u64;
         inner.unsynced = true;
+        // A large read's records are not kept for the next one.
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::new();
+        }
         Ok(positions)
     }
 
@@ -258,40 +361,58 @@ impl Journal {
     pub fn read_from(&self, from: u64) -> io::Result<Vec<Entry>> {
         let _guard = self.lock();
         let mut out = Vec::new();
-        let starts = segments(&self.dir)?;
-        for (i, start) in starts.iter().enumerate() {
-            let end_known = starts.get(i + 1).copied();
+        let (segments, _) = listing(&self.dir)?;
+        for (i, seg) in segments.iter().enumerate() {
+            let end_known = segments.get(i + 1).map(|s| s.start);
             if end_known.is_some_and(|end| end <= from) {
                 continue;
             }
-            let data = fs::read(self.dir.join(segment_name(*start)))?;
-            scan(&data, *start, from, |e| out.push(e));
+            let data = fs::read(self.dir.join(seg.name()))?;
+            scan(&data, *seg, from, |e| out.push(e));
         }
         Ok(out)
     }
 
-    /// Deletes the segments that lie wholly before journal position `upto` (their lines are
-    /// in the spool); the segment being written is kept. Returns how many were deleted.
+    /// Retires the segments that lie wholly before journal position `upto` (their lines are in
+    /// the spool); the segment being written is kept. A retired segment of the positioned
+    /// format becomes a spare while there are fewer than [`SPARE_SEGMENTS`]; the others are
+    /// deleted. Returns how many were retired.
     pub fn trim(&self, upto: u64) -> io::Result<usize> {
-        let current = self.lock().seg_start;
-        let starts = segments(&self.dir)?;
-        let mut deleted = 0;
-        for pair in starts.windows(2) {
-            let (start, next) = (pair[0], pair[1]);
-            if next <= upto && start < current {
-                fs::remove_file(self.dir.join(segment_name(start)))?;
-                deleted += 1;
+        let (current, spare_count) = {
+            let inner = self.lock();
+            (inner.seg_start, inner.spares.len())
+        };
+        let (segments, _) = listing(&self.dir)?;
+        let mut kept = Vec::new();
+        let mut retired = 0;
+        for pair in segments.windows(2) {
+            let (seg, next) = (pair[0], pair[1].start);
+            if next <= upto && seg.start < current {
+                let path = self.dir.join(seg.name());
+                if seg.format == Format::Positioned && spare_count + kept.len() < SPARE_SEGMENTS {
+                    let spare = self.dir.join(format!("spare-{:020}", seg.start));
+                    fs::rename(&path, &spare)?;
+                    kept.push(spare);
+                } else {
+                    fs::remove_file(path)?;
+                }
+                retired += 1;
             }
         }
-        Ok(deleted)
+        if !kept.is_empty() {
+            self.lock().spares.extend(kept);
+        }
+        Ok(retired)
     }
 
-    /// Bytes of journal on disk.
+    /// Bytes of journal on disk, spare segments included.
     pub fn disk_bytes(&self) -> u64 {
-        segments(&self.dir)
-            .unwrap_or_default()
+        let (segments, spares) = listing(&self.dir).unwrap_or_default();
+        segments
             .iter()
-            .filter_map(|s| fs::metadata(self.dir.join(segment_name(*s))).ok())
+            .map(|s| self.dir.join(s.name()))
+            .chain(spares)
+            .filter_map(|p| fs::metadata(p).ok())
             .map(|m| m.len())
             .sum()
     }
@@ -318,6 +439,13 @@ mod tests {
 
     fn lines(range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
         range.map(|i| format!("line {i}").into_bytes()).collect()
+    }
+
+    fn segment(start: u64) -> Segment {
+        Segment {
+            start,
+            format: Format::Positioned,
+        }
     }
 
     #[test]
@@ -351,7 +479,7 @@ mod tests {
         let j = Journal::open(dir.path(), "journal:t").expect("open");
         let pos = j.append(lines(0..4), 1).expect("append");
         drop(j);
-        let seg = dir.path().join(segment_name(0));
+        let seg = dir.path().join(segment(0).name());
         // Half of the last record was written when the power went.
         let cut = pos[3].0 + (pos[3].1 - pos[3].0) / 2;
         let f = OpenOptions::new().write(true).open(&seg).expect("segment");
@@ -390,15 +518,149 @@ mod tests {
         for _ in 0..6 {
             last = j.append(&big, 1).expect("append")[2].1;
         }
-        let starts = segments(dir.path()).expect("segments");
+        let (starts, _) = listing(dir.path()).expect("listing");
         assert!(starts.len() >= 2, "{starts:?}");
-        // Nothing spooled yet: nothing deleted.
+        // Nothing spooled yet: nothing retired.
         assert_eq!(j.trim(0).expect("trim"), 0);
         // Everything spooled: every closed segment goes, the open one stays.
-        let deleted = j.trim(last).expect("trim");
-        assert_eq!(deleted, starts.len() - 1);
-        assert_eq!(segments(dir.path()).expect("segments").len(), 1);
+        let retired = j.trim(last).expect("trim");
+        assert_eq!(retired, starts.len() - 1);
+        let (segments, spares) = listing(dir.path()).expect("listing");
+        assert_eq!(segments.len(), 1);
+        assert_eq!(spares.len(), retired, "kept to be written again");
         assert!(j.read_from(last).expect("read").is_empty());
+    }
+
+    /// Lines of 1 MiB, so that the records of a reused segment line up with the new ones.
+    fn mib(tag: u8, i: usize) -> Vec<u8> {
+        let mut line = vec![tag; 1 << 20];
+        line[0] = u8::try_from(i).expect("small");
+        line
+    }
+
+    #[test]
+    fn a_reused_segment_shows_only_its_new_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::open(dir.path(), "journal:t").expect("open");
+        let mut written: Vec<((u64, u64), Vec<u8>)> = Vec::new();
+        let append = |written: &mut Vec<_>, line: Vec<u8>| {
+            let at = j.append([&line], 3).expect("append")[0];
+            written.push((at, line));
+        };
+        // Eight records fill segment 0; the ninth starts segment 1.
+        for i in 0..9 {
+            append(&mut written, mib(b'a', i));
+        }
+        assert_eq!(j.trim(written[7].0.1).expect("trim"), 1);
+        let (segments, spares) = listing(dir.path()).expect("listing");
+        assert_eq!((segments.len(), spares.len()), (1, 1));
+        // Segment 1 fills up; the next segment is segment 0's file, its eight old records
+        // behind the three new ones.
+        for i in 0..7 {
+            append(&mut written, mib(b'b', i));
+        }
+        for i in 0..3 {
+            append(&mut written, mib(b'c', i));
+        }
+        let (segments, spares) = listing(dir.path()).expect("listing");
+        assert!(spares.is_empty(), "the spare was written again");
+        let current = segments.last().expect("a segment");
+        assert_eq!(current.start, written[16].0.0);
+        let on_disk = fs::metadata(dir.path().join(current.name()))
+            .expect("metadata")
+            .len();
+        assert!(
+            on_disk > written[18].0.1 - current.start,
+            "old records stay behind"
+        );
+        // Lines compared by length, index and tag (a failure prints a few numbers, not MiBs).
+        let short = |l: &[u8]| (l.len(), l.first().copied(), l.last().copied());
+        let expect = |from: usize| {
+            written[from..]
+                .iter()
+                .map(|w| short(&w.1))
+                .collect::<Vec<_>>()
+        };
+        let read = |j: &Journal, from: u64| {
+            j.read_from(from)
+                .expect("read")
+                .iter()
+                .map(|e| short(&e.line))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(read(&j, written[15].0.1), expect(16));
+        assert_eq!(read(&j, 0), expect(8));
+        drop(j);
+        // After a restart the same, and the journal goes on after the last new record.
+        let j = Journal::open(dir.path(), "journal:t").expect("reopen");
+        assert_eq!(read(&j, 0), expect(8));
+        let next = j.append(lines(0..1), 4).expect("append");
+        assert_eq!(next[0].0, written[18].0.1);
+        assert_eq!(read(&j, written[18].0.1), [short(b"line 0")]);
+    }
+
+    #[test]
+    fn a_journal_of_the_first_format_is_read_and_goes_on_in_a_new_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("id"), "42\n").expect("id");
+        // Records as collectors wrote them before segments were reused: the checksum covers
+        // the time and the line, not the position.
+        let mut data = Vec::new();
+        for (i, line) in lines(0..3).iter().enumerate() {
+            let time = (5 + i64::try_from(i).expect("small")).to_le_bytes();
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&time);
+            hasher.update(line);
+            data.extend_from_slice(&u32::try_from(line.len()).expect("short").to_le_bytes());
+            data.extend_from_slice(&hasher.finalize().to_le_bytes());
+            data.extend_from_slice(&time);
+            data.extend_from_slice(line);
+        }
+        let end = data.len() as u64;
+        data.extend_from_slice(&[7, 0, 0]);
+        fs::write(dir.path().join(format!("{:020}.wal", 0)), &data).expect("segment");
+        let j = Journal::open(dir.path(), "journal:t").expect("open");
+        assert_eq!(j.id(), 42);
+        let old = j.read_from(0).expect("read");
+        assert_eq!(
+            old.iter().map(|e| e.line.clone()).collect::<Vec<_>>(),
+            lines(0..3)
+        );
+        assert_eq!(
+            old.iter().map(|e| e.receive_time_us).collect::<Vec<_>>(),
+            [5, 6, 7]
+        );
+        assert_eq!(old[2].after, end);
+        let new = j.append(lines(3..5), 9).expect("append");
+        assert_eq!(new[0].0, end, "positions go on where the old segment ends");
+        assert_eq!(
+            j.read_from(0)
+                .expect("read")
+                .into_iter()
+                .map(|e| e.line)
+                .collect::<Vec<_>>(),
+            lines(0..5)
+        );
+        let (segments, _) = listing(dir.path()).expect("listing");
+        assert_eq!(
+            segments,
+            [
+                Segment {
+                    start: 0,
+                    format: Format::First
+                },
+                segment(end)
+            ]
+        );
+        // Once spooled, the old segment is deleted, not kept for reuse.
+        assert_eq!(j.trim(new[1].1).expect("trim"), 1);
+        assert_eq!(
+            listing(dir.path()).expect("listing"),
+            (vec![segment(end)], vec![])
+        );
+        drop(j);
+        let j = Journal::open(dir.path(), "journal:t").expect("reopen");
+        assert_eq!(j.read_from(0).expect("read").len(), 2);
     }
 
     #[test]

@@ -681,17 +681,17 @@ fn journal_sync_every(config: &CollectorConfig) -> Option<Duration> {
 }
 
 /// Keeps the network sources' journals: `fsync`s them every `sync_every` (and at shutdown), and
-/// deletes the segments whose lines are all in the spool (the spool's checkpoint of the journal
-/// is past them), once a second.
+/// retires the segments whose lines are all in the spool (the spool's checkpoint of the journal
+/// is past them) four times a second, so that at full speed a retired segment is there to be
+/// written again before a new one is needed.
 async fn keep_journals(
     journals: Vec<Arc<Journal>>,
     spool: SpoolHandle,
     sync_every: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let tick = sync_every
-        .unwrap_or(Duration::from_secs(1))
-        .min(Duration::from_secs(1));
+    let trim_every = Duration::from_millis(250);
+    let tick = sync_every.unwrap_or(trim_every).min(trim_every);
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sync = std::time::Instant::now();
@@ -709,7 +709,7 @@ async fn keep_journals(
                 }
             }
         }
-        if stopping || last_trim.elapsed() >= Duration::from_secs(1) {
+        if stopping || last_trim.elapsed() >= trim_every {
             last_trim = std::time::Instant::now();
             let spooled = spool.lock().checkpoints().clone();
             for j in &journals {
@@ -717,7 +717,7 @@ async fn keep_journals(
                     && *id == j.id()
                     && let Err(e) = j.trim(*upto)
                 {
-                    tracing::warn!(error = %e, journal = j.key(), "journal segments could not be deleted");
+                    tracing::warn!(error = %e, journal = j.key(), "journal segments could not be retired");
                 }
             }
         }
