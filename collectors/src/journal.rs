@@ -329,10 +329,16 @@ impl Journal {
         for line in lines {
             let line = line.as_ref();
             let line = &line[..line.len().min(MAX_RECORD_LINE)];
+            let at = buf.len();
             buf.extend_from_slice(&u32::try_from(line.len()).unwrap_or(u32::MAX).to_le_bytes());
-            buf.extend_from_slice(&checksum(Format::Positioned, pos, &time, line).to_le_bytes());
+            buf.extend_from_slice(&[0; 4]);
             buf.extend_from_slice(&time);
             buf.extend_from_slice(line);
+            // The checksum of the position, then of time and line as they lie in the record.
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&pos.to_le_bytes());
+            hasher.update(&buf[at + 8..]);
+            buf[at + 4..at + 8].copy_from_slice(&hasher.finalize().to_le_bytes());
             let after = pos + (HEADER + line.len()) as u64;
             positions.push((pos, after));
             pos = after;
