@@ -133,14 +133,14 @@ fn listing(dir: &Path) -> io::Result<(Vec<Segment>, Vec<PathBuf>)> {
     Ok((segments, spares))
 }
 
-/// The checksum of a record at journal position `at`.
-fn checksum(format: Format, at: u64, time: &[u8; 8], line: &[u8]) -> u32 {
+/// The checksum of a record at journal position `at`: `time_and_line` is the record after its
+/// length and checksum (the receive time, then the line).
+fn checksum(format: Format, at: u64, time_and_line: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     if format == Format::Positioned {
         hasher.update(&at.to_le_bytes());
     }
-    hasher.update(time);
-    hasher.update(line);
+    hasher.update(time_and_line);
     hasher.finalize()
 }
 
@@ -159,7 +159,7 @@ fn scan(data: &[u8], seg: Segment, from: u64, mut each: impl FnMut(Entry)) -> us
         }
         let line = &data[at + HEADER..at + HEADER + len];
         let start = seg.start + at as u64;
-        if checksum(seg.format, start, &time, line) != crc {
+        if checksum(seg.format, start, &data[at + 8..at + HEADER + len]) != crc {
             break;
         }
         at += HEADER + len;
@@ -334,11 +334,8 @@ impl Journal {
             buf.extend_from_slice(&[0; 4]);
             buf.extend_from_slice(&time);
             buf.extend_from_slice(line);
-            // The checksum of the position, then of time and line as they lie in the record.
-            let mut hasher = crc32fast::Hasher::new();
-            hasher.update(&pos.to_le_bytes());
-            hasher.update(&buf[at + 8..]);
-            buf[at + 4..at + 8].copy_from_slice(&hasher.finalize().to_le_bytes());
+            let crc = checksum(Format::Positioned, pos, &buf[at + 8..]);
+            buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
             let after = pos + (HEADER + line.len()) as u64;
             positions.push((pos, after));
             pos = after;
