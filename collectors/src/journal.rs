@@ -195,14 +195,20 @@ fn start_segment(dir: &Path, start: u64, spares: &mut Vec<PathBuf>) -> io::Resul
             Err(e) => return Err(e),
         }
     }
-    let file = OpenOptions::new()
+    let file = open_segment(&path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
+/// Opens (or creates) a segment file to read and to write at chosen offsets, keeping what it
+/// holds.
+fn open_segment(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .read(true)
         .write(true)
         .truncate(false)
-        .open(&path)?;
-    File::open(dir)?.sync_all()?;
-    Ok(file)
+        .open(path)
 }
 
 impl Journal {
@@ -238,12 +244,7 @@ impl Journal {
             format: Format::Positioned,
         });
         let path = dir.join(last.name());
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(false)
-            .open(&path)?;
+        let mut file = open_segment(&path)?;
         let mut data = Vec::new();
         file.seek(SeekFrom::Start(0))?;
         file.read_to_end(&mut data)?;
