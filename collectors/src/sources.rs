@@ -651,11 +651,31 @@ impl Framer {
     }
 }
 
+/// A stream read that returned fewer bytes than this is followed by a pause of
+/// [`COALESCE_FOR`] before the next read.
+const COALESCE_BELOW: usize = 32 * 1024;
+
+/// How long a connection waits after a short read. At a high rate the next read then takes what
+/// arrived meanwhile in one piece (a 200-byte-line sender at 100,000 lines/s fills 40 KB in
+/// 2 ms) instead of a few lines per read, each read costing a wake-up, a `recvfrom`, a journal
+/// `pwrite` and an `epoll_wait`. A line waits at most this long more before it is read; a slow
+/// sender's lines are read as they come, one pause after each.
+const COALESCE_FOR: Duration = Duration::from_millis(2);
+
 /// Reads a connection to its end (or until shutdown), framing and sending every message.
 /// Returns the number of messages sent.
 pub async fn pump_framed<R: AsyncRead + Unpin>(
+    reader: R,
+    ctx: &SourceContext,
+) -> std::io::Result<u64> {
+    pump_framed_pausing(reader, ctx, COALESCE_FOR).await
+}
+
+/// [`pump_framed`] with `pause` after a short read.
+async fn pump_framed_pausing<R: AsyncRead + Unpin>(
     mut reader: R,
     ctx: &SourceContext,
+    pause: Duration,
 ) -> std::io::Result<u64> {
     let mut shutdown = ctx.shutdown.clone();
     let mut framer = Framer::new();
@@ -663,10 +683,15 @@ pub async fn pump_framed<R: AsyncRead + Unpin>(
     let mut errors_seen = 0;
     loop {
         // Read into the framer's own buffer (`read_buf` reads nothing when the other branch
-        // wins, so a shutdown loses no bytes).
-        let n = tokio::select! {
-            r = reader.read_buf(framer.spare(64 * 1024)) => r?,
-            _ = shutdown.changed() => 0,
+        // wins, so a shutdown loses no bytes). A shutdown seen during the pause is in the
+        // signal's value, no longer a change to wait for.
+        let n = if *shutdown.borrow() {
+            0
+        } else {
+            tokio::select! {
+                r = reader.read_buf(framer.spare(64 * 1024)) => r?,
+                _ = shutdown.changed() => 0,
+            }
         };
         let messages = if n == 0 {
             framer.finish().into_iter().collect::<Lines>()
@@ -689,6 +714,13 @@ pub async fn pump_framed<R: AsyncRead + Unpin>(
         sent += count;
         if n == 0 {
             return Ok(sent);
+        }
+        if n < COALESCE_BELOW {
+            // A short read: let the next one gather more (see COALESCE_FOR).
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
         }
     }
 }
@@ -1713,6 +1745,77 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The number of lines in each message the source sends, for `n` lines in all.
+    async fn reads(rx: &mut mpsc::Receiver<Input>, n: usize) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        while sizes.iter().sum::<usize>() < n {
+            let input = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("lines within a minute")
+                .expect("source alive");
+            match input {
+                Input::Rows(rows) => sizes.push(rows.len()),
+                Input::Event(..) | Input::Tracked(..) => sizes.push(1),
+                Input::Flush(_) => {}
+            }
+        }
+        sizes
+    }
+
+    #[tokio::test]
+    async fn lines_that_arrive_during_the_pause_after_a_short_read_are_read_at_once() {
+        use tokio::io::AsyncWriteExt;
+        let (mut tx_side, rx_side) = tokio::io::duplex(64 * 1024);
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, _stop) = SourceContext::new_test(tx);
+        let task = tokio::spawn(async move {
+            pump_framed_pausing(rx_side, &ctx, Duration::from_millis(500)).await
+        });
+        tx_side.write_all(b"one\n").await.expect("write");
+        assert_eq!(reads(&mut rx, 1).await, vec![1]);
+        // The reader now pauses: three writes, each giving the reader a chance to run (this
+        // test's runtime has one thread), arrive as one read. Without the pause each would be
+        // a read of its own.
+        for line in [&b"two\n"[..], b"three\n", b"four\n"] {
+            tx_side.write_all(line).await.expect("write");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(reads(&mut rx, 3).await, vec![3]);
+        drop(tx_side);
+        let sent = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the connection ends with its sender")
+            .expect("task")
+            .expect("read");
+        assert_eq!(sent, 4);
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_during_the_pause_ends_the_connection_with_its_last_line() {
+        use tokio::io::AsyncWriteExt;
+        let (mut tx_side, rx_side) = tokio::io::duplex(64 * 1024);
+        let (tx, mut rx) = mpsc::channel(100);
+        let (ctx, stop) = SourceContext::new_test(tx);
+        // A pause longer than the wait below: only the shutdown can end it in time.
+        let task = tokio::spawn(async move {
+            pump_framed_pausing(rx_side, &ctx, Duration::from_secs(120)).await
+        });
+        tx_side
+            .write_all(b"one\ntwo, unterminated")
+            .await
+            .expect("write");
+        assert_eq!(receive(&mut rx, 1).await[0].0, "one");
+        stop.send(true).expect("stop");
+        let sent = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the connection ends at shutdown, its sender still open")
+            .expect("task")
+            .expect("read");
+        assert_eq!(sent, 2);
+        assert_eq!(receive(&mut rx, 1).await[0].0, "two, unterminated");
+        drop(tx_side);
     }
 
     fn append(path: &Path, text: &str) {
