@@ -50,7 +50,7 @@ pub const IDENTITY_REASONS: &[&str] = &[
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySettings {
-    /// Accept unsigned (version 1) envelopes, trusting their topic's tenant as before signed
+    /// Accept unsigned (version 1 or 3) envelopes, trusting their topic's tenant as before signed
     /// batches (default false). Only for moving a fleet of older collectors over: every
     /// unsigned batch is still counted (`unsigned_accepted`), and signed batches are verified
     /// all the same.
@@ -137,7 +137,7 @@ impl Verifier {
                 return refuse(
                     "unsigned",
                     format!(
-                        "collector {id} sent an unsigned batch (envelope version 1); \
+                        "collector {id} sent an unsigned batch (envelope version 1 or 3); \
                          enrol it, or set [identity] accept_unsigned while moving over"
                     ),
                 );
