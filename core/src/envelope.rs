@@ -31,17 +31,18 @@
 //! From version 3 on the three columns that hold the same value in every row, the header's
 //! tenant, collector id and kind, are left out of the IPC stream and made again from the header
 //! when it is decoded: their offsets (an arithmetic progression zstd compresses poorly) were
-//! about 45 % of a compressed syslog batch, and compressing them an eighth of the collector's
-//! zstd time. A decoded envelope has the kind's full schema whatever its version.
+//! 29 % of the bytes a collector sent for loggen's syslog lines (16.1 → 11.4 bytes per event)
+//! and a quarter of its zstd instructions. A decoded envelope has the kind's full schema
+//! whatever its version.
 //!
-//! ## Signatures (version 2)
+//! ## Signatures (versions 2 and 4)
 //! A collector signs every envelope with its Ed25519 key ([`crate::identity`]). The signature
 //! covers [`SIGNING_CONTEXT`], every header byte before the signature (magic, versions, kind,
 //! sequence, row count, payload length, tenant, collector id, key id), and the SHA-256 of the
 //! compressed payload, so the pipeline checks who sent a batch, for which tenant, before it
-//! decompresses a byte of it ([`EnvelopeHeader::verify`]). Version 1 is the same layout without
-//! the key id and signature: readable, but the pipeline refuses it unless told to accept
-//! unsigned batches.
+//! decompresses a byte of it ([`EnvelopeHeader::verify`]). Versions 1 and 3 are the same
+//! layouts without the key id and signature: readable, but the pipeline refuses them unless told
+//! to accept unsigned batches.
 //!
 //! The whole IPC stream is one zstd frame, so the Kafka producer need not compress again. The
 //! fixed header lets a consumer route, count and reject a message (unknown kind, unsupported
