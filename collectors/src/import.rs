@@ -153,6 +153,58 @@ pub fn read_events(
     Ok(out)
 }
 
+/// The documents of a concatenation of JSON documents (a `.json` file), each as its text
+/// without the whitespace around it; after a document that does not parse, its error with its
+/// byte offset, and nothing more (a concatenation cannot be resynchronised reliably). Every
+/// document is read in full, so one that is yielded is valid JSON.
+pub struct JsonDocuments<'a> {
+    text: &'a str,
+    stream: serde_json::StreamDeserializer<'a, serde_json::de::StrRead<'a>, serde::de::IgnoredAny>,
+    start: usize,
+    done: bool,
+}
+
+impl<'a> JsonDocuments<'a> {
+    /// The documents of `text`.
+    pub fn new(text: &'a str) -> Self {
+        JsonDocuments {
+            text,
+            stream: serde_json::Deserializer::from_str(text).into_iter(),
+            start: 0,
+            done: false,
+        }
+    }
+}
+
+impl<'a> Iterator for JsonDocuments<'a> {
+    type Item = Result<&'a [u8], String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let document = self.stream.next()?;
+        let end = self.stream.byte_offset();
+        match document {
+            Ok(_) => {
+                let text = self
+                    .text
+                    .as_bytes()
+                    .get(self.start..end)
+                    .unwrap_or_default();
+                self.start = end;
+                Some(Ok(text.trim_ascii()))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(format!(
+                    "{e} (at byte {end}; the rest of the file is not read)"
+                )))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

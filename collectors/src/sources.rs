@@ -1076,15 +1076,90 @@ pub async fn read_file(
 ) -> std::io::Result<u64> {
     let file = tokio::fs::File::open(path).await?;
     let (_keep, shutdown) = watch::channel(false);
-    let ctx = SourceContext::new(
+    let ctx = one_off_context(tx, stats, privacy, json, shutdown);
+    pump_lines(file, &ctx).await
+}
+
+/// The context of a file read once by `varde-collector send`: no journal, its own counters.
+fn one_off_context(
+    tx: &mpsc::Sender<Input>,
+    stats: &Arc<Stats>,
+    privacy: &Privacy,
+    json: &Arc<JsonFields>,
+    shutdown: watch::Receiver<bool>,
+) -> SourceContext {
+    SourceContext::new(
         tx.clone(),
         stats.clone(),
         Arc::new(SourceCounters::default()),
         shutdown,
         privacy.clone(),
     )
-    .with_json_fields(json.clone());
-    pump_lines(file, &ctx).await
+    .with_json_fields(json.clone())
+}
+
+/// What [`read_documents`] read of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentsRead {
+    /// Documents sent through the edge.
+    pub documents: u64,
+    /// Why the reading stopped before the file's end: the document that does not parse, with
+    /// its byte offset. What came before it was sent.
+    pub stopped: Option<String>,
+    /// Whether the shipper stopped before every document was handed to it.
+    pub shipper_gone: bool,
+}
+
+/// Reads a file of one or more concatenated JSON documents (a `.json` file, as SigmaHQ's
+/// regression samples and PowerShell's `ConvertTo-Json` exports are) through the edge: each
+/// document, line breaks and all, goes on exactly as a line of a JSON-lines file does (a
+/// Windows record decoded straight into a row, anything else detected, parsed and
+/// pseudonymised the same way), in runs of up to [`EVENTS_PER_INPUT`]. A document
+/// that does not parse ends the reading there, since a concatenation cannot be resynchronised
+/// reliably.
+pub async fn read_documents(
+    path: &Path,
+    tx: &mpsc::Sender<Input>,
+    stats: &Arc<Stats>,
+    privacy: &Privacy,
+    json: &Arc<JsonFields>,
+) -> std::io::Result<DocumentsRead> {
+    let bytes = tokio::fs::read(path).await?;
+    let text = utf8_lossy(&bytes);
+    let (_keep, shutdown) = watch::channel(false);
+    let ctx = one_off_context(tx, stats, privacy, json, shutdown);
+    let mut read = DocumentsRead {
+        documents: 0,
+        stopped: None,
+        shipper_gone: false,
+    };
+    let mut lines = Lines::default();
+    for document in crate::import::JsonDocuments::new(&text) {
+        match document {
+            Ok(document) => lines.push(document),
+            Err(why) => {
+                read.stopped = Some(why);
+                break;
+            }
+        }
+        if lines.len() >= EVENTS_PER_INPUT {
+            let count = lines.len() as u64;
+            if !ctx.send_received(std::mem::take(&mut lines)).await {
+                read.shipper_gone = true;
+                return Ok(read);
+            }
+            read.documents += count;
+        }
+    }
+    let count = lines.len() as u64;
+    if count > 0 {
+        if !ctx.send_received(lines).await {
+            read.shipper_gone = true;
+            return Ok(read);
+        }
+        read.documents += count;
+    }
+    Ok(read)
 }
 
 /// The identity of a file (device and inode folded into one number), to notice rotation.
@@ -1816,6 +1891,88 @@ mod tests {
         assert_eq!(sent, 2);
         assert_eq!(receive(&mut rx, 1).await[0].0, "two, unterminated");
         drop(tx_side);
+    }
+
+    /// The events of every row the source sends, until the channel is empty and closed.
+    async fn all_events(mut rx: mpsc::Receiver<Input>) -> Vec<(SourceKind, Event)> {
+        let mut out = Vec::new();
+        while let Some(input) = rx.recv().await {
+            match input {
+                Input::Rows(mut rows) => {
+                    out.extend(
+                        rows.iter_mut()
+                            .map(|(kind, row, _)| (*kind, row.to_event())),
+                    );
+                }
+                Input::Event(kind, e) | Input::Tracked(kind, e, _) => out.push((kind, e)),
+                Input::Flush(_) => {}
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_file_of_json_documents_is_read_through_the_edge_until_a_broken_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("export.json");
+        // A pretty-printed Windows record (a command line holding an escaped line break and a
+        // national identity number), a one-line generic document, a pretty-printed one with
+        // `\r\n` line ends, a broken document, and one after it that is never read.
+        let text = concat!(
+            "{\n  \"Event\": {\n    \"System\": {\n      \"EventID\": 4688,\n",
+            "      \"Channel\": \"Security\",\n      \"Computer\": \"ws01.kommune.no\",\n",
+            "      \"TimeCreated\": {\"#attributes\": {\"SystemTime\": \"2026-04-17T05:24:53.088849Z\"}}\n",
+            "    },\n    \"EventData\": {\n",
+            "      \"CommandLine\": \"cmd /c echo 01017000027\\nsecond line\",\n",
+            "      \"User\": \"KOMMUNE\\\\ola\"\n    }\n  }\n}\n",
+            "{\"message\": \"one line\", \"host\": \"app01\"}",
+            "\r\n{\r\n  \"message\": \"two\\tlines\",\r\n  \"n\": [1,\r\n 2]\r\n}\n",
+            "{\"broken\": }\n",
+            "{\"message\": \"never read\"}\n",
+        );
+        std::fs::write(&path, text).expect("write");
+        let (tx, rx) = mpsc::channel(100);
+        let read = read_documents(
+            &path,
+            &tx,
+            &Arc::new(Stats::default()),
+            &test_privacy(),
+            &Arc::new(JsonFields::default()),
+        )
+        .await
+        .expect("read");
+        drop(tx);
+        assert_eq!(read.documents, 3);
+        assert!(!read.shipper_gone);
+        let stopped = read.stopped.expect("the broken document stops the reading");
+        assert!(stopped.contains("at byte"), "{stopped}");
+        let events = all_events(rx).await;
+        assert_eq!(events.len(), 3, "{events:?}");
+
+        let (kind, windows) = &events[0];
+        assert_eq!(*kind, SourceKind::WindowsEvent);
+        assert_eq!(windows.get("win_event_id"), Some(&Value::UInt(4688)));
+        assert_eq!(windows.host.as_deref(), Some("ws01.kommune.no"));
+        let attr = |e: &Event, k: &str| {
+            e.attrs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        let command = attr(windows, "CommandLine").expect("CommandLine");
+        // The escaped line break is a line break again; the identity number is pseudonymised.
+        assert!(command.contains("\nsecond line"), "{command}");
+        assert!(!command.contains("01017000027"), "{command}");
+        assert!(command.contains("fnr:"), "{command}");
+        assert_eq!(attr(windows, "User").as_deref(), Some("KOMMUNE\\ola"));
+
+        let (kind, one) = &events[1];
+        assert_eq!(*kind, SourceKind::GenericJson);
+        assert_eq!(one.message.as_deref(), Some("one line"));
+        assert_eq!(one.host.as_deref(), Some("app01"));
+        let (kind, two) = &events[2];
+        assert_eq!(*kind, SourceKind::GenericJson);
+        assert_eq!(two.message.as_deref(), Some("two\tlines"));
     }
 
     fn append(path: &Path, text: &str) {

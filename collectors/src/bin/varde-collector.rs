@@ -601,8 +601,22 @@ async fn send(config: CollectorConfig, files: Vec<PathBuf>) -> Result<()> {
             }
             continue;
         }
-        if matches!(ext, Some("evtx" | "json")) {
-            // Whole documents (Windows event logs, concatenated JSON), not lines.
+        if ext == Some("json") {
+            // Concatenated JSON documents, each through the edge as a JSON line would go.
+            let read = sources::read_documents(file, &running.tx, &running.stats, &privacy, &json)
+                .await
+                .with_context(|| format!("importing {}", file.display()))?;
+            if let Some(why) = &read.stopped {
+                warn!(file = %file.display(), reason = %why, "document not read");
+            }
+            if read.shipper_gone {
+                anyhow::bail!("the shipper stopped while importing {}", file.display());
+            }
+            info!(file = %file.display(), documents = read.documents, "file imported");
+            continue;
+        }
+        if ext == Some("evtx") {
+            // Windows event logs: whole records, not lines.
             let imported = import::read_events(file, sources::now_us(), &json)
                 .with_context(|| format!("importing {}", file.display()))?;
             for (i, why) in &imported.skipped {
