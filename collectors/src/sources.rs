@@ -1839,15 +1839,28 @@ mod tests {
         sizes
     }
 
+    /// A connection read with `pause` after a short read: its sending end, what the source
+    /// sends, its stop signal and the reading task.
+    #[allow(clippy::type_complexity)]
+    fn pausing_connection(
+        pause: Duration,
+    ) -> (
+        tokio::io::DuplexStream,
+        mpsc::Receiver<Input>,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<std::io::Result<u64>>,
+    ) {
+        let (tx_side, rx_side) = tokio::io::duplex(64 * 1024);
+        let (tx, rx) = mpsc::channel(100);
+        let (ctx, stop) = SourceContext::new_test(tx);
+        let task = tokio::spawn(async move { pump_framed_pausing(rx_side, &ctx, pause).await });
+        (tx_side, rx, stop, task)
+    }
+
     #[tokio::test]
     async fn lines_that_arrive_during_the_pause_after_a_short_read_are_read_at_once() {
         use tokio::io::AsyncWriteExt;
-        let (mut tx_side, rx_side) = tokio::io::duplex(64 * 1024);
-        let (tx, mut rx) = mpsc::channel(100);
-        let (ctx, _stop) = SourceContext::new_test(tx);
-        let task = tokio::spawn(async move {
-            pump_framed_pausing(rx_side, &ctx, Duration::from_millis(500)).await
-        });
+        let (mut tx_side, mut rx, _stop, task) = pausing_connection(Duration::from_millis(500));
         tx_side.write_all(b"one\n").await.expect("write");
         assert_eq!(reads(&mut rx, 1).await, vec![1]);
         // The reader now pauses: three writes, each giving the reader a chance to run (this
@@ -1870,13 +1883,8 @@ mod tests {
     #[tokio::test]
     async fn a_shutdown_during_the_pause_ends_the_connection_with_its_last_line() {
         use tokio::io::AsyncWriteExt;
-        let (mut tx_side, rx_side) = tokio::io::duplex(64 * 1024);
-        let (tx, mut rx) = mpsc::channel(100);
-        let (ctx, stop) = SourceContext::new_test(tx);
         // A pause longer than the wait below: only the shutdown can end it in time.
-        let task = tokio::spawn(async move {
-            pump_framed_pausing(rx_side, &ctx, Duration::from_secs(120)).await
-        });
+        let (mut tx_side, mut rx, stop, task) = pausing_connection(Duration::from_secs(120));
         tx_side
             .write_all(b"one\ntwo, unterminated")
             .await
