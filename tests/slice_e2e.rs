@@ -183,3 +183,87 @@ async fn syslog_file_to_clickhouse_through_kafka() {
     assert!(status.success(), "pipeline exited with {status}");
     env.cleanup().await;
 }
+
+/// A `.json` file of concatenated, pretty-printed documents (as SigmaHQ's samples and
+/// PowerShell's exports are) given to `varde-collector send`: every document through the edge
+/// into Kafka and on to ClickHouse, each of its kind, the reading stopped at a broken document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_file_of_documents_reaches_clickhouse_through_the_edge() {
+    let env = TestEnv::new("slice_e2e_json");
+    let kafka = env.kafka();
+    let clickhouse = env.clickhouse();
+    let trondheim = Kommunenummer::parse("5001").expect("Trondheim");
+    let topic = events_topic(&kafka.topic_prefix, trondheim);
+    ensure_topics(&kafka, &[(topic, 1)])
+        .await
+        .expect("create topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let record = |id: u32, command: &str| {
+        format!(
+            "{{\n  \"Event\": {{\n    \"System\": {{\n      \"EventID\": {id},\n      \
+             \"Channel\": \"Security\",\n      \"Computer\": \"ws07.trondheim.kommune.no\",\n      \
+             \"TimeCreated\": {{\"#attributes\": {{\"SystemTime\": \"2026-04-17T05:24:53Z\"}}}}\n    \
+             }},\n    \"EventData\": {{\n      \"CommandLine\": \"{command}\"\n    }}\n  }}\n}}\n"
+        )
+    };
+    let text = record(4688, &format!("cmd /c echo {FNR}"))
+        + &record(4689, "whoami /all")
+        + "{\"message\": \"json import e2e\", \"host\": \"app03\"}\n"
+        + "{\"broken\": }\n"
+        + "{\"message\": \"after the broken one\"}\n";
+    let file = dir.path().join("export.json");
+    std::fs::write(&file, text).expect("write");
+    let collector_toml =
+        collector_config(dir.path(), "k5001-json", "5001", &kafka, &clickhouse, 100);
+    let pipeline_toml = pipeline_config(dir.path(), &kafka, &clickhouse, 50);
+    let _pipeline = start_pipeline(Path::new(env!("CARGO_BIN_EXE_varde")), &pipeline_toml, None);
+
+    let summary = collector_send(&collector_toml, &file);
+    assert!(summary.contains("\"events_out\":3,"), "{summary}");
+
+    let store = varde_store::clickhouse::ClickHouseStore::new(&clickhouse).expect("store");
+    let counts = eventually("the three rows", Duration::from_secs(120), || async {
+        let counts = store.event_counts().await.ok()?;
+        (counts.iter().map(|c| c.events).sum::<u64>() >= 3).then_some(counts)
+    })
+    .await;
+    let kinds: Vec<(&str, u64)> = counts
+        .iter()
+        .map(|c| (c.source_kind.as_str(), c.events))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("generic_json", 1), ("windows_event", 2)],
+        "{counts:?}"
+    );
+    assert!(counts.iter().all(|c| c.tenant == "5001"), "{counts:?}");
+    let events = store
+        .events(&EventQuery {
+            tenant: Some(trondheim),
+            limit: 10,
+        })
+        .await
+        .expect("read events");
+    let process = events
+        .iter()
+        .find(|e| {
+            e.fields
+                .iter()
+                .any(|(k, v)| k == "CommandLine" && v.starts_with("cmd /c echo"))
+        })
+        .unwrap_or_else(|| panic!("the 4688 record in {events:?}"));
+    assert_eq!(process.source_kind, "windows_event");
+    assert_eq!(process.host, "ws07.trondheim.kommune.no");
+    let command = process
+        .fields
+        .iter()
+        .find(|(k, _)| k == "CommandLine")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    assert!(
+        !command.contains(FNR) && command.contains("fnr:"),
+        "{command}"
+    );
+    assert!(events.iter().all(|e| e.message != "after the broken one"));
+    env.cleanup().await;
+}
