@@ -186,7 +186,8 @@ async fn syslog_file_to_clickhouse_through_kafka() {
 
 /// A `.json` file of concatenated, pretty-printed documents (as SigmaHQ's samples and
 /// PowerShell's exports are) given to `varde-collector send`: every document through the edge
-/// into Kafka and on to ClickHouse, each of its kind, the reading stopped at a broken document.
+/// into Kafka and on to ClickHouse, each of its kind; a broken one kept as a line that does not
+/// parse, and the one after it read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_file_of_documents_reaches_clickhouse_through_the_edge() {
     let env = TestEnv::new("slice_e2e_json");
@@ -219,12 +220,12 @@ async fn a_json_file_of_documents_reaches_clickhouse_through_the_edge() {
     let _pipeline = start_pipeline(Path::new(env!("CARGO_BIN_EXE_varde")), &pipeline_toml, None);
 
     let summary = collector_send(&collector_toml, &file);
-    assert!(summary.contains("\"events_out\":3,"), "{summary}");
+    assert!(summary.contains("\"events_out\":5,"), "{summary}");
 
     let store = varde_store::clickhouse::ClickHouseStore::new(&clickhouse).expect("store");
-    let counts = eventually("the three rows", Duration::from_secs(120), || async {
+    let counts = eventually("the five rows", Duration::from_secs(120), || async {
         let counts = store.event_counts().await.ok()?;
-        (counts.iter().map(|c| c.events).sum::<u64>() >= 3).then_some(counts)
+        (counts.iter().map(|c| c.events).sum::<u64>() >= 5).then_some(counts)
     })
     .await;
     let kinds: Vec<(&str, u64)> = counts
@@ -233,7 +234,7 @@ async fn a_json_file_of_documents_reaches_clickhouse_through_the_edge() {
         .collect();
     assert_eq!(
         kinds,
-        [("generic_json", 1), ("windows_event", 2)],
+        [("generic_json", 2), ("syslog", 1), ("windows_event", 2)],
         "{counts:?}"
     );
     assert!(counts.iter().all(|c| c.tenant == "5001"), "{counts:?}");
@@ -264,6 +265,18 @@ async fn a_json_file_of_documents_reaches_clickhouse_through_the_edge() {
         !command.contains(FNR) && command.contains("fnr:"),
         "{command}"
     );
-    assert!(events.iter().all(|e| e.message != "after the broken one"));
+    assert!(events.iter().any(|e| e.message == "after the broken one"));
+    let broken = events
+        .iter()
+        .find(|e| e.source_kind == "syslog")
+        .unwrap_or_else(|| panic!("the broken document in {events:?}"));
+    assert_eq!(broken.message, "{\"broken\": }");
+    assert!(
+        broken
+            .fields
+            .contains(&("parse_error".into(), "true".into())),
+        "{:?}",
+        broken.fields
+    );
     env.cleanup().await;
 }

@@ -250,7 +250,7 @@ pub fn run(o: &Options) -> Result<()> {
     let edge_s = t.elapsed().as_secs_f64();
     // A `.json` file given to `varde-collector send`: the same records pretty-printed (as
     // SigmaHQ's samples and PowerShell's exports are) and concatenated, each document found
-    // (`import::JsonDocuments`, which reads it through once) and taken through the edge.
+    // by its brackets (`import::JsonDocuments`) and taken through the edge.
     let mut pretty = String::new();
     for line in &lines {
         pretty.push_str(&serde_json::to_string_pretty(
@@ -263,7 +263,7 @@ pub fn run(o: &Options) -> Result<()> {
     loop {
         let mut rows = 0;
         for document in documents.by_ref().take(o.batch.max(1)) {
-            let document = std::str::from_utf8(document.map_err(anyhow::Error::msg)?)?;
+            let document = std::str::from_utf8(document)?;
             varde_collector::edge::edge_row(document, 0, &edge, &mut row, &mut spare);
             b.push_row(&row)?;
             rows += 1;

@@ -154,60 +154,118 @@ pub fn read_events(
 }
 
 /// The documents of a concatenation of JSON documents (a `.json` file), each as its text
-/// without the whitespace around it; after a document that does not parse, its error with its
-/// byte offset, and nothing more (a concatenation cannot be resynchronised reliably). Every
-/// document is read in full, so one that is yielded is valid JSON.
+/// without the whitespace around it. A document is found by its brackets alone: an object or
+/// array ends where its first bracket is closed, strings (and their escapes) skipped, so each
+/// document's text is read once here and checked once, by whoever decodes it. Nothing is left
+/// out: a broken document is yielded as it is, and the next one is found after it (its decoder
+/// reports it, the edge keeps it as a line it could not parse); text between documents that is
+/// not an object or array (a bare number, a stray word) is yielded up to the next `{` or `[`; an
+/// unclosed last document is yielded to the end of the text.
 pub struct JsonDocuments<'a> {
-    text: &'a str,
-    stream: serde_json::StreamDeserializer<'a, serde_json::de::StrRead<'a>, serde::de::IgnoredAny>,
-    start: usize,
-    done: bool,
+    text: &'a [u8],
+    at: usize,
 }
 
 impl<'a> JsonDocuments<'a> {
     /// The documents of `text`.
     pub fn new(text: &'a str) -> Self {
         JsonDocuments {
-            text,
-            stream: serde_json::Deserializer::from_str(text).into_iter(),
-            start: 0,
-            done: false,
+            text: text.as_bytes(),
+            at: 0,
         }
+    }
+
+    /// Where the object or array opening at `start` is closed (the byte after its last
+    /// bracket), or the text's end when it is not.
+    fn container_end(&self, start: usize) -> usize {
+        let text = self.text;
+        let mut depth = 0usize;
+        let mut i = start;
+        while let Some(&byte) = text.get(i) {
+            match byte {
+                b'"' => {
+                    // To the string's closing quote, its escapes skipped.
+                    i += 1;
+                    loop {
+                        match memchr::memchr2(b'"', b'\\', text.get(i..).unwrap_or_default()) {
+                            Some(k) if text[i + k] == b'\\' => i += k + 2,
+                            Some(k) => {
+                                i += k + 1;
+                                break;
+                            }
+                            None => return text.len(),
+                        }
+                    }
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return i + 1;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        text.len()
     }
 }
 
 impl<'a> Iterator for JsonDocuments<'a> {
-    type Item = Result<&'a [u8], String>;
+    type Item = &'a [u8];
 
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let document = self.stream.next()?;
-        let end = self.stream.byte_offset();
-        match document {
-            Ok(_) => {
-                let text = self
-                    .text
-                    .as_bytes()
-                    .get(self.start..end)
-                    .unwrap_or_default();
-                self.start = end;
-                Some(Ok(text.trim_ascii()))
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(format!(
-                    "{e} (at byte {end}; the rest of the file is not read)"
-                )))
-            }
-        }
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let text = self.text;
+        let start = self.at
+            + text
+                .get(self.at..)?
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())?;
+        let end = match text[start] {
+            b'{' | b'[' => self.container_end(start),
+            _ => memchr::memchr2(b'{', b'[', &text[start..]).map_or(text.len(), |k| start + k),
+        };
+        self.at = end.min(text.len());
+        Some(text[start..self.at].trim_ascii())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Valid documents, concatenated with any whitespace between them, are found one by one,
+    /// each exactly as serde_json's own stream reader reads the concatenation.
+    #[test]
+    fn documents_are_found_as_serde_json_reads_them() {
+        let documents = [
+            r#"{"a": {"b": [1, {"c": "}"}]}, "d": "]"}"#,
+            r#"["x", "\"", "\\", "{[", "\u007d"]"#,
+            r#"{"é": "ø\\\"}", "n": -1.5e3, "t": true, "z": null}"#,
+            "[]",
+            "{}",
+            r#"[[[{"deep": [[[]]]}]]]"#,
+            r#"{"text": "a line\nand \"quoted\" {braces} [brackets]"}"#,
+        ];
+        for separator in ["", "\n", "\r\n", " \t\n\n "] {
+            let text = format!("\n{}{separator}", documents.join(separator));
+            let found: Vec<&[u8]> = JsonDocuments::new(&text).collect();
+            let want: Vec<&[u8]> = documents.iter().map(|d| d.as_bytes()).collect();
+            assert_eq!(found, want, "separator {separator:?}");
+            let serde: Vec<Json> = serde_json::Deserializer::from_str(&text)
+                .into_iter::<Json>()
+                .collect::<Result<_, _>>()
+                .expect("valid");
+            let ours: Vec<Json> = found
+                .iter()
+                .map(|d| serde_json::from_slice(d).expect("each a document"))
+                .collect();
+            assert_eq!(ours, serde);
+        }
+        assert_eq!(JsonDocuments::new("  \n ").count(), 0);
+    }
 
     #[test]
     fn json_lines_classify_and_skip_broken_lines_with_their_number() {

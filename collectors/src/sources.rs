@@ -1103,9 +1103,6 @@ fn one_off_context(
 pub struct DocumentsRead {
     /// Documents sent through the edge.
     pub documents: u64,
-    /// Why the reading stopped before the file's end: the document that does not parse, with
-    /// its byte offset. What came before it was sent.
-    pub stopped: Option<String>,
     /// Whether the shipper stopped before every document was handed to it.
     pub shipper_gone: bool,
 }
@@ -1114,9 +1111,9 @@ pub struct DocumentsRead {
 /// regression samples and PowerShell's `ConvertTo-Json` exports are) through the edge: each
 /// document, line breaks and all, goes on exactly as a line of a JSON-lines file does (a
 /// Windows record decoded straight into a row, anything else detected, parsed and
-/// pseudonymised the same way), in runs of up to [`EVENTS_PER_INPUT`]. A document
-/// that does not parse ends the reading there, since a concatenation cannot be resynchronised
-/// reliably.
+/// pseudonymised the same way), in runs of up to [`EVENTS_PER_INPUT`]. A document that does
+/// not parse is kept as such a line is (a row marked with its parse error), and the documents
+/// after it are read on ([`crate::import::JsonDocuments`] finds them by their brackets).
 pub async fn read_documents(
     path: &Path,
     tx: &mpsc::Sender<Input>,
@@ -1130,18 +1127,11 @@ pub async fn read_documents(
     let ctx = one_off_context(tx, stats, privacy, json, shutdown);
     let mut read = DocumentsRead {
         documents: 0,
-        stopped: None,
         shipper_gone: false,
     };
     let mut lines = Lines::default();
     for document in crate::import::JsonDocuments::new(&text) {
-        match document {
-            Ok(document) => lines.push(document),
-            Err(why) => {
-                read.stopped = Some(why);
-                break;
-            }
-        }
+        lines.push(document);
         if lines.len() >= EVENTS_PER_INPUT {
             let count = lines.len() as u64;
             if !ctx.send_received(std::mem::take(&mut lines)).await {
@@ -1920,12 +1910,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_file_of_json_documents_is_read_through_the_edge_until_a_broken_one() {
+    async fn a_file_of_json_documents_is_read_through_the_edge_broken_ones_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("export.json");
         // A pretty-printed Windows record (a command line holding an escaped line break and a
         // national identity number), a one-line generic document, a pretty-printed one with
-        // `\r\n` line ends, a broken document, and one after it that is never read.
+        // `\r\n` line ends, a broken document, one whose strings hold brackets and quotes, a
+        // stray number, and a last document cut short.
         let text = concat!(
             "{\n  \"Event\": {\n    \"System\": {\n      \"EventID\": 4688,\n",
             "      \"Channel\": \"Security\",\n      \"Computer\": \"ws01.kommune.no\",\n",
@@ -1936,7 +1927,9 @@ mod tests {
             "{\"message\": \"one line\", \"host\": \"app01\"}",
             "\r\n{\r\n  \"message\": \"two\\tlines\",\r\n  \"n\": [1,\r\n 2]\r\n}\n",
             "{\"broken\": }\n",
-            "{\"message\": \"never read\"}\n",
+            "{\"message\": \"a } and a \\\" and a ] and a \\\\\"}\n",
+            "42\n",
+            "{\"message\": \"cut",
         );
         std::fs::write(&path, text).expect("write");
         let (tx, rx) = mpsc::channel(100);
@@ -1950,12 +1943,14 @@ mod tests {
         .await
         .expect("read");
         drop(tx);
-        assert_eq!(read.documents, 3);
+        assert_eq!(read.documents, 7);
         assert!(!read.shipper_gone);
-        let stopped = read.stopped.expect("the broken document stops the reading");
-        assert!(stopped.contains("at byte"), "{stopped}");
         let events = all_events(rx).await;
-        assert_eq!(events.len(), 3, "{events:?}");
+        let summary: Vec<(SourceKind, Option<&str>)> = events
+            .iter()
+            .map(|(k, e)| (*k, e.message.as_deref()))
+            .collect();
+        assert_eq!(events.len(), 7, "{events:?}");
 
         let (kind, windows) = &events[0];
         assert_eq!(*kind, SourceKind::WindowsEvent);
@@ -1974,13 +1969,26 @@ mod tests {
         assert!(command.contains("fnr:"), "{command}");
         assert_eq!(attr(windows, "User").as_deref(), Some("KOMMUNE\\ola"));
 
-        let (kind, one) = &events[1];
-        assert_eq!(*kind, SourceKind::GenericJson);
-        assert_eq!(one.message.as_deref(), Some("one line"));
-        assert_eq!(one.host.as_deref(), Some("app01"));
-        let (kind, two) = &events[2];
-        assert_eq!(*kind, SourceKind::GenericJson);
-        assert_eq!(two.message.as_deref(), Some("two\tlines"));
+        assert_eq!(
+            summary[1..3],
+            [
+                (SourceKind::GenericJson, Some("one line")),
+                (SourceKind::GenericJson, Some("two\tlines")),
+            ]
+        );
+        assert_eq!(events[1].1.host.as_deref(), Some("app01"));
+        assert_eq!(
+            summary[4],
+            (
+                SourceKind::GenericJson,
+                Some("a } and a \" and a ] and a \\")
+            )
+        );
+        // What is not a document is kept whole, as a line that is not syslog is.
+        for (i, whole) in [(3, "{\"broken\": }"), (5, "42"), (6, "{\"message\": \"cut")] {
+            assert_eq!(summary[i], (SourceKind::Syslog, Some(whole)), "{summary:?}");
+            assert_eq!(events[i].1.get("parse_error"), Some(&Value::Bool(true)));
+        }
     }
 
     fn append(path: &Path, text: &str) {

@@ -606,9 +606,6 @@ async fn send(config: CollectorConfig, files: Vec<PathBuf>) -> Result<()> {
             let read = sources::read_documents(file, &running.tx, &running.stats, &privacy, &json)
                 .await
                 .with_context(|| format!("importing {}", file.display()))?;
-            if let Some(why) = &read.stopped {
-                warn!(file = %file.display(), reason = %why, "document not read");
-            }
             if read.shipper_gone {
                 anyhow::bail!("the shipper stopped while importing {}", file.display());
             }
