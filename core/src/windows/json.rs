@@ -702,8 +702,15 @@ mod tests {
                     .collect::<Vec<_>>(),
             )),
         );
-        (value(), any::<bool>(), prop::collection::vec(edit, 0..3)).prop_map(
-            |(v, pretty, edits)| {
+        // Runs of whitespace longer than any indentation a value above gets, at any place.
+        let blanks = prop::collection::vec((any::<prop::sample::Index>(), 0usize..48), 0..3);
+        (
+            value(),
+            any::<bool>(),
+            prop::collection::vec(edit, 0..3),
+            blanks,
+        )
+            .prop_map(|(v, pretty, edits, blanks)| {
                 let mut t = if pretty {
                     serde_json::to_string_pretty(&v)
                 } else {
@@ -722,9 +729,14 @@ mod tests {
                         None => {}
                     }
                 }
+                for (at, len) in blanks {
+                    let bounds: Vec<usize> =
+                        t.char_indices().map(|(i, _)| i).chain([t.len()]).collect();
+                    let run: String = " \n\t\r".chars().cycle().skip(len).take(len).collect();
+                    t.insert_str(bounds[at.index(bounds.len())], &run);
+                }
                 t
-            },
-        )
+            })
     }
 
     proptest! {
