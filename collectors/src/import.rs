@@ -156,7 +156,8 @@ pub fn read_events(
 
 /// The documents of a concatenation of JSON documents (a `.json` file), each as its text
 /// without the whitespace around it. A document is found by its brackets alone: an object or
-/// array ends where its first bracket is closed, strings (and their escapes) skipped, so each
+/// array ends where its first bracket is closed, brackets in strings and escaped bytes not
+/// counted (see [`JsonDocuments::container_end`]), so each
 /// document's text is read once here and checked once, by whoever decodes it. Nothing is left
 /// out: a broken document is yielded as it is, and the next one is found after it (its decoder
 /// reports it, the edge keeps it as a line it could not parse); text between documents that is
